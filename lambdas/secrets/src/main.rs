@@ -1,1 +1,48 @@
-fn main() {}
+//! `bootstrap` for the provided.al2023 runtime.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use airflow_secrets::aws_store::AwsSecretStore;
+use airflow_secrets::SecretStore;
+use aws_config::BehaviorVersion;
+use cfn_custom_resource::{GuardConfig, ResponseSender, RetryPolicy};
+use lambda_runtime::{service_fn, LambdaEvent};
+use serde_json::Value;
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    init_json_logging();
+    // defaults() honours AWS_ENDPOINT_URL, which is how tests point it at moto.
+    let config = aws_config::defaults(BehaviorVersion::latest()).load().await;
+    let store: Arc<dyn SecretStore> = Arc::new(AwsSecretStore::new(
+        aws_sdk_secretsmanager::Client::new(&config),
+    ));
+    let sender = ResponseSender::new(RetryPolicy::default())?;
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
+        let (store, sender) = (Arc::clone(&store), sender.clone());
+        async move {
+            let deadline = SystemTime::UNIX_EPOCH + Duration::from_millis(event.context.deadline);
+            let guard = GuardConfig {
+                log_stream: event.context.env_config.log_stream.clone(),
+                ..GuardConfig::default()
+            };
+            airflow_secrets::invoke(event.payload, deadline, &guard, &sender, store)
+                .await
+                .map_err(lambda_runtime::Error::from)
+        }
+    }))
+    .await
+}
+
+/// JSON lines at INFO: CloudWatch Logs Insights can query them, and DEBUG/TRACE output
+/// of the SDK (which may describe requests) never reaches the logs.
+fn init_json_logging() {
+    tracing_subscriber::fmt()
+        .json()
+        .with_max_level(tracing::Level::INFO)
+        .with_target(false)
+        .with_current_span(false)
+        .with_ansi(false)
+        .init();
+}

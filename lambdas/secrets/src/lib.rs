@@ -1,0 +1,63 @@
+//! The `airflow-secrets` custom-resource Lambda.
+//!
+//! One function serves two resource types, dispatched on `ResourceType`:
+//! - `Custom::AirflowSecrets` generates the Fernet key, `[api] secret_key`,
+//!   `[api_auth] jwt_secret` and the db, redis and admin passwords;
+//! - `Custom::AirflowConnectionUrls` writes `sql_alchemy_conn`, the Celery broker URL
+//!   and the result backend once the endpoints are known.
+//!
+//! Secret values only ever travel between the random generator and Secrets Manager:
+//! never into the response, the logs or an error message.
+
+pub mod airflow_secrets;
+pub mod aws_store;
+pub mod connection_urls;
+pub mod error;
+pub mod generate;
+pub mod handler;
+pub mod props;
+pub mod store;
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use cfn_custom_resource::{respond_guarded, GuardConfig, GuardOutcome, ResponseSender};
+use serde_json::{json, Value};
+
+pub use error::HandlerError;
+pub use store::{MemoryStore, SecretStore, StoreError};
+
+/// Why an invocation ends as a Lambda error (CloudFormation was not answered, so
+/// Lambda's own retry of the async invocation gets another chance).
+#[derive(Debug, thiserror::Error)]
+pub enum InvokeError {
+    /// The event has no ResponseURL.
+    #[error("the event has no ResponseURL; CloudFormation cannot be answered")]
+    NoResponseUrl,
+    /// The PUT failed after bounded retries.
+    #[error("the response could not be delivered: {0}")]
+    NotDelivered(#[from] cfn_custom_resource::SendError),
+}
+
+/// Handles one Lambda invocation: answers CloudFormation through the guard and returns
+/// a small, secret-free summary as the Lambda result.
+pub async fn invoke(
+    event: Value,
+    deadline: SystemTime,
+    config: &GuardConfig,
+    sender: &ResponseSender,
+    store: Arc<dyn SecretStore>,
+) -> Result<Value, InvokeError> {
+    let outcome = respond_guarded(event, deadline, config, sender, move |request| {
+        handler::handle(request, store)
+    })
+    .await;
+    match outcome {
+        GuardOutcome::Answered(document) => Ok(json!({
+            "Status": document.status,
+            "PhysicalResourceId": document.physical_resource_id,
+        })),
+        GuardOutcome::NoResponseUrl => Err(InvokeError::NoResponseUrl),
+        GuardOutcome::NotDelivered(_, error) => Err(InvokeError::NotDelivered(error)),
+    }
+}
