@@ -53,41 +53,238 @@ fn cases() -> Vec<Case> {
         expect,
     };
     vec![
-        case("missing RequestType", |u| without(u, "RequestType"), Expect::Failed("RequestType")),
-        case("unknown RequestType", |u| { let mut e = base(u); e["RequestType"] = json!("Destroy"); e }, Expect::Failed("unknown RequestType")),
-        case("RequestType not a string", |u| { let mut e = base(u); e["RequestType"] = json!(1); e }, Expect::Failed("RequestType")),
-        case("missing StackId", |u| without(u, "StackId"), Expect::Failed("StackId")),
-        case("missing LogicalResourceId", |u| without(u, "LogicalResourceId"), Expect::Failed("LogicalResourceId")),
-        case("missing ResourceType", |u| without(u, "ResourceType"), Expect::Failed("ResourceType")),
-        case("missing RequestId", |u| without(u, "RequestId"), Expect::Failed("RequestId")),
-        case("properties not an object", |u| { let mut e = base(u); e["ResourceProperties"] = json!("all"); e }, Expect::Failed("ResourceProperties is not a JSON object")),
-        case("property is a number", |u| { let mut e = base(u); e["ResourceProperties"]["PasswordLength"] = json!(32); e }, Expect::Failed("PasswordLength must be a string")),
-        case("property is an array", |u| { let mut e = base(u); e["ResourceProperties"]["FernetKeySecretArn"] = json!(["a"]); e }, Expect::Failed("FernetKeySecretArn must be a string")),
-        case("property is an object", |u| { let mut e = base(u); e["ResourceProperties"]["DbPasswordSecretArn"] = json!({"Ref": "X"}); e }, Expect::Failed("DbPasswordSecretArn must be a string")),
-        case("oversized property", |u| { let mut e = base(u); e["ResourceProperties"]["JwtSecretSecretArn"] = json!("a".repeat(200_000)); e }, Expect::Failed("longer than 2048 bytes")),
-        case("oversized ResourceType", |u| { let mut e = base(u); e["ResourceType"] = json!(format!("Custom::{}", "X".repeat(50_000))); e }, Expect::Failed("ResourceType is longer")),
-        case("PasswordLength too small", |u| { let mut e = base(u); e["ResourceProperties"]["PasswordLength"] = json!("8"); e }, Expect::Failed("PasswordLength is invalid")),
-        case("PasswordLength too large", |u| { let mut e = base(u); e["ResourceProperties"]["PasswordLength"] = json!("100000000000000000000"); e }, Expect::Failed("PasswordLength is invalid")),
-        case("Update without PhysicalResourceId", |u| { let mut e = base(u); e["RequestType"] = json!("Update"); e }, Expect::Failed("no PhysicalResourceId")),
-        case("unknown resource type", |u| { let mut e = base(u); e["ResourceType"] = json!("Custom::Other"); e }, Expect::Failed("unsupported ResourceType")),
-        case("URLs with hostile host", |u| { let mut p = url_props(); p["RedisHost"] = json!("h:1@evil/"); event("Create", "Custom::AirflowConnectionUrls", u, p) }, Expect::Failed("RedisHost is invalid")),
-        Case { setup: |h| h.store.fail_with(StoreError::NotFound), ..case("secret does not exist", base, Expect::Failed("secret not found")) },
-        Case { setup: |h| h.store.fail_with(StoreError::Service("ThrottlingException: Rate exceeded".into())), ..case("Secrets Manager throttles", base, Expect::Failed("ThrottlingException")) },
-        Case { setup: |h| h.store.panic_on_put(), ..case("store panics", base, Expect::Failed("internal error")) },
+        case(
+            "missing RequestType",
+            |u| without(u, "RequestType"),
+            Expect::Failed("RequestType"),
+        ),
+        case(
+            "unknown RequestType",
+            |u| {
+                let mut e = base(u);
+                e["RequestType"] = json!("Destroy");
+                e
+            },
+            Expect::Failed("unknown RequestType"),
+        ),
+        case(
+            "RequestType not a string",
+            |u| {
+                let mut e = base(u);
+                e["RequestType"] = json!(1);
+                e
+            },
+            Expect::Failed("RequestType"),
+        ),
+        case(
+            "missing StackId",
+            |u| without(u, "StackId"),
+            Expect::Failed("StackId"),
+        ),
+        case(
+            "missing LogicalResourceId",
+            |u| without(u, "LogicalResourceId"),
+            Expect::Failed("LogicalResourceId"),
+        ),
+        case(
+            "missing ResourceType",
+            |u| without(u, "ResourceType"),
+            Expect::Failed("ResourceType"),
+        ),
+        case(
+            "missing RequestId",
+            |u| without(u, "RequestId"),
+            Expect::Failed("RequestId"),
+        ),
+        case(
+            "properties not an object",
+            |u| {
+                let mut e = base(u);
+                e["ResourceProperties"] = json!("all");
+                e
+            },
+            Expect::Failed("ResourceProperties is not a JSON object"),
+        ),
+        case(
+            "property is a number",
+            |u| {
+                let mut e = base(u);
+                e["ResourceProperties"]["PasswordLength"] = json!(32);
+                e
+            },
+            Expect::Failed("PasswordLength must be a string"),
+        ),
+        case(
+            "property is an array",
+            |u| {
+                let mut e = base(u);
+                e["ResourceProperties"]["FernetKeySecretArn"] = json!(["a"]);
+                e
+            },
+            Expect::Failed("FernetKeySecretArn must be a string"),
+        ),
+        case(
+            "property is an object",
+            |u| {
+                let mut e = base(u);
+                e["ResourceProperties"]["DbPasswordSecretArn"] = json!({"Ref": "X"});
+                e
+            },
+            Expect::Failed("DbPasswordSecretArn must be a string"),
+        ),
+        case(
+            "oversized property",
+            |u| {
+                let mut e = base(u);
+                e["ResourceProperties"]["JwtSecretSecretArn"] = json!("a".repeat(200_000));
+                e
+            },
+            Expect::Failed("longer than 2048 bytes"),
+        ),
+        case(
+            "oversized ResourceType",
+            |u| {
+                let mut e = base(u);
+                e["ResourceType"] = json!(format!("Custom::{}", "X".repeat(50_000)));
+                e
+            },
+            Expect::Failed("ResourceType is longer"),
+        ),
+        case(
+            "PasswordLength too small",
+            |u| {
+                let mut e = base(u);
+                e["ResourceProperties"]["PasswordLength"] = json!("8");
+                e
+            },
+            Expect::Failed("PasswordLength is invalid"),
+        ),
+        case(
+            "PasswordLength too large",
+            |u| {
+                let mut e = base(u);
+                e["ResourceProperties"]["PasswordLength"] = json!("100000000000000000000");
+                e
+            },
+            Expect::Failed("PasswordLength is invalid"),
+        ),
+        case(
+            "Update without PhysicalResourceId",
+            |u| {
+                let mut e = base(u);
+                e["RequestType"] = json!("Update");
+                e
+            },
+            Expect::Failed("no PhysicalResourceId"),
+        ),
+        case(
+            "unknown resource type",
+            |u| {
+                let mut e = base(u);
+                e["ResourceType"] = json!("Custom::Other");
+                e
+            },
+            Expect::Failed("unsupported ResourceType"),
+        ),
+        case(
+            "URLs with hostile host",
+            |u| {
+                let mut p = url_props();
+                p["RedisHost"] = json!("h:1@evil/");
+                event("Create", "Custom::AirflowConnectionUrls", u, p)
+            },
+            Expect::Failed("RedisHost is invalid"),
+        ),
+        Case {
+            setup: |h| h.store.fail_with(StoreError::NotFound),
+            ..case(
+                "secret does not exist",
+                base,
+                Expect::Failed("secret not found"),
+            )
+        },
+        Case {
+            setup: |h| {
+                h.store.fail_with(StoreError::Service(
+                    "ThrottlingException: Rate exceeded".into(),
+                ))
+            },
+            ..case(
+                "Secrets Manager throttles",
+                base,
+                Expect::Failed("ThrottlingException"),
+            )
+        },
+        Case {
+            setup: |h| h.store.panic_on_put(),
+            ..case("store panics", base, Expect::Failed("internal error"))
+        },
         Case {
             setup: |h| h.store.delay_calls(Duration::from_secs(60)),
             deadline: Duration::from_secs(2),
-            ..case("Secrets Manager hangs past the deadline", base, Expect::Failed("timed out before the Lambda deadline"))
+            ..case(
+                "Secrets Manager hangs past the deadline",
+                base,
+                Expect::Failed("timed out before the Lambda deadline"),
+            )
         },
-        Case { deadline: Duration::from_millis(300), ..case("deadline nearly reached", base, Expect::Failed("not enough time left")) },
-        Case { server_statuses: vec![500, 503], ..case("ResponseURL fails twice then accepts", base, Expect::Failed("")) },
-        case("event is an array", |_| json!([1, 2, 3]), Expect::NoAnswer(|e| matches!(e, InvokeError::NoResponseUrl))),
-        case("event is null", |_| Value::Null, Expect::NoAnswer(|e| matches!(e, InvokeError::NoResponseUrl))),
-        case("missing ResponseURL", |u| without(u, "ResponseURL"), Expect::NoAnswer(|e| matches!(e, InvokeError::NoResponseUrl))),
-        case("ResponseURL not http", |_| base("file:///etc/passwd"), Expect::NoAnswer(|e| matches!(e, InvokeError::NotDelivered(_)))),
-        case("ResponseURL unreachable", |_| base(&unreachable_url()), Expect::NoAnswer(|e| matches!(e, InvokeError::NotDelivered(_)))),
-        Case { server_statuses: vec![503; 10], ..case("ResponseURL always 503", base, Expect::NoAnswer(|e| matches!(e, InvokeError::NotDelivered(_)))) },
-        Case { server_statuses: vec![403], ..case("ResponseURL signature rejected", base, Expect::NoAnswer(|e| matches!(e, InvokeError::NotDelivered(_)))) },
+        Case {
+            deadline: Duration::from_millis(300),
+            ..case(
+                "deadline nearly reached",
+                base,
+                Expect::Failed("not enough time left"),
+            )
+        },
+        Case {
+            server_statuses: vec![500, 503],
+            ..case(
+                "ResponseURL fails twice then accepts",
+                base,
+                Expect::Failed(""),
+            )
+        },
+        case(
+            "event is an array",
+            |_| json!([1, 2, 3]),
+            Expect::NoAnswer(|e| matches!(e, InvokeError::NoResponseUrl)),
+        ),
+        case(
+            "event is null",
+            |_| Value::Null,
+            Expect::NoAnswer(|e| matches!(e, InvokeError::NoResponseUrl)),
+        ),
+        case(
+            "missing ResponseURL",
+            |u| without(u, "ResponseURL"),
+            Expect::NoAnswer(|e| matches!(e, InvokeError::NoResponseUrl)),
+        ),
+        case(
+            "ResponseURL not http",
+            |_| base("file:///etc/passwd"),
+            Expect::NoAnswer(|e| matches!(e, InvokeError::NotDelivered(_))),
+        ),
+        case(
+            "ResponseURL unreachable",
+            |_| base(&unreachable_url()),
+            Expect::NoAnswer(|e| matches!(e, InvokeError::NotDelivered(_))),
+        ),
+        Case {
+            server_statuses: vec![503; 10],
+            ..case(
+                "ResponseURL always 503",
+                base,
+                Expect::NoAnswer(|e| matches!(e, InvokeError::NotDelivered(_))),
+            )
+        },
+        Case {
+            server_statuses: vec![403],
+            ..case(
+                "ResponseURL signature rejected",
+                base,
+                Expect::NoAnswer(|e| matches!(e, InvokeError::NotDelivered(_))),
+            )
+        },
     ]
 }
 
@@ -104,13 +301,24 @@ async fn every_hostile_event_is_answered_quickly_and_leaks_nothing() {
         let started = Instant::now();
         let result = h.invoke_with_deadline(event, case.deadline).await;
         let took = started.elapsed();
-        assert!(took < Duration::from_secs(10), "{}: took {took:?}", case.name);
+        assert!(
+            took < Duration::from_secs(10),
+            "{}: took {took:?}",
+            case.name
+        );
         match case.expect {
             Expect::Failed(text) => {
                 assert!(result.is_ok(), "{}: {result:?}", case.name);
                 let requests = h.server.wait_for(1, Duration::from_secs(5));
-                let last = requests.last().unwrap_or_else(|| panic!("{}: no response", case.name));
-                assert!(last.body.len() <= MAX_RESPONSE_BYTES, "{}: body {} bytes", case.name, last.body.len());
+                let last = requests
+                    .last()
+                    .unwrap_or_else(|| panic!("{}: no response", case.name));
+                assert!(
+                    last.body.len() <= MAX_RESPONSE_BYTES,
+                    "{}: body {} bytes",
+                    case.name,
+                    last.body.len()
+                );
                 assert_eq!(last.header("content-type"), Some(""), "{}", case.name);
                 let body = last.json();
                 if text.is_empty() {
@@ -119,13 +327,21 @@ async fn every_hostile_event_is_answered_quickly_and_leaks_nothing() {
                     assert_eq!(body["Status"], "FAILED", "{}: {body}", case.name);
                     let reason = body["Reason"].as_str().unwrap();
                     assert!(reason.contains(text), "{}: {reason}", case.name);
-                    assert!(!body["PhysicalResourceId"].as_str().unwrap().is_empty(), "{}", case.name);
+                    assert!(
+                        !body["PhysicalResourceId"].as_str().unwrap().is_empty(),
+                        "{}",
+                        case.name
+                    );
                 }
             }
             Expect::NoAnswer(is_expected) => {
                 let error = result.expect_err(case.name);
                 assert!(is_expected(&error), "{}: {error}", case.name);
-                assert!(h.logs.text().contains("ERROR"), "{}: the failure is logged", case.name);
+                assert!(
+                    h.logs.text().contains("ERROR"),
+                    "{}: the failure is logged",
+                    case.name
+                );
             }
         }
         h.assert_no_secret_leaked(&[SENTINEL]);
@@ -138,6 +354,10 @@ async fn unreachable_response_url_is_retried_a_bounded_number_of_times() {
     let result = h.invoke(base(&unreachable_url())).await;
     assert!(matches!(result, Err(InvokeError::NotDelivered(_))));
     let logs = h.logs.text();
-    assert_eq!(logs.matches("will retry if time allows").count(), 3, "{logs}");
+    assert_eq!(
+        logs.matches("will retry if time allows").count(),
+        3,
+        "{logs}"
+    );
     assert!(logs.contains("gave up after 3 attempt(s)"));
 }

@@ -28,11 +28,16 @@ pub const SECRET_ROLES: [&str; 6] = [
     "AdminPasswordSecretArn",
 ];
 
-pub const URL_TARGETS: [&str; 3] = ["SqlAlchemyConnSecretArn", "BrokerUrlSecretArn", "ResultBackendSecretArn"];
+pub const URL_TARGETS: [&str; 3] = [
+    "SqlAlchemyConnSecretArn",
+    "BrokerUrlSecretArn",
+    "ResultBackendSecretArn",
+];
 
 /// Properties of a `Custom::AirflowSecrets` resource.
 pub fn secrets_props() -> Value {
-    let mut props = json!({"ServiceToken": "arn:aws:lambda:us-east-1:123456789012:function:secrets"});
+    let mut props =
+        json!({"ServiceToken": "arn:aws:lambda:us-east-1:123456789012:function:secrets"});
     for role in SECRET_ROLES {
         props[role] = json!(arn(role));
     }
@@ -67,7 +72,10 @@ pub fn event(request_type: &str, resource_type: &str, response_url: &str, props:
         "ResourceProperties": props,
     });
     if request_type != "Create" {
-        event["PhysicalResourceId"] = json!(cfn_custom_resource::stable_physical_id(STACK, "AirflowSecrets"));
+        event["PhysicalResourceId"] = json!(cfn_custom_resource::stable_physical_id(
+            STACK,
+            "AirflowSecrets"
+        ));
     }
     event
 }
@@ -81,7 +89,11 @@ pub fn update_event(response_url: &str, resource_type: &str, props: Value, old: 
 
 /// A store holding every secret the props name, all empty.
 pub fn empty_store() -> Arc<MemoryStore> {
-    let arns: Vec<String> = SECRET_ROLES.iter().chain(URL_TARGETS.iter()).map(|r| arn(r)).collect();
+    let arns: Vec<String> = SECRET_ROLES
+        .iter()
+        .chain(URL_TARGETS.iter())
+        .map(|r| arn(r))
+        .collect();
     let refs: Vec<&str> = arns.iter().map(String::as_str).collect();
     Arc::new(MemoryStore::with_empty_secrets(&refs))
 }
@@ -130,8 +142,17 @@ impl Harness {
             attempt_timeout: Duration::from_secs(2),
         })
         .unwrap();
-        let config = GuardConfig { safety_margin: Duration::from_millis(800), log_stream: LOG_STREAM.into() };
-        Self { server, store, sender, config, logs: LogBuffer::default() }
+        let config = GuardConfig {
+            safety_margin: Duration::from_millis(800),
+            log_stream: LOG_STREAM.into(),
+        };
+        Self {
+            server,
+            store,
+            sender,
+            config,
+            logs: LogBuffer::default(),
+        }
     }
 
     pub fn url(&self) -> String {
@@ -140,7 +161,11 @@ impl Harness {
 
     /// Runs one invocation with a deadline `deadline_in` from now, bounded by a test
     /// timeout, capturing logs (JSON, as in production) while it runs.
-    pub async fn invoke_with_deadline(&self, event: Value, deadline_in: Duration) -> Result<Value, InvokeError> {
+    pub async fn invoke_with_deadline(
+        &self,
+        event: Value,
+        deadline_in: Duration,
+    ) -> Result<Value, InvokeError> {
         let sink = Arc::clone(&self.logs.0);
         let subscriber = tracing_subscriber::fmt()
             .json()
@@ -157,7 +182,8 @@ impl Harness {
     }
 
     pub async fn invoke(&self, event: Value) -> Result<Value, InvokeError> {
-        self.invoke_with_deadline(event, Duration::from_secs(30)).await
+        self.invoke_with_deadline(event, Duration::from_secs(30))
+            .await
     }
 
     /// Invokes and returns the n-th (1-based) response PUT to the ResponseURL.
@@ -173,16 +199,27 @@ impl Harness {
     /// response body or the captured logs.
     pub fn assert_no_secret_leaked(&self, extra: &[&str]) {
         let logs = self.logs.text();
-        let bodies: Vec<String> = self.server.requests().iter().map(CapturedRequest::text).collect();
+        let bodies: Vec<String> = self
+            .server
+            .requests()
+            .iter()
+            .map(CapturedRequest::text)
+            .collect();
         let mut values = self.store.all_values();
         values.extend(extra.iter().map(|s| s.to_string()));
         for value in values {
             for part in value.split(',').filter(|p| p.len() >= 8) {
                 assert!(!logs.contains(part), "a secret value leaked into the logs");
                 for body in &bodies {
-                    assert!(!body.contains(part), "a secret value leaked into a response body");
+                    assert!(
+                        !body.contains(part),
+                        "a secret value leaked into a response body"
+                    );
                 }
             }
         }
     }
 }
+
+pub mod moto;
+pub mod runtime_api;
