@@ -1,0 +1,80 @@
+//! The command line: one file per verb.
+
+mod output;
+mod schema;
+mod synth;
+mod validate;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+pub use output::write_atomically;
+
+/// The default stack file.
+pub const DEFAULT_STACK_FILE: &str = "stacks/dev.yaml";
+
+/// Apache Airflow 3 on AWS ECS Fargate, from one YAML stack file.
+#[derive(Debug, Parser)]
+#[command(name = "airflow-stack", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Render the stack file to a CloudFormation template (no AWS account needed).
+    Synth(synth::Args),
+    /// Check a stack file and report every problem with its field and line.
+    Validate(validate::Args),
+    /// Print the JSON Schema of the stack file.
+    Schema,
+}
+
+/// Why a command did not succeed; decides the exit code.
+#[derive(Debug, thiserror::Error)]
+pub enum Failure {
+    /// Bad input from the user (exit 2): the message names the file, field and fix.
+    #[error("{0}")]
+    BadInput(String),
+    /// Anything else (exit 1).
+    #[error("{0:#}")]
+    Failed(#[from] anyhow::Error),
+}
+
+impl From<crate::spec::SpecError> for Failure {
+    fn from(e: crate::spec::SpecError) -> Failure {
+        Failure::BadInput(e.to_string())
+    }
+}
+
+/// Runs the command line and returns the process exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Synth(args) => synth::run(args),
+        Command::Validate(args) => validate::run(args),
+        Command::Schema => schema::run(),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure::BadInput(message)) => {
+            eprintln!("error: {message}");
+            ExitCode::from(2)
+        }
+        Err(Failure::Failed(error)) => {
+            eprintln!("error: {error:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// The stack file argument shared by the verbs.
+#[derive(Debug, clap::Args)]
+pub struct StackFile {
+    /// The stack file.
+    #[arg(default_value = DEFAULT_STACK_FILE)]
+    pub file: PathBuf,
+}

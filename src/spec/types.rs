@@ -1,0 +1,401 @@
+//! What the user writes in a stack file. Every field has a documented default, so a
+//! stack file only names what differs. Unknown keys are errors, everywhere.
+
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::Deserialize;
+
+/// A stack file: one Airflow 3 deployment on ECS Fargate.
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Spec {
+    /// CloudFormation stack name and the prefix of every named resource. Letters, digits
+    /// and hyphens, starting with a letter, at most 32 characters.
+    pub name: String,
+    /// AWS region the stack is deployed to, e.g. `us-east-1`.
+    pub region: String,
+    /// Tags put on the stack and on every resource that takes tags.
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+    /// Turn on CloudFormation termination protection (recommended for production).
+    #[serde(default)]
+    pub termination_protection: bool,
+    /// Airflow version, image and configuration shared by every component.
+    #[serde(default)]
+    pub airflow: Airflow,
+    /// The VPC: created by the stack, or an existing one.
+    #[serde(default)]
+    pub network: Network,
+    /// The metadata database.
+    #[serde(default)]
+    pub database: Database,
+    /// The Celery broker.
+    #[serde(default)]
+    pub redis: Redis,
+    /// Size, count and capacity of each Airflow component.
+    #[serde(default)]
+    pub services: Services,
+    /// The S3 bucket holding DAGs and task logs.
+    #[serde(default)]
+    pub storage: Storage,
+    /// CloudWatch Logs settings.
+    #[serde(default)]
+    pub logs: Logs,
+    /// Generated secrets.
+    #[serde(default)]
+    pub secrets: Secrets,
+}
+
+/// Airflow itself.
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct Airflow {
+    /// Airflow version (3.x). Also picks the default image.
+    pub version: String,
+    /// Container image for every Airflow component. Default:
+    /// `apache/airflow:<version>-python3.12`.
+    pub image: Option<String>,
+    /// Auth manager: `fab` (users in the metadata database; an admin user is created
+    /// with the generated password) or `simple` (development only).
+    pub auth_manager: AuthManager,
+    /// Load Airflow's example DAGs.
+    pub load_examples: bool,
+    /// Extra Airflow configuration as environment variables (`AIRFLOW__SECTION__KEY`).
+    /// Keys the stack manages (executor, database, broker, secrets, logging, bundles)
+    /// are rejected.
+    pub extra_env: BTreeMap<String, String>,
+}
+
+impl Default for Airflow {
+    fn default() -> Self {
+        Airflow {
+            version: "3.3.2".into(),
+            image: None,
+            auth_manager: AuthManager::Fab,
+            load_examples: false,
+            extra_env: BTreeMap::new(),
+        }
+    }
+}
+
+/// How users log in to the UI and API.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthManager {
+    /// Flask AppBuilder auth manager (the Helm chart's default).
+    Fab,
+    /// Airflow's simple auth manager, for development and tests.
+    Simple,
+}
+
+/// The VPC. Leave `vpc_id` empty to create one.
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct Network {
+    /// Id of an existing VPC (`vpc-…`). Empty: the stack creates a VPC over 2 AZs.
+    pub vpc_id: Option<String>,
+    /// With `vpc_id`: at least 2 subnet ids (`subnet-…`) in different AZs for tasks and
+    /// the database.
+    pub subnet_ids: Vec<String>,
+    /// With `vpc_id`: give tasks public IPs (needed in public subnets without NAT).
+    pub assign_public_ip: bool,
+    /// CIDR block of a created VPC (a /16 to /24).
+    pub cidr: String,
+    /// NAT gateways of a created VPC: 0 puts tasks in public subnets with public IPs and
+    /// no inbound rule (cheapest), 1 or 2 puts them in private subnets behind NAT.
+    pub nat_gateways: u8,
+    /// Cloud Map private DNS namespace: the api-server is `api-server.<namespace>`.
+    pub namespace: String,
+}
+
+impl Default for Network {
+    fn default() -> Self {
+        Network {
+            vpc_id: None,
+            subnet_ids: Vec::new(),
+            assign_public_ip: false,
+            cidr: "10.40.0.0/16".into(),
+            nat_gateways: 0,
+            namespace: "airflow".into(),
+        }
+    }
+}
+
+/// The metadata database (PostgreSQL).
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct Database {
+    /// `aurora-serverless-v2` (scales in ACUs) or `rds-postgres` (one instance, cheaper
+    /// when always on).
+    pub engine: DatabaseEngine,
+    /// PostgreSQL engine version.
+    pub engine_version: String,
+    /// Aurora: minimum capacity in ACUs (0 allows auto-pause, 0.5 steps).
+    pub min_capacity: f64,
+    /// Aurora: maximum capacity in ACUs (1 to 256).
+    pub max_capacity: f64,
+    /// RDS: instance class, e.g. `db.t4g.micro`.
+    pub instance_class: String,
+    /// RDS: storage in GiB (20 to 65536).
+    pub storage_gb: u32,
+    /// Days of automated backups (1 to 35).
+    pub backup_retention_days: u32,
+    /// Refuse to delete the database (set in production).
+    pub deletion_protection: bool,
+    /// Database name.
+    pub name: String,
+    /// Master user name.
+    pub username: String,
+}
+
+impl Default for Database {
+    fn default() -> Self {
+        Database {
+            engine: DatabaseEngine::AuroraServerlessV2,
+            engine_version: "16.6".into(),
+            min_capacity: 0.5,
+            max_capacity: 4.0,
+            instance_class: "db.t4g.micro".into(),
+            storage_gb: 20,
+            backup_retention_days: 7,
+            deletion_protection: false,
+            name: "airflow".into(),
+            username: "airflow".into(),
+        }
+    }
+}
+
+/// Database engine.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum DatabaseEngine {
+    /// Aurora PostgreSQL with Serverless v2 scaling.
+    AuroraServerlessV2,
+    /// A single RDS PostgreSQL instance.
+    RdsPostgres,
+}
+
+/// The Celery broker.
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct Redis {
+    /// `fargate` (a Redis task registered as `redis.<namespace>`) or `elasticache`
+    /// (a managed replication group with TLS and an auth token).
+    pub engine: RedisEngine,
+    /// Fargate: the Redis image.
+    pub image: String,
+    /// Fargate: task size.
+    pub cpu: u32,
+    /// Fargate: task memory in MiB.
+    pub memory: u32,
+    /// ElastiCache: node type.
+    pub node_type: String,
+    /// ElastiCache: engine version.
+    pub engine_version: String,
+}
+
+impl Default for Redis {
+    fn default() -> Self {
+        Redis {
+            engine: RedisEngine::Fargate,
+            image: "redis:7.4-alpine".into(),
+            cpu: 256,
+            memory: 512,
+            node_type: "cache.t4g.micro".into(),
+            engine_version: "7.1".into(),
+        }
+    }
+}
+
+/// Where Redis runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum RedisEngine {
+    /// A Fargate task.
+    Fargate,
+    /// Amazon ElastiCache.
+    Elasticache,
+}
+
+/// CPU architecture of the Fargate tasks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Architecture {
+    /// Intel/AMD.
+    X86_64,
+    /// Graviton (about 20 % cheaper per vCPU-hour).
+    Arm64,
+}
+
+/// The Airflow components.
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct Services {
+    /// CPU architecture of every task.
+    pub architecture: Architecture,
+    /// The api-server (UI, REST API, Execution API for workers).
+    pub api_server: Service,
+    /// The scheduler.
+    pub scheduler: Service,
+    /// The dag-processor (parses DAGs from the S3 bundle).
+    pub dag_processor: Service,
+    /// The triggerer (runs deferred tasks).
+    pub triggerer: Service,
+    /// Celery workers.
+    pub worker: Worker,
+    /// Flower, the Celery monitoring UI.
+    pub flower: Flower,
+}
+
+impl Default for Services {
+    fn default() -> Self {
+        Services {
+            architecture: Architecture::X86_64,
+            api_server: Service::sized(1024, 2048),
+            scheduler: Service::sized(1024, 2048),
+            dag_processor: Service::sized(512, 1024),
+            triggerer: Service::sized(512, 1024),
+            worker: Worker::default(),
+            flower: Flower::default(),
+        }
+    }
+}
+
+/// Size, count and capacity of one component.
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Service {
+    /// CPU units (256 = 0.25 vCPU); a Fargate size: 256, 512, 1024, 2048, 4096, 8192, 16384.
+    pub cpu: u32,
+    /// Memory in MiB, valid for the CPU size.
+    pub memory: u32,
+    /// Number of tasks.
+    #[serde(default = "one")]
+    pub count: u32,
+    /// Run on Fargate Spot (cheaper; tasks can be stopped with 2 minutes' notice).
+    #[serde(default)]
+    pub spot: bool,
+}
+
+fn one() -> u32 {
+    1
+}
+
+impl Service {
+    fn sized(cpu: u32, memory: u32) -> Service {
+        Service {
+            cpu,
+            memory,
+            count: 1,
+            spot: false,
+        }
+    }
+}
+
+/// Celery workers.
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct Worker {
+    /// CPU units per worker task.
+    pub cpu: u32,
+    /// Memory in MiB per worker task.
+    pub memory: u32,
+    /// Worker tasks at deploy time.
+    pub count: u32,
+    /// Run workers on Fargate Spot (a stopped worker's tasks are retried).
+    pub spot: bool,
+    /// Task slots per worker (`[celery] worker_concurrency`).
+    pub concurrency: u32,
+}
+
+impl Default for Worker {
+    fn default() -> Self {
+        Worker {
+            cpu: 1024,
+            memory: 2048,
+            count: 1,
+            spot: false,
+            concurrency: 16,
+        }
+    }
+}
+
+/// Flower.
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct Flower {
+    /// Run Flower, registered as `flower.<namespace>:5555`.
+    pub enabled: bool,
+    /// CPU units.
+    pub cpu: u32,
+    /// Memory in MiB.
+    pub memory: u32,
+}
+
+impl Default for Flower {
+    fn default() -> Self {
+        Flower {
+            enabled: false,
+            cpu: 256,
+            memory: 512,
+        }
+    }
+}
+
+/// The DAG and log bucket.
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct Storage {
+    /// Key prefix of the DAG bundle.
+    pub dags_prefix: String,
+    /// Key prefix of task logs.
+    pub logs_prefix: String,
+    /// How often (seconds) the dag-processor refreshes DAGs from S3.
+    pub dags_refresh_seconds: u32,
+}
+
+impl Default for Storage {
+    fn default() -> Self {
+        Storage {
+            dags_prefix: "dags".into(),
+            logs_prefix: "logs".into(),
+            dags_refresh_seconds: 60,
+        }
+    }
+}
+
+/// CloudWatch Logs.
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct Logs {
+    /// Retention of every log group, in days (a CloudWatch value: 1, 3, 5, 7, 14, 30,
+    /// 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653).
+    pub retention_days: u32,
+}
+
+impl Default for Logs {
+    fn default() -> Self {
+        Logs { retention_days: 30 }
+    }
+}
+
+/// Generated secrets.
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct Secrets {
+    /// Length of the generated alphanumeric passwords (16 to 128).
+    pub password_length: u32,
+    /// Change this token to rotate the Fernet key: the stack then holds `new,old` and
+    /// you run `airflow rotate-fernet-key` (see the README). Empty: never rotate.
+    pub fernet_rotation: String,
+}
+
+impl Default for Secrets {
+    fn default() -> Self {
+        Secrets {
+            password_length: 32,
+            fernet_rotation: String::new(),
+        }
+    }
+}

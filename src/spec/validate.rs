@@ -1,0 +1,508 @@
+//! Semantic checks on a parsed stack file. Each check names the field and what would be
+//! valid. Patterns are checked by small functions instead of a regex crate: they are few
+//! and simple, and this keeps `synth` start-up cheap.
+
+use super::{DatabaseEngine, RedisEngine, Service, Spec, MANAGED_ENV};
+
+/// `(field path, message)` pairs; empty when the spec is valid.
+pub type Problems = Vec<(String, String)>;
+
+/// Runs every check and returns all problems found.
+pub fn check(spec: &Spec) -> Problems {
+    let mut p = Problems::new();
+    check_identity(spec, &mut p);
+    check_airflow(spec, &mut p);
+    check_network(spec, &mut p);
+    check_database(spec, &mut p);
+    check_redis(spec, &mut p);
+    check_services(spec, &mut p);
+    check_storage_logs_secrets(spec, &mut p);
+    p
+}
+
+fn problem(p: &mut Problems, field: &str, message: impl Into<String>) {
+    p.push((field.to_string(), message.into()));
+}
+
+fn is_alnum_or(s: &str, extra: &[char]) -> bool {
+    s.chars()
+        .all(|c| c.is_ascii_alphanumeric() || extra.contains(&c))
+}
+
+fn starts_with_letter(s: &str) -> bool {
+    s.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
+}
+
+fn check_identity(spec: &Spec, p: &mut Problems) {
+    let n = &spec.name;
+    if n.is_empty()
+        || n.len() > 32
+        || !starts_with_letter(n)
+        || !is_alnum_or(n, &['-'])
+        || n.ends_with('-')
+    {
+        problem(p, "name", format!("{n:?} is not a valid stack name: use 1-32 letters, digits and hyphens, starting with a letter"));
+    }
+    if !is_region(&spec.region) {
+        problem(
+            p,
+            "region",
+            format!(
+                "{:?} is not an AWS region name such as us-east-1 or eu-west-1",
+                spec.region
+            ),
+        );
+    }
+    for (k, v) in &spec.tags {
+        let field = format!("tags.{k}");
+        if k.is_empty() || k.len() > 128 || k.to_ascii_lowercase().starts_with("aws:") {
+            problem(
+                p,
+                &field,
+                "tag keys are 1-128 characters and may not start with `aws:`",
+            );
+        }
+        if v.len() > 256 {
+            problem(p, &field, "tag values are at most 256 characters");
+        }
+    }
+}
+
+/// `xx-name-N` or `xx-gov-name-N`.
+fn is_region(r: &str) -> bool {
+    let parts: Vec<&str> = r.split('-').collect();
+    let ends_in_digit = parts
+        .last()
+        .is_some_and(|d| !d.is_empty() && d.chars().all(|c| c.is_ascii_digit()));
+    (3..=4).contains(&parts.len())
+        && parts[0].len() == 2
+        && parts
+            .iter()
+            .take(parts.len() - 1)
+            .all(|s| !s.is_empty() && s.chars().all(|c| c.is_ascii_lowercase()))
+        && ends_in_digit
+}
+
+fn check_airflow(spec: &Spec, p: &mut Problems) {
+    let a = &spec.airflow;
+    let numbers: Vec<&str> = a.version.split('.').collect();
+    let semver = numbers.len() == 3
+        && numbers
+            .iter()
+            .all(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()));
+    if !semver || numbers[0] != "3" {
+        problem(
+            p,
+            "airflow.version",
+            format!("{:?} is not an Airflow 3 version such as 3.3.2", a.version),
+        );
+    }
+    if let Some(image) = &a.image {
+        if image.is_empty() || image.chars().any(char::is_whitespace) {
+            problem(p, "airflow.image", "the image must be a non-empty reference without spaces, e.g. apache/airflow:3.3.2-python3.12");
+        }
+    }
+    for key in a.extra_env.keys() {
+        let field = format!("airflow.extra_env.{key}");
+        if MANAGED_ENV.iter().any(|m| {
+            key == m
+                || key
+                    .strip_prefix(m)
+                    .is_some_and(|s| s == "_CMD" || s == "_SECRET")
+        }) {
+            problem(
+                p,
+                &field,
+                "this setting is managed by the stack and cannot be overridden",
+            );
+        } else if !key.starts_with("AIRFLOW__")
+            || !is_alnum_or(key, &['_'])
+            || key.matches("__").count() < 2
+        {
+            problem(p, &field, "keys must have the form AIRFLOW__SECTION__KEY (upper case, digits and underscores)");
+        }
+    }
+}
+
+fn check_network(spec: &Spec, p: &mut Problems) {
+    let n = &spec.network;
+    match &n.vpc_id {
+        Some(vpc) => {
+            if !is_aws_id(vpc, "vpc-") {
+                problem(
+                    p,
+                    "network.vpc_id",
+                    format!("{vpc:?} is not a VPC id such as vpc-0a1b2c3d4e5f60718"),
+                );
+            }
+            if n.subnet_ids.len() < 2 {
+                problem(
+                    p,
+                    "network.subnet_ids",
+                    "an existing VPC needs at least 2 subnet ids in different AZs",
+                );
+            }
+            for (i, s) in n.subnet_ids.iter().enumerate() {
+                if !is_aws_id(s, "subnet-") {
+                    problem(
+                        p,
+                        &format!("network.subnet_ids[{i}]"),
+                        format!("{s:?} is not a subnet id such as subnet-0a1b2c3d"),
+                    );
+                }
+            }
+            if n.nat_gateways != 0 {
+                problem(
+                    p,
+                    "network.nat_gateways",
+                    "NAT gateways are created only with a new VPC; remove it or remove vpc_id",
+                );
+            }
+        }
+        None => {
+            if !n.subnet_ids.is_empty() {
+                problem(
+                    p,
+                    "network.subnet_ids",
+                    "subnet ids need network.vpc_id; leave both empty to create a VPC",
+                );
+            }
+            if n.assign_public_ip {
+                problem(
+                    p,
+                    "network.assign_public_ip",
+                    "applies to an existing VPC only; a created VPC decides from nat_gateways",
+                );
+            }
+            if !is_cidr(&n.cidr) {
+                problem(
+                    p,
+                    "network.cidr",
+                    format!(
+                        "{:?} is not an IPv4 CIDR block from /16 to /24, e.g. 10.40.0.0/16",
+                        n.cidr
+                    ),
+                );
+            }
+            if n.nat_gateways > 2 {
+                problem(
+                    p,
+                    "network.nat_gateways",
+                    "valid values are 0 (public subnets), 1 or 2 (private subnets)",
+                );
+            }
+        }
+    }
+    let ns_ok = !n.namespace.is_empty()
+        && n.namespace.len() <= 253
+        && n.namespace.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        });
+    if !ns_ok {
+        problem(
+            p,
+            "network.namespace",
+            format!(
+                "{:?} is not a DNS name of lower-case labels, e.g. airflow",
+                n.namespace
+            ),
+        );
+    }
+}
+
+fn is_aws_id(s: &str, prefix: &str) -> bool {
+    s.strip_prefix(prefix).is_some_and(|h| {
+        (8..=17).contains(&h.len())
+            && h.chars()
+                .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
+    })
+}
+
+fn is_cidr(s: &str) -> bool {
+    let Some((ip, bits)) = s.split_once('/') else {
+        return false;
+    };
+    let ip_ok = ip.parse::<std::net::Ipv4Addr>().is_ok();
+    let bits_ok = bits.parse::<u8>().is_ok_and(|b| (16..=24).contains(&b));
+    ip_ok && bits_ok
+}
+
+fn check_database(spec: &Spec, p: &mut Problems) {
+    let d = &spec.database;
+    let major = d
+        .engine_version
+        .split('.')
+        .next()
+        .and_then(|m| m.parse::<u32>().ok());
+    if !major.is_some_and(|m| (14..=17).contains(&m)) || !is_alnum_or(&d.engine_version, &['.']) {
+        problem(
+            p,
+            "database.engine_version",
+            format!(
+                "{:?} is not a PostgreSQL version Airflow 3 supports (14 to 17), e.g. 16.6",
+                d.engine_version
+            ),
+        );
+    }
+    match d.engine {
+        DatabaseEngine::AuroraServerlessV2 => {
+            if !(0.0..=256.0).contains(&d.min_capacity) || (d.min_capacity * 2.0).fract() != 0.0 {
+                problem(
+                    p,
+                    "database.min_capacity",
+                    "Aurora Serverless v2 capacity is 0 to 256 ACUs in steps of 0.5",
+                );
+            }
+            if !(1.0..=256.0).contains(&d.max_capacity)
+                || (d.max_capacity * 2.0).fract() != 0.0
+                || d.max_capacity < d.min_capacity
+            {
+                problem(
+                    p,
+                    "database.max_capacity",
+                    "must be 1 to 256 ACUs in steps of 0.5 and not below min_capacity",
+                );
+            }
+        }
+        DatabaseEngine::RdsPostgres => {
+            let parts: Vec<&str> = d.instance_class.split('.').collect();
+            if parts.len() != 3
+                || parts[0] != "db"
+                || parts.iter().any(|s| s.is_empty() || !is_alnum_or(s, &[]))
+            {
+                problem(
+                    p,
+                    "database.instance_class",
+                    format!(
+                        "{:?} is not an RDS instance class such as db.t4g.micro",
+                        d.instance_class
+                    ),
+                );
+            }
+            if !(20..=65536).contains(&d.storage_gb) {
+                problem(p, "database.storage_gb", "RDS storage is 20 to 65536 GiB");
+            }
+        }
+    }
+    if !(1..=35).contains(&d.backup_retention_days) {
+        problem(
+            p,
+            "database.backup_retention_days",
+            "automated backups are kept 1 to 35 days",
+        );
+    }
+    for (field, value) in [
+        ("database.name", &d.name),
+        ("database.username", &d.username),
+    ] {
+        if value.is_empty()
+            || value.len() > 63
+            || !starts_with_letter(value)
+            || !is_alnum_or(value, &['_'])
+        {
+            problem(
+                p,
+                field,
+                format!(
+                    "{value:?} must be 1-63 letters, digits or underscores, starting with a letter"
+                ),
+            );
+        }
+    }
+    if ["admin", "rdsadmin", "postgres"].contains(&d.username.as_str()) {
+        problem(
+            p,
+            "database.username",
+            format!("{:?} is reserved by RDS; use e.g. airflow", d.username),
+        );
+    }
+}
+
+fn check_redis(spec: &Spec, p: &mut Problems) {
+    let r = &spec.redis;
+    match r.engine {
+        RedisEngine::Fargate => {
+            if r.image.is_empty() || r.image.chars().any(char::is_whitespace) {
+                problem(
+                    p,
+                    "redis.image",
+                    "the image must be a non-empty reference without spaces, e.g. redis:7.4-alpine",
+                );
+            }
+            check_fargate_size("redis", r.cpu, r.memory, p);
+        }
+        RedisEngine::Elasticache => {
+            if !r.node_type.starts_with("cache.") || r.node_type.split('.').count() != 3 {
+                problem(
+                    p,
+                    "redis.node_type",
+                    format!(
+                        "{:?} is not a node type such as cache.t4g.micro",
+                        r.node_type
+                    ),
+                );
+            }
+        }
+    }
+}
+
+/// The CPU/memory pairs Fargate accepts.
+fn fargate_memory_ok(cpu: u32, memory: u32) -> Option<bool> {
+    let (lo, hi, step) = match cpu {
+        256 => return Some([512, 1024, 2048].contains(&memory)),
+        512 => (1024, 4096, 1024),
+        1024 => (2048, 8192, 1024),
+        2048 => (4096, 16384, 1024),
+        4096 => (8192, 30720, 1024),
+        8192 => (16384, 61440, 4096),
+        16384 => (32768, 122880, 8192),
+        _ => return None,
+    };
+    Some((lo..=hi).contains(&memory) && memory % step == 0)
+}
+
+fn check_fargate_size(prefix: &str, cpu: u32, memory: u32, p: &mut Problems) {
+    match fargate_memory_ok(cpu, memory) {
+        None => problem(p, &format!("{prefix}.cpu"), format!("{cpu} is not a Fargate CPU size: use 256, 512, 1024, 2048, 4096, 8192 or 16384")),
+        Some(false) => problem(
+            p,
+            &format!("{prefix}.memory"),
+            format!("{memory} MiB does not fit {cpu} CPU units on Fargate (256: 512/1024/2048; 512: 1024-4096; 1024: 2048-8192; 2048: 4096-16384, in 1024 steps)"),
+        ),
+        Some(true) => {}
+    }
+}
+
+fn check_services(spec: &Spec, p: &mut Problems) {
+    let s = &spec.services;
+    let named: [(&str, &Service, u32); 4] = [
+        ("services.api_server", &s.api_server, 1),
+        ("services.scheduler", &s.scheduler, 1),
+        ("services.dag_processor", &s.dag_processor, 1),
+        ("services.triggerer", &s.triggerer, 0),
+    ];
+    for (prefix, svc, min) in named {
+        check_fargate_size(prefix, svc.cpu, svc.memory, p);
+        if svc.count < min || svc.count > 10 {
+            problem(
+                p,
+                &format!("{prefix}.count"),
+                format!("must be {min} to 10"),
+            );
+        }
+    }
+    check_fargate_size("services.worker", s.worker.cpu, s.worker.memory, p);
+    if s.worker.count > 100 {
+        problem(p, "services.worker.count", "must be 0 to 100");
+    }
+    if !(1..=256).contains(&s.worker.concurrency) {
+        problem(
+            p,
+            "services.worker.concurrency",
+            "must be 1 to 256 task slots per worker",
+        );
+    }
+    if s.flower.enabled {
+        check_fargate_size("services.flower", s.flower.cpu, s.flower.memory, p);
+    }
+}
+
+const LOG_RETENTION_DAYS: &[u32] = &[
+    1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922,
+    3288, 3653,
+];
+
+fn check_storage_logs_secrets(spec: &Spec, p: &mut Problems) {
+    let st = &spec.storage;
+    for (field, prefix) in [
+        ("storage.dags_prefix", &st.dags_prefix),
+        ("storage.logs_prefix", &st.logs_prefix),
+    ] {
+        let ok = !prefix.is_empty()
+            && prefix
+                .split('/')
+                .all(|seg| !seg.is_empty() && seg != ".." && seg != ".")
+            && is_alnum_or(prefix, &['/', '-', '_', '.']);
+        if !ok {
+            problem(p, field, format!("{prefix:?} must be a key prefix like `dags` or `team/dags`: letters, digits, - _ . and / between non-empty parts"));
+        }
+    }
+    let (d, l) = (
+        format!("{}/", st.dags_prefix),
+        format!("{}/", st.logs_prefix),
+    );
+    if d.starts_with(&l) || l.starts_with(&d) {
+        problem(
+            p,
+            "storage.logs_prefix",
+            "must not overlap storage.dags_prefix, or task logs would be parsed as DAGs",
+        );
+    }
+    if !(10..=86_400).contains(&st.dags_refresh_seconds) {
+        problem(
+            p,
+            "storage.dags_refresh_seconds",
+            "must be 10 to 86400 seconds",
+        );
+    }
+    if !LOG_RETENTION_DAYS.contains(&spec.logs.retention_days) {
+        problem(
+            p,
+            "logs.retention_days",
+            format!(
+                "{} is not a CloudWatch retention; valid: {LOG_RETENTION_DAYS:?}",
+                spec.logs.retention_days
+            ),
+        );
+    }
+    if !(16..=128).contains(&spec.secrets.password_length) {
+        problem(p, "secrets.password_length", "must be 16 to 128 characters");
+    }
+    let token = &spec.secrets.fernet_rotation;
+    if token.len() > 64 || !is_alnum_or(token, &['-', '_', '.']) {
+        problem(
+            p,
+            "secrets.fernet_rotation",
+            "must be at most 64 letters, digits, - _ or .",
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fargate_sizes_follow_the_published_table() {
+        assert_eq!(fargate_memory_ok(256, 512), Some(true));
+        assert_eq!(fargate_memory_ok(256, 4096), Some(false));
+        assert_eq!(fargate_memory_ok(1024, 3072), Some(true));
+        assert_eq!(fargate_memory_ok(1024, 3000), Some(false));
+        assert_eq!(fargate_memory_ok(8192, 20480), Some(true));
+        assert_eq!(fargate_memory_ok(300, 1024), None);
+    }
+
+    #[test]
+    fn region_names() {
+        for ok in ["us-east-1", "eu-west-1", "us-gov-west-1", "ap-southeast-2"] {
+            assert!(is_region(ok), "{ok}");
+        }
+        for bad in ["useast1", "US-EAST-1", "us-east", "u-east-1", "us-east-1a"] {
+            assert!(!is_region(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn cidr_and_ids() {
+        assert!(is_cidr("10.0.0.0/16"));
+        assert!(!is_cidr("10.0.0.0/8"));
+        assert!(!is_cidr("10.0.0/16"));
+        assert!(is_aws_id("vpc-0a1b2c3d", "vpc-"));
+        assert!(!is_aws_id("vpc-XYZ", "vpc-"));
+    }
+}

@@ -1,0 +1,133 @@
+//! The metadata database: Aurora Serverless v2 PostgreSQL (a cluster, its writer
+//! `db.serverless` instance, a subnet group) or one RDS PostgreSQL instance. Encrypted,
+//! backed up, snapshotted on delete or replacement; the master password comes from the
+//! generated secret through a dynamic reference, never as text in the template.
+
+use super::network::Network;
+use super::secrets::Keys;
+use super::security::{self, SecurityGroups};
+use super::Tags;
+use crate::cfn::aws::rds::{
+    DbCluster, DbInstance, DbSubnetGroup, ServerlessV2ScalingConfiguration,
+};
+use crate::cfn::{Attributes, Expr, LogicalId, Policy, Template};
+use crate::spec::{DatabaseEngine, Spec};
+
+/// What clients need of the database.
+pub struct Database {
+    /// Writer endpoint host name.
+    pub host: Expr,
+    /// Port (a string, as `Endpoint.Port` is).
+    pub port: Expr,
+    /// A resource that must exist before anything connects and that the endpoint does
+    /// not already imply: Aurora's writer instance (the endpoint belongs to the cluster).
+    pub writer: Option<LogicalId>,
+}
+
+/// Seconds of no connections before an Aurora cluster at 0 ACU pauses.
+const AUTO_PAUSE_SECONDS: u32 = 600;
+
+pub fn add(
+    t: &mut Template,
+    spec: &Spec,
+    net: &Network,
+    sg: &SecurityGroups,
+    keys: &Keys,
+    tags: &Tags,
+) -> Database {
+    let d = &spec.database;
+    let subnets = t.add(
+        "DatabaseSubnetGroup",
+        DbSubnetGroup {
+            description: format!("{} metadata database", spec.name),
+            subnet_ids: net.subnets.clone(),
+            tags: tags.all(),
+        },
+    );
+    // The password is read at deploy time through a dynamic reference, which creates no
+    // dependency by itself: the generator must have written it first.
+    let after_secrets =
+        || Attributes::depends_on([keys.generated.clone()]).keep_on_delete(Policy::Snapshot);
+    let password = Expr::resolve_secret(keys.db_password.clone());
+    let groups = security::ids(&[&sg.database]);
+    match d.engine {
+        DatabaseEngine::AuroraServerlessV2 => {
+            let cluster = t.add_with(
+                "DatabaseCluster",
+                DbCluster {
+                    engine: "aurora-postgresql",
+                    engine_version: d.engine_version.clone(),
+                    database_name: d.name.clone(),
+                    master_username: d.username.clone(),
+                    master_user_password: password,
+                    db_subnet_group_name: subnets.r#ref(),
+                    vpc_security_group_ids: groups,
+                    port: 5432,
+                    storage_encrypted: true,
+                    backup_retention_period: d.backup_retention_days,
+                    deletion_protection: d.deletion_protection,
+                    copy_tags_to_snapshot: true,
+                    serverless_v2_scaling_configuration: ServerlessV2ScalingConfiguration {
+                        min_capacity: d.min_capacity,
+                        max_capacity: d.max_capacity,
+                        seconds_until_auto_pause: (d.min_capacity == 0.0)
+                            .then_some(AUTO_PAUSE_SECONDS),
+                    },
+                    tags: tags.all(),
+                },
+                after_secrets(),
+            );
+            let writer = t.add_with(
+                "DatabaseWriter",
+                DbInstance {
+                    engine: "aurora-postgresql",
+                    db_instance_class: "db.serverless".into(),
+                    db_cluster_identifier: Some(cluster.r#ref()),
+                    publicly_accessible: false,
+                    auto_minor_version_upgrade: true,
+                    tags: tags.all(),
+                    ..DbInstance::default()
+                },
+                Attributes::default().keep_on_delete(Policy::Snapshot),
+            );
+            Database {
+                host: cluster.endpoint_address(),
+                port: cluster.endpoint_port(),
+                writer: Some(writer.id().clone()),
+            }
+        }
+        DatabaseEngine::RdsPostgres => {
+            let instance = t.add_with(
+                "DatabaseInstance",
+                DbInstance {
+                    engine: "postgres",
+                    engine_version: Some(d.engine_version.clone()),
+                    db_instance_class: d.instance_class.clone(),
+                    db_name: Some(d.name.clone()),
+                    master_username: Some(d.username.clone()),
+                    master_user_password: Some(password),
+                    db_subnet_group_name: Some(subnets.r#ref()),
+                    vpc_security_groups: Some(groups),
+                    allocated_storage: Some(d.storage_gb.to_string()),
+                    storage_type: Some("gp3"),
+                    storage_encrypted: Some(true),
+                    backup_retention_period: Some(d.backup_retention_days),
+                    deletion_protection: Some(d.deletion_protection),
+                    multi_az: Some(false),
+                    port: Some("5432".into()),
+                    publicly_accessible: false,
+                    auto_minor_version_upgrade: true,
+                    copy_tags_to_snapshot: Some(true),
+                    tags: tags.all(),
+                    ..DbInstance::default()
+                },
+                after_secrets(),
+            );
+            Database {
+                host: instance.endpoint_address(),
+                port: instance.endpoint_port(),
+                writer: None,
+            }
+        }
+    }
+}

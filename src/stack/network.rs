@@ -1,0 +1,209 @@
+//! The VPC: an existing one from the stack file, or a new one over two AZs - public
+//! subnets only (tasks get public IPs, nothing is allowed in) or private subnets
+//! behind NAT gateways.
+
+use super::Tags;
+use crate::cfn::aws::ec2::*;
+use crate::cfn::{Attributes, Expr, ListExpr, Template};
+use crate::spec::Spec;
+
+/// What the other constructs need from the network.
+pub struct Network {
+    /// The VPC id.
+    pub vpc_id: Expr,
+    /// Subnets for tasks, the database and the broker (two AZs).
+    pub subnets: Vec<Expr>,
+    /// `ENABLED` when tasks sit in public subnets without NAT and need a public IP to
+    /// pull images and reach AWS APIs.
+    pub assign_public_ip: &'static str,
+}
+
+const AZS: u32 = 2;
+
+pub fn add(t: &mut Template, spec: &Spec, tags: &Tags) -> Network {
+    match &spec.network.vpc_id {
+        Some(vpc) => Network {
+            vpc_id: Expr::lit(vpc.clone()),
+            subnets: spec
+                .network
+                .subnet_ids
+                .iter()
+                .map(|s| Expr::lit(s.clone()))
+                .collect(),
+            assign_public_ip: if spec.network.assign_public_ip {
+                "ENABLED"
+            } else {
+                "DISABLED"
+            },
+        },
+        None => create_vpc(t, spec, tags),
+    }
+}
+
+fn create_vpc(t: &mut Template, spec: &Spec, tags: &Tags) -> Network {
+    let name = &spec.name;
+    let cidr = Expr::lit(spec.network.cidr.clone());
+    let vpc = t.add(
+        "Vpc",
+        Vpc {
+            cidr_block: cidr.clone(),
+            enable_dns_hostnames: true,
+            enable_dns_support: true,
+            tags: tags.named(name),
+        },
+    );
+    let igw = t.add(
+        "InternetGateway",
+        InternetGateway {
+            tags: tags.named(name),
+        },
+    );
+    let attach = t.add(
+        "InternetGatewayAttachment",
+        VpcGatewayAttachment {
+            vpc_id: vpc.r#ref(),
+            internet_gateway_id: igw.r#ref(),
+        },
+    );
+    let public_rt = t.add(
+        "PublicRouteTable",
+        RouteTable {
+            vpc_id: vpc.r#ref(),
+            tags: tags.named(&format!("{name}-public")),
+        },
+    );
+    t.add_with(
+        "PublicDefaultRoute",
+        Route {
+            route_table_id: public_rt.r#ref(),
+            destination_cidr_block: "0.0.0.0/0".into(),
+            gateway_id: Some(igw.r#ref()),
+            nat_gateway_id: None,
+        },
+        Attributes::depends_on([attach.id().clone()]),
+    );
+    // Four equal blocks: two public, two private (used only with NAT).
+    let block = |i: u32| {
+        Expr::select(
+            i,
+            ListExpr::Cidr(vpc.cidr_block(), 4, host_bits(&spec.network.cidr)),
+        )
+    };
+    let nat = spec.network.nat_gateways;
+    let mut public = Vec::new();
+    for i in 0..AZS {
+        let az = Expr::select(i, ListExpr::GetAzs);
+        let id = format!("PublicSubnet{}", i + 1);
+        let subnet = t.add(
+            &id,
+            Subnet {
+                vpc_id: vpc.r#ref(),
+                cidr_block: block(i),
+                availability_zone: az,
+                map_public_ip_on_launch: nat == 0,
+                tags: tags.named(&format!("{name}-public-{}", i + 1)),
+            },
+        );
+        t.add(
+            &format!("{id}RouteTableAssociation"),
+            SubnetRouteTableAssociation {
+                subnet_id: subnet.r#ref(),
+                route_table_id: public_rt.r#ref(),
+            },
+        );
+        public.push(subnet);
+    }
+    if nat == 0 {
+        return Network {
+            vpc_id: vpc.r#ref(),
+            subnets: public.iter().map(|s| s.r#ref()).collect(),
+            assign_public_ip: "ENABLED",
+        };
+    }
+    let nats: Vec<_> = (0..nat.min(AZS as u8) as usize)
+        .map(|i| {
+            let label = format!("{name}-nat-{}", i + 1);
+            let eip = t.add(
+                &format!("NatEip{}", i + 1),
+                Eip {
+                    domain: "vpc",
+                    tags: tags.named(&label),
+                },
+            );
+            t.add_with(
+                &format!("NatGateway{}", i + 1),
+                NatGateway {
+                    allocation_id: eip.allocation_id(),
+                    subnet_id: public[i].r#ref(),
+                    tags: tags.named(&label),
+                },
+                Attributes::depends_on([attach.id().clone()]),
+            )
+        })
+        .collect();
+    let mut private = Vec::new();
+    for i in 0..AZS {
+        // With one NAT gateway both private subnets route through it (cheaper, one AZ
+        // of egress); with two, each AZ has its own.
+        let nat_gateway = &nats[(i as usize).min(nats.len() - 1)];
+        let id = format!("PrivateSubnet{}", i + 1);
+        let label = format!("{name}-private-{}", i + 1);
+        let subnet = t.add(
+            &id,
+            Subnet {
+                vpc_id: vpc.r#ref(),
+                cidr_block: block(AZS + i),
+                availability_zone: Expr::select(i, ListExpr::GetAzs),
+                map_public_ip_on_launch: false,
+                tags: tags.named(&label),
+            },
+        );
+        let rt = t.add(
+            &format!("PrivateRouteTable{}", i + 1),
+            RouteTable {
+                vpc_id: vpc.r#ref(),
+                tags: tags.named(&label),
+            },
+        );
+        t.add(
+            &format!("PrivateDefaultRoute{}", i + 1),
+            Route {
+                route_table_id: rt.r#ref(),
+                destination_cidr_block: "0.0.0.0/0".into(),
+                gateway_id: None,
+                nat_gateway_id: Some(nat_gateway.r#ref()),
+            },
+        );
+        t.add(
+            &format!("{id}RouteTableAssociation"),
+            SubnetRouteTableAssociation {
+                subnet_id: subnet.r#ref(),
+                route_table_id: rt.r#ref(),
+            },
+        );
+        private.push(subnet);
+    }
+    Network {
+        vpc_id: vpc.r#ref(),
+        subnets: private.iter().map(|s| s.r#ref()).collect(),
+        assign_public_ip: "DISABLED",
+    }
+}
+
+/// Host bits of each of four equal subnets carved from the VPC block.
+fn host_bits(cidr: &str) -> u32 {
+    let prefix: u32 = cidr
+        .split_once('/')
+        .and_then(|(_, b)| b.parse().ok())
+        .unwrap_or(16);
+    32 - (prefix + 2)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn four_subnets_fit_the_block() {
+        assert_eq!(super::host_bits("10.0.0.0/16"), 14);
+        assert_eq!(super::host_bits("10.0.0.0/24"), 6);
+    }
+}

@@ -1,0 +1,81 @@
+//! One S3 bucket for the DAG bundle and task logs: encrypted, private, versioned,
+//! TLS-only, kept when the stack is deleted.
+
+use super::Tags;
+use crate::cfn::aws::iam::{PolicyDocument, Statement};
+use crate::cfn::aws::s3::{self, *};
+use crate::cfn::{Attributes, Expr, Handle, Policy, Template};
+use crate::spec::Spec;
+
+/// The bucket and what consumers need of it.
+pub struct Bucket {
+    pub handle: Handle<s3::Bucket>,
+}
+
+impl Bucket {
+    /// `arn:…:bucket/prefix/*` for object-level permissions.
+    pub fn objects_under(&self, prefix: &str) -> Expr {
+        Expr::concat(vec![self.handle.arn(), Expr::lit(format!("/{prefix}/*"))])
+    }
+}
+
+pub fn add(t: &mut Template, spec: &Spec, tags: &Tags) -> Bucket {
+    let bucket = s3::Bucket {
+        bucket_encryption: BucketEncryption {
+            server_side_encryption_configuration: vec![EncryptionRule {
+                server_side_encryption_by_default: EncryptionByDefault {
+                    sse_algorithm: "AES256",
+                },
+                bucket_key_enabled: true,
+            }],
+        },
+        public_access_block_configuration: PublicAccessBlockConfiguration {
+            block_public_acls: true,
+            block_public_policy: true,
+            ignore_public_acls: true,
+            restrict_public_buckets: true,
+        },
+        ownership_controls: OwnershipControls {
+            rules: vec![OwnershipRule {
+                object_ownership: "BucketOwnerEnforced",
+            }],
+        },
+        versioning_configuration: VersioningConfiguration { status: "Enabled" },
+        lifecycle_configuration: LifecycleConfiguration {
+            rules: vec![LifecycleRule {
+                id: "expire-old-versions".into(),
+                status: "Enabled",
+                noncurrent_version_expiration: NoncurrentVersionExpiration {
+                    noncurrent_days: 30,
+                },
+                abort_incomplete_multipart_upload: AbortIncompleteMultipartUpload {
+                    days_after_initiation: 7,
+                },
+            }],
+        },
+        tags: tags.named(&format!("{}-data", spec.name)),
+    };
+    let handle = t.add_with(
+        "DataBucket",
+        bucket,
+        Attributes::default().keep_on_delete(Policy::Retain),
+    );
+    let deny_plain_http = Statement {
+        effect: "Deny",
+        principal: None,
+        action: vec!["s3:*".into()],
+        resource: Some(vec![
+            handle.arn(),
+            Expr::concat(vec![handle.arn(), Expr::lit("/*")]),
+        ]),
+        condition: Some(serde_json::json!({"Bool": {"aws:SecureTransport": "false"}})),
+    };
+    t.add(
+        "DataBucketPolicy",
+        BucketPolicy {
+            bucket: handle.r#ref(),
+            policy_document: PolicyDocument::new(vec![deny_plain_http.with_any_principal()]),
+        },
+    );
+    Bucket { handle }
+}
