@@ -73,7 +73,7 @@ fn redis_tls(props: &Properties) -> Result<bool, PropertyError> {
     }
 }
 
-fn redis_db<'a>(props: &'a Properties) -> Result<&'a str, PropertyError> {
+fn redis_db(props: &Properties) -> Result<&str, PropertyError> {
     let db = props.or_default("RedisDb", "0")?;
     if db.parse::<u8>().is_ok() {
         Ok(db)
