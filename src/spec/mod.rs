@@ -166,10 +166,31 @@ fn deserialize(text: &str, path: &Path) -> Result<Spec, SpecError> {
 /// serde_yaml's messages end in "at line L column C"; the location is printed in front
 /// instead, so it is cut from the message.
 fn strip_location(message: &str) -> String {
-    let cut = message
-        .rfind(" at line ")
-        .map_or(message, |i| &message[..i]);
-    let cut = cut.strip_prefix(": ").unwrap_or(cut);
+    let trailing_position = |i: usize| {
+        let rest = &message[i + " at line ".len()..];
+        let mut words = rest.split(' ');
+        let digits = |w: Option<&str>| {
+            w.is_some_and(|w| !w.is_empty() && w.bytes().all(|b| b.is_ascii_digit()))
+        };
+        digits(words.next())
+            && words.next() == Some("column")
+            && digits(words.next())
+            && words.next().is_none()
+    };
+    let cut = match message.rfind(" at line ") {
+        Some(i) if trailing_position(i) => &message[..i],
+        _ => message,
+    };
+    // serde_yaml also starts them with the path of the value, which is printed already.
+    let is_path = |p: &str| {
+        !p.is_empty()
+            && p.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_.[]".contains(c))
+    };
+    let cut = match cut.split_once(": ") {
+        Some((path, rest)) if is_path(path) => rest,
+        _ => cut,
+    };
     cut.trim().to_string()
 }
 
@@ -236,6 +257,10 @@ mod tests {
             "unknown field `x`"
         );
         assert_eq!(strip_location("plain"), "plain");
+        assert_eq!(
+            strip_location("services.worker: unknown field `cpuu` at line 5 column 5"),
+            "unknown field `cpuu`"
+        );
     }
 
     #[test]

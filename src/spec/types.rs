@@ -153,7 +153,7 @@ impl Default for Database {
     fn default() -> Self {
         Database {
             engine: DatabaseEngine::AuroraServerlessV2,
-            engine_version: "16.6".into(),
+            engine_version: "17.7".into(),
             min_capacity: 0.5,
             max_capacity: 4.0,
             instance_class: "db.t4g.micro".into(),

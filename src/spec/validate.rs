@@ -244,7 +244,7 @@ fn check_database(spec: &Spec, p: &mut Problems) {
             p,
             "database.engine_version",
             format!(
-                "{:?} is not a PostgreSQL version Airflow 3 supports (14 to 17), e.g. 16.6",
+                "{:?} is not a PostgreSQL version Airflow 3 supports (14 to 17), e.g. 17.7",
                 d.engine_version
             ),
         );
@@ -363,7 +363,7 @@ fn fargate_memory_ok(cpu: u32, memory: u32) -> Option<bool> {
         16384 => (32768, 122880, 8192),
         _ => return None,
     };
-    Some((lo..=hi).contains(&memory) && memory % step == 0)
+    Some((lo..=hi).contains(&memory) && memory.is_multiple_of(step))
 }
 
 fn check_fargate_size(prefix: &str, cpu: u32, memory: u32, p: &mut Problems) {

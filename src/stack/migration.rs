@@ -76,8 +76,7 @@ pub fn add(
         services::task_definition(
             spec,
             "migrate",
-            1024,
-            2048,
+            (1024, 2048),
             vec![container],
             roles.execution.arn(),
             None,

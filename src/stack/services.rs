@@ -300,8 +300,7 @@ pub struct TaskSpec {
 pub fn task_definition(
     spec: &Spec,
     family_suffix: &str,
-    cpu: u32,
-    memory: u32,
+    (cpu, memory): (u32, u32),
     containers: Vec<ContainerDefinition>,
     execution_role: Expr,
     task_role: Option<Expr>,
@@ -342,8 +341,7 @@ pub fn add_service(
         task_definition(
             spec,
             task.family_suffix,
-            task.cpu,
-            task.memory,
+            (task.cpu, task.memory),
             task.containers,
             task.execution_role,
             task.task_role,

@@ -1,0 +1,102 @@
+//! cfn-lint (from the test command's virtualenv) on the templates of stacks/dev.yaml,
+//! stacks/prod.yaml and variations: nothing at error or warning level.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use common::{root, synth, venv_bin};
+
+const BASE: &str = "name: lint-variation\nregion: us-east-1\n";
+
+/// `(name, stack file additions, output format)`.
+fn variations() -> Vec<(&'static str, &'static str, &'static str)> {
+    vec![
+        ("existing-vpc", "network:\n  vpc_id: vpc-0a1b2c3d4e5f60718\n  subnet_ids: [subnet-0a1b2c3d, subnet-1a2b3c4d]\n  assign_public_ip: false\n", "json"),
+        ("existing-vpc-public-ip", "network:\n  vpc_id: vpc-0a1b2c3d\n  subnet_ids: [subnet-0a1b2c3d, subnet-1a2b3c4d]\n  assign_public_ip: true\n", "yaml"),
+        ("new-vpc-one-nat", "network:\n  nat_gateways: 1\n", "json"),
+        ("elasticache", "redis:\n  engine: elasticache\n", "json"),
+        ("redis-on-fargate-aurora", "redis:\n  engine: fargate\ndatabase:\n  engine: aurora-serverless-v2\n  min_capacity: 0\n  max_capacity: 2\n", "json"),
+        ("rds", "database:\n  engine: rds-postgres\n  instance_class: db.t4g.small\n", "yaml"),
+        ("flower-on", "services:\n  flower:\n    enabled: true\n", "json"),
+        ("flower-off", "services:\n  flower:\n    enabled: false\n", "yaml"),
+        ("spot-everywhere", "services:\n  api_server: {cpu: 512, memory: 1024, spot: true}\n  scheduler: {cpu: 512, memory: 1024, spot: true}\n  worker: {spot: true}\n", "json"),
+        ("spot-off-arm64", "services:\n  architecture: arm64\n  worker: {spot: false}\n", "json"),
+        ("simple-auth-no-triggerer", "airflow:\n  auth_manager: simple\n  extra_env:\n    AIRFLOW__CORE__PARALLELISM: \"64\"\nservices:\n  triggerer: {cpu: 256, memory: 512, count: 0}\n", "yaml"),
+        ("tags-and-rotation", "tags:\n  team: data\nsecrets:\n  fernet_rotation: r1\n  password_length: 48\n", "json"),
+    ]
+}
+
+fn render_all(dir: &std::path::Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for (stack, format) in [
+        ("dev", "json"),
+        ("prod", "json"),
+        ("dev", "yaml"),
+        ("prod", "yaml"),
+    ] {
+        let path = dir.join(format!("{stack}.{format}"));
+        std::fs::write(
+            &path,
+            synth(&root().join(format!("stacks/{stack}.yaml")), format),
+        )
+        .unwrap();
+        files.push(path);
+    }
+    for (name, extra, format) in variations() {
+        let spec = dir.join(format!("{name}.stack.yaml"));
+        std::fs::write(&spec, format!("{BASE}{extra}")).unwrap();
+        let path = dir.join(format!("{name}.{format}"));
+        std::fs::write(&path, synth(&spec, format)).unwrap();
+        files.push(path);
+    }
+    files
+}
+
+#[test]
+fn cfn_lint_reports_no_error_or_warning_on_any_variation() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = render_all(dir.path());
+    assert!(files.len() >= 2 + 8, "dev, prod and at least 8 variations");
+    let out = Command::new(venv_bin("cfn-lint"))
+        .args([
+            "--format",
+            "parseable",
+            "--non-zero-exit-code",
+            "warning",
+            "--regions",
+            "us-east-1",
+            "eu-west-1",
+            "--",
+        ])
+        .args(&files)
+        .output()
+        .expect("run cfn-lint");
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "cfn-lint found problems (exit {:?}):\n{report}{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    println!("cfn-lint: {} templates clean", files.len());
+}
+
+#[test]
+fn cfn_lint_catches_a_broken_template() {
+    // Proves the lint step can fail: a property CloudFormation does not know.
+    let dir = tempfile::tempdir().unwrap();
+    let mut t: serde_json::Value =
+        serde_json::from_str(&synth(&root().join("stacks/dev.yaml"), "json")).unwrap();
+    t["Resources"]["DataBucket"]["Properties"]["NoSuchProperty"] = serde_json::json!(true);
+    let path = dir.path().join("broken.json");
+    std::fs::write(&path, serde_json::to_string(&t).unwrap()).unwrap();
+    let out = Command::new(venv_bin("cfn-lint"))
+        .args(["--format", "parseable", "--"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("E3002"));
+}

@@ -1,0 +1,343 @@
+//! `synth` of the default stack: snapshot, determinism, and the secret-handling rules.
+
+mod common;
+
+use common::{cli, containers, default_template, root, synth};
+use serde_json::Value;
+
+#[test]
+fn default_template_matches_the_snapshot() {
+    let text = synth(&root().join("stacks/dev.yaml"), "json");
+    insta::assert_snapshot!("dev_template_json", text);
+}
+
+#[test]
+fn two_runs_render_identical_bytes_in_both_formats() {
+    for format in ["json", "yaml"] {
+        for file in ["stacks/dev.yaml", "stacks/prod.yaml"] {
+            let a = synth(&root().join(file), format);
+            let b = synth(&root().join(file), format);
+            assert_eq!(a, b, "{file} as {format} differs between runs");
+        }
+    }
+}
+
+#[test]
+fn yaml_output_is_the_same_template_as_json() {
+    let json: Value =
+        serde_json::from_str(&synth(&root().join("stacks/dev.yaml"), "json")).unwrap();
+    let yaml: Value =
+        serde_yaml_ng::from_str(&synth(&root().join("stacks/dev.yaml"), "yaml")).unwrap();
+    assert_eq!(json, yaml);
+}
+
+#[test]
+fn out_writes_the_file_and_nothing_to_stdout() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.json");
+    let out = cli()
+        .args(["synth", "stacks/dev.yaml", "--out"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(out.stdout.is_empty());
+    let written: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    assert_eq!(written, default_template());
+}
+
+/// Strings that must never be literal in a template: anything that looks like a key,
+/// password or connection URL with credentials.
+fn looks_secret(s: &str) -> bool {
+    let fernet_like = s.len() == 44
+        && s.ends_with('=')
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_=".contains(c));
+    let url_with_password = ["postgresql", "redis://", "rediss://", "db+"]
+        .iter()
+        .any(|p| s.contains(p))
+        && s.contains('@');
+    let long_token = s.len() >= 32
+        && s.chars().all(|c| c.is_ascii_alphanumeric())
+        && s.chars().any(|c| c.is_ascii_digit());
+    fernet_like || url_with_password || long_token
+}
+
+fn walk_strings<'a>(v: &'a Value, path: String, out: &mut Vec<(String, &'a str)>) {
+    match v {
+        Value::String(s) => out.push((path, s)),
+        Value::Array(a) => a
+            .iter()
+            .enumerate()
+            .for_each(|(i, x)| walk_strings(x, format!("{path}[{i}]"), out)),
+        Value::Object(o) => o
+            .iter()
+            .for_each(|(k, x)| walk_strings(x, format!("{path}.{k}"), out)),
+        _ => {}
+    }
+}
+
+#[test]
+fn no_secret_value_or_password_like_literal_appears_anywhere() {
+    for file in ["stacks/dev.yaml", "stacks/prod.yaml"] {
+        let template: Value = serde_json::from_str(&synth(&root().join(file), "json")).unwrap();
+        let mut strings = Vec::new();
+        walk_strings(&template, String::new(), &mut strings);
+        for (path, s) in strings {
+            assert!(
+                !looks_secret(s),
+                "{file}: secret-like literal at {path}: {s}"
+            );
+            let lower = s.to_ascii_lowercase();
+            assert!(
+                !lower.contains("password=") && !lower.contains("secret="),
+                "{file}: {path}: {s}"
+            );
+        }
+        for (id, c) in containers(&template) {
+            for env in c["Environment"].as_array().unwrap() {
+                let name = env["Name"].as_str().unwrap();
+                let secret_name = [
+                    "PASSWORD",
+                    "FERNET",
+                    "SECRET_KEY",
+                    "JWT",
+                    "SQL_ALCHEMY_CONN",
+                    "BROKER_URL",
+                    "RESULT_BACKEND",
+                ]
+                .iter()
+                .any(|k| name.contains(k));
+                assert!(
+                    !secret_name,
+                    "{file}: {id} passes {name} as plain environment"
+                );
+            }
+        }
+        for (id, output) in template["Outputs"].as_object().unwrap() {
+            let v = &output["Value"];
+            assert!(
+                v.get("Fn::GetAtt").is_none() || !v.to_string().contains("Secret"),
+                "{file}: output {id} exposes a secret attribute"
+            );
+        }
+        assert_dynamic_references_only_in_password_fields(file, &template);
+    }
+}
+
+/// `{{resolve:secretsmanager:…}}` is allowed only where AWS takes a password.
+fn assert_dynamic_references_only_in_password_fields(file: &str, template: &Value) {
+    for (id, res) in template["Resources"].as_object().unwrap() {
+        for (key, value) in res["Properties"].as_object().into_iter().flatten() {
+            if value.to_string().contains("{{resolve:") {
+                assert!(
+                    ["MasterUserPassword", "AuthToken"].contains(&key.as_str()),
+                    "{file}: {id}.{key} resolves a secret"
+                );
+            }
+        }
+    }
+}
+
+const SHARED_SECRETS: &[&str] = &[
+    "AIRFLOW__CORE__FERNET_KEY",
+    "AIRFLOW__API__SECRET_KEY",
+    "AIRFLOW__API_AUTH__JWT_SECRET",
+    "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN",
+    "AIRFLOW__CELERY__BROKER_URL",
+    "AIRFLOW__CELERY__RESULT_BACKEND",
+];
+
+#[test]
+fn every_airflow_container_gets_the_same_secrets_from_the_same_secret_resources() {
+    for file in ["stacks/dev.yaml", "stacks/prod.yaml"] {
+        let template: Value = serde_json::from_str(&synth(&root().join(file), "json")).unwrap();
+        let airflow: Vec<_> = containers(&template)
+            .into_iter()
+            .filter(|(_, c)| c["Image"].as_str().unwrap().starts_with("apache/airflow"))
+            .collect();
+        let expected = if file.contains("prod") { 7 } else { 6 };
+        assert_eq!(
+            airflow.len(),
+            expected,
+            "{file}: api-server, scheduler, dag-processor, triggerer, worker, migrate (+flower)"
+        );
+        for name in SHARED_SECRETS {
+            let sources: std::collections::BTreeSet<String> = airflow
+                .iter()
+                .map(|(id, c)| {
+                    let secret = c["Secrets"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .find(|s| s["Name"] == *name);
+                    let secret = secret.unwrap_or_else(|| panic!("{file}: {id} lacks {name}"));
+                    secret["ValueFrom"].to_string()
+                })
+                .collect();
+            assert_eq!(
+                sources.len(),
+                1,
+                "{file}: {name} comes from different secrets: {sources:?}"
+            );
+            let source: Value = serde_json::from_str(sources.first().unwrap()).unwrap();
+            let target = source["Ref"]
+                .as_str()
+                .expect("ValueFrom is a Ref to a secret");
+            assert_eq!(
+                template["Resources"][target]["Type"],
+                "AWS::SecretsManager::Secret"
+            );
+        }
+        let envs: std::collections::BTreeSet<String> = airflow
+            .iter()
+            .map(|(_, c)| {
+                let shared: Vec<_> = c["Environment"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .filter(|e| {
+                        e["Name"] != "AIRFLOW__API__WORKERS" && e["Name"] != "DUMB_INIT_SETSID"
+                    })
+                    .cloned()
+                    .collect();
+                serde_json::to_string(&shared).unwrap()
+            })
+            .collect();
+        assert_eq!(
+            envs.len(),
+            1,
+            "{file}: Airflow containers disagree on the shared configuration"
+        );
+    }
+}
+
+#[test]
+fn services_and_the_database_wait_for_the_generated_secrets() {
+    let t = default_template();
+    let res = t["Resources"].as_object().unwrap();
+    let depends = |id: &str| -> Vec<String> {
+        res[id]["DependsOn"]
+            .as_array()
+            .map(|a| a.iter().map(|v| v.as_str().unwrap().to_string()).collect())
+            .unwrap_or_default()
+    };
+    for (id, r) in res {
+        if r["Type"] == "AWS::ECS::Service" && id != "RedisService" {
+            assert!(
+                depends(id).contains(&"Migration".to_string()),
+                "{id} must depend on the migration"
+            );
+        }
+    }
+    assert!(depends("RedisService").contains(&"GeneratedSecrets".to_string()));
+    assert!(depends("DatabaseInstance").contains(&"GeneratedSecrets".to_string()));
+    assert!(depends("ConnectionUrls").contains(&"GeneratedSecrets".to_string()));
+    assert!(depends("Migration").contains(&"ConnectionUrls".to_string()));
+}
+
+#[test]
+fn data_survives_deletion_and_replacement() {
+    let t = default_template();
+    let r = &t["Resources"];
+    for (id, policy) in [
+        ("DataBucket", "Retain"),
+        ("FernetKeySecret", "Retain"),
+        ("DbPasswordSecret", "Retain"),
+        ("DatabaseInstance", "Snapshot"),
+    ] {
+        assert_eq!(r[id]["DeletionPolicy"], policy, "{id}");
+        assert_eq!(r[id]["UpdateReplacePolicy"], policy, "{id}");
+    }
+}
+
+#[test]
+fn every_service_has_a_circuit_breaker_and_workers_shut_down_warmly() {
+    let t = default_template();
+    for (id, r) in t["Resources"].as_object().unwrap() {
+        if r["Type"] == "AWS::ECS::Service" {
+            let cb = &r["Properties"]["DeploymentConfiguration"]["DeploymentCircuitBreaker"];
+            assert_eq!(
+                cb,
+                &serde_json::json!({"Enable": true, "Rollback": true}),
+                "{id}"
+            );
+        }
+    }
+    let worker = &t["Resources"]["WorkerTaskDefinition"]["Properties"]["ContainerDefinitions"][0];
+    assert_eq!(worker["StopTimeout"], 120);
+    assert!(worker["Environment"]
+        .as_array()
+        .unwrap()
+        .contains(&serde_json::json!({"Name": "DUMB_INIT_SETSID", "Value": "0"})));
+    let strategy = &t["Resources"]["WorkerService"]["Properties"]["CapacityProviderStrategy"][0]
+        ["CapacityProvider"];
+    assert_eq!(strategy, "FARGATE_SPOT", "dev.yaml puts workers on Spot");
+}
+
+#[test]
+fn execution_api_url_points_at_the_cloud_map_name() {
+    let t = default_template();
+    let (_, c) = containers(&t)
+        .into_iter()
+        .find(|(id, _)| id == "WorkerTaskDefinition")
+        .unwrap();
+    let env = c["Environment"].as_array().unwrap();
+    let url = env
+        .iter()
+        .find(|e| e["Name"] == "AIRFLOW__CORE__EXECUTION_API_SERVER_URL")
+        .unwrap();
+    assert_eq!(url["Value"], "http://api-server.airflow:8080/execution/");
+    assert_eq!(
+        t["Resources"]["ApiServerDiscovery"]["Properties"]["Name"],
+        "api-server"
+    );
+    assert_eq!(t["Resources"]["Namespace"]["Properties"]["Name"], "airflow");
+}
+
+#[test]
+fn no_iam_statement_allows_every_action_on_every_resource() {
+    for file in ["stacks/dev.yaml", "stacks/prod.yaml"] {
+        let template: Value = serde_json::from_str(&synth(&root().join(file), "json")).unwrap();
+        for (id, r) in template["Resources"].as_object().unwrap() {
+            if r["Type"] != "AWS::IAM::Role" {
+                continue;
+            }
+            for policy in r["Properties"]["Policies"].as_array().unwrap() {
+                for st in policy["PolicyDocument"]["Statement"].as_array().unwrap() {
+                    let actions = st["Action"].as_array().unwrap();
+                    assert!(
+                        actions.iter().all(|a| !a.as_str().unwrap().ends_with('*')),
+                        "{file}: {id} has a wildcard action"
+                    );
+                    let resources = st["Resource"].as_array().unwrap();
+                    assert!(
+                        resources.iter().all(|r| r != "*"),
+                        "{file}: {id} has Resource *"
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn schema_command_prints_the_stack_file_schema() {
+    let out = cli().arg("schema").output().unwrap();
+    assert!(out.status.success());
+    let schema: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(schema["title"], "Spec");
+    assert_eq!(schema["required"], serde_json::json!(["name", "region"]));
+    assert!(schema["properties"]["services"].is_object());
+}
+
+#[test]
+fn validate_reports_the_resource_count() {
+    let out = cli()
+        .args(["validate", "stacks/prod.yaml"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.starts_with("stacks/prod.yaml: valid ("), "{text}");
+}
