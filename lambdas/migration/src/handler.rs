@@ -235,7 +235,7 @@ impl Responder {
     /// Whether a FAILED answer with this reason serialises within the 4,096 bytes.
     fn fits(&self, reason: &str) -> bool {
         let document = ResponseDocument::failed(&self.envelope, self.physical_id.clone(), reason);
-        serde_json::to_vec(&document).map_or(false, |body| body.len() <= MAX_RESPONSE_BYTES)
+        serde_json::to_vec(&document).is_ok_and(|body| body.len() <= MAX_RESPONSE_BYTES)
     }
 }
 
