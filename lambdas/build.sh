@@ -13,10 +13,10 @@ cd "$root"
 package=airflow-secrets
 max_glibc=2.34
 
-cargo build --profile lambda -p "$package" --bin bootstrap
+cargo build --profile lambda -p "$package" --bin "$package-bootstrap"
 
 target_dir="${CARGO_TARGET_DIR:-$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')}"
-binary="$target_dir/lambda/bootstrap"
+binary="$target_dir/lambda/$package-bootstrap"
 out_dir="$target_dir/lambda/$package"
 [ -x "$binary" ] || { echo "error: $binary was not built" >&2; exit 1; }
 

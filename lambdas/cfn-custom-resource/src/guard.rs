@@ -9,7 +9,7 @@ use serde_json::Value;
 use tokio::time::Instant;
 
 use crate::physical_id::stable_physical_id;
-use crate::request::{CustomResourceRequest, Envelope, RequestType};
+use crate::request::{CustomResourceRequest, Envelope};
 use crate::response::ResponseDocument;
 use crate::sender::{ResponseSender, SendError};
 
@@ -211,9 +211,6 @@ fn log_request(request: &CustomResourceRequest) {
         request_id = %request.request_id,
         "custom-resource request received"
     );
-    if request.request_type == RequestType::Delete {
-        tracing::debug!("delete request");
-    }
 }
 
 /// Converts the Lambda's wall-clock deadline into a monotonic instant.

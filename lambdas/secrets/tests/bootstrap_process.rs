@@ -1,4 +1,4 @@
-//! The built `bootstrap` as a real process: a local Lambda Runtime API, moto as Secrets
+//! The built Lambda binary (`bootstrap` in the zip) as a real process: a local Lambda Runtime API, moto as Secrets
 //! Manager, a local HTTP server as ResponseURL.
 //!
 //! Needs moto (see `common::moto`); fails, never skips, without it.

@@ -213,7 +213,7 @@ impl Function {
     /// the moto endpoint.
     pub fn spawn(api: &RuntimeApi, aws_endpoint: &str) -> Self {
         let binary = std::env::var("AIRFLOW_SECRETS_BOOTSTRAP")
-            .unwrap_or_else(|_| env!("CARGO_BIN_EXE_bootstrap").to_string());
+            .unwrap_or_else(|_| env!("CARGO_BIN_EXE_airflow-secrets-bootstrap").to_string());
         let log_path = std::env::temp_dir().join(format!(
             "airflow-secrets-{}-{}.log",
             std::process::id(),
