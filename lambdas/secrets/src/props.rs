@@ -33,12 +33,13 @@ pub fn checked<'a>(
     }
 }
 
-/// Host names and IP addresses: letters, digits, dots, dashes (and colons for IPv6).
+/// DNS names and IPv4 addresses (what RDS and ElastiCache endpoints are): letters,
+/// digits, dots and dashes, so nothing can smuggle `@`, `/`, `:` or `?` into a URL.
 pub fn is_host(value: &str) -> bool {
     value.len() <= 253
         && value
             .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':'))
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-'))
 }
 
 /// A TCP port 1..=65535.
