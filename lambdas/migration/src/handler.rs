@@ -34,7 +34,8 @@ pub struct Settings {
     /// the response PUT and its retries. Must be smaller than `handover_margin`.
     pub answer_margin: Duration,
     /// Give up after this many hand-overs: a guard against a loop if the overall limit
-    /// could somehow never be reached.
+    /// could somehow never be reached. Kept below 16, where Lambda's recursive loop
+    /// detection may stop a self-invoking chain, so this message is what people see.
     pub max_hops: u32,
     /// Log lines fetched for a FAILED reason (fewer are kept if they do not fit).
     pub log_tail_lines: i32,
@@ -49,7 +50,7 @@ impl Default for Settings {
             poll_interval: Duration::from_secs(15),
             handover_margin: Duration::from_secs(60),
             answer_margin: Duration::from_secs(10),
-            max_hops: 20,
+            max_hops: 12,
             log_tail_lines: 50,
             max_describe_errors: 8,
         }

@@ -717,3 +717,22 @@ async fn no_response_url_is_a_lambda_error() {
     assert!(matches!(error, InvokeError::NoResponseUrl));
     assert_eq!(h.ecs.calls(), 0);
 }
+
+#[tokio::test]
+async fn too_many_hand_overs_fail_with_a_clear_reason() {
+    let h = Harness::new(FakeEcs::never_stopping());
+    let continuation = json!({MARKER: {
+        "Event": h.event("Create"),
+        "TaskArn": format!("arn:aws:ecs:eu-west-1:123456789012:task/{CLUSTER}/t"),
+        "StartedAtEpochMillis": epoch_millis(),
+        "Hop": 21,
+    }});
+    h.invoke(continuation, PLENTY).await.unwrap();
+    let body = h.only_answer();
+    assert_eq!(body["Status"], "FAILED");
+    assert!(body["Reason"]
+        .as_str()
+        .unwrap()
+        .starts_with("gave up after 20 hand-overs"));
+    assert_eq!(h.ecs.calls(), 0);
+}
