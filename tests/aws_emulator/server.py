@@ -1,0 +1,1110 @@
+#!/usr/bin/env python3
+"""moto 5.2.5 server, patched so `airflow-stack deploy` can be tested without AWS or Docker.
+
+    $AIRFLOW_STACK_VENV/bin/python tests/aws_emulator/server.py --port 0
+
+prints `READY <port>` once it listens on 127.0.0.1:<port>, and exits cleanly on SIGTERM.
+
+The gaps filled here are the ones listed in shared/reference/local-aws.md §1-§4. The core of
+it is a small CloudFormation engine (section "Stack operations") that replaces moto's
+synchronous, event-less create/update/delete: it runs each stack operation in a thread,
+resource by resource in dependency order, records per-resource events, waits for
+custom resources, and rolls back on failure. moto's own models still create the resources.
+"""
+
+import argparse
+import copy
+import http.client
+import io
+import json
+import logging
+import os
+import re
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+import zipfile
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from botocore import xform_name
+from moto.awslambda import models as lambda_models
+from moto.awslambda.utils import get_backend as lambda_backend
+from moto.cloudformation import models as cfn_models
+from moto.cloudformation import parsing
+from moto.cloudformation import responses as cfn_responses
+from moto.cloudformation import utils as cfn_utils
+from moto.cloudformation.custom_model import CustomModel
+from moto.cloudformation.exceptions import ValidationError
+from moto.core.common_models import CloudFormationModel
+from moto.core.responses import EmptyResult
+from moto.moto_server.werkzeug_app import (
+    DomainDispatcherApplication,
+    MotoRequestHandler,
+    create_backend_app,
+)
+from moto.secretsmanager.models import secretsmanager_backends
+from werkzeug.serving import make_server
+
+ENDPOINT = "http://127.0.0.1:5000"  # set in main() once the port is known
+LIVE_PROCESSES: set[subprocess.Popen] = set()  # Lambda processes, killed on exit
+RESPONSE_GRACE_S = 2.0  # how long to wait for a custom-resource PUT after the Lambda returned
+
+log = logging.getLogger("aws_emulator")
+
+
+# --------------------------------------------------------------------------------------
+# Lambda: run ./bootstrap from the function's zip against a one-event Runtime API
+# --------------------------------------------------------------------------------------
+
+
+class _Invocation:
+    def __init__(self, fn, event: bytes):
+        self.fn, self.event = fn, event
+        self.request_id = str(uuid.uuid4())
+        self.deadline = time.time() + float(fn.timeout or 3)
+        self.delivered = False
+        self.done = threading.Event()
+        self.payload: bytes = b""
+        self.error = False
+
+    def finish(self, payload: bytes, error: bool) -> None:
+        if not self.done.is_set():
+            self.payload, self.error = payload, error
+            self.done.set()
+
+
+class _RuntimeApi(BaseHTTPRequestHandler):
+    """The Lambda Runtime API, reduced to one invocation (server.invocation)."""
+
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args):
+        pass
+
+    def _reply(self, code: int, body: bytes = b"", headers: dict | None = None) -> None:
+        self.send_response(code)
+        for key, value in (headers or {}).items():
+            self.send_header(key, value)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _body(self) -> bytes:
+        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+            chunks = []
+            while size := int(self.rfile.readline().split(b";")[0], 16):
+                chunks.append(self.rfile.read(size))
+                self.rfile.readline()
+            self.rfile.readline()
+            return b"".join(chunks)
+        return self.rfile.read(int(self.headers.get("Content-Length") or 0))
+
+    def do_GET(self):
+        inv: _Invocation = self.server.invocation
+        if self.path != "/2018-06-01/runtime/invocation/next":
+            return self._reply(404, b'{"errorMessage":"unknown path"}')
+        if inv.delivered:  # one event only: park the runtime until it gets killed
+            inv.done.wait(inv.deadline - time.time() + 1)
+            return self._reply(410, b"{}")
+        inv.delivered = True
+        self._reply(200, inv.event, {
+            "Lambda-Runtime-Aws-Request-Id": inv.request_id,
+            "Lambda-Runtime-Deadline-Ms": str(int(inv.deadline * 1000)),
+            "Lambda-Runtime-Invoked-Function-Arn": inv.fn.function_arn,
+            "Lambda-Runtime-Trace-Id": f"Root=1-{int(time.time()):08x}-{secrets.token_hex(12)}",
+        })
+
+    def do_POST(self):
+        inv: _Invocation = self.server.invocation
+        body = self._body()
+        if self.path == f"/2018-06-01/runtime/invocation/{inv.request_id}/response":
+            inv.finish(body, error=False)
+        elif self.path in (f"/2018-06-01/runtime/invocation/{inv.request_id}/error",
+                           "/2018-06-01/runtime/init/error"):
+            inv.finish(body, error=True)
+        else:
+            return self._reply(404, b'{"errorMessage":"unknown path or request id"}')
+        self._reply(202, b'{"status":"OK"}')
+
+
+def _unzip(code: bytes, workdir: str) -> None:
+    """Extract keeping the Unix modes; like Lambda, a non-executable bootstrap will fail."""
+    with zipfile.ZipFile(io.BytesIO(code)) as archive:
+        for info in archive.infolist():
+            path = archive.extract(info, workdir)
+            mode = (info.external_attr >> 16) & 0o777
+            if mode and not info.is_dir():
+                os.chmod(path, mode)
+
+
+def run_lambda(fn, event: bytes) -> tuple[bytes, bool]:
+    """Gap §3: moto runs Lambda code only inside Docker, which is not available here.
+
+    Unzips the function's code (moto keeps it in fn.code_bytes, fetched from S3 or ZipFile),
+    starts ./bootstrap with the AWS_LAMBDA_* environment and AWS_ENDPOINT_URL pointing at this
+    server, serves it one event, and kills it once it answered or at the function's Timeout.
+    Returns (payload, is_error). Output goes to CloudWatch Logs /aws/lambda/<name> in moto.
+    """
+    inv = _Invocation(fn, event)
+    stream = time.strftime("%Y/%m/%d/") + f"[$LATEST]{secrets.token_hex(16)}"
+    workdir = tempfile.mkdtemp(prefix=f"lambda-{fn.function_name}-")
+    api = ThreadingHTTPServer(("127.0.0.1", 0), _RuntimeApi)
+    api.daemon_threads = True
+    api.invocation = inv
+    threading.Thread(target=api.serve_forever, daemon=True).start()
+    output: list[str] = []
+    try:
+        _unzip(fn.code_bytes, workdir)
+        env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "LAMBDA_TASK_ROOT": workdir,
+            "_HANDLER": fn.handler or "",
+            **{k: str(v) for k, v in (fn.environment_vars or {}).items()},
+            "AWS_LAMBDA_RUNTIME_API": f"127.0.0.1:{api.server_port}",
+            "AWS_LAMBDA_FUNCTION_NAME": fn.function_name,
+            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(fn.memory_size),
+            "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+            "AWS_LAMBDA_LOG_GROUP_NAME": fn.logs_group_name,
+            "AWS_LAMBDA_LOG_STREAM_NAME": stream,
+            "AWS_ENDPOINT_URL": ENDPOINT,
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_REGION": fn.region,
+            "AWS_DEFAULT_REGION": fn.region,
+        }
+        try:
+            proc = subprocess.Popen(["./bootstrap"], cwd=workdir, env=env, start_new_session=True,
+                                    stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                    stderr=subprocess.STDOUT)
+        except OSError as e:
+            msg = f"Error: fork/exec /var/task/bootstrap: {e.strerror}"
+            output.append(msg)
+            inv.finish(json.dumps({"errorType": "Runtime.InvalidEntrypoint",
+                                   "errorMessage": msg}).encode(), error=True)
+            return inv.payload, inv.error
+        LIVE_PROCESSES.add(proc)
+
+        def pump():
+            for line in proc.stdout:
+                text = line.decode(errors="replace").rstrip("\n")
+                output.append(text)
+                log.info("[lambda %s] %s", fn.function_name, text)
+
+        reader = threading.Thread(target=pump, daemon=True)
+        reader.start()
+        while not inv.done.wait(0.02):
+            if time.time() > inv.deadline:
+                inv.finish(json.dumps({"errorType": "Sandbox.Timedout", "errorMessage":
+                           f"Task timed out after {fn.timeout}.00 seconds"}).encode(), True)
+            elif proc.poll() is not None and not inv.done.wait(0.2):
+                inv.finish(json.dumps({"errorType": "Runtime.ExitError", "errorMessage":
+                           f"Runtime exited with error: exit status {proc.returncode}"}).encode(),
+                           True)
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait()
+        LIVE_PROCESSES.discard(proc)
+        reader.join(1)
+        return inv.payload, inv.error
+    finally:
+        inv.done.set()
+        api.shutdown()
+        api.server_close()
+        shutil.rmtree(workdir, ignore_errors=True)
+        _save_logs(fn, stream, output)
+
+
+def _save_logs(fn, stream: str, lines: list[str]) -> None:
+    try:
+        fn.logs_backend.ensure_log_group(fn.logs_group_name)
+        fn.logs_backend.create_log_stream(fn.logs_group_name, stream)
+        now = int(time.time() * 1000)
+        events = [{"timestamp": now, "message": line} for line in lines] or [
+            {"timestamp": now, "message": "(no output)"}]
+        fn.logs_backend.put_log_events(fn.logs_group_name, stream, events)
+    except Exception as e:  # logs are a convenience; never fail an invocation for them
+        log.warning("could not save Lambda logs: %s", e)
+
+
+def lambda_invoke(self, body, request_headers, response_headers):
+    """Gap §3: lambda.invoke went through Docker. Run the bootstrap instead (see run_lambda).
+
+    InvocationType=Event returns at once (202) and runs the function in a background thread.
+    """
+    event = body.encode() if isinstance(body, str) else (body or b"{}")
+    if (request_headers or {}).get("X-Amz-Invocation-Type") == "Event":
+        threading.Thread(target=run_lambda, args=(self, event), daemon=True).start()
+        return ""
+    payload, error = run_lambda(self, event)
+    if error:
+        response_headers["x-amz-function-error"] = "Unhandled"
+    return payload
+
+
+# --------------------------------------------------------------------------------------
+# Custom resources: send the request to the Lambda, wait for the PUT to the ResponseURL
+# --------------------------------------------------------------------------------------
+
+PENDING: dict[str, dict] = {}  # RequestId -> {"done": Event, "response": dict | None}
+
+
+class ResourceFailed(Exception):
+    """A resource operation failed; the message becomes the event's ResourceStatusReason."""
+
+    def __init__(self, reason: str, physical_id: str | None = None):
+        super().__init__(reason)
+        self.physical_id = physical_id
+
+
+def _as_strings(value):
+    """CloudFormation passes every scalar of ResourceProperties as a string."""
+    if isinstance(value, dict):
+        return {k: _as_strings(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_as_strings(v) for v in value]
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return value if value is None or isinstance(value, str) else str(value)
+
+
+def call_custom_resource(stack, logical_id: str, resource_type: str, request_type: str,
+                         props: dict, physical_id: str | None = None,
+                         old_props: dict | None = None) -> tuple[str, dict]:
+    """Gaps §3: the Lambda ran only in Docker, the ResponseURL named host.docker.internal,
+    a FAILED response was ignored and nothing waited for the answer.
+
+    Invokes the ServiceToken's Lambda asynchronously (as CloudFormation does) with a
+    ResponseURL on http://127.0.0.1:<port>, then blocks until the response PUT arrives.
+    Returns (PhysicalResourceId, Data); raises ResourceFailed for FAILED or no response.
+    If the Lambda returns without having PUT a response, this fails after RESPONSE_GRACE_S
+    instead of waiting ServiceTimeout (AWS would wait, up to an hour).
+    """
+    token = props.get("ServiceToken", "")
+    try:
+        fn = lambda_backend(stack.account_id, stack.region_name).get_function(token)
+    except Exception:
+        raise ResourceFailed(f"Invalid service token {token!r}: only Lambda function ARNs "
+                             "in this account and region are supported")
+    request_id = str(uuid.uuid4())
+    event = {
+        "RequestType": request_type,
+        "ServiceToken": token,
+        "ResponseURL": f"{ENDPOINT}/_emulator/cfn-response/{request_id}?X-Amz-Algorithm="
+                       "AWS4-HMAC-SHA256&X-Amz-Credential=AKIAEMULATOR%2F20260101%2F"
+                       f"{stack.region_name}%2Fs3%2Faws4_request&X-Amz-Expires=7200"
+                       "&X-Amz-SignedHeaders=host&X-Amz-Signature=0123456789abcdef",
+        "StackId": stack.stack_id,
+        "RequestId": request_id,
+        "LogicalResourceId": logical_id,
+        "ResourceType": resource_type,
+        "ResourceProperties": _as_strings(props),
+    }
+    if physical_id is not None:
+        event["PhysicalResourceId"] = physical_id
+    if old_props is not None:
+        event["OldResourceProperties"] = _as_strings(old_props)
+    slot = PENDING[request_id] = {"done": threading.Event(), "response": None}
+
+    def invoke():
+        run_lambda(fn, json.dumps(event).encode())
+        if not slot["done"].wait(RESPONSE_GRACE_S):
+            slot["response"] = {"Status": "FAILED", "Reason": (
+                f"The Lambda {fn.function_name} returned without sending a response to the "
+                f"ResponseURL (log group {fn.logs_group_name})")}
+            slot["done"].set()
+
+    threading.Thread(target=invoke, daemon=True).start()
+    timeout = float(props.get("ServiceTimeout") or 3600)
+    try:
+        if not slot["done"].wait(timeout):
+            raise ResourceFailed("CloudFormation did not receive a response from your Custom "
+                                 f"Resource within {timeout:.0f} seconds (ServiceTimeout)")
+    finally:
+        PENDING.pop(request_id, None)
+    response = slot["response"]
+    returned_id = response.get("PhysicalResourceId")
+    if response.get("Status") != "SUCCESS":
+        raise ResourceFailed(response.get("Reason") or "Custom resource reported FAILED "
+                             "without a Reason", physical_id=returned_id)
+    if not returned_id and request_type != "Delete":
+        raise ResourceFailed("Invalid PhysicalResourceId")
+    return returned_id or physical_id, response.get("Data") or {}
+
+
+def cfn_response_app(environ, start_response):
+    """Gap §3: receives the custom resource's PUT to its ResponseURL.
+
+    Like an S3 presigned URL it refuses a non-empty Content-Type (403 SignatureDoesNotMatch),
+    and like CloudFormation it fails a response body above 4096 bytes or that is not JSON.
+    """
+    if environ.get("CONTENT_TYPE"):
+        body = (b"<Error><Code>SignatureDoesNotMatch</Code><Message>The request signature we "
+                b"calculated does not match the signature you provided (send an empty "
+                b"Content-Type)</Message></Error>")
+        start_response("403 Forbidden", [("Content-Type", "application/xml"),
+                                         ("Content-Length", str(len(body)))])
+        return [body]
+    if environ.get("CONTENT_LENGTH"):
+        raw = environ["wsgi.input"].read(int(environ["CONTENT_LENGTH"]))
+    else:
+        raw = environ["wsgi.input"].read() if environ.get("wsgi.input_terminated") else b""
+    slot = PENDING.get(environ["PATH_INFO"].rsplit("/", 1)[-1])
+    if slot and not slot["done"].is_set():
+        try:
+            response = json.loads(raw)
+        except ValueError:
+            response = {"Status": "FAILED", "Reason": "Invalid response object: not JSON"}
+        if len(raw) > 4096:
+            response = {"Status": "FAILED", "Reason": "Response object is too long."}
+        slot["response"] = response
+        slot["done"].set()
+    start_response("200 OK", [("Content-Length", "0")])
+    return [b""]
+
+
+def custom_get_attribute(self, name):
+    """Gap: GetAtt of a key missing from a custom resource's Data returned None; AWS fails."""
+    if name in self.data:
+        return self.data[name]
+    raise ResourceFailed(f"CustomResource attribute error: Vendor response doesn't contain "
+                         f"{name} key in object {self.logical_id}")
+
+
+# --------------------------------------------------------------------------------------
+# Unsupported resource types: stubs instead of silently skipping them
+# --------------------------------------------------------------------------------------
+
+
+class StubResource(CloudFormationModel):
+    """Gap §1: moto skips types it does not model, so Ref is empty and GetAtt breaks.
+
+    A stub has a generated physical id (the name property if given, an id with the usual
+    prefix, or an ARN where Ref is an ARN) and GetAtt placeholders: ARNs for *Arn, 5432 or
+    6379 for *Port, `<logical>.<stack>.emulator.local` for *Address, the id otherwise.
+    No service object exists, except for AWS::SecretsManager::Secret, which is created in
+    moto's Secrets Manager (value from SecretString/GenerateSecretString, else none).
+    """
+
+    __module__ = "moto.cloudformation.emulator_stub"  # moto's model registry keys on it
+    NAME_PROPERTY = {"AWS::RDS::DBCluster": "DBClusterIdentifier",
+                     "AWS::ElastiCache::CacheCluster": "ClusterName",
+                     "AWS::ElastiCache::ReplicationGroup": "ReplicationGroupId",
+                     "AWS::ElastiCache::SubnetGroup": "CacheSubnetGroupName",
+                     "AWS::CloudWatch::Alarm": "AlarmName",
+                     "AWS::Scheduler::Schedule": "Name",
+                     "AWS::Logs::SubscriptionFilter": "FilterName",
+                     "AWS::SecretsManager::Secret": "Name"}
+    ID_PREFIX = {"AWS::ServiceDiscovery::PrivateDnsNamespace": "ns-",
+                 "AWS::ServiceDiscovery::Service": "srv-",
+                 "AWS::EC2::SecurityGroupEgress": "sgr-"}
+    ARN_REF = {"AWS::ApplicationAutoScaling::ScalingPolicy", "AWS::CertificateManager::Certificate",
+               "AWS::SecretsManager::SecretTargetAttachment"}
+
+    def __init__(self, resource_type, logical_id, generated_name, props, account_id, region,
+                 stack_id):
+        self.cf_resource_type, self.logical_resource_id = resource_type, logical_id
+        self.account_id, self.region, self.props = account_id, region, props
+        self.stack_name = stack_id.split("/")[1]
+        service, kind = resource_type.split("::")[1:3]
+        name = props.get(self.NAME_PROPERTY.get(resource_type, ""))
+        if resource_type == "AWS::RDS::DBCluster":
+            generated_name = generated_name.lower()
+        self.name = name or generated_name
+        self.arn = (f"arn:aws:{service.lower()}:{region}:{account_id}:"
+                    f"{kind.lower()}/{self.name}")
+        if resource_type in self.ID_PREFIX:
+            self.id = self.ID_PREFIX[resource_type] + secrets.token_hex(8)
+        elif resource_type in self.ARN_REF:
+            self.id = self.arn
+        else:
+            self.id = self.name
+        if resource_type == "AWS::SecretsManager::Secret":
+            self._create_secret()
+
+    def _create_secret(self):
+        value = self.props.get("SecretString")
+        generate = self.props.get("GenerateSecretString")
+        if generate is not None:
+            password = secrets.token_urlsafe(24)[: int(generate.get("PasswordLength", 32))]
+            key = generate.get("GenerateStringKey")
+            template = json.loads(generate.get("SecretStringTemplate") or "{}")
+            value = json.dumps({**template, key: password}) if key else password
+        backend = secretsmanager_backends[self.account_id][self.region]
+        backend.create_secret(name=self.name, secret_string=value, secret_binary=None,
+                              description=self.props.get("Description"), tags=None,
+                              kms_key_id=self.props.get("KmsKeyId"), client_request_token=None,
+                              replica_regions=[], force_overwrite=False)
+        self.id = self.arn = backend.describe_secret(self.name).arn
+
+    @property
+    def physical_resource_id(self):
+        return self.id
+
+    @staticmethod
+    def cloudformation_type():
+        return "AWS::Emulator::Stub"
+
+    @staticmethod
+    def cloudformation_name_type():
+        return ""
+
+    @classmethod
+    def has_cfn_attr(cls, attr):
+        return True
+
+    def get_cfn_attribute(self, attr):
+        if attr.endswith("Arn"):
+            return self.arn
+        if attr.endswith("Port"):
+            return "6379" if "ElastiCache" in self.cf_resource_type else "5432"
+        if attr.endswith("Address"):
+            return f"{self.logical_resource_id.lower()}.{self.stack_name.lower()}.emulator.local"
+        return self.id
+
+    @classmethod
+    def create_from_cloudformation_json(cls, resource_name, cloudformation_json, account_id,
+                                        region_name, **kwargs):
+        return cls(kwargs["ResourceType"], kwargs["LogicalId"], resource_name,
+                   cloudformation_json.get("Properties") or {}, account_id, region_name,
+                   kwargs["StackId"])
+
+    @classmethod
+    def update_from_cloudformation_json(cls, original_resource, new_resource_name,
+                                        cloudformation_json, account_id, region_name):
+        original_resource.props = cloudformation_json.get("Properties") or {}
+        return original_resource
+
+    def delete(self, account_id, region_name):
+        if self.cf_resource_type == "AWS::SecretsManager::Secret":
+            secretsmanager_backends[account_id][region_name].delete_secret(
+                self.arn, recovery_window_in_days=None, force_delete_without_recovery=True)
+
+
+def resource_class_from_type(resource_type):
+    """Gap §1: unknown types returned None (the resource was skipped); return StubResource."""
+    if resource_type.startswith("Custom::") or resource_type == (
+            "AWS::CloudFormation::CustomResource"):
+        return CustomModel
+    return parsing.get_model_map().get(resource_type) or StubResource
+
+
+# --------------------------------------------------------------------------------------
+# Intrinsic functions and template parsing
+# --------------------------------------------------------------------------------------
+
+_original_clean_json = parsing.clean_json
+
+
+def clean_json(node, resources_map):
+    """Gap §2: Fn::Sub "${Db.Endpoint.Address}" split on every dot. Split on the first one.
+
+    Also accepts the string form {"Fn::GetAtt": "Db.Endpoint.Address"}.
+    """
+    if isinstance(node, dict) and isinstance(node.get("Fn::GetAtt"), str):
+        node = {**node, "Fn::GetAtt": node["Fn::GetAtt"].split(".", 1)}
+    if isinstance(node, dict) and "Fn::GetAtt" in node:
+        fallback = _unsupported_attribute(node["Fn::GetAtt"], resources_map)
+        if fallback is not None:
+            return fallback
+    if not (isinstance(node, dict) and "Fn::Sub" in node):
+        return _original_clean_json(node, resources_map)
+    value = node["Fn::Sub"]
+    template, variables = (value, {}) if isinstance(value, str) else value
+    variables = {k: clean_json(v, resources_map) for k, v in variables.items()}
+
+    def substitute(match):
+        name = match.group(1)
+        if name.startswith("!"):
+            return "${" + name[1:] + "}"
+        if name in variables:
+            return str(variables[name])
+        if "." in name:
+            return str(clean_json({"Fn::GetAtt": name.split(".", 1)}, resources_map))
+        return str(clean_json({"Ref": name}, resources_map))
+
+    return re.sub(r"\$\{([^}]+)\}", substitute, template)
+
+
+def _unsupported_attribute(get_att, resources_map):
+    """Gap §1: GetAtt TaskDefinitionArn, ServiceArn, SecurityGroup VpcId... are unsupported by
+    moto models that have the value: read the matching Python attribute (task_definition_arn,
+    arn, vpc_id, id) instead. Returns None when moto supports the attribute itself."""
+    name, attr = get_att
+    resource = resources_map._parsed_resources.get(name)
+    if resource is None or isinstance(resource, (StubResource, CustomModel)) or (
+            not isinstance(resource, CloudFormationModel) or resource.has_cfn_attr(attr)):
+        return None
+    for candidate in (xform_name(attr), "arn" if attr.endswith("Arn") else "",
+                      "id" if attr.endswith("Id") else ""):
+        if candidate and getattr(resource, candidate, None) is not None:
+            return getattr(resource, candidate)
+    return None
+
+
+def yaml_tag_constructor(loader, tag, node):
+    """Gap §2: YAML `!GetAtt A.B.C` split on every dot and `!GetAtt [A, B]` kept yaml nodes."""
+    if tag == "!Ref":
+        return {"Ref": node.value}
+    if tag == "!GetAtt" and not isinstance(node.value, list):
+        return {"Fn::GetAtt": node.value.split(".", 1)}
+    if isinstance(node, cfn_utils.yaml.SequenceNode):
+        return {f"Fn::{tag[1:]}": loader.construct_sequence(node, deep=True)}
+    if isinstance(node, cfn_utils.yaml.MappingNode):
+        return {f"Fn::{tag[1:]}": loader.construct_mapping(node, deep=True)}
+    return {f"Fn::{tag[1:]}": node.value}
+
+
+def resource_map_getitem(self, key):
+    """Resources are created only by the engine below; moto created them lazily on any
+    lookup (even DescribeStacks after a rollback re-created deleted resources).
+    A resource that does not exist (yet, or any more) resolves like a skipped one: None."""
+    if key in self._parsed_resources:
+        return self._parsed_resources[key]
+    if key in self._resource_json_map:
+        return None
+    raise KeyError(key)
+
+
+# --------------------------------------------------------------------------------------
+# Stack operations: an asynchronous engine with per-resource events and rollback
+# --------------------------------------------------------------------------------------
+
+EMPTY_TEMPLATE = {"Resources": {}}
+
+
+def _references(node, found: set) -> set:
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "Ref" and isinstance(value, str):
+                found.add(value)
+            elif key == "Fn::GetAtt":
+                found.add(value[0] if isinstance(value, list) else value.split(".")[0])
+            elif key == "Fn::Sub":
+                template = value if isinstance(value, str) else value[0]
+                found.update(m.split(".")[0] for m in re.findall(r"\$\{([^!}][^}]*)\}", template))
+                _references(value if isinstance(value, list) else [], found)
+            else:
+                _references(value, found)
+    elif isinstance(node, list):
+        for item in node:
+            _references(item, found)
+    return found
+
+
+def dependency_order(resources: dict) -> list[str]:
+    """Logical ids ordered so that every Ref/GetAtt/Sub/DependsOn target comes first."""
+    ordered, visiting = [], set()
+
+    def visit(name):
+        if name in ordered:
+            return
+        if name in visiting:
+            raise ValidationError(message=f"Circular dependency between resources: {name}")
+        visiting.add(name)
+        depends_on = resources[name].get("DependsOn", [])
+        deps = _references(resources[name].get("Properties", {}), set())
+        deps.update([depends_on] if isinstance(depends_on, str) else depends_on)
+        for dep in sorted(deps & resources.keys()):
+            visit(dep)
+        ordered.append(name)
+
+    for name in resources:
+        visit(name)
+    return ordered
+
+
+def _event(stack, logical_id, resource_type, status, physical_id="", reason=None, props=None):
+    stack.events.append(cfn_models.Event(
+        stack_id=stack.stack_id, stack_name=stack.name, logical_resource_id=logical_id,
+        physical_resource_id=physical_id or "", resource_type=resource_type,
+        resource_status=status, resource_status_reason=reason,
+        resource_properties=json.dumps(props, default=str) if props is not None else None))
+
+
+def _set_status(stack, status, reason=None):
+    stack.status, stack.status_reason = status, reason
+    stack._add_stack_event(status, resource_status_reason=reason)
+
+
+def _reason(error: Exception) -> str:
+    if isinstance(error, ResourceFailed):
+        return str(error)
+    message = getattr(error, "message", None) or str(error) or type(error).__name__
+    code = getattr(error, "error_type", None) or getattr(error, "code", None)
+    prefix = f"{code}: " if isinstance(code, str) else ""
+    return f'Resource handler returned message: "{prefix}{message}"'
+
+
+def _physical_id(resource) -> str:
+    try:
+        return str(getattr(resource, "physical_resource_id", "") or "")
+    except Exception:
+        return ""
+
+
+def _state(stack) -> dict:
+    """Per-stack engine state: logical id -> {"json": resource json, "props": resolved}."""
+    if not hasattr(stack, "emu_resources"):
+        stack.emu_resources = {}
+    return stack.emu_resources
+
+
+def _prepare(stack, template: dict, parameters: dict) -> None:
+    rmap = stack.resource_map
+    rmap._template, rmap.input_parameters, rmap.resolved_parameters = template, parameters, {}
+    rmap._resource_json_map = template.get("Resources") or {}
+    rmap.load_mapping()
+    rmap.transform_mapping()
+    rmap.load_parameters()
+    rmap.load_conditions()
+
+
+def _create(stack, logical_id, resource_json, props):
+    rmap, rtype = stack.resource_map, resource_json["Type"]
+    if parsing.resource_class_from_type(rtype) is CustomModel:
+        try:
+            physical, data = call_custom_resource(stack, logical_id, rtype, "Create", props)
+        except ResourceFailed as failed:  # a FAILED Create is followed by a Delete of its id
+            if failed.physical_id:
+                _remember(stack, logical_id, resource_json, props,
+                          _custom_model(stack, logical_id, rtype, failed.physical_id, {}))
+            raise
+        return _custom_model(stack, logical_id, rtype, physical, data)
+    return parsing.parse_and_create_resource(logical_id, copy.deepcopy(resource_json), rmap,
+                                             stack.account_id, stack.region_name)
+
+
+def _custom_model(stack, logical_id, rtype, physical_id, data):
+    model = CustomModel(stack.region_name, "", logical_id, physical_id)
+    model.set_data(data)
+    model.cf_resource_type, model.logical_resource_id = rtype, logical_id
+    return model
+
+
+def _remember(stack, logical_id, resource_json, props, resource):
+    """Gap §1: some models (DBSubnetGroup, SecurityGroupIngress) have no physical id, so Ref
+    gave a Python repr: give them their name, or a generated id."""
+    if resource is not None and not hasattr(resource, "physical_resource_id"):
+        prefix = "sgr-" if "SecurityGroup" in type(resource).__name__ else "id-"
+        try:
+            resource.physical_resource_id = getattr(resource, "name", None) or (
+                prefix + secrets.token_hex(8))
+        except AttributeError:
+            pass
+    stack.resource_map._parsed_resources[logical_id] = resource
+    _state(stack)[logical_id] = {"json": resource_json, "props": props}
+
+
+def _update(stack, logical_id, resource_json, props, old):
+    """Update in place (Custom: an Update request); types without an update: replace."""
+    rmap, rtype = stack.resource_map, resource_json["Type"]
+    current = rmap._parsed_resources[logical_id]
+    resource_class = parsing.resource_class_from_type(rtype)
+    if resource_class is CustomModel:
+        physical, data = call_custom_resource(stack, logical_id, rtype, "Update", props,
+                                              _physical_id(current), old["props"])
+        if physical != _physical_id(current):  # replacement: delete the old one afterwards
+            stack.emu_replaced.append((logical_id, old, current))
+        return _custom_model(stack, logical_id, rtype, physical, data)
+    updatable = not hasattr(resource_class.update_from_cloudformation_json, "__isabstractmethod__")
+    if old["json"]["Type"] == rtype and updatable:
+        updated = parsing.parse_and_update_resource(logical_id, copy.deepcopy(resource_json),
+                                                    rmap, stack.account_id, stack.region_name)
+        if updated is not None:
+            return updated
+    _delete(stack, current, old)
+    return _create(stack, logical_id, resource_json, props)
+
+
+def _delete(stack, resource, entry):
+    resource_json = {**entry["json"], "Properties": entry["props"]}
+    rtype = resource_json["Type"]
+    if parsing.resource_class_from_type(rtype) is CustomModel:
+        call_custom_resource(stack, resource.logical_resource_id, rtype, "Delete",
+                             entry["props"], _physical_id(resource))
+    elif resource is not None:
+        stack.resource_map._delete_resource(resource, resource_json)
+
+
+def converge(stack, template: dict, parameters: dict, best_effort=False) -> list[str]:
+    """Create or update every resource of `template`, in dependency order.
+
+    Returns the logical ids that failed (stops at the first one unless best_effort)."""
+    _prepare(stack, template, parameters)
+    rmap, state, failed = stack.resource_map, _state(stack), []
+    stack.emu_wanted, stack.emu_replaced = set(), getattr(stack, "emu_replaced", [])
+    for logical_id in dependency_order(rmap._resource_json_map):
+        resource_json = rmap._resource_json_map[logical_id]
+        condition = resource_json.get("Condition")
+        if condition and not rmap.lazy_condition_map[condition]:
+            continue
+        stack.emu_wanted.add(logical_id)
+        rtype, old = resource_json["Type"], state.get(logical_id)
+        prefix = "UPDATE" if old else "CREATE"
+        physical = _physical_id(rmap._parsed_resources.get(logical_id)) if old else ""
+        try:
+            props = parsing.clean_json(copy.deepcopy(resource_json.get("Properties") or {}), rmap)
+            if old and old["props"] == props and old["json"]["Type"] == rtype:
+                continue  # unchanged: no event, no request
+            _event(stack, logical_id, rtype, f"{prefix}_IN_PROGRESS", physical, props=props)
+            resource = (_update(stack, logical_id, resource_json, props, old) if old
+                        else _create(stack, logical_id, resource_json, props))
+            resource.cf_resource_type, resource.logical_resource_id = rtype, logical_id
+            _remember(stack, logical_id, resource_json, props, resource)
+            _event(stack, logical_id, rtype, f"{prefix}_COMPLETE", _physical_id(resource))
+        except Exception as error:
+            if not isinstance(error, ResourceFailed):
+                log.exception("%s %s failed", prefix.lower(), logical_id)
+            _event(stack, logical_id, rtype, f"{prefix}_FAILED", physical, _reason(error))
+            failed.append(logical_id)
+            if not best_effort:
+                break
+    return failed
+
+
+def cleanup(stack, *, deleting_stack=False, create_rollback=False) -> list[str]:
+    """Delete what the last converge() no longer wants (and custom resources it replaced),
+    newest first. Honours DeletionPolicy with a DELETE_SKIPPED event (moto honoured Retain
+    only in DeleteStack, without events). Returns the logical ids that failed to delete."""
+    rmap, state, failed = stack.resource_map, _state(stack), []
+    wanted = set() if deleting_stack or create_rollback else stack.emu_wanted
+    replaced, stack.emu_replaced = getattr(stack, "emu_replaced", []), []
+    doomed = [(logical, state[logical], rmap._parsed_resources.get(logical), True)
+              for logical in reversed(list(state)) if logical not in wanted]
+    for logical_id, entry, resource, forget in [(*r, False) for r in replaced] + doomed:
+        rtype, physical = entry["json"]["Type"], _physical_id(resource)
+        policy = entry["json"].get("DeletionPolicy", "Delete")
+        if policy == "Retain" or (policy == "RetainExceptOnCreate" and not create_rollback) or (
+                policy == "Snapshot" and isinstance(resource, StubResource)):
+            _event(stack, logical_id, rtype, "DELETE_SKIPPED", physical)
+        else:
+            _event(stack, logical_id, rtype, "DELETE_IN_PROGRESS", physical)
+            try:
+                _delete(stack, resource, entry)
+                _event(stack, logical_id, rtype, "DELETE_COMPLETE", physical)
+            except Exception as error:
+                _event(stack, logical_id, rtype, "DELETE_FAILED", physical, _reason(error))
+                failed.append(logical_id)
+                continue
+        if forget:
+            state.pop(logical_id, None)
+            rmap._parsed_resources.pop(logical_id, None)
+    return failed
+
+
+def _publish_outputs(stack, template: dict) -> None:
+    """Gap §2: stacks made through a change set had no Outputs. Computed once, at the end."""
+    backend = cfn_models.cloudformation_backends[stack.account_id][stack.region_name]
+    output_map = parsing.OutputMap(stack.resource_map, template, stack.stack_id)
+    exports = output_map.exports
+    for export in exports:
+        owner = backend.exports.get(export.name)
+        if owner is not None and owner.exporting_stack_id != stack.stack_id:
+            raise ResourceFailed(f"Export with name {export.name} is already exported by "
+                                 f"stack {owner.exporting_stack_id}")
+    names = {e.value: e.name for e in exports}
+    outputs = [{"OutputKey": o.key, "OutputValue": str(o.value), "Description": o.description,
+                "ExportName": names.get(o.value)} for o in output_map.values() if o]
+    _withdraw_exports(stack)
+    backend.exports.update({e.name: e for e in exports})
+    stack.emu_outputs, stack.emu_exports = outputs or None, exports
+
+
+def _withdraw_exports(stack) -> None:
+    backend = cfn_models.cloudformation_backends[stack.account_id][stack.region_name]
+    for export in getattr(stack, "emu_exports", []):
+        backend.exports.pop(export.name, None)
+    stack.emu_exports = []
+
+
+def run_create(stack, template: dict, parameters: dict) -> bool:
+    """CREATE_IN_PROGRESS -> CREATE_COMPLETE, or -> ROLLBACK_IN_PROGRESS -> ROLLBACK_COMPLETE."""
+    _set_status(stack, "CREATE_IN_PROGRESS", "User Initiated")
+    failed = converge(stack, template, parameters)
+    if not failed:
+        try:
+            _publish_outputs(stack, template)
+            stack.parameters = parameters
+            _set_status(stack, "CREATE_COMPLETE")
+            return True
+        except Exception as error:
+            _set_status(stack, "CREATE_FAILED", _reason(error))
+    _set_status(stack, "ROLLBACK_IN_PROGRESS", "The following resource(s) failed to create: "
+                f"[{', '.join(failed)}]. Rollback requested by user.")
+    errors = cleanup(stack, create_rollback=True)
+    stack.emu_outputs = None
+    _set_status(stack, "ROLLBACK_FAILED" if errors else "ROLLBACK_COMPLETE")
+    return False
+
+
+def run_update(stack, template: dict, parameters: dict, template_body: str) -> bool:
+    """UPDATE_IN_PROGRESS -> UPDATE_COMPLETE_CLEANUP_IN_PROGRESS -> UPDATE_COMPLETE, or
+    -> UPDATE_ROLLBACK_IN_PROGRESS -> ... -> UPDATE_ROLLBACK_COMPLETE (old template re-applied:
+    custom resources get an Update with the old properties, new resources are deleted)."""
+    old = (stack.template, stack.template_dict, dict(stack.parameters or {}))
+    _set_status(stack, "UPDATE_IN_PROGRESS", "User Initiated")
+    failed = converge(stack, template, parameters)
+    if not failed:
+        try:
+            _publish_outputs(stack, template)
+            stack.template, stack.template_dict, stack.parameters = template_body, template, parameters
+            stack.description = template.get("Description")
+            _set_status(stack, "UPDATE_COMPLETE_CLEANUP_IN_PROGRESS")
+            cleanup(stack)
+            _set_status(stack, "UPDATE_COMPLETE")
+            return True
+        except Exception as error:
+            failed = [_reason(error)]
+    _set_status(stack, "UPDATE_ROLLBACK_IN_PROGRESS", "The following resource(s) failed to "
+                f"update: [{', '.join(failed)}].")
+    stack.template, stack.template_dict, stack.parameters = old
+    errors = converge(stack, old[1] or EMPTY_TEMPLATE, old[2], best_effort=True)
+    _set_status(stack, "UPDATE_ROLLBACK_COMPLETE_CLEANUP_IN_PROGRESS")
+    errors += cleanup(stack)
+    _set_status(stack, "UPDATE_ROLLBACK_FAILED" if errors else "UPDATE_ROLLBACK_COMPLETE")
+    return False
+
+
+def run_delete(backend, stack) -> None:
+    """DELETE_IN_PROGRESS -> DELETE_COMPLETE (Retain: DELETE_SKIPPED), or DELETE_FAILED."""
+    _set_status(stack, "DELETE_IN_PROGRESS", "User Initiated")
+    failed = cleanup(stack, deleting_stack=True)
+    if failed:
+        _set_status(stack, "DELETE_FAILED", "The following resource(s) failed to delete: "
+                    f"[{', '.join(failed)}].")
+        return
+    _withdraw_exports(stack)
+    stack.emu_outputs = None
+    _set_status(stack, "DELETE_COMPLETE")
+    backend.stacks.pop(stack.stack_id, None)
+    backend.deleted_stacks[stack.stack_id] = stack
+
+
+def _in_background(target, *args) -> None:
+    def guarded():
+        try:
+            target(*args)
+        except Exception:  # keep the server alive; the stack shows where it stopped
+            log.exception("stack operation crashed")
+    threading.Thread(target=guarded, daemon=True).start()
+
+
+def _check_idle(stack) -> None:
+    if stack.status.endswith("_IN_PROGRESS") and stack.status != "REVIEW_IN_PROGRESS":
+        raise ValidationError(message=f"Stack:{stack.stack_id} is in {stack.status} state and "
+                                      "can not be updated.")
+
+
+def _validate(backend, name, template: dict, parameters: dict) -> None:
+    """Template and parameter errors are API errors, before anything starts."""
+    parsing.ResourceMap("validate", name, parameters, {}, backend.region_name,
+                        backend.account_id, template, backend.exports).load()
+    dependency_order(template.get("Resources") or {})
+
+
+# --- patched backend and model methods ------------------------------------------------
+
+
+def create_stack(self, name, template, parameters, notification_arns=None, tags=None,
+                 role_arn=None, enable_termination_protection=False, timeout_in_mins=None,
+                 stack_policy_body=None):
+    """Gaps §2/§3: CreateStack was synchronous, had no resource events and no rollback."""
+    if any(s.name == name for s in self.stacks.values()):
+        raise cfn_models.AlreadyExistsException(f"Stack [{name}] already exists")
+    template_dict = cfn_models.Stack.parse_template(template)
+    _validate(self, name, template_dict, parameters)
+    stack = cfn_models.Stack(
+        stack_id=cfn_utils.generate_stack_id(name, self.region_name, self.account_id),
+        name=name, template={}, parameters=parameters, account_id=self.account_id,
+        region_name=self.region_name, notification_arns=notification_arns, tags=tags,
+        role_arn=role_arn, enable_termination_protection=enable_termination_protection,
+        timeout_in_mins=timeout_in_mins, stack_policy_body=stack_policy_body)
+    stack.template, stack.template_dict = template, template_dict
+    stack.description = template_dict.get("Description")
+    stack.status = "CREATE_IN_PROGRESS"
+    self.stacks[stack.stack_id] = stack
+    _in_background(run_create, stack, template_dict, parameters)
+    return stack
+
+
+def stack_update(self, template, role_arn=None, parameters=None, tags=None):
+    """Gap §2: UpdateStack was synchronous and did not apply some changes (a LogGroup's
+    RetentionInDays, since moto cannot update a LogGroup; now such types are replaced)."""
+    _check_idle(self)
+    template_dict = cfn_models.Stack.parse_template(template)
+    backend = cfn_models.cloudformation_backends[self.account_id][self.region_name]
+    _validate(backend, self.name, template_dict, parameters or {})
+    self.role_arn = role_arn or self.role_arn
+    if tags is not None:
+        self.tags = tags
+    self.status = "UPDATE_IN_PROGRESS"
+    _in_background(run_update, self, template_dict, parameters or {}, template)
+
+
+def find_change_set(self, change_set_name, stack_name=None):
+    """Gap §2: change sets were found by name only, ignoring StackName."""
+    if change_set_name in self.change_sets:
+        return self.change_sets[change_set_name]
+    matches = [cs for cs in self.change_sets.values() if cs.change_set_name == change_set_name
+               and (not stack_name or stack_name in (cs.stack_name, cs.stack_id))]
+    if not matches:
+        raise ValidationError(message=f"ChangeSet [{change_set_name}] does not exist")
+    return matches[-1]
+
+
+_original_create_change_set = cfn_models.CloudFormationBackend.create_change_set
+
+
+def create_change_set(self, stack_name, change_set_name, template, parameters, description,
+                      change_set_type, **kwargs):
+    """Gap: a CREATE change set for the name of a live stack made a second stack."""
+    if change_set_type == "CREATE" and any(s.name == stack_name for s in self.stacks.values()):
+        raise cfn_models.AlreadyExistsException(f"Stack [{stack_name}] already exists and "
+                                                "cannot be created again with a change set")
+    return _original_create_change_set(self, stack_name, change_set_name, template, parameters,
+                                       description, change_set_type, **kwargs)
+
+
+def describe_change_set(self, change_set_name, stack_name=None):
+    return find_change_set(self, change_set_name, stack_name)
+
+
+def delete_change_set(self, change_set_name, stack_name=None):
+    self.change_sets.pop(find_change_set(self, change_set_name, stack_name).change_set_id)
+
+
+def execute_change_set(self, change_set_name, stack_name=None):
+    """Gaps §2/§3: execution was synchronous, attached no template (so no Outputs) and
+    ignored FAILED custom resources. Now asynchronous; poll DescribeStacks."""
+    change_set = find_change_set(self, change_set_name, stack_name)
+    if change_set.execution_status != "AVAILABLE":
+        raise ValidationError(message=f"ChangeSet [{change_set.change_set_id}] cannot be "
+                                      f"executed in its current status of "
+                                      f"[{change_set.execution_status}]")
+    stack = self.stacks[change_set.stack_id]
+    _check_idle(stack)
+    template, parameters = change_set.template_dict, change_set.parameters or {}
+    _validate(self, stack.name, template, parameters)
+    change_set.execution_status = "EXECUTE_IN_PROGRESS"
+    if change_set.change_set_type == "CREATE":
+        stack.template, stack.template_dict = change_set.template, template
+        stack.description = template.get("Description")
+        stack.status = "CREATE_IN_PROGRESS"
+    else:
+        stack.status = "UPDATE_IN_PROGRESS"
+
+    def execute():
+        if change_set.change_set_type == "CREATE":
+            ok = run_create(stack, template, parameters)
+        else:
+            ok = run_update(stack, template, parameters, change_set.template)
+        change_set.execution_status = "EXECUTE_COMPLETE" if ok else "EXECUTE_FAILED"
+
+    _in_background(execute)
+
+
+def delete_stack(self, name_or_stack_id):
+    """Gap: DeleteStack was synchronous, sent no Delete to custom resources, recorded no
+    resource events and no DELETE_SKIPPED for DeletionPolicy Retain."""
+    for stack in list(self.stacks.values()):
+        if name_or_stack_id in (stack.stack_id, stack.name):
+            if stack.status == "DELETE_IN_PROGRESS":
+                return
+            _check_idle(stack)
+            stack.status = "DELETE_IN_PROGRESS"
+            _in_background(run_delete, self, stack)
+            return
+
+
+def describe_change_set_response(self):
+    result = self.cloudformation_backend.describe_change_set(
+        self._get_param("ChangeSetName"), self._get_param("StackName"))
+    return cfn_responses.ActionResult(result)
+
+
+def delete_change_set_response(self):
+    self.cloudformation_backend.delete_change_set(
+        self._get_param("ChangeSetName"), self._get_param("StackName"))
+    return EmptyResult()
+
+
+def apply_patches() -> None:
+    """Install every patch above into moto."""
+    lambda_models.LambdaFunction.invoke = lambda_invoke
+    CustomModel.get_cfn_attribute = custom_get_attribute
+    parsing.resource_class_from_type = resource_class_from_type
+    parsing.clean_json = clean_json
+    parsing.ResourceMap.__getitem__ = resource_map_getitem
+    parsing.ResourceMap.validate_outputs = lambda self: None  # checked when outputs resolve
+    for module in (cfn_models, cfn_responses, cfn_utils):
+        module.yaml_tag_constructor = yaml_tag_constructor
+    backend = cfn_models.CloudFormationBackend
+    backend.create_stack = create_stack
+    backend.execute_change_set = execute_change_set
+    backend.create_change_set = create_change_set
+    backend.describe_change_set = describe_change_set
+    backend.delete_change_set = delete_change_set
+    backend.delete_stack = delete_stack
+    cfn_responses.CloudFormationResponse.describe_change_set = describe_change_set_response
+    cfn_responses.CloudFormationResponse.delete_change_set = delete_change_set_response
+    stack = cfn_models.Stack
+    stack.update = stack_update
+    stack.outputs = property(lambda self: getattr(self, "emu_outputs", None))
+    stack.exports = property(lambda self: getattr(self, "emu_exports", []))
+    stack.stack_resources = property(lambda self: [
+        self.resource_map._parsed_resources[k] for k in _state(self)
+        if k in self.resource_map._parsed_resources])
+
+
+# --------------------------------------------------------------------------------------
+# Server
+# --------------------------------------------------------------------------------------
+
+
+def main() -> None:
+    global ENDPOINT
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
+    parser.add_argument("--verbose", action="store_true", help="log every HTTP request")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    if not args.verbose:
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    apply_patches()
+    moto_app = DomainDispatcherApplication(create_backend_app)
+
+    def app(environ, start_response):
+        if environ["PATH_INFO"].startswith("/_emulator/cfn-response/"):
+            return cfn_response_app(environ, start_response)
+        return moto_app(environ, start_response)
+
+    server = make_server("127.0.0.1", args.port, app, threaded=True,
+                         request_handler=MotoRequestHandler)
+    port = server.server_port
+    ENDPOINT = f"http://127.0.0.1:{port}"
+    os.environ["MOTO_PORT"] = str(port)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    signal.signal(signal.SIGINT, lambda *_: sys.exit(0))
+    print(f"READY {port}", flush=True)
+    try:
+        server.serve_forever()
+    finally:
+        for proc in list(LIVE_PROCESSES):
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        server.server_close()
+
+
+if __name__ == "__main__":
+    main()

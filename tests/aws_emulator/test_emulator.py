@@ -1,0 +1,418 @@
+"""Proves each behaviour the patched moto server adds (tests/aws_emulator/server.py).
+
+    $AIRFLOW_STACK_VENV/bin/python -m pytest tests/aws_emulator -q
+"""
+
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+import zipfile
+
+import boto3
+import pytest
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+SERVER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "server.py")
+REGION = "us-east-1"
+
+# A fake custom-resource Lambda speaking the Runtime API, like the real Rust one will.
+BOOTSTRAP = r'''#!{python}
+import http.client, json, os, time, urllib.parse
+api = http.client.HTTPConnection(os.environ["AWS_LAMBDA_RUNTIME_API"])
+api.request("GET", "/2018-06-01/runtime/invocation/next")
+r = api.getresponse()
+event = json.loads(r.read())
+request_id = r.getheader("Lambda-Runtime-Aws-Request-Id")
+assert int(r.getheader("Lambda-Runtime-Deadline-Ms")) > time.time() * 1000
+with open(os.environ["RECORD_FILE"], "a") as f:
+    f.write(json.dumps(event) + "\n")
+print("handling", event.get("RequestType", "direct invoke"), flush=True)
+if "RequestType" in event:
+    props = event["ResourceProperties"]
+    time.sleep(float(props.get("Delay", "0")))
+    status, reason = "SUCCESS", None
+    if props.get("Fail") == "true" and event["RequestType"] != "Delete":
+        status, reason = "FAILED", "boom: the handler was asked to fail"
+    elif props.get("SecretArn") and event["RequestType"] != "Delete":
+        import boto3  # reaches the emulator through AWS_ENDPOINT_URL
+        boto3.client("secretsmanager").put_secret_value(
+            SecretId=props["SecretArn"], SecretString="pw-" + props["Name"])
+    body = json.dumps({
+        "Status": status, "Reason": reason,
+        "PhysicalResourceId": event.get("PhysicalResourceId") or event["LogicalResourceId"] + "-id",
+        "StackId": event["StackId"], "RequestId": event["RequestId"],
+        "LogicalResourceId": event["LogicalResourceId"],
+        "Data": {"Greeting": "hello " + props.get("Name", ""), "Number": props.get("Number")},
+    }).encode()
+    url = urllib.parse.urlsplit(event["ResponseURL"])
+    put = http.client.HTTPConnection(url.netloc)
+    put.putrequest("PUT", url.path + "?" + url.query, skip_accept_encoding=True)
+    put.putheader("Content-Type", "")
+    put.putheader("Content-Length", str(len(body)))
+    put.endheaders(body)
+    assert put.getresponse().status == 200
+    result = {"status": status}
+else:
+    result = {"echo": event, "function": os.environ["AWS_LAMBDA_FUNCTION_NAME"],
+              "endpoint": os.environ["AWS_ENDPOINT_URL"]}
+api.request("POST", f"/2018-06-01/runtime/invocation/{request_id}/response",
+            body=json.dumps(result))
+api.getresponse().read()
+api.request("GET", "/2018-06-01/runtime/invocation/next")  # a runtime loops; we get killed here
+api.getresponse()
+'''
+
+
+@pytest.fixture(scope="session")
+def endpoint(tmp_path_factory):
+    log_path = tmp_path_factory.mktemp("emulator") / "server.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen([sys.executable, SERVER, "--port", "0"],
+                                stdout=subprocess.PIPE, stderr=log, text=True)
+    try:
+        line = proc.stdout.readline()  # "READY <port>"
+        assert line.startswith("READY "), f"server did not start: {log_path.read_text()}"
+        yield f"http://127.0.0.1:{line.split()[1]}"
+    finally:
+        os.kill(proc.pid, signal.SIGTERM)
+        try:
+            assert proc.wait(10) == 0, "server did not exit cleanly on SIGTERM"
+        except subprocess.TimeoutExpired:
+            os.kill(proc.pid, signal.SIGKILL)
+            raise
+
+
+@pytest.fixture
+def aws(endpoint):
+    urllib.request.urlopen(urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST"))
+
+    def client(service):
+        return boto3.client(service, endpoint_url=endpoint, region_name=REGION,
+                            aws_access_key_id="testing", aws_secret_access_key="testing",
+                            config=Config(s3={"addressing_style": "path"}))
+    return client
+
+
+@pytest.fixture
+def lambda_code(aws, tmp_path):
+    """Uploads the fake bootstrap zip; returns (bucket, key, record file)."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        info = zipfile.ZipInfo("bootstrap")
+        info.external_attr = 0o100755 << 16
+        archive.writestr(info, BOOTSTRAP.replace("{python}", sys.executable))
+    aws("s3").create_bucket(Bucket="code")
+    aws("s3").put_object(Bucket="code", Key="cr.zip", Body=buffer.getvalue())
+    record = tmp_path / "invocations.jsonl"
+    record.touch()
+    return "code", "cr.zip", record
+
+
+def requests_seen(record):
+    return [json.loads(line) for line in record.read_text().splitlines()]
+
+
+def template(record, *, retention=7, desired=2, greeting="world", fail="false", extra=None):
+    resources = {
+        "Bucket": {"Type": "AWS::S3::Bucket", "DeletionPolicy": "Retain"},
+        "Logs": {"Type": "AWS::Logs::LogGroup", "Properties": {
+            "LogGroupName": {"Fn::Sub": "/airflow/${AWS::StackName}"},
+            "RetentionInDays": retention}},
+        "Secret": {"Type": "AWS::SecretsManager::Secret", "Properties": {
+            "Name": {"Fn::Sub": "${AWS::StackName}/db"}}},
+        "Db": {"Type": "AWS::RDS::DBCluster", "DeletionPolicy": "Snapshot",
+               "Properties": {"Engine": "aurora-postgresql"}},
+        "Role": {"Type": "AWS::IAM::Role", "Properties": {"AssumeRolePolicyDocument": {
+            "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
+                                                    "Principal": {"Service": "lambda.amazonaws.com"}}]}}},
+        "Fn": {"Type": "AWS::Lambda::Function", "Properties": {
+            "Code": {"S3Bucket": "code", "S3Key": "cr.zip"}, "Handler": "bootstrap",
+            "Runtime": "provided.al2023", "Timeout": 30, "Role": {"Fn::GetAtt": ["Role", "Arn"]},
+            "Environment": {"Variables": {"RECORD_FILE": str(record)}}}},
+        "Init": {"Type": "Custom::DbInit", "Properties": {
+            "ServiceToken": {"Fn::GetAtt": ["Fn", "Arn"]}, "Name": greeting, "Fail": fail,
+            "Number": 42, "Delay": "0.5", "SecretArn": {"Ref": "Secret"},
+            "DbHost": {"Fn::GetAtt": ["Db", "Endpoint.Address"]}}},
+        "Cluster": {"Type": "AWS::ECS::Cluster"},
+        "Task": {"Type": "AWS::ECS::TaskDefinition", "Properties": {
+            "Family": "web", "Memory": "512",
+            "ContainerDefinitions": [{"Name": "web", "Image": "nginx", "Memory": 512}]}},
+        "Service": {"Type": "AWS::ECS::Service", "Properties": {
+            "Cluster": {"Ref": "Cluster"}, "TaskDefinition": {"Ref": "Task"},
+            "DesiredCount": desired}},
+    }
+    resources.update(extra or {})
+    return json.dumps({"Resources": resources, "Outputs": {
+        "DbEndpoint": {"Value": {"Fn::Sub": "${Db.Endpoint.Address}:${Db.Endpoint.Port}"}},
+        "DbArn": {"Value": {"Fn::GetAtt": ["Db", "DBClusterArn"]}},
+        "SecretArn": {"Value": {"Ref": "Secret"}},
+        "Greeting": {"Value": {"Fn::GetAtt": ["Init", "Greeting"]}},
+        "Number": {"Value": {"Fn::GetAtt": ["Init", "Number"]}},
+        "BucketName": {"Value": {"Ref": "Bucket"}, "Export": {"Name": {"Fn::Sub": "${AWS::StackName}-bucket"}}},
+        "ServiceArn": {"Value": {"Fn::GetAtt": ["Service", "ServiceArn"]}},
+    }})
+
+
+def deploy(cfn, name, body, change_set_type):
+    """What the Rust client does: unique change-set name, wait for it, execute, poll."""
+    change_set = f"deploy-{uuid.uuid4().hex[:8]}"
+    cfn.create_change_set(StackName=name, ChangeSetName=change_set, TemplateBody=body,
+                          ChangeSetType=change_set_type, Capabilities=["CAPABILITY_IAM"])
+    cfn.get_waiter("change_set_create_complete").wait(
+        StackName=name, ChangeSetName=change_set, WaiterConfig={"Delay": 1})
+    cfn.execute_change_set(StackName=name, ChangeSetName=change_set)
+    return wait(cfn, name)
+
+
+def wait(cfn, name, timeout=60):
+    """Polls DescribeStacks until a terminal status; returns (stack, statuses seen)."""
+    seen, deadline = [], time.time() + timeout
+    while time.time() < deadline:
+        stack = cfn.describe_stacks(StackName=name)["Stacks"][0]
+        if not seen or seen[-1] != stack["StackStatus"]:
+            seen.append(stack["StackStatus"])
+        if not stack["StackStatus"].endswith("_IN_PROGRESS"):
+            return stack, seen
+        time.sleep(0.1)
+    raise AssertionError(f"{name} still in progress: {seen}")
+
+
+def events(cfn, stack_id):
+    """Resource events, oldest first, as (logical id, status, reason)."""
+    raw = cfn.describe_stack_events(StackName=stack_id)["StackEvents"][::-1]
+    return [(e["LogicalResourceId"], e["ResourceStatus"], e.get("ResourceStatusReason"))
+            for e in raw]
+
+
+def outputs(stack):
+    return {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
+
+
+def test_change_set_lifecycle(aws, lambda_code):
+    cfn, record = aws("cloudformation"), lambda_code[2]
+
+    # Create through a change set: async, outputs attached, custom resource answered.
+    stack, seen = deploy(cfn, "app", template(record), "CREATE")
+    assert stack["StackStatus"] == "CREATE_COMPLETE", events(cfn, "app")
+    assert "CREATE_IN_PROGRESS" in seen  # the custom resource takes 0.5 s; we polled through it
+    out = outputs(stack)
+    assert out["DbEndpoint"].endswith(".emulator.local:5432")  # Fn::Sub on Endpoint.Address
+    assert out["DbArn"].startswith("arn:aws:rds:us-east-1:")
+    assert out["Greeting"] == "hello world"
+    assert out["Number"] == "42"  # scalars reach the handler as strings
+    assert out["ServiceArn"].startswith("arn:aws:ecs:")  # unsupported GetAtt on a real model
+    assert aws("s3").head_bucket(Bucket=out["BucketName"])
+    assert aws("cloudformation").list_exports()["Exports"][0]["Name"] == "app-bucket"
+
+    # The Lambda ran for real: it put a value into the template-created secret via moto.
+    secret = aws("secretsmanager").get_secret_value(SecretId=out["SecretArn"])
+    assert secret["SecretString"] == "pw-world"
+    (create,) = requests_seen(record)
+    assert create["RequestType"] == "Create"
+    assert create["ResourceProperties"]["DbHost"] == out["DbEndpoint"].split(":")[0]
+    assert create["ResponseURL"].startswith("http://127.0.0.1:")
+    assert aws("logs").describe_log_streams(logGroupName=_fn_log_group(aws, "app"))["logStreams"]
+
+    # Per-resource events, in dependency order, with physical ids.
+    evs = events(cfn, "app")
+    for logical in ["Bucket", "Secret", "Db", "Fn", "Init", "Service"]:
+        assert (logical, "CREATE_IN_PROGRESS", None) in evs
+        assert [e for e in evs if e[:2] == (logical, "CREATE_COMPLETE")]
+    order = [e[0] for e in evs if e[1] == "CREATE_COMPLETE"]
+    assert order.index("Role") < order.index("Fn") < order.index("Init")
+    assert order.index("Db") < order.index("Init")
+    raw = cfn.describe_stack_events(StackName="app")["StackEvents"]
+    init = next(e for e in raw if e["LogicalResourceId"] == "Init" and
+                e["ResourceStatus"] == "CREATE_COMPLETE")
+    assert init["PhysicalResourceId"] == "Init-id" and init["ResourceType"] == "Custom::DbInit"
+    assert init["Timestamp"]
+    resources = {r["LogicalResourceId"] for r in
+                 cfn.list_stack_resources(StackName="app")["StackResourceSummaries"]}
+    assert {"Db", "Secret", "Init", "Bucket"} <= resources
+
+    # Update: retention 7->14, DesiredCount 2->3, custom resource property changed.
+    n_events = len(evs)
+    stack, seen = deploy(cfn, "app", template(record, retention=14, desired=3, greeting="moon"),
+                         "UPDATE")
+    assert stack["StackStatus"] == "UPDATE_COMPLETE", events(cfn, "app")[n_events:]
+    assert "UPDATE_IN_PROGRESS" in seen
+    assert outputs(stack)["Greeting"] == "hello moon"
+    group = aws("logs").describe_log_groups(logGroupNamePrefix="/airflow/app")["logGroups"][0]
+    assert group["retentionInDays"] == 14
+    service = aws("ecs").describe_services(cluster=_physical(cfn, "app", "Cluster"),
+                                           services=[_physical(cfn, "app", "Service")])
+    assert service["services"][0]["desiredCount"] == 3
+    update = requests_seen(record)[1]
+    assert update["RequestType"] == "Update" and update["PhysicalResourceId"] == "Init-id"
+    assert update["OldResourceProperties"]["Name"] == "world"
+    assert update["ResourceProperties"]["Name"] == "moon"
+    updated = {e[0] for e in events(cfn, "app")[n_events:] if e[1] == "UPDATE_COMPLETE"} - {"app"}
+    assert updated == {"Logs", "Service", "Init"}
+
+    # An update that leaves the custom resource alone sends it nothing.
+    stack, _ = deploy(cfn, "app", template(record, retention=30, desired=3, greeting="moon"),
+                      "UPDATE")
+    assert stack["StackStatus"] == "UPDATE_COMPLETE"
+    assert len(requests_seen(record)) == 2
+
+    # Delete: Retain keeps the bucket (DELETE_SKIPPED), the custom resource gets a Delete.
+    stack_id = stack["StackId"]
+    bucket = outputs(stack)["BucketName"]
+    cfn.delete_stack(StackName="app")
+    deleted, _ = wait(cfn, stack_id)
+    assert deleted["StackStatus"] == "DELETE_COMPLETE"
+    evs = events(cfn, stack_id)
+    assert ("Bucket", "DELETE_SKIPPED", None) in evs
+    assert ("Db", "DELETE_SKIPPED", None) in evs  # Snapshot on a stub type
+    assert ("Init", "DELETE_COMPLETE", None) in evs
+    assert requests_seen(record)[-1]["RequestType"] == "Delete"
+    assert aws("s3").head_bucket(Bucket=bucket)
+    assert not aws("logs").describe_log_groups(logGroupNamePrefix="/airflow/app")["logGroups"]
+    assert not cfn.list_exports()["Exports"]
+    with pytest.raises(ClientError, match="does not exist"):
+        cfn.describe_stacks(StackName="app")
+
+
+def _physical(cfn, stack, logical):
+    return cfn.describe_stack_resource(StackName=stack, LogicalResourceId=logical)[
+        "StackResourceDetail"]["PhysicalResourceId"]
+
+
+def _fn_log_group(aws, stack):
+    (fn,) = [f for f in aws("lambda").list_functions()["Functions"]
+             if f["FunctionName"].startswith(f"{stack}-Fn-")]
+    return f"/aws/lambda/{fn['FunctionName']}"
+
+
+def test_failed_custom_resource_rolls_back(aws, lambda_code):
+    cfn, record = aws("cloudformation"), lambda_code[2]
+    stack, _ = deploy(cfn, "bad", template(record, fail="true"), "CREATE")
+    assert stack["StackStatus"] == "ROLLBACK_COMPLETE"
+    assert "Outputs" not in stack
+    evs = events(cfn, "bad")
+    assert ("Init", "CREATE_FAILED", "boom: the handler was asked to fail") in evs
+    statuses = [e[1] for e in evs if e[0] == "bad"]
+    assert statuses[-2:] == ["ROLLBACK_IN_PROGRESS", "ROLLBACK_COMPLETE"]
+    # As on AWS, the failed Create is followed by a Delete with the id the handler returned.
+    assert [r["RequestType"] for r in requests_seen(record)] == ["Create", "Delete"]
+    assert requests_seen(record)[1]["PhysicalResourceId"] == "Init-id"
+    # Everything created before the failure was deleted again, except what is retained.
+    assert ("Fn", "DELETE_COMPLETE", None) in evs and ("Bucket", "DELETE_SKIPPED", None) in evs
+    assert not aws("secretsmanager").list_secrets()["SecretList"]
+    with pytest.raises(ClientError, match="ROLLBACK_COMPLETE"):
+        cfn.update_stack(StackName="bad", TemplateBody=template(record))
+
+
+def test_resource_error_becomes_create_failed(aws, lambda_code):
+    """A moto error (duplicate log group name) is a CREATE_FAILED event, not an HTTP 500."""
+    cfn = aws("cloudformation")
+    aws("logs").create_log_group(logGroupName="/airflow/dup")
+    stack, _ = deploy(cfn, "dup", template(lambda_code[2]), "CREATE")
+    assert stack["StackStatus"] == "ROLLBACK_COMPLETE"
+    (failure,) = [e for e in events(cfn, "dup") if e[1] == "CREATE_FAILED"]
+    assert failure[0] == "Logs" and "already exists" in failure[2]
+
+
+def test_failed_update_rolls_back(aws, lambda_code):
+    cfn, record = aws("cloudformation"), lambda_code[2]
+    deploy(cfn, "upd", template(record), "CREATE")
+    extra = {"Queue": {"Type": "AWS::SQS::Queue"}}
+    stack, _ = deploy(cfn, "upd", template(record, retention=14, greeting="x", fail="true",
+                                           extra=extra), "UPDATE")
+    assert stack["StackStatus"] == "UPDATE_ROLLBACK_COMPLETE"
+    evs = events(cfn, "upd")
+    assert ("Init", "UPDATE_FAILED", "boom: the handler was asked to fail") in evs
+    assert ("Queue", "DELETE_COMPLETE", None) in evs
+    assert outputs(stack)["Greeting"] == "hello world"  # the old outputs stay
+    group = aws("logs").describe_log_groups(logGroupNamePrefix="/airflow/upd")["logGroups"][0]
+    assert group["retentionInDays"] == 7  # rolled back
+    # The rollback sends the custom resource an Update back to the old properties.
+    rollback = requests_seen(record)[-1]
+    assert rollback["RequestType"] == "Update" and rollback["ResourceProperties"]["Name"] == "world"
+
+
+def test_create_stack_and_update_stack(aws, lambda_code):
+    """The CreateStack/UpdateStack API path behaves like the change-set path."""
+    cfn, record = aws("cloudformation"), lambda_code[2]
+    cfn.create_stack(StackName="direct", TemplateBody=template(record))
+    stack, seen = wait(cfn, "direct")
+    assert stack["StackStatus"] == "CREATE_COMPLETE" and "CREATE_IN_PROGRESS" in seen
+    assert outputs(stack)["Greeting"] == "hello world"
+    cfn.update_stack(StackName="direct", TemplateBody=template(record, greeting="sun"))
+    stack, _ = wait(cfn, "direct")
+    assert stack["StackStatus"] == "UPDATE_COMPLETE"
+    assert outputs(stack)["Greeting"] == "hello sun"
+
+
+def test_change_set_names_are_per_stack(aws):
+    cfn = aws("cloudformation")
+    body = json.dumps({"Resources": {"Topic": {"Type": "AWS::SNS::Topic"}},
+                       "Outputs": {"Topic": {"Value": {"Ref": "Topic"}}}})
+    for name in ["a", "b"]:
+        cfn.create_change_set(StackName=name, ChangeSetName="deploy", TemplateBody=body,
+                              ChangeSetType="CREATE")
+    assert cfn.describe_change_set(StackName="b", ChangeSetName="deploy")["StackName"] == "b"
+    cfn.execute_change_set(StackName="a", ChangeSetName="deploy")
+    stack, _ = wait(cfn, "a")
+    assert stack["StackStatus"] == "CREATE_COMPLETE" and outputs(stack)["Topic"]
+    assert cfn.describe_stacks(StackName="b")["Stacks"][0]["StackStatus"] == "REVIEW_IN_PROGRESS"
+
+
+def test_yaml_short_forms_and_stubs(aws):
+    cfn = aws("cloudformation")
+    body = """
+Resources:
+  Ns: {Type: AWS::ServiceDiscovery::PrivateDnsNamespace, Properties: {Name: airflow.local, Vpc: vpc-1}}
+  Sd: {Type: AWS::ServiceDiscovery::Service, Properties: {NamespaceId: !Ref Ns}}
+  Cache: {Type: AWS::ElastiCache::CacheCluster, Properties: {Engine: redis}}
+  Alarm: {Type: AWS::CloudWatch::Alarm, Properties: {Threshold: 1}}
+Outputs:
+  Sd: {Value: !GetAtt Sd.Arn}
+  SdId: {Value: !GetAtt [Sd, Id]}
+  Ns: {Value: !Ref Ns}
+  Redis: {Value: !Sub "${Cache.RedisEndpoint.Address}:${Cache.RedisEndpoint.Port}"}
+  Alarm: {Value: !GetAtt Alarm.Arn}
+"""
+    cfn.create_stack(StackName="yaml", TemplateBody=body)
+    stack, _ = wait(cfn, "yaml")
+    assert stack["StackStatus"] == "CREATE_COMPLETE", events(cfn, "yaml")
+    out = outputs(stack)
+    assert out["Sd"].startswith("arn:aws:servicediscovery:") and out["SdId"].startswith("srv-")
+    assert out["Ns"].startswith("ns-")
+    assert out["Redis"].endswith(".emulator.local:6379")
+    assert out["Alarm"].startswith("arn:aws:cloudwatch:")
+
+
+def test_lambda_invoke(aws, lambda_code):
+    bucket, key, record = lambda_code
+    client = aws("lambda")
+    client.create_function(FunctionName="echo", Runtime="provided.al2023", Handler="bootstrap",
+                           Role="arn:aws:iam::123456789012:role/x", Timeout=30,
+                           Code={"S3Bucket": bucket, "S3Key": key},
+                           Environment={"Variables": {"RECORD_FILE": str(record)}})
+    response = client.invoke(FunctionName="echo", Payload=b'{"hello": "there"}')
+    payload = json.loads(response["Payload"].read())
+    assert payload["echo"] == {"hello": "there"} and payload["function"] == "echo"
+    assert payload["endpoint"].startswith("http://127.0.0.1:")
+    assert client.invoke(FunctionName="echo", InvocationType="Event",
+                         Payload=b'{"n": 2}')["StatusCode"] == 202
+    deadline = time.time() + 20
+    while len(requests_seen(record)) < 2 and time.time() < deadline:
+        time.sleep(0.1)
+    assert requests_seen(record)[-1] == {"n": 2}
+
+
+def test_response_url_rejects_a_content_type(endpoint):
+    request = urllib.request.Request(f"{endpoint}/_emulator/cfn-response/x", data=b"{}",
+                                     method="PUT",
+                                     headers={"Content-Type": "application/json"})
+    with pytest.raises(urllib.error.HTTPError) as error:
+        urllib.request.urlopen(request)
+    assert error.value.code == 403
