@@ -155,6 +155,7 @@ def run_lambda(fn, event: bytes) -> tuple[bytes, bool]:
     inv = _Invocation(fn, event)
     stream = time.strftime("%Y/%m/%d/") + f"[$LATEST]{secrets.token_hex(16)}"
     workdir = tempfile.mkdtemp(prefix=f"lambda-{fn.function_name}-")
+    _open_log_stream(fn, stream)
     api = ThreadingHTTPServer(("127.0.0.1", 0), _RuntimeApi)
     api.daemon_threads = True
     api.invocation = inv
@@ -223,10 +224,16 @@ def run_lambda(fn, event: bytes) -> tuple[bytes, bool]:
         _save_logs(fn, stream, output)
 
 
-def _save_logs(fn, stream: str, lines: list[str]) -> None:
+def _open_log_stream(fn, stream: str) -> None:
     try:
         fn.logs_backend.ensure_log_group(fn.logs_group_name)
         fn.logs_backend.create_log_stream(fn.logs_group_name, stream)
+    except Exception as e:  # logs are a convenience; never fail an invocation for them
+        log.warning("could not create the Lambda log stream: %s", e)
+
+
+def _save_logs(fn, stream: str, lines: list[str]) -> None:
+    try:
         now = int(time.time() * 1000)
         events = [{"timestamp": now, "message": line} for line in lines] or [
             {"timestamp": now, "message": "(no output)"}]
@@ -751,6 +758,7 @@ def converge(stack, template: dict, parameters: dict, best_effort=False) -> list
         rtype, old = resource_json["Type"], state.get(logical_id)
         prefix = "UPDATE" if old else "CREATE"
         physical = _physical_id(rmap._parsed_resources.get(logical_id)) if old else ""
+        props = None
         try:
             props = parsing.clean_json(copy.deepcopy(resource_json.get("Properties") or {}), rmap)
             if old and old["props"] == props and old["json"]["Type"] == rtype:
@@ -765,6 +773,8 @@ def converge(stack, template: dict, parameters: dict, best_effort=False) -> list
             if not isinstance(error, ResourceFailed):
                 log.exception("%s %s failed", prefix.lower(), logical_id)
             _event(stack, logical_id, rtype, f"{prefix}_FAILED", physical, _reason(error))
+            if old and props is not None:  # state unknown: a rollback must update it back
+                old["props"] = props
             failed.append(logical_id)
             if not best_effort:
                 break

@@ -148,7 +148,7 @@ def template(record, *, retention=7, desired=2, greeting="world", fail="false", 
             "Cluster": {"Ref": "Cluster"}, "TaskDefinition": {"Ref": "Task"},
             "DesiredCount": desired}},
     }
-    resources.update(extra or {})
+    resources = {**(extra or {}), **resources}
     return json.dumps({"Resources": resources, "Outputs": {
         "DbEndpoint": {"Value": {"Fn::Sub": "${Db.Endpoint.Address}:${Db.Endpoint.Port}"}},
         "DbArn": {"Value": {"Fn::GetAtt": ["Db", "DBClusterArn"]}},
@@ -393,8 +393,9 @@ Outputs:
 def test_lambda_invoke(aws, lambda_code):
     bucket, key, record = lambda_code
     client = aws("lambda")
+    role = aws("iam").create_role(RoleName="echo", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
     client.create_function(FunctionName="echo", Runtime="provided.al2023", Handler="bootstrap",
-                           Role="arn:aws:iam::123456789012:role/x", Timeout=30,
+                           Role=role, Timeout=30,
                            Code={"S3Bucket": bucket, "S3Key": key},
                            Environment={"Variables": {"RECORD_FILE": str(record)}})
     response = client.invoke(FunctionName="echo", Payload=b'{"hello": "there"}')
