@@ -16,6 +16,7 @@ import argparse
 import copy
 import http.client
 import io
+import ipaddress
 import json
 import logging
 import os
@@ -125,13 +126,21 @@ class _RuntimeApi(BaseHTTPRequestHandler):
         inv: _Invocation = self.server.invocation
         body = self._body()
         if self.path == f"/2018-06-01/runtime/invocation/{inv.request_id}/response":
-            inv.finish(body, error=False)
+            error = False
         elif self.path in (f"/2018-06-01/runtime/invocation/{inv.request_id}/error",
                            "/2018-06-01/runtime/init/error"):
-            inv.finish(body, error=True)
+            error = True
         else:
             return self._reply(404, b'{"errorMessage":"unknown path or request id"}')
-        self._reply(202, b'{"status":"OK"}')
+        self._reply(202, b'{"status":"OK"}')  # answer before finish(): the runtime gets killed
+        inv.finish(body, error)
+
+
+class _RuntimeServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request, client_address):
+        pass  # the runtime is killed mid-connection on purpose
 
 
 def _unzip(code: bytes, workdir: str) -> None:
@@ -156,8 +165,7 @@ def run_lambda(fn, event: bytes) -> tuple[bytes, bool]:
     stream = time.strftime("%Y/%m/%d/") + f"[$LATEST]{secrets.token_hex(16)}"
     workdir = tempfile.mkdtemp(prefix=f"lambda-{fn.function_name}-")
     _open_log_stream(fn, stream)
-    api = ThreadingHTTPServer(("127.0.0.1", 0), _RuntimeApi)
-    api.daemon_threads = True
+    api = _RuntimeServer(("127.0.0.1", 0), _RuntimeApi)
     api.invocation = inv
     threading.Thread(target=api.serve_forever, daemon=True).start()
     output: list[str] = []
@@ -514,10 +522,15 @@ _original_clean_json = parsing.clean_json
 def clean_json(node, resources_map):
     """Gap §2: Fn::Sub "${Db.Endpoint.Address}" split on every dot. Split on the first one.
 
-    Also accepts the string form {"Fn::GetAtt": "Db.Endpoint.Address"}.
+    Also accepts the string form {"Fn::GetAtt": "Db.Endpoint.Address"} and adds Fn::Cidr.
     """
     if isinstance(node, dict) and isinstance(node.get("Fn::GetAtt"), str):
         node = {**node, "Fn::GetAtt": node["Fn::GetAtt"].split(".", 1)}
+    if isinstance(node, dict) and "Fn::Cidr" in node:  # gap: moto has no Fn::Cidr
+        block, count, bits = clean_json(node["Fn::Cidr"], resources_map)
+        network = ipaddress.ip_network(block, strict=False)
+        subnets = network.subnets(new_prefix=network.max_prefixlen - int(bits))
+        return [str(net) for net, _ in zip(subnets, range(int(count)))]
     if isinstance(node, dict) and "Fn::GetAtt" in node:
         fallback = _unsupported_attribute(node["Fn::GetAtt"], resources_map)
         if fallback is not None:
@@ -533,10 +546,10 @@ def clean_json(node, resources_map):
         if name.startswith("!"):
             return "${" + name[1:] + "}"
         if name in variables:
-            return str(variables[name])
+            return str(_as_text(variables[name]))
         if "." in name:
             return str(clean_json({"Fn::GetAtt": name.split(".", 1)}, resources_map))
-        return str(clean_json({"Ref": name}, resources_map))
+        return str(_as_text(clean_json({"Ref": name}, resources_map)))
 
     return re.sub(r"\$\{([^}]+)\}", substitute, template)
 
@@ -653,9 +666,17 @@ def _reason(error: Exception) -> str:
 
 def _physical_id(resource) -> str:
     try:
-        return str(getattr(resource, "physical_resource_id", "") or "")
+        return str(getattr(resource, "physical_resource_id", "") or _as_text(resource) or "")
     except Exception:
         return ""
+
+
+def _as_text(value):
+    """Gap §1: Ref to a DBSubnetGroup or SecurityGroupIngress gives the moto object itself
+    (moto's RDS needs that), which printed as a Python repr in Outputs and Fn::Sub."""
+    if isinstance(value, CloudFormationModel):
+        return getattr(value, "name", None) or getattr(value, "id", None) or ""
+    return value
 
 
 def _state(stack) -> dict:
@@ -698,15 +719,6 @@ def _custom_model(stack, logical_id, rtype, physical_id, data):
 
 
 def _remember(stack, logical_id, resource_json, props, resource):
-    """Gap §1: some models (DBSubnetGroup, SecurityGroupIngress) have no physical id, so Ref
-    gave a Python repr: give them their name, or a generated id."""
-    if resource is not None and not hasattr(resource, "physical_resource_id"):
-        prefix = "sgr-" if "SecurityGroup" in type(resource).__name__ else "id-"
-        try:
-            resource.physical_resource_id = getattr(resource, "name", None) or (
-                prefix + secrets.token_hex(8))
-        except AttributeError:
-            pass
     stack.resource_map._parsed_resources[logical_id] = resource
     _state(stack)[logical_id] = {"json": resource_json, "props": props}
 
@@ -822,7 +834,8 @@ def _publish_outputs(stack, template: dict) -> None:
             raise ResourceFailed(f"Export with name {export.name} is already exported by "
                                  f"stack {owner.exporting_stack_id}")
     names = {e.value: e.name for e in exports}
-    outputs = [{"OutputKey": o.key, "OutputValue": str(o.value), "Description": o.description,
+    outputs = [{"OutputKey": o.key, "OutputValue": str(_as_text(o.value)),
+                "Description": o.description,
                 "ExportName": names.get(o.value)} for o in output_map.values() if o]
     _withdraw_exports(stack)
     backend.exports.update({e.name: e for e in exports})
