@@ -1,0 +1,61 @@
+"""Fixtures of the end-to-end test: the synthesized stack brought up as local processes
+once per session, and a REST client logged in as the stack's admin user."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from harness.api import Airflow  # noqa: E402
+from harness.procs import stop_all  # noqa: E402
+from harness.stack import LocalStack  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[2]
+CACHE = Path(os.environ.get("AIRFLOW_STACK_CACHE", Path.home() / ".cache" / "airflow-stack"))
+
+
+def _dir(var: str, default: Path) -> Path:
+    return Path(os.environ.get(var) or default)
+
+
+@pytest.fixture(scope="session")
+def stack(request):
+    workdir = Path(tempfile.mkdtemp(prefix="airflow-stack-e2e-"))
+    print(f"\n[e2e] work dir (process logs): {workdir}", flush=True)
+    s = LocalStack(repo=REPO, target_dir=_dir("CARGO_TARGET_DIR", CACHE / "target"),
+                   tools_venv=_dir("AIRFLOW_STACK_VENV", CACHE / "venv"), cache=CACHE,
+                   workdir=workdir)
+    failed_before = request.session.testsfailed
+    try:
+        s.up()
+        yield s
+    except BaseException:
+        print(s.dump_logs(), flush=True)
+        raise
+    finally:
+        if request.session.testsfailed > failed_before:
+            print(s.dump_logs(), flush=True)
+        s.down()
+        stop_all()
+        print("[e2e] phase timings:\n" + s.timings.report(), flush=True)
+        if os.environ.get("AIRFLOW_STACK_E2E_KEEP") or request.session.testsfailed > failed_before:
+            print(f"[e2e] kept {workdir}", flush=True)
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def airflow(stack) -> Airflow:
+    _, migrate = stack.template.container("migrate")
+    admin_secret = next(s["ValueFrom"]["Ref"] for s in migrate["Secrets"]
+                        if s["Name"] == "AIRFLOW_STACK_ADMIN_PASSWORD")
+    client = Airflow(f"http://127.0.0.1:{stack.api_port}", "admin", stack.secret(admin_secret))
+    client.login()
+    return client
