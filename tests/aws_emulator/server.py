@@ -44,6 +44,7 @@ from moto.cloudformation.custom_model import CustomModel
 from moto.cloudformation.exceptions import ValidationError
 from moto.core.common_models import CloudFormationModel
 from moto.core.responses import EmptyResult
+from moto.ec2.models import ec2_backends
 from moto.moto_server.werkzeug_app import (
     DomainDispatcherApplication,
     MotoRequestHandler,
@@ -750,8 +751,30 @@ def _delete(stack, resource, entry):
     if parsing.resource_class_from_type(rtype) is CustomModel:
         call_custom_resource(stack, resource.logical_resource_id, rtype, "Delete",
                              entry["props"], _physical_id(resource))
-    elif resource is not None:
+    elif resource is not None and not _delete_ec2(stack, rtype, resource):
         stack.resource_map._delete_resource(resource, resource_json)
+
+
+def _delete_ec2(stack, rtype, resource) -> bool:
+    """Gap: moto cannot delete these EC2 types from CloudFormation (it skips them silently),
+    so the VPC kept dependencies and DeleteStack failed."""
+    ec2 = ec2_backends[stack.account_id][stack.region_name]
+    if rtype == "AWS::EC2::VPCGatewayAttachment" and resource.gateway_id:
+        ec2.detach_internet_gateway(resource.gateway_id, resource.vpc_id)
+    elif rtype == "AWS::EC2::InternetGateway":
+        ec2.delete_internet_gateway(resource.id)
+    elif rtype == "AWS::EC2::Route":
+        ec2.delete_route(resource.route_table.id, resource.destination_cidr_block)
+    elif rtype == "AWS::EC2::SubnetRouteTableAssociation":
+        table = ec2.get_route_table(resource.route_table_id)
+        for association, subnet in list(table._associations.items()):
+            if subnet == resource.subnet_id:
+                ec2.disassociate_route_table(association)
+    elif rtype == "AWS::EC2::RouteTable":
+        ec2.delete_route_table(resource.id)
+    else:
+        return False
+    return True
 
 
 def converge(stack, template: dict, parameters: dict, best_effort=False) -> list[str]:

@@ -417,3 +417,37 @@ def test_response_url_rejects_a_content_type(endpoint):
     with pytest.raises(urllib.error.HTTPError) as error:
         urllib.request.urlopen(request)
     assert error.value.code == 403
+
+
+def test_the_airflow_dev_template_deploys(aws, lambda_code):
+    """The template `airflow-stack synth` renders for stacks/dev.yaml (its snapshot), with the
+    fake Lambda standing in for both custom-resource functions."""
+    snapshot = os.path.join(os.path.dirname(SERVER), "..", "snapshots",
+                            "synth__dev_template_json.snap")
+    if not os.path.exists(snapshot):
+        pytest.skip("no synth snapshot")
+    body = open(snapshot).read().split("---", 2)[2]
+    key = "assets/" + "0" * 64 + ".zip"
+    aws("s3").create_bucket(Bucket="assets")
+    aws("s3").copy_object(Bucket="assets", Key=key, CopySource={"Bucket": "code", "Key": "cr.zip"})
+    parameters = [{"ParameterKey": k, "ParameterValue": v} for k, v in {
+        "AssetsBucket": "assets", "MigrationFunctionCodeKey": key,
+        "SecretsFunctionCodeKey": key}.items()]
+    cfn = aws("cloudformation")
+    cfn.create_change_set(StackName="airflow-dev", ChangeSetName="c1", TemplateBody=body,
+                          ChangeSetType="CREATE", Parameters=parameters,
+                          Capabilities=["CAPABILITY_NAMED_IAM"])
+    cfn.execute_change_set(StackName="airflow-dev", ChangeSetName="c1")
+    stack, _ = wait(cfn, "airflow-dev")
+    assert stack["StackStatus"] == "CREATE_COMPLETE", [
+        e for e in events(cfn, "airflow-dev") if e[1].endswith("FAILED")]
+    assert len(stack["Outputs"]) == len(json.loads(body)["Outputs"])
+    assert all("<moto" not in o["OutputValue"] for o in stack["Outputs"])
+    cfn.delete_stack(StackName="airflow-dev")
+    stack, _ = wait(cfn, stack["StackId"])
+    assert stack["StackStatus"] == "DELETE_COMPLETE", [
+        e for e in events(cfn, stack["StackId"]) if e[1].endswith("FAILED")]
+    skipped = {e[0] for e in events(cfn, stack["StackId"]) if e[1] == "DELETE_SKIPPED"}
+    assert "FernetKeySecret" in skipped
+    assert all(vpc["IsDefault"] for vpc in aws("ec2").describe_vpcs()["Vpcs"])
+    assert not aws("ec2").describe_internet_gateways()["InternetGateways"]
