@@ -4,7 +4,9 @@
 //! [`stack::build`] turns it into a typed [`cfn::Template`] (a pure function), and
 //! [`cli`] renders or deploys it.
 
+pub mod aws;
 pub mod cfn;
 pub mod cli;
+pub mod plan;
 pub mod spec;
 pub mod stack;

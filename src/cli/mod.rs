@@ -1,6 +1,11 @@
 //! The command line: one file per verb.
 
+mod bootstrap;
+mod dags;
+mod deploy;
+mod destroy;
 mod output;
+mod progress;
 mod schema;
 mod synth;
 mod validate;
@@ -31,6 +36,17 @@ enum Command {
     Validate(validate::Args),
     /// Print the JSON Schema of the stack file.
     Schema,
+    /// Create the assets bucket (once per account and region).
+    Bootstrap(bootstrap::Args),
+    /// Show what a deploy would change, as a change set.
+    Diff(deploy::DiffArgs),
+    /// Create or update the stack through a change set, with live progress.
+    Deploy(deploy::DeployArgs),
+    /// Delete the stack, keeping the data (database snapshot, bucket, Fernet key).
+    Destroy(destroy::Args),
+    /// Work with the stack's DAG bundle.
+    #[command(subcommand)]
+    Dags(dags::DagsCommand),
 }
 
 /// Why a command did not succeed; decides the exit code.
@@ -57,6 +73,11 @@ pub fn main() -> ExitCode {
         Command::Synth(args) => synth::run(args),
         Command::Validate(args) => validate::run(args),
         Command::Schema => schema::run(),
+        Command::Bootstrap(args) => bootstrap::run(args),
+        Command::Diff(args) => deploy::diff(args),
+        Command::Deploy(args) => deploy::deploy(args),
+        Command::Destroy(args) => destroy::run(args),
+        Command::Dags(command) => dags::run(command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -6,6 +6,7 @@
 //! concern in one file and the wiring in this one.
 
 mod assets;
+mod bootstrap;
 mod broker;
 mod cluster;
 mod database;
@@ -22,6 +23,7 @@ use crate::cfn::{Expr, ListExpr, Pseudo, Template, TemplateError};
 use crate::spec::Spec;
 
 pub use assets::{AssetParameters, ASSET_LAMBDAS};
+pub use bootstrap::{bootstrap_template, BOOTSTRAP_STACK};
 pub use services::Component;
 
 /// Builds the template of a stack and checks it against CloudFormation's limits.

@@ -4,6 +4,7 @@
 use super::Tags;
 use crate::cfn::aws::iam::{PolicyDocument, Statement};
 use crate::cfn::aws::s3::{self, *};
+use crate::cfn::aws::Tag;
 use crate::cfn::{Attributes, Expr, Handle, Policy, Template};
 use crate::spec::Spec;
 
@@ -20,7 +21,20 @@ impl Bucket {
 }
 
 pub fn add(t: &mut Template, spec: &Spec, tags: &Tags) -> Bucket {
-    let bucket = s3::Bucket {
+    let bucket = private_bucket(tags.named(&format!("{}-data", spec.name)));
+    let handle = t.add_with(
+        "DataBucket",
+        bucket,
+        Attributes::default().keep_on_delete(Policy::Retain),
+    );
+    t.add("DataBucketPolicy", tls_only_policy(&handle));
+    Bucket { handle }
+}
+
+/// A bucket that is encrypted, blocks every kind of public access, disables ACLs, keeps
+/// versions (and expires old ones after 30 days).
+pub fn private_bucket(tags: Vec<Tag>) -> s3::Bucket {
+    s3::Bucket {
         bucket_encryption: BucketEncryption {
             server_side_encryption_configuration: vec![EncryptionRule {
                 server_side_encryption_by_default: EncryptionByDefault {
@@ -53,29 +67,24 @@ pub fn add(t: &mut Template, spec: &Spec, tags: &Tags) -> Bucket {
                 },
             }],
         },
-        tags: tags.named(&format!("{}-data", spec.name)),
-    };
-    let handle = t.add_with(
-        "DataBucket",
-        bucket,
-        Attributes::default().keep_on_delete(Policy::Retain),
-    );
+        tags,
+    }
+}
+
+/// A bucket policy denying every request that does not use TLS.
+pub fn tls_only_policy(bucket: &Handle<s3::Bucket>) -> BucketPolicy {
     let deny_plain_http = Statement {
         effect: "Deny",
         principal: None,
         action: vec!["s3:*".into()],
         resource: Some(vec![
-            handle.arn(),
-            Expr::concat(vec![handle.arn(), Expr::lit("/*")]),
+            bucket.arn(),
+            Expr::concat(vec![bucket.arn(), Expr::lit("/*")]),
         ]),
         condition: Some(serde_json::json!({"Bool": {"aws:SecureTransport": "false"}})),
     };
-    t.add(
-        "DataBucketPolicy",
-        BucketPolicy {
-            bucket: handle.r#ref(),
-            policy_document: PolicyDocument::new(vec![deny_plain_http.with_any_principal()]),
-        },
-    );
-    Bucket { handle }
+    BucketPolicy {
+        bucket: bucket.r#ref(),
+        policy_document: PolicyDocument::new(vec![deny_plain_http.with_any_principal()]),
+    }
 }

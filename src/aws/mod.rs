@@ -1,0 +1,102 @@
+//! The only code that talks to AWS: clients from the standard credential chain,
+//! DAG upload, deploy through change sets, stack events and outputs.
+
+pub mod assets;
+pub mod dags;
+pub mod stack;
+
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+
+/// `--profile` and `--region`, shared by every verb that calls AWS.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct AwsOptions {
+    /// AWS profile from ~/.aws/config (default: the usual chain - env, SSO, profile).
+    #[arg(long, global = true)]
+    pub profile: Option<String>,
+    /// AWS region (default: the stack file's `region`).
+    #[arg(long, global = true)]
+    pub region: Option<String>,
+}
+
+/// A loaded AWS configuration and the clients made from it.
+pub struct Aws {
+    config: SdkConfig,
+    endpoint_overridden: bool,
+}
+
+impl Aws {
+    /// Loads credentials and settings from the standard chain. The region is
+    /// `--region`, else the stack file's. `AWS_ENDPOINT_URL` (a local emulator) is
+    /// honoured by the SDK itself.
+    pub async fn connect(options: &AwsOptions, stack_region: &str) -> Aws {
+        let region = options
+            .region
+            .clone()
+            .unwrap_or_else(|| stack_region.to_string());
+        let mut loader =
+            aws_config::defaults(BehaviorVersion::latest()).region(Region::new(region));
+        if let Some(profile) = &options.profile {
+            loader = loader.profile_name(profile);
+        }
+        let config = loader.load().await;
+        let endpoint_overridden =
+            config.endpoint_url().is_some() || std::env::var_os("AWS_ENDPOINT_URL_S3").is_some();
+        Aws {
+            config,
+            endpoint_overridden,
+        }
+    }
+
+    /// An S3 client; path-style addressing when an endpoint is overridden, because
+    /// `bucket.localhost` does not resolve.
+    pub fn s3(&self) -> aws_sdk_s3::Client {
+        let conf = aws_sdk_s3::config::Builder::from(&self.config)
+            .force_path_style(self.endpoint_overridden)
+            .build();
+        aws_sdk_s3::Client::from_conf(conf)
+    }
+
+    /// A CloudFormation client.
+    pub fn cloudformation(&self) -> aws_sdk_cloudformation::Client {
+        aws_sdk_cloudformation::Client::new(&self.config)
+    }
+
+    /// An ECS client.
+    pub fn ecs(&self) -> aws_sdk_ecs::Client {
+        aws_sdk_ecs::Client::new(&self.config)
+    }
+
+    /// The overridden endpoint (a local emulator), if any.
+    pub fn endpoint_url(&self) -> Option<String> {
+        self.config.endpoint_url().map(String::from)
+    }
+
+    /// The region in use.
+    pub fn region(&self) -> String {
+        self.config
+            .region()
+            .map(|r| r.to_string())
+            .unwrap_or_default()
+    }
+}
+
+/// A runtime for one command: the CLI is synchronous outside AWS calls.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a Tokio runtime starts")
+}
+
+/// Renders an SDK error with its service message (the `Display` of `SdkError` alone
+/// says only "service error").
+pub fn describe<E: std::error::Error + 'static>(error: &E) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}

@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# The README's test command: installs what the tests need, then runs every test.
+#
+#   bash tests/run-all.sh
+#
+# It works from a fresh clone: Debian packages (apt-get), a Python virtualenv with
+# cfn-lint and moto, the Rust toolchain's own cargo. Caches live outside the clone, under
+# $AIRFLOW_STACK_CACHE (default ~/.cache/airflow-stack): the cargo target dir and the
+# virtualenvs. Nothing here needs an AWS account; every server a test starts binds to
+# 127.0.0.1 on a free port and is stopped by the test.
+set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+cache="${AIRFLOW_STACK_CACHE:-$HOME/.cache/airflow-stack}"
+mkdir -p "$cache"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$cache/target}"
+export AIRFLOW_STACK_VENV="$cache/venv"
+export CARGO_TERM_COLOR=never
+started=$(date +%s)
+
+phase() { printf '\n== %s (%ss) ==\n' "$1" "$(( $(date +%s) - started ))"; }
+
+# Debian packages the tests use, installed only when missing.
+need_apt() {
+    local missing=()
+    for pkg in "$@"; do dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg"); done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    echo "installing Debian packages: ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -q >/dev/null
+    apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+phase "Debian packages"
+need_apt time binutils python3-venv
+
+phase "Python tools (cfn-lint, moto) in $AIRFLOW_STACK_VENV"
+[ -x "$AIRFLOW_STACK_VENV/bin/pip" ] || python3 -m venv "$AIRFLOW_STACK_VENV"
+"$AIRFLOW_STACK_VENV/bin/pip" install -q --disable-pip-version-check --upgrade -r tests/requirements.txt
+"$AIRFLOW_STACK_VENV/bin/cfn-lint" --version
+
+phase "format and lints"
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --quiet -- -D warnings
+
+phase "Lambda zips"
+bash lambdas/build.sh
+
+phase "Rust tests (unit, CLI, cfn-lint, Lambda processes against moto)"
+cargo test --workspace --quiet 2>&1 | tee "$cache/cargo-test.log"
+
+phase "benchmark: synth as a process"
+cargo build --release --quiet -p airflow-stack
+python3 scripts/bench_synth.py
+
+phase "done in $(( $(date +%s) - started ))s"
