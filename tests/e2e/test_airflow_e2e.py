@@ -87,15 +87,22 @@ def test_dags_run_to_success_with_remote_logs(stack, airflow, connection_passwor
     # Every task's log is readable through the API and comes from the S3 remote-log folder.
     remote = stack.container_env("api-server")[0]["AIRFLOW__LOGGING__REMOTE_BASE_LOG_FOLDER"]
     assert remote == f"s3://{stack.bucket}/logs", remote
-    keys = [o["Key"] for page in stack.s3.get_paginator("list_objects_v2").paginate(
-        Bucket=stack.bucket, Prefix="logs/") for o in page.get("Contents", [])]
+    def s3_log_keys() -> list[str]:
+        return [o["Key"] for page in stack.s3.get_paginator("list_objects_v2").paginate(
+            Bucket=stack.bucket, Prefix="logs/") for o in page.get("Contents", [])]
+
     checked = 0
     for dag_id, (run_id, _) in results.items():
         for ti in airflow.task_instances(dag_id, run_id):
             task_id, try_number = ti["task_id"], ti["try_number"]
             assert ti["state"] == "success", ti
-            assert any(f"dag_id={dag_id}/" in k and f"task_id={task_id}/" in k for k in keys), (
-                f"no S3 log object for {dag_id}.{task_id} under s3://{stack.bucket}/logs/: {keys}")
+            # The worker uploads the log when the task process has ended, which can be a
+            # moment after the state change the API reports.
+            want = f"logs/dag_id={dag_id}/run_id={run_id}/task_id={task_id}/attempt={try_number}.log"
+            deadline = time.monotonic() + 30
+            while want not in (keys := s3_log_keys()) and time.monotonic() < deadline:
+                time.sleep(1)
+            assert want in keys, f"no s3://{stack.bucket}/{want}; objects under logs/: {keys}"
             log = airflow.task_log(dag_id, run_id, task_id, try_number)
             assert f"s3://{stack.bucket}/logs/dag_id={dag_id}" in log, (
                 f"{dag_id}.{task_id}: log not read from S3:\n{log[:2000]}")
@@ -103,3 +110,84 @@ def test_dags_run_to_success_with_remote_logs(stack, airflow, connection_passwor
                 assert f"E2E-MARKER {dag_id}.{task_id}" in log, f"{dag_id}.{task_id}:\n{log[:3000]}"
             checked += 1
     assert checked == 6, checked
+
+
+# --- the harness can fail: one secret changed in one container ----------------------------
+
+class _Mutated:
+    """Restart one container with some of its environment changed; restore it after."""
+
+    def __init__(self, stack, airflow, name: str, override: dict[str, str]):
+        self.stack, self.airflow, self.name, self.override = stack, airflow, name, override
+
+    def __enter__(self):
+        original = self.stack.container_env(self.name)[0]
+        for key, value in self.override.items():
+            assert original[key] != value, f"{key} is not changed by the mutation"
+        self.log = Path(self.stack.workdir / f"{self.name}.log")
+        self.offset = self.log.stat().st_size
+        self.stack.stop_service(self.name)
+        self.stack.start_service(self.name, self.override)
+        self.stack.wait_healthy([self.name])
+        self.airflow.login()
+        return self
+
+    def new_log(self) -> str:
+        with open(self.log, "rb") as f:
+            f.seek(self.offset)
+            return f.read().decode(errors="replace")
+
+    def __exit__(self, *exc):
+        self.stack.stop_service(self.name)
+        self.stack.start_service(self.name)
+        self.stack.wait_healthy([self.name])
+        self.airflow.login()
+        return False
+
+
+def _new_jwt_secret() -> str:
+    return "".join(secrets.choice(string.ascii_letters + string.digits) for _ in range(86))
+
+
+def _new_fernet_key() -> str:
+    import base64
+    import os
+    return base64.urlsafe_b64encode(os.urandom(32)).decode()
+
+
+def test_jwt_secret_mismatch_between_scheduler_and_api_server_fails_the_run(stack, airflow):
+    """The scheduler signs each task's Execution-API token with [api_auth] jwt_secret and
+    the api-server checks it: give the api-server another secret and every task fails."""
+    with _Mutated(stack, airflow, "api-server",
+                  {"AIRFLOW__API_AUTH__JWT_SECRET": _new_jwt_secret()}) as m:
+        results, _ = _run_all(airflow, ["e2e_python"], timeout=120)
+        stack.timings.mark("mutation: api-server JWT")
+        assert results["e2e_python"][1] != "success", results
+        assert results["e2e_python"][1] == "failed", f"expected a failed run, got {results}"
+        assert "Signature verification failed" in m.new_log(), m.new_log()[-3000:]
+    worker_log = (stack.workdir / "worker.log").read_text(errors="replace")
+    assert "Invalid auth token" in worker_log
+
+
+def test_fernet_key_change_makes_stored_connections_unreadable(stack, airflow, connection_password):
+    """A connection saved under one Fernet key cannot be read under another: the run that
+    reads it fails while a run that needs no connection still succeeds."""
+    with _Mutated(stack, airflow, "api-server",
+                  {"AIRFLOW__CORE__FERNET_KEY": _new_fernet_key()}):
+        results, _ = _run_all(airflow, ["e2e_connection", "e2e_python"], timeout=120)
+        stack.timings.mark("mutation: api-server Fernet")
+    assert results["e2e_python"][1] == "success", results
+    assert results["e2e_connection"][1] == "failed", results
+
+
+def test_worker_needs_neither_the_jwt_secret_nor_the_fernet_key(stack, airflow, connection_password):
+    """Airflow 3 workers talk to the Execution API with the token the scheduler minted and
+    read connections decrypted by the api-server: a worker with a different JWT secret and
+    Fernet key still runs everything (pins the behaviour FINDINGS.md relies on)."""
+    with _Mutated(stack, airflow, "worker",
+                  {"AIRFLOW__API_AUTH__JWT_SECRET": _new_jwt_secret(),
+                   "AIRFLOW__CORE__FERNET_KEY": _new_fernet_key()}):
+        results, _ = _run_all(airflow, ["e2e_connection", "e2e_python"], timeout=120)
+        stack.timings.mark("mutation: worker JWT+Fernet")
+    assert {d: s for d, (_, s) in results.items()} == {"e2e_connection": "success",
+                                                       "e2e_python": "success"}, results
