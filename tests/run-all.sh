@@ -54,4 +54,16 @@ phase "benchmark: synth as a process"
 cargo build --release --quiet -p airflow-stack
 python3 scripts/bench_synth.py
 
+# >>> e2e (issue 5, tests/e2e): the synthesized stack as real local Airflow processes >>>
+# PostgreSQL (TLS) and redis-server stand in for RDS and the Redis container, moto for S3
+# and Secrets Manager; Airflow itself is installed by the harness into a cached venv
+# ($AIRFLOW_STACK_CACHE/airflow-<version>, timed as its "install" phase).
+phase "e2e: Debian packages, CLI and secrets Lambda builds"
+need_apt postgresql redis-server curl openssl
+cargo build --quiet -p airflow-stack -p airflow-secrets
+"$AIRFLOW_STACK_VENV/bin/pip" install -q --disable-pip-version-check -r tests/e2e/requirements.txt
+phase "e2e: Airflow from the synthesized template (tests/e2e)"
+"$AIRFLOW_STACK_VENV/bin/pytest" -s -p no:cacheprovider tests/e2e
+# <<< e2e <<<
+
 phase "done in $(( $(date +%s) - started ))s"

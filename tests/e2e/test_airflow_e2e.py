@@ -84,6 +84,13 @@ def test_dags_run_to_success_with_remote_logs(stack, airflow, connection_passwor
                        db="airflow").strip()
     assert row.startswith("t|") and connection_password not in row, "connection stored in plaintext"
 
+    # The metadata database is reached over TLS (DbSslMode "require"; the local server also
+    # rejects plain TCP), by every Airflow container that holds a connection now.
+    ssl = stack.pg.sql("SELECT count(*), count(*) FILTER (WHERE s.ssl) FROM pg_stat_activity a "
+                       "JOIN pg_stat_ssl s USING (pid) WHERE a.usename = 'airflow'").strip()
+    total, encrypted = (int(x) for x in ssl.split("|"))
+    assert total > 0 and total == encrypted, f"airflow DB sessions: {total}, over TLS: {encrypted}"
+
     # Every task's log is readable through the API and comes from the S3 remote-log folder.
     remote = stack.container_env("api-server")[0]["AIRFLOW__LOGGING__REMOTE_BASE_LOG_FOLDER"]
     assert remote == f"s3://{stack.bucket}/logs", remote

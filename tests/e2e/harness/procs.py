@@ -101,9 +101,10 @@ class Proc:
                 os.killpg(self.pid, sig)
             except (ProcessLookupError, PermissionError):
                 pass
-            for pid in pids:
+            for pid in pids:  # descendants that left the group (setsid) get it too
                 try:
-                    os.kill(pid, sig)
+                    if os.getpgid(pid) != self.pid:
+                        os.kill(pid, sig)
                 except (ProcessLookupError, PermissionError):
                     pass
             deadline = time.monotonic() + (grace if sig == signal.SIGTERM else 5)
