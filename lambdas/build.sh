@@ -14,7 +14,7 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 max_glibc=2.34
 packages=("$@")
-[ ${#packages[@]} -gt 0 ] || packages=(airflow-secrets airflow-migration)
+[ ${#packages[@]} -gt 0 ] || packages=(airflow-secrets airflow-migration airflow-scaler)
 
 target_dir="${CARGO_TARGET_DIR:-$root/target}"
 args=()

@@ -1,0 +1,287 @@
+//! The traits of [`crate::ports`] implemented with the AWS SDK.
+
+use async_trait::async_trait;
+use aws_sdk_cloudwatch::types::{Dimension, MetricDatum, StandardUnit};
+use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_ecs::error::DisplayErrorContext;
+use aws_sdk_ecs::types::DesiredStatus;
+
+use crate::notify::Notice;
+use crate::ports::{
+    Item, Metric, Metrics, Notifier, PortError, StateStore, WorkerService, WorkerTask,
+};
+
+fn port_error<E: std::error::Error>(call: &str, error: E) -> PortError {
+    PortError(format!("{call}: {}", DisplayErrorContext(error)))
+}
+
+/// The worker service of one cluster, through `aws_sdk_ecs`.
+#[derive(Debug, Clone)]
+pub struct EcsWorkers {
+    /// The client.
+    pub client: aws_sdk_ecs::Client,
+    /// Cluster name or ARN.
+    pub cluster: String,
+    /// Service name or ARN.
+    pub service: String,
+}
+
+/// `UpdateTaskProtection` takes at most 10 tasks per call.
+const PROTECTION_BATCH: usize = 10;
+/// `DescribeTasks` takes at most 100 tasks per call.
+const DESCRIBE_BATCH: usize = 100;
+
+#[async_trait]
+impl WorkerService for EcsWorkers {
+    async fn desired_count(&self) -> Result<u32, PortError> {
+        let out = self
+            .client
+            .describe_services()
+            .cluster(&self.cluster)
+            .services(&self.service)
+            .send()
+            .await
+            .map_err(|e| port_error("DescribeServices", e))?;
+        let service = out
+            .services()
+            .first()
+            .ok_or_else(|| PortError(format!("DescribeServices: {} not found", self.service)))?;
+        Ok(u32::try_from(service.desired_count()).unwrap_or(0))
+    }
+
+    async fn tasks(&self) -> Result<Vec<WorkerTask>, PortError> {
+        let mut arns = Vec::new();
+        let mut next: Option<String> = None;
+        loop {
+            let out = self
+                .client
+                .list_tasks()
+                .cluster(&self.cluster)
+                .service_name(&self.service)
+                .desired_status(DesiredStatus::Running)
+                .set_next_token(next.take())
+                .send()
+                .await
+                .map_err(|e| port_error("ListTasks", e))?;
+            arns.extend(out.task_arns().iter().cloned());
+            match out.next_token() {
+                Some(t) => next = Some(t.to_string()),
+                None => break,
+            }
+        }
+        let mut tasks = Vec::new();
+        for chunk in arns.chunks(DESCRIBE_BATCH) {
+            let out = self
+                .client
+                .describe_tasks()
+                .cluster(&self.cluster)
+                .set_tasks(Some(chunk.to_vec()))
+                .send()
+                .await
+                .map_err(|e| port_error("DescribeTasks", e))?;
+            tasks.extend(out.tasks().iter().map(|t| WorkerTask {
+                task_arn: t.task_arn().unwrap_or_default().to_string(),
+                private_ip: eni_ip(t),
+            }));
+        }
+        Ok(tasks)
+    }
+
+    async fn set_protection(
+        &self,
+        task_arns: &[String],
+        protected: bool,
+        expires_in_minutes: i32,
+    ) -> Result<(), PortError> {
+        for chunk in task_arns.chunks(PROTECTION_BATCH) {
+            let mut call = self
+                .client
+                .update_task_protection()
+                .cluster(&self.cluster)
+                .set_tasks(Some(chunk.to_vec()))
+                .protection_enabled(protected);
+            if protected {
+                call = call.expires_in_minutes(expires_in_minutes);
+            }
+            let out = call
+                .send()
+                .await
+                .map_err(|e| port_error("UpdateTaskProtection", e))?;
+            // A task that stopped in the meantime is reported as MISSING: harmless.
+            let failures: Vec<String> = out
+                .failures()
+                .iter()
+                .filter(|f| f.reason() != Some("MISSING"))
+                .map(|f| {
+                    format!(
+                        "{}: {}",
+                        f.arn().unwrap_or("-"),
+                        f.reason().unwrap_or("no reason")
+                    )
+                })
+                .collect();
+            if !failures.is_empty() {
+                return Err(PortError(format!(
+                    "UpdateTaskProtection: {}",
+                    failures.join("; ")
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    async fn set_desired_count(&self, count: u32) -> Result<(), PortError> {
+        self.client
+            .update_service()
+            .cluster(&self.cluster)
+            .service(&self.service)
+            .desired_count(i32::try_from(count).unwrap_or(i32::MAX))
+            .send()
+            .await
+            .map_err(|e| port_error("UpdateService", e))?;
+        Ok(())
+    }
+}
+
+/// The private IPv4 address of a Fargate task's ENI attachment.
+fn eni_ip(task: &aws_sdk_ecs::types::Task) -> Option<String> {
+    task.attachments()
+        .iter()
+        .filter(|a| a.r#type() == Some("ElasticNetworkInterface"))
+        .flat_map(|a| a.details())
+        .find(|d| d.name() == Some("privateIPv4Address"))
+        .and_then(|d| d.value())
+        .map(str::to_string)
+}
+
+/// CloudWatch metrics in one namespace with a `Stack` dimension.
+#[derive(Debug, Clone)]
+pub struct CloudWatchMetrics {
+    /// The client.
+    pub client: aws_sdk_cloudwatch::Client,
+    /// Metric namespace (the role may publish to this one only).
+    pub namespace: String,
+    /// Value of the `Stack` dimension.
+    pub stack: String,
+}
+
+#[async_trait]
+impl Metrics for CloudWatchMetrics {
+    async fn put(&self, metrics: &[Metric]) -> Result<(), PortError> {
+        let dimension = Dimension::builder()
+            .name("Stack")
+            .value(&self.stack)
+            .build();
+        let data = metrics
+            .iter()
+            .map(|m| {
+                MetricDatum::builder()
+                    .metric_name(m.name)
+                    .value(m.value)
+                    .unit(StandardUnit::Count)
+                    .dimensions(dimension.clone())
+                    .build()
+            })
+            .collect();
+        self.client
+            .put_metric_data()
+            .namespace(&self.namespace)
+            .set_metric_data(Some(data))
+            .send()
+            .await
+            .map_err(|e| port_error("PutMetricData", e))?;
+        Ok(())
+    }
+}
+
+/// The DynamoDB state table (string key `pk`).
+#[derive(Debug, Clone)]
+pub struct DynamoState {
+    /// The client.
+    pub client: aws_sdk_dynamodb::Client,
+    /// Table name.
+    pub table: String,
+}
+
+#[async_trait]
+impl StateStore for DynamoState {
+    async fn get(&self, key: &str) -> Result<Option<Item>, PortError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", AttributeValue::S(key.to_string()))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| port_error("GetItem", e))?;
+        Ok(out.item().map(|attrs| {
+            attrs
+                .iter()
+                .filter(|(k, _)| k.as_str() != "pk")
+                .filter_map(|(k, v)| v.as_s().ok().map(|s| (k.clone(), s.clone())))
+                .collect()
+        }))
+    }
+
+    async fn put(&self, key: &str, item: Item) -> Result<(), PortError> {
+        let mut attrs: std::collections::HashMap<String, AttributeValue> = item
+            .into_iter()
+            .map(|(k, v)| (k, AttributeValue::S(v)))
+            .collect();
+        attrs.insert("pk".into(), AttributeValue::S(key.to_string()));
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(attrs))
+            .send()
+            .await
+            .map_err(|e| port_error("PutItem", e))?;
+        Ok(())
+    }
+}
+
+/// An SNS topic as an alert target.
+#[derive(Debug, Clone)]
+pub struct SnsTopic {
+    /// The client.
+    pub client: aws_sdk_sns::Client,
+    /// Topic ARN.
+    pub topic_arn: String,
+}
+
+#[async_trait]
+impl Notifier for SnsTopic {
+    fn name(&self) -> &'static str {
+        "sns"
+    }
+
+    async fn send(&self, notice: &Notice) -> Result<(), PortError> {
+        self.client
+            .publish()
+            .topic_arn(&self.topic_arn)
+            .subject(notice.sns_subject())
+            .message(notice.sns_message())
+            .send()
+            .await
+            .map_err(|e| port_error("Publish", e))?;
+        Ok(())
+    }
+}
+
+/// Reads a secret's string value (the admin password, the Slack webhook URL). The value
+/// is returned, never logged.
+pub async fn secret_string(
+    client: &aws_sdk_secretsmanager::Client,
+    arn: &str,
+) -> Result<String, PortError> {
+    let out = client
+        .get_secret_value()
+        .secret_id(arn)
+        .send()
+        .await
+        .map_err(|e| port_error("GetSecretValue", e))?;
+    out.secret_string()
+        .map(str::to_string)
+        .ok_or_else(|| PortError(format!("GetSecretValue: {arn} has no string value")))
+}

@@ -1,0 +1,136 @@
+//! `bootstrap` for the provided.al2023 runtime.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use airflow_scaler::airflow::AirflowClient;
+use airflow_scaler::aws::{self, CloudWatchMetrics, DynamoState, EcsWorkers, SnsTopic};
+use airflow_scaler::notify::SlackWebhook;
+use airflow_scaler::ports::{AirflowApi, Notifier, PortError, WorkerService};
+use airflow_scaler::{run_tick, Settings, TickPorts};
+use aws_config::BehaviorVersion;
+use lambda_runtime::{service_fn, LambdaEvent};
+use serde_json::Value;
+use tracing::warn;
+
+/// Clients built once per execution environment.
+struct Clients {
+    settings: Settings,
+    http: reqwest::Client,
+    secrets: aws_sdk_secretsmanager::Client,
+    ecs: aws_sdk_ecs::Client,
+    metrics: CloudWatchMetrics,
+    state: DynamoState,
+    sns: aws_sdk_sns::Client,
+}
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    init_json_logging();
+    let settings = Settings::from_vars(|k| std::env::var(k).ok())?;
+    // defaults() honours AWS_ENDPOINT_URL, so tests can point it at an emulator.
+    let config = aws_config::defaults(BehaviorVersion::latest()).load().await;
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let http = reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(5))
+        .timeout(Duration::from_secs(15))
+        .build()?;
+    let clients = Arc::new(Clients {
+        metrics: CloudWatchMetrics {
+            client: aws_sdk_cloudwatch::Client::new(&config),
+            namespace: settings
+                .scaling
+                .as_ref()
+                .map(|s| s.metric_namespace.clone())
+                .unwrap_or_default(),
+            stack: settings
+                .scaling
+                .as_ref()
+                .map(|s| s.stack.clone())
+                .unwrap_or_default(),
+        },
+        state: DynamoState {
+            client: aws_sdk_dynamodb::Client::new(&config),
+            table: settings.state_table.clone(),
+        },
+        secrets: aws_sdk_secretsmanager::Client::new(&config),
+        ecs: aws_sdk_ecs::Client::new(&config),
+        sns: aws_sdk_sns::Client::new(&config),
+        http,
+        settings,
+    });
+    lambda_runtime::run(service_fn(move |_event: LambdaEvent<Value>| {
+        let clients = clients.clone();
+        async move { tick(&clients).await }
+    }))
+    .await
+}
+
+async fn tick(c: &Clients) -> Result<Value, lambda_runtime::Error> {
+    let s = &c.settings;
+    let login = login(c).await;
+    let airflow: Result<&dyn AirflowApi, PortError> = match &login {
+        Ok(client) => Ok(client),
+        Err(e) => Err(e.clone()),
+    };
+    let workers = s.scaling.as_ref().map(|sc| EcsWorkers {
+        client: c.ecs.clone(),
+        cluster: sc.cluster.clone(),
+        service: sc.service.clone(),
+    });
+    let notifiers = notifiers(c).await;
+    let ports = TickPorts {
+        airflow,
+        workers: workers.as_ref().map(|w| w as &dyn WorkerService),
+        metrics: &c.metrics,
+        state: &c.state,
+        notifiers: &notifiers,
+    };
+    let report = run_tick(s, &ports, chrono::Utc::now()).await;
+    Ok(serde_json::to_value(report)?)
+}
+
+async fn login(c: &Clients) -> Result<AirflowClient, PortError> {
+    let s = &c.settings;
+    let password = aws::secret_string(&c.secrets, &s.admin_secret_arn).await?;
+    AirflowClient::login(c.http.clone(), &s.api_url, &s.admin_username, &password).await
+}
+
+/// The alert targets; a Slack secret that is unset or still the placeholder is skipped
+/// with a warning (the webhook URL itself is never logged).
+async fn notifiers(c: &Clients) -> Vec<Box<dyn Notifier>> {
+    let mut out: Vec<Box<dyn Notifier>> = Vec::new();
+    let Some(targets) = &c.settings.alerts else {
+        return out;
+    };
+    if let Some(arn) = &targets.slack_secret_arn {
+        match aws::secret_string(&c.secrets, arn).await {
+            Ok(url) if url.starts_with("https://") => {
+                out.push(Box::new(SlackWebhook::new(c.http.clone(), url)))
+            }
+            Ok(_) => {
+                warn!(secret = %arn, "Slack webhook secret does not hold an https:// URL yet; Slack skipped")
+            }
+            Err(e) => warn!(error = %e, "Slack webhook secret unreadable; Slack skipped"),
+        }
+    }
+    if let Some(topic) = &targets.sns_topic_arn {
+        out.push(Box::new(SnsTopic {
+            client: c.sns.clone(),
+            topic_arn: topic.clone(),
+        }));
+    }
+    out
+}
+
+/// JSON lines at INFO: CloudWatch Logs Insights can query them, and DEBUG/TRACE output
+/// of the SDK and HTTP client (which may describe requests) never reaches the logs.
+fn init_json_logging() {
+    tracing_subscriber::fmt()
+        .json()
+        .with_max_level(tracing::Level::INFO)
+        .with_target(false)
+        .with_current_span(false)
+        .with_ansi(false)
+        .init();
+}
