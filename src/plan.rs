@@ -112,11 +112,25 @@ impl Plan {
     }
 
     /// Why a deploy of this plan needs the user's approval; empty when it does not.
+    /// Broadening is summarised per resource (a new stack adds dozens of statements);
+    /// `diff` shows every statement.
     pub fn approval_reasons(&self) -> Vec<String> {
-        let mut reasons: Vec<String> = self
-            .broadening
-            .iter()
-            .map(|b| format!("broadens access: {b}"))
+        let mut per_resource: BTreeMap<&str, usize> = BTreeMap::new();
+        for b in &self.broadening {
+            *per_resource
+                .entry(b.split(':').next().unwrap_or(b))
+                .or_default() += 1;
+        }
+        let mut reasons: Vec<String> = per_resource
+            .into_iter()
+            .map(|(resource, n)| {
+                let what = if n == 1 {
+                    "rule or statement"
+                } else {
+                    "rules or statements"
+                };
+                format!("broadens access: {resource} ({n} new {what})")
+            })
             .collect();
         for c in self.data_destructive() {
             let what = if c.action == Action::Remove {
@@ -303,9 +317,7 @@ pub fn render(plan: &Plan) -> String {
             let note = match (c.action, c.replacement) {
                 (Action::Modify, Replacement::Yes) => "  REPLACES the resource",
                 (Action::Modify, Replacement::Conditional) => "  may replace the resource",
-                (Action::Modify, Replacement::Unknown) => {
-                    "  (replacement known after the change set)"
-                }
+                (Action::Modify, Replacement::Unknown) => "  (replacement not reported)",
                 _ => "",
             };
             let data = if c.is_destructive() && c.is_stateful() {
@@ -494,7 +506,7 @@ mod tests {
             Approval::Proceed
         );
         assert!(
-            matches!(approve(&plan, false, false, |_| panic!("must not ask")), Approval::Refused(m) if m.contains("--yes") && m.contains("ingress"))
+            matches!(approve(&plan, false, false, |_| panic!("must not ask")), Approval::Refused(m) if m.contains("--yes") && m.contains("broadens access: In (1 new rule or statement)"))
         );
         assert_eq!(approve(&plan, false, true, |_| true), Approval::Proceed);
         assert_eq!(approve(&plan, false, true, |_| false), Approval::Declined);

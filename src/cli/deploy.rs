@@ -93,8 +93,11 @@ async fn prepare(aws: &Aws, spec: &spec::Spec, common: &Common) -> Result<Prepar
     let template = stack::build(spec)
         .map_err(|e| Failure::BadInput(format!("{}: {e}", common.stack.file.display())))?
         .to_value();
-    let assets = assets::locate(&assets::assets_dir(common.assets_dir.as_deref()))
+    let mut assets = assets::locate(&assets::assets_dir(common.assets_dir.as_deref()))
         .map_err(|e| Failure::Failed(anyhow!(e)))?;
+    // Only the Lambdas this template uses (the scaler only with autoscaling or alerts
+    // on): CloudFormation rejects a parameter the template does not declare.
+    assets.retain(|a| template["Parameters"].get(a.parameter).is_some());
     let assets_bucket = assets_bucket(aws, common.assets_bucket.clone()).await?;
     let existing = cfn_stack::describe_stack(&aws.cloudformation(), &spec.name).await?;
     Ok(Prepared {
@@ -112,11 +115,12 @@ async fn prepare(aws: &Aws, spec: &spec::Spec, common: &Common) -> Result<Prepar
 
 /// The deployed template when the stack is live and usable for a diff.
 async fn deployed(aws: &Aws, p: &Prepared) -> anyhow::Result<Option<Value>> {
-    match &p.existing {
-        Some(info) if info.status != "ROLLBACK_COMPLETE" => Ok(Some(
+    if is_live(p) {
+        Ok(Some(
             cfn_stack::deployed_template(&aws.cloudformation(), &p.name).await?,
-        )),
-        _ => Ok(None),
+        ))
+    } else {
+        Ok(None)
     }
 }
 
@@ -135,10 +139,7 @@ async fn change_set(aws: &Aws, p: &Prepared) -> anyhow::Result<cfn_stack::Change
     } else {
         TemplateSource::Body(p.body.clone())
     };
-    let exists = p
-        .existing
-        .as_ref()
-        .is_some_and(|e| e.status != "ROLLBACK_COMPLETE");
+    let exists = is_live(p);
     let request = ChangeSetRequest {
         stack: &p.name,
         template,
@@ -177,7 +178,8 @@ pub fn diff(args: DiffArgs) -> Result<(), Failure> {
         print!("{}", plan::render(&plan));
         match args.fail_on {
             Some(condition) if plan.matches(condition) => Err(Failure::Failed(anyhow!(
-                "the plan has {condition:?} changes (--fail-on)"
+                "the plan has {} changes (--fail-on)",
+                format!("{condition:?}").to_lowercase()
             ))),
             _ => Ok(()),
         }
@@ -205,6 +207,11 @@ pub fn deploy(args: DeployArgs) -> Result<(), Failure> {
         }
         let old = deployed(&aws, &p).await?;
         let plan = plan::diff(old.as_ref(), &p.template);
+        // Refuse before writing anything when approval is already known to be needed.
+        if !args.yes && !is_terminal() && !plan.approval_reasons().is_empty() {
+            print!("{}", plan::render(&plan));
+            confirm(&plan, false)?;
+        }
         if plan.is_empty() && !parameters_changed(&p) {
             println!("No changes: stack {} is up to date ({}, checked in {}).", p.name, p.existing.as_ref().map_or("", |e| e.status.as_str()), elapsed(started));
             sync_termination_protection(&aws, &p).await?;
@@ -217,9 +224,10 @@ pub fn deploy(args: DeployArgs) -> Result<(), Failure> {
         };
         let plan = plan.with_replacements(flags);
         print!("{}", plan::render(&plan));
-        if !confirm(&plan, args.yes)? {
-            let _ = aws.cloudformation().delete_change_set().change_set_name(&cs.id).send().await;
-            return Err(Failure::Failed(anyhow!("deploy cancelled; nothing was changed")));
+        let approved = confirm(&plan, args.yes);
+        if !matches!(approved, Ok(true)) {
+            abandon(&aws, &p, &cs.id).await;
+            return Err(approved.err().unwrap_or_else(|| Failure::Failed(anyhow!("deploy cancelled; nothing was changed"))));
         }
         execute_and_follow(&aws, &p.name, &cs.id, p.template["Resources"].as_object().map_or(0, |r| r.len())).await?;
         sync_termination_protection(&aws, &p).await?;
@@ -228,13 +236,41 @@ pub fn deploy(args: DeployArgs) -> Result<(), Failure> {
     })
 }
 
+/// Removes a change set that will not run, and the empty stack a first change set
+/// creates (REVIEW_IN_PROGRESS), so a declined deploy leaves nothing behind.
+async fn abandon(aws: &Aws, p: &Prepared, change_set_id: &str) {
+    let cfn = aws.cloudformation();
+    let _ = cfn
+        .delete_change_set()
+        .change_set_name(change_set_id)
+        .send()
+        .await;
+    if !is_live(p) {
+        let _ = cfn_stack::delete(&cfn, &p.name).await;
+    }
+}
+
+fn is_terminal() -> bool {
+    std::io::stdin().is_terminal() && std::io::stderr().is_terminal()
+}
+
+/// The stack exists with resources: not a failed first create, not the empty stack an
+/// abandoned first change set leaves.
+fn is_live(p: &Prepared) -> bool {
+    p.existing
+        .as_ref()
+        .is_some_and(|e| e.status != "ROLLBACK_COMPLETE" && e.status != "REVIEW_IN_PROGRESS")
+}
+
 fn refuse_busy(p: &Prepared) -> Result<(), Failure> {
     match &p.existing {
-        Some(e) if e.status.ends_with("_IN_PROGRESS") => Err(Failure::Failed(anyhow!(
-            "stack {} is busy ({}); wait for it to finish and deploy again",
-            p.name,
-            e.status
-        ))),
+        Some(e) if e.status.ends_with("_IN_PROGRESS") && e.status != "REVIEW_IN_PROGRESS" => {
+            Err(Failure::Failed(anyhow!(
+                "stack {} is busy ({}); wait for it to finish and deploy again",
+                p.name,
+                e.status
+            )))
+        }
         _ => Ok(()),
     }
 }
@@ -253,8 +289,7 @@ async fn remove_failed_stack(aws: &Aws, name: &str) -> Result<(), Failure> {
 }
 
 fn confirm(plan: &Plan, yes: bool) -> Result<bool, Failure> {
-    let terminal = std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
-    match plan::approve(plan, yes, terminal, ask) {
+    match plan::approve(plan, yes, is_terminal(), ask) {
         Approval::Proceed => Ok(true),
         Approval::Declined => Ok(false),
         Approval::Refused(message) => Err(Failure::Failed(anyhow!(message))),

@@ -22,9 +22,9 @@ impl EventLog {
     pub fn line(&mut self, e: &Event) -> Option<String> {
         let is_stack = e.resource_type == "AWS::CloudFormation::Stack";
         if e.status.ends_with("_IN_PROGRESS") {
-            self.started
-                .entry(e.logical_id.clone())
-                .or_insert(e.timestamp);
+            // Each operation on a resource (a create, then a rollback's delete) is
+            // timed from its own start.
+            self.started.insert(e.logical_id.clone(), e.timestamp);
             if is_stack {
                 return None;
             }

@@ -1083,8 +1083,81 @@ def delete_change_set_response(self):
     return EmptyResult()
 
 
+# --------------------------------------------------------------------------------------
+# ECS one-off tasks
+# --------------------------------------------------------------------------------------
+
+# Exit code given to one-off tasks (RunTask) when they are described; `next`, set with
+# `POST /_emulator/ecs-task-exit/<code>`, applies once, so a test can fail one migration.
+TASK_EXIT = {"code": 0}
+
+
+def describe_tasks(self, cluster_str, tasks):
+    """Gap: moto's RunTask tasks never stop, so a custom resource waiting for a one-off
+    task (the database migration) would wait forever. Tasks started by RunTask (they carry
+    `startedBy`) are reported STOPPED, their containers with the configured exit code."""
+    found = ORIGINAL["describe_tasks"](self, cluster_str, tasks)
+    for task in found:
+        if task.started_by and task.last_status != "STOPPED":
+            task.last_status = "STOPPED"
+            task.desired_status = "STOPPED"
+            task.stopped_reason = "Essential container in task exited"
+            code = TASK_EXIT.pop("next", TASK_EXIT["code"])
+            definition = self.describe_task_definition(task.task_definition_arn)
+            names = [c.get("name") or c.get("Name") for c in definition.container_definitions]
+            for container, name in zip(task.containers, names):
+                # CloudFormation-made definitions keep PascalCase keys, so moto's
+                # Container has no name; the caller finds its container by name.
+                container.name = name
+                container.last_status = "STOPPED"
+                container.exitCode = container.exit_code = code
+    return found
+
+
+def get_stack_from_s3_url(template_url, account_id, partition):
+    """Gap: moto reads a TemplateURL's bucket from the host name unless the host is
+    `localhost` or `s3*.amazonaws.com`, so `http://127.0.0.1:<port>/<bucket>/<key>` (the
+    path-style URL of an emulator) found a bucket named "127". Path style here."""
+    from urllib.parse import urlparse
+    from moto.s3.models import s3_backends
+    parts = urlparse(template_url)
+    if parts.hostname and (parts.hostname[0].isdigit() or parts.hostname == "localhost"):
+        bucket, key = parts.path.lstrip("/").split("/", 1)
+        obj = s3_backends[account_id][partition].get_object(bucket, key)
+        return obj.value.decode("utf-8")
+    return ORIGINAL["get_stack_from_s3_url"](template_url, account_id, partition)
+
+
+def task_resource_requirements(task_definition):
+    """Gap: moto sums container-level memory to place a task and fails with a TypeError
+    on Fargate task definitions, which size the task (Cpu/Memory) and not its
+    containers. Fargate has no placement, so the task-level size is the answer."""
+    return {"CPU": int(task_definition.cpu or 0), "MEMORY": int(task_definition.memory or 0),
+            "PORTS": [], "PORTS_UDP": []}
+
+
+def task_exit_app(environ, start_response):
+    """`POST /_emulator/ecs-task-exit/<code>`: the exit code of the next one-off task
+    (later ones exit 0 again, so a rollback's migration succeeds)."""
+    TASK_EXIT["next"] = int(environ["PATH_INFO"].rsplit("/", 1)[-1])
+    start_response("200 OK", [("Content-Length", "0")])
+    return [b""]
+
+
+ORIGINAL = {}
+
+
 def apply_patches() -> None:
     """Install every patch above into moto."""
+    from moto.ecs.models import EC2ContainerServiceBackend
+    ORIGINAL["describe_tasks"] = EC2ContainerServiceBackend.describe_tasks
+    ORIGINAL["get_stack_from_s3_url"] = cfn_utils.get_stack_from_s3_url
+    cfn_utils.get_stack_from_s3_url = get_stack_from_s3_url
+    cfn_responses.get_stack_from_s3_url = get_stack_from_s3_url
+    cfn_models.get_stack_from_s3_url = get_stack_from_s3_url
+    EC2ContainerServiceBackend.describe_tasks = describe_tasks
+    EC2ContainerServiceBackend._calculate_task_resource_requirements = staticmethod(
+        task_resource_requirements)
     lambda_models.LambdaFunction.invoke = lambda_invoke
     CustomModel.get_cfn_attribute = custom_get_attribute
     parsing.resource_class_from_type = resource_class_from_type
@@ -1131,6 +1204,8 @@ def main() -> None:
     def app(environ, start_response):
         if environ["PATH_INFO"].startswith("/_emulator/cfn-response/"):
             return cfn_response_app(environ, start_response)
+        if environ["PATH_INFO"].startswith("/_emulator/ecs-task-exit/"):
+            return task_exit_app(environ, start_response)
         return moto_app(environ, start_response)
 
     server = make_server("127.0.0.1", args.port, app, threaded=True,
