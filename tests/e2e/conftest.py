@@ -33,19 +33,22 @@ def stack(request):
                    tools_venv=_dir("AIRFLOW_STACK_VENV", CACHE / "venv"), cache=CACHE,
                    workdir=workdir)
     failed_before = request.session.testsfailed
+    broken = False
     try:
         s.up()
         yield s
     except BaseException:
+        broken = True
         print(s.dump_logs(), flush=True)
         raise
     finally:
         if request.session.testsfailed > failed_before:
+            broken = True
             print(s.dump_logs(), flush=True)
         s.down()
         stop_all()
         print("[e2e] phase timings:\n" + s.timings.report(), flush=True)
-        if os.environ.get("AIRFLOW_STACK_E2E_KEEP") or request.session.testsfailed > failed_before:
+        if os.environ.get("AIRFLOW_STACK_E2E_KEEP") or broken:
             print(f"[e2e] kept {workdir}", flush=True)
         else:
             shutil.rmtree(workdir, ignore_errors=True)
