@@ -274,8 +274,10 @@ fn rule_set(rules: &Value) -> BTreeSet<String> {
         .collect()
 }
 
-/// Every `Allow` statement in a role's inline policies or a policy document, as
-/// compact JSON.
+/// Every permission an `Allow` statement grants in a role's inline policies or a policy
+/// document, one per action and resource (with the statement's principal and
+/// condition), as compact JSON. Comparing grants rather than whole statements means a
+/// statement that loses an action is not reported as a new one.
 fn allow_statements(resource: &Value) -> BTreeSet<String> {
     let props = &resource["Properties"];
     let mut docs: Vec<&Value> = props["Policies"]
@@ -288,8 +290,30 @@ fn allow_statements(resource: &Value) -> BTreeSet<String> {
     docs.iter()
         .flat_map(|d| d["Statement"].as_array().into_iter().flatten())
         .filter(|s| s["Effect"] == "Allow")
-        .map(Value::to_string)
+        .flat_map(grants)
         .collect()
+}
+
+/// `{"Action": a, "Resource": r, ...}` for each action and resource of a statement.
+fn grants(statement: &Value) -> Vec<String> {
+    let as_list = |v: &Value| match v {
+        Value::Array(items) => items.clone(),
+        Value::Null => vec![Value::Null],
+        one => vec![one.clone()],
+    };
+    let mut out = Vec::new();
+    for action in as_list(&statement["Action"]) {
+        for resource in as_list(&statement["Resource"]) {
+            let grant = serde_json::json!({
+                "Action": action,
+                "Resource": resource,
+                "Principal": statement["Principal"],
+                "Condition": statement["Condition"],
+            });
+            out.push(grant.to_string());
+        }
+    }
+    out
 }
 
 /// The plan as a table and sections, for `diff` and `deploy`.

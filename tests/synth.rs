@@ -276,6 +276,25 @@ fn every_service_has_a_circuit_breaker_and_workers_shut_down_warmly() {
 }
 
 #[test]
+fn celery_visibility_timeout_is_set_everywhere() {
+    // Regression (end-to-end finding): unset, Celery defaults to 24 h and Airflow warns.
+    for (id, c) in containers(&default_template())
+        .into_iter()
+        .filter(|(_, c)| c["Image"].as_str().unwrap().starts_with("apache/airflow"))
+    {
+        let env = c["Environment"].as_array().unwrap();
+        let timeout = env
+            .iter()
+            .find(|e| e["Name"] == "AIRFLOW__CELERY_BROKER_TRANSPORT_OPTIONS__VISIBILITY_TIMEOUT");
+        assert_eq!(
+            timeout.map(|e| &e["Value"]),
+            Some(&serde_json::json!("21600")),
+            "{id}"
+        );
+    }
+}
+
+#[test]
 fn execution_api_url_points_at_the_cloud_map_name() {
     let t = default_template();
     let (_, c) = containers(&t)

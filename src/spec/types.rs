@@ -45,6 +45,35 @@ pub struct Spec {
     /// Generated secrets.
     #[serde(default)]
     pub secrets: Secrets,
+    /// Queue-driven worker autoscaling by the scaler Lambda. Off by default.
+    #[serde(default)]
+    pub autoscaling: Autoscaling,
+    /// Alerts when a DAG turns failed and when it recovers. Off by default.
+    #[serde(default)]
+    pub alerts: Alerts,
+    /// Pause and resume every ECS service on a timetable (EventBridge Scheduler calling
+    /// ECS UpdateService). Empty (the default): no schedule; use `airflow-stack pause`.
+    #[serde(default)]
+    pub schedule: Option<Schedule>,
+}
+
+/// When to pause (every service at 0 tasks) and resume (the stack file's counts). The
+/// database and all data stay; Aurora at `min_capacity: 0` pauses itself when idle.
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Schedule {
+    /// IANA time zone of both expressions, e.g. `Europe/Berlin`. Default: `UTC`.
+    #[serde(default = "utc")]
+    pub timezone: String,
+    /// When to resume: an EventBridge Scheduler `cron(...)` or `rate(...)` expression,
+    /// e.g. `cron(0 7 ? * MON-FRI *)`.
+    pub resume: String,
+    /// When to pause, e.g. `cron(0 19 ? * MON-FRI *)`.
+    pub pause: String,
+}
+
+fn utc() -> String {
+    "UTC".into()
 }
 
 /// Airflow itself.
@@ -61,6 +90,9 @@ pub struct Airflow {
     pub auth_manager: AuthManager,
     /// Load Airflow's example DAGs.
     pub load_examples: bool,
+    /// Seconds before Celery hands an unacknowledged task to another worker; keep it
+    /// above your longest task, or a long task runs twice.
+    pub celery_visibility_timeout_seconds: u32,
     /// Extra Airflow configuration as environment variables (`AIRFLOW__SECTION__KEY`).
     /// Keys the stack manages (executor, database, broker, secrets, logging, bundles)
     /// are rejected.
@@ -74,6 +106,7 @@ impl Default for Airflow {
             image: None,
             auth_manager: AuthManager::Fab,
             load_examples: false,
+            celery_visibility_timeout_seconds: 21_600,
             extra_env: BTreeMap::new(),
         }
     }
@@ -246,6 +279,14 @@ pub struct Services {
     pub worker: Worker,
     /// Flower, the Celery monitoring UI.
     pub flower: Flower,
+    /// `separate` (default): one ECS service per component. `core`: api-server,
+    /// scheduler, dag-processor and triggerer run as four containers (same names) of one
+    /// task sized by `core`, which saves three tasks' minimum sizes and public IPv4
+    /// addresses; their own `cpu`, `memory`, `count` and `spot` are then not used.
+    /// Workers, Redis and Flower keep their own services.
+    pub packing: Packing,
+    /// With `packing: core`: size, count and capacity of the shared task.
+    pub core: Service,
 }
 
 impl Default for Services {
@@ -258,8 +299,20 @@ impl Default for Services {
             triggerer: Service::sized(512, 1024),
             worker: Worker::default(),
             flower: Flower::default(),
+            packing: Packing::Separate,
+            core: Service::sized(1024, 4096),
         }
     }
+}
+
+/// How the core components map to ECS services.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Packing {
+    /// One service and task per component (independent sizes, counts and restarts).
+    Separate,
+    /// api-server, scheduler, dag-processor and triggerer in one task (cheapest).
+    Core,
 }
 
 /// Size, count and capacity of one component.
@@ -398,4 +451,60 @@ impl Default for Secrets {
             fernet_rotation: String::new(),
         }
     }
+}
+
+/// Worker autoscaling: a Lambda in the VPC runs every minute, reads queued and running
+/// task instances from the REST API, publishes `QueuedTasks`, `RunningTasks` and
+/// `DesiredWorkers` to CloudWatch (namespace `AirflowStack`, dimension `Stack`) and sets
+/// the worker service's desired count to ceil((queued + running) / concurrency) within
+/// [`min_workers`, `max_workers`]. Busy workers get ECS task scale-in protection, so
+/// scale-in stops idle workers only.
+///
+/// The Lambda reaches ECS, CloudWatch, DynamoDB and Secrets Manager through the VPC's
+/// egress: a created VPC needs `network.nat_gateways` of 1 or 2 (with 0 the Lambda has
+/// no route to AWS APIs); an existing VPC's subnets need NAT or VPC endpoints.
+/// With autoscaling on, the template leaves the worker service's desired count to the
+/// scaler (`services.worker.count` is not used).
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct Autoscaling {
+    /// Turn worker autoscaling on.
+    pub enabled: bool,
+    /// Fewest workers; 0 lets idle workers scale to zero.
+    pub min_workers: u32,
+    /// Most workers (1 to 100).
+    pub max_workers: u32,
+    /// Minutes fewer workers must be wanted before any scale-in (1 to 1440).
+    pub cooldown_minutes: u32,
+}
+
+impl Default for Autoscaling {
+    fn default() -> Self {
+        Autoscaling {
+            enabled: false,
+            min_workers: 0,
+            max_workers: 4,
+            cooldown_minutes: 10,
+        }
+    }
+}
+
+/// Failed-run alerts from the same Lambda as autoscaling: one alert when a DAG turns
+/// failed (run id, failed task ids, link to the run), nothing while it stays failed,
+/// one notice when it succeeds again. Same network needs as [`Autoscaling`].
+#[derive(Clone, Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct Alerts {
+    /// Turn alerts on.
+    pub enabled: bool,
+    /// Slack incoming webhook: `create` makes an empty secret (output
+    /// `SlackWebhookSecretArn`) whose value you set to the webhook URL, or the ARN of a
+    /// Secrets Manager secret you own holding the URL. Empty: no Slack.
+    pub slack_webhook_secret: Option<String>,
+    /// SNS topic: `create` makes one (output `AlertTopicArn`; subscribe to it), or the
+    /// ARN of an existing topic. Empty: no SNS.
+    pub sns_topic: Option<String>,
+    /// Base URL of the Airflow UI used in links, e.g. `https://airflow.example.com`.
+    /// Default: `http://api-server.<namespace>:8080` (reachable inside the VPC only).
+    pub ui_base_url: Option<String>,
 }

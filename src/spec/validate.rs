@@ -2,7 +2,7 @@
 //! valid. Patterns are checked by small functions instead of a regex crate: they are few
 //! and simple, and this keeps `synth` start-up cheap.
 
-use super::{DatabaseEngine, RedisEngine, Service, Spec, MANAGED_ENV};
+use super::{DatabaseEngine, Packing, RedisEngine, Service, Spec, MANAGED_ENV};
 
 /// `(field path, message)` pairs; empty when the spec is valid.
 pub type Problems = Vec<(String, String)>;
@@ -17,7 +17,58 @@ pub fn check(spec: &Spec) -> Problems {
     check_redis(spec, &mut p);
     check_services(spec, &mut p);
     check_storage_logs_secrets(spec, &mut p);
+    check_monitoring(spec, &mut p);
+    check_schedule(spec, &mut p);
     p
+}
+
+/// `schedule`: a plausible time zone and EventBridge Scheduler expressions.
+fn check_schedule(spec: &Spec, p: &mut Problems) {
+    let Some(s) = &spec.schedule else {
+        return;
+    };
+    let tz_ok = s.timezone == "UTC"
+        || (s.timezone.contains('/')
+            && starts_with_letter(&s.timezone)
+            && is_alnum_or(&s.timezone, &['/', '_', '-', '+']));
+    if !tz_ok {
+        problem(
+            p,
+            "schedule.timezone",
+            format!(
+                "{:?} is not an IANA time zone such as UTC or Europe/Berlin",
+                s.timezone
+            ),
+        );
+    }
+    for (field, expression) in [("schedule.resume", &s.resume), ("schedule.pause", &s.pause)] {
+        if let Some(why) = schedule_expression_problem(expression) {
+            problem(p, field, format!("{expression:?}: {why}"));
+        }
+    }
+    if s.resume == s.pause {
+        problem(p, "schedule.pause", "must differ from schedule.resume");
+    }
+}
+
+/// Why `e` is not a `cron(...)` with six fields or a `rate(N unit)`, if it is not.
+fn schedule_expression_problem(e: &str) -> Option<&'static str> {
+    if let Some(body) = e.strip_prefix("cron(").and_then(|b| b.strip_suffix(')')) {
+        let fields = body.split_whitespace().count();
+        return (fields != 6).then_some("a cron expression has six fields: minutes hours day-of-month month day-of-week year, e.g. cron(0 7 ? * MON-FRI *)");
+    }
+    if let Some(body) = e.strip_prefix("rate(").and_then(|b| b.strip_suffix(')')) {
+        let mut parts = body.split_whitespace();
+        let n_ok = parts
+            .next()
+            .is_some_and(|n| n.parse::<u32>().is_ok_and(|n| n > 0));
+        let unit_ok = parts
+            .next()
+            .is_some_and(|u| ["minute", "minutes", "hour", "hours", "day", "days"].contains(&u));
+        return (!(n_ok && unit_ok) || parts.next().is_some())
+            .then_some("a rate expression is rate(<positive number> minutes|hours|days)");
+    }
+    Some("use cron(minutes hours day-of-month month day-of-week year), e.g. cron(0 19 ? * MON-FRI *), or rate(12 hours)")
 }
 
 fn problem(p: &mut Problems, field: &str, message: impl Into<String>) {
@@ -101,6 +152,13 @@ fn check_airflow(spec: &Spec, p: &mut Problems) {
         if image.is_empty() || image.chars().any(char::is_whitespace) {
             problem(p, "airflow.image", "the image must be a non-empty reference without spaces, e.g. apache/airflow:3.3.2-python3.12");
         }
+    }
+    if !(60..=7 * 86_400).contains(&a.celery_visibility_timeout_seconds) {
+        problem(
+            p,
+            "airflow.celery_visibility_timeout_seconds",
+            "must be 60 to 604800 seconds (7 days), above your longest task",
+        );
     }
     for key in a.extra_env.keys() {
         let field = format!("airflow.extra_env.{key}");
@@ -410,6 +468,12 @@ fn check_services(spec: &Spec, p: &mut Problems) {
     if s.flower.enabled {
         check_fargate_size("services.flower", s.flower.cpu, s.flower.memory, p);
     }
+    if s.packing == Packing::Core {
+        check_fargate_size("services.core", s.core.cpu, s.core.memory, p);
+        if !(1..=10).contains(&s.core.count) {
+            problem(p, "services.core.count", "must be 1 to 10");
+        }
+    }
 }
 
 const LOG_RETENTION_DAYS: &[u32] = &[
@@ -473,9 +537,124 @@ fn check_storage_logs_secrets(spec: &Spec, p: &mut Problems) {
     }
 }
 
+/// Autoscaling and alerts: limits, targets, and a network the scaler Lambda can use.
+fn check_monitoring(spec: &Spec, p: &mut Problems) {
+    let a = &spec.autoscaling;
+    if a.enabled {
+        if !(1..=100).contains(&a.max_workers) {
+            problem(p, "autoscaling.max_workers", "must be 1 to 100 workers");
+        }
+        if a.min_workers > a.max_workers {
+            problem(
+                p,
+                "autoscaling.min_workers",
+                format!(
+                    "must be 0 to max_workers ({}); 0 lets idle workers scale to zero",
+                    a.max_workers
+                ),
+            );
+        }
+        if !(1..=1440).contains(&a.cooldown_minutes) {
+            problem(
+                p,
+                "autoscaling.cooldown_minutes",
+                "must be 1 to 1440 minutes",
+            );
+        }
+    }
+    let al = &spec.alerts;
+    if al.enabled {
+        check_alert_targets(spec, p);
+    }
+    // A Lambda in a VPC never gets a public IP: in the public-subnets-only shape it has
+    // no route to ECS, CloudWatch, DynamoDB or Secrets Manager and every tick would
+    // time out. Say so now rather than after a deploy.
+    let no_egress = spec.network.vpc_id.is_none() && spec.network.nat_gateways == 0;
+    for (field, on) in [
+        ("autoscaling.enabled", a.enabled),
+        ("alerts.enabled", al.enabled),
+    ] {
+        if on && no_egress {
+            problem(
+                p,
+                field,
+                "the scaler Lambda runs in the VPC and needs a route to AWS APIs, which a created VPC \
+                 with network.nat_gateways: 0 does not give it (Lambdas get no public IP); set \
+                 network.nat_gateways: 1 (about 33 USD a month plus data), or use an existing VPC \
+                 whose subnets have NAT or VPC endpoints",
+            );
+        }
+    }
+}
+
+fn check_alert_targets(spec: &Spec, p: &mut Problems) {
+    let al = &spec.alerts;
+    if al.slack_webhook_secret.is_none() && al.sns_topic.is_none() {
+        problem(
+            p,
+            "alerts",
+            "alerts need a target: set slack_webhook_secret and/or sns_topic (`create` or an ARN)",
+        );
+    }
+    if let Some(v) = &al.slack_webhook_secret {
+        if v != "create" && !is_arn(v, "secretsmanager") {
+            problem(
+                p,
+                "alerts.slack_webhook_secret",
+                format!("{v:?} is neither `create` nor a secret ARN such as arn:aws:secretsmanager:us-east-1:123456789012:secret:slack-AbCdEf"),
+            );
+        }
+    }
+    if let Some(v) = &al.sns_topic {
+        if v != "create" && !is_arn(v, "sns") {
+            problem(
+                p,
+                "alerts.sns_topic",
+                format!("{v:?} is neither `create` nor a topic ARN such as arn:aws:sns:us-east-1:123456789012:alerts"),
+            );
+        }
+    }
+    if let Some(url) = &al.ui_base_url {
+        let scheme_ok = url.starts_with("https://") || url.starts_with("http://");
+        if !scheme_ok || url.chars().any(char::is_whitespace) || url.len() > 512 {
+            problem(
+                p,
+                "alerts.ui_base_url",
+                format!("{url:?} is not an http(s) URL such as https://airflow.example.com"),
+            );
+        }
+    }
+}
+
+/// `arn:<partition>:<service>:<region>:<12-digit account>:<resource>`.
+fn is_arn(s: &str, service: &str) -> bool {
+    let parts: Vec<&str> = s.splitn(6, ':').collect();
+    parts.len() == 6
+        && parts[0] == "arn"
+        && parts[1].starts_with("aws")
+        && parts[2] == service
+        && is_region(parts[3])
+        && parts[4].len() == 12
+        && parts[4].chars().all(|c| c.is_ascii_digit())
+        && !parts[5].is_empty()
+        && !s.chars().any(char::is_whitespace)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn arns() {
+        assert!(is_arn("arn:aws:sns:us-east-1:123456789012:alerts", "sns"));
+        assert!(is_arn(
+            "arn:aws:secretsmanager:eu-west-1:123456789012:secret:slack-AbCdEf",
+            "secretsmanager"
+        ));
+        assert!(!is_arn("arn:aws:sns:us-east-1:1234:alerts", "sns"));
+        assert!(!is_arn("arn:aws:sqs:us-east-1:123456789012:alerts", "sns"));
+        assert!(!is_arn("create-it", "sns"));
+    }
 
     #[test]
     fn fargate_sizes_follow_the_published_table() {

@@ -6,6 +6,7 @@ use super::cluster::Cluster;
 use super::iam::Roles;
 use super::migration::Migration;
 use super::network::Network;
+use super::packing;
 use super::secrets::Keys;
 use super::security::{self, SecurityGroups};
 use super::storage::Bucket;
@@ -59,6 +60,12 @@ impl SharedConfig {
             KeyValue::new(
                 "AIRFLOW__CELERY__WORKER_CONCURRENCY",
                 spec.services.worker.concurrency.to_string(),
+            ),
+            // Celery re-delivers a task not acknowledged within this time; Airflow warns
+            // when it is unset (finding of the end-to-end run).
+            KeyValue::new(
+                "AIRFLOW__CELERY_BROKER_TRANSPORT_OPTIONS__VISIBILITY_TIMEOUT",
+                spec.airflow.celery_visibility_timeout_seconds.to_string(),
             ),
             KeyValue::new("AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK", "True"),
             KeyValue::new("AIRFLOW__LOGGING__REMOTE_LOGGING", "True"),
@@ -354,7 +361,9 @@ pub fn add_service(
         Service {
             cluster: cluster.handle.r#ref(),
             task_definition: definition.r#ref(),
-            desired_count: task.count,
+            // With autoscaling the scaler owns the worker count: a count in the template
+            // would be re-applied by every stack update that touches the service.
+            desired_count: (task.id != "Worker" || !spec.autoscaling.enabled).then_some(task.count),
             capacity_provider_strategy: vec![CapacityProviderStrategyItem {
                 capacity_provider,
                 weight: 1,
@@ -446,7 +455,9 @@ pub fn add(
     shared: &SharedConfig,
     migration: &Migration,
     tags: &Tags,
-) {
+) -> Handle<Service> {
+    let mut worker = None;
+    let mut core = packing::Core::default();
     for component in components(spec) {
         let log_group = log_group(t, spec, component.id, component.name, tags);
         let mut secrets = shared.secrets.clone();
@@ -486,7 +497,11 @@ pub fn add(
                 None,
             ),
         };
-        add_service(
+        if packing::Core::takes(spec, component.id) {
+            core.push(container, security::ids(&[group]), registry);
+            continue;
+        }
+        let service = add_service(
             t,
             spec,
             TaskSpec {
@@ -507,5 +522,10 @@ pub fn add(
             cluster,
             tags,
         );
+        if component.id == "Worker" {
+            worker = Some(service);
+        }
     }
+    core.finish(t, spec, net, cluster, roles, migration, tags);
+    worker.expect("every stack has a worker service")
 }
