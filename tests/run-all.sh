@@ -50,6 +50,10 @@ bash lambdas/build.sh
 phase "Rust tests (unit, CLI, cfn-lint, Lambda processes against moto)"
 cargo test --workspace --quiet 2>&1 | tee "$cache/cargo-test.log"
 
+phase "AWS emulator self-tests (tests/aws_emulator)"
+"$AIRFLOW_STACK_VENV/bin/pip" install -q --disable-pip-version-check pytest
+"$AIRFLOW_STACK_VENV/bin/python" -m pytest -q -p no:cacheprovider tests/aws_emulator
+
 phase "benchmark: synth as a process"
 cargo build --release --quiet -p airflow-stack
 python3 scripts/bench_synth.py
