@@ -7,6 +7,7 @@
 pub mod aws;
 pub mod cfn;
 pub mod cli;
+pub mod cost;
 pub mod plan;
 pub mod spec;
 pub mod stack;

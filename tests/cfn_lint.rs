@@ -24,6 +24,7 @@ fn variations() -> Vec<(&'static str, &'static str, &'static str)> {
         ("spot-everywhere", "services:\n  api_server: {cpu: 512, memory: 1024, spot: true}\n  scheduler: {cpu: 512, memory: 1024, spot: true}\n  worker: {spot: true}\n", "json"),
         ("spot-off-arm64", "services:\n  architecture: arm64\n  worker: {spot: false}\n", "json"),
         ("simple-auth-no-triggerer", "airflow:\n  auth_manager: simple\n  extra_env:\n    AIRFLOW__CORE__PARALLELISM: \"64\"\nservices:\n  triggerer: {cpu: 256, memory: 512, count: 0}\n", "yaml"),
+        ("schedule-packed-core", "services:\n  packing: core\n  core: {cpu: 1024, memory: 3072, spot: true}\nschedule:\n  timezone: Europe/Berlin\n  resume: \"cron(0 7 ? * MON-FRI *)\"\n  pause: \"cron(0 19 ? * MON-FRI *)\"\n", "json"),
         ("tags-and-rotation", "tags:\n  team: data\nsecrets:\n  fernet_rotation: r1\n  password_length: 48\n", "json"),
     ]
 }

@@ -3,6 +3,7 @@
 
 pub mod assets;
 pub mod dags;
+pub mod services;
 pub mod stack;
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};

@@ -1,10 +1,12 @@
 //! The command line: one file per verb.
 
 mod bootstrap;
+mod cost;
 mod dags;
 mod deploy;
 mod destroy;
 mod output;
+mod pause;
 mod progress;
 mod schema;
 mod synth;
@@ -44,6 +46,12 @@ enum Command {
     Deploy(deploy::DeployArgs),
     /// Delete the stack, keeping the data (database snapshot, bucket, Fernet key).
     Destroy(destroy::Args),
+    /// Estimate the monthly cost of the stack, always on and paused, against MWAA.
+    Cost(cost::Args),
+    /// Scale every ECS service of the stack to 0 tasks; the database and data stay.
+    Pause(pause::Args),
+    /// Scale every ECS service back to its count in the stack file.
+    Resume(pause::Args),
     /// Work with the stack's DAG bundle.
     #[command(subcommand)]
     Dags(dags::DagsCommand),
@@ -78,6 +86,9 @@ pub fn main() -> ExitCode {
         Command::Deploy(args) => deploy::deploy(args),
         Command::Destroy(args) => destroy::run(args),
         Command::Dags(command) => dags::run(command),
+        Command::Cost(args) => cost::run(args),
+        Command::Pause(args) => pause::run(args, pause::Direction::Pause),
+        Command::Resume(args) => pause::run(args, pause::Direction::Resume),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

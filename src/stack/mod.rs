@@ -13,6 +13,8 @@ mod database;
 mod iam;
 mod migration;
 mod network;
+mod packing;
+mod schedule;
 mod secrets;
 mod security;
 mod services;
@@ -52,6 +54,7 @@ pub fn build(spec: &Spec) -> Result<Template, TemplateError> {
     services::add(
         &mut t, spec, &net, &sg, &cluster, &roles, &shared, &migrate, &tags,
     );
+    schedule::add(&mut t, spec, &cluster, &tags);
     add_outputs(&mut t, spec, &bucket, &keys, &cluster);
     t.check()?;
     Ok(t)

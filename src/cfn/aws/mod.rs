@@ -14,6 +14,7 @@ pub mod lambda;
 pub mod logs;
 pub mod rds;
 pub mod s3;
+pub mod scheduler;
 pub mod secretsmanager;
 pub mod servicediscovery;
 

@@ -1,0 +1,101 @@
+//! The stack's ECS services: found through the stack's resources, scaled with
+//! UpdateService (`pause` / `resume`).
+
+use anyhow::anyhow;
+
+use super::describe;
+
+/// One resource of a deployed stack.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StackResource {
+    pub logical_id: String,
+    pub resource_type: String,
+    pub physical_id: String,
+}
+
+/// Every resource of a stack (DescribeStackResources); an error names a missing stack.
+pub async fn stack_resources(
+    cfn: &aws_sdk_cloudformation::Client,
+    stack: &str,
+) -> anyhow::Result<Vec<StackResource>> {
+    let out = cfn
+        .describe_stack_resources()
+        .stack_name(stack)
+        .send()
+        .await
+        .map_err(|e| {
+            let text = describe(&e);
+            if text.contains("does not exist") {
+                anyhow!("stack {stack} does not exist; deploy it first")
+            } else {
+                anyhow!("cannot list resources of {stack}: {text}")
+            }
+        })?;
+    Ok(out
+        .stack_resources()
+        .iter()
+        .filter_map(|r| {
+            Some(StackResource {
+                logical_id: r.logical_resource_id()?.to_string(),
+                resource_type: r.resource_type()?.to_string(),
+                physical_id: r.physical_resource_id().unwrap_or_default().to_string(),
+            })
+        })
+        .collect())
+}
+
+/// Desired and running task counts of a service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Counts {
+    pub desired: i32,
+    pub running: i32,
+}
+
+/// The counts of `services` (physical ids) in `cluster`, in the same order.
+pub async fn counts(
+    ecs: &aws_sdk_ecs::Client,
+    cluster: &str,
+    services: &[String],
+) -> anyhow::Result<Vec<Counts>> {
+    let mut all = Vec::new();
+    // DescribeServices takes at most 10 services per call.
+    for chunk in services.chunks(10) {
+        let out = ecs
+            .describe_services()
+            .cluster(cluster)
+            .set_services(Some(chunk.to_vec()))
+            .send()
+            .await
+            .map_err(|e| anyhow!("cannot describe services in {cluster}: {}", describe(&e)))?;
+        for wanted in chunk {
+            let found = out.services().iter().find(|s| {
+                s.service_arn() == Some(wanted.as_str())
+                    || s.service_name() == Some(wanted.as_str())
+            });
+            let found =
+                found.ok_or_else(|| anyhow!("service {wanted} is not in cluster {cluster}"))?;
+            all.push(Counts {
+                desired: found.desired_count(),
+                running: found.running_count(),
+            });
+        }
+    }
+    Ok(all)
+}
+
+/// Sets a service's desired count.
+pub async fn set_desired_count(
+    ecs: &aws_sdk_ecs::Client,
+    cluster: &str,
+    service: &str,
+    count: i32,
+) -> anyhow::Result<()> {
+    ecs.update_service()
+        .cluster(cluster)
+        .service(service)
+        .desired_count(count)
+        .send()
+        .await
+        .map_err(|e| anyhow!("cannot scale {service} to {count}: {}", describe(&e)))?;
+    Ok(())
+}

@@ -1,0 +1,519 @@
+//! What a stack costs per month, read from the template as synthesized plus the spec.
+//!
+//! Pure: `(template value, spec) -> Estimate`, no I/O. Every figure comes from the one
+//! price table in [`prices`] and from the resources the template really contains, so a
+//! change to a construct shows up in the estimate without touching this module.
+//!
+//! Two columns: *always on* (every service at its DesiredCount for 730 hours) and
+//! *paused* (every ECS service at 0, the database stopped or auto-paused; what keeps
+//! billing is storage, secrets, NAT gateways, load balancers and their addresses).
+
+pub mod prices;
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::spec::Spec;
+use prices::{lookup, Prices, HOURS_PER_MONTH, PRICES_AS_OF};
+
+/// Usage the template cannot tell: written into every estimate.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Assumptions {
+    /// CloudWatch Logs ingested per running task per month, GB.
+    pub log_gb_per_task_month: f64,
+    /// Data through each NAT gateway per month, GB.
+    pub nat_gb_month: f64,
+    /// Metadata database size (Aurora bills what is used), GB.
+    pub database_gb: f64,
+    /// DAGs and task logs in S3, GB.
+    pub s3_gb: f64,
+    /// Load balancer capacity units in use on average.
+    pub alb_lcu: f64,
+}
+
+/// The assumptions `airflow-stack cost` uses.
+pub const ASSUMPTIONS: Assumptions = Assumptions {
+    log_gb_per_task_month: 0.5,
+    nat_gb_month: 10.0,
+    database_gb: 5.0,
+    s3_gb: 1.0,
+    alb_lcu: 1.0,
+};
+
+/// One line of the estimate.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Line {
+    /// What is billed, e.g. `WorkerService`.
+    pub item: String,
+    /// How it was computed, e.g. `1 x 0.5 vCPU / 1 GB ARM64, FARGATE_SPOT`.
+    pub detail: String,
+    /// USD per month with everything running.
+    pub always_on: f64,
+    /// USD per month while paused.
+    pub paused: f64,
+}
+
+/// An MWAA environment class for comparison.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MwaaClass {
+    /// e.g. `mw1.small`.
+    pub class: String,
+    /// USD per month (730 h), environment only (one scheduler, one worker, web server).
+    pub monthly: f64,
+}
+
+/// A monthly estimate.
+#[derive(Debug, Clone, Serialize)]
+pub struct Estimate {
+    /// Stack name.
+    pub stack: String,
+    /// Region priced.
+    pub region: String,
+    /// Date of the price table.
+    pub prices_as_of: String,
+    /// Hours per month.
+    pub hours_per_month: f64,
+    /// Every billed item.
+    pub lines: Vec<Line>,
+    /// Sum of the always-on column.
+    pub always_on: f64,
+    /// Sum of the paused column.
+    pub paused: f64,
+    /// What the numbers assume, in words.
+    pub assumptions: Vec<String>,
+    /// MWAA environment classes in the same region.
+    pub mwaa: Vec<MwaaClass>,
+}
+
+/// Why no estimate could be made: input the table cannot price (exit 2).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum CostError {
+    /// The region is not in the price table.
+    #[error("region: no prices for {region:?}; the price table knows {known} (add the region to src/cost/prices.rs)")]
+    UnknownRegion {
+        /// The stack's region.
+        region: String,
+        /// Known regions, comma separated.
+        known: String,
+    },
+    /// An instance or node type is not in the price table.
+    #[error("{field}: no {region} price for {name:?}; priced: {known}")]
+    UnknownType {
+        /// Field of the stack file.
+        field: &'static str,
+        /// Region.
+        region: String,
+        /// The type.
+        name: String,
+        /// Priced types, comma separated.
+        known: String,
+    },
+}
+
+/// Estimates the monthly cost of `template` (synthesized from `spec`).
+pub fn estimate(template: &Value, spec: &Spec) -> Result<Estimate, CostError> {
+    let p = prices::for_region(&spec.region).ok_or_else(|| CostError::UnknownRegion {
+        region: spec.region.clone(),
+        known: prices::known_regions().join(", "),
+    })?;
+    let resources = Resources::of(template);
+    let tasks = fargate_tasks(&resources);
+    let mut lines: Vec<Line> = tasks.iter().map(|t| t.line(p)).collect();
+    lines.extend(database_lines(&resources, p)?);
+    lines.extend(elasticache_lines(&resources, p)?);
+    lines.extend(network_lines(&resources, &tasks, p));
+    lines.extend(load_balancer_lines(&resources, p));
+    lines.extend(fixed_lines(&resources, &tasks, p));
+    let always_on = lines.iter().map(|l| l.always_on).sum();
+    let paused = lines.iter().map(|l| l.paused).sum();
+    Ok(Estimate {
+        stack: spec.name.clone(),
+        region: p.region.to_string(),
+        prices_as_of: PRICES_AS_OF.to_string(),
+        hours_per_month: HOURS_PER_MONTH,
+        lines,
+        always_on,
+        paused,
+        assumptions: assumptions(&resources, p),
+        mwaa: p
+            .mwaa
+            .iter()
+            .map(|(class, hourly)| MwaaClass {
+                class: class.to_string(),
+                monthly: hourly * HOURS_PER_MONTH,
+            })
+            .collect(),
+    })
+}
+
+/// The template's resources as `(logical id, resource)`, in template order.
+struct Resources<'a>(Vec<(&'a str, &'a Value)>);
+
+impl<'a> Resources<'a> {
+    fn of(template: &'a Value) -> Resources<'a> {
+        Resources(
+            template["Resources"]
+                .as_object()
+                .map(|m| m.iter().map(|(k, v)| (k.as_str(), v)).collect())
+                .unwrap_or_default(),
+        )
+    }
+
+    fn of_type(&self, type_name: &str) -> impl Iterator<Item = (&'a str, &'a Value)> + '_ {
+        let type_name = type_name.to_string();
+        self.0
+            .iter()
+            .copied()
+            .filter(move |(_, r)| r["Type"] == type_name.as_str())
+    }
+
+    fn get(&self, id: &str) -> Option<&'a Value> {
+        self.0.iter().find(|(k, _)| *k == id).map(|(_, v)| *v)
+    }
+
+    fn count(&self, type_name: &str) -> usize {
+        self.of_type(type_name).count()
+    }
+}
+
+/// A number that CloudFormation may hold as a string ("512") or a number.
+fn number(v: &Value) -> Option<f64> {
+    v.as_f64().or_else(|| v.as_str()?.parse().ok())
+}
+
+/// One ECS service on Fargate, as billed.
+#[derive(Debug, Clone, PartialEq)]
+struct FargateTask {
+    service: String,
+    count: f64,
+    vcpu: f64,
+    gb: f64,
+    arm: bool,
+    spot: bool,
+    public_ip: bool,
+}
+
+impl FargateTask {
+    fn hourly(&self, p: &Prices) -> f64 {
+        let rate = if self.arm {
+            p.fargate_arm
+        } else {
+            p.fargate_x86
+        };
+        let factor = if self.spot {
+            p.fargate_spot_factor
+        } else {
+            1.0
+        };
+        self.count * (self.vcpu * rate.vcpu_hour + self.gb * rate.gb_hour) * factor
+    }
+
+    fn line(&self, p: &Prices) -> Line {
+        Line {
+            item: self.service.clone(),
+            detail: format!(
+                "{} x {} vCPU / {} GB {}, {}",
+                self.count,
+                self.vcpu,
+                self.gb,
+                if self.arm { "ARM64" } else { "X86_64" },
+                if self.spot { "FARGATE_SPOT" } else { "FARGATE" }
+            ),
+            always_on: self.hourly(p) * HOURS_PER_MONTH,
+            paused: 0.0,
+        }
+    }
+}
+
+/// Every ECS service with its task definition's size and platform.
+fn fargate_tasks(r: &Resources) -> Vec<FargateTask> {
+    r.of_type("AWS::ECS::Service")
+        .map(|(id, svc)| {
+            let props = &svc["Properties"];
+            let task = props["TaskDefinition"]["Ref"]
+                .as_str()
+                .and_then(|t| r.get(t))
+                .map(|t| &t["Properties"]);
+            let task = task.unwrap_or(&Value::Null);
+            let strategy = &props["CapacityProviderStrategy"][0]["CapacityProvider"];
+            FargateTask {
+                service: id.to_string(),
+                // CloudFormation's default DesiredCount is 1.
+                count: number(&props["DesiredCount"]).unwrap_or(1.0),
+                vcpu: number(&task["Cpu"]).unwrap_or(256.0) / 1024.0,
+                gb: number(&task["Memory"]).unwrap_or(512.0) / 1024.0,
+                arm: task["RuntimePlatform"]["CpuArchitecture"] == "ARM64",
+                spot: strategy == "FARGATE_SPOT",
+                public_ip: props["NetworkConfiguration"]["AwsvpcConfiguration"]["AssignPublicIp"]
+                    == "ENABLED",
+            }
+        })
+        .collect()
+}
+
+/// Aurora Serverless v2 at its minimum capacity, or RDS instances, plus storage.
+fn database_lines(r: &Resources, p: &Prices) -> Result<Vec<Line>, CostError> {
+    let mut lines = Vec::new();
+    for (id, cluster) in r.of_type("AWS::RDS::DBCluster") {
+        let min = number(&cluster["Properties"]["ServerlessV2ScalingConfiguration"]["MinCapacity"])
+            .unwrap_or(0.5);
+        // One db.serverless instance per cluster instance in the template.
+        let instances = r
+            .of_type("AWS::RDS::DBInstance")
+            .filter(|(_, i)| i["Properties"]["DBClusterIdentifier"]["Ref"] == id)
+            .count()
+            .max(1) as f64;
+        // A running Airflow queries the database every few seconds, so a cluster at
+        // MinCapacity 0 never pauses while the services run: it runs at 0.5 ACU, the
+        // smallest capacity of an active cluster.
+        let active = min.max(0.5);
+        let compute = instances * active * p.aurora_acu_hour * HOURS_PER_MONTH;
+        // With the services at 0, a cluster at min 0 pauses itself; above 0 it bills its minimum.
+        let paused_compute = instances * min * p.aurora_acu_hour * HOURS_PER_MONTH;
+        lines.push(Line {
+            item: id.to_string(),
+            detail: format!("Aurora Serverless v2, {instances} x {active} ACU (MinCapacity {min}; paused at {min})"),
+            always_on: compute,
+            paused: paused_compute,
+        });
+        let storage = ASSUMPTIONS.database_gb * p.aurora_storage_gb_month;
+        lines.push(Line {
+            item: format!("{id} storage"),
+            detail: format!("{} GB used (assumed)", ASSUMPTIONS.database_gb),
+            always_on: storage,
+            paused: storage,
+        });
+    }
+    for (id, db) in r.of_type("AWS::RDS::DBInstance") {
+        let props = &db["Properties"];
+        if props.get("DBClusterIdentifier").is_some() {
+            continue; // priced with its cluster
+        }
+        let class = props["DBInstanceClass"].as_str().unwrap_or_default();
+        let hourly = lookup(p.rds_instances, class).ok_or_else(|| CostError::UnknownType {
+            field: "database.instance_class",
+            region: p.region.to_string(),
+            name: class.to_string(),
+            known: names(p.rds_instances),
+        })?;
+        let azs = if props["MultiAZ"] == true { 2.0 } else { 1.0 };
+        let gb = number(&props["AllocatedStorage"]).unwrap_or(20.0);
+        lines.push(Line {
+            item: id.to_string(),
+            detail: format!("RDS {class}, {azs} AZ (stopped while paused)"),
+            always_on: azs * hourly * HOURS_PER_MONTH,
+            paused: 0.0,
+        });
+        let storage = azs * gb * p.rds_storage_gb_month;
+        lines.push(Line {
+            item: format!("{id} storage"),
+            detail: format!("{gb} GB gp3 (billed while stopped)"),
+            always_on: storage,
+            paused: storage,
+        });
+    }
+    Ok(lines)
+}
+
+fn names(list: &[(&str, f64)]) -> String {
+    list.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
+}
+
+/// ElastiCache node hours (they keep billing while paused: a replication group cannot stop).
+fn elasticache_lines(r: &Resources, p: &Prices) -> Result<Vec<Line>, CostError> {
+    r.of_type("AWS::ElastiCache::ReplicationGroup")
+        .map(|(id, g)| {
+            let props = &g["Properties"];
+            let node = props["CacheNodeType"].as_str().unwrap_or_default();
+            let hourly =
+                lookup(p.elasticache_nodes, node).ok_or_else(|| CostError::UnknownType {
+                    field: "redis.node_type",
+                    region: p.region.to_string(),
+                    name: node.to_string(),
+                    known: names(p.elasticache_nodes),
+                })?;
+            let nodes = number(&props["NumCacheClusters"]).unwrap_or(1.0);
+            let monthly = nodes * hourly * HOURS_PER_MONTH;
+            Ok(Line {
+                item: id.to_string(),
+                detail: format!("ElastiCache {nodes} x {node} (cannot be stopped)"),
+                always_on: monthly,
+                paused: monthly,
+            })
+        })
+        .collect()
+}
+
+/// NAT gateways and public IPv4 addresses: task IPs go away with the tasks, Elastic IPs stay.
+fn network_lines(r: &Resources, tasks: &[FargateTask], p: &Prices) -> Vec<Line> {
+    let mut lines = Vec::new();
+    let nats = r.count("AWS::EC2::NatGateway") as f64;
+    if nats > 0.0 {
+        let hours = nats * p.nat_hour * HOURS_PER_MONTH;
+        let data = nats * ASSUMPTIONS.nat_gb_month * p.nat_gb;
+        lines.push(Line {
+            item: "NAT gateways".into(),
+            detail: format!(
+                "{nats} x hourly + {} GB each (assumed)",
+                ASSUMPTIONS.nat_gb_month
+            ),
+            always_on: hours + data,
+            paused: hours,
+        });
+    }
+    let task_ips: f64 = tasks.iter().filter(|t| t.public_ip).map(|t| t.count).sum();
+    if task_ips > 0.0 {
+        lines.push(Line {
+            item: "Public IPv4 (tasks)".into(),
+            detail: format!("{task_ips} running tasks with AssignPublicIp ENABLED"),
+            always_on: task_ips * p.public_ipv4_hour * HOURS_PER_MONTH,
+            paused: 0.0,
+        });
+    }
+    let eips = r.count("AWS::EC2::EIP") as f64;
+    if eips > 0.0 {
+        let monthly = eips * p.public_ipv4_hour * HOURS_PER_MONTH;
+        lines.push(Line {
+            item: "Public IPv4 (Elastic IPs)".into(),
+            detail: format!("{eips} Elastic IPs of NAT gateways"),
+            always_on: monthly,
+            paused: monthly,
+        });
+    }
+    lines
+}
+
+/// Load balancers: hourly plus the assumed capacity units; they bill while paused.
+fn load_balancer_lines(r: &Resources, p: &Prices) -> Vec<Line> {
+    r.of_type("AWS::ElasticLoadBalancingV2::LoadBalancer")
+        .map(|(id, _)| {
+            let monthly = (p.alb_hour + ASSUMPTIONS.alb_lcu * p.alb_lcu_hour) * HOURS_PER_MONTH;
+            Line {
+                item: id.to_string(),
+                detail: format!("load balancer + {} LCU (assumed)", ASSUMPTIONS.alb_lcu),
+                always_on: monthly,
+                paused: monthly,
+            }
+        })
+        .collect()
+}
+
+/// Secrets, log ingestion and S3: small, but honest.
+fn fixed_lines(r: &Resources, tasks: &[FargateTask], p: &Prices) -> Vec<Line> {
+    let secrets = r.count("AWS::SecretsManager::Secret") as f64;
+    let running: f64 = tasks.iter().map(|t| t.count).sum();
+    let log_gb = running * ASSUMPTIONS.log_gb_per_task_month;
+    let s3 = ASSUMPTIONS.s3_gb * p.s3_gb_month;
+    vec![
+        Line {
+            item: "Secrets Manager".into(),
+            detail: format!("{secrets} secrets"),
+            always_on: secrets * p.secret_month,
+            paused: secrets * p.secret_month,
+        },
+        Line {
+            item: "CloudWatch Logs".into(),
+            detail: format!(
+                "{log_gb} GB ingested ({} GB per running task, assumed)",
+                ASSUMPTIONS.log_gb_per_task_month
+            ),
+            always_on: log_gb * p.logs_ingest_gb,
+            paused: 0.0,
+        },
+        Line {
+            item: "S3".into(),
+            detail: format!("{} GB of DAGs and task logs (assumed)", ASSUMPTIONS.s3_gb),
+            always_on: s3,
+            paused: s3,
+        },
+    ]
+}
+
+/// What the estimate assumes, in words, for the table footer and the JSON.
+fn assumptions(r: &Resources, p: &Prices) -> Vec<String> {
+    let mut out = vec![
+        format!("{HOURS_PER_MONTH} hours a month; on-demand list prices of {} dated {PRICES_AS_OF} (src/cost/prices.rs).", p.region),
+        format!("Fargate Spot at {:.0} % of the on-demand price (the live Spot price moves).", p.fargate_spot_factor * 100.0),
+        "Paused: every ECS service at DesiredCount 0 (`airflow-stack pause`), so no task, task IPv4 address or log ingestion is billed.".into(),
+    ];
+    if r.count("AWS::RDS::DBCluster") > 0 {
+        out.push("Aurora Serverless v2 is priced at max(MinCapacity, 0.5) ACU while Airflow runs (its scheduler keeps the cluster active); paused, a cluster at MinCapacity 0 pauses itself and one above 0 keeps billing its minimum.".into());
+    } else if r.count("AWS::RDS::DBInstance") > 0 {
+        out.push("Paused: the RDS instance is stopped (`airflow-stack pause` prints the command); storage keeps billing and AWS starts a stopped instance again after 7 days.".into());
+    }
+    out.push(format!(
+        "Usage: {} GB logs per running task, {} GB in S3, {} GB database data (Aurora), {} GB per NAT gateway, {} LCU per load balancer; Lambda (deploy-time only), data transfer and backups within the free allowance are left out.",
+        ASSUMPTIONS.log_gb_per_task_month, ASSUMPTIONS.s3_gb, ASSUMPTIONS.database_gb, ASSUMPTIONS.nat_gb_month, ASSUMPTIONS.alb_lcu
+    ));
+    out
+}
+
+impl Estimate {
+    /// The estimate as a plain-text table with assumptions and the MWAA comparison.
+    pub fn table(&self) -> String {
+        let mut s = format!(
+            "Monthly cost of {} in {} (USD, {} h, prices of {})\n\n",
+            self.stack, self.region, self.hours_per_month, self.prices_as_of
+        );
+        let width = self
+            .lines
+            .iter()
+            .map(|l| l.item.len())
+            .max()
+            .unwrap_or(4)
+            .max(5);
+        s.push_str(&format!(
+            "{:<width$}  {:>10}  {:>8}  how\n",
+            "item", "always-on", "paused"
+        ));
+        for l in &self.lines {
+            s.push_str(&format!(
+                "{:<width$}  {:>10.2}  {:>8.2}  {}\n",
+                l.item, l.always_on, l.paused, l.detail
+            ));
+        }
+        s.push_str(&format!(
+            "{:<width$}  {:>10.2}  {:>8.2}\n\n",
+            "total", self.always_on, self.paused
+        ));
+        s.push_str("Assumptions:\n");
+        for a in &self.assumptions {
+            s.push_str(&format!("  - {a}\n"));
+        }
+        s.push('\n');
+        s.push_str(&self.mwaa_comparison());
+        s.push('\n');
+        s
+    }
+
+    /// One line comparing the estimate with MWAA's environment classes.
+    pub fn mwaa_comparison(&self) -> String {
+        let classes: Vec<String> = self
+            .mwaa
+            .iter()
+            .map(|m| format!("{} ${:.0}", m.class, m.monthly))
+            .collect();
+        let small = self.mwaa.iter().find(|m| m.class == "mw1.small");
+        let ratio = small
+            .filter(|_| self.always_on > 0.0)
+            .map(|m| {
+                let r = m.monthly / self.always_on;
+                if r >= 1.0 {
+                    format!(" - {r:.1}x cheaper than mw1.small always on")
+                } else {
+                    format!(" - {:.1}x the price of mw1.small always on", 1.0 / r)
+                }
+            })
+            .unwrap_or_default();
+        format!(
+            "MWAA in {} (environment only, 730 h, no pause): {}. This stack: ${:.2} always on, ${:.2} paused{ratio}.",
+            self.region,
+            classes.join(", "),
+            self.always_on,
+            self.paused
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,188 @@
+//! The estimator on fixed templates, with the arithmetic written out.
+
+use std::path::Path;
+
+use serde_json::{json, Value};
+
+use super::*;
+
+fn spec(region: &str) -> Spec {
+    crate::spec::parse(
+        &format!("name: cost-test\nregion: {region}\n"),
+        Path::new("cost-test.yaml"),
+    )
+    .expect("a minimal stack file parses")
+}
+
+fn close(actual: f64, expected: f64) {
+    assert!(
+        (actual - expected).abs() < 1e-6,
+        "expected {expected}, got {actual}"
+    );
+}
+
+fn line<'a>(e: &'a Estimate, item: &str) -> &'a Line {
+    e.lines
+        .iter()
+        .find(|l| l.item == item)
+        .unwrap_or_else(|| panic!("no line {item} in {:#?}", e.lines))
+}
+
+fn task(cpu: &str, memory: &str, arch: &str) -> Value {
+    json!({"Type": "AWS::ECS::TaskDefinition", "Properties": {
+        "Cpu": cpu, "Memory": memory,
+        "RuntimePlatform": {"CpuArchitecture": arch, "OperatingSystemFamily": "LINUX"}}})
+}
+
+fn service(task: &str, count: u32, provider: &str, public_ip: &str) -> Value {
+    json!({"Type": "AWS::ECS::Service", "Properties": {
+        "TaskDefinition": {"Ref": task}, "DesiredCount": count,
+        "CapacityProviderStrategy": [{"CapacityProvider": provider, "Weight": 1, "Base": 0}],
+        "NetworkConfiguration": {"AwsvpcConfiguration": {"AssignPublicIp": public_ip}}}})
+}
+
+#[test]
+fn fargate_rds_public_ips_and_secrets_in_us_east_1() {
+    let t = json!({"Resources": {
+        "ATask": task("512", "1024", "ARM64"),
+        "AService": service("ATask", 2, "FARGATE", "ENABLED"),
+        "BTask": task("1024", "2048", "X86_64"),
+        "BService": service("BTask", 1, "FARGATE_SPOT", "DISABLED"),
+        "Db": {"Type": "AWS::RDS::DBInstance", "Properties": {
+            "DBInstanceClass": "db.t4g.micro", "AllocatedStorage": "20", "MultiAZ": false}},
+        "S1": {"Type": "AWS::SecretsManager::Secret"},
+        "S2": {"Type": "AWS::SecretsManager::Secret"},
+    }});
+    let e = estimate(&t, &spec("us-east-1")).unwrap();
+    // A: 2 x (0.5 vCPU x 0.03238 + 1 GB x 0.00356) = 2 x 0.01975 = 0.0395/h x 730 = 28.835
+    close(line(&e, "AService").always_on, 28.835);
+    // B: (1 x 0.04048 + 2 x 0.004445) x 0.33 (Spot) = 0.04937 x 0.33 = 0.0162921/h x 730 = 11.893233
+    close(line(&e, "BService").always_on, 11.893233);
+    // RDS: 0.016 x 730 = 11.68, stopped while paused; 20 GB x 0.115 = 2.30 always
+    close(line(&e, "Db").always_on, 11.68);
+    close(line(&e, "Db").paused, 0.0);
+    close(line(&e, "Db storage").paused, 2.30);
+    // Public IPv4: only A's 2 tasks: 2 x 0.005 x 730 = 7.30
+    close(line(&e, "Public IPv4 (tasks)").always_on, 7.30);
+    // Secrets 2 x 0.40 = 0.80; logs 3 tasks x 0.5 GB x 0.50 = 0.75; S3 1 GB x 0.023
+    close(line(&e, "Secrets Manager").paused, 0.80);
+    close(line(&e, "CloudWatch Logs").always_on, 0.75);
+    // 28.835 + 11.893233 + 11.68 + 2.30 + 7.30 + 0.80 + 0.75 + 0.023 = 63.581233
+    close(e.always_on, 63.581233);
+    // paused: storage 2.30 + secrets 0.80 + S3 0.023 = 3.123
+    close(e.paused, 3.123);
+    assert_eq!(e.region, "us-east-1");
+}
+
+#[test]
+fn aurora_elasticache_nat_and_load_balancer_in_eu_west_1() {
+    let t = json!({"Resources": {
+        "Cluster": {"Type": "AWS::RDS::DBCluster", "Properties": {
+            "ServerlessV2ScalingConfiguration": {"MinCapacity": 0.5, "MaxCapacity": 8}}},
+        "Writer": {"Type": "AWS::RDS::DBInstance", "Properties": {
+            "DBInstanceClass": "db.serverless", "DBClusterIdentifier": {"Ref": "Cluster"}}},
+        "Redis": {"Type": "AWS::ElastiCache::ReplicationGroup", "Properties": {
+            "CacheNodeType": "cache.t4g.small", "NumCacheClusters": 2}},
+        "Nat1": {"Type": "AWS::EC2::NatGateway"}, "Nat2": {"Type": "AWS::EC2::NatGateway"},
+        "Eip1": {"Type": "AWS::EC2::EIP"}, "Eip2": {"Type": "AWS::EC2::EIP"},
+        "Alb": {"Type": "AWS::ElasticLoadBalancingV2::LoadBalancer"},
+    }});
+    let e = estimate(&t, &spec("eu-west-1")).unwrap();
+    // Aurora: 1 x 0.5 ACU x 0.13 x 730 = 47.45, billed while paused (min > 0)
+    close(line(&e, "Cluster").always_on, 47.45);
+    close(line(&e, "Cluster").paused, 47.45);
+    // storage: 5 GB (assumed) x 0.11 = 0.55
+    close(line(&e, "Cluster storage").always_on, 0.55);
+    // ElastiCache: 2 x 0.0352 x 730 = 51.392
+    close(line(&e, "Redis").always_on, 51.392);
+    // NAT: 2 x 0.048 x 730 = 70.08 + 2 x 10 GB x 0.048 = 0.96 -> 71.04; paused 70.08
+    close(line(&e, "NAT gateways").always_on, 71.04);
+    close(line(&e, "NAT gateways").paused, 70.08);
+    // Elastic IPs: 2 x 0.005 x 730 = 7.30; ALB: (0.0252 + 1 x 0.008) x 730 = 24.236
+    close(line(&e, "Public IPv4 (Elastic IPs)").paused, 7.30);
+    close(line(&e, "Alb").always_on, 24.236);
+    // 47.45 + 0.55 + 51.392 + 71.04 + 7.30 + 24.236 + 0 secrets + 0 logs + 0.023 S3 = 201.991
+    close(e.always_on, 201.991);
+    // paused: the same minus NAT data (0.96) = 201.031
+    close(e.paused, 201.031);
+}
+
+#[test]
+fn aurora_at_min_zero_costs_nothing_while_paused() {
+    let t = json!({"Resources": {
+        "Cluster": {"Type": "AWS::RDS::DBCluster", "Properties": {
+            "ServerlessV2ScalingConfiguration": {"MinCapacity": 0, "MaxCapacity": 2}}},
+    }});
+    let e = estimate(&t, &spec("us-east-1")).unwrap();
+    // while Airflow runs the cluster is active: 0.5 ACU x 0.12 x 730 = 43.80
+    close(line(&e, "Cluster").always_on, 43.80);
+    close(line(&e, "Cluster").paused, 0.0);
+    // storage 5 x 0.10 = 0.50 + S3 0.023
+    close(e.paused, 0.523);
+}
+
+#[test]
+fn an_unknown_region_names_the_known_ones() {
+    let err = estimate(&json!({"Resources": {}}), &spec("ap-south-2")).unwrap_err();
+    let text = err.to_string();
+    assert!(text.starts_with("region: "), "{text}");
+    assert!(
+        text.contains("us-east-1") && text.contains("eu-west-1"),
+        "{text}"
+    );
+}
+
+#[test]
+fn an_unpriced_instance_class_names_the_priced_ones() {
+    let t = json!({"Resources": {"Db": {"Type": "AWS::RDS::DBInstance",
+        "Properties": {"DBInstanceClass": "db.x2g.16xlarge"}}}});
+    let text = estimate(&t, &spec("us-east-1")).unwrap_err().to_string();
+    assert!(text.starts_with("database.instance_class:"), "{text}");
+    assert!(text.contains("db.t4g.micro"), "{text}");
+}
+
+#[test]
+fn the_table_prints_totals_assumptions_and_mwaa() {
+    let e = estimate(&json!({"Resources": {}}), &spec("us-east-1")).unwrap();
+    let table = e.table();
+    assert!(table.contains("total"));
+    assert!(table.contains("Assumptions:"));
+    // mw1.small: 0.49 x 730 = 357.70
+    assert!(table.contains("mw1.small $358"), "{table}");
+}
+
+fn estimate_file(file: &str) -> Estimate {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(file);
+    let spec = crate::spec::load(&path).unwrap();
+    let template = crate::stack::build(&spec).unwrap().to_value();
+    estimate(&template, &spec).unwrap()
+}
+
+/// The promise of the dev shape (docs/cost.md): a change that breaks it fails here.
+///
+/// Always on: at most $60 (measured $52.50). Paused: the goal was $5, but the floor is
+/// 9 secrets x $0.40 = $3.60 plus the 20 GB gp3 minimum of RDS x $0.115 = $2.30 plus S3
+/// = $5.92; reaching $5 needs fewer secrets (docs/cost.md says which), so the bound
+/// holds what is reached today and fails on any increase.
+#[test]
+fn the_dev_stack_stays_within_60_dollars_on_and_6_paused() {
+    let e = estimate_file("stacks/dev.yaml");
+    assert!(
+        e.always_on <= 60.0,
+        "dev always-on ${:.2}:\n{}",
+        e.always_on,
+        e.table()
+    );
+    assert!(
+        e.paused <= 5.95,
+        "dev paused ${:.2}:\n{}",
+        e.paused,
+        e.table()
+    );
+}
+
+#[test]
+fn the_prod_stack_is_priced() {
+    let e = estimate_file("stacks/prod.yaml");
+    assert!(e.always_on > e.paused && e.paused > 0.0);
+}

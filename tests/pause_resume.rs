@@ -1,0 +1,278 @@
+//! `airflow-stack pause` / `resume` against the local AWS emulator
+//! (tests/aws_emulator/server.py): a stack with ECS services created through
+//! CloudFormation, paused to 0 and resumed to exactly the stack file's counts.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use aws_sdk_cloudformation::config::{BehaviorVersion, Credentials, Region};
+use common::{cli, root};
+
+const REGION: &str = "us-east-1";
+
+/// The emulator process, killed by its pid when dropped, also when a test panics.
+struct Emulator {
+    child: Child,
+    url: String,
+}
+
+impl Emulator {
+    fn start(log: &std::path::Path) -> Emulator {
+        let venv = std::env::var("AIRFLOW_STACK_VENV")
+            .unwrap_or_else(|_| "/root/.cache/airflow-stack/venv".into());
+        let python = PathBuf::from(venv).join("bin/python");
+        assert!(
+            python.exists(),
+            "{} is missing: run bash tests/run-all.sh to create the venv",
+            python.display()
+        );
+        let mut child = Command::new(python)
+            .arg(root().join("tests/aws_emulator/server.py"))
+            .args(["--port", "0"])
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(log).unwrap())
+            .spawn()
+            .expect("start the emulator");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        // Owned by the guard before anything can panic, so the process never leaks.
+        let mut emulator = Emulator {
+            url: String::new(),
+            child,
+        };
+        let port = line
+            .strip_prefix("READY ")
+            .unwrap_or_else(|| {
+                panic!(
+                    "emulator did not start: {line:?}\n{}",
+                    std::fs::read_to_string(log).unwrap_or_default()
+                )
+            })
+            .trim()
+            .to_string();
+        emulator.url = format!("http://127.0.0.1:{port}");
+        emulator
+    }
+}
+
+impl Drop for Emulator {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn config(url: &str) -> aws_sdk_cloudformation::Config {
+    aws_sdk_cloudformation::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new(REGION))
+        .endpoint_url(url)
+        .credentials_provider(Credentials::new("testing", "testing", None, None, "test"))
+        .build()
+}
+
+fn ecs_client(url: &str) -> aws_sdk_ecs::Client {
+    let conf = aws_sdk_ecs::Config::builder()
+        .behavior_version(aws_sdk_ecs::config::BehaviorVersion::latest())
+        .region(aws_sdk_ecs::config::Region::new(REGION))
+        .endpoint_url(url)
+        .credentials_provider(aws_sdk_ecs::config::Credentials::new(
+            "testing", "testing", None, None, "test",
+        ))
+        .build();
+    aws_sdk_ecs::Client::from_conf(conf)
+}
+
+/// The stack file: core packed (count 2), 3 workers, Redis on Fargate (1).
+const STACK_FILE: &str = "name: pause-test\nregion: us-east-1\nservices:\n  packing: core\n  core: {cpu: 1024, memory: 4096, count: 2}\n  worker: {count: 3}\n";
+
+/// What `deploy` would leave: the services under the logical ids the stack file
+/// synthesizes, at its counts, plus one the stack file no longer has.
+fn template() -> String {
+    let service = |count: u32| {
+        serde_json::json!({"Type": "AWS::ECS::Service", "Properties": {
+            "Cluster": {"Ref": "Cluster"}, "TaskDefinition": {"Ref": "Task"},
+            "DesiredCount": count}})
+    };
+    serde_json::json!({"Resources": {
+        "Cluster": {"Type": "AWS::ECS::Cluster"},
+        "Task": {"Type": "AWS::ECS::TaskDefinition", "Properties": {
+            "Family": "pause-test", "Memory": "512",
+            "ContainerDefinitions": [{"Name": "app", "Image": "busybox", "Memory": 512}]}},
+        "CoreService": service(2),
+        "WorkerService": service(3),
+        "RedisService": service(1),
+        "LegacyService": service(1),
+    }})
+    .to_string()
+}
+
+/// Desired counts by logical id, read back from ECS.
+async fn desired(url: &str) -> Vec<(String, i32)> {
+    let cfn = aws_sdk_cloudformation::Client::from_conf(config(url));
+    let ecs = ecs_client(url);
+    let resources = cfn
+        .describe_stack_resources()
+        .stack_name("pause-test")
+        .send()
+        .await
+        .unwrap();
+    let physical = |id: &str| {
+        resources
+            .stack_resources()
+            .iter()
+            .find(|r| r.logical_resource_id() == Some(id))
+            .and_then(|r| r.physical_resource_id())
+            .unwrap()
+            .to_string()
+    };
+    let mut out = Vec::new();
+    for id in [
+        "CoreService",
+        "WorkerService",
+        "RedisService",
+        "LegacyService",
+    ] {
+        let services = ecs
+            .describe_services()
+            .cluster(physical("Cluster"))
+            .services(physical(id))
+            .send()
+            .await
+            .unwrap();
+        out.push((id.to_string(), services.services()[0].desired_count()));
+    }
+    out
+}
+
+fn run_cli(url: &str, verb: &str, file: &std::path::Path) -> String {
+    let out = cli()
+        .args([verb])
+        .arg(file)
+        .env("AWS_ENDPOINT_URL", url)
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env_remove("AWS_PROFILE")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "{verb} failed:\n{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+#[test]
+fn pause_scales_every_service_to_zero_and_resume_restores_the_stack_file_counts() {
+    let dir = tempfile::tempdir().unwrap();
+    let emulator = Emulator::start(&dir.path().join("emulator.log"));
+    let file = dir.path().join("pause-test.yaml");
+    std::fs::write(&file, STACK_FILE).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let cfn = aws_sdk_cloudformation::Client::from_conf(config(&emulator.url));
+        cfn.create_stack()
+            .stack_name("pause-test")
+            .template_body(template())
+            .send()
+            .await
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let stack = cfn
+                .describe_stacks()
+                .stack_name("pause-test")
+                .send()
+                .await
+                .unwrap();
+            let status = stack.stacks()[0]
+                .stack_status()
+                .unwrap()
+                .as_str()
+                .to_string();
+            if status == "CREATE_COMPLETE" {
+                break;
+            }
+            assert!(
+                status.ends_with("IN_PROGRESS") && Instant::now() < deadline,
+                "stack ended in {status}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    });
+    let deployed = vec![
+        ("CoreService".to_string(), 2),
+        ("WorkerService".to_string(), 3),
+        ("RedisService".to_string(), 1),
+        ("LegacyService".to_string(), 1),
+    ];
+    assert_eq!(rt.block_on(desired(&emulator.url)), deployed);
+
+    let paused = run_cli(&emulator.url, "pause", &file);
+    assert!(paused.contains("pause-test paused:"), "{paused}");
+    let zero: Vec<_> = deployed.iter().map(|(id, _)| (id.clone(), 0)).collect();
+    assert_eq!(rt.block_on(desired(&emulator.url)), zero);
+
+    let resumed = run_cli(&emulator.url, "resume", &file);
+    assert!(resumed.contains("pause-test resumed:"), "{resumed}");
+    assert!(
+        resumed.contains("LegacyService") && resumed.contains("left as is"),
+        "{resumed}"
+    );
+    // Exactly the stack file's counts; the service it no longer has stays at 0.
+    let mut restored = deployed.clone();
+    restored[3].1 = 0;
+    assert_eq!(rt.block_on(desired(&emulator.url)), restored);
+}
+
+#[test]
+fn pause_names_a_missing_stack() {
+    let dir = tempfile::tempdir().unwrap();
+    let emulator = Emulator::start(&dir.path().join("emulator.log"));
+    let file = dir.path().join("absent.yaml");
+    std::fs::write(&file, "name: absent\nregion: us-east-1\n").unwrap();
+    let out = cli()
+        .arg("pause")
+        .arg(&file)
+        .env("AWS_ENDPOINT_URL", &emulator.url)
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("stack absent does not exist"));
+}
+
+#[test]
+fn cost_rejects_an_unknown_region_with_exit_2_and_prints_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("far.yaml");
+    std::fs::write(&file, "name: far\nregion: ap-south-2\n").unwrap();
+    let out = cli().arg("cost").arg(&file).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("region") && err.contains("us-east-1, eu-west-1"),
+        "{err}"
+    );
+    let out = cli()
+        .args(["cost", "stacks/dev.yaml", "--output", "json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(v["always_on"].as_f64().unwrap() <= 60.0);
+    assert_eq!(v["region"], "us-east-1");
+}
