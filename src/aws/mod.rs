@@ -7,6 +7,7 @@ pub mod services;
 pub mod stack;
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_sdk_cloudformation::error::ProvideErrorMetadata;
 
 /// `--profile` and `--region`, shared by every verb that calls AWS.
 #[derive(Debug, Clone, Default, clap::Args)]
@@ -89,9 +90,13 @@ pub fn runtime() -> tokio::runtime::Runtime {
         .expect("a Tokio runtime starts")
 }
 
-/// Renders an SDK error with its service message (the `Display` of `SdkError` alone
-/// says only "service error").
-pub fn describe<E: std::error::Error + 'static>(error: &E) -> String {
+/// Renders an SDK error for a person: `Code: message` when the service answered (the
+/// `Display` of `SdkError` alone says only "service error", its `Debug` is a dump), the
+/// whole source chain for transport failures.
+pub fn describe<E: std::error::Error + ProvideErrorMetadata + 'static>(error: &E) -> String {
+    if let (Some(code), Some(message)) = (error.code(), error.message()) {
+        return format!("{code}: {message}");
+    }
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(s) = source {

@@ -1,7 +1,7 @@
 //! The traits of [`crate::ports`] implemented with the AWS SDK.
 
 use async_trait::async_trait;
-use aws_sdk_ecs::error::DisplayErrorContext;
+use aws_sdk_ecs::error::{DisplayErrorContext, ProvideErrorMetadata};
 use aws_sdk_ecs::types::{AssignPublicIp, AwsVpcConfiguration, LaunchType, NetworkConfiguration};
 use aws_sdk_lambda::primitives::Blob;
 use aws_sdk_lambda::types::InvocationType;
@@ -23,8 +23,14 @@ pub struct LambdaSelf(pub aws_sdk_lambda::Client);
 #[derive(Debug, Clone)]
 pub struct CloudWatchTail(pub aws_sdk_cloudwatchlogs::Client);
 
-fn port_error<E: std::error::Error>(call: &str, error: E) -> PortError {
-    PortError(format!("{call}: {}", DisplayErrorContext(error)))
+/// `Call: Code: message` for a service's answer (what a person can act on, and short
+/// enough for the 4 KB response); the whole error chain for transport failures.
+fn port_error<E: std::error::Error + ProvideErrorMetadata>(call: &str, error: E) -> PortError {
+    match (error.code(), error.message()) {
+        (Some(code), Some(message)) => PortError(format!("{call}: {code}: {message}")),
+        (Some(code), None) => PortError(format!("{call}: {code}")),
+        _ => PortError(format!("{call}: {}", DisplayErrorContext(error))),
+    }
 }
 
 #[async_trait]
@@ -40,7 +46,7 @@ impl TaskRunner for EcsTasks {
             .set_security_groups(Some(launch.security_groups.clone()))
             .assign_public_ip(public_ip)
             .build()
-            .map_err(|e| port_error("RunTask", e))?;
+            .map_err(|e| PortError(format!("RunTask: {e}")))?;
         let output = self
             .0
             .run_task()
