@@ -7,6 +7,7 @@ use crate::cfn::{Expr, Parameter, Template};
 pub const ASSET_LAMBDAS: &[(&str, &str)] = &[
     ("SecretsFunctionCodeKey", "airflow-secrets"),
     ("MigrationFunctionCodeKey", "airflow-migration"),
+    ("ScalerFunctionCodeKey", "airflow-scaler"),
 ];
 
 /// `Ref`s to the asset parameters.
@@ -17,6 +18,23 @@ pub struct AssetParameters {
     pub secrets_key: Expr,
     /// Key of the migration Lambda's zip.
     pub migration_key: Expr,
+}
+
+/// The scaler Lambda's key parameter, declared only by templates with autoscaling or
+/// alerts on (an unused parameter is a cfn-lint warning); deploy passes only the asset
+/// parameters a template declares.
+pub fn add_scaler_key(t: &mut Template) -> Expr {
+    let (id, crate_name) = ASSET_LAMBDAS[2];
+    t.parameter(id, key_parameter(crate_name))
+}
+
+fn key_parameter(crate_name: &str) -> Parameter {
+    Parameter {
+        type_name: "String",
+        description: format!("S3 key of the {crate_name} Lambda zip, named by its SHA-256"),
+        allowed_pattern: Some("^assets/[0-9a-f]{64}\\.zip$".into()),
+        default: None,
+    }
 }
 
 pub fn add(t: &mut Template) -> AssetParameters {
@@ -30,17 +48,8 @@ pub fn add(t: &mut Template) -> AssetParameters {
             default: None,
         },
     );
-    let key = |t: &mut Template, id: &str, crate_name: &str| {
-        t.parameter(
-            id,
-            Parameter {
-                type_name: "String",
-                description: format!("S3 key of the {crate_name} Lambda zip, named by its SHA-256"),
-                allowed_pattern: Some("^assets/[0-9a-f]{64}\\.zip$".into()),
-                default: None,
-            },
-        )
-    };
+    let key =
+        |t: &mut Template, id: &str, crate_name: &str| t.parameter(id, key_parameter(crate_name));
     let secrets_key = key(t, ASSET_LAMBDAS[0].0, ASSET_LAMBDAS[0].1);
     let migration_key = key(t, ASSET_LAMBDAS[1].0, ASSET_LAMBDAS[1].1);
     AssetParameters {

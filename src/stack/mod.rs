@@ -12,6 +12,7 @@ mod cluster;
 mod database;
 mod iam;
 mod migration;
+mod monitoring;
 mod network;
 mod packing;
 mod schedule;
@@ -51,9 +52,18 @@ pub fn build(spec: &Spec) -> Result<Template, TemplateError> {
     let migrate = migration::add(
         &mut t, spec, &assets, &net, &sg, &cluster, &roles, &shared, &urls, &db, &broker, &tags,
     );
-    services::add(
+    let worker = services::add(
         &mut t, spec, &net, &sg, &cluster, &roles, &shared, &migrate, &tags,
     );
+    let monitored = monitoring::Inputs {
+        assets_bucket: assets.bucket.clone(),
+        net: &net,
+        sg: &sg,
+        cluster: &cluster,
+        keys: &keys,
+        worker: &worker,
+    };
+    monitoring::add(&mut t, spec, &monitored, &tags);
     schedule::add(&mut t, spec, &cluster, &tags);
     add_outputs(&mut t, spec, &bucket, &keys, &cluster);
     t.check()?;

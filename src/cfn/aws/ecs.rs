@@ -158,7 +158,9 @@ pub struct LinuxParameters {
 pub struct Service {
     pub cluster: Expr,
     pub task_definition: Expr,
-    pub desired_count: u32,
+    /// `None` leaves the count to someone else (the scaler): CloudFormation then uses 1
+    /// on create and never resets the count on update.
+    pub desired_count: Option<u32>,
     pub capacity_provider_strategy: Vec<CapacityProviderStrategyItem>,
     pub platform_version: &'static str,
     pub network_configuration: NetworkConfiguration,
@@ -174,6 +176,11 @@ impl Handle<Service> {
     /// `Fn::GetAtt Name`
     pub fn name(&self) -> Expr {
         self.get_att("Name")
+    }
+
+    /// The service ARN (what `Ref` returns for a service).
+    pub fn arn(&self) -> Expr {
+        self.r#ref()
     }
 }
 

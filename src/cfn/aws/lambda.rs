@@ -64,3 +64,14 @@ pub struct VpcConfig {
     pub subnet_ids: Vec<Expr>,
     pub security_group_ids: Vec<Expr>,
 }
+
+/// `AWS::Lambda::Permission`: lets a service principal invoke a function.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Permission {
+    pub action: &'static str,
+    pub function_name: Expr,
+    pub principal: &'static str,
+    pub source_arn: Expr,
+}
+resource!(Permission, "AWS::Lambda::Permission");

@@ -6,9 +6,11 @@
 //! `Fn::GetAtt` only for attributes the type has.
 
 pub mod custom;
+pub mod dynamodb;
 pub mod ec2;
 pub mod ecs;
 pub mod elasticache;
+pub mod events;
 pub mod iam;
 pub mod lambda;
 pub mod logs;
@@ -17,6 +19,7 @@ pub mod s3;
 pub mod scheduler;
 pub mod secretsmanager;
 pub mod servicediscovery;
+pub mod sns;
 
 /// Implements [`Resource`](super::Resource) for a struct with a fixed type name.
 macro_rules! resource {
