@@ -311,7 +311,7 @@ async fn destroy_lists_what_is_kept(s: &Session, dev: &Path) {
     for kept in [
         format!("bucket {physical}"),
         "FernetKeySecret".to_string(),
-        "DbPasswordSecret".to_string(),
+        "DatabaseSecret".to_string(),
         "a final snapshot of database".to_string(),
     ] {
         assert!(

@@ -145,8 +145,19 @@ const SHARED_SECRETS: &[&str] = &[
     "AIRFLOW__API_AUTH__JWT_SECRET",
     "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN",
     "AIRFLOW__CELERY__BROKER_URL",
-    "AIRFLOW__CELERY__RESULT_BACKEND",
 ];
+
+/// The secret a `ValueFrom` names: `{"Ref": S}` or one JSON key of it,
+/// `{"Fn::Join": ["", [{"Ref": S}, ":key::"]]}`.
+fn secret_of(value_from: &Value) -> Option<&str> {
+    if let Some(id) = value_from["Ref"].as_str() {
+        return Some(id);
+    }
+    let parts = value_from["Fn::Join"][1].as_array()?;
+    let key = parts.get(1)?.as_str()?;
+    (parts.len() == 2 && key.starts_with(':') && key.ends_with("::")).then_some(())?;
+    parts[0]["Ref"].as_str()
+}
 
 #[test]
 fn every_airflow_container_gets_the_same_secrets_from_the_same_secret_resources() {
@@ -181,9 +192,9 @@ fn every_airflow_container_gets_the_same_secrets_from_the_same_secret_resources(
                 "{file}: {name} comes from different secrets: {sources:?}"
             );
             let source: Value = serde_json::from_str(sources.first().unwrap()).unwrap();
-            let target = source["Ref"]
-                .as_str()
-                .expect("ValueFrom is a Ref to a secret");
+            let target = secret_of(&source).unwrap_or_else(|| {
+                panic!("{file}: {name} ValueFrom is not a secret ARN or key: {source}")
+            });
             assert_eq!(
                 template["Resources"][target]["Type"],
                 "AWS::SecretsManager::Secret"
@@ -243,7 +254,8 @@ fn data_survives_deletion_and_replacement() {
     for (id, policy) in [
         ("DataBucket", "Retain"),
         ("FernetKeySecret", "Retain"),
-        ("DbPasswordSecret", "Retain"),
+        ("DatabaseSecret", "Retain"),
+        ("AdminPasswordSecret", "Retain"),
         ("DatabaseInstance", "Snapshot"),
     ] {
         assert_eq!(r[id]["DeletionPolicy"], policy, "{id}");

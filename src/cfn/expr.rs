@@ -123,6 +123,15 @@ impl Expr {
         ])
     }
 
+    /// A dynamic reference to one key of a JSON secret.
+    pub fn resolve_secret_key(secret_arn: Expr, key: &str) -> Expr {
+        Expr::concat(vec![
+            Expr::lit("{{resolve:secretsmanager:"),
+            secret_arn,
+            Expr::lit(format!(":SecretString:{key}}}}}")),
+        ])
+    }
+
     /// Every logical id this expression refers to, for dangling-reference checks.
     pub fn references(&self, out: &mut Vec<LogicalId>) {
         match self {

@@ -56,10 +56,7 @@ fn add_fargate(
             vec![InlinePolicy {
                 policy_name: "start-redis".into(),
                 policy_document: PolicyDocument::new(vec![
-                    Statement::allow(
-                        &["secretsmanager:GetSecretValue"],
-                        vec![keys.redis_password.clone()],
-                    ),
+                    Statement::allow(&["secretsmanager:GetSecretValue"], vec![keys.redis.clone()]),
                     Statement::allow(
                         &["logs:CreateLogStream", "logs:PutLogEvents"],
                         vec![log_group.arn()],
@@ -76,7 +73,7 @@ fn add_fargate(
         .with_command(vec!["sh".into(), "-c".into(), command.into()])
         .with_secrets(vec![SecretRef {
             name: "REDIS_PASSWORD".into(),
-            value_from: keys.redis_password.clone(),
+            value_from: keys.redis_password(),
         }])
         .with_ports(vec![PortMapping {
             container_port: 6379,
@@ -151,7 +148,7 @@ fn add_elasticache(
             multi_az_enabled: false,
             transit_encryption_enabled: true,
             at_rest_encryption_enabled: true,
-            auth_token: Expr::resolve_secret(keys.redis_password.clone()),
+            auth_token: keys.redis_password_reference(),
             cache_subnet_group_name: subnets.r#ref(),
             security_group_ids: security::ids(&[&sg.redis]),
             port: 6379,

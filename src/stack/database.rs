@@ -48,7 +48,7 @@ pub fn add(
     // dependency by itself: the generator must have written it first.
     let after_secrets =
         || Attributes::depends_on([keys.generated.clone()]).keep_on_delete(Policy::Snapshot);
-    let password = Expr::resolve_secret(keys.db_password.clone());
+    let password = keys.db_password_reference();
     let groups = security::ids(&[&sg.database]);
     match d.engine {
         DatabaseEngine::AuroraServerlessV2 => {

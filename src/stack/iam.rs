@@ -88,15 +88,7 @@ pub fn add(t: &mut Template, spec: &Spec, keys: &Keys, bucket: &Bucket, tags: &T
 }
 
 fn add_execution_role(t: &mut Template, spec: &Spec, keys: &Keys, tags: &Tags) -> Handle<Role> {
-    let secrets = vec![
-        keys.fernet_key.clone(),
-        keys.api_secret_key.clone(),
-        keys.jwt_secret.clone(),
-        keys.sql_alchemy_conn.clone(),
-        keys.broker_url.clone(),
-        keys.result_backend.clone(),
-        keys.admin_password.clone(),
-    ];
+    let secrets = keys.airflow_secret_arns();
     let log_groups = Expr::arn(
         "logs",
         Expr::lit(format!("log-group:/airflow-stack/{}/*", spec.name)),

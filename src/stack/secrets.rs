@@ -3,7 +3,8 @@
 //! The secrets are created empty. `Custom::AirflowSecrets` (the Rust Lambda in
 //! lambdas/secrets) generates the Fernet key, the API and JWT secrets and the
 //! passwords once; `Custom::AirflowConnectionUrls` writes the full connection URLs when
-//! the database and broker endpoints exist. Everything that reads a secret depends on
+//! the database and broker endpoints exist. There is no result-backend secret: Airflow
+//! uses `db+` and the database URL when `[celery] result_backend` is unset. Everything that reads a secret depends on
 //! these resources, so no container or database can start with a missing value.
 
 use super::assets::AssetParameters;
@@ -18,20 +19,72 @@ use crate::cfn::aws::secretsmanager::Secret;
 use crate::cfn::{Attributes, Expr, Handle, LogicalId, Policy, Pseudo, Template};
 use crate::spec::Spec;
 
-/// ARNs of every secret (a `Ref` to a secret is its ARN; never its value).
+/// The stack's five secrets, by ARN (a `Ref` to a secret is its ARN, never its value).
+///
+/// Values that the same readers need are kept together in one JSON secret, because
+/// every secret costs $0.40 a month and merging them widens no access: whoever reads
+/// the database URL could read the password inside it anyway. ECS reads one key of a
+/// JSON secret with `valueFrom: <arn>:<key>::`.
 pub struct Keys {
+    /// The Fernet key (plain; `new,old` during a rotation).
     pub fernet_key: Expr,
-    pub api_secret_key: Expr,
-    pub jwt_secret: Expr,
-    pub db_password: Expr,
-    pub redis_password: Expr,
+    /// `{"api_secret_key", "jwt_secret"}`.
+    pub signing_keys: Expr,
+    /// `{"password", "sql_alchemy_conn"}`.
+    pub database: Expr,
+    /// `{"password", "broker_url"}`.
+    pub redis: Expr,
+    /// The admin user's password (plain).
     pub admin_password: Expr,
-    pub sql_alchemy_conn: Expr,
-    pub broker_url: Expr,
-    pub result_backend: Expr,
     /// The generator; resources reading the passwords depend on it.
     pub generated: LogicalId,
     function: Expr,
+}
+
+/// `<arn>:<key>::`: one key of a JSON secret, as ECS `valueFrom` takes it.
+fn json_key(arn: &Expr, key: &str) -> Expr {
+    Expr::concat(vec![arn.clone(), Expr::lit(format!(":{key}::"))])
+}
+
+impl Keys {
+    /// `[api] secret_key` for ECS.
+    pub fn api_secret_key(&self) -> Expr {
+        json_key(&self.signing_keys, "api_secret_key")
+    }
+    /// `[api_auth] jwt_secret` for ECS.
+    pub fn jwt_secret(&self) -> Expr {
+        json_key(&self.signing_keys, "jwt_secret")
+    }
+    /// `[database] sql_alchemy_conn` for ECS.
+    pub fn sql_alchemy_conn(&self) -> Expr {
+        json_key(&self.database, "sql_alchemy_conn")
+    }
+    /// `[celery] broker_url` for ECS.
+    pub fn broker_url(&self) -> Expr {
+        json_key(&self.redis, "broker_url")
+    }
+    /// The Redis password for ECS (the Redis container).
+    pub fn redis_password(&self) -> Expr {
+        json_key(&self.redis, "password")
+    }
+    /// The database master password as a dynamic reference for RDS.
+    pub fn db_password_reference(&self) -> Expr {
+        Expr::resolve_secret_key(self.database.clone(), "password")
+    }
+    /// The Redis password as a dynamic reference for ElastiCache.
+    pub fn redis_password_reference(&self) -> Expr {
+        Expr::resolve_secret_key(self.redis.clone(), "password")
+    }
+    /// The secrets every Airflow container reads.
+    pub fn airflow_secret_arns(&self) -> Vec<Expr> {
+        vec![
+            self.fernet_key.clone(),
+            self.signing_keys.clone(),
+            self.database.clone(),
+            self.redis.clone(),
+            self.admin_password.clone(),
+        ]
+    }
 }
 
 /// The connection-URL resource; consumers of the URLs depend on it.
@@ -48,47 +101,28 @@ const SECRETS: &[(&str, &str, &str, bool)] = &[
         true,
     ),
     (
-        "ApiSecretKey",
-        "api-secret-key",
-        "Airflow [api] secret_key; signs log-fetch tokens",
+        "SigningKeys",
+        "signing-keys",
+        "Airflow [api] secret_key and [api_auth] jwt_secret (JSON)",
         false,
     ),
     (
-        "JwtSecret",
-        "jwt-secret",
-        "Airflow [api_auth] jwt_secret; signs Execution API tokens",
-        false,
-    ),
-    (
-        "DbPassword",
-        "db-password",
-        "Metadata database master password",
+        "Database",
+        "database",
+        "Metadata database master password and sql_alchemy_conn (JSON)",
         true,
     ),
-    ("RedisPassword", "redis-password", "Redis password", false),
+    (
+        "Redis",
+        "redis",
+        "Redis password and the Celery broker_url (JSON)",
+        false,
+    ),
     (
         "AdminPassword",
         "admin-password",
         "Password of the Airflow admin user",
         true,
-    ),
-    (
-        "SqlAlchemyConn",
-        "sql-alchemy-conn",
-        "Airflow [database] sql_alchemy_conn",
-        false,
-    ),
-    (
-        "BrokerUrl",
-        "broker-url",
-        "Airflow [celery] broker_url",
-        false,
-    ),
-    (
-        "ResultBackend",
-        "result-backend",
-        "Airflow [celery] result_backend",
-        false,
     ),
 ];
 
@@ -110,28 +144,23 @@ pub fn add_keys(t: &mut Template, spec: &Spec, assets: &AssetParameters, tags: &
         })
         .collect();
     let function = add_function(t, spec, assets, &arns, tags);
-    let [fernet_key, api_secret_key, jwt_secret, db_password, redis_password, admin_password, sql_alchemy_conn, broker_url, result_backend] =
-        <[Expr; 9]>::try_from(arns).expect("nine secrets");
+    let [fernet_key, signing_keys, database, redis, admin_password] =
+        <[Expr; 5]>::try_from(arns).expect("five secrets");
     let generator = CustomResource::new("Custom::AirflowSecrets", function.clone(), 300)
         .prop("FernetKeySecretArn", fernet_key.clone())
-        .prop("ApiSecretKeySecretArn", api_secret_key.clone())
-        .prop("JwtSecretSecretArn", jwt_secret.clone())
-        .prop("DbPasswordSecretArn", db_password.clone())
-        .prop("RedisPasswordSecretArn", redis_password.clone())
+        .prop("SigningKeysSecretArn", signing_keys.clone())
+        .prop("DatabaseSecretArn", database.clone())
+        .prop("RedisSecretArn", redis.clone())
         .prop("AdminPasswordSecretArn", admin_password.clone())
         .prop("PasswordLength", spec.secrets.password_length.to_string())
         .prop("FernetRotation", spec.secrets.fernet_rotation.clone());
     let generated = t.add("GeneratedSecrets", generator).id().clone();
     Keys {
         fernet_key,
-        api_secret_key,
-        jwt_secret,
-        db_password,
-        redis_password,
+        signing_keys,
+        database,
+        redis,
         admin_password,
-        sql_alchemy_conn,
-        broker_url,
-        result_backend,
         generated,
         function,
     }
@@ -207,8 +236,8 @@ pub fn add_connection_urls(
     broker: &Broker,
 ) -> ConnectionUrls {
     let urls = CustomResource::new("Custom::AirflowConnectionUrls", keys.function.clone(), 300)
-        .prop("DbPasswordSecretArn", keys.db_password.clone())
-        .prop("RedisPasswordSecretArn", keys.redis_password.clone())
+        .prop("DatabaseSecretArn", keys.database.clone())
+        .prop("RedisSecretArn", keys.redis.clone())
         .prop("DbUser", spec.database.username.clone())
         .prop("DbHost", db.host.clone())
         .prop("DbPort", db.port.clone())
@@ -217,10 +246,7 @@ pub fn add_connection_urls(
         .prop("RedisHost", broker.host.clone())
         .prop("RedisPort", broker.port.clone())
         .prop("RedisTls", if broker.tls { "true" } else { "false" })
-        .prop("RedisDb", "0")
-        .prop("SqlAlchemyConnSecretArn", keys.sql_alchemy_conn.clone())
-        .prop("BrokerUrlSecretArn", keys.broker_url.clone())
-        .prop("ResultBackendSecretArn", keys.result_backend.clone());
+        .prop("RedisDb", "0");
     let handle: Handle<CustomResource> = t.add_with(
         "ConnectionUrls",
         urls,

@@ -109,14 +109,13 @@ impl SharedConfig {
         };
         let secrets = vec![
             secret("AIRFLOW__CORE__FERNET_KEY", &keys.fernet_key),
-            secret("AIRFLOW__API__SECRET_KEY", &keys.api_secret_key),
-            secret("AIRFLOW__API_AUTH__JWT_SECRET", &keys.jwt_secret),
+            secret("AIRFLOW__API__SECRET_KEY", &keys.api_secret_key()),
+            secret("AIRFLOW__API_AUTH__JWT_SECRET", &keys.jwt_secret()),
             secret(
                 "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN",
-                &keys.sql_alchemy_conn,
+                &keys.sql_alchemy_conn(),
             ),
-            secret("AIRFLOW__CELERY__BROKER_URL", &keys.broker_url),
-            secret("AIRFLOW__CELERY__RESULT_BACKEND", &keys.result_backend),
+            secret("AIRFLOW__CELERY__BROKER_URL", &keys.broker_url()),
         ];
         SharedConfig {
             env,

@@ -219,16 +219,28 @@ class LocalStack:
                     props[host_key], props[port_key] = addr.split(":")
         return props
 
-    def secret(self, logical: str) -> str:
-        return self.sm.get_secret_value(SecretId=self.ctx.refs[logical])["SecretString"]
+    def secret(self, logical: str, key: str | None = None) -> str:
+        """A secret's value, or one key of a JSON secret."""
+        value = self.sm.get_secret_value(SecretId=self.ctx.refs[logical])["SecretString"]
+        return json.loads(value)[key] if key else value
+
+    def value_from(self, ref: str) -> str:
+        """What ECS injects for `valueFrom`: a secret ARN, or `<arn>:<json-key>:<stage>:<version>`
+        (a Secrets Manager ARN has 7 colon-separated parts; ECS appends the rest)."""
+        parts = ref.split(":")
+        arn, extra = ":".join(parts[:7]), parts[7:]
+        value = self.sm.get_secret_value(SecretId=arn)["SecretString"]
+        key = extra[0] if extra else ""
+        assert not any(extra[1:]), f"version stage/id in valueFrom are not used by the stack: {ref}"
+        return json.loads(value)[key] if key else value
 
     def start_db_and_broker(self) -> None:
         urls_logical, urls = self.template.one_of_type("Custom::AirflowConnectionUrls")
         p = urls["Properties"]
         self.pg = infra.Postgres(self.workdir)
-        db_password = self.secret(p["DbPasswordSecretArn"]["Ref"])
+        db_password = self.secret(p["DatabaseSecretArn"]["Ref"], "password")
         self.pg.create_app_db(p["DbUser"], db_password, p["DbName"])
-        self.redis = infra.Redis(self.workdir, self.secret(p["RedisPasswordSecretArn"]["Ref"]))
+        self.redis = infra.Redis(self.workdir, self.secret(p["RedisSecretArn"]["Ref"], "password"))
         for attr_res in _getatt_targets(p):
             res_type = self.template.resources[attr_res]["Type"]
             if res_type.startswith("AWS::RDS::"):
@@ -259,8 +271,7 @@ class LocalStack:
         for item in c.get("Environment", []):
             env[item["Name"]] = self.localize(str(self.ctx.resolve(item["Value"])))
         for item in c.get("Secrets", []):
-            arn = self.ctx.resolve(item["ValueFrom"])
-            env[item["Name"]] = self.sm.get_secret_value(SecretId=arn)["SecretString"]
+            env[item["Name"]] = self.value_from(self.ctx.resolve(item["ValueFrom"]))
         home = self.workdir / "home" / name
         home.mkdir(parents=True, exist_ok=True)
         image_env = {
