@@ -122,7 +122,7 @@ impl AirflowClient {
 
 /// Encodes one path segment (DAG and run ids may hold `:`, `+` and more).
 fn segment(s: &str) -> String {
-    percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
+    percent_encoding::utf8_percent_encode(s, crate::notify::SEGMENT).to_string()
 }
 
 #[async_trait]

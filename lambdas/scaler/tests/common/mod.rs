@@ -233,3 +233,10 @@ impl Notifier for Recorder {
         Ok(())
     }
 }
+
+/// A reqwest client; reqwest is built without a bundled crypto provider, so the
+/// process-wide rustls default is installed first (as main.rs does).
+pub fn http_client() -> reqwest::Client {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    reqwest::Client::new()
+}
