@@ -1,77 +1,105 @@
 //! `Custom::AirflowSecrets`: generates the Fernet key, the API secret key, the JWT
-//! secret and the db, redis and admin passwords into secrets the template created
-//! empty.
+//! secret and the db, redis and admin passwords into the five secrets the template
+//! created empty:
+//! - `FernetKeySecretArn` (plain string) and `AdminPasswordSecretArn` (plain string);
+//! - `SigningKeysSecretArn`, a JSON object `{"api_secret_key", "jwt_secret"}`;
+//! - `DatabaseSecretArn` and `RedisSecretArn`, JSON objects whose `"password"` this
+//!   resource writes (`Custom::AirflowConnectionUrls` adds the URL keys later).
 //!
-//! Values that data depends on are never regenerated: Create writes each secret once
+//! Values that data depends on are never regenerated: Create writes each value once
 //! (idempotently, with a deterministic version id), Update only rotates the Fernet key
-//! on request, Delete leaves everything in place.
+//! on request, Delete leaves everything in place. In a JSON secret each key is kept
+//! if it is already there, and every key this resource does not own is kept as it is.
 
 use cfn_custom_resource::{CustomResourceRequest, HandlerOutput, Properties, PropertyError};
 
 use crate::error::HandlerError;
 use crate::generate::{alphanumeric, fernet_key, version_id, SIGNING_SECRET_LENGTH};
+use crate::json_secret;
 use crate::props::secret_arn;
 use crate::store::{SecretStore, StoreError};
 
 const DEFAULT_PASSWORD_LENGTH: &str = "32";
 const PASSWORD_LENGTHS: std::ops::RangeInclusive<usize> = 16..=128;
 
-/// One generated secret: its property, its role in version ids, and how to make it.
+/// How one value is generated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Role {
-    FernetKey,
-    ApiSecretKey,
-    JwtSecret,
-    DbPassword,
-    RedisPassword,
-    AdminPassword,
+enum Generator {
+    /// A Fernet key.
+    Fernet,
+    /// 86 alphanumerics (API secret key, JWT secret).
+    Signing,
+    /// `PasswordLength` alphanumerics.
+    Password,
 }
 
-const ROLES: [Role; 6] = [
-    Role::FernetKey,
-    Role::ApiSecretKey,
-    Role::JwtSecret,
-    Role::DbPassword,
-    Role::RedisPassword,
-    Role::AdminPassword,
-];
-
-impl Role {
-    fn property(self) -> &'static str {
-        match self {
-            Role::FernetKey => "FernetKeySecretArn",
-            Role::ApiSecretKey => "ApiSecretKeySecretArn",
-            Role::JwtSecret => "JwtSecretSecretArn",
-            Role::DbPassword => "DbPasswordSecretArn",
-            Role::RedisPassword => "RedisPasswordSecretArn",
-            Role::AdminPassword => "AdminPasswordSecretArn",
-        }
-    }
-
+impl Generator {
     fn generate(self, password_length: usize) -> String {
         match self {
-            Role::FernetKey => fernet_key(),
-            Role::ApiSecretKey | Role::JwtSecret => alphanumeric(SIGNING_SECRET_LENGTH),
-            Role::DbPassword | Role::RedisPassword | Role::AdminPassword => {
-                alphanumeric(password_length)
-            }
+            Generator::Fernet => fernet_key(),
+            Generator::Signing => alphanumeric(SIGNING_SECRET_LENGTH),
+            Generator::Password => alphanumeric(password_length),
         }
     }
 }
+
+/// What a secret holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Shape {
+    /// The whole secret string is one value.
+    Plain(Generator),
+    /// A JSON object; this resource owns these keys.
+    Json(&'static [(&'static str, Generator)]),
+}
+
+/// One secret: the property naming it (also its role in version ids) and its shape.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Spec {
+    property: &'static str,
+    shape: Shape,
+}
+
+const FERNET_KEY: &str = "FernetKeySecretArn";
+
+const SPECS: [Spec; 5] = [
+    Spec {
+        property: FERNET_KEY,
+        shape: Shape::Plain(Generator::Fernet),
+    },
+    Spec {
+        property: "SigningKeysSecretArn",
+        shape: Shape::Json(&[
+            ("api_secret_key", Generator::Signing),
+            ("jwt_secret", Generator::Signing),
+        ]),
+    },
+    Spec {
+        property: "DatabaseSecretArn",
+        shape: Shape::Json(&[("password", Generator::Password)]),
+    },
+    Spec {
+        property: "RedisSecretArn",
+        shape: Shape::Json(&[("password", Generator::Password)]),
+    },
+    Spec {
+        property: "AdminPasswordSecretArn",
+        shape: Shape::Plain(Generator::Password),
+    },
+];
 
 /// The validated properties.
 #[derive(Debug)]
 struct SecretsProps {
-    arns: Vec<(Role, String)>,
+    arns: Vec<(&'static str, String)>,
     password_length: usize,
     fernet_rotation: Option<String>,
 }
 
 impl SecretsProps {
     fn parse(props: &Properties) -> Result<Self, HandlerError> {
-        let arns = ROLES
+        let arns = SPECS
             .iter()
-            .map(|role| Ok((*role, secret_arn(props, role.property())?.to_owned())))
+            .map(|spec| Ok((spec.property, secret_arn(props, spec.property)?.to_owned())))
             .collect::<Result<Vec<_>, PropertyError>>()?;
         Ok(Self {
             arns,
@@ -80,12 +108,12 @@ impl SecretsProps {
         })
     }
 
-    fn arn(&self, role: Role) -> &str {
+    fn arn(&self, property: &str) -> &str {
         self.arns
             .iter()
-            .find(|(r, _)| *r == role)
+            .find(|(p, _)| *p == property)
             .map(|(_, arn)| arn.as_str())
-            .expect("every role is parsed")
+            .expect("every secret property is parsed")
     }
 }
 
@@ -130,19 +158,33 @@ async fn ensure_all_initial_values(
     props: &SecretsProps,
     store: &dyn SecretStore,
 ) -> Result<(), HandlerError> {
-    for role in ROLES {
+    for spec in SPECS {
         let version = version_id(&[
             &request.stack_id,
             &request.logical_resource_id,
-            role.property(),
+            spec.property,
             "initial",
         ]);
-        let written =
-            ensure_initial_value(store, props.arn(role), role.property(), &version, || {
-                role.generate(props.password_length)
-            })
-            .await?;
-        tracing::info!(secret = role.property(), written, "initial value ensured");
+        let arn = props.arn(spec.property);
+        match spec.shape {
+            Shape::Plain(generator) => {
+                let written = ensure_initial_value(store, arn, spec.property, &version, || {
+                    generator.generate(props.password_length)
+                })
+                .await?;
+                tracing::info!(secret = spec.property, written, "initial value ensured");
+            }
+            Shape::Json(keys) => {
+                let added =
+                    ensure_json_keys(store, arn, spec.property, &version, keys, props).await?;
+                tracing::info!(
+                    secret = spec.property,
+                    written = !added.is_empty(),
+                    keys_added = added.join(","),
+                    "initial JSON keys ensured"
+                );
+            }
+        }
     }
     Ok(())
 }
@@ -186,6 +228,67 @@ async fn ensure_initial_value(
     }
 }
 
+/// Adds each of `keys` that the JSON secret does not hold yet (read-modify-write,
+/// every other key kept) under `version`; returns the keys added.
+///
+/// A key that is already there keeps its value, whoever wrote it. The version id is
+/// the same for every attempt, so two racing duplicates cannot both win: the loser's
+/// PutSecretValue conflicts, and the winner's values stand.
+async fn ensure_json_keys(
+    store: &dyn SecretStore,
+    arn: &str,
+    property: &'static str,
+    version: &str,
+    keys: &[(&'static str, Generator)],
+    props: &SecretsProps,
+) -> Result<Vec<&'static str>, HandlerError> {
+    let current = store
+        .current_value(arn)
+        .await
+        .map_err(HandlerError::store("GetSecretValue", property))?;
+    let mut document = json_secret::parse(property, current.as_deref())?;
+    let mut added = Vec::new();
+    for (key, generator) in keys {
+        if json_secret::string_key(&document, property, key)?.is_none() {
+            document.insert(
+                (*key).to_owned(),
+                generator.generate(props.password_length).into(),
+            );
+            added.push(*key);
+        }
+    }
+    if added.is_empty() {
+        return Ok(added);
+    }
+    match store
+        .put_value(arn, version, &json_secret::to_text(&document))
+        .await
+    {
+        Ok(()) => Ok(added),
+        Err(StoreError::TokenConflict) => {
+            // Either a concurrent duplicate wrote first (its values stand), or this
+            // resource wrote its keys long ago and someone removed one since: then a
+            // new value would not match what uses the old one, so fail instead.
+            let now = store
+                .current_value(arn)
+                .await
+                .map_err(HandlerError::store("GetSecretValue", property))?;
+            let document = json_secret::parse(property, now.as_deref())?;
+            for (key, _) in keys {
+                if json_secret::string_key(&document, property, key)?.is_none() {
+                    return Err(HandlerError::KeyRemoved { property, key });
+                }
+            }
+            Ok(Vec::new())
+        }
+        Err(source) => Err(HandlerError::Store {
+            operation: "PutSecretValue",
+            property,
+            source,
+        }),
+    }
+}
+
 /// The new rotation token, if it is non-empty and differs from the old one.
 fn rotation_requested<'a>(
     request: &CustomResourceRequest,
@@ -208,8 +311,8 @@ async fn rotate_fernet_key(
     token: &str,
     store: &dyn SecretStore,
 ) -> Result<(), HandlerError> {
-    const PROPERTY: &str = "FernetKeySecretArn";
-    let arn = props.arn(Role::FernetKey);
+    const PROPERTY: &str = FERNET_KEY;
+    let arn = props.arn(PROPERTY);
     let version = version_id(&[
         &request.stack_id,
         &request.logical_resource_id,

@@ -1,21 +1,27 @@
 //! `Custom::AirflowConnectionUrls`: once the database and Redis endpoints are known,
-//! writes Airflow's full connection URLs (with the URL-encoded passwords) into their
-//! own secrets, because ECS `Secrets.valueFrom` injects a whole secret string and
-//! Airflow needs whole URLs.
+//! writes Airflow's full connection URLs (with the URL-encoded passwords) next to the
+//! passwords they contain: `"sql_alchemy_conn"` into the database JSON secret and
+//! `"broker_url"` into the Redis one. ECS reads each key with `valueFrom:
+//! <arn>:<key>::`. There is no result-backend value: Airflow uses `db+` and
+//! `sql_alchemy_conn` when `[celery] result_backend` is unset.
+//!
+//! Each document is read, the URL key alone is set, and it is written back only when
+//! the URL changed; `"password"` and every other key stay as they are.
 
 use cfn_custom_resource::{CustomResourceRequest, HandlerOutput, Properties, PropertyError};
 use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
 
 use crate::error::HandlerError;
 use crate::generate::version_id;
+use crate::json_secret::{self, Document};
 use crate::props::{checked, is_host, is_identifier, is_port, secret_arn};
 use crate::store::{SecretStore, StoreError};
 
 /// The validated properties (passwords are read from Secrets Manager, not sent).
 #[derive(Debug)]
 struct UrlProps<'a> {
-    db_password_arn: &'a str,
-    redis_password_arn: &'a str,
+    database_arn: &'a str,
+    redis_arn: &'a str,
     db_user: &'a str,
     db_host: &'a str,
     db_port: &'a str,
@@ -25,12 +31,13 @@ struct UrlProps<'a> {
     redis_port: &'a str,
     redis_tls: bool,
     redis_db: &'a str,
-    targets: [(&'static str, &'a str); 3],
 }
 
-const SQL_ALCHEMY_CONN: &str = "SqlAlchemyConnSecretArn";
-const BROKER_URL: &str = "BrokerUrlSecretArn";
-const RESULT_BACKEND: &str = "ResultBackendSecretArn";
+const DATABASE: &str = "DatabaseSecretArn";
+const REDIS: &str = "RedisSecretArn";
+const PASSWORD: &str = "password";
+const SQL_ALCHEMY_CONN: &str = "sql_alchemy_conn";
+const BROKER_URL: &str = "broker_url";
 
 impl<'a> UrlProps<'a> {
     fn parse(props: &'a Properties) -> Result<Self, PropertyError> {
@@ -42,8 +49,8 @@ impl<'a> UrlProps<'a> {
             });
         }
         Ok(Self {
-            db_password_arn: secret_arn(props, "DbPasswordSecretArn")?,
-            redis_password_arn: secret_arn(props, "RedisPasswordSecretArn")?,
+            database_arn: secret_arn(props, DATABASE)?,
+            redis_arn: secret_arn(props, REDIS)?,
             db_user: checked(props, "DbUser", is_identifier, "letters, digits, _ or -")?,
             db_host: checked(props, "DbHost", is_host, "a host name")?,
             db_port: checked(props, "DbPort", is_port, "a port from 1 to 65535")?,
@@ -53,11 +60,6 @@ impl<'a> UrlProps<'a> {
             redis_port: checked(props, "RedisPort", is_port, "a port from 1 to 65535")?,
             redis_tls: redis_tls(props)?,
             redis_db: redis_db(props)?,
-            targets: [
-                (SQL_ALCHEMY_CONN, secret_arn(props, SQL_ALCHEMY_CONN)?),
-                (BROKER_URL, secret_arn(props, BROKER_URL)?),
-                (RESULT_BACKEND, secret_arn(props, RESULT_BACKEND)?),
-            ],
         })
     }
 }
@@ -91,14 +93,15 @@ fn encode(value: &str) -> String {
     utf8_percent_encode(value, NON_ALPHANUMERIC).to_string()
 }
 
-/// `USER:PW@HOST:PORT/DB[?sslmode=X]`, shared by both PostgreSQL URLs.
-fn postgres_tail(props: &UrlProps<'_>, db_password: &str) -> String {
+/// `AIRFLOW__DATABASE__SQL_ALCHEMY_CONN`:
+/// `postgresql+psycopg2://USER:PW@HOST:PORT/DB[?sslmode=X]`.
+fn sql_alchemy_conn(props: &UrlProps<'_>, db_password: &str) -> String {
     let ssl = props
         .db_ssl_mode
         .map(|m| format!("?sslmode={m}"))
         .unwrap_or_default();
     format!(
-        "{}:{}@{}:{}/{}{}",
+        "postgresql+psycopg2://{}:{}@{}:{}/{}{}",
         encode(props.db_user),
         encode(db_password),
         props.db_host,
@@ -106,19 +109,6 @@ fn postgres_tail(props: &UrlProps<'_>, db_password: &str) -> String {
         props.db_name,
         ssl
     )
-}
-
-/// `AIRFLOW__DATABASE__SQL_ALCHEMY_CONN`.
-fn sql_alchemy_conn(props: &UrlProps<'_>, db_password: &str) -> String {
-    format!(
-        "postgresql+psycopg2://{}",
-        postgres_tail(props, db_password)
-    )
-}
-
-/// `AIRFLOW__CELERY__RESULT_BACKEND`.
-fn result_backend(props: &UrlProps<'_>, db_password: &str) -> String {
-    format!("db+postgresql://{}", postgres_tail(props, db_password))
 }
 
 /// `AIRFLOW__CELERY__BROKER_URL`; TLS uses `rediss://` and requires a valid certificate.
@@ -137,65 +127,84 @@ fn broker_url(props: &UrlProps<'_>, redis_password: &str) -> String {
     )
 }
 
-/// Create and Update: (re)write each URL whose stored value differs from the wanted one.
+/// Create and Update: set each URL key whose stored value differs from the wanted one.
 pub async fn write_urls(
     request: &CustomResourceRequest,
     store: &dyn SecretStore,
 ) -> Result<HandlerOutput, HandlerError> {
     let props = UrlProps::parse(&request.resource_properties)?;
-    let db_password = read_password(store, props.db_password_arn, "DbPasswordSecretArn").await?;
-    let redis_password =
-        read_password(store, props.redis_password_arn, "RedisPasswordSecretArn").await?;
-    for (property, arn) in props.targets {
-        let url = match property {
-            SQL_ALCHEMY_CONN => sql_alchemy_conn(&props, &db_password),
-            BROKER_URL => broker_url(&props, &redis_password),
-            _ => result_backend(&props, &db_password),
-        };
-        let written = write_if_changed(request, store, property, arn, &url).await?;
-        tracing::info!(secret = property, written, "connection URL ensured");
+    // Both documents are read (and checked) before anything is written.
+    let database = read_document(store, props.database_arn, DATABASE).await?;
+    let redis = read_document(store, props.redis_arn, REDIS).await?;
+    let database_url = sql_alchemy_conn(&props, password(&database, DATABASE)?);
+    let redis_url = broker_url(&props, password(&redis, REDIS)?);
+    let wanted = [
+        (
+            DATABASE,
+            props.database_arn,
+            database,
+            SQL_ALCHEMY_CONN,
+            database_url,
+        ),
+        (REDIS, props.redis_arn, redis, BROKER_URL, redis_url),
+    ];
+    for (property, arn, document, key, url) in wanted {
+        let written = write_if_changed(request, store, property, arn, document, key, url).await?;
+        tracing::info!(secret = property, key, written, "connection URL ensured");
     }
     Ok(HandlerOutput::default())
 }
 
-async fn read_password(
+async fn read_document(
     store: &dyn SecretStore,
     arn: &str,
     property: &'static str,
-) -> Result<String, HandlerError> {
-    store
+) -> Result<Document, HandlerError> {
+    let current = store
         .current_value(arn)
         .await
         .map_err(HandlerError::store("GetSecretValue", property))?
-        .filter(|value| !value.is_empty())
-        .ok_or(HandlerError::EmptySecret(property))
+        .filter(|value| !value.trim().is_empty())
+        .ok_or(HandlerError::EmptySecret(property))?;
+    json_secret::parse(property, Some(&current))
+}
+
+/// The `"password"` that `Custom::AirflowSecrets` wrote (or that was there before).
+fn password<'d>(document: &'d Document, property: &'static str) -> Result<&'d str, HandlerError> {
+    json_secret::string_key(document, property, PASSWORD)?.ok_or(HandlerError::MissingKey {
+        property,
+        key: PASSWORD,
+    })
 }
 
 /// The version id includes the RequestId: a redelivered request repeats it (and is
 /// ignored by Secrets Manager), while a later Update that goes back to an earlier URL
-/// gets a new version and so really becomes AWSCURRENT again.
+/// gets a new version and so really becomes AWSCURRENT again. It also includes the
+/// whole new document, so a redelivery after someone changed another key gets a new
+/// version rather than a conflict.
 async fn write_if_changed(
     request: &CustomResourceRequest,
     store: &dyn SecretStore,
     property: &'static str,
     arn: &str,
-    url: &str,
+    mut document: Document,
+    key: &'static str,
+    url: String,
 ) -> Result<bool, HandlerError> {
-    let current = store
-        .current_value(arn)
-        .await
-        .map_err(HandlerError::store("GetSecretValue", property))?;
-    if current.as_deref() == Some(url) {
+    if document.get(key).and_then(|v| v.as_str()) == Some(url.as_str()) {
         return Ok(false);
     }
+    document.insert(key.to_owned(), url.into());
+    let text = json_secret::to_text(&document);
     let version = version_id(&[
         &request.stack_id,
         &request.logical_resource_id,
         property,
+        key,
         &request.request_id,
-        url,
+        &text,
     ]);
-    match store.put_value(arn, &version, url).await {
+    match store.put_value(arn, &version, &text).await {
         Ok(()) | Err(StoreError::TokenConflict) => Ok(true),
         Err(source) => Err(HandlerError::Store {
             operation: "PutSecretValue",

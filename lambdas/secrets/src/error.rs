@@ -27,6 +27,49 @@ pub enum HandlerError {
     /// A secret that must already hold a value is empty.
     #[error("the secret named by {0} has no value yet")]
     EmptySecret(&'static str),
+    /// A JSON-object secret has no (or an empty) value for a key that must be there.
+    #[error("the secret named by {property} has no \"{key}\" yet")]
+    MissingKey {
+        /// The property naming the secret.
+        property: &'static str,
+        /// The JSON key.
+        key: &'static str,
+    },
+    /// The secret's current value is not valid JSON.
+    #[error("the secret named by {property} does not hold valid JSON ({detail}); it must be a JSON object of strings, fix or empty it by hand")]
+    MalformedJson {
+        /// The property naming the secret.
+        property: &'static str,
+        /// Error category and position, never the text.
+        detail: String,
+    },
+    /// The secret's current value is JSON, but not an object.
+    #[error("the secret named by {property} holds {found}, not a JSON object of strings; fix or empty it by hand")]
+    NotAJsonObject {
+        /// The property naming the secret.
+        property: &'static str,
+        /// The JSON type found.
+        found: &'static str,
+    },
+    /// A key of a JSON-object secret holds something other than a string.
+    #[error("the secret named by {property} holds {found} under \"{key}\", not a string; fix it by hand")]
+    KeyNotAString {
+        /// The property naming the secret.
+        property: &'static str,
+        /// The JSON key.
+        key: &'static str,
+        /// The JSON type found.
+        found: &'static str,
+    },
+    /// This resource wrote the key before, and it has since been removed: a new value
+    /// would no longer match whatever uses the old one, so nothing is regenerated.
+    #[error("the secret named by {property} lost the \"{key}\" this resource wrote; restore it by hand (a new value would not match what already uses the old one)")]
+    KeyRemoved {
+        /// The property naming the secret.
+        property: &'static str,
+        /// The JSON key.
+        key: &'static str,
+    },
 }
 
 impl HandlerError {

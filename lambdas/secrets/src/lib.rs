@@ -2,9 +2,10 @@
 //!
 //! One function serves two resource types, dispatched on `ResourceType`:
 //! - `Custom::AirflowSecrets` generates the Fernet key, `[api] secret_key`,
-//!   `[api_auth] jwt_secret` and the db, redis and admin passwords;
-//! - `Custom::AirflowConnectionUrls` writes `sql_alchemy_conn`, the Celery broker URL
-//!   and the result backend once the endpoints are known.
+//!   `[api_auth] jwt_secret` and the db, redis and admin passwords into five secrets
+//!   (three of them JSON objects, see [`airflow_secrets`]);
+//! - `Custom::AirflowConnectionUrls` writes `sql_alchemy_conn` and the Celery broker
+//!   URL into the database and Redis JSON secrets once the endpoints are known.
 //!
 //! Secret values only ever travel between the random generator and Secrets Manager:
 //! never into the response, the logs or an error message.
@@ -15,6 +16,7 @@ pub mod connection_urls;
 pub mod error;
 pub mod generate;
 pub mod handler;
+pub mod json_secret;
 pub mod props;
 pub mod store;
 

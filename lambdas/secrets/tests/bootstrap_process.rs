@@ -22,13 +22,19 @@ struct Secrets {
     arns: Value,
 }
 
-async fn create_empty_secrets(client: &aws_sdk_secretsmanager::Client, prefix: &str) -> Secrets {
+/// The five secrets, empty as the template creates them, except those in `prefilled`.
+async fn create_secrets(
+    client: &aws_sdk_secretsmanager::Client,
+    prefix: &str,
+    prefilled: &[(&str, &str)],
+) -> Secrets {
     let mut arns = json!({});
-    for role in common::SECRET_ROLES
-        .iter()
-        .chain(common::URL_TARGETS.iter())
-    {
-        arns[role] = json!(moto::empty_secret(client, &format!("{prefix}/{role}")).await);
+    for role in common::SECRET_ROLES {
+        let name = format!("{prefix}/{role}");
+        arns[role] = match prefilled.iter().find(|(r, _)| *r == role) {
+            Some((_, value)) => json!(moto::secret_with_value(client, &name, value).await),
+            None => json!(moto::empty_secret(client, &name).await),
+        };
     }
     Secrets { arns }
 }
@@ -48,10 +54,7 @@ impl Secrets {
 
     fn url_props(&self) -> Value {
         let mut props = common::url_props();
-        for key in ["DbPasswordSecretArn", "RedisPasswordSecretArn"]
-            .iter()
-            .chain(common::URL_TARGETS.iter())
-        {
+        for key in ["DatabaseSecretArn", "RedisSecretArn"] {
             props[key] = self.arns[key].clone();
         }
         props
@@ -59,6 +62,15 @@ impl Secrets {
 
     fn arn(&self, role: &str) -> String {
         self.arns[role].as_str().unwrap().to_string()
+    }
+
+    /// The AWSCURRENT value of a JSON-object secret, as a flat object of strings.
+    async fn doc(
+        &self,
+        client: &aws_sdk_secretsmanager::Client,
+        role: &str,
+    ) -> serde_json::Map<String, Value> {
+        common::parse_flat(&moto::value(client, &self.arn(role)).await)
     }
 }
 
@@ -105,7 +117,13 @@ fn assert_not_in(haystack: &str, secrets: &[String], what: &str) {
 async fn lifecycle_against_moto() {
     let moto = Moto::start();
     let client = moto::client(&moto.endpoint).await;
-    let secrets = create_empty_secrets(&client, "lifecycle").await;
+    // The database secret starts with an unrelated key, which every write keeps.
+    let secrets = create_secrets(
+        &client,
+        "lifecycle",
+        &[("DatabaseSecretArn", r#"{"username":"airflow"}"#)],
+    )
+    .await;
     let api = RuntimeApi::start();
     let responses = CaptureServer::start(vec![]);
     let url = responses.url("/cloudformation/cfnresponse?X-Amz-Signature=f00");
@@ -137,21 +155,29 @@ async fn lifecycle_against_moto() {
         "Fernet key decodes to 32 bytes"
     );
     assert_eq!(fernet_key.len(), 44);
-    for role in ["ApiSecretKeySecretArn", "JwtSecretSecretArn"] {
-        assert!(
-            alphanumeric(&moto::value(&client, &secrets.arn(role)).await, 86),
-            "{role}"
-        );
-    }
+    let signing = secrets.doc(&client, "SigningKeysSecretArn").await;
+    assert_eq!(signing.len(), 2);
     let mut generated = vec![fernet_key.clone()];
-    for role in [
-        "DbPasswordSecretArn",
-        "RedisPasswordSecretArn",
-        "AdminPasswordSecretArn",
+    for key in ["api_secret_key", "jwt_secret"] {
+        let value = signing[key].as_str().unwrap();
+        assert!(alphanumeric(value, 86), "{key}");
+        generated.push(value.to_owned());
+    }
+    let database = secrets.doc(&client, "DatabaseSecretArn").await;
+    assert_eq!(database["username"], "airflow", "the unrelated key is kept");
+    assert_eq!(database.len(), 2);
+    let redis = secrets.doc(&client, "RedisSecretArn").await;
+    assert_eq!(redis.len(), 1);
+    let db_password = database["password"].as_str().unwrap().to_owned();
+    let redis_password = redis["password"].as_str().unwrap().to_owned();
+    let admin_password = moto::value(&client, &secrets.arn("AdminPasswordSecretArn")).await;
+    for (what, value) in [
+        ("db", &db_password),
+        ("redis", &redis_password),
+        ("admin", &admin_password),
     ] {
-        let value = moto::value(&client, &secrets.arn(role)).await;
-        assert!(alphanumeric(&value, 32), "{role} matches ^[A-Za-z0-9]+$");
-        generated.push(value);
+        assert!(alphanumeric(value, 32), "{what} matches ^[A-Za-z0-9]+$");
+        generated.push(value.clone());
     }
 
     // Duplicate Create (Lambda's async retry): same values, same physical id.
@@ -170,6 +196,9 @@ async fn lifecycle_against_moto() {
         moto::value(&client, &secrets.arn("FernetKeySecretArn")).await,
         fernet_key
     );
+    assert_eq!(secrets.doc(&client, "DatabaseSecretArn").await, database);
+    assert_eq!(secrets.doc(&client, "RedisSecretArn").await, redis);
+    assert_eq!(secrets.doc(&client, "SigningKeysSecretArn").await, signing);
 
     // Connection URLs.
     let mut urls_event = event(
@@ -185,24 +214,24 @@ async fn lifecycle_against_moto() {
         "SUCCESS"
     );
     let urls_took = started.elapsed();
-    let db_password = &generated[1].clone();
-    let redis_password = &generated[2].clone();
-    let conn = moto::value(&client, &secrets.arn("SqlAlchemyConnSecretArn")).await;
+    let database = secrets.doc(&client, "DatabaseSecretArn").await;
+    let conn = database["sql_alchemy_conn"].as_str().unwrap().to_owned();
     assert_eq!(
         conn,
         format!("postgresql+psycopg2://airflow:{db_password}@db.cluster-abc.us-east-1.rds.amazonaws.com:5432/airflow?sslmode=require")
     );
-    let backend = moto::value(&client, &secrets.arn("ResultBackendSecretArn")).await;
-    assert_eq!(
-        backend,
-        conn.replace("postgresql+psycopg2://", "db+postgresql://")
-    );
-    let broker = moto::value(&client, &secrets.arn("BrokerUrlSecretArn")).await;
+    assert_eq!(database["password"], db_password.as_str());
+    assert_eq!(database["username"], "airflow");
+    assert_eq!(database.len(), 3);
+    let redis = secrets.doc(&client, "RedisSecretArn").await;
+    let broker = redis["broker_url"].as_str().unwrap().to_owned();
     assert_eq!(
         broker,
         format!("rediss://:{redis_password}@redis.abc.cache.amazonaws.com:6379/0?ssl_cert_reqs=required")
     );
-    generated.extend([conn.clone(), backend, broker]);
+    assert_eq!(redis["password"], redis_password.as_str());
+    assert_eq!(redis.len(), 2);
+    generated.extend([conn.clone(), broker.clone()]);
 
     // Update with a rotation token: new,old.
     let mut rotated_props = secrets.secrets_props();
@@ -224,10 +253,11 @@ async fn lifecycle_against_moto() {
     assert!(fernet::Fernet::new(new_key).is_some());
     generated.push(rotated.clone());
     assert_eq!(
-        moto::value(&client, &secrets.arn("DbPasswordSecretArn")).await,
-        *db_password,
-        "update regenerates nothing"
+        secrets.doc(&client, "DatabaseSecretArn").await,
+        database,
+        "update regenerates nothing and keeps the URL"
     );
+    assert_eq!(secrets.doc(&client, "RedisSecretArn").await, redis);
 
     // Endpoint change rewrites the URLs.
     let mut moved = secrets.url_props();
@@ -240,11 +270,21 @@ async fn lifecycle_against_moto() {
     );
     update["LogicalResourceId"] = json!("ConnectionUrls");
     round_trip(&api, &responses, &update);
-    assert!(
-        moto::value(&client, &secrets.arn("SqlAlchemyConnSecretArn"))
-            .await
-            .contains("@db2.internal:5432/")
+    let moved_database = secrets.doc(&client, "DatabaseSecretArn").await;
+    assert_eq!(
+        moved_database["sql_alchemy_conn"],
+        conn.replace(
+            "@db.cluster-abc.us-east-1.rds.amazonaws.com:",
+            "@db2.internal:"
+        )
     );
+    assert_eq!(
+        moved_database["password"],
+        db_password.as_str(),
+        "password kept"
+    );
+    assert_eq!(moved_database["username"], "airflow");
+    assert_eq!(secrets.doc(&client, "RedisSecretArn").await, redis);
 
     // Delete leaves the secrets in place.
     let delete = event(
@@ -319,6 +359,49 @@ async fn process_level_faults_are_answered_and_the_process_survives() {
         "{reason}"
     );
 
+    // A pre-filled password is kept; malformed JSON fails without showing the value.
+    let client = moto::client(&moto.endpoint).await;
+    let hidden = "HiddenMalformedPassw0rd";
+    let malformed = format!(r#"{{"password":"{hidden}""#);
+    let prefilled = r#"{"password":"PrefilledDbPassw0rd","note":"kept"}"#;
+    let secrets = create_secrets(
+        &client,
+        "faults",
+        &[
+            ("DatabaseSecretArn", prefilled),
+            ("RedisSecretArn", &malformed),
+        ],
+    )
+    .await;
+    let body = round_trip(
+        &api,
+        &responses,
+        &event(
+            "Create",
+            "Custom::AirflowSecrets",
+            &url,
+            secrets.secrets_props(),
+        ),
+    )
+    .json();
+    assert_eq!(body["Status"], "FAILED");
+    let reason = body["Reason"].as_str().unwrap();
+    assert!(
+        reason.contains("RedisSecretArn does not hold valid JSON") && !reason.contains(hidden),
+        "{reason}"
+    );
+    assert_eq!(
+        moto::value(&client, &secrets.arn("DatabaseSecretArn")).await,
+        prefilled,
+        "the password already there is kept, unwritten"
+    );
+    assert_eq!(
+        moto::value(&client, &secrets.arn("RedisSecretArn")).await,
+        malformed
+    );
+    let posted: String = api.posted().iter().map(|p| p.body.clone()).collect();
+    assert!(!posted.contains(hidden) && !function.logs().contains(hidden));
+
     // Deadline nearly reached (the guard keeps 5 s for the answer).
     let id = api.queue_raw(
         serde_json::to_vec(&event(
@@ -331,7 +414,7 @@ async fn process_level_faults_are_answered_and_the_process_survives() {
         Duration::from_secs(3),
     );
     assert!(api.wait_result(&id, WAIT).is_some());
-    let last = responses.wait_for(2, WAIT).last().unwrap().json();
+    let last = responses.wait_for(3, WAIT).last().unwrap().json();
     assert_eq!(last["Status"], "FAILED");
     assert!(
         last["Reason"]

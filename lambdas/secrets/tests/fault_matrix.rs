@@ -41,6 +41,10 @@ fn without(url: &str, key: &str) -> Value {
     e
 }
 
+fn urls(url: &str) -> Value {
+    event("Create", "Custom::AirflowConnectionUrls", url, url_props())
+}
+
 fn nothing(_: &Harness) {}
 
 fn cases() -> Vec<Case> {
@@ -127,16 +131,16 @@ fn cases() -> Vec<Case> {
             "property is an object",
             |u| {
                 let mut e = base(u);
-                e["ResourceProperties"]["DbPasswordSecretArn"] = json!({"Ref": "X"});
+                e["ResourceProperties"]["DatabaseSecretArn"] = json!({"Ref": "X"});
                 e
             },
-            Expect::Failed("DbPasswordSecretArn must be a string"),
+            Expect::Failed("DatabaseSecretArn must be a string"),
         ),
         case(
             "oversized property",
             |u| {
                 let mut e = base(u);
-                e["ResourceProperties"]["JwtSecretSecretArn"] = json!("a".repeat(200_000));
+                e["ResourceProperties"]["SigningKeysSecretArn"] = json!("a".repeat(200_000));
                 e
             },
             Expect::Failed("longer than 2048 bytes"),
@@ -195,6 +199,92 @@ fn cases() -> Vec<Case> {
             },
             Expect::Failed("RedisHost is invalid"),
         ),
+        case(
+            "old property names only",
+            |u| {
+                let mut e = base(u);
+                let props = e["ResourceProperties"].as_object_mut().unwrap();
+                let arn = props.remove("DatabaseSecretArn").unwrap();
+                props.insert("DbPasswordSecretArn".into(), arn);
+                e
+            },
+            Expect::Failed("DatabaseSecretArn is required"),
+        ),
+        Case {
+            setup: |h| {
+                h.store.set_value(
+                    &arn("DatabaseSecretArn"),
+                    "hand",
+                    &format!(r#"{{"password":"{SENTINEL}"#),
+                )
+            },
+            ..case(
+                "truncated JSON in the database secret",
+                base,
+                Expect::Failed("DatabaseSecretArn does not hold valid JSON"),
+            )
+        },
+        Case {
+            setup: |h| {
+                h.store.set_value(
+                    &arn("RedisSecretArn"),
+                    "hand",
+                    &format!(r#"{{"password":{SENTINEL}}}"#),
+                )
+            },
+            ..case(
+                "unquoted password in the Redis secret, for the URLs",
+                urls,
+                Expect::Failed("RedisSecretArn does not hold valid JSON"),
+            )
+        },
+        Case {
+            setup: |h| {
+                h.store
+                    .set_value(&arn("SigningKeysSecretArn"), "hand", SENTINEL)
+            },
+            ..case(
+                "plain value in the signing-keys secret",
+                base,
+                Expect::Failed("SigningKeysSecretArn does not hold valid JSON"),
+            )
+        },
+        Case {
+            setup: |h| {
+                h.store.set_value(
+                    &arn("DatabaseSecretArn"),
+                    "hand",
+                    &format!(r#"[{{"password":"{SENTINEL}"}}]"#),
+                )
+            },
+            ..case(
+                "array in the database secret, for the URLs",
+                urls,
+                Expect::Failed("DatabaseSecretArn holds an array"),
+            )
+        },
+        Case {
+            setup: |h| {
+                h.store.set_value(
+                    &arn("DatabaseSecretArn"),
+                    "hand",
+                    &format!(r#"{{"password":{{"value":"{SENTINEL}"}}}}"#),
+                )
+            },
+            ..case(
+                "nested password",
+                base,
+                Expect::Failed("holds an object under \"password\""),
+            )
+        },
+        Case {
+            setup: |h| h.store.set_value(&arn("RedisSecretArn"), "hand", "{}"),
+            ..case(
+                "URLs before the Redis password exists",
+                urls,
+                Expect::Failed("RedisSecretArn has no \"password\" yet"),
+            )
+        },
         Case {
             setup: |h| h.store.fail_with(StoreError::NotFound),
             ..case(
@@ -294,7 +384,16 @@ async fn every_hostile_event_is_answered_quickly_and_leaks_nothing() {
     assert!(cases.len() >= 15);
     for case in cases {
         let store = empty_store();
-        store.set_value(&arn("DbPasswordSecretArn"), "v", SENTINEL);
+        store.set_value(
+            &arn("DatabaseSecretArn"),
+            "v",
+            &format!(r#"{{"password":"{SENTINEL}","username":"airflow"}}"#),
+        );
+        store.set_value(
+            &arn("RedisSecretArn"),
+            "v",
+            &format!(r#"{{"password":"{SENTINEL}2"}}"#),
+        );
         let h = Harness::with_server(store, CaptureServer::start(case.server_statuses.clone()));
         (case.setup)(&h);
         let event = (case.event)(&h.url());

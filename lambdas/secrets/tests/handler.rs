@@ -47,20 +47,34 @@ async fn create_generates_every_secret_in_its_format() {
     let fernet = h.store.value(&arn("FernetKeySecretArn")).unwrap();
     assert_eq!(fernet.len(), 44);
     assert!(fernet::Fernet::new(&fernet).is_some());
-    for role in ["ApiSecretKeySecretArn", "JwtSecretSecretArn"] {
-        let value = h.store.value(&arn(role)).unwrap();
+
+    let signing = h.doc("SigningKeysSecretArn");
+    assert_eq!(
+        signing.keys().collect::<Vec<_>>(),
+        ["api_secret_key", "jwt_secret"]
+    );
+    for key in ["api_secret_key", "jwt_secret"] {
+        let value = signing[key].as_str().unwrap();
         assert_eq!(value.len(), 86);
-        assert!(is_alphanumeric(&value));
+        assert!(is_alphanumeric(value));
     }
-    for role in [
-        "DbPasswordSecretArn",
-        "RedisPasswordSecretArn",
-        "AdminPasswordSecretArn",
-    ] {
-        let value = h.store.value(&arn(role)).unwrap();
+    assert_ne!(signing["api_secret_key"], signing["jwt_secret"]);
+
+    for role in ["DatabaseSecretArn", "RedisSecretArn"] {
+        let doc = h.doc(role);
+        assert_eq!(doc.keys().collect::<Vec<_>>(), ["password"], "{role}");
+        let value = doc["password"].as_str().unwrap();
         assert_eq!(value.len(), 32);
-        assert!(is_alphanumeric(&value));
+        assert!(is_alphanumeric(value));
     }
+    assert_ne!(
+        h.doc("DatabaseSecretArn")["password"],
+        h.doc("RedisSecretArn")["password"]
+    );
+    let admin = h.store.value(&arn("AdminPasswordSecretArn")).unwrap();
+    assert_eq!(admin.len(), 32);
+    assert!(is_alphanumeric(&admin));
+    assert_eq!(h.store.put_count(), 5);
     h.assert_no_secret_leaked(&[]);
 }
 
@@ -70,9 +84,20 @@ async fn password_length_is_honoured() {
     let mut props = secrets_props();
     props["PasswordLength"] = json!("64");
     h.answer(event("Create", SECRETS, &h.url(), props)).await;
+    for role in ["DatabaseSecretArn", "RedisSecretArn"] {
+        assert_eq!(h.doc(role)["password"].as_str().unwrap().len(), 64);
+    }
     assert_eq!(
-        h.store.value(&arn("DbPasswordSecretArn")).unwrap().len(),
+        h.store.value(&arn("AdminPasswordSecretArn")).unwrap().len(),
         64
+    );
+    // Signing keys do not follow PasswordLength.
+    assert_eq!(
+        h.doc("SigningKeysSecretArn")["jwt_secret"]
+            .as_str()
+            .unwrap()
+            .len(),
+        86
     );
 }
 
@@ -83,7 +108,7 @@ async fn duplicate_create_keeps_the_first_values() {
     let first = values(&h);
     created(&h).await;
     assert_eq!(values(&h), first);
-    assert_eq!(h.store.put_count(), 6);
+    assert_eq!(h.store.put_count(), 5);
     let ids: Vec<_> = h
         .server
         .requests()
@@ -107,7 +132,148 @@ async fn create_keeps_a_value_someone_else_wrote() {
         h.store.value(&arn("FernetKeySecretArn")).unwrap(),
         "EXISTING-fernet-key-value"
     );
+    assert_eq!(h.store.put_count(), 4);
+}
+
+#[tokio::test]
+async fn a_json_secret_that_already_has_its_keys_is_kept() {
+    let h = Harness::new(empty_store());
+    let database = r#"{"password":"PrefilledDbPassw0rd","username":"airflow"}"#;
+    let signing = r#"{"api_secret_key":"PrefilledApiKey1","jwt_secret":"PrefilledJwtKey1"}"#;
+    h.store
+        .set_value(&arn("DatabaseSecretArn"), "foreign-db", database);
+    h.store
+        .set_value(&arn("SigningKeysSecretArn"), "foreign-signing", signing);
+    created(&h).await;
+    assert_eq!(h.store.value(&arn("DatabaseSecretArn")).unwrap(), database);
+    assert_eq!(
+        h.store.value(&arn("SigningKeysSecretArn")).unwrap(),
+        signing
+    );
+    assert_eq!(h.store.put_count(), 3, "only the other three are written");
+    // And again on Update.
+    h.answer(update_event(
+        &h.url(),
+        SECRETS,
+        secrets_props(),
+        secrets_props(),
+    ))
+    .await;
+    assert_eq!(h.store.value(&arn("DatabaseSecretArn")).unwrap(), database);
+    assert_eq!(h.store.put_count(), 3);
+    h.assert_no_secret_leaked(&[]);
+}
+
+#[tokio::test]
+async fn missing_json_keys_are_added_and_every_other_key_is_kept() {
+    let h = Harness::new(empty_store());
+    // A database secret with unrelated keys (and a non-string one), a signing secret
+    // holding only one of its two keys, a Redis secret with an empty password.
+    h.store.set_value(
+        &arn("DatabaseSecretArn"),
+        "foreign-db",
+        r#"{"username":"airflow","engine":"postgres","port":5432,"nested":{"a":"b"}}"#,
+    );
+    h.store.set_value(
+        &arn("SigningKeysSecretArn"),
+        "foreign-signing",
+        r#"{"jwt_secret":"KeptJwtSecretValue","note":"hand-written"}"#,
+    );
+    h.store.set_value(
+        &arn("RedisSecretArn"),
+        "foreign-redis",
+        r#"{"password":""}"#,
+    );
+    created(&h).await;
+
+    let database: serde_json::Value =
+        serde_json::from_str(&h.store.value(&arn("DatabaseSecretArn")).unwrap()).unwrap();
+    assert_eq!(database["username"], "airflow");
+    assert_eq!(database["engine"], "postgres");
+    assert_eq!(database["port"], 5432);
+    assert_eq!(database["nested"], json!({"a": "b"}));
+    let password = database["password"].as_str().unwrap();
+    assert!(password.len() == 32 && is_alphanumeric(password));
+    assert_eq!(database.as_object().unwrap().len(), 5);
+
+    let signing = h.doc("SigningKeysSecretArn");
+    assert_eq!(signing["jwt_secret"], "KeptJwtSecretValue");
+    assert_eq!(signing["note"], "hand-written");
+    let api = signing["api_secret_key"].as_str().unwrap();
+    assert!(api.len() == 86 && is_alphanumeric(api));
+
+    let redis = h.doc("RedisSecretArn")["password"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(redis.len() == 32 && is_alphanumeric(&redis));
+
+    // A duplicate Create adds nothing more.
+    let before = values(&h);
+    let puts = h.store.put_count();
+    created(&h).await;
+    assert_eq!(values(&h), before);
+    assert_eq!(h.store.put_count(), puts);
+    h.assert_no_secret_leaked(&[]);
+}
+
+#[tokio::test]
+async fn racing_duplicate_creates_store_one_value_per_secret() {
+    // Two deliveries of the same Create run at once and both find every secret empty;
+    // each generates its own values, but both write under the same version ids, so
+    // the second write of each secret conflicts and the first one's values stand.
+    let store = empty_store();
+    store.delay_calls(std::time::Duration::from_millis(30));
+    let a = Harness::new(store.clone());
+    let b = Harness::new(store.clone());
+    let (ra, rb) = tokio::join!(
+        a.invoke(event("Create", SECRETS, &a.url(), secrets_props())),
+        b.invoke(event("Create", SECRETS, &b.url(), secrets_props())),
+    );
+    assert!(ra.is_ok() && rb.is_ok());
+    for h in [&a, &b] {
+        let body = h.server.wait_for(1, std::time::Duration::from_secs(5))[0].json();
+        assert_eq!(body["Status"], "SUCCESS", "{body}");
+    }
+    assert_eq!(store.put_count(), 5);
+    assert_eq!(store.all_values().len(), 5, "one version per secret");
+    for role in JSON_ROLES {
+        parse_flat(&store.value(&arn(role)).unwrap());
+    }
+}
+
+#[tokio::test]
+async fn a_written_key_removed_by_hand_is_not_regenerated() {
+    let h = Harness::new(empty_store());
+    created(&h).await;
+    let original = h.store.value(&arn("DatabaseSecretArn")).unwrap();
+    h.store.set_value(
+        &arn("DatabaseSecretArn"),
+        "edited-by-hand",
+        r#"{"username":"airflow"}"#,
+    );
+    let body = h
+        .answer(update_event(
+            &h.url(),
+            SECRETS,
+            secrets_props(),
+            secrets_props(),
+        ))
+        .await
+        .json();
+    assert_eq!(body["Status"], "FAILED");
+    let reason = body["Reason"].as_str().unwrap();
+    assert!(
+        reason.contains("DatabaseSecretArn lost the \"password\" this resource wrote"),
+        "{reason}"
+    );
+    assert_eq!(
+        h.store.value(&arn("DatabaseSecretArn")).unwrap(),
+        r#"{"username":"airflow"}"#,
+        "no second, different password is written"
+    );
     assert_eq!(h.store.put_count(), 5);
+    h.assert_no_secret_leaked(&[&original]);
 }
 
 #[tokio::test]
@@ -126,7 +292,7 @@ async fn update_without_changes_regenerates_nothing() {
         cfn_custom_resource::stable_physical_id(STACK, "AirflowSecrets")
     );
     assert_eq!(values(&h), before);
-    assert_eq!(h.store.put_count(), 6);
+    assert_eq!(h.store.put_count(), 5);
 }
 
 #[tokio::test]
@@ -217,7 +383,7 @@ async fn update_fills_a_secret_that_is_still_empty() {
     assert_eq!(values(&h), before, "existing values are untouched");
     let filled = h.store.value(&arn("NewAdmin")).unwrap();
     assert!(is_alphanumeric(&filled) && filled.len() == 32);
-    assert_eq!(h.store.put_count(), 7);
+    assert_eq!(h.store.put_count(), 6);
 }
 
 #[tokio::test]
@@ -239,41 +405,92 @@ async fn delete_touches_nothing_and_echoes_any_physical_id() {
     delete["PhysicalResourceId"] = json!("x");
     assert_eq!(h.answer(delete).await.json()["Status"], "SUCCESS");
     assert_eq!(values(&h), before);
-    assert_eq!(h.store.put_count(), 6);
+    assert_eq!(h.store.put_count(), 5);
 }
 
+const DB_DOC: &str = r#"{"password":"p@ss:w/rd#1","username":"airflow"}"#;
+const REDIS_DOC: &str = r#"{"password":"r@d:is/pw#1%","broker_url":"redis://stale"}"#;
+const DB_URL: &str = "postgresql+psycopg2://airflow:p%40ss%3Aw%2Frd%231@db.cluster-abc.us-east-1.rds.amazonaws.com:5432/airflow?sslmode=require";
+const BROKER: &str =
+    "rediss://:r%40d%3Ais%2Fpw%231%25@redis.abc.cache.amazonaws.com:6379/0?ssl_cert_reqs=required";
+
+/// JSON secrets as `Custom::AirflowSecrets` leaves them, plus an unrelated key in the
+/// database one and a stale URL in the Redis one.
 fn url_store() -> std::sync::Arc<airflow_secrets::MemoryStore> {
     let store = empty_store();
-    store.set_value(&arn("DbPasswordSecretArn"), "v1", "p@ss:w/rd#1");
-    store.set_value(&arn("RedisPasswordSecretArn"), "v1", "r@d:is/pw#1%");
+    store.set_value(&arn("DatabaseSecretArn"), "v1", DB_DOC);
+    store.set_value(&arn("RedisSecretArn"), "v1", REDIS_DOC);
     store
 }
 
 #[tokio::test]
-async fn connection_urls_are_written_with_encoded_passwords() {
+async fn connection_urls_are_written_into_the_json_secrets() {
     let h = Harness::new(url_store());
     let body = h
         .answer(event("Create", URLS, &h.url(), url_props()))
         .await
         .json();
     assert_eq!(body["Status"], "SUCCESS", "{body}");
-    assert_eq!(
-        h.store.value(&arn("SqlAlchemyConnSecretArn")).unwrap(),
-        "postgresql+psycopg2://airflow:p%40ss%3Aw%2Frd%231@db.cluster-abc.us-east-1.rds.amazonaws.com:5432/airflow?sslmode=require"
-    );
-    assert_eq!(
-        h.store.value(&arn("ResultBackendSecretArn")).unwrap(),
-        "db+postgresql://airflow:p%40ss%3Aw%2Frd%231@db.cluster-abc.us-east-1.rds.amazonaws.com:5432/airflow?sslmode=require"
-    );
-    assert_eq!(
-        h.store.value(&arn("BrokerUrlSecretArn")).unwrap(),
-        "rediss://:r%40d%3Ais%2Fpw%231%25@redis.abc.cache.amazonaws.com:6379/0?ssl_cert_reqs=required"
-    );
+    let database = h.doc("DatabaseSecretArn");
+    assert_eq!(database["sql_alchemy_conn"], DB_URL);
+    assert_eq!(database["password"], "p@ss:w/rd#1", "password untouched");
+    assert_eq!(database["username"], "airflow", "other keys kept");
+    assert_eq!(database.len(), 3);
+    assert!(!database.contains_key("result_backend"));
+    let redis = h.doc("RedisSecretArn");
+    assert_eq!(redis["broker_url"], BROKER);
+    assert_eq!(redis["password"], "r@d:is/pw#1%");
+    assert_eq!(redis.len(), 2);
+    assert_eq!(h.store.put_count(), 2);
+    // Nothing else was touched.
+    for role in [
+        "FernetKeySecretArn",
+        "SigningKeysSecretArn",
+        "AdminPasswordSecretArn",
+    ] {
+        assert_eq!(h.store.value(&arn(role)), None, "{role}");
+    }
     h.assert_no_secret_leaked(&[
         "p@ss:w/rd#1",
         "p%40ss%3Aw%2Frd%231",
         "r%40d%3Ais%2Fpw%231%25",
     ]);
+}
+
+#[tokio::test]
+async fn connection_urls_after_the_generator() {
+    // The real order: Custom::AirflowSecrets fills the secrets, then the URLs follow.
+    let h = Harness::new(empty_store());
+    created(&h).await;
+    let before = (h.doc("DatabaseSecretArn"), h.doc("RedisSecretArn"));
+    let mut urls = event("Create", URLS, &h.url(), url_props());
+    urls["LogicalResourceId"] = json!("ConnectionUrls");
+    assert_eq!(h.answer(urls).await.json()["Status"], "SUCCESS");
+    let (database, redis) = (h.doc("DatabaseSecretArn"), h.doc("RedisSecretArn"));
+    let db_password = before.0["password"].as_str().unwrap();
+    let redis_password = before.1["password"].as_str().unwrap();
+    assert_eq!(database["password"], db_password);
+    assert_eq!(
+        database["sql_alchemy_conn"],
+        format!("postgresql+psycopg2://airflow:{db_password}@db.cluster-abc.us-east-1.rds.amazonaws.com:5432/airflow?sslmode=require")
+    );
+    assert_eq!(redis["password"], redis_password);
+    assert_eq!(
+        redis["broker_url"],
+        format!("rediss://:{redis_password}@redis.abc.cache.amazonaws.com:6379/0?ssl_cert_reqs=required")
+    );
+    // A generator Update afterwards keeps the URLs and the passwords.
+    let after_urls = values(&h);
+    h.answer(update_event(
+        &h.url(),
+        SECRETS,
+        secrets_props(),
+        secrets_props(),
+    ))
+    .await;
+    assert_eq!(values(&h), after_urls);
+    assert_eq!(h.store.put_count(), 7);
+    h.assert_no_secret_leaked(&[]);
 }
 
 #[tokio::test]
@@ -285,50 +502,73 @@ async fn plain_redis_without_sslmode() {
     props.as_object_mut().unwrap().remove("DbSslMode");
     h.answer(event("Create", URLS, &h.url(), props)).await;
     assert_eq!(
-        h.store.value(&arn("BrokerUrlSecretArn")).unwrap(),
+        h.doc("RedisSecretArn")["broker_url"],
         "redis://:r%40d%3Ais%2Fpw%231%25@redis.abc.cache.amazonaws.com:6379/3"
     );
-    assert!(h
-        .store
-        .value(&arn("SqlAlchemyConnSecretArn"))
-        .unwrap()
-        .ends_with(":5432/airflow"));
+    assert_eq!(
+        h.doc("DatabaseSecretArn")["sql_alchemy_conn"],
+        "postgresql+psycopg2://airflow:p%40ss%3Aw%2Frd%231@db.cluster-abc.us-east-1.rds.amazonaws.com:5432/airflow"
+    );
 }
 
 #[tokio::test]
 async fn url_update_rewrites_only_on_change_and_can_go_back() {
     let h = Harness::new(url_store());
     h.answer(event("Create", URLS, &h.url(), url_props())).await;
-    assert_eq!(h.store.put_count(), 3);
+    assert_eq!(h.store.put_count(), 2);
 
     // No change: nothing written.
     h.answer(update_event(&h.url(), URLS, url_props(), url_props()))
         .await;
-    assert_eq!(h.store.put_count(), 3);
+    assert_eq!(h.store.put_count(), 2);
 
-    // Endpoint change: the two database URLs change, the broker does not.
+    // Endpoint change: the database URL changes, the broker does not; the password
+    // and the other keys stay.
+    let redis_before = h.store.value(&arn("RedisSecretArn")).unwrap();
     let mut moved = url_props();
     moved["DbHost"] = json!("db2.example.internal");
     let mut update = update_event(&h.url(), URLS, moved.clone(), url_props());
     update["RequestId"] = json!("req-move");
     h.answer(update).await;
-    assert_eq!(h.store.put_count(), 5);
-    assert!(h
-        .store
-        .value(&arn("SqlAlchemyConnSecretArn"))
-        .unwrap()
-        .contains("@db2.example.internal:5432/"));
+    assert_eq!(h.store.put_count(), 3);
+    let database = h.doc("DatabaseSecretArn");
+    assert_eq!(
+        database["sql_alchemy_conn"],
+        DB_URL.replace(
+            "@db.cluster-abc.us-east-1.rds.amazonaws.com:",
+            "@db2.example.internal:"
+        )
+    );
+    assert_eq!(database["password"], "p@ss:w/rd#1");
+    assert_eq!(database["username"], "airflow");
+    assert_eq!(h.store.value(&arn("RedisSecretArn")).unwrap(), redis_before);
 
     // Going back (the rollback Update swaps the properties) restores the old URL.
     let mut rollback = update_event(&h.url(), URLS, url_props(), moved);
     rollback["RequestId"] = json!("req-rollback");
     h.answer(rollback).await;
-    assert!(h
-        .store
-        .value(&arn("SqlAlchemyConnSecretArn"))
-        .unwrap()
-        .contains("@db.cluster-abc"));
-    assert_eq!(h.store.put_count(), 7);
+    assert_eq!(h.doc("DatabaseSecretArn")["sql_alchemy_conn"], DB_URL);
+    assert_eq!(h.store.put_count(), 4);
+
+    // A redelivered Update (same RequestId) after the write changes nothing.
+    let mut again = update_event(&h.url(), URLS, url_props(), url_props());
+    again["RequestId"] = json!("req-rollback");
+    h.answer(again).await;
+    assert_eq!(h.store.put_count(), 4);
+
+    // A Redis endpoint change rewrites only the broker URL.
+    let mut redis_moved = url_props();
+    redis_moved["RedisPort"] = json!("6380");
+    let mut update = update_event(&h.url(), URLS, redis_moved, url_props());
+    update["RequestId"] = json!("req-redis");
+    h.answer(update).await;
+    assert_eq!(h.store.put_count(), 5);
+    assert_eq!(
+        h.doc("RedisSecretArn")["broker_url"],
+        BROKER.replace(":6379/", ":6380/")
+    );
+    assert_eq!(h.doc("RedisSecretArn")["password"], "r@d:is/pw#1%");
+    h.assert_no_secret_leaked(&["p%40ss%3Aw%2Frd%231", "r%40d%3Ais%2Fpw%231%25"]);
 }
 
 #[tokio::test]
@@ -340,7 +580,116 @@ async fn url_delete_touches_nothing() {
         .await
         .json();
     assert_eq!(body["Status"], "SUCCESS");
-    assert_eq!(h.store.put_count(), 3);
+    assert_eq!(h.store.put_count(), 2);
+}
+
+/// Malformed or unexpected JSON in a secret: FAILED with a reason naming the secret
+/// (never its value), nothing written, for both resource types.
+#[tokio::test]
+async fn malformed_json_secrets_fail_without_revealing_the_value() {
+    const HIDDEN: &str = "HiddenPassw0rdValue";
+    type Case = (&'static str, String, &'static str);
+    let cases: Vec<Case> = vec![
+        (
+            "DatabaseSecretArn",
+            format!(r#"{{"password":"{HIDDEN}"#),
+            "DatabaseSecretArn does not hold valid JSON (unexpected end of input at line 1 column",
+        ),
+        (
+            "RedisSecretArn",
+            format!(r#"{{"password":{HIDDEN}}}"#),
+            "RedisSecretArn does not hold valid JSON (syntax error at line 1 column",
+        ),
+        (
+            "DatabaseSecretArn",
+            HIDDEN.to_owned(),
+            "DatabaseSecretArn does not hold valid JSON",
+        ),
+        (
+            "SigningKeysSecretArn",
+            format!(r#"["{HIDDEN}"]"#),
+            "SigningKeysSecretArn holds an array, not a JSON object of strings",
+        ),
+        (
+            "RedisSecretArn",
+            format!(r#""{HIDDEN}""#),
+            "RedisSecretArn holds a string, not a JSON object of strings",
+        ),
+        (
+            "DatabaseSecretArn",
+            format!(r#"{{"password":["{HIDDEN}"]}}"#),
+            "DatabaseSecretArn holds an array under \"password\", not a string",
+        ),
+        (
+            "SigningKeysSecretArn",
+            format!(r#"{{"api_secret_key":"{HIDDEN}","jwt_secret":7}}"#),
+            "SigningKeysSecretArn holds a number under \"jwt_secret\", not a string",
+        ),
+    ];
+    for (role, value, expected) in cases {
+        for resource_type in [SECRETS, URLS] {
+            if role == "SigningKeysSecretArn" && resource_type == URLS {
+                continue;
+            }
+            let store = url_store();
+            store.set_value(&arn(role), "hand-edited", &value);
+            let h = Harness::new(store);
+            let body = h
+                .answer(event("Create", resource_type, &h.url(), {
+                    if resource_type == SECRETS {
+                        secrets_props()
+                    } else {
+                        url_props()
+                    }
+                }))
+                .await
+                .json();
+            assert_eq!(body["Status"], "FAILED", "{role} {resource_type} {value}");
+            let reason = body["Reason"].as_str().unwrap();
+            assert!(reason.contains(expected), "{resource_type}: {reason}");
+            assert!(reason.contains(LOG_STREAM), "{reason}");
+            assert!(!reason.contains("Hidden"), "{reason}");
+            assert_eq!(h.store.value(&arn(role)).unwrap(), value, "left as it is");
+            if resource_type == URLS {
+                assert_eq!(h.store.put_count(), 0, "nothing written: {role}");
+            }
+            h.assert_no_secret_leaked(&[HIDDEN, "p%40ss%3Aw%2Frd%231"]);
+        }
+    }
+
+    // URLs before the passwords exist: an empty secret, or a document without one.
+    let h = Harness::new(empty_store());
+    let body = h
+        .answer(event("Create", URLS, &h.url(), url_props()))
+        .await
+        .json();
+    assert_eq!(body["Status"], "FAILED");
+    assert!(
+        body["Reason"]
+            .as_str()
+            .unwrap()
+            .contains("the secret named by DatabaseSecretArn has no value yet"),
+        "{body}"
+    );
+    let store = url_store();
+    store.set_value(&arn("RedisSecretArn"), "v2", r#"{"broker_url":"x"}"#);
+    let h = Harness::new(store);
+    let body = h
+        .answer(event("Create", URLS, &h.url(), url_props()))
+        .await
+        .json();
+    assert!(
+        body["Reason"]
+            .as_str()
+            .unwrap()
+            .contains("the secret named by RedisSecretArn has no \"password\" yet"),
+        "{body}"
+    );
+    assert_eq!(
+        h.store.put_count(),
+        0,
+        "the database URL is not written either"
+    );
 }
 
 /// Every error path of the handlers: FAILED, a Reason naming the problem and the log
@@ -363,8 +712,8 @@ async fn error_paths_answer_failed_with_a_helpful_reason() {
     cases.push((
         "bad ARN",
         SECRETS,
-        with("JwtSecretSecretArn", json!("not-an-arn"), secrets_props()),
-        "JwtSecretSecretArn is invalid",
+        with("SigningKeysSecretArn", json!("not-an-arn"), secrets_props()),
+        "SigningKeysSecretArn is invalid",
     ));
     cases.push((
         "short passwords",
@@ -397,6 +746,8 @@ async fn error_paths_answer_failed_with_a_helpful_reason() {
         "unsupported ResourceType",
     ));
     for key in [
+        "DatabaseSecretArn",
+        "RedisSecretArn",
         "DbUser",
         "DbHost",
         "DbPort",
@@ -438,6 +789,15 @@ async fn error_paths_answer_failed_with_a_helpful_reason() {
         URLS,
         with("RedisDb", json!("999"), url_props()),
         "RedisDb is invalid",
+    ));
+    cases.push((
+        "old URL properties only",
+        URLS,
+        json!({
+            "DbPasswordSecretArn": arn("DatabaseSecretArn"),
+            "SqlAlchemyConnSecretArn": arn("DatabaseSecretArn"),
+        }),
+        "DatabaseSecretArn is required",
     ));
     cases.push((
         "bad sslmode",
@@ -500,7 +860,7 @@ async fn error_paths_answer_failed_with_a_helpful_reason() {
         body["Reason"]
             .as_str()
             .unwrap()
-            .contains("DbPasswordSecretArn has no value yet"),
+            .contains("DatabaseSecretArn has no value yet"),
         "{body}"
     );
 

@@ -19,19 +19,20 @@ pub fn arn(name: &str) -> String {
     format!("arn:aws:secretsmanager:us-east-1:123456789012:secret:{name}-AbCdEf")
 }
 
-pub const SECRET_ROLES: [&str; 6] = [
+/// The five secrets of `Custom::AirflowSecrets`, by property.
+pub const SECRET_ROLES: [&str; 5] = [
     "FernetKeySecretArn",
-    "ApiSecretKeySecretArn",
-    "JwtSecretSecretArn",
-    "DbPasswordSecretArn",
-    "RedisPasswordSecretArn",
+    "SigningKeysSecretArn",
+    "DatabaseSecretArn",
+    "RedisSecretArn",
     "AdminPasswordSecretArn",
 ];
 
-pub const URL_TARGETS: [&str; 3] = [
-    "SqlAlchemyConnSecretArn",
-    "BrokerUrlSecretArn",
-    "ResultBackendSecretArn",
+/// The JSON-object secrets among them.
+pub const JSON_ROLES: [&str; 3] = [
+    "SigningKeysSecretArn",
+    "DatabaseSecretArn",
+    "RedisSecretArn",
 ];
 
 /// Properties of a `Custom::AirflowSecrets` resource.
@@ -46,18 +47,45 @@ pub fn secrets_props() -> Value {
 
 /// Properties of a `Custom::AirflowConnectionUrls` resource.
 pub fn url_props() -> Value {
-    let mut props = json!({
+    json!({
         "ServiceToken": "arn:aws:lambda:us-east-1:123456789012:function:secrets",
-        "DbPasswordSecretArn": arn("DbPasswordSecretArn"),
-        "RedisPasswordSecretArn": arn("RedisPasswordSecretArn"),
+        "DatabaseSecretArn": arn("DatabaseSecretArn"),
+        "RedisSecretArn": arn("RedisSecretArn"),
         "DbUser": "airflow", "DbHost": "db.cluster-abc.us-east-1.rds.amazonaws.com",
         "DbPort": "5432", "DbName": "airflow", "DbSslMode": "require",
         "RedisHost": "redis.abc.cache.amazonaws.com", "RedisPort": "6379", "RedisTls": "true"
-    });
-    for target in URL_TARGETS {
-        props[target] = json!(arn(target));
-    }
-    props
+    })
+}
+
+/// A JSON-object secret value parsed; panics unless it is a flat object of strings.
+pub fn parse_flat(value: &str) -> serde_json::Map<String, Value> {
+    let Value::Object(doc) = serde_json::from_str::<Value>(value).expect("valid JSON") else {
+        panic!("not a JSON object");
+    };
+    assert!(
+        doc.values().all(Value::is_string),
+        "a flat object of strings"
+    );
+    doc
+}
+
+/// The string leaves of a JSON object value, or the value itself; each split at `,`
+/// (the Fernet `new,old` form).
+pub fn secret_parts(value: &str) -> Vec<String> {
+    let leaves: Vec<String> = match serde_json::from_str::<Value>(value) {
+        Ok(Value::Object(doc)) => doc
+            .values()
+            .filter_map(Value::as_str)
+            .map(str::to_owned)
+            .collect(),
+        _ => vec![value.to_owned()],
+    };
+    leaves
+        .iter()
+        .flat_map(|leaf| leaf.split(','))
+        .filter(|p| p.len() >= 8)
+        .map(str::to_owned)
+        .collect()
 }
 
 /// A request event.
@@ -89,11 +117,7 @@ pub fn update_event(response_url: &str, resource_type: &str, props: Value, old: 
 
 /// A store holding every secret the props name, all empty.
 pub fn empty_store() -> Arc<MemoryStore> {
-    let arns: Vec<String> = SECRET_ROLES
-        .iter()
-        .chain(URL_TARGETS.iter())
-        .map(|r| arn(r))
-        .collect();
+    let arns: Vec<String> = SECRET_ROLES.iter().map(|r| arn(r)).collect();
     let refs: Vec<&str> = arns.iter().map(String::as_str).collect();
     Arc::new(MemoryStore::with_empty_secrets(&refs))
 }
@@ -195,8 +219,18 @@ impl Harness {
         requests[before].clone()
     }
 
-    /// Asserts that no stored value (and no URL-encoded form of one) appears in any
-    /// response body or the captured logs.
+    /// The AWSCURRENT value of a JSON-object secret, parsed.
+    pub fn doc(&self, role: &str) -> serde_json::Map<String, Value> {
+        parse_flat(
+            &self
+                .store
+                .value(&arn(role))
+                .expect("the secret has a value"),
+        )
+    }
+
+    /// Asserts that no stored value (nor any string inside a stored JSON object, nor
+    /// an `extra` one) appears in any response body or the captured logs.
     pub fn assert_no_secret_leaked(&self, extra: &[&str]) {
         let logs = self.logs.text();
         let bodies: Vec<String> = self
@@ -208,7 +242,8 @@ impl Harness {
         let mut values = self.store.all_values();
         values.extend(extra.iter().map(|s| s.to_string()));
         for value in values {
-            for part in value.split(',').filter(|p| p.len() >= 8) {
+            for part in secret_parts(&value) {
+                let part = part.as_str();
                 assert!(!logs.contains(part), "a secret value leaked into the logs");
                 for body in &bodies {
                     assert!(

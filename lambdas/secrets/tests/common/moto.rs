@@ -106,6 +106,22 @@ pub async fn empty_secret(client: &aws_sdk_secretsmanager::Client, name: &str) -
     output.arn().expect("arn").to_string()
 }
 
+/// Creates a secret that already holds `value`; returns its ARN.
+pub async fn secret_with_value(
+    client: &aws_sdk_secretsmanager::Client,
+    name: &str,
+    value: &str,
+) -> String {
+    let output = client
+        .create_secret()
+        .name(name)
+        .secret_string(value)
+        .send()
+        .await
+        .expect("create_secret");
+    output.arn().expect("arn").to_string()
+}
+
 /// The AWSCURRENT value.
 pub async fn value(client: &aws_sdk_secretsmanager::Client, arn: &str) -> String {
     let output = client
