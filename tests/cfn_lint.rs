@@ -24,7 +24,7 @@ fn variations() -> Vec<(&'static str, &'static str, &'static str)> {
         ("spot-everywhere", "services:\n  api_server: {cpu: 512, memory: 1024, spot: true}\n  scheduler: {cpu: 512, memory: 1024, spot: true}\n  worker: {spot: true}\n", "json"),
         ("spot-off-arm64", "services:\n  architecture: arm64\n  worker: {spot: false}\n", "json"),
         ("simple-auth-no-triggerer", "airflow:\n  auth_manager: simple\n  extra_env:\n    AIRFLOW__CORE__PARALLELISM: \"64\"\nservices:\n  triggerer: {cpu: 256, memory: 512, count: 0}\n", "yaml"),
-        ("schedule-packed-core", "services:\n  packing: core\n  core: {cpu: 1024, memory: 3072, spot: true}\nschedule:\n  timezone: Europe/Berlin\n  resume: \"cron(0 7 ? * MON-FRI *)\"\n  pause: \"cron(0 19 ? * MON-FRI *)\"\n", "json"),
+        ("schedule-packed-core", "services:\n  packing: core\n  core: {cpu: 1024, memory: 3072, spot: true}\nschedule:\n  timezone: Europe/Berlin\n  resume: \"cron(0 7 ? * MON-FRI *)\"\n  pause: \"cron(0 19 ? * MON-FRI *)\"\n", "yaml"),
         ("tags-and-rotation", "tags:\n  team: data\nsecrets:\n  fernet_rotation: r1\n  password_length: 48\n", "json"),
         ("autoscaling-and-alerts-created-targets", "network:\n  nat_gateways: 1\nautoscaling:\n  enabled: true\n  max_workers: 8\nalerts:\n  enabled: true\n  slack_webhook_secret: create\n  sns_topic: create\n  ui_base_url: https://airflow.example.com\n", "json"),
         ("autoscaling-only-existing-vpc", "network:\n  vpc_id: vpc-0a1b2c3d4e5f60718\n  subnet_ids: [subnet-0a1b2c3d, subnet-1a2b3c4d]\nautoscaling:\n  enabled: true\n  min_workers: 1\n", "yaml"),

@@ -8,6 +8,7 @@
 
 pub mod aws;
 mod expr;
+mod yaml;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -436,7 +437,7 @@ pub fn render(value: &Value, format: Format) -> String {
             s.push('\n');
             s
         }
-        Format::Yaml => serde_yaml_ng::to_string(value).expect("JSON values serialise as YAML"),
+        Format::Yaml => yaml::to_yaml(value),
     }
 }
 

@@ -29,10 +29,11 @@ pub fn run(args: Args) -> Result<(), Failure> {
     let text = render(&template.to_value(), args.format);
     match args.out {
         Some(path) => write_atomically(&path, text.as_bytes())?,
-        None => std::io::stdout()
-            .lock()
-            .write_all(text.as_bytes())
-            .context("cannot write to standard output")?,
+        None => match std::io::stdout().lock().write_all(text.as_bytes()) {
+            // A closed pipe (`synth | head`) means the reader has what it wanted.
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+            other => other.context("cannot write to standard output")?,
+        },
     }
     Ok(())
 }
