@@ -112,6 +112,7 @@ async fn deploy_lifecycle_against_the_emulator() {
     update_applies_a_changed_setting(&s).await;
     diff_flags_a_new_ingress_rule_as_broadening(&s);
     failed_deploy_names_the_resource_and_reason(&s);
+    large_template_goes_through_s3(&s);
     destroy_lists_what_is_kept(&s, &dev).await;
 }
 
@@ -277,6 +278,29 @@ fn failed_deploy_names_the_resource_and_reason(s: &Session) {
     );
     assert!(
         log.contains("stack status: UPDATE_ROLLBACK_COMPLETE"),
+        "{log}"
+    );
+}
+
+fn large_template_goes_through_s3(s: &Session) {
+    // Flower's resources take the minified template over CloudFormation's 51,200-byte
+    // TemplateBody limit: it must go up to the assets bucket and be passed by URL.
+    let file = s.stack_file(
+        "flower-deploy.yaml",
+        &[
+            ("retention_days: 14", "retention_days: 30"),
+            ("flower: { enabled: false }", "flower: { enabled: true }"),
+        ],
+    );
+    let out = s.run(&["deploy", path(&file), "--yes"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let log = text(&out);
+    assert!(
+        log.contains("over the 51200-byte inline limit; passed as s3://"),
+        "{log}"
+    );
+    assert!(
+        log.contains("CREATE_COMPLETE") && log.contains("FlowerService"),
         "{log}"
     );
 }

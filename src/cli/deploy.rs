@@ -130,6 +130,11 @@ async fn change_set(aws: &Aws, p: &Prepared) -> anyhow::Result<cfn_stack::Change
     assets::upload(&s3, &p.assets_bucket, &p.assets).await?;
     let template = if p.body.len() > MAX_INLINE_TEMPLATE_BYTES {
         let key = assets::upload_template(&s3, &p.assets_bucket, &p.body).await?;
+        eprintln!(
+            "Template: {} bytes, over the {MAX_INLINE_TEMPLATE_BYTES}-byte inline limit; passed as s3://{}/{key}",
+            p.body.len(),
+            p.assets_bucket
+        );
         TemplateSource::Url(assets::template_url(
             aws.endpoint_url().as_deref(),
             &p.assets_bucket,
