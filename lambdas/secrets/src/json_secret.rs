@@ -106,7 +106,7 @@ mod tests {
         for raw in [
             format!(r#"{{"password":"{SECRET}"#),
             format!(r#"{{"password":{SECRET}}}"#),
-            format!("{SECRET}"),
+            SECRET.to_string(),
             format!(r#""{SECRET}""#),
             format!(r#"["{SECRET}"]"#),
             format!(r#"{{"password":"{SECRET}",}}"#),
