@@ -1,0 +1,456 @@
+"""End to end: the real `airflow-scaler` Lambda binary against the harness's real Airflow.
+
+The scaler's template side only exists with autoscaling and alerts on, which need
+`network.nat_gateways: 1`; so the harness's stack file is synthesized once more with
+those switched on, and the `ScalerFunction`'s `Environment.Variables` are read from that
+template. Only what CloudFormation would supply is filled in (the state table, the SNS
+topic, the ECS cluster and worker service: created in moto from their template
+properties; the secrets: the harness's, same logical ids), and only addresses are
+localized (`api-server.<namespace>:8080` -> the local api-server port), as the harness
+does for the containers. The binary runs behind the harness's Lambda Runtime API with
+AWS_ENDPOINT_URL = moto and dummy credentials, and each invocation is the EventBridge
+"Scheduled Event" the stack's `rate(1 minute)` rule sends.
+
+SNS delivers to a local HTTP server (an `http` subscription; moto 5.2.5 auto-confirms it
+and POSTs each notification synchronously during Publish). Slack is not used here: the
+Lambda only calls `https://` webhook URLs with the webpki roots, which a local server
+cannot serve.
+
+CloudWatch: the Rust SDK's PutMetricData speaks Smithy rpc-v2-cbor, which moto 5.2.5
+does not serve (404, the scaler logs "PutMetricData failed" and goes on, as designed);
+so AWS_ENDPOINT_URL_CLOUDWATCH points at a local capture server (`CloudWatchSink`) that
+decodes the request and answers `{}`. Everything else goes to moto.
+
+Order: the alert test first, then the scaling test, which stops the worker to keep
+tasks `queued` and restarts it (and waits for it to be healthy) in a `finally`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+import threading
+import time
+import urllib.parse
+import uuid
+from http.server import BaseHTTPRequestHandler
+from pathlib import Path
+
+import pytest
+
+from harness import infra
+from harness.procs import Proc, run
+from harness.template import Context, Template
+
+SCALED = """
+autoscaling:
+  enabled: true
+  min_workers: 0
+  max_workers: 4
+  cooldown_minutes: 10
+
+alerts:
+  enabled: true
+  sns_topic: create
+  ui_base_url: https://airflow.example.com
+"""
+
+
+class SnsSink:
+    """The HTTP endpoint of the topic's subscription: keeps every notification."""
+
+    def __init__(self):
+        self.messages: list[dict] = []
+        self.cond = threading.Condition()
+        sink = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *a):
+                pass
+
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                with sink.cond:
+                    sink.messages.append(json.loads(body))
+                    sink.cond.notify_all()
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+        self.server = infra._Server(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/sns"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def notifications(self) -> list[dict]:
+        with self.cond:
+            return [m for m in self.messages if m.get("Type") == "Notification"]
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def _cbor(data: bytes, i: int = 0):
+    """A minimal CBOR decoder (RFC 8949): what a Smithy rpc-v2-cbor request holds."""
+    import struct
+    ib = data[i]
+    major, info = ib >> 5, ib & 31
+    i += 1
+    if major == 7:
+        if info == 25:
+            return struct.unpack(">e", data[i:i + 2])[0], i + 2
+        if info == 26:
+            return struct.unpack(">f", data[i:i + 4])[0], i + 4
+        if info == 27:
+            return struct.unpack(">d", data[i:i + 8])[0], i + 8
+        return {20: False, 21: True, 22: None, 23: None}[info], i
+    if info < 24:
+        n = info
+    elif info == 31:
+        n = None  # indefinite length
+    else:
+        size = {24: 1, 25: 2, 26: 4, 27: 8}[info]
+        n, i = int.from_bytes(data[i:i + size], "big"), i + size
+    if major == 0:
+        return n, i
+    if major == 1:
+        return -1 - n, i
+    if major in (2, 3):
+        if n is None:
+            chunks = b""
+            while data[i] != 0xFF:
+                c, i = _cbor(data, i)
+                chunks += c.encode() if isinstance(c, str) else c
+            raw, i = chunks, i + 1
+        else:
+            raw, i = data[i:i + n], i + n
+        return (raw.decode() if major == 3 and isinstance(raw, bytes) else raw), i
+    if major == 4:
+        out = []
+        while (len(out) < n) if n is not None else data[i] != 0xFF:
+            v, i = _cbor(data, i)
+            out.append(v)
+        return out, i + (1 if n is None else 0)
+    if major == 5:
+        d = {}
+        while (len(d) < n) if n is not None else data[i] != 0xFF:
+            k, i = _cbor(data, i)
+            d[k], i = _cbor(data, i)
+        return d, i + (1 if n is None else 0)
+    if major == 6:
+        return _cbor(data, i)  # tag (e.g. 1 = epoch timestamp): the value
+    raise ValueError(f"CBOR major type {major}")
+
+
+class CloudWatchSink:
+    """PutMetricData over Smithy rpc-v2-cbor, which the Rust SDK's CloudWatch client
+    speaks and moto 5.2.5 does not (moto answers 404): keeps each request's metric data.
+    The Lambda gets it as AWS_ENDPOINT_URL_CLOUDWATCH (the SDK's per-service endpoint)."""
+
+    def __init__(self):
+        self.requests: list[dict] = []
+        sink = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *a):
+                pass
+
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                if not self.path.endswith("/operation/PutMetricData"):
+                    self.send_error(400, f"not PutMetricData: {self.path}")
+                    return
+                sink.requests.append(_cbor(body)[0] if body else {})
+                self.send_response(200)
+                self.send_header("smithy-protocol", "rpc-v2-cbor")
+                self.send_header("Content-Type", "application/cbor")
+                self.send_header("Content-Length", "1")
+                self.end_headers()
+                self.wfile.write(b"\xa0")  # {}
+
+        self.server = infra._Server(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    @staticmethod
+    def values(requests: list[dict], namespace: str, name: str, stack: str) -> list[float]:
+        out = []
+        for req in requests:
+            if req.get("Namespace") != namespace:
+                continue
+            for d in req.get("MetricData", []):
+                dims = {x["Name"]: x["Value"] for x in d.get("Dimensions", [])}
+                if d.get("MetricName") == name and dims == {"Stack": stack}:
+                    out.append(d["Value"])
+        return out
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def _scaled_stack_file(stack) -> Path:
+    text = (stack.repo / stack.stack_file).read_text()
+    assert re.search(r"^\s*nat_gateways:\s*0\s*$", text, re.M), "dev.yaml no longer sets nat_gateways: 0"
+    assert not re.search(r"^(autoscaling|alerts):", text, re.M), "dev.yaml already sets autoscaling/alerts"
+    text = re.sub(r"^(\s*)nat_gateways:\s*0\s*$", r"\1nat_gateways: 1", text, count=1, flags=re.M)
+    path = stack.workdir / "scaled.yaml"
+    path.write_text(text + SCALED)
+    return path
+
+
+def _targets(value, found: set[str]) -> set[str]:
+    """Logical ids a value refers to (Ref / Fn::GetAtt / ${X} in Fn::Sub)."""
+    if isinstance(value, list):
+        for v in value:
+            _targets(v, found)
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            if k == "Ref":
+                found.add(v)
+            elif k == "Fn::GetAtt":
+                found.add((v if isinstance(v, list) else v.split(".", 1))[0])
+            elif k == "Fn::Sub":
+                text = v if isinstance(v, str) else v[0]
+                found.update(m.split(".")[0] for m in re.findall(r"\$\{([^!}][^}]*)\}", text))
+                if not isinstance(v, str):
+                    _targets(v[1], found)
+            else:
+                _targets(v, found)
+    return found
+
+
+class Scaler:
+    """The scaler Lambda's template environment resolved against moto, and its process."""
+
+    def __init__(self, stack, sink: SnsSink, metrics: CloudWatchSink):
+        self.stack = stack
+        exe = stack.target_dir / "debug" / "airflow-scaler-bootstrap"
+        infra.need(str(exe), "the airflow-scaler Lambda (cargo build -p airflow-scaler)")
+        path = _scaled_stack_file(stack)
+        out = run([str(stack.cli), "synth", str(path)], cwd=str(stack.repo)).stdout
+        (stack.workdir / "scaled-template.json").write_text(out)
+        self.template = Template.from_json(out)
+        funcs = {k: v for k, v in self.template.of_type("AWS::Lambda::Function").items()
+                 if k.lower().startswith("scaler")}
+        assert len(funcs) == 1, f"expected one ScalerFunction, found {sorted(funcs)}"
+        (self.logical, fn), = funcs.items()
+        raw_env = fn["Properties"]["Environment"]["Variables"]
+        self.ctx = Context(region=stack.ctx.region, stack_name=stack.ctx.stack_name,
+                           stack_id=stack.ctx.stack_id, refs=dict(stack.ctx.refs),
+                           getatts=dict(stack.ctx.getatts))
+        for logical in sorted(_targets(raw_env, set())):
+            if logical.startswith("AWS::") or logical in self.ctx.refs:
+                continue
+            self.create(logical, sink)
+        env = {k: stack.localize(str(v)) for k, v in self.ctx.resolve(raw_env).items()}
+        self.env = env
+        assert env["AIRFLOW_API_URL"] == f"http://127.0.0.1:{stack.api_port}", env["AIRFLOW_API_URL"]
+        self.runtime = infra.RuntimeApi()
+        lambda_env = {
+            "PATH": "/usr/bin:/bin",
+            "AWS_LAMBDA_RUNTIME_API": f"127.0.0.1:{self.runtime.port}",
+            "AWS_LAMBDA_FUNCTION_NAME": "airflow-scaler",
+            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(fn["Properties"].get("MemorySize", 128)),
+            "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+            "AWS_ENDPOINT_URL": stack.moto.endpoint,
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_REGION": stack.region,
+            "AWS_DEFAULT_REGION": stack.region,
+            "AWS_ENDPOINT_URL_CLOUDWATCH": metrics.url,
+        }
+        for key in lambda_env:
+            assert key not in env, f"the ScalerFunction sets {key}; the test would mask it"
+        self.log = stack.workdir / "scaler-lambda.log"
+        self.proc = Proc("scaler-lambda", [str(exe)], {**lambda_env, **env}, self.log)
+
+    def create(self, logical: str, sink: SnsSink) -> None:
+        """What CloudFormation would create for one resource the function refers to."""
+        res = self.template.resources[logical]
+        raw = res.get("Properties", {})
+        # Only the properties the moto call needs (a service's task definition, subnets
+        # and so on are not CloudFormation's to supply here).
+        keep = {"TableName", "KeySchema", "AttributeDefinitions", "BillingMode", "TopicName",
+                "ClusterName", "ServiceName", "Cluster"}
+        props = self.ctx.resolve({k: v for k, v in raw.items() if k in keep})
+        moto, region = self.stack.moto, self.stack.region
+        kind = res["Type"]
+        if kind == "AWS::DynamoDB::Table":
+            name = props.get("TableName") or f"{self.ctx.stack_name}-{logical}-{uuid.uuid4().hex[:8]}"
+            ddb = moto.client("dynamodb", region)
+            ddb.create_table(TableName=name, KeySchema=props["KeySchema"],
+                             AttributeDefinitions=props["AttributeDefinitions"],
+                             BillingMode=props.get("BillingMode", "PAY_PER_REQUEST"))
+            self.table = name
+            self.ctx.refs[logical] = name
+        elif kind == "AWS::SNS::Topic":
+            name = props.get("TopicName") or f"{self.ctx.stack_name}-{logical}-{uuid.uuid4().hex[:8]}"
+            sns = moto.client("sns", region)
+            arn = sns.create_topic(Name=name)["TopicArn"]
+            sub = sns.subscribe(TopicArn=arn, Protocol="http", Endpoint=sink.url,
+                                ReturnSubscriptionArn=True)["SubscriptionArn"]
+            attrs = sns.get_subscription_attributes(SubscriptionArn=sub)["Attributes"]
+            assert attrs.get("PendingConfirmation") == "false", attrs
+            self.ctx.refs[logical] = arn
+            self.ctx.getatts[(logical, "TopicArn")] = arn
+        elif kind == "AWS::ECS::Cluster":
+            name = props.get("ClusterName") or f"{self.ctx.stack_name}-{logical}-{uuid.uuid4().hex[:8]}"
+            moto.client("ecs", region).create_cluster(clusterName=name)
+            self.cluster = name
+            self.ctx.refs[logical] = name
+        elif kind == "AWS::ECS::Service":
+            cluster_ref = res["Properties"]["Cluster"]
+            for t in _targets(cluster_ref, set()):
+                if t not in self.ctx.refs:
+                    self.create(t, sink)
+            cluster = self.ctx.resolve(cluster_ref)
+            name = props.get("ServiceName") or f"{self.ctx.stack_name}-{logical}-{uuid.uuid4().hex[:8]}"
+            ecs = moto.client("ecs", region)
+            # A stand-in task definition: moto needs one; the scaler never reads it.
+            td = ecs.register_task_definition(
+                family=f"{name}-e2e", containerDefinitions=[{"name": "worker", "image": "busybox",
+                                                            "memory": 512}])
+            arn = ecs.create_service(cluster=cluster, serviceName=name, desiredCount=0,
+                                     taskDefinition=td["taskDefinition"]["taskDefinitionArn"],
+                                     )["service"]["serviceArn"]
+            self.service = name
+            self.ctx.refs[logical] = arn
+            self.ctx.getatts[(logical, "Name")] = name
+            self.ctx.getatts[(logical, "ServiceArn")] = arn
+        else:
+            raise AssertionError(f"the ScalerFunction refers to {logical} ({kind}); "
+                                 "the test does not know how CloudFormation would create it")
+
+    def tick(self) -> dict:
+        """One EventBridge scheduled event; returns the invocation's result (TickReport)."""
+        now = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        event = {
+            "version": "0", "id": str(uuid.uuid4()), "detail-type": "Scheduled Event",
+            "source": "aws.events", "account": self.ctx.account, "time": now,
+            "region": self.stack.region,
+            "resources": [f"arn:aws:events:{self.stack.region}:{self.ctx.account}:rule/"
+                          f"{self.ctx.stack_name}-scaler"],
+            "detail": {},
+        }
+        kind, body = self.runtime.invoke(event, timeout=90)
+        assert kind == "response", f"the scaler reported an error: {body}\n{self.proc.tail(40)}"
+        print(f"[e2e] scaler tick -> {json.dumps(body)}", flush=True)
+        return body
+
+    def close(self):
+        self.proc.stop()
+        self.runtime.close()
+
+
+@pytest.fixture(scope="module")
+def sink():
+    s = SnsSink()
+    yield s
+    s.close()
+
+
+@pytest.fixture(scope="module")
+def metrics():
+    m = CloudWatchSink()
+    yield m
+    m.close()
+
+
+@pytest.fixture(scope="module")
+def scaler(stack, airflow, sink, metrics):
+    s = Scaler(stack, sink, metrics)
+    yield s
+    s.close()
+
+
+def _wait_run(airflow, dag_id: str, run_id: str, timeout: float) -> str:
+    deadline = time.monotonic() + timeout
+    state = None
+    while time.monotonic() < deadline:
+        state = airflow.run_state(dag_id, run_id)
+        if state in ("success", "failed"):
+            return state
+        time.sleep(1)
+    raise TimeoutError(f"{dag_id} {run_id} still {state} after {timeout:.0f}s")
+
+
+def test_failed_run_alerts_once(stack, airflow, scaler, sink):
+    airflow.wait_dags(["e2e_fails"], timeout=180)
+    # A first tick takes in what earlier tests left (their failed runs alert here): the
+    # state table then holds every DAG's last run, as it would after a minute in AWS.
+    report = scaler.tick()
+    assert report["alerts"]["ok"], report
+    before = len(sink.notifications())
+
+    run_id = airflow.trigger("e2e_fails")
+    assert _wait_run(airflow, "e2e_fails", run_id, timeout=180) == "failed"
+    failed = [ti["task_id"] for ti in airflow.task_instances("e2e_fails", run_id)
+              if ti["state"] == "failed"]
+    assert failed == ["boom"], failed
+
+    report = scaler.tick()
+    assert report["alerts"]["ok"], report
+    new = sink.notifications()[before:]
+    assert len(new) == 1, f"expected one alert, got {len(new)}: {new}"
+    subject, message = new[0].get("Subject") or "", new[0]["Message"]
+    text = subject + "\n" + message
+    print(f"[e2e] alert: {subject!r}\n{message}", flush=True)
+    assert "e2e_fails" in subject and "failed" in subject, subject
+    assert f"Run: {run_id}" in message, message
+    assert "Failed tasks: boom" in message, message
+    assert (f"https://airflow.example.com/dags/e2e_fails/runs/"
+            f"{urllib.parse.quote(run_id, safe='-_.~')}") in text, text
+    assert new[0]["TopicArn"] == scaler.env["SNS_TOPIC_ARN"]
+
+    report = scaler.tick()
+    assert report["alerts"]["ok"], report
+    again = sink.notifications()[before + 1:]
+    assert again == [], f"a second tick alerted again: {again}"
+    stack.timings.mark("scaler: one alert per failure")
+
+
+def test_queued_work_scales_out(stack, airflow, scaler, metrics):
+    airflow.wait_dags(["e2e_wide"], timeout=180)
+    ecs = stack.moto.client("ecs", stack.region)
+    svc = ecs.describe_services(cluster=scaler.cluster, services=[scaler.service])["services"][0]
+    assert svc["desiredCount"] == 0, svc
+    # No worker: the scheduler hands the tasks to Celery and they stay `queued`.
+    stack.stop_service("worker")
+    try:
+        run_id = airflow.trigger("e2e_wide")
+        deadline = time.monotonic() + 120
+        queued = []
+        while time.monotonic() < deadline:
+            queued = [ti["task_id"] for ti in airflow.task_instances("e2e_wide", run_id)
+                      if ti["state"] == "queued"]
+            if len(queued) == 3:
+                break
+            time.sleep(1)
+        assert len(queued) == 3, airflow.task_instances("e2e_wide", run_id)
+
+        published = len(metrics.requests)
+        report = scaler.tick()
+        assert report["scaling"]["ok"], report
+        concurrency = int(scaler.env["WORKER_CONCURRENCY"])
+        want = -(-len(queued) // concurrency)  # ceil((queued + running) / concurrency)
+        assert f"queued {len(queued)} running 0 desired {want}: set 0 -> {want}" in \
+            report["scaling"]["message"], report
+        assert len(metrics.requests) > published, "the tick published no metrics"
+        tail = metrics.requests[published:]
+        ns, name = scaler.env["METRIC_NAMESPACE"], scaler.env["STACK_NAME"]
+        got = {m: CloudWatchSink.values(tail, ns, m, name)
+               for m in ("QueuedTasks", "RunningTasks", "DesiredWorkers")}
+        print(f"[e2e] published metrics: {got}", flush=True)
+        assert got == {"QueuedTasks": [len(queued)], "RunningTasks": [0],
+                       "DesiredWorkers": [want]}, (got, tail)
+        desired = want
+        svc = ecs.describe_services(cluster=scaler.cluster, services=[scaler.service])["services"][0]
+        assert svc["desiredCount"] == desired, svc
+        stack.timings.mark("scaler: queued work scales out")
+    finally:
+        stack.start_service("worker")
+        stack.wait_healthy(["worker"])
+    # The worker is back and drains the queue.
+    assert _wait_run(airflow, "e2e_wide", run_id, timeout=180) == "success"
