@@ -178,7 +178,8 @@ where
 
 /// Update and Delete echo the id CloudFormation holds (a new one would mean
 /// replacement); Create, and anything unparseable, gets the stable derived id.
-fn physical_id_for(envelope: &Envelope) -> String {
+/// Public so Lambdas with their own guard (the migration's hand-over) answer alike.
+pub fn physical_id_for(envelope: &Envelope) -> String {
     let echoes = matches!(envelope.request_type.as_deref(), Some("Update" | "Delete"));
     match (&envelope.physical_resource_id, echoes) {
         (Some(id), true) if !id.is_empty() => id.clone(),
@@ -214,7 +215,7 @@ fn log_request(request: &CustomResourceRequest) {
 }
 
 /// Converts the Lambda's wall-clock deadline into a monotonic instant.
-fn instant_for(deadline: SystemTime) -> Instant {
+pub fn instant_for(deadline: SystemTime) -> Instant {
     let remaining = deadline
         .duration_since(SystemTime::now())
         .unwrap_or(Duration::ZERO);

@@ -9,9 +9,10 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use cfn_custom_resource::guard::{instant_for, physical_id_for};
 use cfn_custom_resource::{
-    stable_physical_id, CustomResourceRequest, Envelope, RequestType, ResponseDocument,
-    ResponseSender, SendError, MAX_RESPONSE_BYTES,
+    CustomResourceRequest, Envelope, RequestType, ResponseDocument, ResponseSender, SendError,
+    MAX_RESPONSE_BYTES,
 };
 use serde_json::{json, Value};
 use tokio::time::Instant;
@@ -240,23 +241,6 @@ impl Responder {
     }
 }
 
-/// Update and Delete echo the id CloudFormation holds (a new one would mean
-/// replacement); Create gets one derived from the stack and the logical id, the same
-/// on every hop and every redelivery.
-fn physical_id_for(envelope: &Envelope) -> String {
-    let echoes = matches!(envelope.request_type.as_deref(), Some("Update" | "Delete"));
-    match (&envelope.physical_resource_id, echoes) {
-        (Some(id), true) if !id.is_empty() => id.clone(),
-        _ => stable_physical_id(
-            envelope.stack_id.as_deref().unwrap_or_default(),
-            envelope
-                .logical_resource_id
-                .as_deref()
-                .unwrap_or("Migration"),
-        ),
-    }
-}
-
 /// Everything the decision task owns.
 struct Job {
     work: Work,
@@ -479,12 +463,4 @@ fn now_epoch_millis() -> u64 {
         .duration_since(UNIX_EPOCH)
         .unwrap_or(Duration::ZERO);
     u64::try_from(since_epoch.as_millis()).unwrap_or(u64::MAX)
-}
-
-/// Converts the Lambda's wall-clock deadline into a monotonic instant.
-fn instant_for(deadline: SystemTime) -> Instant {
-    let remaining = deadline
-        .duration_since(SystemTime::now())
-        .unwrap_or(Duration::ZERO);
-    Instant::now() + remaining
 }
