@@ -1,21 +1,30 @@
 //! IAM for the Airflow tasks: one execution role (pull secrets, write container logs)
 //! and one task role per component with only the S3 access that component needs.
 
+use std::collections::BTreeMap;
+
 use super::secrets::Keys;
 use super::storage::Bucket;
 use super::Tags;
 use crate::cfn::aws::iam::{InlinePolicy, PolicyDocument, Role, Statement};
 use crate::cfn::{Expr, Handle, Template};
-use crate::spec::Spec;
+use crate::spec::{Packing, Spec};
 
 /// The roles, by use.
 pub struct Roles {
     pub execution: Handle<Role>,
-    pub api_server: Handle<Role>,
-    pub scheduler: Handle<Role>,
-    pub dag_processor: Handle<Role>,
-    pub triggerer: Handle<Role>,
-    pub worker: Handle<Role>,
+    /// Task roles by component id (`ApiServer`, …, `Worker`; `Core` when the core
+    /// components are packed into one task, whose role then replaces their four).
+    pub tasks: BTreeMap<&'static str, Handle<Role>>,
+}
+
+impl Roles {
+    /// The task role of a component.
+    pub fn task(&self, component: &str) -> &Handle<Role> {
+        self.tasks
+            .get(component)
+            .unwrap_or_else(|| panic!("no task role for {component}"))
+    }
 }
 
 /// What a component does with the bucket.
@@ -42,49 +51,49 @@ pub fn add(t: &mut Template, spec: &Spec, keys: &Keys, bucket: &Bucket, tags: &T
             ),
         )
     };
-    Roles {
-        execution,
-        api_server: role(
-            "ApiServer",
-            "api-server",
-            S3Access {
-                read_logs: true,
-                write_logs: false,
-            },
-        ),
-        scheduler: role(
-            "Scheduler",
-            "scheduler",
-            S3Access {
-                read_logs: false,
-                write_logs: false,
-            },
-        ),
-        dag_processor: role(
-            "DagProcessor",
-            "dag-processor",
-            S3Access {
-                read_logs: false,
-                write_logs: true,
-            },
-        ),
-        triggerer: role(
-            "Triggerer",
-            "triggerer",
-            S3Access {
-                read_logs: true,
-                write_logs: true,
-            },
-        ),
-        worker: role(
-            "Worker",
-            "celery worker",
-            S3Access {
-                read_logs: true,
-                write_logs: true,
-            },
-        ),
-    }
+    let read = S3Access {
+        read_logs: true,
+        write_logs: false,
+    };
+    let none = S3Access {
+        read_logs: false,
+        write_logs: false,
+    };
+    let write = S3Access {
+        read_logs: true,
+        write_logs: true,
+    };
+    let needs: Vec<(&'static str, &str, S3Access)> = match spec.services.packing {
+        Packing::Separate => vec![
+            ("ApiServer", "api-server", read),
+            ("Scheduler", "scheduler", none),
+            (
+                "DagProcessor",
+                "dag-processor",
+                S3Access {
+                    read_logs: false,
+                    write_logs: true,
+                },
+            ),
+            ("Triggerer", "triggerer", write),
+            ("Worker", "celery worker", write),
+        ],
+        // One task runs api-server, scheduler, dag-processor and triggerer: its role
+        // needs what the four need together, and their own roles would be unused.
+        Packing::Core => vec![
+            (
+                "Core",
+                "core (api-server, scheduler, dag-processor, triggerer)",
+                write,
+            ),
+            ("Worker", "celery worker", write),
+        ],
+    };
+    let tasks = needs
+        .into_iter()
+        .map(|(id, what, access)| (id, role(id, what, access)))
+        .collect();
+    Roles { execution, tasks }
 }
 
 fn add_execution_role(t: &mut Template, spec: &Spec, keys: &Keys, tags: &Tags) -> Handle<Role> {

@@ -78,7 +78,7 @@ impl Core {
                 spot: core.spot,
                 containers: self.containers,
                 execution_role: roles.execution.arn(),
-                task_role: Some(roles.triggerer.arn()),
+                task_role: Some(roles.task("Core").arn()),
                 security_groups: self.security_groups,
                 registry: self.registry,
                 depends_on: Attributes::depends_on(migration.ready.iter().cloned()),

@@ -484,11 +484,11 @@ pub fn add(
             .then(|| cluster.register(t, component.id, component.name, tags));
         let (cpu, memory, count, spot) = sizing(spec, component.id);
         let (group, role) = match component.id {
-            "ApiServer" => (&sg.api_server, Some(&roles.api_server)),
-            "Scheduler" => (&sg.scheduler, Some(&roles.scheduler)),
-            "DagProcessor" => (&sg.dag_processor, Some(&roles.dag_processor)),
-            "Triggerer" => (&sg.triggerer, Some(&roles.triggerer)),
-            "Worker" => (&sg.worker, Some(&roles.worker)),
+            "ApiServer" => (&sg.api_server, roles.tasks.get("ApiServer")),
+            "Scheduler" => (&sg.scheduler, roles.tasks.get("Scheduler")),
+            "DagProcessor" => (&sg.dag_processor, roles.tasks.get("DagProcessor")),
+            "Triggerer" => (&sg.triggerer, roles.tasks.get("Triggerer")),
+            "Worker" => (&sg.worker, roles.tasks.get("Worker")),
             _ => (
                 sg.flower
                     .as_ref()
