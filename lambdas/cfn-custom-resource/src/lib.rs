@@ -23,6 +23,7 @@
 //! leniently, and everything else is validated afterwards.
 
 pub mod guard;
+pub mod logging;
 pub mod physical_id;
 pub mod request;
 pub mod response;

@@ -11,7 +11,7 @@ use serde_json::Value;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    init_json_logging();
+    cfn_custom_resource::logging::init_json_logging();
     // defaults() honours AWS_ENDPOINT_URL, so tests can point it at an emulator.
     let config = aws_config::defaults(BehaviorVersion::latest()).load().await;
     let ports = Ports {
@@ -34,16 +34,4 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         }
     }))
     .await
-}
-
-/// JSON lines at INFO: CloudWatch Logs Insights can query them, and DEBUG/TRACE output
-/// of the SDK (which may describe requests) never reaches the logs.
-fn init_json_logging() {
-    tracing_subscriber::fmt()
-        .json()
-        .with_max_level(tracing::Level::INFO)
-        .with_target(false)
-        .with_current_span(false)
-        .with_ansi(false)
-        .init();
 }

@@ -26,7 +26,7 @@ struct Clients {
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    init_json_logging();
+    cfn_custom_resource::logging::init_json_logging();
     let settings = Settings::from_vars(|k| std::env::var(k).ok())?;
     // defaults() honours AWS_ENDPOINT_URL, so tests can point it at an emulator.
     let config = aws_config::defaults(BehaviorVersion::latest()).load().await;
@@ -121,16 +121,4 @@ async fn notifiers(c: &Clients) -> Vec<Box<dyn Notifier>> {
         }));
     }
     out
-}
-
-/// JSON lines at INFO: CloudWatch Logs Insights can query them, and DEBUG/TRACE output
-/// of the SDK and HTTP client (which may describe requests) never reaches the logs.
-fn init_json_logging() {
-    tracing_subscriber::fmt()
-        .json()
-        .with_max_level(tracing::Level::INFO)
-        .with_target(false)
-        .with_current_span(false)
-        .with_ansi(false)
-        .init();
 }

@@ -12,7 +12,7 @@ use serde_json::Value;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    init_json_logging();
+    cfn_custom_resource::logging::init_json_logging();
     // defaults() honours AWS_ENDPOINT_URL, which is how tests point it at moto.
     let config = aws_config::defaults(BehaviorVersion::latest()).load().await;
     let store: Arc<dyn SecretStore> = Arc::new(AwsSecretStore::new(
@@ -33,16 +33,4 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         }
     }))
     .await
-}
-
-/// JSON lines at INFO: CloudWatch Logs Insights can query them, and DEBUG/TRACE output
-/// of the SDK (which may describe requests) never reaches the logs.
-fn init_json_logging() {
-    tracing_subscriber::fmt()
-        .json()
-        .with_max_level(tracing::Level::INFO)
-        .with_target(false)
-        .with_current_span(false)
-        .with_ansi(false)
-        .init();
 }
