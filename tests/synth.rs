@@ -83,7 +83,13 @@ fn no_secret_value_or_password_like_literal_appears_anywhere() {
         let template: Value = serde_json::from_str(&synth(&root().join(file), "json")).unwrap();
         let mut strings = Vec::new();
         walk_strings(&template, String::new(), &mut strings);
+        let logical_ids = template["Resources"].as_object().unwrap();
         for (path, s) in strings {
+            // A resource's own logical id (in DependsOn, Ref, GetAtt) names it; it is
+            // no secret, however long.
+            if logical_ids.contains_key(s) {
+                continue;
+            }
             assert!(
                 !looks_secret(s),
                 "{file}: secret-like literal at {path}: {s}"
@@ -139,12 +145,27 @@ fn assert_dynamic_references_only_in_password_fields(file: &str, template: &Valu
     }
 }
 
-const SHARED_SECRETS: &[&str] = &[
-    "AIRFLOW__CORE__FERNET_KEY",
-    "AIRFLOW__API__SECRET_KEY",
-    "AIRFLOW__API_AUTH__JWT_SECRET",
-    "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN",
-    "AIRFLOW__CELERY__BROKER_URL",
+/// Which secrets each Airflow container gets (issue 11): Celery workers and Flower run
+/// or watch task code and get the broker only; the migration the database only.
+const SECRETS_BY_CONTAINER: &[(&str, &[&str])] = &[
+    ("api-server", &["FERNET", "API_SECRET", "JWT", "DB"]),
+    ("scheduler", &["FERNET", "API_SECRET", "JWT", "DB", "BROKER", "RESULTS"]),
+    ("dag-processor", &["FERNET", "API_SECRET", "JWT", "DB"]),
+    ("triggerer", &["FERNET", "API_SECRET", "JWT", "DB"]),
+    ("worker", &["BROKER", "RESULTS"]),
+    ("flower", &["BROKER", "RESULTS"]),
+    ("migrate", &["DB", "ADMIN"]),
+];
+
+/// Environment variable of each secret above.
+const SECRET_ENV: &[(&str, &str)] = &[
+    ("FERNET", "AIRFLOW__CORE__FERNET_KEY"),
+    ("API_SECRET", "AIRFLOW__API__SECRET_KEY"),
+    ("JWT", "AIRFLOW__API_AUTH__JWT_SECRET"),
+    ("DB", "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"),
+    ("BROKER", "AIRFLOW__CELERY__BROKER_URL"),
+    ("RESULTS", "AIRFLOW__CELERY__RESULT_BACKEND"),
+    ("ADMIN", "AIRFLOW_STACK_ADMIN_PASSWORD"),
 ];
 
 /// The secret a `ValueFrom` names: `{"Ref": S}` or one JSON key of it,
@@ -160,7 +181,7 @@ fn secret_of(value_from: &Value) -> Option<&str> {
 }
 
 #[test]
-fn every_airflow_container_gets_the_same_secrets_from_the_same_secret_resources() {
+fn each_airflow_container_gets_only_its_secrets_each_from_one_secret_resource() {
     for file in ["stacks/dev.yaml", "stacks/prod.yaml"] {
         let template: Value = serde_json::from_str(&synth(&root().join(file), "json")).unwrap();
         let airflow: Vec<_> = containers(&template)
@@ -173,33 +194,52 @@ fn every_airflow_container_gets_the_same_secrets_from_the_same_secret_resources(
             expected,
             "{file}: api-server, scheduler, dag-processor, triggerer, worker, migrate (+flower)"
         );
-        for name in SHARED_SECRETS {
-            let sources: std::collections::BTreeSet<String> = airflow
+        let mut sources: std::collections::BTreeMap<&str, std::collections::BTreeSet<String>> =
+            Default::default();
+        for (id, c) in &airflow {
+            let name = c["Name"].as_str().unwrap();
+            let (_, wanted) = SECRETS_BY_CONTAINER
                 .iter()
-                .map(|(id, c)| {
-                    let secret = c["Secrets"]
-                        .as_array()
-                        .unwrap()
-                        .iter()
-                        .find(|s| s["Name"] == *name);
-                    let secret = secret.unwrap_or_else(|| panic!("{file}: {id} lacks {name}"));
-                    secret["ValueFrom"].to_string()
-                })
+                .find(|(n, _)| *n == name)
+                .unwrap_or_else(|| panic!("{file}: unexpected container {name} in {id}"));
+            let mut want: Vec<&str> = wanted
+                .iter()
+                .map(|w| SECRET_ENV.iter().find(|(k, _)| k == w).unwrap().1)
                 .collect();
-            assert_eq!(
-                sources.len(),
-                1,
-                "{file}: {name} comes from different secrets: {sources:?}"
-            );
-            let source: Value = serde_json::from_str(sources.first().unwrap()).unwrap();
-            let target = secret_of(&source).unwrap_or_else(|| {
-                panic!("{file}: {name} ValueFrom is not a secret ARN or key: {source}")
-            });
-            assert_eq!(
-                template["Resources"][target]["Type"],
-                "AWS::SecretsManager::Secret"
-            );
+            let mut got: Vec<&str> = c["Secrets"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|s| s["Name"].as_str().unwrap())
+                .collect();
+            if name == "api-server" && file.contains("simple") {
+                want.push("AIRFLOW_STACK_ADMIN_PASSWORD");
+            }
+            want.sort();
+            got.sort();
+            assert_eq!(got, want, "{file}: secrets of the {name} container ({id})");
+            for s in c["Secrets"].as_array().unwrap() {
+                let target = secret_of(&s["ValueFrom"]).unwrap_or_else(|| {
+                    panic!("{file}: {name}: ValueFrom is not a secret ARN or key: {s}")
+                });
+                assert_eq!(
+                    template["Resources"][target]["Type"],
+                    "AWS::SecretsManager::Secret"
+                );
+                sources
+                    .entry(s["Name"].as_str().unwrap())
+                    .or_default()
+                    .insert(s["ValueFrom"].to_string());
+            }
         }
+        for (name, from) in &sources {
+            assert_eq!(from.len(), 1, "{file}: {name} comes from different secrets: {from:?}");
+        }
+        // The result backend is the broker's Redis (workers hold no database URL).
+        assert_eq!(
+            sources["AIRFLOW__CELERY__RESULT_BACKEND"],
+            sources["AIRFLOW__CELERY__BROKER_URL"]
+        );
         let envs: std::collections::BTreeSet<String> = airflow
             .iter()
             .map(|(_, c)| {

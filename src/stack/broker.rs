@@ -5,7 +5,7 @@ use super::cluster::Cluster;
 use super::network::Network;
 use super::secrets::Keys;
 use super::security::{self, SecurityGroups};
-use super::services::{self, TaskSpec};
+use super::services::{self, Deployment, TaskSpec};
 use super::Tags;
 use crate::cfn::aws::ecs::{HealthCheck, PortMapping, SecretRef};
 use crate::cfn::aws::elasticache::{ReplicationGroup, SubnetGroup};
@@ -106,7 +106,12 @@ fn add_fargate(
             task_role: None,
             security_groups: security::ids(&[&sg.redis]),
             registry: Some(registry),
-            depends_on: Attributes::depends_on([keys.generated.clone()]),
+            depends_on: Attributes::depends_on(
+                [keys.generated.clone()]
+                    .into_iter()
+                    .chain(net.egress_ready.iter().cloned()),
+            ),
+            deployment: Deployment::StopFirst,
         },
         net,
         cluster,

@@ -126,12 +126,24 @@ fn add_execution_role(t: &mut Template, spec: &Spec, keys: &Keys, tags: &Tags) -
 fn bucket_policy(spec: &Spec, bucket: &Bucket, access: S3Access) -> PolicyDocument {
     let dags = &spec.storage.dags_prefix;
     let logs = &spec.storage.logs_prefix;
-    let mut listable = vec![dags.clone(), format!("{dags}/*")];
+    // S3DagBundle checks that its prefix exists by listing the level above it
+    // (`check_for_prefix` with delimiter "/"), so each parent level is listable too: ""
+    // for a top-level prefix (an empty `prefix=` parameter is an `s3:prefix` of "").
+    let mut listable = parent_levels(dags);
+    listable.extend([dags.clone(), format!("{dags}/*")]);
     if access.read_logs || access.write_logs {
         listable.extend([logs.clone(), format!("{logs}/*")]);
     }
+    // `IfExists`: requests without a prefix are allowed too, and Airflow makes two of
+    // them. S3DagBundle first checks the bucket (HeadBucket, authorized as
+    // s3:ListBucket with no s3:prefix in the request), and S3 answers a HeadObject on a
+    // missing key (remote logging asks "is there an earlier log?") with 404 only to a
+    // caller allowed s3:ListBucket, 403 to anyone else (amazon provider 9.39.0:
+    // bundles/s3.py, hooks/s3.py `check_for_bucket`/`head_object`; AWS: "HeadObject" and
+    // "HeadBucket" in the S3 API reference). A plain `StringLike` denies both. Listings
+    // that do name a prefix stay limited to this component's prefixes.
     let mut list = Statement::allow(&["s3:ListBucket"], vec![bucket.handle.arn()]);
-    list.condition = Some(serde_json::json!({"StringLike": {"s3:prefix": listable}}));
+    list.condition = Some(serde_json::json!({"StringLikeIfExists": {"s3:prefix": listable}}));
     let mut readable = vec![bucket.objects_under(dags)];
     if access.read_logs || access.write_logs {
         readable.push(bucket.objects_under(logs));
@@ -144,4 +156,27 @@ fn bucket_policy(spec: &Spec, bucket: &Bucket, access: S3Access) -> PolicyDocume
         ));
     }
     PolicyDocument::new(statements)
+}
+
+/// The levels above a key prefix as S3 listings name them: `"a/b/dags"` gives
+/// `["", "a/", "a/b/"]`.
+fn parent_levels(prefix: &str) -> Vec<String> {
+    let mut levels = vec![String::new()];
+    let parts: Vec<&str> = prefix.trim_end_matches('/').split('/').collect();
+    for depth in 1..parts.len() {
+        levels.push(format!("{}/", parts[..depth].join("/")));
+    }
+    levels
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parent_levels;
+
+    #[test]
+    fn parent_levels_of_top_level_and_nested_prefixes() {
+        assert_eq!(parent_levels("dags"), vec![""]);
+        assert_eq!(parent_levels("dags/"), vec![""]);
+        assert_eq!(parent_levels("a/b/dags"), vec!["", "a/", "a/b/"]);
+    }
 }

@@ -65,7 +65,7 @@ pub fn add(
     tags: &Tags,
 ) -> Migration {
     let log_group = services::log_group(t, spec, "Migrate", "migrate", tags);
-    let mut secrets = shared.secrets.clone();
+    let mut secrets = shared.secrets_for("migrate");
     secrets.push(shared.admin_password.clone());
     let container = services::container(spec, "migrate", spec.airflow_image(), &log_group)
         .with_command(migrate_command(spec))
@@ -112,7 +112,16 @@ pub fn add(
     .prop("Image", spec.airflow_image())
     .prop("DatabaseHost", db.host.clone())
     .prop("MaxWaitSeconds", MAX_WAIT_SECONDS.to_string());
-    let attrs = Attributes::depends_on([urls.written.clone()].into_iter().chain(db.writer.clone()));
+    // The task must reach PostgreSQL (its ingress rule) and, to pull the image and read
+    // its secrets, the internet (the subnets' routes) before it starts: CloudFormation
+    // would otherwise create those in parallel with the migration.
+    let attrs = Attributes::depends_on(
+        [urls.written.clone()]
+            .into_iter()
+            .chain(db.writer.clone())
+            .chain(sg.paths_of("Migrate"))
+            .chain(net.egress_ready.iter().cloned()),
+    );
     let handle = t.add_with("Migration", migration, attrs);
     Migration {
         ready: vec![handle.id().clone(), broker.ready.clone()],

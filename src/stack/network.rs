@@ -4,7 +4,7 @@
 
 use super::Tags;
 use crate::cfn::aws::ec2::*;
-use crate::cfn::{Attributes, Expr, ListExpr, Template};
+use crate::cfn::{Attributes, Expr, ListExpr, LogicalId, Template};
 use crate::spec::Spec;
 
 /// What the other constructs need from the network.
@@ -16,6 +16,11 @@ pub struct Network {
     /// `ENABLED` when tasks sit in public subnets without NAT and need a public IP to
     /// pull images and reach AWS APIs.
     pub assign_public_ip: &'static str,
+    /// The routes (and their subnet associations) that take the task subnets to the
+    /// internet. A task started before they exist cannot pull its image or reach
+    /// Secrets Manager, so every task-starting resource depends on them. Empty for an
+    /// existing VPC, whose routes are not this stack's.
+    pub egress_ready: Vec<LogicalId>,
 }
 
 const AZS: u32 = 2;
@@ -35,6 +40,7 @@ pub fn add(t: &mut Template, spec: &Spec, tags: &Tags) -> Network {
             } else {
                 "DISABLED"
             },
+            egress_ready: Vec::new(),
         },
         None => create_vpc(t, spec, tags),
     }
@@ -72,7 +78,7 @@ fn create_vpc(t: &mut Template, spec: &Spec, tags: &Tags) -> Network {
             tags: tags.named(&format!("{name}-public")),
         },
     );
-    t.add_with(
+    let public_route = t.add_with(
         "PublicDefaultRoute",
         Route {
             route_table_id: public_rt.r#ref(),
@@ -82,6 +88,7 @@ fn create_vpc(t: &mut Template, spec: &Spec, tags: &Tags) -> Network {
         },
         Attributes::depends_on([attach.id().clone()]),
     );
+    let mut public_ready = vec![public_route.id().clone()];
     // Four equal blocks: two public, two private (used only with NAT).
     let block = |i: u32| {
         Expr::select(
@@ -104,13 +111,14 @@ fn create_vpc(t: &mut Template, spec: &Spec, tags: &Tags) -> Network {
                 tags: tags.named(&format!("{name}-public-{}", i + 1)),
             },
         );
-        t.add(
+        let association = t.add(
             &format!("{id}RouteTableAssociation"),
             SubnetRouteTableAssociation {
                 subnet_id: subnet.r#ref(),
                 route_table_id: public_rt.r#ref(),
             },
         );
+        public_ready.push(association.id().clone());
         public.push(subnet);
     }
     if nat == 0 {
@@ -118,6 +126,7 @@ fn create_vpc(t: &mut Template, spec: &Spec, tags: &Tags) -> Network {
             vpc_id: vpc.r#ref(),
             subnets: public.iter().map(|s| s.r#ref()).collect(),
             assign_public_ip: "ENABLED",
+            egress_ready: public_ready,
         };
     }
     let nats: Vec<_> = (0..nat.min(AZS as u8) as usize)
@@ -142,6 +151,9 @@ fn create_vpc(t: &mut Template, spec: &Spec, tags: &Tags) -> Network {
         })
         .collect();
     let mut private = Vec::new();
+    // Private subnets reach the internet through NAT gateways, which reach it through
+    // the public subnets' route: both hops must exist.
+    let mut private_ready = public_ready.clone();
     for i in 0..AZS {
         // With one NAT gateway both private subnets route through it (cheaper, one AZ
         // of egress); with two, each AZ has its own.
@@ -165,7 +177,7 @@ fn create_vpc(t: &mut Template, spec: &Spec, tags: &Tags) -> Network {
                 tags: tags.named(&label),
             },
         );
-        t.add(
+        let route = t.add(
             &format!("PrivateDefaultRoute{}", i + 1),
             Route {
                 route_table_id: rt.r#ref(),
@@ -174,19 +186,21 @@ fn create_vpc(t: &mut Template, spec: &Spec, tags: &Tags) -> Network {
                 nat_gateway_id: Some(nat_gateway.r#ref()),
             },
         );
-        t.add(
+        let association = t.add(
             &format!("{id}RouteTableAssociation"),
             SubnetRouteTableAssociation {
                 subnet_id: subnet.r#ref(),
                 route_table_id: rt.r#ref(),
             },
         );
+        private_ready.extend([route.id().clone(), association.id().clone()]);
         private.push(subnet);
     }
     Network {
         vpc_id: vpc.r#ref(),
         subnets: private.iter().map(|s| s.r#ref()).collect(),
         assign_public_ip: "DISABLED",
+        egress_ready: private_ready,
     }
 }
 

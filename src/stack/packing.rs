@@ -9,12 +9,11 @@
 
 use super::cluster::Cluster;
 use super::iam::Roles;
-use super::migration::Migration;
 use super::network::Network;
-use super::services::{add_service, TaskSpec};
+use super::services::{add_service, Deployment, TaskSpec};
 use super::Tags;
 use crate::cfn::aws::ecs::{ContainerDefinition, Service};
-use crate::cfn::{Attributes, Expr, Handle, Template};
+use crate::cfn::{Attributes, Expr, Handle, LogicalId, Template};
 use crate::spec::{Packing, Spec};
 
 /// Logical id prefix and family suffix of the shared task.
@@ -29,6 +28,8 @@ pub struct Core {
     containers: Vec<ContainerDefinition>,
     security_groups: Vec<Expr>,
     registry: Option<Expr>,
+    /// What the components wait for, together (migration, network paths, routes).
+    ready: Vec<LogicalId>,
 }
 
 impl Core {
@@ -37,21 +38,27 @@ impl Core {
         spec.services.packing == Packing::Core && PACKED.contains(&id)
     }
 
-    /// Adds one component's container, security groups and Cloud Map registration.
+    /// Adds one component's container, security groups, Cloud Map registration and
+    /// the resources it waits for.
     pub fn push(
         &mut self,
         container: ContainerDefinition,
         security_groups: Vec<Expr>,
         registry: Option<Expr>,
+        ready: Vec<LogicalId>,
     ) {
         self.containers.push(container);
         self.security_groups.extend(security_groups);
         self.registry = self.registry.take().or(registry);
+        for id in ready {
+            if !self.ready.contains(&id) {
+                self.ready.push(id);
+            }
+        }
     }
 
     /// Adds the shared task definition and service `CoreService`, if any component
     /// was packed.
-    #[allow(clippy::too_many_arguments)]
     pub fn finish(
         self,
         t: &mut Template,
@@ -59,7 +66,6 @@ impl Core {
         net: &Network,
         cluster: &Cluster,
         roles: &Roles,
-        migration: &Migration,
         tags: &Tags,
     ) -> Option<Handle<Service>> {
         if self.containers.is_empty() {
@@ -81,7 +87,8 @@ impl Core {
                 task_role: Some(roles.task("Core").arn()),
                 security_groups: self.security_groups,
                 registry: self.registry,
-                depends_on: Attributes::depends_on(migration.ready.iter().cloned()),
+                depends_on: Attributes::depends_on(self.ready),
+                deployment: Deployment::StartFirst,
             },
             net,
             cluster,

@@ -1,10 +1,12 @@
 //! One security group per component and one ingress rule per peer and port: only the
 //! connections Airflow makes are allowed (checklist in shared/reference/airflow3.md §13).
 
+use std::collections::BTreeMap;
+
 use super::network::Network;
 use super::Tags;
 use crate::cfn::aws::ec2::{EgressRule, SecurityGroup, SecurityGroupIngress};
-use crate::cfn::{Expr, Handle, Template};
+use crate::cfn::{Expr, Handle, LogicalId, Template};
 use crate::spec::Spec;
 
 /// The security groups, by component.
@@ -18,6 +20,18 @@ pub struct SecurityGroups {
     pub migrate: Handle<SecurityGroup>,
     pub redis: Handle<SecurityGroup>,
     pub database: Handle<SecurityGroup>,
+    /// The ingress rules that open a client's connections, by client (`ApiServer`,
+    /// `Migrate`, ...). CloudFormation creates independent resources in parallel, so a
+    /// client that starts before its rule exists finds its port closed: whatever
+    /// connects at start-up depends on these.
+    paths: BTreeMap<&'static str, Vec<LogicalId>>,
+}
+
+impl SecurityGroups {
+    /// The ingress rules `client` needs to reach its peers (none for an unknown client).
+    pub fn paths_of(&self, client: &str) -> Vec<LogicalId> {
+        self.paths.get(client).cloned().unwrap_or_default()
+    }
 }
 
 pub fn add(t: &mut Template, spec: &Spec, net: &Network, tags: &Tags) -> SecurityGroups {
@@ -32,7 +46,7 @@ pub fn add(t: &mut Template, spec: &Spec, net: &Network, tags: &Tags) -> Securit
             },
         )
     };
-    let sg = SecurityGroups {
+    let mut sg = SecurityGroups {
         api_server: group("ApiServer", "api-server"),
         scheduler: group("Scheduler", "scheduler"),
         dag_processor: group("DagProcessor", "dag-processor"),
@@ -46,23 +60,28 @@ pub fn add(t: &mut Template, spec: &Spec, net: &Network, tags: &Tags) -> Securit
         migrate: group("Migrate", "database migration"),
         redis: group("Redis", "redis broker"),
         database: group("Database", "metadata database"),
+        paths: BTreeMap::new(),
     };
-    add_rules(t, &sg);
+    sg.paths = add_rules(t, &sg);
     sg
 }
 
-fn add_rules(t: &mut Template, sg: &SecurityGroups) {
+/// Only the connections Airflow makes. Workers and Flower hold no database credentials
+/// (see `SharedConfig::secrets_for`), so they get no path to PostgreSQL; nor does the
+/// api-server reach the workers' log servers on 8793, which cannot check its log
+/// tokens without `[api] secret_key` (logs of finished tasks are read from S3).
+fn add_rules(t: &mut Template, sg: &SecurityGroups) -> BTreeMap<&'static str, Vec<LogicalId>> {
+    let mut paths: BTreeMap<&'static str, Vec<LogicalId>> = BTreeMap::new();
     let mut db_clients = vec![
         ("ApiServer", &sg.api_server),
         ("Scheduler", &sg.scheduler),
         ("DagProcessor", &sg.dag_processor),
         ("Triggerer", &sg.triggerer),
-        ("Worker", &sg.worker),
         ("Migrate", &sg.migrate),
     ];
     db_clients.sort_by_key(|(name, _)| *name);
     for (name, peer) in db_clients {
-        allow(
+        let rule = allow(
             t,
             &format!("DatabaseFrom{name}"),
             &sg.database,
@@ -70,13 +89,14 @@ fn add_rules(t: &mut Template, sg: &SecurityGroups) {
             5432,
             "PostgreSQL",
         );
+        paths.entry(name).or_default().push(rule);
     }
     let mut broker_clients = vec![("Scheduler", &sg.scheduler), ("Worker", &sg.worker)];
     if let Some(flower) = &sg.flower {
         broker_clients.push(("Flower", flower));
     }
     for (name, peer) in broker_clients {
-        allow(
+        let rule = allow(
             t,
             &format!("RedisFrom{name}"),
             &sg.redis,
@@ -84,8 +104,9 @@ fn add_rules(t: &mut Template, sg: &SecurityGroups) {
             6379,
             "Celery broker",
         );
+        paths.entry(name).or_default().push(rule);
     }
-    allow(
+    let rule = allow(
         t,
         "ApiServerFromWorker",
         &sg.api_server,
@@ -93,14 +114,7 @@ fn add_rules(t: &mut Template, sg: &SecurityGroups) {
         8080,
         "Execution API",
     );
-    allow(
-        t,
-        "WorkerFromApiServer",
-        &sg.worker,
-        &sg.api_server,
-        8793,
-        "task logs while running",
-    );
+    paths.entry("Worker").or_default().push(rule);
     allow(
         t,
         "TriggererFromApiServer",
@@ -109,6 +123,7 @@ fn add_rules(t: &mut Template, sg: &SecurityGroups) {
         8794,
         "triggerer logs",
     );
+    paths
 }
 
 /// Adds one ingress rule: `port` on `to` from members of `from`.
@@ -119,7 +134,7 @@ pub fn allow(
     from: &Handle<SecurityGroup>,
     port: u16,
     what: &str,
-) {
+) -> LogicalId {
     t.add(
         &format!("{id}Ingress"),
         SecurityGroupIngress {
@@ -131,7 +146,9 @@ pub fn allow(
             cidr_ip: None,
             description: format!("{what} ({port})"),
         },
-    );
+    )
+    .id()
+    .clone()
 }
 
 /// Security group ids as template values.

@@ -14,13 +14,20 @@ use super::Tags;
 use crate::cfn::aws::ecs::*;
 use crate::cfn::aws::logs::LogGroup;
 use crate::cfn::aws::Tag;
-use crate::cfn::{Attributes, Expr, Handle, Pseudo, Template};
+use crate::cfn::{Attributes, Expr, Handle, LogicalId, Pseudo, Template};
 use crate::spec::{Architecture, AuthManager, Spec};
 
-/// The Airflow configuration every Airflow container gets: environment and secrets.
+/// The Airflow configuration: one environment for every Airflow container, and the
+/// secrets, of which each container gets only those its component needs
+/// ([`SharedConfig::secrets_for`]).
 pub struct SharedConfig {
     pub env: Vec<KeyValue>,
-    pub secrets: Vec<SecretRef>,
+    fernet_key: SecretRef,
+    api_secret_key: SecretRef,
+    jwt_secret: SecretRef,
+    sql_alchemy_conn: SecretRef,
+    broker_url: SecretRef,
+    result_backend: SecretRef,
     /// The admin password, for the containers that set up or serve logins.
     pub admin_password: SecretRef,
 }
@@ -107,21 +114,51 @@ impl SharedConfig {
             name: name.to_string(),
             value_from: arn.clone(),
         };
-        let secrets = vec![
-            secret("AIRFLOW__CORE__FERNET_KEY", &keys.fernet_key),
-            secret("AIRFLOW__API__SECRET_KEY", &keys.api_secret_key()),
-            secret("AIRFLOW__API_AUTH__JWT_SECRET", &keys.jwt_secret()),
-            secret(
+        SharedConfig {
+            env,
+            fernet_key: secret("AIRFLOW__CORE__FERNET_KEY", &keys.fernet_key),
+            api_secret_key: secret("AIRFLOW__API__SECRET_KEY", &keys.api_secret_key()),
+            jwt_secret: secret("AIRFLOW__API_AUTH__JWT_SECRET", &keys.jwt_secret()),
+            sql_alchemy_conn: secret(
                 "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN",
                 &keys.sql_alchemy_conn(),
             ),
-            secret("AIRFLOW__CELERY__BROKER_URL", &keys.broker_url()),
-        ];
-        SharedConfig {
-            env,
-            secrets,
+            broker_url: secret("AIRFLOW__CELERY__BROKER_URL", &keys.broker_url()),
+            // Celery task results go to Redis, not to the metadata database (Airflow's
+            // default, `db+` and the database URL): that default is the one reason a
+            // worker would need database credentials (airflow3.md §14). Same URL as the
+            // broker: result keys (`celery-task-meta-*`) and queues do not collide.
+            result_backend: secret("AIRFLOW__CELERY__RESULT_BACKEND", &keys.broker_url()),
             admin_password: secret(ADMIN_PASSWORD_ENV, &keys.admin_password),
         }
+    }
+
+    /// The secrets one component's container gets.
+    ///
+    /// Airflow 3 isolates task code: a Celery worker runs DAG code and talks only to the
+    /// Execution API, with a short-lived token the scheduler minted and connections the
+    /// api-server decrypted (the end-to-end run shows it). So workers, and Flower, get the
+    /// broker and nothing else: holding the JWT secret would let DAG code mint Execution
+    /// API tokens, `[api] secret_key` forge UI sessions and log tokens, the Fernet key
+    /// decrypt every connection, and the database URL bypass the API altogether. The
+    /// scheduler, dag-processor, triggerer and api-server keep them: they use the
+    /// metadata database directly. The migration task needs only the database.
+    pub fn secrets_for(&self, component: &str) -> Vec<SecretRef> {
+        let core = [
+            &self.fernet_key,
+            &self.api_secret_key,
+            &self.jwt_secret,
+            &self.sql_alchemy_conn,
+        ];
+        let celery = [&self.broker_url, &self.result_backend];
+        let chosen: Vec<&SecretRef> = match component {
+            "scheduler" => core.into_iter().chain(celery).collect(),
+            "api-server" | "dag-processor" | "triggerer" => core.to_vec(),
+            "worker" | "flower" => celery.to_vec(),
+            "migrate" => vec![&self.sql_alchemy_conn],
+            other => panic!("no secrets are defined for the component {other}"),
+        };
+        chosen.into_iter().cloned().collect()
     }
 }
 
@@ -300,6 +337,29 @@ pub struct TaskSpec {
     pub security_groups: Vec<Expr>,
     pub registry: Option<Expr>,
     pub depends_on: Attributes,
+    pub deployment: Deployment,
+}
+
+/// How ECS replaces a service's tasks on a deployment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Deployment {
+    /// Start the new tasks, then stop the old ones (100 % / 200 %): no downtime, two
+    /// generations run side by side for a while.
+    StartFirst,
+    /// Stop the old task, then start the new one (0 % / 100 %): for a service of which
+    /// two must never run at once, such as the one Redis broker behind one Cloud Map
+    /// name (two would split the queue between them).
+    StopFirst,
+}
+
+impl Deployment {
+    /// `(minimumHealthyPercent, maximumPercent)`.
+    fn percents(self) -> (u32, u32) {
+        match self {
+            Deployment::StartFirst => (100, 200),
+            Deployment::StopFirst => (0, 100),
+        }
+    }
 }
 
 /// A Fargate task definition for the stack's architecture.
@@ -381,8 +441,8 @@ pub fn add_service(
                     enable: true,
                     rollback: true,
                 },
-                minimum_healthy_percent: 100,
-                maximum_percent: 200,
+                minimum_healthy_percent: task.deployment.percents().0,
+                maximum_percent: task.deployment.percents().1,
             },
             service_registries: task
                 .registry
@@ -459,7 +519,7 @@ pub fn add(
     let mut core = packing::Core::default();
     for component in components(spec) {
         let log_group = log_group(t, spec, component.id, component.name, tags);
-        let mut secrets = shared.secrets.clone();
+        let mut secrets = shared.secrets_for(component.name);
         if component.name == "api-server" && spec.airflow.auth_manager == AuthManager::Simple {
             secrets.push(shared.admin_password.clone());
         }
@@ -496,8 +556,16 @@ pub fn add(
                 None,
             ),
         };
+        // Start once the migration is done and this component's network paths exist.
+        let ready: Vec<LogicalId> = migration
+            .ready
+            .iter()
+            .cloned()
+            .chain(sg.paths_of(component.id))
+            .chain(net.egress_ready.iter().cloned())
+            .collect();
         if packing::Core::takes(spec, component.id) {
-            core.push(container, security::ids(&[group]), registry);
+            core.push(container, security::ids(&[group]), registry, ready);
             continue;
         }
         let service = add_service(
@@ -515,7 +583,8 @@ pub fn add(
                 task_role: role.map(|r| r.arn()),
                 security_groups: security::ids(&[group]),
                 registry,
-                depends_on: Attributes::depends_on(migration.ready.iter().cloned()),
+                depends_on: Attributes::depends_on(ready),
+                deployment: Deployment::StartFirst,
             },
             net,
             cluster,
@@ -525,6 +594,6 @@ pub fn add(
             worker = Some(service);
         }
     }
-    core.finish(t, spec, net, cluster, roles, migration, tags);
+    core.finish(t, spec, net, cluster, roles, tags);
     worker.expect("every stack has a worker service")
 }

@@ -1,15 +1,27 @@
 #!/usr/bin/env python3
 """moto 5.2.5 server, patched so `airflow-stack deploy` can be tested without AWS or Docker.
 
-    $AIRFLOW_STACK_VENV/bin/python tests/aws_emulator/server.py --port 0
+    $AIRFLOW_STACK_VENV/bin/python tests/aws_emulator/server.py --port 0 [--host IP]
 
-prints `READY <port>` once it listens on 127.0.0.1:<port>, and exits cleanly on SIGTERM.
+prints `READY <port>` once it listens on <host>:<port> (default 127.0.0.1), and exits
+cleanly on SIGTERM.
 
 The gaps filled here are the ones listed in shared/reference/local-aws.md §1-§4. The core of
 it is a small CloudFormation engine (section "Stack operations") that replaces moto's
 synchronous, event-less create/update/delete: it runs each stack operation in a thread,
 resource by resource in dependency order, records per-resource events, waits for
 custom resources, and rolls back on failure. moto's own models still create the resources.
+
+It is as strict as AWS where a deploy or the end-to-end run depends on it:
+- IAM (authz.py, iam_eval.py): requests signed with an access key registered through
+  `POST /_emulator/identities` are authorized like AWS does it, and every decision is
+  listed at `GET /_emulator/calls`; the Lambdas it runs get such an identity for their
+  role (moto_state.py).
+- One-off ECS tasks (tasks.py): network paths, the task execution role, the image's
+  database check and the schema model decide how a RunTask task ends; its output goes to
+  its awslogs stream.
+- CloudFormation order: custom resources run as early as their dependencies allow, so a
+  missing DependsOn shows up as the race it is on AWS.
 """
 
 import argparse
@@ -32,6 +44,14 @@ import time
 import uuid
 import zipfile
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import authz  # noqa: E402  (the emulator's own modules, next to this file)
+import iam_eval  # noqa: E402
+import moto_state  # noqa: E402
+import tasks  # noqa: E402
 
 from botocore import xform_name
 from moto.awslambda import models as lambda_models
@@ -50,10 +70,14 @@ from moto.moto_server.werkzeug_app import (
     MotoRequestHandler,
     create_backend_app,
 )
+from moto.ecs.models import ecs_backends
+from moto.logs.models import logs_backends
+from moto.s3.models import s3_backends
 from moto.secretsmanager.models import secretsmanager_backends
 from werkzeug.serving import make_server
 
-ENDPOINT = "http://127.0.0.1:5000"  # set in main() once the port is known
+ENDPOINT = "http://127.0.0.1:5000"  # set in main(): the address clients (and Lambdas) reach
+REGISTRY = authz.Registry()  # identities (by access key id) and their decisions
 LIVE_PROCESSES: set[subprocess.Popen] = set()  # Lambda processes, killed on exit
 RESPONSE_GRACE_S = 2.0  # how long to wait for a custom-resource PUT after the Lambda returned
 
@@ -160,16 +184,28 @@ def run_lambda(fn, event: bytes) -> tuple[bytes, bool]:
     Unzips the function's code (moto keeps it in fn.code_bytes, fetched from S3 or ZipFile),
     starts ./bootstrap with the AWS_LAMBDA_* environment and AWS_ENDPOINT_URL pointing at this
     server, serves it one event, and kills it once it answered or at the function's Timeout.
-    Returns (payload, is_error). Output goes to CloudWatch Logs /aws/lambda/<name> in moto.
+    Returns (payload, is_error).
+
+    The function runs as its role, as on AWS: a fresh access key is registered as an
+    identity with the role's policies (lambda_identity), so every call it makes is
+    authorized against them. Its output goes to its log group only if the role may write
+    there (open_lambda_logs), as Lambda's own log delivery uses the role too.
     """
     inv = _Invocation(fn, event)
     stream = time.strftime("%Y/%m/%d/") + f"[$LATEST]{secrets.token_hex(16)}"
+    output: list[str] = []
+    try:
+        identity = lambda_identity(fn)
+    except (moto_state.RoleError, ValueError) as e:
+        message = f"the emulator cannot run {fn.function_name} as its role: {e}"
+        log.error("%s", message)
+        return json.dumps({"errorType": "Emulator.RoleError", "errorMessage": message}
+                          ).encode(), True
+    log_target = open_lambda_logs(fn, identity, stream)
     workdir = tempfile.mkdtemp(prefix=f"lambda-{fn.function_name}-")
-    _open_log_stream(fn, stream)
     api = _RuntimeServer(("127.0.0.1", 0), _RuntimeApi)
     api.invocation = inv
     threading.Thread(target=api.serve_forever, daemon=True).start()
-    output: list[str] = []
     try:
         _unzip(fn.code_bytes, workdir)
         env = {
@@ -181,11 +217,11 @@ def run_lambda(fn, event: bytes) -> tuple[bytes, bool]:
             "AWS_LAMBDA_FUNCTION_NAME": fn.function_name,
             "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(fn.memory_size),
             "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
-            "AWS_LAMBDA_LOG_GROUP_NAME": fn.logs_group_name,
+            "AWS_LAMBDA_LOG_GROUP_NAME": lambda_log_group(fn),
             "AWS_LAMBDA_LOG_STREAM_NAME": stream,
             "AWS_ENDPOINT_URL": ENDPOINT,
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_ACCESS_KEY_ID": identity.access_key_id,
+            "AWS_SECRET_ACCESS_KEY": "emulated-secret-any-value-signs",
             "AWS_REGION": fn.region,
             "AWS_DEFAULT_REGION": fn.region,
         }
@@ -230,23 +266,72 @@ def run_lambda(fn, event: bytes) -> tuple[bytes, bool]:
         api.shutdown()
         api.server_close()
         shutil.rmtree(workdir, ignore_errors=True)
-        _save_logs(fn, stream, output)
+        put_lambda_logs(fn, log_target, output)
 
 
-def _open_log_stream(fn, stream: str) -> None:
+def lambda_identity(fn) -> authz.Identity:
+    """A fresh access key registered as the function's role (moto_state.role_policies:
+    its inline policies, customer-managed ones, AWS managed ones the emulator knows).
+    Raises RoleError (unknown role or managed policy) or PolicyError."""
+    role_name, policies = moto_state.role_policies(fn.account_id, fn.region, fn.role)
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
+    key = "ASIA" + "".join(secrets.choice(alphabet) for _ in range(16))
+    return REGISTRY.register({
+        "access_key_id": key, "name": fn.function_name,
+        "principal": f"arn:aws:sts::{fn.account_id}:assumed-role/{role_name}/"
+                     f"{fn.function_name}",
+        "policies": policies})
+
+
+def lambda_log_group(fn) -> str:
+    """The function's LoggingConfig.LogGroup (moto ignores LoggingConfig), else
+    /aws/lambda/<name>."""
+    found = moto_state.find_resource(
+        fn.account_id, fn.region, "AWS::Lambda::Function",
+        lambda obj, props: obj.function_name == fn.function_name)
+    group = found and (found[3].get("LoggingConfig") or {}).get("LogGroup")
+    return group or fn.logs_group_name
+
+
+def open_lambda_logs(fn, identity, stream: str) -> tuple | None:
+    """Lambda writes a function's output with the function's role: if the role may not
+    create the stream or put events (or create a missing group), AWS drops the logs, and
+    so does the emulator. The decisions are listed under the function's identity. The
+    stream is created when the function starts, as on AWS. Returns (group, stream) or None."""
     try:
-        fn.logs_backend.ensure_log_group(fn.logs_group_name)
-        fn.logs_backend.create_log_stream(fn.logs_group_name, stream)
+        account, region = fn.account_id, fn.region
+        group = lambda_log_group(fn)
+        logs = logs_backends[account][region]
+        group_arn = f"arn:aws:logs:{region}:{account}:log-group:{group}"
+        stream_arn = f"{group_arn}:log-stream:{stream}"
+        needed = [("logs:CreateLogStream", stream_arn), ("logs:PutLogEvents", stream_arn)]
+        if group not in logs.groups:
+            needed.insert(0, ("logs:CreateLogGroup", f"{group_arn}:*"))
+        request_no = REGISTRY.next_request()
+        for action, resource in needed:
+            decision = iam_eval.evaluate(identity.statements, action, resource, {})
+            REGISTRY.record(identity, request_no, "logs", "Lambda log delivery", action,
+                            resource, {}, decision.allowed, decision.reason)
+            if not decision.allowed:
+                log.warning("the logs of %s are dropped, as AWS would: %s", fn.function_name,
+                            decision.reason)
+                return None
+        logs.ensure_log_group(group)
+        logs.create_log_stream(group, stream)
+        return group, stream
     except Exception as e:  # logs are a convenience; never fail an invocation for them
-        log.warning("could not create the Lambda log stream: %s", e)
+        log.warning("could not open the Lambda's log stream: %s", e)
+        return None
 
 
-def _save_logs(fn, stream: str, lines: list[str]) -> None:
+def put_lambda_logs(fn, target: tuple | None, lines: list[str]) -> None:
+    if target is None:
+        return
     try:
         now = int(time.time() * 1000)
         events = [{"timestamp": now, "message": line} for line in lines] or [
             {"timestamp": now, "message": "(no output)"}]
-        fn.logs_backend.put_log_events(fn.logs_group_name, stream, events)
+        logs_backends[fn.account_id][fn.region].put_log_events(*target, events)
     except Exception as e:  # logs are a convenience; never fail an invocation for them
         log.warning("could not save Lambda logs: %s", e)
 
@@ -331,13 +416,25 @@ def call_custom_resource(stack, logical_id: str, resource_type: str, request_typ
     slot = PENDING[request_id] = {"done": threading.Event(), "response": None}
 
     def invoke():
-        run_lambda(fn, json.dumps(event).encode())
+        payload, error = run_lambda(fn, json.dumps(event).encode())
         if not slot["done"].wait(RESPONSE_GRACE_S):
+            # AWS would wait for ServiceTimeout; saying what the function returned is
+            # what a person can act on (the role error, the crash).
+            detail = ""
+            if error:
+                try:
+                    answer = json.loads(payload)
+                    detail = f": {answer.get('errorType')}: {answer.get('errorMessage')}"
+                except ValueError:
+                    detail = f": {payload[:300].decode(errors='replace')}"
             slot["response"] = {"Status": "FAILED", "Reason": (
                 f"The Lambda {fn.function_name} returned without sending a response to the "
-                f"ResponseURL (log group {fn.logs_group_name})")}
+                f"ResponseURL (log group {lambda_log_group(fn)}){detail}")}
             slot["done"].set()
 
+    # The version a migration task's schema is judged by when its image has none (tasks.py).
+    if props.get("AirflowVersion") and request_type != "Delete":
+        tasks.IN_FLIGHT_VERSION[stack.stack_id] = str(props["AirflowVersion"])
     threading.Thread(target=invoke, daemon=True).start()
     timeout = float(props.get("ServiceTimeout") or 3600)
     try:
@@ -412,6 +509,7 @@ class StubResource(CloudFormationModel):
 
     __module__ = "moto.cloudformation.emulator_stub"  # moto's model registry keys on it
     NAME_PROPERTY = {"AWS::RDS::DBCluster": "DBClusterIdentifier",
+                     "AWS::RDS::DBInstance": "DBInstanceIdentifier",
                      "AWS::ElastiCache::CacheCluster": "ClusterName",
                      "AWS::ElastiCache::ReplicationGroup": "ReplicationGroupId",
                      "AWS::ElastiCache::SubnetGroup": "CacheSubnetGroupName",
@@ -432,7 +530,7 @@ class StubResource(CloudFormationModel):
         self.stack_name = stack_id.split("/")[1]
         service, kind = resource_type.split("::")[1:3]
         name = props.get(self.NAME_PROPERTY.get(resource_type, ""))
-        if resource_type == "AWS::RDS::DBCluster":
+        if resource_type in ("AWS::RDS::DBCluster", "AWS::RDS::DBInstance"):
             generated_name = generated_name.lower()
         self.name = name or generated_name
         self.arn = (f"arn:aws:{service.lower()}:{region}:{account_id}:"
@@ -600,6 +698,10 @@ def resource_map_getitem(self, key):
 # --------------------------------------------------------------------------------------
 
 EMPTY_TEMPLATE = {"Resources": {}}
+# logical id -> reason: the next create or update of that resource fails (once), so a test
+# can fail a deploy after a given resource (POST /_emulator/fail-resource).
+FAIL_NEXT: dict[str, str] = {}
+FAIL_NEXT_LOCK = threading.Lock()
 
 
 def _references(node, found: set) -> set:
@@ -621,8 +723,21 @@ def _references(node, found: set) -> set:
     return found
 
 
+def _is_custom(resource: dict) -> bool:
+    rtype = resource.get("Type", "")
+    return rtype.startswith("Custom::") or rtype == "AWS::CloudFormation::CustomResource"
+
+
 def dependency_order(resources: dict) -> list[str]:
-    """Logical ids ordered so that every Ref/GetAtt/Sub/DependsOn target comes first."""
+    """Logical ids ordered so that every Ref/GetAtt/Sub/DependsOn target comes first.
+
+    Adversarial on purpose: CloudFormation creates resources that do not depend on each
+    other in parallel ("CloudFormation creates, updates, and deletes resources in parallel
+    when it can", AWS::CloudFormation DependsOn attribute page), so anything a custom
+    resource needs but does not depend on may not exist yet when it runs. Here each custom
+    resource, with what it transitively depends on, comes as early as the graph allows,
+    before unrelated resources (ingress rules, routes): a missing DependsOn fails locally
+    the way it can on AWS, every time instead of sometimes."""
     ordered, visiting = [], set()
 
     def visit(name):
@@ -636,9 +751,11 @@ def dependency_order(resources: dict) -> list[str]:
         deps.update([depends_on] if isinstance(depends_on, str) else depends_on)
         for dep in sorted(deps & resources.keys()):
             visit(dep)
+        visiting.discard(name)
         ordered.append(name)
 
-    for name in resources:
+    customs = [name for name, resource in resources.items() if _is_custom(resource)]
+    for name in customs + list(resources):
         visit(name)
     return ordered
 
@@ -708,6 +825,12 @@ def _create(stack, logical_id, resource_json, props):
                           _custom_model(stack, logical_id, rtype, failed.physical_id, {}))
             raise
         return _custom_model(stack, logical_id, rtype, physical, data)
+    if rtype == "AWS::RDS::DBInstance" and props.get("DBClusterIdentifier"):
+        # Gap: moto's DBInstance knows no Aurora engine ("KeyError: 'aurora-postgresql'")
+        # and moto creates no DBCluster from a template: a cluster member is a stub too.
+        name = f"{stack.name}-{logical_id}-{secrets.token_hex(6)}".lower()
+        return StubResource(rtype, logical_id, name, props, stack.account_id,
+                            stack.region_name, stack.stack_id)
     return parsing.parse_and_create_resource(logical_id, copy.deepcopy(resource_json), rmap,
                                              stack.account_id, stack.region_name)
 
@@ -729,6 +852,9 @@ def _update(stack, logical_id, resource_json, props, old):
     rmap, rtype = stack.resource_map, resource_json["Type"]
     current = rmap._parsed_resources[logical_id]
     resource_class = parsing.resource_class_from_type(rtype)
+    if isinstance(current, StubResource) and old["json"]["Type"] == rtype:
+        current.props = props  # a stub has nothing behind it to update
+        return current
     if resource_class is CustomModel:
         physical, data = call_custom_resource(stack, logical_id, rtype, "Update", props,
                                               _physical_id(current), old["props"])
@@ -770,6 +896,7 @@ def _delete_ec2(stack, rtype, resource) -> bool:
         for association, subnet in list(table._associations.items()):
             if subnet == resource.subnet_id:
                 ec2.disassociate_route_table(association)
+        ec2.subnet_associations.pop(f"{resource.route_table_id}:{resource.subnet_id}", None)
     elif rtype == "AWS::EC2::RouteTable":
         ec2.delete_route_table(resource.id)
     else:
@@ -799,6 +926,10 @@ def converge(stack, template: dict, parameters: dict, best_effort=False) -> list
             if old and old["props"] == props and old["json"]["Type"] == rtype:
                 continue  # unchanged: no event, no request
             _event(stack, logical_id, rtype, f"{prefix}_IN_PROGRESS", physical, props=props)
+            with FAIL_NEXT_LOCK:
+                injected = FAIL_NEXT.pop(logical_id, None)
+            if injected is not None:  # POST /_emulator/fail-resource: a test's failure
+                raise ResourceFailed(injected)
             resource = (_update(stack, logical_id, resource_json, props, old) if old
                         else _create(stack, logical_id, resource_json, props))
             resource.cf_resource_type, resource.logical_resource_id = rtype, logical_id
@@ -930,9 +1061,11 @@ def run_delete(backend, stack) -> None:
         return
     _withdraw_exports(stack)
     stack.emu_outputs = None
-    _set_status(stack, "DELETE_COMPLETE")
-    backend.stacks.pop(stack.stack_id, None)
+    # A deleted stack answers by its id only ("Stack with id <name> does not exist" by
+    # name, as AWS does), so it leaves the live stacks before DELETE_COMPLETE shows.
     backend.deleted_stacks[stack.stack_id] = stack
+    backend.stacks.pop(stack.stack_id, None)
+    _set_status(stack, "DELETE_COMPLETE")
 
 
 def _in_background(target, *args) -> None:
@@ -1087,30 +1220,42 @@ def delete_change_set_response(self):
 # ECS one-off tasks
 # --------------------------------------------------------------------------------------
 
-# Exit code given to one-off tasks (RunTask) when they are described; `next`, set with
-# `POST /_emulator/ecs-task-exit/<code>`, applies once, so a test can fail one migration.
-TASK_EXIT = {"code": 0}
+_ONE_OFF = threading.local()  # set while the RunTask API runs (tasks.py decides its end)
 
 
-def describe_tasks(self, cluster_str, tasks):
+def run_task_response(self):
+    """RunTask from the API: its tasks are one-off tasks whose end tasks.py decides (task
+    sets also start tasks through the backend; those are not one-off)."""
+    _ONE_OFF.active = True
+    try:
+        return ORIGINAL["run_task_response"](self)
+    finally:
+        _ONE_OFF.active = False
+
+
+def run_task(self, *args, **kwargs):
+    started = ORIGINAL["run_task"](self, *args, **kwargs)
+    if getattr(_ONE_OFF, "active", False):
+        for task in started:
+            try:
+                tasks.emulate(self, task, REGISTRY)
+            except Exception as e:  # an emulator bug must not look like a task outcome
+                log.exception("deciding the outcome of %s failed", task.task_arn)
+                reason = f"[emulator error] {type(e).__name__}: {e}"
+                task.emu_outcome = tasks.Outcome(None, [], reason, reason, "TaskFailedToStart",
+                                                 write_logs=False)
+    return started
+
+
+def describe_tasks(self, cluster_str, tasks_wanted):
     """Gap: moto's RunTask tasks never stop, so a custom resource waiting for a one-off
-    task (the database migration) would wait forever. Tasks started by RunTask (they carry
-    `startedBy`) are reported STOPPED, their containers with the configured exit code."""
-    found = ORIGINAL["describe_tasks"](self, cluster_str, tasks)
+    task (the database migration) would wait forever. One-off tasks are reported STOPPED,
+    with the outcome tasks.emulate decided at RunTask (exit code or stop reason), and
+    their output is written to their awslogs stream."""
+    found = ORIGINAL["describe_tasks"](self, cluster_str, tasks_wanted)
     for task in found:
-        if task.started_by and task.last_status != "STOPPED":
-            task.last_status = "STOPPED"
-            task.desired_status = "STOPPED"
-            task.stopped_reason = "Essential container in task exited"
-            code = TASK_EXIT.pop("next", TASK_EXIT["code"])
-            definition = self.describe_task_definition(task.task_definition_arn)
-            names = [c.get("name") or c.get("Name") for c in definition.container_definitions]
-            for container, name in zip(task.containers, names):
-                # CloudFormation-made definitions keep PascalCase keys, so moto's
-                # Container has no name; the caller finds its container by name.
-                container.name = name
-                container.last_status = "STOPPED"
-                container.exitCode = container.exit_code = code
+        if getattr(task, "emu_outcome", None) is not None:
+            tasks.stop(self, task)
     return found
 
 
@@ -1128,6 +1273,93 @@ def get_stack_from_s3_url(template_url, account_id, partition):
     return ORIGINAL["get_stack_from_s3_url"](template_url, account_id, partition)
 
 
+def log_group_attribute(self, attribute_name):
+    """Gap: moto's GetAtt LogGroup.Arn lacks the trailing ":*" that CloudFormation returns
+    ("arn:aws:logs:us-west-1:123456789012:log-group:/mystack-testgroup-12ABC1AB12A1:*",
+    AWS::Logs::LogGroup return values). IAM statements built from it cover the group's
+    streams only with that ":*", so the difference decides whether a role may write logs."""
+    if attribute_name == "Arn":
+        return f"{self.arn}:*"
+    return ORIGINAL["log_group_attribute"](self, attribute_name)
+
+
+def _task_definition_from_cfn(properties: dict, account_id: str, region_name: str):
+    """Gap: moto's CloudFormation TaskDefinition registered only Family, containers,
+    volumes and Memory; NetworkMode, RequiresCompatibilities, Cpu, ExecutionRoleArn,
+    TaskRoleArn, RuntimePlatform and Tags were dropped, so a Fargate task had no awsvpc
+    network and no roles to check. All of them are registered here."""
+    from moto.core.utils import pascal_to_camelcase, remap_nested_keys
+    from moto.ecs.models import ecs_backends as backends
+
+    def api(value):
+        return remap_nested_keys(value, pascal_to_camelcase) if value else value
+    p = properties
+    return backends[account_id][region_name].register_task_definition(
+        family=p.get("Family") or f"task-definition-{secrets.randbelow(10**6)}",
+        container_definitions=api(p.get("ContainerDefinitions", [])),
+        volumes=api(p.get("Volumes", [])), network_mode=p.get("NetworkMode"),
+        tags=[{"key": t["Key"], "value": t["Value"]} for t in p.get("Tags") or []],
+        placement_constraints=api(p.get("PlacementConstraints")),
+        requires_compatibilities=p.get("RequiresCompatibilities"),
+        cpu=p.get("Cpu"), memory=p.get("Memory"), task_role_arn=p.get("TaskRoleArn"),
+        execution_role_arn=p.get("ExecutionRoleArn"),
+        runtime_platform=api(p.get("RuntimePlatform")), ipc_mode=p.get("IpcMode"),
+        pid_mode=p.get("PidMode"), ephemeral_storage=api(p.get("EphemeralStorage")))
+
+
+def task_definition_create(cls, resource_name, cloudformation_json, account_id, region_name,
+                           **kwargs):
+    return _task_definition_from_cfn(cloudformation_json.get("Properties") or {}, account_id,
+                                     region_name)
+
+
+def task_definition_update(cls, original_resource, new_resource_name, cloudformation_json,
+                           account_id, region_name):
+    """A task definition is immutable: any change registers a new revision (AWS replaces
+    the resource); the old revision is deregistered."""
+    from moto.ecs.models import ecs_backends as backends
+    backends[account_id][region_name].deregister_task_definition(original_resource.arn)
+    return _task_definition_from_cfn(cloudformation_json.get("Properties") or {}, account_id,
+                                     region_name)
+
+
+def subnet_association_create(cls, resource_name, cloudformation_json, account_id,
+                              region_name, **kwargs):
+    """Gap: moto's CloudFormation SubnetRouteTableAssociation was only a record; the
+    subnet stayed on the VPC's main route table (DescribeRouteTables showed no
+    association), so its routes did not apply. Associated for real here."""
+    from moto.ec2.models.subnets import SubnetRouteTableAssociation
+    properties = cloudformation_json["Properties"]
+    ec2 = ec2_backends[account_id][region_name]
+    association = SubnetRouteTableAssociation(properties["RouteTableId"],
+                                              properties["SubnetId"])
+    association.id = ec2.associate_route_table(properties["RouteTableId"],
+                                               subnet_id=properties["SubnetId"])
+    ec2.subnet_associations[f"{association.route_table_id}:{association.subnet_id}"] = \
+        association
+    return association
+
+
+def role_update(cls, original_resource, new_resource_name, cloudformation_json, account_id,
+                region_name):
+    """Gap: moto's CloudFormation Role update changed the description only; its inline
+    Policies (and trust policy) stayed as first created. With IAM enforced that matters:
+    an update that grants or removes a permission must take effect."""
+    role = ORIGINAL["role_update"].__func__(cls, original_resource, new_resource_name,
+                                           cloudformation_json, account_id, region_name)
+    properties = cloudformation_json.get("Properties") or {}
+    wanted = {p["PolicyName"]: p["PolicyDocument"] for p in properties.get("Policies") or []}
+    for name in list(role.policies):
+        if name not in wanted:
+            role.delete_policy(name)
+    for name, document in wanted.items():
+        role.put_policy(name, document)
+    trust = properties.get("AssumeRolePolicyDocument")
+    if trust is not None:
+        role.assume_role_policy_document = trust if isinstance(trust, str) else json.dumps(trust)
+    return role
+
+
 def task_resource_requirements(task_definition):
     """Gap: moto sums container-level memory to place a task and fails with a TypeError
     on Fargate task definitions, which size the task (Cpu/Memory) and not its
@@ -1136,12 +1368,216 @@ def task_resource_requirements(task_definition):
             "PORTS": [], "PORTS_UDP": []}
 
 
-def task_exit_app(environ, start_response):
-    """`POST /_emulator/ecs-task-exit/<code>`: the exit code of the next one-off task
-    (later ones exit 0 again, so a rollback's migration succeeds)."""
-    TASK_EXIT["next"] = int(environ["PATH_INFO"].rsplit("/", 1)[-1])
-    start_response("200 OK", [("Content-Length", "0")])
-    return [b""]
+def _json_reply(start_response, status: str, value) -> list[bytes]:
+    body = json.dumps(value, default=str).encode()
+    start_response(status, [("Content-Type", "application/json"),
+                            ("Content-Length", str(len(body)))])
+    return [body]
+
+
+def _read_body(environ) -> bytes:
+    """Reads the request body and puts it back, so moto can read it again."""
+    stream = environ["wsgi.input"]
+    length = environ.get("CONTENT_LENGTH")
+    if length:
+        body = stream.read(int(length))
+    elif environ.get("wsgi.input_terminated"):
+        body = stream.read()
+    else:
+        body = b""
+    environ["wsgi.input"] = io.BytesIO(body)
+    environ["CONTENT_LENGTH"] = str(len(body))
+    return body
+
+
+def emulator_api(environ, start_response):
+    """The emulator's own endpoints (none of them is an AWS API):
+
+    POST /_emulator/identities        register an identity (authz.Registry.register)
+    GET  /_emulator/identities        the registered identities (names, keys, principals)
+    GET  /_emulator/calls             every decision for a registered identity, in order
+                                      (?identity=<name> filters, ?since=<seq> skips)
+    DELETE /_emulator/calls           forget the decisions so far
+    POST /_emulator/ecs-task-exit/<n> exit code of the next one-off task (then 0 again)
+    POST /_emulator/ecs-task-output   {"lines": [...]}: output of the next one-off task
+    GET  /_emulator/schema            the migration schema model (tasks.SCHEMA)
+    POST /_emulator/fail-resource     {"logical_id", "reason"}: the next create or update
+                                      of that resource fails with the reason (once)
+    PUT  /_emulator/cfn-response/<id> a custom resource's response (its ResponseURL)
+    """
+    path, method = environ["PATH_INFO"], environ["REQUEST_METHOD"]
+    if path.startswith("/_emulator/cfn-response/"):
+        return cfn_response_app(environ, start_response)
+    try:
+        if path.startswith("/_emulator/ecs-task-exit/") and method == "POST":
+            with tasks.LOCK:
+                tasks.TASK_EXIT["next"] = int(path.rsplit("/", 1)[-1])
+            start_response("200 OK", [("Content-Length", "0")])
+            return [b""]
+        if path == "/_emulator/ecs-task-output" and method == "POST":
+            lines = json.loads(_read_body(environ) or b"{}").get("lines")
+            if not isinstance(lines, list) or not all(isinstance(x, str) for x in lines):
+                raise ValueError('the body must be {"lines": ["...", ...]}')
+            with tasks.LOCK:
+                tasks.TASK_OUTPUT["next"] = lines
+            return _json_reply(start_response, "200 OK", {"lines": len(lines)})
+        if path == "/_emulator/identities" and method == "POST":
+            identity = REGISTRY.register(json.loads(_read_body(environ) or b"null"))
+            return _json_reply(start_response, "200 OK", {
+                "access_key_id": identity.access_key_id, "name": identity.name,
+                "principal": identity.principal, "statements": len(identity.statements)})
+        if path == "/_emulator/identities" and method == "GET":
+            with REGISTRY.lock:
+                listed = [{"access_key_id": i.access_key_id, "name": i.name,
+                           "principal": i.principal} for i in REGISTRY.identities.values()]
+            return _json_reply(start_response, "200 OK", {"identities": listed})
+        if path == "/_emulator/calls" and method == "GET":
+            query = parse_qs(environ.get("QUERY_STRING", ""))
+            since = int((query.get("since") or ["0"])[0])
+            name = (query.get("identity") or [None])[0]
+            with REGISTRY.lock:
+                calls = [c for c in REGISTRY.calls if c["seq"] > since
+                         and (name is None or c["identity"] == name)]
+            return _json_reply(start_response, "200 OK", {"calls": calls})
+        if path == "/_emulator/calls" and method == "DELETE":
+            with REGISTRY.lock:
+                REGISTRY.calls.clear()
+            start_response("200 OK", [("Content-Length", "0")])
+            return [b""]
+        if path == "/_emulator/fail-resource" and method == "POST":
+            body = json.loads(_read_body(environ) or b"{}")
+            if not isinstance(body.get("logical_id"), str) or not body["logical_id"]:
+                raise ValueError('the body must be {"logical_id": "...", "reason": "..."}')
+            with FAIL_NEXT_LOCK:
+                FAIL_NEXT[body["logical_id"]] = str(body.get("reason") or
+                                                    "failed on purpose (emulator hook)")
+            return _json_reply(start_response, "200 OK", {"logical_id": body["logical_id"]})
+        if path == "/_emulator/schema" and method == "GET":
+            with tasks.LOCK:
+                return _json_reply(start_response, "200 OK", {"schema": dict(tasks.SCHEMA)})
+    except ValueError as e:  # also json.JSONDecodeError and iam_eval.PolicyError
+        return _json_reply(start_response, "400 Bad Request", {"error": str(e)})
+    return _json_reply(start_response, "404 Not Found",
+                       {"error": f"no emulator endpoint {method} {path}"})
+
+
+class MotoResolver(authz.Resolver):
+    """Names in requests resolved against moto's state (authz.Resolver)."""
+
+    def secret_arn(self, req, secret_id):
+        secret = secretsmanager_backends[req.account][req.region].secrets.get(secret_id) \
+            if secret_id else None
+        if secret is not None:
+            return secret.arn
+        if secret_id.startswith("arn:"):
+            return secret_id
+        return f"arn:aws:secretsmanager:{req.region}:{req.account}:secret:{secret_id}"
+
+    def task_definition(self, req, name):
+        try:
+            return ecs_backends[req.account][req.region].describe_task_definition(name)
+        except Exception:
+            return None
+
+
+RESOLVER = MotoResolver()
+
+
+def authorize(environ, start_response, moto_app):
+    """IAM for registered identities, in front of moto (see authz.py for what each
+    operation needs). Unregistered keys pass straight through."""
+    headers = authz.wsgi_headers(environ)
+    query = parse_qs(environ.get("QUERY_STRING", ""), keep_blank_values=True)
+    key, region, service = authz.access_key_of(headers, query)
+    identity = REGISTRY.get(key)
+    if identity is None:
+        return moto_app(environ, start_response)
+    method = environ["REQUEST_METHOD"]
+    # An object upload's body is the object: never buffered; everything else is small.
+    streaming = service == "s3" and method == "PUT"
+    body = b"" if streaming else _read_body(environ)
+    req = authz.Request(method, environ["PATH_INFO"], query, headers, body, key,
+                        region or authz.DEFAULT_REGION, service)
+    op = authz.classify(req, RESOLVER)
+    request_no = REGISTRY.next_request()
+
+    def deny(action, resource, message):
+        status, reply_headers, reply = authz.denial_response(op, method, message)
+        start_response(status, reply_headers + [("Content-Length", str(len(reply)))])
+        return [reply]
+
+    if op.free:
+        REGISTRY.record(identity, request_no, op.service, op.name, f"{op.service}:{op.name}",
+                        "*", {}, True, "needs no permission (AWS documents none)")
+        if op.service == "sts" and op.name == "GetCallerIdentity":
+            status, reply_headers, reply = authz.caller_identity_response(
+                op, identity, req.account)
+            start_response(status, reply_headers + [("Content-Length", str(len(reply)))])
+            return [reply]
+        return moto_app(environ, start_response)
+    if not op.modelled:
+        action = f"{op.service}:{op.name}"
+        reason = (f"operation {op.service} {op.name} is not modelled by the emulator, so it "
+                  "is denied (fail closed); model it in tests/aws_emulator/authz.py")
+        REGISTRY.record(identity, request_no, op.service, op.name, action, "", {}, False,
+                        reason)
+        return deny(action, "", f"User: {identity.principal} is not authorized to perform: "
+                                f"{action} ({reason})")
+    first_denial = None
+    for check in op.checks:
+        decision = iam_eval.evaluate(identity.statements, check.action, check.resource,
+                                     check.context)
+        REGISTRY.record(identity, request_no, op.service, op.name, check.action,
+                        check.resource, check.context, decision.allowed, decision.reason)
+        if not decision.allowed and first_denial is None:
+            first_denial = (check, decision)
+    if first_denial:
+        check, decision = first_denial
+        return deny(check.action, check.resource, authz.denial_message(
+            identity.principal, check.action, check.resource,
+            decision.kind == "explicit-deny"))
+    if op.service == "s3" and op.name in ("GetObject", "HeadObject"):
+        return _missing_key_rule(environ, start_response, moto_app, req, op, identity,
+                                 request_no)
+    return moto_app(environ, start_response)
+
+
+def _missing_key_rule(environ, start_response, moto_app, req, op, identity, request_no):
+    """S3: "If the object you request doesn't exist, the error that Amazon S3 returns
+    depends on whether you also have the s3:ListBucket permission": 404 with it, 403
+    AccessDenied without (Permissions sections of
+    https://docs.aws.amazon.com/AmazonS3/latest/API/API_HeadObject.html and
+    https://docs.aws.amazon.com/AmazonS3/latest/API/API_GetObject.html). The ListBucket
+    check has no s3:prefix in its context: the request has no prefix parameter."""
+    captured = {}
+
+    def capture(status, headers, exc_info=None):
+        captured["status"], captured["headers"] = status, headers
+        return lambda data: captured.setdefault("written", []).append(data)
+
+    result = moto_app(environ, capture)
+    try:
+        chunks = captured.get("written", []) + list(result)
+    finally:
+        if hasattr(result, "close"):
+            result.close()
+    body = b"".join(chunks)
+    missing_key = captured["status"].startswith("404") and (
+        b"NoSuchKey" in body or (req.method == "HEAD" and op.s3_bucket in
+                                 s3_backends[req.account]["aws"].buckets))
+    if missing_key:
+        bucket_arn = f"arn:aws:s3:::{op.s3_bucket}"
+        decision = iam_eval.evaluate(identity.statements, "s3:ListBucket", bucket_arn, {})
+        REGISTRY.record(identity, request_no, "s3", f"{op.name} (missing key)",
+                        "s3:ListBucket", bucket_arn, {}, decision.allowed,
+                        "the key does not exist; S3 answers 404 only to a caller allowed "
+                        f"s3:ListBucket on the bucket, else 403: {decision.reason}")
+        if not decision.allowed:
+            status, headers, reply = authz.denial_response(op, req.method, "Access Denied")
+            start_response(status, headers + [("Content-Length", str(len(reply)))])
+            return [reply]
+    start_response(captured["status"], captured["headers"])
+    return [body]
 
 
 ORIGINAL = {}
@@ -1150,7 +1586,21 @@ ORIGINAL = {}
 def apply_patches() -> None:
     """Install every patch above into moto."""
     from moto.ecs.models import EC2ContainerServiceBackend
+    from moto.ecs.responses import EC2ContainerServiceResponse
     ORIGINAL["describe_tasks"] = EC2ContainerServiceBackend.describe_tasks
+    ORIGINAL["run_task"] = EC2ContainerServiceBackend.run_task
+    ORIGINAL["run_task_response"] = EC2ContainerServiceResponse.run_task
+    EC2ContainerServiceBackend.run_task = run_task
+    from moto.ec2.models.subnets import SubnetRouteTableAssociation
+    SubnetRouteTableAssociation.create_from_cloudformation_json = classmethod(
+        subnet_association_create)
+    from moto.iam.models import Role
+    ORIGINAL["role_update"] = Role.update_from_cloudformation_json
+    Role.update_from_cloudformation_json = classmethod(role_update)
+    from moto.ecs.models import TaskDefinition
+    TaskDefinition.create_from_cloudformation_json = classmethod(task_definition_create)
+    TaskDefinition.update_from_cloudformation_json = classmethod(task_definition_update)
+    EC2ContainerServiceResponse.run_task = run_task_response
     ORIGINAL["get_stack_from_s3_url"] = cfn_utils.get_stack_from_s3_url
     cfn_utils.get_stack_from_s3_url = get_stack_from_s3_url
     cfn_responses.get_stack_from_s3_url = get_stack_from_s3_url
@@ -1159,6 +1609,13 @@ def apply_patches() -> None:
     EC2ContainerServiceBackend._calculate_task_resource_requirements = staticmethod(
         task_resource_requirements)
     lambda_models.LambdaFunction.invoke = lambda_invoke
+    # Gap: a network interface in a VPC without DNS hostnames has no private_dns_name, and
+    # moto's RunTask (awsvpc) then fails with an AttributeError; AWS just leaves it empty.
+    from moto.ec2.models.elastic_network_interfaces import NetworkInterface
+    NetworkInterface.private_dns_name = None
+    from moto.logs.models import LogGroup
+    ORIGINAL["log_group_attribute"] = LogGroup.get_cfn_attribute
+    LogGroup.get_cfn_attribute = log_group_attribute
     CustomModel.get_cfn_attribute = custom_get_attribute
     parsing.resource_class_from_type = resource_class_from_type
     parsing.clean_json = clean_json
@@ -1193,6 +1650,9 @@ def main() -> None:
     global ENDPOINT
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="address to bind (default 127.0.0.1; an address inside a "
+                             "network namespace for the e2e; 0.0.0.0 for all)")
     parser.add_argument("--verbose", action="store_true", help="log every HTTP request")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
@@ -1202,16 +1662,25 @@ def main() -> None:
     moto_app = DomainDispatcherApplication(create_backend_app)
 
     def app(environ, start_response):
-        if environ["PATH_INFO"].startswith("/_emulator/cfn-response/"):
-            return cfn_response_app(environ, start_response)
-        if environ["PATH_INFO"].startswith("/_emulator/ecs-task-exit/"):
-            return task_exit_app(environ, start_response)
-        return moto_app(environ, start_response)
+        path = environ["PATH_INFO"]
+        if path.startswith("/_emulator/"):
+            return emulator_api(environ, start_response)
+        if path == "/moto-api/reset":  # the emulator's own state goes with moto's
+            REGISTRY.reset()
+            tasks.reset()
+            with FAIL_NEXT_LOCK:
+                FAIL_NEXT.clear()
+            return moto_app(environ, start_response)
+        return authorize(environ, start_response, moto_app)
 
-    server = make_server("127.0.0.1", args.port, app, threaded=True,
+    server = make_server(args.host, args.port, app, threaded=True,
                          request_handler=MotoRequestHandler)
     port = server.server_port
-    ENDPOINT = f"http://127.0.0.1:{port}"
+    # The address the Lambdas (run here, in the same network namespace) and ResponseURLs
+    # use: the bound one, or loopback when bound to every address.
+    reach = "127.0.0.1" if args.host in ("0.0.0.0", "") else args.host
+    reach = "[::1]" if reach == "::" else (f"[{reach}]" if ":" in reach else reach)
+    ENDPOINT = f"http://{reach}:{port}"
     os.environ["MOTO_PORT"] = str(port)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     signal.signal(signal.SIGINT, lambda *_: sys.exit(0))

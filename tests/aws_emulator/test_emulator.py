@@ -3,123 +3,38 @@
     $AIRFLOW_STACK_VENV/bin/python -m pytest tests/aws_emulator -q
 """
 
-import io
 import json
 import os
-import signal
-import subprocess
-import sys
 import time
 import urllib.request
-import uuid
-import zipfile
 
-import boto3
 import pytest
-from botocore.config import Config
 from botocore.exceptions import ClientError
 
-SERVER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "server.py")
-REGION = "us-east-1"
-
-# A fake custom-resource Lambda speaking the Runtime API, like the real Rust one will.
-BOOTSTRAP = r'''#!{python}
-import http.client, json, os, time, urllib.parse
-api = http.client.HTTPConnection(os.environ["AWS_LAMBDA_RUNTIME_API"])
-api.request("GET", "/2018-06-01/runtime/invocation/next")
-r = api.getresponse()
-event = json.loads(r.read())
-request_id = r.getheader("Lambda-Runtime-Aws-Request-Id")
-assert int(r.getheader("Lambda-Runtime-Deadline-Ms")) > time.time() * 1000
-with open(os.environ.get("RECORD_FILE", "/dev/null"), "a") as f:
-    f.write(json.dumps(event) + "\n")
-print("handling", event.get("RequestType", "direct invoke"), flush=True)
-if "RequestType" in event:
-    props = event["ResourceProperties"]
-    time.sleep(float(props.get("Delay", "0")))
-    status, reason = "SUCCESS", None
-    if props.get("Fail") == "true" and event["RequestType"] != "Delete":
-        status, reason = "FAILED", "boom: the handler was asked to fail"
-    elif props.get("SecretArn") and event["RequestType"] != "Delete":
-        import boto3  # reaches the emulator through AWS_ENDPOINT_URL
-        boto3.client("secretsmanager").put_secret_value(
-            SecretId=props["SecretArn"], SecretString="pw-" + props["Name"])
-    body = json.dumps({
-        "Status": status, "Reason": reason,
-        "PhysicalResourceId": event.get("PhysicalResourceId") or event["LogicalResourceId"] + "-id",
-        "StackId": event["StackId"], "RequestId": event["RequestId"],
-        "LogicalResourceId": event["LogicalResourceId"],
-        "Data": {"Greeting": "hello " + props.get("Name", ""), "Number": props.get("Number")},
-    }).encode()
-    url = urllib.parse.urlsplit(event["ResponseURL"])
-    put = http.client.HTTPConnection(url.netloc)
-    put.putrequest("PUT", url.path + "?" + url.query, skip_accept_encoding=True)
-    put.putheader("Content-Type", "")
-    put.putheader("Content-Length", str(len(body)))
-    put.endheaders(body)
-    assert put.getresponse().status == 200
-    result = {"status": status}
-else:
-    result = {"echo": event, "function": os.environ["AWS_LAMBDA_FUNCTION_NAME"],
-              "endpoint": os.environ["AWS_ENDPOINT_URL"]}
-api.request("POST", f"/2018-06-01/runtime/invocation/{request_id}/response",
-            body=json.dumps(result))
-api.getresponse().read()
-api.request("GET", "/2018-06-01/runtime/invocation/next")  # a runtime loops; we get killed here
-api.getresponse()
-'''
-
-
-@pytest.fixture(scope="session")
-def endpoint(tmp_path_factory):
-    log_path = tmp_path_factory.mktemp("emulator") / "server.log"
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen([sys.executable, SERVER, "--port", "0"],
-                                stdout=subprocess.PIPE, stderr=log, text=True)
-    try:
-        line = proc.stdout.readline()  # "READY <port>"
-        assert line.startswith("READY "), f"server did not start: {log_path.read_text()}"
-        yield f"http://127.0.0.1:{line.split()[1]}"
-    finally:
-        os.kill(proc.pid, signal.SIGTERM)
-        try:
-            assert proc.wait(10) == 0, "server did not exit cleanly on SIGTERM"
-        except subprocess.TimeoutExpired:
-            os.kill(proc.pid, signal.SIGKILL)
-            raise
-
-
-@pytest.fixture
-def aws(endpoint):
-    urllib.request.urlopen(urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST"))
-
-    def client(service):
-        return boto3.client(service, endpoint_url=endpoint, region_name=REGION,
-                            aws_access_key_id="testing", aws_secret_access_key="testing",
-                            config=Config(s3={"addressing_style": "path"}))
-    return client
-
-
-@pytest.fixture
-def lambda_code(aws, tmp_path):
-    """Uploads the fake bootstrap zip; returns (bucket, key, record file)."""
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:
-        info = zipfile.ZipInfo("bootstrap")
-        info.external_attr = 0o100755 << 16
-        archive.writestr(info, BOOTSTRAP.replace("{python}", sys.executable))
-    aws("s3").create_bucket(Bucket="code")
-    aws("s3").put_object(Bucket="code", Key="cr.zip", Body=buffer.getvalue())
-    record = tmp_path / "invocations.jsonl"
-    record.touch()
-    return "code", "cr.zip", record
-
+from harness import SERVER, deploy, events, outputs, wait
 
 def requests_seen(record):
     return [json.loads(line) for line in record.read_text().splitlines()]
 
 
-def template(record, *, retention=7, desired=2, greeting="world", fail="false", extra=None):
+def role_policy(may_put_secret=True):
+    """The custom-resource Lambda's role: it runs as this role (server.py lambda_identity),
+    so it needs PutSecretValue on the secret and the right to write its own logs."""
+    statements = [
+        {"Effect": "Allow", "Action": ["logs:CreateLogGroup"], "Resource": "*"},
+        {"Effect": "Allow", "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
+         "Resource": {"Fn::Sub": "arn:aws:logs:${AWS::Region}:${AWS::AccountId}:"
+                                 "log-group:/aws/lambda/*:*"}},
+    ]
+    if may_put_secret:
+        statements.append({"Effect": "Allow", "Action": "secretsmanager:PutSecretValue",
+                           "Resource": {"Ref": "Secret"}})
+    return [{"PolicyName": "custom-resource",
+             "PolicyDocument": {"Version": "2012-10-17", "Statement": statements}}]
+
+
+def template(record, *, retention=7, desired=2, greeting="world", fail="false", extra=None,
+             may_put_secret=True):
     resources = {
         "Bucket": {"Type": "AWS::S3::Bucket", "DeletionPolicy": "Retain"},
         "Logs": {"Type": "AWS::Logs::LogGroup", "Properties": {
@@ -131,7 +46,8 @@ def template(record, *, retention=7, desired=2, greeting="world", fail="false", 
                "Properties": {"Engine": "aurora-postgresql"}},
         "Role": {"Type": "AWS::IAM::Role", "Properties": {"AssumeRolePolicyDocument": {
             "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
-                                                    "Principal": {"Service": "lambda.amazonaws.com"}}]}}},
+                                                    "Principal": {"Service": "lambda.amazonaws.com"}}]},
+            "Policies": role_policy(may_put_secret)}},
         "Fn": {"Type": "AWS::Lambda::Function", "Properties": {
             "Code": {"S3Bucket": "code", "S3Key": "cr.zip"}, "Handler": "bootstrap",
             "Runtime": "provided.al2023", "Timeout": 30, "Role": {"Fn::GetAtt": ["Role", "Arn"]},
@@ -139,7 +55,10 @@ def template(record, *, retention=7, desired=2, greeting="world", fail="false", 
         "Init": {"Type": "Custom::DbInit", "Properties": {
             "ServiceToken": {"Fn::GetAtt": ["Fn", "Arn"]}, "Name": greeting, "Fail": fail,
             "Number": 42, "Delay": "0.5", "SecretArn": {"Ref": "Secret"},
-            "DbHost": {"Fn::GetAtt": ["Db", "Endpoint.Address"]}}},
+            "DbHost": {"Fn::GetAtt": ["Db", "Endpoint.Address"]},
+            # Custom resources run as early as their dependencies allow (server.py
+            # dependency_order): what Init refers to exists before it runs.
+            "Refs": [{"Ref": name} for name in ["Bucket", *(extra or {})]]}},
         "Cluster": {"Type": "AWS::ECS::Cluster"},
         "Task": {"Type": "AWS::ECS::TaskDefinition", "Properties": {
             "Family": "web", "Memory": "512",
@@ -158,41 +77,6 @@ def template(record, *, retention=7, desired=2, greeting="world", fail="false", 
         "BucketName": {"Value": {"Ref": "Bucket"}, "Export": {"Name": {"Fn::Sub": "${AWS::StackName}-bucket"}}},
         "ServiceArn": {"Value": {"Fn::GetAtt": ["Service", "ServiceArn"]}},
     }})
-
-
-def deploy(cfn, name, body, change_set_type):
-    """What the Rust client does: unique change-set name, wait for it, execute, poll."""
-    change_set = f"deploy-{uuid.uuid4().hex[:8]}"
-    cfn.create_change_set(StackName=name, ChangeSetName=change_set, TemplateBody=body,
-                          ChangeSetType=change_set_type, Capabilities=["CAPABILITY_IAM"])
-    cfn.get_waiter("change_set_create_complete").wait(
-        StackName=name, ChangeSetName=change_set, WaiterConfig={"Delay": 1})
-    cfn.execute_change_set(StackName=name, ChangeSetName=change_set)
-    return wait(cfn, name)
-
-
-def wait(cfn, name, timeout=60):
-    """Polls DescribeStacks until a terminal status; returns (stack, statuses seen)."""
-    seen, deadline = [], time.time() + timeout
-    while time.time() < deadline:
-        stack = cfn.describe_stacks(StackName=name)["Stacks"][0]
-        if not seen or seen[-1] != stack["StackStatus"]:
-            seen.append(stack["StackStatus"])
-        if not stack["StackStatus"].endswith("_IN_PROGRESS"):
-            return stack, seen
-        time.sleep(0.1)
-    raise AssertionError(f"{name} still in progress: {seen}")
-
-
-def events(cfn, stack_id):
-    """Resource events, oldest first, as (logical id, status, reason)."""
-    raw = cfn.describe_stack_events(StackName=stack_id)["StackEvents"][::-1]
-    return [(e["LogicalResourceId"], e["ResourceStatus"], e.get("ResourceStatusReason"))
-            for e in raw]
-
-
-def outputs(stack):
-    return {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
 
 
 def test_change_set_lifecycle(aws, lambda_code):

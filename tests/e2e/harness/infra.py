@@ -32,23 +32,64 @@ def need(path_or_cmd: str, what: str) -> str:
     return found
 
 
-# --- moto -------------------------------------------------------------------------------
+# --- the AWS emulator ----------------------------------------------------------------------
 
-class Moto:
-    def __init__(self, venv: Path, workdir: Path):
-        exe = need(str(venv / "bin" / "moto_server"), "moto_server (moto[server]==5.2.5)")
-        self.port = free_port()
-        self.endpoint = f"http://127.0.0.1:{self.port}"
-        env = dict(os.environ, AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing")
-        self.proc = Proc("moto", [exe, "-H", "127.0.0.1", "-p", str(self.port)], env,
-                         workdir / "moto.log")
-        wait_for("moto", lambda: urllib.request.urlopen(self.endpoint + "/moto-api/").status == 200,
-                 30, on_timeout=self.proc.tail)
+class Aws:
+    """The patched AWS emulator (tests/aws_emulator/server.py: moto with IAM enforcement)
+    in its own lab host, the stand-in for AWS's public endpoints: every host may reach it
+    (egress is open on AWS too), nothing else is reachable from it.
 
-    def client(self, service: str, region: str):
+    The test process itself (and the CLI it runs) signs with `testing`, an unregistered
+    key: the operator's administrator. Each task role, execution role and Lambda role
+    gets its own key through `register` and is then held to its policy."""
+
+    PORT = 4566
+
+    def __init__(self, venv: Path, repo: Path, lab, workdir: Path, region: str):
+        python = need(str(venv / "bin" / "python"), "the tools virtualenv (moto[server]==5.2.5)")
+        self.host = lab.add_host("aws", ["aws-endpoint"], hostname="aws.emulator.internal")
+        lab.allow_any("aws-endpoint", self.PORT)
+        self.region = region
+        self.endpoint = f"http://{self.host.ip}:{self.PORT}"
+        self.proc = self.host.start(
+            "aws", [python, str(repo / "tests" / "aws_emulator" / "server.py"),
+                    "--host", "0.0.0.0", "--port", str(self.PORT)],
+            {"PATH": f"{venv}/bin:/usr/bin:/bin", "LANG": "C.UTF-8",
+             "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+             "AWS_DEFAULT_REGION": region},
+            workdir / "aws.log", cwd=str(workdir))
+        wait_for("AWS emulator", lambda: urllib.request.urlopen(
+            self.endpoint + "/moto-api/", timeout=2).status == 200,
+            60, on_timeout=lambda: self.proc.tail(40))
+        self.identities: dict[str, str] = {}  # access key id -> name
+
+    def client(self, service: str, region: str | None = None, key: str = "testing"):
         import boto3
-        return boto3.client(service, region_name=region, endpoint_url=self.endpoint,
-                            aws_access_key_id="testing", aws_secret_access_key="testing")
+        from botocore.config import Config
+        return boto3.client(service, region_name=region or self.region, endpoint_url=self.endpoint,
+                            aws_access_key_id=key, aws_secret_access_key="testing",
+                            config=Config(retries={"max_attempts": 1, "mode": "standard"}))
+
+    def register(self, name: str, role_arn: str, policies: list[dict]) -> str:
+        """A new access key held to `policies`, as the temporary credentials of `role_arn`
+        assumed by `name`; returns the key id."""
+        key = "AKIA" + uuid.uuid4().hex[:16].upper()
+        role_name = role_arn.rsplit("/", 1)[-1]
+        account = role_arn.split(":")[4]
+        body = {"access_key_id": key, "name": name, "policies": policies,
+                "principal": f"arn:aws:sts::{account}:assumed-role/{role_name}/{name}"}
+        req = urllib.request.Request(self.endpoint + "/_emulator/identities", method="POST",
+                                     data=json.dumps(body).encode(),
+                                     headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            assert resp.status == 200, resp.status
+        self.identities[key] = name
+        return key
+
+    def calls(self) -> list[dict]:
+        """Every call a registered identity made, with the emulator's decision."""
+        with urllib.request.urlopen(self.endpoint + "/_emulator/calls", timeout=10) as resp:
+            return json.loads(resp.read())["calls"]
 
 
 # --- PostgreSQL --------------------------------------------------------------------------
@@ -61,35 +102,43 @@ def _pg_bindir() -> str:
     return os.path.dirname(candidates[-1])
 
 
-class Postgres:
-    """A throwaway cluster with ssl=on (self-signed certificate) that accepts TCP
-    connections only over TLS (hostssl), so `sslmode=require` is really exercised."""
+def _user_ids(name: str) -> tuple[int, int]:
+    import pwd
+    entry = pwd.getpwnam(name)
+    return entry.pw_uid, entry.pw_gid
 
-    def __init__(self, workdir: Path):
+
+class Postgres:
+    """The stand-in for RDS / Aurora PostgreSQL: a throwaway cluster in its own lab host
+    (the database's security groups decide who reaches it), ssl=on with a self-signed
+    certificate, and TCP connections accepted only over TLS (hostssl), so
+    `sslmode=require` is really exercised. Administered over its Unix socket, from inside
+    its host, never over the network."""
+
+    def __init__(self, workdir: Path, host):
         bindir = _pg_bindir()
-        self.port = free_port()
+        self.host = host
+        self.port = 5432
         self.dir = workdir / "pg"
         self.dir.mkdir()
         data = self.dir / "data"
-        as_user: list[str] = []
-        if os.geteuid() == 0:
-            # initdb refuses root; run the cluster as the Debian package's postgres user.
-            as_user = [need("runuser", "runuser"), "-u", "postgres", "--"]
-            shutil.chown(self.dir, "postgres", "postgres")
+        user = _user_ids("postgres")
+        shutil.chown(self.dir, "postgres", "postgres")
         os.chmod(workdir, 0o755)
         env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}
-        run(as_user + [f"{bindir}/initdb", "-D", str(data), "-U", "postgres", "--auth=trust",
-                       "-E", "UTF8", "--no-sync"], env=env, cwd=str(self.dir))
+        res = host.run([f"{bindir}/initdb", "-D", str(data), "-U", "postgres", "--auth=trust",
+                        "-E", "UTF8", "--no-sync"], env=env, user=user, cwd=str(self.dir),
+                       timeout=120)
+        assert res.returncode == 0, f"initdb failed:\n{res.stdout}\n{res.stderr}"
         need("openssl", "openssl")
-        run(["openssl", "req", "-new", "-x509", "-days", "2", "-nodes", "-subj", "/CN=127.0.0.1",
+        run(["openssl", "req", "-new", "-x509", "-days", "2", "-nodes", "-subj", "/CN=database",
              "-keyout", str(data / "server.key"), "-out", str(data / "server.crt")])
         os.chmod(data / "server.key", 0o600)
-        if as_user:
-            for f in ("server.key", "server.crt"):
-                shutil.chown(data / f, "postgres", "postgres")
+        for f in ("server.key", "server.crt"):
+            shutil.chown(data / f, "postgres", "postgres")
         with open(data / "postgresql.conf", "a") as conf:
             conf.write(f"""
-listen_addresses = '127.0.0.1'
+listen_addresses = '*'
 port = {self.port}
 unix_socket_directories = '{self.dir}'
 ssl = on
@@ -98,23 +147,29 @@ ssl_key_file = 'server.key'
 fsync = off
 synchronous_commit = off
 full_page_writes = off
-max_connections = 200
+max_connections = 300
 """)
         (data / "pg_hba.conf").write_text(
             "local all all trust\n"
-            "hostssl all all 127.0.0.1/32 scram-sha-256\n"
-            "hostnossl all all 127.0.0.1/32 reject\n")
-        self.proc = Proc("postgres", as_user + [f"{bindir}/postgres", "-D", str(data)], env,
-                         workdir / "postgres.log", cwd=str(self.dir))
-        self.psql_argv = as_user + [f"{bindir}/psql", "-h", str(self.dir), "-p", str(self.port),
-                                    "-U", "postgres", "-v", "ON_ERROR_STOP=1", "-qAt"]
-        wait_for("postgres", lambda: run(self.psql_argv + ["-c", "select 1"], env=env,
-                                         check=False).returncode == 0,
+            "hostssl all all 0.0.0.0/0 scram-sha-256\n"
+            "hostnossl all all 0.0.0.0/0 reject\n")
+        shutil.chown(data / "pg_hba.conf", "postgres", "postgres")
+        self.proc = host.start("postgres", [f"{bindir}/postgres", "-D", str(data)], env,
+                               workdir / "postgres.log", user=user, cwd=str(self.dir))
+        self.psql_argv = [f"{bindir}/psql", "-h", str(self.dir), "-p", str(self.port),
+                          "-U", "postgres", "-v", "ON_ERROR_STOP=1", "-qAt"]
+        self.env, self.user = env, user
+        wait_for("postgres", lambda: self._psql(["-c", "select 1"]).returncode == 0,
                  30, on_timeout=self.proc.tail)
-        self.env = env
+
+    def _psql(self, args: list[str]):
+        return self.host.run(self.psql_argv + args, env=self.env, user=self.user, timeout=60)
 
     def sql(self, statement: str, db: str = "postgres") -> str:
-        return run(self.psql_argv + ["-d", db, "-c", statement], env=self.env).stdout
+        res = self._psql(["-d", db, "-c", statement])
+        if res.returncode != 0:
+            raise RuntimeError(f"psql failed: {res.stderr[-2000:]}")
+        return res.stdout
 
     def create_app_db(self, user: str, password: str, db: str) -> None:
         pw = password.replace("'", "''")
@@ -122,23 +177,54 @@ max_connections = 200
         self.sql(f"CREATE DATABASE \"{db}\" OWNER \"{user}\"")
 
 
-# --- Redis --------------------------------------------------------------------------------
+# --- Redis: ElastiCache with TLS and an AUTH token -----------------------------------------
 
-class Redis:
-    def __init__(self, workdir: Path, password: str):
+class TlsRedis:
+    """The stand-in for an ElastiCache replication group with in-transit encryption and an
+    AUTH token: redis-server with TLS only (no plain port), in its own lab host, serving a
+    certificate for the endpoint's name signed by a local CA that the Airflow containers
+    trust (ElastiCache's certificates chain to Amazon's roots, which the image trusts)."""
+
+    def __init__(self, workdir: Path, host, endpoint: str, password: str, ca):
         exe = need("redis-server", "redis-server")
-        self.port = free_port()
+        self.host, self.port = host, 6379
         d = workdir / "redis"
         d.mkdir()
-        # The password goes in through stdin, as the stack's Redis container does it.
-        config = (f"bind 127.0.0.1\nport {self.port}\nsave \"\"\nappendonly no\ndir {d}\n"
-                  f"requirepass {password}\n")
-        self.proc = Proc("redis", [exe, "-"], {"PATH": "/usr/bin:/bin"}, workdir / "redis.log",
-                         stdin=config)
+        cert, key = ca.issue(endpoint, d)
+        config = (f"bind 0.0.0.0\nport 0\ntls-port {self.port}\ntls-cert-file {cert}\n"
+                  f"tls-key-file {key}\ntls-ca-cert-file {ca.cert}\ntls-auth-clients no\n"
+                  f"save \"\"\nappendonly no\ndir {d}\nrequirepass {password}\n")
+        self.proc = host.start("redis", [exe, "-"], {"PATH": "/usr/bin:/bin"},
+                               workdir / "redis.log", cwd=str(d), stdin=config)
         cli = need("redis-cli", "redis-cli")
-        wait_for("redis", lambda: "PONG" in run(
-            [cli, "-h", "127.0.0.1", "-p", str(self.port), "--no-auth-warning", "-a", password,
-             "ping"], check=False).stdout, 20, on_timeout=self.proc.tail)
+        wait_for("redis (TLS)", lambda: "PONG" in host.run(
+            [cli, "--tls", "--cacert", str(ca.cert), "-h", endpoint, "-p", str(self.port),
+             "--no-auth-warning", "-a", password, "ping"], timeout=10).stdout,
+            20, on_timeout=self.proc.tail)
+
+
+class LocalCa:
+    """A certificate authority for the run: signs the TLS Redis certificate."""
+
+    def __init__(self, workdir: Path):
+        self.dir = workdir / "ca"
+        self.dir.mkdir()
+        self.cert, key = self.dir / "ca.crt", self.dir / "ca.key"
+        run(["openssl", "req", "-new", "-x509", "-days", "2", "-nodes", "-subj",
+             "/CN=airflow-stack e2e CA", "-keyout", str(key), "-out", str(self.cert)])
+        self.key = key
+        os.chmod(self.dir, 0o755)
+        os.chmod(self.cert, 0o644)
+
+    def issue(self, name: str, into: Path) -> tuple[Path, Path]:
+        key, csr, cert = into / "server.key", into / "server.csr", into / "server.crt"
+        ext = into / "san.ext"
+        ext.write_text(f"subjectAltName=DNS:{name}\n")
+        run(["openssl", "req", "-new", "-nodes", "-subj", f"/CN={name}", "-keyout", str(key),
+             "-out", str(csr)])
+        run(["openssl", "x509", "-req", "-days", "2", "-in", str(csr), "-CA", str(self.cert),
+             "-CAkey", str(self.key), "-CAcreateserial", "-extfile", str(ext), "-out", str(cert)])
+        return cert, key
 
 
 # --- Lambda Runtime API and ResponseURL ---------------------------------------------------
@@ -147,11 +233,23 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
 
+    @classmethod
+    def on(cls, sock, handler) -> "_Server":
+        """A server on an already bound and listening socket (one made inside a lab
+        host's namespace by nsbind.listen_in), or on 127.0.0.1 when `sock` is None."""
+        if sock is None:
+            return cls(("127.0.0.1", 0), handler)
+        server = cls(sock.getsockname(), handler, bind_and_activate=False)
+        server.socket.close()
+        server.socket = sock
+        server.server_address = sock.getsockname()
+        return server
+
 
 class RuntimeApi:
     """Enough of the Lambda Runtime API for one function: queue events, collect results."""
 
-    def __init__(self):
+    def __init__(self, sock=None, function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:airflow-secrets"):
         self.events: "queue.Queue[tuple[str, bytes]]" = queue.Queue()
         self.results: dict[str, tuple[str, bytes]] = {}
         self.init_errors: list[bytes] = []
@@ -170,8 +268,7 @@ class RuntimeApi:
                 self.send_response(200)
                 self.send_header("Lambda-Runtime-Aws-Request-Id", request_id)
                 self.send_header("Lambda-Runtime-Deadline-Ms", str(int(time.time() * 1000) + 300_000))
-                self.send_header("Lambda-Runtime-Invoked-Function-Arn",
-                                 "arn:aws:lambda:us-east-1:123456789012:function:airflow-secrets")
+                self.send_header("Lambda-Runtime-Invoked-Function-Arn", function_arn)
                 self.send_header("Lambda-Runtime-Trace-Id", "Root=1-00000000-000000000000000000000000")
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))
@@ -194,7 +291,7 @@ class RuntimeApi:
                 self.send_header("Content-Length", "0")
                 self.end_headers()
 
-        self.server = _Server(("127.0.0.1", 0), Handler)
+        self.server = _Server.on(sock, Handler)
         self.port = self.server.server_address[1]
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
@@ -212,6 +309,7 @@ class RuntimeApi:
 
     def close(self):
         self.server.shutdown()
+        self.server.server_close()
 
 
 class ResponseServer:

@@ -1,16 +1,24 @@
-"""The synthesized stack, brought up as local processes.
+"""The synthesized stack, brought up as local processes, held to what AWS enforces.
 
-What the harness supplies, and nothing more (see tests/e2e/README.md):
-  * CloudFormation's part: physical ids (secret ARNs in moto, the bucket name), pseudo
-    parameters, the database endpoint attribute, and the Create events of the custom
-    resources, answered by the real secrets Lambda binary.
-  * ECS's part: each container's `Secrets` read from Secrets Manager (moto), and its
-    network: Cloud Map names (`api-server.airflow:8080`, `redis.airflow:6379`) and container
-    ports become 127.0.0.1:<free port>, because all containers share one host here.
-  * The image's part: `airflow` before a command whose first word is not bash/sh/python
-    (the official entrypoint), AIRFLOW_HOME/HOME (one per container: no shared files, as
-    on Fargate), PATH, and the task role as AWS_ENDPOINT_URL + dummy credentials.
-Every other Environment, Secret, Command and HealthCheck value is used as synthesized.
+The harness plays CloudFormation and ECS for one template, and nothing more (see
+tests/e2e/README.md for the full list):
+
+* CloudFormation: physical ids (secret ARNs and the bucket in the AWS emulator, log
+  groups, the database endpoint name), pseudo parameters, the Create events of the custom
+  resources answered by the real secrets Lambda binary, running under its own role.
+* ECS: one lab host (network namespace, hostname, cgroup with the task's memory and CPU)
+  per task; only the ingress rules of the template's security groups let connections
+  in; Cloud Map names resolve to the tasks' addresses; each container's `Secrets` are
+  read from Secrets Manager with the task's execution role, and its log stream is
+  created with it; the task role is the container's only AWS identity; health checks run
+  inside the task on the template's interval, timeout, retries and start period, all the
+  time, as ECS runs them.
+* The image: the official entrypoint's start-up (harness/entrypoint.py), as the image's
+  user (uid 50000, gid 0), with AIRFLOW_HOME of its own per container.
+
+Every other Environment, Secret, Command and HealthCheck value is used as synthesized:
+the template's own names and ports (`api-server.airflow:8080`, the database endpoint,
+`redis.airflow:6379`) are used unchanged.
 """
 
 from __future__ import annotations
@@ -18,19 +26,23 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import threading
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import infra
-from .procs import Proc, free_port, run
+from . import infra, netlab
+from .nsbind import listen_in
+from .procs import run
 from .template import Context, Template
 
-AIRFLOW_CONTAINERS = ["api-server", "scheduler", "dag-processor", "triggerer", "worker"]
-IMAGE_COMMANDS = {"bash", "sh", "python", "python3"}
+AIRFLOW_USER = (50000, 0)  # the official image's user and group
+ENTRYPOINT = Path(__file__).with_name("entrypoint.py")
+LAB_CIDR = "10.77.0.0/16"
+ACCOUNT = "123456789012"
 
 
 class Timings:
@@ -42,34 +54,46 @@ class Timings:
     def mark(self, phase: str) -> None:
         now = time.monotonic()
         self.phases.append((phase, now - self._t))
-        print(f"[e2e] phase {phase:<28} {now - self._t:7.1f}s  (total {now - self.started:6.1f}s)",
+        print(f"[e2e] phase {phase:<34} {now - self._t:7.1f}s  (total {now - self.started:6.1f}s)",
               flush=True)
         self._t = now
 
     def report(self) -> str:
-        lines = [f"  {p:<28} {s:7.1f}s" for p, s in self.phases]
-        lines.append(f"  {'total':<28} {time.monotonic() - self.started:7.1f}s")
+        lines = [f"  {p:<34} {s:7.1f}s" for p, s in self.phases]
+        lines.append(f"  {'total':<34} {time.monotonic() - self.started:7.1f}s")
         return "\n".join(lines)
 
 
-def ensure_airflow(cache: Path, version: str) -> Path:
-    """apache-airflow==version with the celery pin (airflow3.md §12), in a cached venv."""
-    venv = cache / f"airflow-{version}"
+def airflow_venv_dir(version: str) -> Path:
+    """Where the Airflow virtualenv lives: outside /root (mode 700 here), because the
+    containers run as the image's user, uid 50000, who must be able to run it."""
+    base = Path(os.environ.get("AIRFLOW_STACK_SHARED_CACHE", "/var/cache/airflow-stack"))
+    return base / f"airflow-{version}"
+
+
+def ensure_airflow(tools_venv: Path, version: str) -> Path:
+    """apache-airflow==version with the celery pin (airflow3.md §12), in a cached venv made
+    from Debian's /usr/bin/python3 (pyenv's interpreter is under /root)."""
+    venv = airflow_venv_dir(version)
     marker = venv / ".installed"
     want = (f"apache-airflow[celery,postgres,redis,amazon,fab]=={version}\n"
             "celery[redis]>=5.5,<5.7\n")
     if marker.exists() and marker.read_text() == want:
         return venv
-    if not (venv / "bin" / "python").exists():
-        run(["python3", "-m", "venv", str(venv)], timeout=120)
-    run([str(venv / "bin" / "pip"), "install", "-q", "--disable-pip-version-check", "uv"],
-        timeout=300)
-    run([str(venv / "bin" / "uv"), "pip", "install", "-q", "--python", str(venv / "bin" / "python"),
-         *want.split("\n")[:2]], timeout=900)
+    uv = tools_venv / "bin" / "uv"
+    if not uv.exists():
+        run([str(tools_venv / "bin" / "pip"), "install", "-q", "--disable-pip-version-check", "uv"],
+            timeout=300)
+    venv.parent.mkdir(parents=True, exist_ok=True)
+    os.chmod(venv.parent, 0o755)
+    run([str(uv), "venv", "-q", "--python", "/usr/bin/python3", "--seed", str(venv)], timeout=300)
+    run([str(uv), "pip", "install", "-q", "--python", str(venv / "bin" / "python"),
+         *want.split("\n")[:2]], timeout=1200)
     out = run([str(venv / "bin" / "python"), "-c",
                "import airflow, celery; print(airflow.__version__, celery.__version__)"]).stdout.split()
     assert out[0] == version, f"installed airflow {out[0]}, wanted {version}"
     assert celery_ok(out[1]), f"celery {out[1]} is outside >=5.5,<5.7 (airflow3.md §12)"
+    run(["chmod", "-R", "a+rX", str(venv)])
     marker.write_text(want)
     return venv
 
@@ -80,26 +104,57 @@ def celery_ok(v: str) -> bool:
 
 
 @dataclass
-class Service:
+class HealthSpec:
+    argv: list[str]
+    interval: float
+    timeout: float
+    retries: int
+    start_period: float
+
+
+@dataclass
+class Container:
+    """One container of one running task."""
     name: str
+    task: "Task"
+    definition: dict
     env: dict[str, str]
     argv: list[str]
-    health: list[str] | None
-    health_timeout: float
-    health_deadline: float
-    proc: Proc | None = None
+    user: tuple[int, int] | None
+    home: Path
+    health: HealthSpec | None
+    proc: object | None = None
+    status: str = "STARTING"  # ECS health status: UNKNOWN until the first result
+    healthy_after: float | None = None
+    unhealthy: list[str] = field(default_factory=list)
+    started: float = 0.0
+    generation: int = 0
+
+
+@dataclass
+class Task:
+    """One running ECS task: a lab host and its containers."""
+    name: str
+    family: str
+    service: str | None
+    host: object
+    containers: dict[str, Container] = field(default_factory=dict)
 
 
 class LocalStack:
     def __init__(self, *, repo: Path, target_dir: Path, tools_venv: Path, cache: Path,
-                 workdir: Path, stack_file: str = "stacks/dev.yaml"):
+                 workdir: Path, stack_file: str = "stacks/dev.yaml", enforce_cpu: bool = True):
         self.repo, self.target_dir, self.tools_venv = repo, target_dir, tools_venv
         self.cache, self.workdir, self.stack_file = cache, workdir, stack_file
+        self.enforce_cpu = enforce_cpu
         self.timings = Timings()
         self.cli = target_dir / "debug" / "airflow-stack"
         infra.need(str(self.cli), "the airflow-stack CLI (cargo build -p airflow-stack)")
-        self.services: dict[str, Service] = {}
+        self.tasks: dict[str, Task] = {}
         self.closers: list = []
+        self.lab = None
+        self.monitor_stop = threading.Event()
+        self.lock = threading.Lock()
 
     # --- template ---------------------------------------------------------------------
 
@@ -113,40 +168,57 @@ class LocalStack:
         self.airflow_version = image.split(":", 1)[1].split("-", 1)[0]
         stack_name = _stack_name(self.template)
         self.region = _region(self.repo / self.stack_file)
-        self.ctx = Context(region=self.region, stack_name=stack_name,
-                           stack_id=f"arn:aws:cloudformation:{self.region}:123456789012:stack/"
-                                    f"{stack_name}/{uuid.uuid4()}")
+        self.ctx = Context(region=self.region, stack_name=stack_name, account=ACCOUNT,
+                           stack_id=f"arn:aws:cloudformation:{self.region}:{ACCOUNT}:stack/"
+                                    f"{stack_name}/{uuid.uuid4()}",
+                           template=self.template)
+        _, ns = self.template.one_of_type("AWS::ServiceDiscovery::PrivateDnsNamespace")
+        self.namespace = ns["Properties"]["Name"]
         self.timings.mark("synth")
 
     # --- bring-up ---------------------------------------------------------------------
 
     def up(self) -> None:
         self.synth()
-        self.airflow_venv = ensure_airflow(self.cache, self.airflow_version)
+        self.airflow_venv = ensure_airflow(self.tools_venv, self.airflow_version)
+        netlab.ensure_user("airflow", *AIRFLOW_USER)
         self.timings.mark(f"install airflow {self.airflow_version}")
-        self.start_aws()
-        self.create_secrets_and_bucket()
+        self.lab = netlab.Lab("af", LAB_CIDR, enforce_cpu=self.enforce_cpu)
+        self.closers.append(self.lab.close)
+        self.apply_ingress_rules(self.template)
+        self.aws = infra.Aws(self.tools_venv, self.repo, self.lab, self.workdir, self.region)
+        self.s3 = self.aws.client("s3")
+        self.sm = self.aws.client("secretsmanager")
+        self.create_stack_resources()
+        self.register_roles()
         self.lambda_start()
         self.invoke_custom_resource("Custom::AirflowSecrets")
         self.start_db_and_broker()
         self.invoke_custom_resource("Custom::AirflowConnectionUrls")
-        self.timings.mark("secrets, postgres, redis, moto")
+        self.timings.mark("aws, secrets, database, broker")
         self.migrate()
         self.timings.mark("migrate")
         self.push_dags(self.repo / "tests" / "e2e" / "dags")
         self.timings.mark("dags push")
-        for name in AIRFLOW_CONTAINERS:
-            self.start_service(name)
-        self.wait_healthy(AIRFLOW_CONTAINERS)
+        for logical in self.airflow_services():
+            self.start_service_tasks(logical)
+        self.wait_healthy()
+        self.start_health_monitor()
         self.timings.mark("all containers healthy")
 
-    def start_aws(self) -> None:
-        self.moto = infra.Moto(self.tools_venv, self.workdir)
-        self.sm = self.moto.client("secretsmanager", self.region)
-        self.s3 = self.moto.client("s3", self.region)
+    def apply_ingress_rules(self, template: Template) -> None:
+        """Each AWS::EC2::SecurityGroupIngress of the template as a lab rule; groups are
+        named by their logical ids."""
+        for _, rule in template.of_type("AWS::EC2::SecurityGroupIngress").items():
+            p = rule["Properties"]
+            to_sg, from_sg = _group_of(p["GroupId"]), _group_of(p.get("SourceSecurityGroupId"))
+            assert from_sg, f"ingress rule without a source group: {p}"
+            assert p["FromPort"] == p["ToPort"] and p["IpProtocol"] == "tcp", p
+            self.lab.allow(to_sg, from_sg, int(p["FromPort"]))
 
-    def create_secrets_and_bucket(self) -> None:
-        """What CloudFormation does before the custom resources run: empty secrets, the bucket."""
+    def create_stack_resources(self) -> None:
+        """What CloudFormation creates before the custom resources run: the (empty)
+        secrets, the bucket, the log groups."""
         for logical, res in self.template.of_type("AWS::SecretsManager::Secret").items():
             props = self.ctx.resolve(res["Properties"])
             assert "SecretString" not in props and "GenerateSecretString" not in props, (
@@ -159,39 +231,67 @@ class LocalStack:
             f"{self.ctx.stack_name}-{bucket_logical}-{uuid.uuid4().hex[:12]}".lower())
         self.s3.create_bucket(Bucket=name)
         self.ctx.refs[bucket_logical] = name
+        self.ctx.getatts[(bucket_logical, "Arn")] = f"arn:aws:s3:::{name}"
         self.bucket = name
-        for logical, res in self.template.resources.items():
-            if res["Type"] == "AWS::Lambda::Function":
-                self.ctx.getatts[(logical, "Arn")] = (
-                    f"arn:aws:lambda:{self.region}:123456789012:function:{logical}")
+        logs = self.aws.client("logs")
+        for logical, res in self.template.of_type("AWS::Logs::LogGroup").items():
+            logs.create_log_group(logGroupName=self.ctx.resolve(res["Properties"]["LogGroupName"]))
+        cluster_logical, cluster = self.template.one_of_type("AWS::ECS::Cluster")
+        cluster_name = cluster["Properties"].get("ClusterName") or f"{self.ctx.stack_name}-cluster"
+        self.ctx.refs[cluster_logical] = cluster_name
+        self.ctx.getatts[(cluster_logical, "Arn")] = (
+            f"arn:aws:ecs:{self.region}:{ACCOUNT}:cluster/{cluster_name}")
+
+    def register_roles(self) -> None:
+        """One emulator identity per IAM role the local run uses, held to the role's
+        policies as the template writes them."""
+        self.role_keys: dict[str, str] = {}
+        for logical, res in self.template.of_type("AWS::IAM::Role").items():
+            if any(word in logical for word in ("Migration", "Scaler", "Schedule")):
+                continue  # roles of parts the deploy test runs, not this one
+            self.role_keys[logical] = self.register_role(self.template, logical, logical)
+
+    def register_role(self, template: Template, logical: str, name: str, ctx: Context | None = None) -> str:
+        ctx = ctx or self.ctx
+        res = template.resources[logical]
+        props = res["Properties"]
+        policies = [ctx.resolve(p["PolicyDocument"]) for p in props.get("Policies", [])]
+        managed = [ctx.resolve(a) for a in props.get("ManagedPolicyArns", [])]
+        assert not managed or logical.startswith("Scaler"), (
+            f"{logical}: managed policies {managed}: the local run cannot hold a task to them")
+        arn = f"arn:aws:iam::{ACCOUNT}:role/{ctx.stack_name}-{logical}"
+        return self.aws.register(name, arn, policies)
 
     def lambda_start(self) -> None:
+        """The secrets Lambda (no VPC: it runs outside the lab, reaching AWS as any Lambda
+        does), under its own role."""
         exe = infra.find_secrets_lambda(self.target_dir)
         self.runtime = infra.RuntimeApi()
         self.responses = infra.ResponseServer()
         self.closers += [self.runtime.close, self.responses.close]
+        fn_logical = next(k for k in self.template.of_type("AWS::Lambda::Function")
+                          if k.lower().startswith("secrets"))
+        fn = self.template.resources[fn_logical]["Properties"]
+        role_logical = fn["Role"]["Fn::GetAtt"][0]
         env = {
             "PATH": "/usr/bin:/bin",
             "AWS_LAMBDA_RUNTIME_API": f"127.0.0.1:{self.runtime.port}",
             "AWS_LAMBDA_FUNCTION_NAME": "airflow-secrets",
-            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "256",
+            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(fn.get("MemorySize", 128)),
             "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
-            "AWS_ENDPOINT_URL": self.moto.endpoint,
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_ENDPOINT_URL": self.aws.endpoint,
+            "AWS_ACCESS_KEY_ID": self.role_keys[role_logical],
+            "AWS_SECRET_ACCESS_KEY": "e2e",
             "AWS_REGION": self.region,
             "AWS_DEFAULT_REGION": self.region,
         }
-        for logical, res in self.template.of_type("AWS::Lambda::Function").items():
-            if logical.lower().startswith("secrets"):
-                env.update(self.ctx.resolve(
-                    res["Properties"].get("Environment", {}).get("Variables", {})))
-        self.lambda_proc = Proc("secrets-lambda", [str(exe)], env, self.workdir / "secrets-lambda.log")
+        env.update(self.ctx.resolve(fn.get("Environment", {}).get("Variables", {})))
+        self.lambda_proc = infra.Proc("secrets-lambda", [str(exe)], env,
+                                      self.workdir / "secrets-lambda.log")
 
     def invoke_custom_resource(self, type_: str) -> dict:
         logical, res = self.template.one_of_type(type_)
         props = self.ctx.resolve(res["Properties"])
-        props = self.localize_props(props)
         path = f"/cfn/{logical}?X-Amz-Signature=e2e"
         event = {
             "RequestType": "Create",
@@ -209,143 +309,386 @@ class LocalStack:
         assert put["Status"] == "SUCCESS", f"{logical}: {put}"
         return put
 
-    def localize_props(self, props: dict) -> dict:
-        """Cloud Map names in custom-resource properties (RedisHost) -> local addresses."""
-        props = dict(props)
-        for host_key, port_key in (("RedisHost", "RedisPort"), ("DbHost", "DbPort")):
-            if host_key in props:
-                addr = getattr(self, "endpoints", {}).get(f"{props[host_key]}:{props[port_key]}")
-                if addr:
-                    props[host_key], props[port_key] = addr.split(":")
-        return props
-
     def secret(self, logical: str, key: str | None = None) -> str:
-        """A secret's value, or one key of a JSON secret."""
+        """A secret's value, or one key of a JSON secret (as the operator)."""
         value = self.sm.get_secret_value(SecretId=self.ctx.refs[logical])["SecretString"]
         return json.loads(value)[key] if key else value
 
-    def value_from(self, ref: str) -> str:
-        """What ECS injects for `valueFrom`: a secret ARN, or `<arn>:<json-key>:<stage>:<version>`
-        (a Secrets Manager ARN has 7 colon-separated parts; ECS appends the rest)."""
-        parts = ref.split(":")
-        arn, extra = ":".join(parts[:7]), parts[7:]
-        value = self.sm.get_secret_value(SecretId=arn)["SecretString"]
-        key = extra[0] if extra else ""
-        assert not any(extra[1:]), f"version stage/id in valueFrom are not used by the stack: {ref}"
-        return json.loads(value)[key] if key else value
+    # --- database and broker ------------------------------------------------------------
 
     def start_db_and_broker(self) -> None:
-        urls_logical, urls = self.template.one_of_type("Custom::AirflowConnectionUrls")
+        _, urls = self.template.one_of_type("Custom::AirflowConnectionUrls")
         p = urls["Properties"]
-        self.pg = infra.Postgres(self.workdir)
-        db_password = self.secret(p["DatabaseSecretArn"]["Ref"], "password")
-        self.pg.create_app_db(p["DbUser"], db_password, p["DbName"])
-        self.redis = infra.Redis(self.workdir, self.secret(p["RedisSecretArn"]["Ref"], "password"))
-        for attr_res in _getatt_targets(p):
-            res_type = self.template.resources[attr_res]["Type"]
-            if res_type.startswith("AWS::RDS::"):
-                self.ctx.getatts[(attr_res, "Endpoint.Address")] = "127.0.0.1"
-                self.ctx.getatts[(attr_res, "Endpoint.Port")] = str(self.pg.port)
-        self.api_port = free_port()
-        self.endpoints = self.cloud_map_endpoints({"api-server": {8080: self.api_port},
-                                                   "redis": {6379: self.redis.port}})
+        db_logical, db_groups = self.database_resource()
+        self.db_host = self.lab.add_host("database", db_groups)
+        self.pg = infra.Postgres(self.workdir, self.db_host)
+        self.pg.create_app_db(p["DbUser"], self.secret(p["DatabaseSecretArn"]["Ref"], "password"),
+                              p["DbName"])
+        # CloudFormation's Endpoint.Address of an RDS instance or Aurora cluster: a DNS
+        # name in the VPC, here resolved by every host's hosts file.
+        endpoint = f"{self.ctx.stack_name}-db.cluster-e2e.{self.region}.rds.amazonaws.com"
+        self.ctx.getatts[(db_logical, "Endpoint.Address")] = endpoint
+        self.ctx.getatts[(db_logical, "Endpoint.Port")] = "5432"
+        self.lab.set_hosts(netlab.ALL, {endpoint: [self.db_host.ip]})
+        redis_password = self.secret(p["RedisSecretArn"]["Ref"], "password")
+        group = self.template.of_type("AWS::ElastiCache::ReplicationGroup")
+        if group:
+            (logical, rg), = group.items()
+            self.ca = infra.LocalCa(self.workdir)
+            endpoint = f"master.{self.ctx.stack_name}-redis.e2e.{self.region.replace('-', '')}.cache.amazonaws.com"
+            groups = [_group_of(g) for g in rg["Properties"]["SecurityGroupIds"]]
+            host = self.lab.add_host("redis", groups)
+            self.lab.set_hosts(netlab.ALL, {endpoint: [host.ip]})
+            token = self.resolve_dynamic_reference(rg["Properties"]["AuthToken"])
+            assert token == redis_password, "the AUTH token is not the generated Redis password"
+            self.redis = infra.TlsRedis(self.workdir, host, endpoint, token, self.ca)
+            self.ctx.getatts[(logical, "PrimaryEndPoint.Address")] = endpoint
+            self.ctx.getatts[(logical, "PrimaryEndPoint.Port")] = "6379"
+        else:
+            self.ca = None
+            self.start_service_tasks("RedisService", airflow=False)
+            self.wait_healthy(["redis"])
 
-    def cloud_map_endpoints(self, local_ports: dict[str, dict[int, int]]) -> dict[str, str]:
-        """'<service>.<namespace>:<containerPort>' -> '127.0.0.1:<local port>'."""
-        _, ns = self.template.one_of_type("AWS::ServiceDiscovery::PrivateDnsNamespace")
-        namespace = ns["Properties"]["Name"]
-        out = {}
-        for _, svc in self.template.of_type("AWS::ServiceDiscovery::Service").items():
-            name = svc["Properties"]["Name"]
-            _, container = self.template.container(name)
-            for pm in container.get("PortMappings", []):
-                local = local_ports[name][pm["ContainerPort"]]
-                out[f"{name}.{namespace}:{pm['ContainerPort']}"] = f"127.0.0.1:{local}"
-        return out
+    def database_resource(self) -> tuple[str, list[str]]:
+        """The resource whose endpoint is the database, and its security groups."""
+        for kind, groups_key in (("AWS::RDS::DBCluster", "VpcSecurityGroupIds"),
+                                 ("AWS::RDS::DBInstance", "VPCSecurityGroups")):
+            found = self.template.of_type(kind)
+            if found:
+                (logical, res), = found.items()
+                return logical, [_group_of(g) for g in res["Properties"][groups_key]]
+        raise AssertionError("no RDS cluster or instance in the template")
 
-    # --- containers -------------------------------------------------------------------
+    def resolve_dynamic_reference(self, value) -> str:
+        """`{{resolve:secretsmanager:<arn>:SecretString:<key>}}`, read as CloudFormation
+        does (the operator's identity)."""
+        text = str(self.ctx.resolve(value))
+        m = re.fullmatch(r"\{\{resolve:secretsmanager:(.+):SecretString:([^:}]+)(?:::)?\}\}", text)
+        assert m, f"not a Secrets Manager dynamic reference: {text}"
+        return json.loads(self.sm.get_secret_value(SecretId=m.group(1))["SecretString"])[m.group(2)]
 
-    def container_env(self, name: str) -> tuple[dict[str, str], dict]:
-        _, c = self.template.container(name)
+    # --- ECS ---------------------------------------------------------------------------
+
+    def airflow_services(self) -> list[str]:
+        return sorted(k for k in self.template.of_type("AWS::ECS::Service") if k != "RedisService")
+
+    def service_tasks(self, logical: str) -> list[Task]:
+        return [t for t in self.tasks.values() if t.service == logical]
+
+    def start_service_tasks(self, logical: str, airflow: bool = True) -> list[Task]:
+        svc = self.template.resources[logical]["Properties"]
+        count = int(svc.get("DesiredCount", 1))  # no count: the scaler's; start one
+        return [self.start_task(logical, i + 1, count, airflow) for i in range(count)]
+
+    def start_task(self, service: str, index: int, count: int, airflow: bool = True) -> Task:
+        svc = self.template.resources[service]["Properties"]
+        td_logical = svc["TaskDefinition"]["Ref"]
+        td = self.template.resources[td_logical]["Properties"]
+        family = td["Family"]
+        short = _family_suffix(family, self.ctx.stack_name)
+        name = short if count == 1 else f"{short}-{index}"
+        groups = [_group_of(g) for g in
+                  svc["NetworkConfiguration"]["AwsvpcConfiguration"]["SecurityGroups"]]
+        host = self.lab.add_host(name, groups, cpu_units=int(td["Cpu"]),
+                                 memory_mib=int(td["Memory"]))
+        task = Task(name=name, family=family, service=service, host=host)
+        self.tasks[name] = task
+        self.register_cloud_map(svc, host)
+        for definition in td["ContainerDefinitions"]:
+            self.start_container(task, td, definition, airflow)
+        return task
+
+    def register_cloud_map(self, svc: dict, host) -> None:
+        for registry in svc.get("ServiceRegistries") or []:
+            sd_logical = registry["RegistryArn"]["Fn::GetAtt"][0]
+            sd_name = self.template.resources[sd_logical]["Properties"]["Name"]
+            fqdn = f"{sd_name}.{self.namespace}"
+            with self.lock:
+                ips = self.cloud_map.setdefault(fqdn, [])
+                ips.append(host.ip)
+                self.lab.set_hosts(netlab.ALL, {fqdn: list(ips)})
+
+    def deregister_cloud_map(self, host) -> None:
+        with self.lock:
+            for fqdn, ips in self.cloud_map.items():
+                if host.ip in ips:
+                    ips.remove(host.ip)
+                    self.lab.set_hosts(netlab.ALL, {fqdn: list(ips)})
+
+    @property
+    def cloud_map(self) -> dict[str, list[str]]:
+        if not hasattr(self, "_cloud_map"):
+            self._cloud_map = {}
+        return self._cloud_map
+
+    def container_env(self, name: str, task: Task | None = None) -> tuple[dict[str, str], dict]:
+        """The environment a container of this name gets (of `task`, or the first task
+        running it), as ECS and the image set it."""
+        task = task or self.first_task_with(name)
+        td = self.template.resources[self.task_definition_of(task)]["Properties"]
+        c = next(d for d in td["ContainerDefinitions"] if d["Name"] == name)
+        return self.build_env(task, td, c), c
+
+    def task_definition_of(self, task: Task) -> str:
+        if task.service:
+            return self.template.resources[task.service]["Properties"]["TaskDefinition"]["Ref"]
+        return next(k for k, v in self.template.of_type("AWS::ECS::TaskDefinition").items()
+                    if v["Properties"]["Family"] == task.family)
+
+    def first_task_with(self, container: str) -> Task:
+        for task in self.tasks.values():
+            if container in task.containers:
+                return task
+        raise KeyError(f"no running task has a container {container!r}")
+
+    def build_env(self, task: Task, td: dict, c: dict) -> dict[str, str]:
         env: dict[str, str] = {}
         for item in c.get("Environment", []):
-            env[item["Name"]] = self.localize(str(self.ctx.resolve(item["Value"])))
+            env[item["Name"]] = str(self.ctx.resolve(item["Value"]))
+        execution_key = self.role_keys[td["ExecutionRoleArn"]["Fn::GetAtt"][0]]
+        sm = self.aws.client("secretsmanager", key=execution_key)
         for item in c.get("Secrets", []):
-            env[item["Name"]] = self.value_from(self.ctx.resolve(item["ValueFrom"]))
-        home = self.workdir / "home" / name
-        home.mkdir(parents=True, exist_ok=True)
+            env[item["Name"]] = _value_from(sm, self.ctx.resolve(item["ValueFrom"]))
+        home = self.workdir / "home" / task.name / c["Name"]
         image_env = {
             "AIRFLOW_HOME": str(home),
             "HOME": str(home),
             "PATH": f"{self.airflow_venv}/bin:/usr/local/bin:/usr/bin:/bin",
             "LANG": "C.UTF-8",
-            "AWS_ENDPOINT_URL": self.moto.endpoint,
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_ENDPOINT_URL": self.aws.endpoint,
             "AWS_REGION": self.region,
             "AWS_DEFAULT_REGION": self.region,
         }
+        role = td.get("TaskRoleArn")
+        if role:
+            # The task role's temporary credentials (ECS serves them to the container).
+            image_env["AWS_ACCESS_KEY_ID"] = self.role_keys[role["Fn::GetAtt"][0]]
+            image_env["AWS_SECRET_ACCESS_KEY"] = "e2e"
+        if self.ca is not None:
+            # ElastiCache's certificate chains to Amazon's roots, which the image trusts;
+            # the local TLS Redis's to this run's CA.
+            image_env["SSL_CERT_FILE"] = str(self.ca.cert)
         for key in image_env:
-            assert key not in env, f"{name}: the task definition sets {key}; the harness would mask it"
-        return {**image_env, **self.port_bindings(name), **env}, c
+            assert key not in env, f"{c['Name']}: the task definition sets {key}; the harness would mask it"
+        return {**image_env, **env}
 
-    def port_bindings(self, name: str) -> dict[str, str]:
-        """Container ports -> free local ports (all containers share 127.0.0.1 here).
-        These only say where to listen; on Fargate each task has its own address."""
-        if not hasattr(self, "ports"):
-            self.ports = {"scheduler_health": free_port(), "scheduler_logs": free_port(),
-                          "worker_logs": free_port(), "triggerer_logs": free_port()}
-        p = self.ports
-        common = {"AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(p["worker_logs"]),
-                  "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(p["triggerer_logs"])}
-        per = {
-            "api-server": {"AIRFLOW__API__HOST": "127.0.0.1", "AIRFLOW__API__PORT": str(self.api_port)},
-            "scheduler": {"AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_SERVER_HOST": "127.0.0.1",
-                          "AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_SERVER_PORT": str(p["scheduler_health"]),
-                          "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(p["scheduler_logs"])},
-        }
-        return {**common, **per.get(name, {})}
+    def start_container(self, task: Task, td: dict, definition: dict, airflow: bool,
+                        env_override: dict[str, str] | None = None) -> Container:
+        env = self.build_env(task, td, definition)
+        env.update(env_override or {})
+        home = Path(env["AIRFLOW_HOME"])
+        home.mkdir(parents=True, exist_ok=True)
+        user = AIRFLOW_USER if airflow else None
+        if user:
+            os.chown(home, *user)
+            for parent in (home.parent, home.parent.parent):
+                os.chmod(parent, 0o755)
+        command = list(definition.get("Command") or [])
+        assert command, f"{definition['Name']}: no Command"
+        argv = ([str(self.airflow_venv / "bin" / "python"), str(ENTRYPOINT), *command]
+                if airflow else command)
+        c = Container(name=definition["Name"], task=task, definition=definition, env=env,
+                      argv=argv, user=user, home=home, health=_health(definition))
+        self.write_log_stream(td, definition, task)
+        c.proc = task.host.start(f"{task.name}/{c.name}", argv, env,
+                                 self.workdir / f"{task.name}.{c.name}.log", user=user,
+                                 cwd=str(home))
+        c.started = time.monotonic()
+        old = task.containers.get(c.name)
+        c.generation = old.generation + 1 if old else 0
+        task.containers[c.name] = c
+        return c
 
-    def localize(self, value: str) -> str:
-        for cloud_map, local in self.endpoints.items():
-            value = value.replace(cloud_map, local)
-        return value
+    def write_log_stream(self, td: dict, definition: dict, task: Task) -> None:
+        """What the awslogs driver does at container start, with the execution role: the
+        stream `<prefix>/<container>/<task id>` in the task's log group."""
+        options = definition["LogConfiguration"]["Options"]
+        group = self.ctx.resolve(options["awslogs-group"])
+        stream = f"{options['awslogs-stream-prefix']}/{definition['Name']}/{uuid.uuid4().hex}"
+        key = self.role_keys[td["ExecutionRoleArn"]["Fn::GetAtt"][0]]
+        logs = self.aws.client("logs", key=key)
+        logs.create_log_stream(logGroupName=group, logStreamName=stream)
+        logs.put_log_events(logGroupName=group, logStreamName=stream, logEvents=[
+            {"timestamp": int(time.time() * 1000), "message": f"container {definition['Name']} started"}])
 
-    def health_argv(self, name: str, c: dict) -> list[str] | None:
-        hc = c.get("HealthCheck")
-        if not hc:
-            return None
-        kind, *cmd = hc["Command"]
-        assert kind == "CMD-SHELL", f"{name}: health check {kind} not supported by the harness"
-        shell = cmd[0]
-        local = {"api-server": {8080: self.api_port},
-                 "scheduler": {8974: self.ports["scheduler_health"]}}.get(name, {})
-        for container_port, port in local.items():
-            shell = shell.replace(f"localhost:{container_port}", f"127.0.0.1:{port}")
-        return ["/bin/sh", "-c", shell]
+    def stop_container(self, c: Container) -> None:
+        if c.proc:
+            c.proc.stop(grace=20)
 
-    def argv(self, c: dict) -> list[str]:
-        cmd = list(c.get("Command") or [])
-        assert cmd, f"{c['Name']}: no Command"
-        return cmd if cmd[0] in IMAGE_COMMANDS else ["airflow", *cmd]
+    def stop_task(self, task: Task) -> None:
+        self.deregister_cloud_map(task.host)
+        for c in task.containers.values():
+            self.stop_container(c)
+        self.tasks.pop(task.name, None)
+
+    # --- what the tests restart ---------------------------------------------------------
+
+    def containers_named(self, name: str) -> list[Container]:
+        found = [t.containers[name] for t in self.tasks.values() if name in t.containers]
+        assert found, f"no container {name!r} is running"
+        return found
+
+    def stop_service(self, name: str) -> None:
+        """Stops every container of this name (the health monitor ignores them)."""
+        for c in self.containers_named(name):
+            c.status = "STOPPED"
+            self.stop_container(c)
+
+    def start_service(self, name: str, env_override: dict[str, str] | None = None) -> None:
+        """Starts every container of this name again (with some environment changed)."""
+        for old in self.containers_named(name):
+            task = old.task
+            td = self.template.resources[self.task_definition_of(task)]["Properties"]
+            self.start_container(task, td, old.definition, old.user is not None, env_override)
+
+    def restart(self, name: str, env_override: dict[str, str] | None = None,
+                wait: bool = True) -> None:
+        self.stop_service(name)
+        self.start_service(name, env_override)
+        if wait:
+            self.wait_healthy([name])
+
+    # --- health -------------------------------------------------------------------------
+
+    def run_health_check(self, c: Container) -> tuple[bool, str]:
+        try:
+            r = c.task.host.run(c.health.argv, env=c.env, timeout=c.health.timeout,
+                                user=c.user, cwd=str(c.home))
+        except subprocess.TimeoutExpired:
+            return False, f"health check timed out after {c.health.timeout:.0f}s"
+        return r.returncode == 0, (r.stdout + r.stderr)[-1500:]
+
+    def wait_healthy(self, names: list[str] | None = None, cap: float = 420) -> None:
+        """Each container's own HealthCheck, retried until it passes, within its start
+        period plus interval x retries (what ECS allows before it calls it unhealthy)."""
+        targets = [c for t in self.tasks.values() for c in t.containers.values()
+                   if c.health and c.status != "STOPPED" and (names is None or c.name in names)]
+        assert targets, f"nothing to wait for: {names}"
+        errors: dict[str, str] = {}
+
+        def check(c: Container) -> None:
+            deadline = c.started + min(c.health.start_period + c.health.interval * c.health.retries, cap)
+            last = ""
+            while time.monotonic() < deadline:
+                if not c.proc.running():
+                    errors[f"{c.task.name}/{c.name}"] = (
+                        f"exited {c.proc.popen.returncode}:\n{c.proc.tail(60)}")
+                    return
+                if self.violations():  # reported by the caller, with the others
+                    errors[f"{c.task.name}/{c.name}"] = "stopped waiting: see the refusals above"
+                    return
+                ok, last = self.run_health_check(c)
+                if ok:
+                    c.status, c.healthy_after = "HEALTHY", time.monotonic() - c.started
+                    return
+                time.sleep(3)
+            errors[f"{c.task.name}/{c.name}"] = (
+                f"not healthy after {deadline - c.started:.0f}s; last check said:\n{last}\n"
+                f"process log:\n{c.proc.tail(40)}")
+
+        threads = [threading.Thread(target=check, args=(c,), daemon=True) for c in targets]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        detail = "\n".join(f"--- {k}: {v}" for k, v in errors.items())
+        self.fail_on_violations("while containers were starting", extra=detail)
+        assert not errors, "containers did not become healthy:\n" + detail
+        for c in sorted(targets, key=lambda c: c.healthy_after or 0):
+            print(f"[e2e]   {c.task.name + '/' + c.name:<28} healthy after {c.healthy_after:5.1f}s",
+                  flush=True)
+
+    def start_health_monitor(self) -> None:
+        """ECS keeps running each health check on its interval: `retries` failures in a
+        row after the start period make the container UNHEALTHY (and ECS would replace
+        the task). Recorded here; `violations()` reports them."""
+        def monitor(c: Container, generation: int) -> None:
+            failures = 0
+            while not self.monitor_stop.wait(c.health.interval):
+                if c.status == "STOPPED" or c.task.containers.get(c.name) is not c:
+                    return
+                ok, out = self.run_health_check(c)
+                if c.status == "STOPPED":
+                    return
+                failures = 0 if ok else failures + 1
+                if failures >= c.health.retries:
+                    c.unhealthy.append(f"{failures} health checks failed in a row; last: {out[-500:]}")
+                    failures = 0
+
+        def watch_new() -> None:
+            seen: set[tuple[int, int]] = set()
+            while not self.monitor_stop.wait(1):
+                for t in list(self.tasks.values()):
+                    for c in list(t.containers.values()):
+                        if c.health and c.status == "HEALTHY" and (id(c), c.generation) not in seen:
+                            seen.add((id(c), c.generation))
+                            threading.Thread(target=monitor, args=(c, c.generation),
+                                             daemon=True).start()
+
+        threading.Thread(target=watch_new, daemon=True).start()
+
+    # --- strictness ---------------------------------------------------------------------
+
+    def violations(self) -> list[str]:
+        """What AWS would not have allowed: denied AWS calls, connections no security
+        group allows, containers killed for memory, containers that went unhealthy."""
+        out = []
+        for call in self.aws.calls():
+            if not call["allowed"]:
+                out.append(f"DENIED {call['identity']}: {call['action']} on {call['resource']} "
+                           f"({call['service']} {call['operation']}): {call['reason']}")
+        for b in self.lab.blocked():
+            out.append(f"BLOCKED {b.src_host} ({b.src_ip}) -> {b.dst_host} ({b.dst_ip}) port "
+                       f"{b.port}: no ingress rule of {self.groups_of(b.dst_host)} allows it from "
+                       f"{self.groups_of(b.src_host)}")
+        for task in list(self.tasks.values()):
+            kills = task.host.oom_kills()
+            if kills:
+                out.append(f"OOM {task.name}: {kills} process(es) killed at the task's memory "
+                           f"limit of {task.host.memory_mib} MiB")
+            for c in task.containers.values():
+                for u in c.unhealthy:
+                    out.append(f"UNHEALTHY {task.name}/{c.name}: {u}")
+        return out
+
+    def groups_of(self, host_name: str) -> str:
+        host = self.lab.hosts.get(host_name)
+        return "/".join(host.security_groups) if host else "(not a lab host)"
+
+    def fail_on_violations(self, when: str, extra: str = "") -> None:
+        found = self.violations()
+        assert not found, f"{when}, AWS would have refused:\n  " + "\n  ".join(found) + (
+            f"\n{extra}" if extra else "")
+
+    # --- one-off tasks ------------------------------------------------------------------
 
     def migrate(self) -> None:
-        env, c = self.container_env("migrate")
-        argv = self.argv(c)
+        _, res = self.template.one_of_type("Custom::AirflowMigration")
+        props = res["Properties"]
+        td_logical = props["TaskDefinition"]["Ref"]
+        td = self.template.resources[td_logical]["Properties"]
+        groups = [_group_of(g) for g in props["SecurityGroups"]]
+        host = self.lab.add_host("migrate", groups, cpu_units=int(td["Cpu"]),
+                                 memory_mib=int(td["Memory"]))
+        task = Task(name="migrate", family=td["Family"], service=None, host=host)
+        self.tasks["migrate"] = task
+        (definition,) = td["ContainerDefinitions"]
         started = time.monotonic()
-        proc = Proc("migrate", argv, env, self.workdir / "migrate.log")
+        c = self.start_container(task, td, definition, airflow=True)
         try:
-            proc.popen.wait(timeout=600)
+            c.proc.popen.wait(timeout=600)
         finally:
-            if proc.running():
-                proc.stop()
-        assert proc.popen.returncode == 0, (
-            f"migrate exited {proc.popen.returncode} after {time.monotonic() - started:.0f}s:\n"
-            f"{proc.tail(60)}")
-        proc.stop()
+            if c.proc.running():
+                c.proc.stop()
+        self.fail_on_violations("during the migration")
+        assert c.proc.popen.returncode == 0, (
+            f"migrate exited {c.proc.popen.returncode} after {time.monotonic() - started:.0f}s:\n"
+            f"{c.proc.tail(60)}")
+        c.status = "STOPPED"
+        self.tasks.pop("migrate")
 
     def push_dags(self, folder: Path) -> None:
-        env = dict(os.environ, AWS_ENDPOINT_URL=self.moto.endpoint, AWS_ACCESS_KEY_ID="testing",
+        env = dict(os.environ, AWS_ENDPOINT_URL=self.aws.endpoint, AWS_ACCESS_KEY_ID="testing",
                    AWS_SECRET_ACCESS_KEY="testing", AWS_REGION=self.region)
         env.pop("AWS_PROFILE", None)
         prefix = self.dags_prefix()
@@ -359,8 +702,10 @@ class LocalStack:
             assert f"{prefix.rstrip('/')}/{f.name}" in keys, f"{f.name} not in s3://{self.bucket}: {keys}"
 
     def bundle_config(self) -> dict:
-        env, _ = self.container_env("dag-processor")
-        bundles = json.loads(env["AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST"])
+        _, c = self.template.container("dag-processor")
+        value = next(e["Value"] for e in c["Environment"]
+                     if e["Name"] == "AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST")
+        bundles = json.loads(self.ctx.resolve(value))
         assert len(bundles) == 1, bundles
         return bundles[0]
 
@@ -369,77 +714,44 @@ class LocalStack:
         assert kwargs["bucket_name"] == self.bucket, kwargs
         return kwargs["prefix"]
 
-    def start_service(self, name: str, env_override: dict[str, str] | None = None) -> Service:
-        env, c = self.container_env(name)
-        env.update(env_override or {})
-        hc = c.get("HealthCheck") or {}
-        svc = Service(name=name, env=env, argv=self.argv(c), health=self.health_argv(name, c),
-                      health_timeout=float(hc.get("Timeout", 30)),
-                      health_deadline=float(hc.get("StartPeriod", 0))
-                      + float(hc.get("Interval", 30)) * float(hc.get("Retries", 3)))
-        svc.proc = Proc(name, svc.argv, env, self.workdir / f"{name}.log")
-        self.services[name] = svc
-        return svc
+    # --- access from the test -----------------------------------------------------------
 
-    def stop_service(self, name: str) -> None:
-        svc = self.services.pop(name)
-        if svc.proc:
-            svc.proc.stop(grace=20)
+    @property
+    def api_url(self) -> str:
+        """The REST API of the first api-server, reached from the test process: the one
+        path into the lab that is not in the template (it stands for the operator's access
+        path to the UI; the stack offers none yet)."""
+        task = self.first_task_with("api-server")
+        if not getattr(self, "_operator_allowed", False):
+            for g in task.host.security_groups:
+                if g.startswith("ApiServer"):
+                    self.lab.allow_from_operator(g, 8080)
+            self._operator_allowed = True
+        return f"http://{task.host.ip}:8080"
 
-    def wait_healthy(self, names: list[str], cap: float = 300) -> dict[str, float]:
-        """Each container's own HealthCheck command, retried until it exits 0."""
-        results: dict[str, float | Exception] = {}
-
-        def check(svc: Service):
-            started = time.monotonic()
-            deadline = started + min(svc.health_deadline, cap)
-            last = ""
-            while time.monotonic() < deadline:
-                if not svc.proc.running():
-                    results[svc.name] = RuntimeError(
-                        f"{svc.name} exited {svc.proc.popen.returncode}:\n{svc.proc.tail(60)}")
-                    return
-                try:
-                    r = subprocess.run(svc.health, env=svc.env, capture_output=True, text=True,
-                                       timeout=svc.health_timeout, cwd=svc.env["AIRFLOW_HOME"],
-                                       start_new_session=True)
-                    if r.returncode == 0:
-                        results[svc.name] = time.monotonic() - started
-                        return
-                    last = (r.stdout + r.stderr)[-1500:]
-                except subprocess.TimeoutExpired:
-                    last = f"health check timed out after {svc.health_timeout}s"
-                time.sleep(3)
-            results[svc.name] = TimeoutError(
-                f"{svc.name} not healthy after {min(svc.health_deadline, cap):.0f}s; last check said:\n"
-                f"{last}\nprocess log:\n{svc.proc.tail(40)}")
-
-        threads = []
-        for name in names:
-            svc = self.services[name]
-            assert svc.health, f"{name} has no HealthCheck in the template"
-            t = threading.Thread(target=check, args=(svc,), daemon=True)
-            t.start()
-            threads.append(t)
-        for t in threads:
-            t.join()
-        errors = [f"--- {n}: {r}" for n, r in results.items() if isinstance(r, Exception)]
-        assert not errors, "containers did not become healthy:\n" + "\n".join(errors)
-        for n, r in sorted(results.items(), key=lambda kv: kv[1]):
-            print(f"[e2e]   {n:<14} healthy after {r:5.1f}s", flush=True)
-        return results  # type: ignore[return-value]
+    def memory_report(self) -> dict[str, dict]:
+        out = {}
+        for task in self.tasks.values():
+            stat = task.host.memory_stat()
+            out[task.name] = {"limit_mib": task.host.memory_mib,
+                              "peak_mib": task.host.memory_peak_bytes() / 2**20,
+                              "rss_mib": stat.get("total_rss", stat.get("anon", 0)) / 2**20}
+        return out
 
     def down(self) -> None:
-        for name in list(self.services):
+        self.monitor_stop.set()
+        for task in list(self.tasks.values()):
             try:
-                self.stop_service(name)
+                for c in task.containers.values():
+                    c.status = "STOPPED"
+                    self.stop_container(c)
             except Exception as e:  # noqa: BLE001
-                print(f"[e2e] stopping {name}: {e}")
-        for close in self.closers:
+                print(f"[e2e] stopping {task.name}: {e}")
+        for close in reversed(self.closers):
             try:
                 close()
-            except Exception:  # noqa: BLE001
-                pass
+            except Exception as e:  # noqa: BLE001
+                print(f"[e2e] clean-up: {e}")
         from .procs import stop_all
         stop_all()
 
@@ -451,12 +763,42 @@ class LocalStack:
         return "\n".join(out)
 
 
-def _getatt_targets(props: dict) -> set[str]:
-    found = set()
-    for v in props.values():
-        if isinstance(v, dict) and "Fn::GetAtt" in v:
-            found.add(v["Fn::GetAtt"][0])
-    return found
+def _health(definition: dict) -> HealthSpec | None:
+    hc = definition.get("HealthCheck")
+    if not hc:
+        return None
+    kind, *cmd = hc["Command"]
+    assert kind == "CMD-SHELL", f"{definition['Name']}: health check {kind} not supported"
+    # ECS's defaults when a field is absent: interval 30, timeout 5, retries 3, start 0.
+    return HealthSpec(argv=["/bin/sh", "-c", cmd[0]], interval=float(hc.get("Interval", 30)),
+                      timeout=float(hc.get("Timeout", 5)), retries=int(hc.get("Retries", 3)),
+                      start_period=float(hc.get("StartPeriod", 0)))
+
+
+def _value_from(sm, ref: str) -> str:
+    """What ECS injects for `valueFrom`: a secret ARN, or `<arn>:<json-key>:<stage>:<version>`
+    (a Secrets Manager ARN has 7 colon-separated parts; ECS appends the rest)."""
+    parts = ref.split(":")
+    arn, extra = ":".join(parts[:7]), parts[7:]
+    value = sm.get_secret_value(SecretId=arn)["SecretString"]
+    key = extra[0] if extra else ""
+    assert not any(extra[1:]), f"version stage/id in valueFrom are not used by the stack: {ref}"
+    return json.loads(value)[key] if key else value
+
+
+def _group_of(value) -> str | None:
+    """A security group's logical id from `{"Fn::GetAtt": [X, "GroupId"]}`."""
+    if value is None:
+        return None
+    assert isinstance(value, dict) and "Fn::GetAtt" in value, f"not a group of this stack: {value}"
+    logical, attr = value["Fn::GetAtt"]
+    assert attr == "GroupId", value
+    return logical
+
+
+def _family_suffix(family: str, stack_name: str) -> str:
+    assert family.startswith(stack_name + "-"), family
+    return family[len(stack_name) + 1:]
 
 
 def _stack_name(t: Template) -> str:

@@ -10,6 +10,7 @@ references that the harness did not provide is an error, never a silent blank.
 from __future__ import annotations
 
 import json
+import zlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,6 +29,38 @@ class Context:
     account: str = "123456789012"
     refs: dict[str, str] = field(default_factory=dict)
     getatts: dict[tuple[str, str], Any] = field(default_factory=dict)
+    # The template, for physical ids CloudFormation derives from a resource's own
+    # properties (a log group's ARN from its name, ...): see `derived`.
+    template: "Template | None" = None
+
+    def derived(self, logical: str, attr: str | None) -> Any:
+        """The Ref (attr None) or attribute CloudFormation gives a resource whose
+        physical id follows from its properties, the same way AWS builds it; anything
+        else is Unresolved, so the harness never invents an id it did not create."""
+        if self.template is None or logical not in self.template.resources:
+            raise Unresolved(f"{logical}: not in the template")
+        res = self.template.resources[logical]
+        kind, props = res["Type"], res.get("Properties", {})
+        region, account = self.region, self.account
+
+        def name_of(key: str) -> str:
+            # Without an explicit name CloudFormation generates `<stack>-<logical>-<random>`.
+            if key not in props:
+                return f"{self.stack_name}-{logical}-E2E{zlib.crc32(logical.encode()):08x}"[:64]
+            return str(self.resolve(props[key]))
+
+        if kind == "AWS::Logs::LogGroup":
+            name = name_of("LogGroupName")
+            return name if attr is None else {
+                "Arn": f"arn:aws:logs:{region}:{account}:log-group:{name}:*"}[attr]
+        if kind == "AWS::Lambda::Function":
+            name = name_of("FunctionName")
+            return name if attr is None else {
+                "Arn": f"arn:aws:lambda:{region}:{account}:function:{name}"}[attr]
+        if kind == "AWS::ECS::TaskDefinition" and attr is None:
+            return f"arn:aws:ecs:{region}:{account}:task-definition/{name_of('Family')}:1"
+        raise Unresolved(f"{'Ref' if attr is None else 'Fn::GetAtt'} {logical}"
+                         f"{'' if attr is None else '.' + attr} ({kind}): the harness has no value for it")
 
     def ref(self, name: str) -> str:
         pseudo = {
@@ -41,7 +74,7 @@ class Context:
         if name in pseudo:
             return pseudo[name]
         if name not in self.refs:
-            raise Unresolved(f"Ref {name}: the harness has no physical id for it")
+            return self.derived(name, None)
         return self.refs[name]
 
     def resolve(self, value: Any) -> Any:
@@ -65,7 +98,7 @@ class Context:
             if key == "Fn::GetAtt":
                 res, attr = arg if isinstance(arg, list) else arg.split(".", 1)
                 if (res, attr) not in self.getatts:
-                    raise Unresolved(f"Fn::GetAtt {res}.{attr}: the harness has no value for it")
+                    return self.derived(res, attr)
                 return self.getatts[(res, attr)]
             if key == "Fn::Sub":
                 text, extra = (arg, {}) if isinstance(arg, str) else arg
