@@ -1,6 +1,7 @@
 //! `bootstrap`, `deploy`, `diff` and `destroy` against the local AWS emulator (the
 //! patched moto server in tests/aws_emulator), with the real Rust Lambdas executing the
-//! custom resources. One scenario, in order, as a user would run it.
+//! custom resources, each as its own role (every AWS call they make is authorized by the
+//! emulator against the role's policy). One scenario, in order, as a user would run it.
 
 mod common;
 
@@ -55,6 +56,43 @@ impl Session {
         let path = self.dir.path().join(name);
         std::fs::write(&path, text).unwrap();
         path
+    }
+
+    /// `airflow-dev`'s resources of one type: physical ids by logical id.
+    async fn physical_ids_of(&self, resource_type: &str) -> Vec<(String, String)> {
+        let cfn = aws_sdk_cloudformation::Client::new(&self.sdk_config().await);
+        let out = cfn
+            .describe_stack_resources()
+            .stack_name("airflow-dev")
+            .send()
+            .await
+            .unwrap();
+        out.stack_resources()
+            .iter()
+            .filter(|r| r.resource_type() == Some(resource_type))
+            .map(|r| {
+                (
+                    r.logical_resource_id().unwrap().to_string(),
+                    r.physical_resource_id().unwrap().to_string(),
+                )
+            })
+            .collect()
+    }
+
+    async fn physical_id(&self, logical_id: &str) -> String {
+        let cfn = aws_sdk_cloudformation::Client::new(&self.sdk_config().await);
+        let res = cfn
+            .describe_stack_resource()
+            .stack_name("airflow-dev")
+            .logical_resource_id(logical_id)
+            .send()
+            .await
+            .unwrap();
+        res.stack_resource_detail()
+            .unwrap()
+            .physical_resource_id()
+            .unwrap()
+            .to_string()
     }
 
     async fn sdk_config(&self) -> aws_config::SdkConfig {
@@ -113,7 +151,12 @@ async fn deploy_lifecycle_against_the_emulator() {
     diff_flags_a_new_ingress_rule_as_broadening(&s);
     failed_deploy_names_the_resource_and_reason(&s);
     large_template_goes_through_s3(&s);
-    destroy_lists_what_is_kept(&s, &dev).await;
+    let denied = a_call_the_role_does_not_allow_fails_the_deploy(&s).await;
+    a_failed_upgrade_rolls_back_without_migrating_down(&s).await;
+    a_failed_first_deploy_is_deleted_by_id_and_created_again(&s);
+    let functions = s.physical_ids_of("AWS::Lambda::Function").await;
+    destroy_follows_the_stack_by_id(&s, &dev).await;
+    every_lambda_call_was_authorized_by_its_role(&s, &functions, &denied);
 }
 
 async fn first_deploy_runs_the_real_lambdas(s: &Session, dev: &Path) {
@@ -254,6 +297,13 @@ fn diff_flags_a_new_ingress_rule_as_broadening(s: &Session) {
 }
 
 fn failed_deploy_names_the_resource_and_reason(s: &Session) {
+    // The emulator writes these lines to the task's awslogs stream, where the migration
+    // Lambda reads the end of its log for the FAILED reason.
+    let lines = [
+        "Running upgrade 3a1b2c -> 4d5e6f, emulated step",
+        "sqlalchemy.exc.ProgrammingError: (psycopg2.errors.DuplicateTable) relation \"deploy_test_marker_7311\" already exists",
+    ];
+    s.emulator.set_task_output(&lines);
     s.emulator.set_task_exit_code(3);
     let file = s.stack_file(
         "image.yaml",
@@ -268,17 +318,31 @@ fn failed_deploy_names_the_resource_and_reason(s: &Session) {
     let out = s.run(&["deploy", path(&file), "--yes"]);
     assert_eq!(out.status.code(), Some(1));
     let log = text(&out);
+    let report = log
+        .split_once("deploy of airflow-dev failed")
+        .map(|(_, report)| report)
+        .unwrap_or_else(|| panic!("no failure report: {log}"));
     assert!(
-        log.contains("first failure: Migration (Custom::AirflowMigration) UPDATE_FAILED"),
-        "{log}"
+        report.contains("first failure: Migration (Custom::AirflowMigration) UPDATE_FAILED"),
+        "{report}"
     );
     assert!(
-        log.contains("exit") && log.contains('3'),
-        "the reason carries the exit code: {log}"
+        report.contains("container migrate exited with code 3"),
+        "the reason carries the exit code: {report}"
+    );
+    for line in lines {
+        assert!(
+            report.contains(line),
+            "the reason carries the task's last log lines ({line:?}): {report}"
+        );
+    }
+    assert!(
+        report.contains("stack status: UPDATE_ROLLBACK_COMPLETE"),
+        "{report}"
     );
     assert!(
-        log.contains("stack status: UPDATE_ROLLBACK_COMPLETE"),
-        "{log}"
+        report.contains("describe-stack-events --stack-name arn:aws:cloudformation:"),
+        "the report names the stack by ID: {report}"
     );
 }
 
@@ -305,7 +369,227 @@ fn large_template_goes_through_s3(s: &Session) {
     );
 }
 
-async fn destroy_lists_what_is_kept(s: &Session, dev: &Path) {
+/// The migration Lambda's identity in the emulator: its function name.
+const MIGRATION_FUNCTION: &str = "airflow-dev-migration";
+
+/// Calls recorded after `since` (a `seq`).
+fn calls_after(s: &Session, since: u64) -> Vec<serde_json::Value> {
+    s.emulator
+        .calls()
+        .into_iter()
+        .filter(|c| c["seq"].as_u64().unwrap_or(0) > since)
+        .collect()
+}
+
+fn describe_call(c: &serde_json::Value) -> String {
+    format!(
+        "#{} {} {} on {}: {}",
+        c["seq"], c["identity"], c["action"], c["resource"], c["reason"]
+    )
+}
+
+/// The resources the deploy plan lists as added, modified or removed.
+fn planned_changes(log: &str) -> Vec<String> {
+    log.lines()
+        .filter(|l| l.starts_with(" [+] ") || l.starts_with(" [~] ") || l.starts_with(" [-] "))
+        .filter_map(|l| l.split_whitespace().nth(2).map(String::from))
+        .collect()
+}
+
+/// Python (boto3, as the unrestricted operator): removes `action` from a role's inline
+/// policy and prints the original document, which `RESTORE_POLICY` puts back.
+const REMOVE_ACTION: &str = r#"
+import ast, json, sys, boto3
+role, name, action = sys.argv[1:4]
+iam = boto3.client("iam", region_name="us-east-1")
+doc = iam.get_role_policy(RoleName=role, PolicyName=name)["PolicyDocument"]
+if isinstance(doc, str):  # moto answers a template-made policy as a Python dict's repr
+    doc = json.loads(doc) if doc.lstrip().startswith('{"') else ast.literal_eval(doc)
+kept = [st for st in doc["Statement"] if action not in st["Action"]]
+assert len(kept) < len(doc["Statement"]), f"{action} is not in {name}"
+iam.put_role_policy(RoleName=role, PolicyName=name,
+                    PolicyDocument=json.dumps({**doc, "Statement": kept}))
+print(json.dumps(doc))
+"#;
+
+const RESTORE_POLICY: &str = r#"
+import sys, boto3
+boto3.client("iam", region_name="us-east-1").put_role_policy(RoleName=sys.argv[1], PolicyName=sys.argv[2],
+                                    PolicyDocument=sys.argv[3])
+"#;
+
+/// Enforcement bites: with `ecs:RunTask` taken out of the migration Lambda's role (as a
+/// drifted or hand-edited role would be), an upgrade fails on the denied call, named in
+/// the CLI's report. Its rollback lowers the version, so the Lambda makes no call at all
+/// and the rollback completes although RunTask is still denied: defect 4 end to end.
+/// Returns the `seq` range of the calls made meanwhile (the expected denials).
+async fn a_call_the_role_does_not_allow_fails_the_deploy(s: &Session) -> (u64, u64) {
+    // The image pinned to what 3.3.2 gives and a new version: only the migration resource
+    // changes, so the stack update leaves the role as the test set it.
+    let file = s.stack_file(
+        "denied.yaml",
+        &[
+            ("retention_days: 14", "retention_days: 30"),
+            ("flower: { enabled: false }", "flower: { enabled: true }"),
+            ("version: \"3.3.2\"", "version: \"3.3.3\""),
+            (
+                "auth_manager: fab",
+                "auth_manager: fab\n  image: apache/airflow:3.3.2-python3.12",
+            ),
+        ],
+    );
+    let role = s.physical_id("MigrationFunctionRole").await;
+    let original = s
+        .emulator
+        .python(REMOVE_ACTION, &[&role, "run-migration", "ecs:RunTask"]);
+    let since = s.emulator.last_call_seq();
+    let started = Instant::now();
+    let out = s.run(&["deploy", path(&file), "--yes"]);
+    println!(
+        "MEASURE deploy with a denied Lambda call, rolled back: {:.1}s",
+        started.elapsed().as_secs_f64()
+    );
+    s.emulator
+        .python(RESTORE_POLICY, &[&role, "run-migration", original.trim()]);
+    let until = s.emulator.last_call_seq();
+    let log = text(&out);
+    assert_eq!(planned_changes(&log), ["Migration"], "{log}");
+    assert_eq!(out.status.code(), Some(1), "{log}");
+    assert!(
+        log.contains("first failure: Migration (Custom::AirflowMigration) UPDATE_FAILED: could not start the migration task")
+            && log.contains("is not authorized to perform: ecs:RunTask"),
+        "the report names the denied call: {log}"
+    );
+    assert!(
+        log.contains("stack status: UPDATE_ROLLBACK_COMPLETE"),
+        "the rollback (version down) makes no call, so RunTask's denial cannot fail it: {log}"
+    );
+    let denied: Vec<_> = calls_after(s, since)
+        .into_iter()
+        .filter(|c| c["allowed"] == false)
+        .collect();
+    assert!(!denied.is_empty(), "the emulator recorded no denial");
+    for c in &denied {
+        assert!(
+            c["identity"] == MIGRATION_FUNCTION && c["action"] == "ecs:RunTask",
+            "only the migration's RunTask may be denied: {}",
+            describe_call(c)
+        );
+    }
+    (since, until)
+}
+
+/// An upgrade whose migration succeeds but whose rollout fails rolls back to
+/// UPDATE_ROLLBACK_COMPLETE: the rollback's Update of `Migration` lowers the version, so
+/// the Lambda runs no task (the emulator's schema model would fail the older migrate
+/// with exit 1, leaving UPDATE_ROLLBACK_FAILED), and the CLI says what became of the
+/// database. NEEDS the emulator hook `POST /_emulator/fail-resource`.
+async fn a_failed_upgrade_rolls_back_without_migrating_down(s: &Session) {
+    let file = s.stack_file(
+        "upgrade.yaml",
+        &[
+            ("retention_days: 14", "retention_days: 30"),
+            ("flower: { enabled: false }", "flower: { enabled: true }"),
+            ("version: \"3.3.2\"", "version: \"3.3.3\""),
+        ],
+    );
+    // A service that depends on the migration fails, as a crash-looping 3.3.3 container
+    // would through the deployment circuit breaker.
+    s.emulator.fail_resource(
+        "WorkerService",
+        "Error occurred during operation 'ECS Deployment Circuit Breaker was triggered'.",
+    );
+    let since = s.emulator.last_call_seq();
+    let started = Instant::now();
+    let out = s.run(&["deploy", path(&file), "--yes"]);
+    println!(
+        "MEASURE failed upgrade and its rollback: {:.1}s",
+        started.elapsed().as_secs_f64()
+    );
+    let log = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{log}");
+    assert!(
+        log.contains("first failure: WorkerService (AWS::ECS::Service) UPDATE_FAILED"),
+        "{log}"
+    );
+    assert!(
+        log.contains("stack status: UPDATE_ROLLBACK_COMPLETE"),
+        "a failed upgrade must roll back completely: {log}"
+    );
+    assert!(
+        log.contains("the migration to Airflow 3.3.3 had completed before the failure")
+            && log.contains("returned the stack to 3.3.2 and ran no migration"),
+        "the CLI says what became of the database: {log}"
+    );
+    let schema = s.emulator.get_json("/_emulator/schema")["schema"].clone();
+    assert!(
+        schema
+            .as_object()
+            .is_some_and(|m| m.values().any(|v| v["version"] == "3.3.3")),
+        "the forward migration moved the schema model to 3.3.3: {schema}"
+    );
+    let runs: Vec<_> = calls_after(s, since)
+        .into_iter()
+        .filter(|c| c["identity"] == MIGRATION_FUNCTION && c["action"] == "ecs:RunTask")
+        .collect();
+    assert_eq!(
+        runs.len(),
+        1,
+        "one migration task (the upgrade's), none for the rollback: {:?}",
+        runs.iter().map(describe_call).collect::<Vec<_>>()
+    );
+    assert_lambda_logged(s, "Airflow version goes down: no migration").await;
+}
+
+/// A first deploy that fails leaves ROLLBACK_COMPLETE; the next deploy deletes that
+/// stack (followed by its ID to DELETE_COMPLETE, where the name no longer answers) and
+/// creates it again. A stack of its own, so the main one is untouched.
+fn a_failed_first_deploy_is_deleted_by_id_and_created_again(s: &Session) {
+    let file = s.stack_file(
+        "second.yaml",
+        &[("name: airflow-dev", "name: airflow-second")],
+    );
+    s.emulator.fail_resource(
+        "WorkerService",
+        "Error occurred during operation 'ECS Deployment Circuit Breaker was triggered'.",
+    );
+    let out = s.run(&["deploy", path(&file), "--yes"]);
+    let log = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{log}");
+    assert!(log.contains("stack status: ROLLBACK_COMPLETE"), "{log}");
+    let started = Instant::now();
+    let out = s.run(&["deploy", path(&file), "--yes"]);
+    println!(
+        "MEASURE deploy over a ROLLBACK_COMPLETE stack (delete, then create): {:.1}s",
+        started.elapsed().as_secs_f64()
+    );
+    let log = text(&out);
+    assert!(out.status.success(), "{log}");
+    assert!(
+        log.contains("deleting it before creating it again") && !log.contains("does not exist"),
+        "{log}"
+    );
+    assert!(log.contains("Deployed airflow-second in"), "{log}");
+}
+
+/// The migration Lambda wrote `needle` to its log group (the one its LoggingConfig names).
+async fn assert_lambda_logged(s: &Session, needle: &str) {
+    let logs = aws_sdk_cloudwatchlogs::Client::new(&s.sdk_config().await);
+    let group = "/airflow-stack/airflow-dev/migration-function";
+    let events = logs
+        .filter_log_events()
+        .log_group_name(group)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("cannot read {group}: {e:?}"));
+    let messages: Vec<&str> = events.events().iter().filter_map(|e| e.message()).collect();
+    assert!(
+        messages.iter().any(|m| m.contains(needle)),
+        "{group} has no line with {needle:?}: {messages:?}"
+    );
+}
+
+async fn destroy_follows_the_stack_by_id(s: &Session, dev: &Path) {
     let out = s.run(&["destroy", path(dev)]);
     assert_eq!(
         out.status.code(),
@@ -313,25 +597,36 @@ async fn destroy_lists_what_is_kept(s: &Session, dev: &Path) {
         "no terminal and no --yes: refused"
     );
     assert!(text(&out).contains("--yes"));
-    let physical = {
-        let cfn = aws_sdk_cloudformation::Client::new(&s.sdk_config().await);
-        let res = cfn
-            .describe_stack_resource()
-            .stack_name("airflow-dev")
-            .logical_resource_id("DataBucket")
-            .send()
-            .await
-            .unwrap();
-        res.stack_resource_detail()
-            .unwrap()
-            .physical_resource_id()
-            .unwrap()
-            .to_string()
-    };
+    let physical = s.physical_id("DataBucket").await;
+    let cfn = aws_sdk_cloudformation::Client::new(&s.sdk_config().await);
+    let stack_id = cfn
+        .describe_stacks()
+        .stack_name("airflow-dev")
+        .send()
+        .await
+        .unwrap()
+        .stacks()[0]
+        .stack_id()
+        .unwrap()
+        .to_string();
     let out = s.run(&["destroy", path(dev), "--yes"]);
-    assert!(out.status.success(), "destroy failed: {}", text(&out));
     let log = text(&out);
-    assert!(log.contains("Deleted stack airflow-dev."), "{log}");
+    assert!(out.status.success(), "destroy failed: {log}");
+    assert!(
+        !log.contains("does not exist"),
+        "destroy lost track of the stack: {log}"
+    );
+    assert!(
+        log.contains(&format!("Deleted stack airflow-dev ({stack_id}).")),
+        "{log}"
+    );
+    // Followed by name, the deleted stack vanished before its last event could be read.
+    assert!(
+        log.lines().any(|l| l.contains("| DELETE_COMPLETE")
+            && l.contains("| AWS::CloudFormation::Stack")
+            && l.ends_with("| airflow-dev")),
+        "the deletion is followed to the stack's own DELETE_COMPLETE event: {log}"
+    );
     for kept in [
         format!("bucket {physical}"),
         "FernetKeySecret".to_string(),
@@ -343,6 +638,23 @@ async fn destroy_lists_what_is_kept(s: &Session, dev: &Path) {
             "{kept} missing from the kept list: {log}"
         );
     }
+    // As on AWS: a deleted stack is unknown by name and DELETE_COMPLETE by ID.
+    let by_name = cfn.describe_stacks().stack_name("airflow-dev").send().await;
+    let error = format!(
+        "{:?}",
+        by_name.expect_err("a deleted stack is unknown by name")
+    );
+    assert!(error.contains("does not exist"), "{error}");
+    let by_id = cfn
+        .describe_stacks()
+        .stack_name(&stack_id)
+        .send()
+        .await
+        .expect("a deleted stack is known by ID");
+    assert_eq!(
+        by_id.stacks()[0].stack_status().map(|s| s.as_str()),
+        Some("DELETE_COMPLETE")
+    );
     let s3 = aws_sdk_s3::Client::from_conf(
         aws_sdk_s3::config::Builder::from(&s.sdk_config().await)
             .force_path_style(true)
@@ -354,4 +666,36 @@ async fn destroy_lists_what_is_kept(s: &Session, dev: &Path) {
     );
     let out = s.run(&["destroy", path(dev), "--yes"]);
     assert!(out.status.success() && text(&out).contains("does not exist"));
+}
+
+/// Every call the stack's Lambdas made in the whole scenario was authorized by their own
+/// roles, except the denials `denied` (a `seq` range) provoked on purpose.
+fn every_lambda_call_was_authorized_by_its_role(
+    s: &Session,
+    functions: &[(String, String)],
+    denied: &(u64, u64),
+) {
+    let calls = s.emulator.calls();
+    for (logical, name) in functions {
+        assert!(
+            calls.iter().any(|c| c["identity"] == name.as_str()),
+            "{logical} ({name}) ran but the emulator recorded no call under its identity"
+        );
+    }
+    let unexpected: Vec<String> = calls
+        .iter()
+        .filter(|c| c["allowed"] == false)
+        .filter(|c| !(denied.0..=denied.1).contains(&c["seq"].as_u64().unwrap_or(0)))
+        .map(describe_call)
+        .collect();
+    assert!(
+        unexpected.is_empty(),
+        "calls the Lambdas' roles do not allow:\n{}",
+        unexpected.join("\n")
+    );
+    println!(
+        "MEASURE IAM decisions recorded for the Lambdas: {} ({} functions)",
+        calls.len(),
+        functions.len()
+    );
 }

@@ -50,21 +50,29 @@ bash lambdas/build.sh
 phase "Rust tests (unit, CLI, cfn-lint, Lambda processes against moto)"
 cargo test --workspace --quiet 2>&1 | tee "$cache/cargo-test.log"
 
-phase "AWS emulator self-tests (tests/aws_emulator)"
+phase "AWS emulator self-tests (tests/aws_emulator: IAM evaluator, strict emulator)"
 "$AIRFLOW_STACK_VENV/bin/pip" install -q --disable-pip-version-check pytest
 "$AIRFLOW_STACK_VENV/bin/python" -m pytest -q -p no:cacheprovider tests/aws_emulator
+
+phase "network lab self-tests (tests/netlab: namespaces, security groups, cgroups)"
+# iproute2 (ip netns, veth, bridge), nftables (security groups), util-linux (nsenter,
+# unshare, setpriv); run as root, as CI does.
+need_apt nftables iproute2 util-linux
+"$AIRFLOW_STACK_VENV/bin/python" -m pytest -q -p no:cacheprovider tests/netlab
 
 phase "benchmark: synth as a process"
 cargo build --release --quiet -p airflow-stack
 python3 scripts/bench_synth.py
 
-# >>> e2e (issue 5, tests/e2e): the synthesized stack as real local Airflow processes >>>
-# PostgreSQL (TLS) and redis-server stand in for RDS and the Redis container, moto for S3
-# and Secrets Manager; Airflow itself is installed by the harness into a cached venv
-# ($AIRFLOW_STACK_CACHE/airflow-<version>, timed as its "install" phase).
+# >>> e2e (tests/e2e): the synthesized stack as real local Airflow processes >>>
+# Each ECS task in its own network namespace behind the template's security groups, each
+# AWS call authorized against its own role by the emulator; PostgreSQL (TLS) and
+# redis-server stand in for RDS/Aurora and Redis/ElastiCache. Airflow is installed by the
+# harness into a cached venv outside /root, so the image's user (uid 50000) can run it:
+# $AIRFLOW_STACK_SHARED_CACHE/airflow-<version> (default /var/cache/airflow-stack).
 phase "e2e: Debian packages, CLI and secrets Lambda builds"
-need_apt postgresql redis-server curl openssl
-cargo build --quiet -p airflow-stack -p airflow-secrets
+need_apt postgresql redis-server curl openssl nftables iproute2 util-linux
+cargo build --quiet -p airflow-stack -p airflow-secrets -p airflow-scaler
 "$AIRFLOW_STACK_VENV/bin/pip" install -q --disable-pip-version-check -r tests/e2e/requirements.txt
 phase "e2e: Airflow from the synthesized template (tests/e2e)"
 "$AIRFLOW_STACK_VENV/bin/pytest" -s -p no:cacheprovider tests/e2e

@@ -149,7 +149,10 @@ fn assert_dynamic_references_only_in_password_fields(file: &str, template: &Valu
 /// or watch task code and get the broker only; the migration the database only.
 const SECRETS_BY_CONTAINER: &[(&str, &[&str])] = &[
     ("api-server", &["FERNET", "API_SECRET", "JWT", "DB"]),
-    ("scheduler", &["FERNET", "API_SECRET", "JWT", "DB", "BROKER", "RESULTS"]),
+    (
+        "scheduler",
+        &["FERNET", "API_SECRET", "JWT", "DB", "BROKER", "RESULTS"],
+    ),
     ("dag-processor", &["FERNET", "API_SECRET", "JWT", "DB"]),
     ("triggerer", &["FERNET", "API_SECRET", "JWT", "DB"]),
     ("worker", &["BROKER", "RESULTS"]),
@@ -233,7 +236,11 @@ fn each_airflow_container_gets_only_its_secrets_each_from_one_secret_resource() 
             }
         }
         for (name, from) in &sources {
-            assert_eq!(from.len(), 1, "{file}: {name} comes from different secrets: {from:?}");
+            assert_eq!(
+                from.len(),
+                1,
+                "{file}: {name} comes from different secrets: {from:?}"
+            );
         }
         // The result backend is the broker's Redis (workers hold no database URL).
         assert_eq!(

@@ -1,6 +1,7 @@
 //! `airflow-stack deploy` and `diff`: assets, change set, plan, approval, execution
 //! with live progress, an honest failure report, outputs.
 
+use std::cmp::Ordering;
 use std::collections::BTreeMap;
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
@@ -205,9 +206,9 @@ pub fn deploy(args: DeployArgs) -> Result<(), Failure> {
         let aws = Aws::connect(&args.common.aws, &spec.region).await;
         let mut p = prepare(&aws, &spec, &args.common).await?;
         refuse_busy(&p)?;
-        if p.existing.as_ref().is_some_and(|e| e.status == "ROLLBACK_COMPLETE") {
+        if let Some(failed) = p.existing.as_ref().filter(|e| e.status == "ROLLBACK_COMPLETE") {
             eprintln!("Stack {} is in ROLLBACK_COMPLETE after a failed first deploy; deleting it before creating it again.", p.name);
-            remove_failed_stack(&aws, &p.name).await?;
+            remove_failed_stack(&aws, &p.name, &failed.stack_id).await?;
             p.existing = None;
         }
         let old = deployed(&aws, &p).await?;
@@ -217,41 +218,73 @@ pub fn deploy(args: DeployArgs) -> Result<(), Failure> {
             print!("{}", plan::render(&plan));
             confirm(&plan, false)?;
         }
-        if plan.is_empty() && !parameters_changed(&p) {
-            println!("No changes: stack {} is up to date ({}, checked in {}).", p.name, p.existing.as_ref().map_or("", |e| e.status.as_str()), elapsed(started));
-            sync_termination_protection(&aws, &p).await?;
-            return finish(&aws, &p.name, args.outputs_file.as_ref()).await;
+        // Without a stack, parameters_changed is true: an unchanged stack exists.
+        if let Some(current) = p.existing.as_ref().filter(|_| plan.is_empty() && !parameters_changed(&p)) {
+            println!("No changes: stack {} is up to date ({}, checked in {}).", p.name, current.status, elapsed(started));
+            sync_termination_protection(&aws, &p, &current.stack_id).await?;
+            return finish(&aws, &p.name, &current.stack_id, args.outputs_file.as_ref()).await;
         }
-        let cs = change_set(&aws, &p).await?;
-        let Some(flags) = &cs.replacements else {
-            println!("No changes: CloudFormation found nothing to update in {} (checked in {}).", p.name, elapsed(started));
-            return finish(&aws, &p.name, args.outputs_file.as_ref()).await;
-        };
-        let plan = plan.with_replacements(flags);
-        print!("{}", plan::render(&plan));
-        let approved = confirm(&plan, args.yes);
-        if !matches!(approved, Ok(true)) {
-            abandon(&aws, &p, &cs.id).await;
-            return Err(approved.err().unwrap_or_else(|| Failure::Failed(anyhow!("deploy cancelled; nothing was changed"))));
-        }
-        execute_and_follow(&aws, &p.name, &cs.id, p.template["Resources"].as_object().map_or(0, |r| r.len())).await?;
-        sync_termination_protection(&aws, &p).await?;
-        println!("Deployed {} in {}.", p.name, elapsed(started));
-        finish(&aws, &p.name, args.outputs_file.as_ref()).await
+        let version = VersionChange::between(old.as_ref(), &p.template);
+        apply(&aws, &p, plan, version.as_ref(), &args, started).await
     })
+}
+
+/// Creates the change set, asks for approval, executes it and follows it by stack ID.
+async fn apply(
+    aws: &Aws,
+    p: &Prepared,
+    plan: Plan,
+    version: Option<&VersionChange>,
+    args: &DeployArgs,
+    started: Instant,
+) -> Result<(), Failure> {
+    let cs = change_set(aws, p).await?;
+    let Some(flags) = &cs.replacements else {
+        println!(
+            "No changes: CloudFormation found nothing to update in {} (checked in {}).",
+            p.name,
+            elapsed(started)
+        );
+        return finish(aws, &p.name, &cs.stack_id, args.outputs_file.as_ref()).await;
+    };
+    let plan = plan.with_replacements(flags);
+    print!("{}", plan::render(&plan));
+    if let Some(warning) = version.and_then(VersionChange::downgrade_warning) {
+        eprintln!("{warning}");
+    }
+    let approved = confirm(&plan, args.yes);
+    if !matches!(approved, Ok(true)) {
+        abandon(aws, p, &cs).await;
+        return Err(approved
+            .err()
+            .unwrap_or_else(|| Failure::Failed(anyhow!("deploy cancelled; nothing was changed"))));
+    }
+    let target = Target {
+        name: &p.name,
+        stack_id: &cs.stack_id,
+    };
+    let total = p.template["Resources"].as_object().map_or(0, |r| r.len());
+    execute_and_follow(aws, &target, &cs.id, total, version).await?;
+    sync_termination_protection(aws, p, &cs.stack_id).await?;
+    println!("Deployed {} in {}.", p.name, elapsed(started));
+    finish(aws, &p.name, &cs.stack_id, args.outputs_file.as_ref()).await
+}
+
+/// The stack an operation works on: its name for people, its ID for CloudFormation.
+pub struct Target<'a> {
+    /// The stack name from the stack file.
+    pub name: &'a str,
+    /// `arn:aws:cloudformation:<region>:<account>:stack/<name>/<uuid>`.
+    pub stack_id: &'a str,
 }
 
 /// Removes a change set that will not run, and the empty stack a first change set
 /// creates (REVIEW_IN_PROGRESS), so a declined deploy leaves nothing behind.
-async fn abandon(aws: &Aws, p: &Prepared, change_set_id: &str) {
+async fn abandon(aws: &Aws, p: &Prepared, cs: &cfn_stack::ChangeSet) {
     let cfn = aws.cloudformation();
-    let _ = cfn
-        .delete_change_set()
-        .change_set_name(change_set_id)
-        .send()
-        .await;
+    let _ = cfn.delete_change_set().change_set_name(&cs.id).send().await;
     if !is_live(p) {
-        let _ = cfn_stack::delete(&cfn, &p.name).await;
+        let _ = cfn_stack::delete(&cfn, &cs.stack_id).await;
     }
 }
 
@@ -280,11 +313,13 @@ fn refuse_busy(p: &Prepared) -> Result<(), Failure> {
     }
 }
 
-async fn remove_failed_stack(aws: &Aws, name: &str) -> Result<(), Failure> {
+/// Deletes a stack left in ROLLBACK_COMPLETE, following the deletion by its ID (by name
+/// it vanishes the moment it is deleted).
+async fn remove_failed_stack(aws: &Aws, name: &str, stack_id: &str) -> Result<(), Failure> {
     let cfn = aws.cloudformation();
-    let since = cfn_stack::now_minus_skew();
-    cfn_stack::delete(&cfn, name).await?;
-    let (status, _) = cfn_stack::follow(&cfn, name, since, |_| {}).await?;
+    let mark = cfn_stack::mark(&cfn, stack_id).await?;
+    cfn_stack::delete(&cfn, stack_id).await?;
+    let (status, _) = cfn_stack::follow(&cfn, stack_id, &mark, |_| {}).await?;
     if status != "DELETE_COMPLETE" {
         return Err(Failure::Failed(anyhow!(
             "could not delete the failed stack {name}: {status}"
@@ -314,29 +349,35 @@ fn ask(reasons: &[String]) -> bool {
         && matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes")
 }
 
+/// Executes the change set and follows the stack by ID until the operation ends.
 async fn execute_and_follow(
     aws: &Aws,
-    name: &str,
+    target: &Target<'_>,
     change_set_id: &str,
     total: usize,
+    version: Option<&VersionChange>,
 ) -> Result<(), Failure> {
     let cfn = aws.cloudformation();
-    let since = cfn_stack::now_minus_skew();
+    let mark = cfn_stack::mark(&cfn, target.stack_id).await?;
     cfn_stack::execute(&cfn, change_set_id).await?;
-    let mut progress = Progress::new(&format!("deploying {name}"), total);
-    let (status, events) = cfn_stack::follow(&cfn, name, since, |e| progress.event(e)).await?;
+    let mut progress = Progress::new(&format!("deploying {}", target.name), total);
+    let (status, events) =
+        cfn_stack::follow(&cfn, target.stack_id, &mark, |e| progress.event(e)).await?;
     progress.finish();
     if status == "CREATE_COMPLETE" || status == "UPDATE_COMPLETE" {
         return Ok(());
     }
-    Err(Failure::Failed(anyhow!(failure_report(
-        name, &status, &events
-    ))))
+    let mut report = failure_report(target, &status, &events);
+    if let Some(note) = version.and_then(|v| v.rollback_note(&status, &events)) {
+        report.push_str(&note);
+    }
+    Err(Failure::Failed(anyhow!(report)))
 }
 
-/// Names the first failed resource, its type and CloudFormation's reason, then the
-/// rollback outcome.
-pub fn failure_report(name: &str, status: &str, events: &[cfn_stack::Event]) -> String {
+/// Names the first failed resource, its type and CloudFormation's reason (a multi-line
+/// reason, such as a migration's last log lines, indented under it), the rollback
+/// outcome, and where the events stay readable (by stack ID, even once deleted).
+pub fn failure_report(target: &Target<'_>, status: &str, events: &[cfn_stack::Event]) -> String {
     let cause = match first_failure(events) {
         Some(e) => format!(
             "{} ({}) {}: {}",
@@ -344,25 +385,32 @@ pub fn failure_report(name: &str, status: &str, events: &[cfn_stack::Event]) -> 
             e.resource_type,
             e.status,
             if e.reason.is_empty() {
-                "no reason given"
+                "no reason given".to_string()
             } else {
-                &e.reason
+                e.reason.trim_end().replace('\n', "\n      ")
             }
         ),
         None => "CloudFormation reported no failed resource; see the stack events in the console"
             .to_string(),
     };
-    format!("deploy of {name} failed\n  first failure: {cause}\n  stack status: {status}")
+    format!(
+        "deploy of {} failed\n  first failure: {cause}\n  stack status: {status}\n  events: aws cloudformation describe-stack-events --stack-name {}",
+        target.name, target.stack_id
+    )
 }
 
-async fn sync_termination_protection(aws: &Aws, p: &Prepared) -> Result<(), Failure> {
-    let current = cfn_stack::describe_stack(&aws.cloudformation(), &p.name)
+async fn sync_termination_protection(
+    aws: &Aws,
+    p: &Prepared,
+    stack_id: &str,
+) -> Result<(), Failure> {
+    let current = cfn_stack::describe_stack(&aws.cloudformation(), stack_id)
         .await?
         .is_some_and(|s| s.termination_protection);
     if current != p.termination_protection {
         cfn_stack::set_termination_protection(
             &aws.cloudformation(),
-            &p.name,
+            stack_id,
             p.termination_protection,
         )
         .await?;
@@ -378,9 +426,15 @@ async fn sync_termination_protection(aws: &Aws, p: &Prepared) -> Result<(), Fail
     Ok(())
 }
 
-/// Prints the outputs and writes `--outputs-file` as `{"<stack>": {...}}`.
-async fn finish(aws: &Aws, name: &str, outputs_file: Option<&PathBuf>) -> Result<(), Failure> {
-    let outputs = cfn_stack::outputs(&aws.cloudformation(), name).await?;
+/// Prints the outputs (read by stack ID) and writes `--outputs-file` as
+/// `{"<stack name>": {...}}`.
+async fn finish(
+    aws: &Aws,
+    name: &str,
+    stack_id: &str,
+    outputs_file: Option<&PathBuf>,
+) -> Result<(), Failure> {
+    let outputs = cfn_stack::outputs(&aws.cloudformation(), stack_id).await?;
     if !outputs.is_empty() {
         println!("\nOutputs");
         let width = outputs.keys().map(String::len).max().unwrap_or(0);
@@ -407,11 +461,11 @@ pub async fn deploy_plain(
 ) -> Result<BTreeMap<String, String>, Failure> {
     let cfn = aws.cloudformation();
     let existing = cfn_stack::describe_stack(&cfn, name).await?;
-    if existing
+    if let Some(failed) = existing
         .as_ref()
-        .is_some_and(|e| e.status == "ROLLBACK_COMPLETE")
+        .filter(|e| e.status == "ROLLBACK_COMPLETE")
     {
-        remove_failed_stack(aws, name).await?;
+        remove_failed_stack(aws, name, &failed.stack_id).await?;
     }
     let existing = cfn_stack::describe_stack(&cfn, name).await?;
     let body = serde_json::to_string(template).expect("JSON");
@@ -425,36 +479,254 @@ pub async fn deploy_plain(
     };
     let cs = cfn_stack::create_change_set(&cfn, request).await?;
     if cs.replacements.is_some() {
-        execute_and_follow(
-            aws,
+        let target = Target {
             name,
-            &cs.id,
-            template["Resources"].as_object().map_or(0, |r| r.len()),
-        )
-        .await?;
+            stack_id: &cs.stack_id,
+        };
+        let total = template["Resources"].as_object().map_or(0, |r| r.len());
+        execute_and_follow(aws, &target, &cs.id, total, None).await?;
     }
-    Ok(cfn_stack::outputs(&cfn, name).await?)
+    Ok(cfn_stack::outputs(&cfn, &cs.stack_id).await?)
+}
+
+/// The property src/stack/migration.rs gives `Custom::AirflowMigration` for the Airflow
+/// version; the migration Lambda compares its old and new value (lambdas/migration).
+const MIGRATION_TYPE: &str = "Custom::AirflowMigration";
+const VERSION_PROPERTY: &str = "AirflowVersion";
+
+/// The Airflow version of the migration resource before and after a deploy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VersionChange {
+    /// The deployed version.
+    pub from: String,
+    /// The version this deploy brings.
+    pub to: String,
+}
+
+impl VersionChange {
+    /// The change between the deployed template and the new one; `None` for a first
+    /// deploy or an unchanged version.
+    pub fn between(old: Option<&Value>, new: &Value) -> Option<VersionChange> {
+        let from = migration_version(old?)?;
+        let to = migration_version(new)?;
+        (from != to).then(|| VersionChange {
+            from: from.to_string(),
+            to: to.to_string(),
+        })
+    }
+
+    /// How the new version compares with the deployed one, number by number (3.10.0 >
+    /// 3.9.9) as the migration Lambda compares them; `None` if either is not numbers
+    /// and dots (the stack file allows only those).
+    fn direction(&self) -> Option<Ordering> {
+        Some(release(&self.to)?.cmp(&release(&self.from)?))
+    }
+
+    fn goes_down(&self) -> bool {
+        self.direction() == Some(Ordering::Less)
+    }
+
+    /// Said before a deploy that lowers the version on purpose: the migration then runs
+    /// nothing (so that a failed upgrade can roll back), and nothing else lowers the schema.
+    pub fn downgrade_warning(&self) -> Option<String> {
+        self.goes_down().then(|| {
+            format!(
+                "Warning: airflow.version goes down from {from} to {to}. The database migration runs nothing when the version goes down (that is what lets a failed upgrade roll back), so the {to} services would meet the {from} schema. Lower the schema first, deliberately: `airflow db downgrade --to-version {to}`, run with the {from} image.",
+                from = self.from,
+                to = self.to
+            )
+        })
+    }
+
+    /// After a failed upgrade rolled back: what happened to the database. The rollback
+    /// sends the migration resource an Update back to the old version, which the Lambda
+    /// answers without a task (an older `airflow db migrate` fails on a newer schema).
+    pub fn rollback_note(&self, status: &str, events: &[cfn_stack::Event]) -> Option<String> {
+        if status != "UPDATE_ROLLBACK_COMPLETE" || self.direction() != Some(Ordering::Greater) {
+            return None;
+        }
+        let (from, to) = (&self.from, &self.to);
+        Some(if migrated_before_rollback(events) {
+            format!(
+                "\n  database: the migration to Airflow {to} had completed before the failure; the rollback returned the stack to {from} and ran no migration (an older `airflow db migrate` cannot run on a newer schema). The schema stays at {to}: deploy {to} again once the cause above is fixed, or lower the schema deliberately with `airflow db downgrade --to-version {from}`, run with the {to} image."
+            )
+        } else {
+            format!(
+                "\n  database: the rollback to Airflow {from} ran no migration; the migration to {to} did not complete (its reason, if it failed, is above)."
+            )
+        })
+    }
+}
+
+/// The `AirflowVersion` of the template's migration resource.
+fn migration_version(template: &Value) -> Option<&str> {
+    template["Resources"]
+        .as_object()?
+        .values()
+        .find(|r| r["Type"] == MIGRATION_TYPE)?["Properties"][VERSION_PROPERTY]
+        .as_str()
+}
+
+/// `3.3.2` as `[3, 3, 2]`, trailing zeros dropped (3.3 = 3.3.0); `None` for anything
+/// but decimal numbers separated by dots.
+fn release(version: &str) -> Option<Vec<u64>> {
+    let mut parts = version
+        .split('.')
+        .map(|part| {
+            let digits = !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit());
+            digits.then(|| part.parse().ok()).flatten()
+        })
+        .collect::<Option<Vec<u64>>>()?;
+    while parts.len() > 1 && parts.last() == Some(&0) {
+        parts.pop();
+    }
+    Some(parts)
+}
+
+/// Whether the migration resource completed its Update before the stack's rollback began.
+fn migrated_before_rollback(events: &[cfn_stack::Event]) -> bool {
+    events
+        .iter()
+        .take_while(|e| {
+            !(e.resource_type == "AWS::CloudFormation::Stack"
+                && e.status == "UPDATE_ROLLBACK_IN_PROGRESS")
+        })
+        .any(|e| e.resource_type == MIGRATION_TYPE && e.status == "UPDATE_COMPLETE")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::aws::stack::Event;
+    use serde_json::json;
+
+    const ID: &str = "arn:aws:cloudformation:us-east-1:123456789012:stack/airflow-dev/1b2c";
+
+    fn target() -> Target<'static> {
+        Target {
+            name: "airflow-dev",
+            stack_id: ID,
+        }
+    }
+
+    fn event(logical: &str, kind: &str, status: &str, reason: &str) -> Event {
+        Event {
+            id: format!("{logical}-{status}"),
+            timestamp: 1.0,
+            logical_id: logical.into(),
+            resource_type: kind.into(),
+            status: status.into(),
+            reason: reason.into(),
+        }
+    }
 
     #[test]
-    fn the_failure_report_names_resource_type_reason_and_rollback() {
-        let events = vec![Event {
-            id: "1".into(),
-            timestamp: 1.0,
-            logical_id: "GeneratedSecrets".into(),
-            resource_type: "Custom::AirflowSecrets".into(),
-            status: "CREATE_FAILED".into(),
-            reason: "secret not found".into(),
-        }];
-        let report = failure_report("airflow-dev", "ROLLBACK_COMPLETE", &events);
+    fn the_failure_report_names_resource_type_reason_rollback_and_stack_id() {
+        let events = vec![event(
+            "GeneratedSecrets",
+            "Custom::AirflowSecrets",
+            "CREATE_FAILED",
+            "secret not found",
+        )];
+        let report = failure_report(&target(), "ROLLBACK_COMPLETE", &events);
         assert_eq!(
             report,
-            "deploy of airflow-dev failed\n  first failure: GeneratedSecrets (Custom::AirflowSecrets) CREATE_FAILED: secret not found\n  stack status: ROLLBACK_COMPLETE"
+            format!("deploy of airflow-dev failed\n  first failure: GeneratedSecrets (Custom::AirflowSecrets) CREATE_FAILED: secret not found\n  stack status: ROLLBACK_COMPLETE\n  events: aws cloudformation describe-stack-events --stack-name {ID}")
         );
+    }
+
+    #[test]
+    fn a_multi_line_reason_keeps_its_lines_indented() {
+        let events = vec![event(
+            "Migration",
+            MIGRATION_TYPE,
+            "UPDATE_FAILED",
+            "exited with code 3; last lines:\nalembic: Running upgrade\nboom\n",
+        )];
+        let report = failure_report(&target(), "UPDATE_ROLLBACK_COMPLETE", &events);
+        assert!(
+            report.contains(
+                "last lines:\n      alembic: Running upgrade\n      boom\n  stack status"
+            ),
+            "{report}"
+        );
+    }
+
+    fn template(version: &str) -> Value {
+        json!({"Resources": {
+            "Db": {"Type": "AWS::RDS::DBInstance", "Properties": {}},
+            "Migration": {"Type": MIGRATION_TYPE, "Properties": {VERSION_PROPERTY: version}}
+        }})
+    }
+
+    #[test]
+    fn versions_compare_number_by_number() {
+        let change = |from: &str, to: &str| {
+            VersionChange::between(Some(&template(from)), &template(to)).unwrap()
+        };
+        assert_eq!(
+            change("3.9.9", "3.10.0").direction(),
+            Some(Ordering::Greater)
+        );
+        assert!(change("3.10.0", "3.9.9").goes_down());
+        assert_eq!(change("3.3", "3.3.0").direction(), Some(Ordering::Equal));
+        assert_eq!(change("3.3.2", "3.3.2rc1").direction(), None);
+        assert_eq!(change("3.3.2", "+3.3.2").direction(), None);
+        assert!(VersionChange::between(Some(&template("3.3.2")), &template("3.3.2")).is_none());
+        assert!(VersionChange::between(None, &template("3.3.2")).is_none());
+    }
+
+    #[test]
+    fn only_a_lower_version_is_warned_about() {
+        let down = VersionChange::between(Some(&template("3.3.3")), &template("3.3.2")).unwrap();
+        let warning = down.downgrade_warning().unwrap();
+        assert!(warning.contains("from 3.3.3 to 3.3.2"), "{warning}");
+        assert!(
+            warning.contains("airflow db downgrade --to-version 3.3.2"),
+            "{warning}"
+        );
+        let up = VersionChange::between(Some(&template("3.3.2")), &template("3.3.3")).unwrap();
+        assert!(up.downgrade_warning().is_none());
+    }
+
+    #[test]
+    fn a_rolled_back_upgrade_says_what_became_of_the_database() {
+        let up = VersionChange::between(Some(&template("3.3.2")), &template("3.3.3")).unwrap();
+        let stack = "AWS::CloudFormation::Stack";
+        let migrated = vec![
+            event("Migration", MIGRATION_TYPE, "UPDATE_COMPLETE", ""),
+            event(
+                "WorkerService",
+                "AWS::ECS::Service",
+                "UPDATE_FAILED",
+                "boom",
+            ),
+            event("airflow-dev", stack, "UPDATE_ROLLBACK_IN_PROGRESS", ""),
+            event("Migration", MIGRATION_TYPE, "UPDATE_COMPLETE", ""),
+        ];
+        let note = up
+            .rollback_note("UPDATE_ROLLBACK_COMPLETE", &migrated)
+            .unwrap();
+        assert!(
+            note.contains("the migration to Airflow 3.3.3 had completed before the failure")
+                && note.contains("returned the stack to 3.3.2 and ran no migration"),
+            "{note}"
+        );
+        let failed = vec![
+            event("Migration", MIGRATION_TYPE, "UPDATE_FAILED", "exit 1"),
+            event("airflow-dev", stack, "UPDATE_ROLLBACK_IN_PROGRESS", ""),
+            event("Migration", MIGRATION_TYPE, "UPDATE_COMPLETE", ""),
+        ];
+        let note = up
+            .rollback_note("UPDATE_ROLLBACK_COMPLETE", &failed)
+            .unwrap();
+        assert!(note.contains("did not complete"), "{note}");
+        assert!(up
+            .rollback_note("UPDATE_ROLLBACK_FAILED", &migrated)
+            .is_none());
+        let down = VersionChange::between(Some(&template("3.3.3")), &template("3.3.2")).unwrap();
+        assert!(down
+            .rollback_note("UPDATE_ROLLBACK_COMPLETE", &migrated)
+            .is_none());
     }
 }

@@ -76,6 +76,8 @@ pub fn advice(k: &Kept) -> String {
     }
 }
 
+/// `destroy`: confirms, deletes the stack and follows the deletion by stack ID (by name,
+/// a deleted stack vanishes between two polls), then lists what was kept.
 pub fn run(args: Args) -> Result<(), Failure> {
     let spec = spec::load(&args.stack.file)?;
     crate::aws::runtime().block_on(async {
@@ -94,21 +96,14 @@ pub fn run(args: Args) -> Result<(), Failure> {
         if !confirmed(&spec.name, args.yes)? {
             return Err(Failure::Failed(anyhow!("destroy cancelled; nothing was deleted")));
         }
+        let id = info.stack_id.as_str();
         if info.termination_protection {
-            cfn_stack::set_termination_protection(&cfn, &spec.name, false).await?;
+            cfn_stack::set_termination_protection(&cfn, id, false).await?;
         }
-        let template = cfn_stack::deployed_template(&cfn, &spec.name).await?;
-        let kept = kept_resources(&template, &cfn_stack::physical_ids(&cfn, &spec.name).await?);
-        let since = cfn_stack::now_minus_skew();
-        cfn_stack::delete(&cfn, &spec.name).await?;
-        let mut progress = Progress::new(&format!("deleting {}", spec.name), template["Resources"].as_object().map_or(0, |r| r.len()));
-        let (status, events) = cfn_stack::follow(&cfn, &spec.name, since, |e| progress.event(e)).await?;
-        progress.finish();
-        if status != "DELETE_COMPLETE" {
-            let cause = first_failure(&events).map_or_else(|| "no resource reported a failure".to_string(), |e| format!("{} ({}): {}", e.logical_id, e.resource_type, e.reason));
-            return Err(Failure::Failed(anyhow!("deleting {} ended in {status}\n  first failure: {cause}", spec.name)));
-        }
-        println!("Deleted stack {}.", spec.name);
+        let template = cfn_stack::deployed_template(&cfn, id).await?;
+        let kept = kept_resources(&template, &cfn_stack::physical_ids(&cfn, id).await?);
+        delete_and_follow(&cfn, &spec.name, id, &template).await?;
+        println!("Deleted stack {} ({id}).", spec.name);
         if !kept.is_empty() {
             println!("\nKept, so no data is lost:");
             for k in &kept {
@@ -117,6 +112,31 @@ pub fn run(args: Args) -> Result<(), Failure> {
         }
         Ok(())
     })
+}
+
+/// Deletes the stack with this ID and shows its events until the deletion ends.
+async fn delete_and_follow(
+    cfn: &aws_sdk_cloudformation::Client,
+    name: &str,
+    stack_id: &str,
+    template: &Value,
+) -> Result<(), Failure> {
+    let mark = cfn_stack::mark(cfn, stack_id).await?;
+    cfn_stack::delete(cfn, stack_id).await?;
+    let total = template["Resources"].as_object().map_or(0, |r| r.len());
+    let mut progress = Progress::new(&format!("deleting {name}"), total);
+    let (status, events) = cfn_stack::follow(cfn, stack_id, &mark, |e| progress.event(e)).await?;
+    progress.finish();
+    if status == "DELETE_COMPLETE" {
+        return Ok(());
+    }
+    let cause = first_failure(&events).map_or_else(
+        || "no resource reported a failure".to_string(),
+        |e| format!("{} ({}): {}", e.logical_id, e.resource_type, e.reason),
+    );
+    Err(Failure::Failed(anyhow!(
+        "deleting {name} ended in {status}\n  first failure: {cause}\n  events: aws cloudformation describe-stack-events --stack-name {stack_id}"
+    )))
 }
 
 /// Asks for the stack name on a terminal; refuses without one unless `--yes`.

@@ -59,12 +59,90 @@ impl Emulator {
 
     /// Makes the next one-off ECS task (a migration) exit with `code`.
     pub fn set_task_exit_code(&self, code: i32) {
-        let url = format!("{}/_emulator/ecs-task-exit/{code}", self.endpoint);
-        let status = Command::new("curl")
-            .args(["-fsS", "-X", "POST", &url])
-            .status()
-            .expect("curl");
-        assert!(status.success(), "could not set the task exit code");
+        let (status, body) =
+            self.request("POST", &format!("/_emulator/ecs-task-exit/{code}"), None);
+        assert_eq!(status, 200, "could not set the task exit code: {body}");
+    }
+
+    /// Makes the next one-off ECS task write these lines to its awslogs stream.
+    pub fn set_task_output(&self, lines: &[&str]) {
+        let body = serde_json::json!({ "lines": lines });
+        let (status, text) = self.request("POST", "/_emulator/ecs-task-output", Some(&body));
+        assert_eq!(status, 200, "POST /_emulator/ecs-task-output: {text}");
+    }
+
+    /// Makes the next create or update of the resource `logical_id` fail with `reason`
+    /// (once: the rollback's update of it succeeds). NEEDS the emulator hook
+    /// `POST /_emulator/fail-resource {"logical_id": ..., "reason": ...}`.
+    pub fn fail_resource(&self, logical_id: &str, reason: &str) {
+        let body = serde_json::json!({ "logical_id": logical_id, "reason": reason });
+        let (status, text) = self.request("POST", "/_emulator/fail-resource", Some(&body));
+        assert_eq!(
+            status, 200,
+            "the emulator has no working POST /_emulator/fail-resource hook (see tests/deploy.rs, \
+             a_failed_upgrade_rolls_back_without_migrating_down): {text}"
+        );
+    }
+
+    /// Every IAM decision the emulator made for a registered identity (the Lambdas'
+    /// roles), in order: `GET /_emulator/calls`.
+    pub fn calls(&self) -> Vec<serde_json::Value> {
+        self.get_json("/_emulator/calls")["calls"]
+            .as_array()
+            .unwrap_or_else(|| panic!("GET /_emulator/calls has no \"calls\" list"))
+            .clone()
+    }
+
+    /// The `seq` of the last recorded call (0 before any).
+    pub fn last_call_seq(&self) -> u64 {
+        self.calls()
+            .last()
+            .and_then(|c| c["seq"].as_u64())
+            .unwrap_or(0)
+    }
+
+    /// An emulator endpoint's JSON answer, which must be 200.
+    pub fn get_json(&self, path: &str) -> serde_json::Value {
+        let (status, body) = self.request("GET", path, None);
+        assert_eq!(status, 200, "GET {path}: {body}");
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("GET {path}: {e}: {body}"))
+    }
+
+    /// One request with curl (no HTTP client among the dev-dependencies): status and body.
+    fn request(&self, method: &str, path: &str, body: Option<&serde_json::Value>) -> (u16, String) {
+        let mut cmd = Command::new("curl");
+        cmd.args(["-sS", "-X", method, "-w", "\n%{http_code}"])
+            .arg(format!("{}{path}", self.endpoint));
+        if let Some(body) = body {
+            cmd.args(["-H", "Content-Type: application/json", "--data-binary"])
+                .arg(body.to_string());
+        }
+        let out = cmd.output().expect("run curl");
+        assert!(
+            out.status.success(),
+            "curl {method} {path}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        let (body, code) = text.rsplit_once('\n').unwrap_or(("", &text));
+        (code.trim().parse().unwrap_or(0), body.to_string())
+    }
+
+    /// Runs a Python script (the virtualenv's, with boto3) against the emulator as the
+    /// unrestricted operator; its stdout.
+    pub fn python(&self, script: &str, args: &[&str]) -> String {
+        let mut cmd = Command::new(venv_bin("python"));
+        cmd.arg("-c").arg(script).args(args);
+        for (k, v) in self.env() {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().expect("run python");
+        assert!(
+            out.status.success(),
+            "python failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).to_string()
     }
 }
 

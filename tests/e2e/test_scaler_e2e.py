@@ -4,22 +4,25 @@ The scaler's template side only exists with autoscaling and alerts on, which nee
 `network.nat_gateways: 1`; so the harness's stack file is synthesized once more with
 those switched on, and the `ScalerFunction`'s `Environment.Variables` are read from that
 template. Only what CloudFormation would supply is filled in (the state table, the SNS
-topic, the ECS cluster and worker service: created in moto from their template
-properties; the secrets: the harness's, same logical ids), and only addresses are
-localized (`api-server.<namespace>:8080` -> the local api-server port), as the harness
-does for the containers. The binary runs behind the harness's Lambda Runtime API with
-AWS_ENDPOINT_URL = moto and dummy credentials, and each invocation is the EventBridge
-"Scheduled Event" the stack's `rate(1 minute)` rule sends.
+topic, the ECS cluster and worker service: created in the emulator from their template
+properties; the secrets: the harness's, same logical ids). The Lambda runs in the VPC as
+the template puts it: in its own lab host with `ScalerSecurityGroup`, reaching the
+api-server through the template's `ApiServerFromScaler` rule and Cloud Map name, with the
+credentials of `ScalerFunctionRole` (its inline policy; the AWS-managed
+AWSLambdaVPCAccessExecutionRole only covers the ENI calls Lambda makes for it). Its
+Runtime API listens on the host's own loopback, as Lambda's does; each invocation is the
+EventBridge "Scheduled Event" the stack's `rate(1 minute)` rule sends.
 
 SNS delivers to a local HTTP server (an `http` subscription; moto 5.2.5 auto-confirms it
-and POSTs each notification synchronously during Publish). Slack is not used here: the
-Lambda only calls `https://` webhook URLs with the webpki roots, which a local server
-cannot serve.
+and POSTs each notification synchronously during Publish), listening inside the AWS
+emulator's host. Slack is not used here: the Lambda only calls `https://` webhook URLs
+with the webpki roots, which a local server cannot serve.
 
 CloudWatch: the Rust SDK's PutMetricData speaks Smithy rpc-v2-cbor, which moto 5.2.5
-does not serve (404, the scaler logs "PutMetricData failed" and goes on, as designed);
-so AWS_ENDPOINT_URL_CLOUDWATCH points at a local capture server (`CloudWatchSink`) that
-decodes the request and answers `{}`. Everything else goes to moto.
+does not serve; so AWS_ENDPOINT_URL_CLOUDWATCH points at a capture server
+(`CloudWatchSink`) in the emulator's host that decodes the request and answers `{}`.
+Those calls are not authorized by the emulator (the role's `cloudwatch:PutMetricData`
+with its namespace condition is checked by cfn-lint and the template tests only).
 
 Order: the alert test first, then the scaling test, which stops the worker to keep
 tasks `queued` and restarts it (and waits for it to be healthy) in a `finally`.
@@ -40,7 +43,8 @@ from pathlib import Path
 import pytest
 
 from harness import infra
-from harness.procs import Proc, run
+from harness.nsbind import listen_in
+from harness.procs import run
 from harness.template import Context, Template
 
 SCALED = """
@@ -58,9 +62,10 @@ alerts:
 
 
 class SnsSink:
-    """The HTTP endpoint of the topic's subscription: keeps every notification."""
+    """The HTTP endpoint of the topic's subscription: keeps every notification. Listens in
+    the emulator's host, on its loopback (the emulator is what delivers)."""
 
-    def __init__(self):
+    def __init__(self, netns: str):
         self.messages: list[dict] = []
         self.cond = threading.Condition()
         sink = self
@@ -78,7 +83,7 @@ class SnsSink:
                 self.send_header("Content-Length", "0")
                 self.end_headers()
 
-        self.server = infra._Server(("127.0.0.1", 0), Handler)
+        self.server = infra._Server.on(listen_in(netns, "127.0.0.1"), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/sns"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
@@ -148,7 +153,7 @@ class CloudWatchSink:
     speaks and moto 5.2.5 does not (moto answers 404): keeps each request's metric data.
     The Lambda gets it as AWS_ENDPOINT_URL_CLOUDWATCH (the SDK's per-service endpoint)."""
 
-    def __init__(self):
+    def __init__(self, aws):
         self.requests: list[dict] = []
         sink = self
 
@@ -169,8 +174,11 @@ class CloudWatchSink:
                 self.end_headers()
                 self.wfile.write(b"\xa0")  # {}
 
-        self.server = infra._Server(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        # In the emulator's host, open to every host as the AWS endpoints are.
+        self.server = infra._Server.on(listen_in(aws.host.netns, "0.0.0.0"), Handler)
+        port = self.server.server_address[1]
+        aws.host.lab.allow_any("aws-endpoint", port)
+        self.url = f"http://{aws.host.ip}:{port}"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     @staticmethod
@@ -222,7 +230,8 @@ def _targets(value, found: set[str]) -> set[str]:
 
 
 class Scaler:
-    """The scaler Lambda's template environment resolved against moto, and its process."""
+    """The scaler Lambda's template environment resolved against the emulator, and its
+    process in its own lab host."""
 
     def __init__(self, stack, sink: SnsSink, metrics: CloudWatchSink):
         self.stack = stack
@@ -236,35 +245,47 @@ class Scaler:
                  if k.lower().startswith("scaler")}
         assert len(funcs) == 1, f"expected one ScalerFunction, found {sorted(funcs)}"
         (self.logical, fn), = funcs.items()
-        raw_env = fn["Properties"]["Environment"]["Variables"]
+        props = fn["Properties"]
+        raw_env = props["Environment"]["Variables"]
         self.ctx = Context(region=stack.ctx.region, stack_name=stack.ctx.stack_name,
-                           stack_id=stack.ctx.stack_id, refs=dict(stack.ctx.refs),
-                           getatts=dict(stack.ctx.getatts))
+                           stack_id=stack.ctx.stack_id, account=stack.ctx.account,
+                           refs=dict(stack.ctx.refs), getatts=dict(stack.ctx.getatts),
+                           template=self.template)
         for logical in sorted(_targets(raw_env, set())):
             if logical.startswith("AWS::") or logical in self.ctx.refs:
                 continue
             self.create(logical, sink)
-        env = {k: stack.localize(str(v)) for k, v in self.ctx.resolve(raw_env).items()}
-        self.env = env
-        assert env["AIRFLOW_API_URL"] == f"http://127.0.0.1:{stack.api_port}", env["AIRFLOW_API_URL"]
-        self.runtime = infra.RuntimeApi()
+        self.cluster = getattr(self, "cluster", stack.cluster_name)
+        self.env = env = {k: str(v) for k, v in self.ctx.resolve(raw_env).items()}
+        # The template's own address: the Cloud Map name, resolved in the scaler's host.
+        assert env["AIRFLOW_API_URL"] == f"http://api-server.{stack.namespace}:8080", env["AIRFLOW_API_URL"]
+        # In the VPC: its own host, its security group, the template's rule to the api-server.
+        groups = [g["Fn::GetAtt"][0] for g in props["VpcConfig"]["SecurityGroupIds"]]
+        stack.apply_ingress_rules(self.template)
+        self.host = stack.lab.add_host("scaler", groups)
+        role = props["Role"]["Fn::GetAtt"][0]
+        role_props = self.template.resources[role]["Properties"]
+        policies = [self.ctx.resolve(p["PolicyDocument"]) for p in role_props["Policies"]]
+        key = stack.aws.register("scaler-lambda", f"arn:aws:iam::{self.ctx.account}:role/{role}",
+                                 policies)
+        self.runtime = infra.RuntimeApi(listen_in(self.host.netns, "127.0.0.1"))
         lambda_env = {
             "PATH": "/usr/bin:/bin",
             "AWS_LAMBDA_RUNTIME_API": f"127.0.0.1:{self.runtime.port}",
             "AWS_LAMBDA_FUNCTION_NAME": "airflow-scaler",
-            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(fn["Properties"].get("MemorySize", 128)),
+            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(props.get("MemorySize", 128)),
             "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
-            "AWS_ENDPOINT_URL": stack.moto.endpoint,
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_ENDPOINT_URL": stack.aws.endpoint,
+            "AWS_ACCESS_KEY_ID": key,
+            "AWS_SECRET_ACCESS_KEY": "e2e",
             "AWS_REGION": stack.region,
             "AWS_DEFAULT_REGION": stack.region,
             "AWS_ENDPOINT_URL_CLOUDWATCH": metrics.url,
         }
-        for key in lambda_env:
-            assert key not in env, f"the ScalerFunction sets {key}; the test would mask it"
+        for k in lambda_env:
+            assert k not in env, f"the ScalerFunction sets {k}; the test would mask it"
         self.log = stack.workdir / "scaler-lambda.log"
-        self.proc = Proc("scaler-lambda", [str(exe)], {**lambda_env, **env}, self.log)
+        self.proc = self.host.start("scaler-lambda", [str(exe)], {**lambda_env, **env}, self.log)
 
     def create(self, logical: str, sink: SnsSink) -> None:
         """What CloudFormation would create for one resource the function refers to."""
@@ -275,7 +296,7 @@ class Scaler:
         keep = {"TableName", "KeySchema", "AttributeDefinitions", "BillingMode", "TopicName",
                 "ClusterName", "ServiceName", "Cluster"}
         props = self.ctx.resolve({k: v for k, v in raw.items() if k in keep})
-        moto, region = self.stack.moto, self.stack.region
+        moto, region = self.stack.aws, self.stack.region
         kind = res["Type"]
         if kind == "AWS::DynamoDB::Table":
             name = props.get("TableName") or f"{self.ctx.stack_name}-{logical}-{uuid.uuid4().hex[:8]}"
@@ -285,6 +306,7 @@ class Scaler:
                              BillingMode=props.get("BillingMode", "PAY_PER_REQUEST"))
             self.table = name
             self.ctx.refs[logical] = name
+            self.ctx.getatts[(logical, "Arn")] = f"arn:aws:dynamodb:{region}:{self.ctx.account}:table/{name}"
         elif kind == "AWS::SNS::Topic":
             name = props.get("TopicName") or f"{self.ctx.stack_name}-{logical}-{uuid.uuid4().hex[:8]}"
             sns = moto.client("sns", region)
@@ -300,6 +322,7 @@ class Scaler:
             moto.client("ecs", region).create_cluster(clusterName=name)
             self.cluster = name
             self.ctx.refs[logical] = name
+            self.ctx.getatts[(logical, "Arn")] = f"arn:aws:ecs:{region}:{self.ctx.account}:cluster/{name}"
         elif kind == "AWS::ECS::Service":
             cluster_ref = res["Properties"]["Cluster"]
             for t in _targets(cluster_ref, set()):
@@ -344,16 +367,19 @@ class Scaler:
         self.runtime.close()
 
 
+pytestmark = pytest.mark.parametrize("stack", ["dev"], indirect=True)
+
+
 @pytest.fixture(scope="module")
-def sink():
-    s = SnsSink()
+def sink(stack):
+    s = SnsSink(stack.aws.host.netns)
     yield s
     s.close()
 
 
 @pytest.fixture(scope="module")
-def metrics():
-    m = CloudWatchSink()
+def metrics(stack):
+    m = CloudWatchSink(stack.aws)
     yield m
     m.close()
 
@@ -413,7 +439,7 @@ def test_failed_run_alerts_once(stack, airflow, scaler, sink):
 
 def test_queued_work_scales_out(stack, airflow, scaler, metrics):
     airflow.wait_dags(["e2e_wide"], timeout=180)
-    ecs = stack.moto.client("ecs", stack.region)
+    ecs = stack.aws.client("ecs", stack.region)
     svc = ecs.describe_services(cluster=scaler.cluster, services=[scaler.service])["services"][0]
     assert svc["desiredCount"] == 0, svc
     # No worker: the scheduler hands the tasks to Celery and they stay `queued`.

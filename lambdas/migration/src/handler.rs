@@ -22,6 +22,7 @@ use crate::ports::{LaunchResult, LogTail, SelfInvoker, TaskLaunch, TaskRunner, T
 use crate::props::{needs_migration, MigrationProps};
 use crate::reason::with_log_tail;
 use crate::token::request_token;
+use crate::version::{version_move, VersionMove};
 
 /// Timings and bounds; [`Settings::default`] is what the Lambda uses.
 #[derive(Debug, Clone)]
@@ -275,18 +276,12 @@ impl Job {
                 tracing::info!("delete: nothing to do");
                 return Step::Succeeded;
             }
-            RequestType::Update
-                if !needs_migration(
-                    request.old_resource_properties.as_ref(),
-                    &request.resource_properties,
-                ) =>
-            {
-                tracing::info!(
-                    "update without image, version, database or task change: no migration"
-                );
-                return Step::Succeeded;
+            RequestType::Update => {
+                if let Some(step) = skip_update(request) {
+                    return step;
+                }
             }
-            _ => {}
+            RequestType::Create => {}
         }
         let props = match MigrationProps::parse(&request.resource_properties) {
             Ok(props) => props,
@@ -456,6 +451,37 @@ impl Job {
         };
         with_log_tail(&headline, &lines, |reason| self.responder.fits(reason))
     }
+}
+
+/// An Update that runs no task: the answer for it, or `None` when it must migrate.
+fn skip_update(request: &CustomResourceRequest) -> Option<Step> {
+    let old = request.old_resource_properties.as_ref();
+    let new = &request.resource_properties;
+    match version_move(old, new) {
+        VersionMove::Invalid(reason) => return Some(Step::Failed(reason)),
+        VersionMove::Down(from, to) => {
+            // The rollback of a failed upgrade (see crate::version for why not migrate).
+            tracing::info!(
+                old_version = %from,
+                new_version = %to,
+                "Airflow version goes down: no migration. An older `airflow db migrate` \
+                 fails on a newer schema (Alembic cannot locate its revision), which would \
+                 fail a rollback; lowering the schema is `airflow db downgrade`, an operator's \
+                 decision"
+            );
+            return Some(Step::Succeeded);
+        }
+        VersionMove::OldUnknown(from) => tracing::warn!(
+            old_version = %from,
+            "the old Airflow version is not a release version and cannot be ordered; migrating"
+        ),
+        VersionMove::Up | VersionMove::Unchanged => {}
+    }
+    if needs_migration(old, new) {
+        return None;
+    }
+    tracing::info!("update without image, version, database or task change: no migration");
+    Some(Step::Succeeded)
 }
 
 fn now_epoch_millis() -> u64 {

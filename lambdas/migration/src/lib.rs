@@ -11,6 +11,8 @@
 //! - [`handler`]: the flow of one invocation;
 //! - [`ports`]: ECS, Lambda and CloudWatch Logs behind small traits; [`aws`] implements
 //!   them with the AWS SDK;
+//! - [`version`]: an Update that lowers the Airflow version (the rollback of a failed
+//!   upgrade) runs no migration;
 //! - [`props`], [`continuation`], [`token`], [`reason`]: the pieces it is built from.
 
 pub mod aws;
@@ -20,5 +22,6 @@ pub mod ports;
 pub mod props;
 pub mod reason;
 pub mod token;
+pub mod version;
 
 pub use handler::{invoke, Invocation, InvokeError, Ports, Settings};

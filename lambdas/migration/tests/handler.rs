@@ -616,7 +616,14 @@ async fn update_with_a_new_image_migrates_and_keeps_the_physical_id() {
     for trigger in ["Image", "AirflowVersion", "DatabaseHost", "TaskDefinition"] {
         let mut event = h.event("Update");
         event["RequestId"] = json!(format!("update-{trigger}"));
-        event["OldResourceProperties"][trigger] = json!("previous");
+        // An older version for AirflowVersion: the versions are compared (a lower new one
+        // is a rollback and runs nothing).
+        let previous = if trigger == "AirflowVersion" {
+            "3.0.6"
+        } else {
+            "previous"
+        };
+        event["OldResourceProperties"][trigger] = json!(previous);
         h.invoke(event, PLENTY).await.unwrap();
     }
     assert_eq!(h.ecs.tasks_started(), 4);
@@ -628,6 +635,83 @@ async fn update_with_a_new_image_migrates_and_keeps_the_physical_id() {
             "the-id-cloudformation-holds"
         );
     }
+}
+
+/// An Update from `old` to `new` AirflowVersion (the image follows the version).
+fn version_update(h: &Harness, old: &str, new: &str) -> Value {
+    let mut event = h.event("Update");
+    event["RequestId"] = json!(format!("update-{old}-to-{new}"));
+    for (side, version) in [("OldResourceProperties", old), ("ResourceProperties", new)] {
+        event[side]["AirflowVersion"] = json!(version);
+        event[side]["Image"] = json!(format!("apache/airflow:{version}"));
+    }
+    event
+}
+
+#[tokio::test]
+async fn the_rollback_of_an_upgrade_runs_no_task_and_keeps_the_physical_id() {
+    // CloudFormation rolls a failed 3.10.0 upgrade back with an Update to 3.9.9; an
+    // older `db migrate` would fail on the newer schema and fail the rollback.
+    let h = Harness::new(FakeEcs::finishing_with(Some(1)));
+    let summary = h
+        .invoke(version_update(&h, "3.10.0", "3.9.9"), PLENTY)
+        .await
+        .unwrap();
+    assert_eq!(summary["Status"], "SUCCESS");
+    let body = h.only_answer();
+    assert_eq!(body["Status"], "SUCCESS");
+    assert_eq!(body["PhysicalResourceId"], "the-id-cloudformation-holds");
+    assert!(h.ecs.launches().is_empty(), "no RunTask on the way down");
+    assert_eq!(h.ecs.calls(), 0);
+    assert!(h.lambda.payloads().is_empty());
+}
+
+#[tokio::test]
+async fn an_upgrade_and_an_equal_version_migrate() {
+    let h = Harness::new(FakeEcs::finishing_with(Some(0)));
+    h.invoke(version_update(&h, "3.9.9", "3.10.0"), PLENTY)
+        .await
+        .unwrap();
+    assert_eq!(h.ecs.tasks_started(), 1, "an upgrade migrates");
+    // Same version, new task definition: migrate is idempotent, so it still runs.
+    let mut event = version_update(&h, "3.3.2", "3.3.2");
+    event["ResourceProperties"]["TaskDefinition"] = json!("arn:td:4");
+    h.invoke(event, PLENTY).await.unwrap();
+    assert_eq!(h.ecs.tasks_started(), 2, "an equal version migrates");
+    let answers = h.server.wait_for(2, Duration::from_secs(5));
+    assert!(answers.iter().all(|a| a.json()["Status"] == "SUCCESS"));
+    assert!(answers
+        .iter()
+        .all(|a| a.json()["PhysicalResourceId"] == "the-id-cloudformation-holds"));
+}
+
+#[tokio::test]
+async fn an_unparsable_new_version_is_failed_with_the_form_expected() {
+    let h = Harness::new(FakeEcs::finishing_with(Some(0)));
+    h.invoke(version_update(&h, "3.3.2", "3.3.3rc1"), PLENTY)
+        .await
+        .unwrap();
+    let body = h.only_answer();
+    assert_eq!(body["Status"], "FAILED");
+    assert_eq!(
+        body["Reason"],
+        "AirflowVersion \"3.3.3rc1\" is not a release version (decimal numbers separated by \
+         dots, such as 3.3.2); the migration compares versions to skip a rollback's downgrade \
+         and cannot order this one"
+    );
+    assert_eq!(body["PhysicalResourceId"], "the-id-cloudformation-holds");
+    assert_eq!(h.ecs.calls(), 0);
+}
+
+#[tokio::test]
+async fn the_rollback_from_an_unparsable_version_migrates() {
+    // The forward Update to "3.3.3rc1" failed before any task; its rollback must not fail.
+    let h = Harness::new(FakeEcs::finishing_with(Some(0)));
+    h.invoke(version_update(&h, "3.3.3rc1", "3.3.2"), PLENTY)
+        .await
+        .unwrap();
+    assert_eq!(h.only_answer()["Status"], "SUCCESS");
+    assert_eq!(h.ecs.tasks_started(), 1);
 }
 
 #[tokio::test]

@@ -73,9 +73,12 @@ class Airflow:
             errors = str(e)
         raise TimeoutError(f"DAGs not parsed after {timeout:.0f}s: {missing}; import errors: {errors}")
 
-    def trigger(self, dag_id: str) -> str:
+    def trigger(self, dag_id: str, conf: dict | None = None) -> str:
         self.patch(f"/api/v2/dags/{dag_id}", {"is_paused": False})
-        run = self.post(f"/api/v2/dags/{dag_id}/dagRuns", {"logical_date": None})
+        body = {"logical_date": None}
+        if conf is not None:
+            body["conf"] = conf
+        run = self.post(f"/api/v2/dags/{dag_id}/dagRuns", body)
         return run["dag_run_id"]
 
     def run_state(self, dag_id: str, run_id: str) -> str:

@@ -155,6 +155,8 @@ class LocalStack:
         self.lab = None
         self.monitor_stop = threading.Event()
         self.lock = threading.Lock()
+        self.acknowledged: set[str] = set()
+        self.measurements: dict[str, dict] = {}
 
     # --- template ---------------------------------------------------------------------
 
@@ -238,18 +240,28 @@ class LocalStack:
             logs.create_log_group(logGroupName=self.ctx.resolve(res["Properties"]["LogGroupName"]))
         cluster_logical, cluster = self.template.one_of_type("AWS::ECS::Cluster")
         cluster_name = cluster["Properties"].get("ClusterName") or f"{self.ctx.stack_name}-cluster"
+        self.aws.client("ecs").create_cluster(clusterName=cluster_name)
+        self.cluster_name = cluster_name
         self.ctx.refs[cluster_logical] = cluster_name
         self.ctx.getatts[(cluster_logical, "Arn")] = (
             f"arn:aws:ecs:{self.region}:{ACCOUNT}:cluster/{cluster_name}")
 
     def register_roles(self) -> None:
-        """One emulator identity per IAM role the local run uses, held to the role's
-        policies as the template writes them."""
-        self.role_keys: dict[str, str] = {}
-        for logical, res in self.template.of_type("AWS::IAM::Role").items():
-            if any(word in logical for word in ("Migration", "Scaler", "Schedule")):
-                continue  # roles of parts the deploy test runs, not this one
-            self.role_keys[logical] = self.register_role(self.template, logical, logical)
+        """The roles' policies as the template writes them; identities are registered
+        per user (`identity`), so a refusal names the container that made the call."""
+        self.role_keys: dict[tuple[str, str], str] = {}
+        self.role_policies = _RolePolicies(self.template, self.ctx)
+
+    def identity(self, role: str, user: str, policies: list[dict] | None = None) -> str:
+        """The access key of `user` acting as `role` (registered once): a container with
+        its task role, ECS with a task's execution role, a Lambda with its role.
+        `policies` replaces the role's own (mutation tests re-introduce old policies)."""
+        cache_key = (role, user) if policies is None else (role, f"{user}#{len(self.role_keys)}")
+        if cache_key not in self.role_keys:
+            arn = f"arn:aws:iam::{ACCOUNT}:role/{self.ctx.stack_name}-{role}"
+            docs = self.role_policies[role] if policies is None else policies
+            self.role_keys[cache_key] = self.aws.register(f"{user} ({role})", arn, docs)
+        return self.role_keys[cache_key]
 
     def register_role(self, template: Template, logical: str, name: str, ctx: Context | None = None) -> str:
         ctx = ctx or self.ctx
@@ -273,6 +285,7 @@ class LocalStack:
                           if k.lower().startswith("secrets"))
         fn = self.template.resources[fn_logical]["Properties"]
         role_logical = fn["Role"]["Fn::GetAtt"][0]
+        self.secrets_lambda_key = self.identity(role_logical, "secrets-lambda")
         env = {
             "PATH": "/usr/bin:/bin",
             "AWS_LAMBDA_RUNTIME_API": f"127.0.0.1:{self.runtime.port}",
@@ -280,7 +293,7 @@ class LocalStack:
             "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(fn.get("MemorySize", 128)),
             "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
             "AWS_ENDPOINT_URL": self.aws.endpoint,
-            "AWS_ACCESS_KEY_ID": self.role_keys[role_logical],
+            "AWS_ACCESS_KEY_ID": self.secrets_lambda_key,
             "AWS_SECRET_ACCESS_KEY": "e2e",
             "AWS_REGION": self.region,
             "AWS_DEFAULT_REGION": self.region,
@@ -441,12 +454,15 @@ class LocalStack:
                 return task
         raise KeyError(f"no running task has a container {container!r}")
 
-    def build_env(self, task: Task, td: dict, c: dict) -> dict[str, str]:
+    def execution_key(self, task: Task, td: dict) -> str:
+        return self.identity(td["ExecutionRoleArn"]["Fn::GetAtt"][0], f"ecs-agent for {task.name}")
+
+    def build_env(self, task: Task, td: dict, c: dict,
+                  task_role_key: str | None = None) -> dict[str, str]:
         env: dict[str, str] = {}
         for item in c.get("Environment", []):
             env[item["Name"]] = str(self.ctx.resolve(item["Value"]))
-        execution_key = self.role_keys[td["ExecutionRoleArn"]["Fn::GetAtt"][0]]
-        sm = self.aws.client("secretsmanager", key=execution_key)
+        sm = self.aws.client("secretsmanager", key=self.execution_key(task, td))
         for item in c.get("Secrets", []):
             env[item["Name"]] = _value_from(sm, self.ctx.resolve(item["ValueFrom"]))
         home = self.workdir / "home" / task.name / c["Name"]
@@ -462,7 +478,8 @@ class LocalStack:
         role = td.get("TaskRoleArn")
         if role:
             # The task role's temporary credentials (ECS serves them to the container).
-            image_env["AWS_ACCESS_KEY_ID"] = self.role_keys[role["Fn::GetAtt"][0]]
+            image_env["AWS_ACCESS_KEY_ID"] = task_role_key or self.identity(
+                role["Fn::GetAtt"][0], f"{task.name}/{c['Name']}")
             image_env["AWS_SECRET_ACCESS_KEY"] = "e2e"
         if self.ca is not None:
             # ElastiCache's certificate chains to Amazon's roots, which the image trusts;
@@ -473,8 +490,9 @@ class LocalStack:
         return {**image_env, **env}
 
     def start_container(self, task: Task, td: dict, definition: dict, airflow: bool,
-                        env_override: dict[str, str] | None = None) -> Container:
-        env = self.build_env(task, td, definition)
+                        env_override: dict[str, str] | None = None,
+                        task_role_key: str | None = None) -> Container:
+        env = self.build_env(task, td, definition, task_role_key)
         env.update(env_override or {})
         home = Path(env["AIRFLOW_HOME"])
         home.mkdir(parents=True, exist_ok=True)
@@ -505,8 +523,7 @@ class LocalStack:
         options = definition["LogConfiguration"]["Options"]
         group = self.ctx.resolve(options["awslogs-group"])
         stream = f"{options['awslogs-stream-prefix']}/{definition['Name']}/{uuid.uuid4().hex}"
-        key = self.role_keys[td["ExecutionRoleArn"]["Fn::GetAtt"][0]]
-        logs = self.aws.client("logs", key=key)
+        logs = self.aws.client("logs", key=self.execution_key(task, td))
         logs.create_log_stream(logGroupName=group, logStreamName=stream)
         logs.put_log_events(logGroupName=group, logStreamName=stream, logEvents=[
             {"timestamp": int(time.time() * 1000), "message": f"container {definition['Name']} started"}])
@@ -534,19 +551,32 @@ class LocalStack:
             c.status = "STOPPED"
             self.stop_container(c)
 
-    def start_service(self, name: str, env_override: dict[str, str] | None = None) -> None:
-        """Starts every container of this name again (with some environment changed)."""
+    def start_service(self, name: str, env_override: dict[str, str] | None = None,
+                      task_policies: list[dict] | None = None) -> None:
+        """Starts every container of this name again, as defined, or with some
+        environment changed, or with other task-role policies (mutation tests)."""
         for old in self.containers_named(name):
             task = old.task
             td = self.template.resources[self.task_definition_of(task)]["Properties"]
-            self.start_container(task, td, old.definition, old.user is not None, env_override)
+            key = None
+            if task_policies is not None:
+                key = self.identity(td["TaskRoleArn"]["Fn::GetAtt"][0],
+                                    f"{task.name}/{name} (mutated)", task_policies)
+            self.start_container(task, td, old.definition, old.user is not None, env_override,
+                                 task_role_key=key)
 
     def restart(self, name: str, env_override: dict[str, str] | None = None,
-                wait: bool = True) -> None:
+                task_policies: list[dict] | None = None, wait: bool = True) -> None:
         self.stop_service(name)
-        self.start_service(name, env_override)
+        self.start_service(name, env_override, task_policies)
         if wait:
             self.wait_healthy([name])
+
+    def task_role_policies(self, container: str) -> list[dict]:
+        """The resolved policies of the task role of the (first) task running `container`."""
+        task = self.first_task_with(container)
+        td = self.template.resources[self.task_definition_of(task)]["Properties"]
+        return json.loads(json.dumps(self.role_policies[td["TaskRoleArn"]["Fn::GetAtt"][0]]))
 
     # --- health -------------------------------------------------------------------------
 
@@ -574,7 +604,7 @@ class LocalStack:
                     errors[f"{c.task.name}/{c.name}"] = (
                         f"exited {c.proc.popen.returncode}:\n{c.proc.tail(60)}")
                     return
-                if self.violations():  # reported by the caller, with the others
+                if self.new_violations():  # reported by the caller, with the others
                     errors[f"{c.task.name}/{c.name}"] = "stopped waiting: see the refusals above"
                     return
                 ok, last = self.run_health_check(c)
@@ -651,12 +681,49 @@ class LocalStack:
                     out.append(f"UNHEALTHY {task.name}/{c.name}: {u}")
         return out
 
+    def new_violations(self) -> list[str]:
+        """Violations not yet acknowledged by a mutation test."""
+        return [v for v in self.violations() if v not in self.acknowledged]
+
+    def expect_violations(self):
+        """A context for a mutation test: what AWS would have refused inside it is
+        collected into `.found` (and not reported again by `new_violations`)."""
+        stack = self
+
+        class Expected:
+            def __enter__(self):
+                self.before = set(stack.violations())
+                self.found: list[str] = []
+                return self
+
+            def collect(self) -> list[str]:
+                now = stack.violations()
+                self.found = [v for v in now if v not in self.before]
+                return self.found
+
+            def __exit__(self, *exc):
+                stack.acknowledged.update(self.collect())
+                return False
+
+        return Expected()
+
+    def wait_for_violation(self, pattern: str, timeout: float, expected) -> str:
+        """Polls until a new violation matching `pattern` (a regex) appears."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for v in expected.collect():
+                if re.search(pattern, v):
+                    return v
+            time.sleep(1)
+        raise AssertionError(f"no refusal matching {pattern!r} within {timeout:.0f}s; "
+                             f"new refusals: {expected.found}")
+
     def groups_of(self, host_name: str) -> str:
         host = self.lab.hosts.get(host_name)
         return "/".join(host.security_groups) if host else "(not a lab host)"
 
     def fail_on_violations(self, when: str, extra: str = "") -> None:
-        found = self.violations()
+        found = self.new_violations()
         assert not found, f"{when}, AWS would have refused:\n  " + "\n  ".join(found) + (
             f"\n{extra}" if extra else "")
 
@@ -761,6 +828,22 @@ class LocalStack:
             text = log.read_text(errors="replace").splitlines()[-lines:]
             out.append(f"===== {log.name} (last {lines} lines)\n" + "\n".join(text))
         return "\n".join(out)
+
+
+class _RolePolicies(dict):
+    """Role logical id -> its inline policies, resolved when first asked for (roles of
+    parts this run does not start may refer to resources it does not create)."""
+
+    def __init__(self, template: Template, ctx: Context):
+        super().__init__()
+        self.template, self.ctx = template, ctx
+
+    def __missing__(self, role: str) -> list[dict]:
+        props = self.template.resources[role]["Properties"]
+        managed = props.get("ManagedPolicyArns", [])
+        assert not managed, f"{role}: managed policies {managed} cannot be held to locally"
+        self[role] = [self.ctx.resolve(p["PolicyDocument"]) for p in props.get("Policies", [])]
+        return self[role]
 
 
 def _health(definition: dict) -> HealthSpec | None:
