@@ -419,3 +419,139 @@ fn validate_reports_the_resource_count() {
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(text.starts_with("stacks/prod.yaml: valid ("), "{text}");
 }
+
+fn depends_on(res: &Value) -> Vec<&str> {
+    res["DependsOn"]
+        .as_array()
+        .map(|a| a.iter().map(|v| v.as_str().unwrap()).collect())
+        .unwrap_or_default()
+}
+
+/// Logical id of a `{"Fn::GetAtt": [X, "GroupId"]}`.
+fn group_of(v: &Value) -> &str {
+    v["Fn::GetAtt"][0].as_str().unwrap()
+}
+
+/// Issue 11, defect 7: CloudFormation creates independent resources in parallel, so a
+/// task that needs a security-group rule or a route to start must depend on it.
+#[test]
+fn tasks_wait_for_the_rules_and_routes_they_need() {
+    for file in ["stacks/dev.yaml", "stacks/prod.yaml"] {
+        let t: Value = serde_json::from_str(&synth(&root().join(file), "json")).unwrap();
+        let res = t["Resources"].as_object().unwrap();
+        let of_type = |kind: &str| -> Vec<&str> {
+            res.iter()
+                .filter(|(_, r)| r["Type"] == kind)
+                .map(|(id, _)| id.as_str())
+                .collect()
+        };
+        let mut egress = of_type("AWS::EC2::Route");
+        egress.extend(of_type("AWS::EC2::SubnetRouteTableAssociation"));
+        assert!(!egress.is_empty(), "{file}: no routes");
+        let rules: Vec<(&str, &str)> = of_type("AWS::EC2::SecurityGroupIngress")
+            .into_iter()
+            .map(|id| (id, group_of(&res[id]["Properties"]["SourceSecurityGroupId"])))
+            .collect();
+        let migration = depends_on(&res["Migration"]);
+        for id in &egress {
+            assert!(migration.contains(id), "{file}: Migration does not wait for {id}");
+        }
+        assert!(
+            migration.contains(&"DatabaseFromMigrateIngress"),
+            "{file}: Migration does not wait for its database rule"
+        );
+        for (id, r) in res.iter().filter(|(_, r)| r["Type"] == "AWS::ECS::Service") {
+            let deps = depends_on(r);
+            for route in &egress {
+                assert!(deps.contains(route), "{file}: {id} does not wait for {route}");
+            }
+            let groups: Vec<&str> = r["Properties"]["NetworkConfiguration"]
+                ["AwsvpcConfiguration"]["SecurityGroups"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(group_of)
+                .collect();
+            for (rule, source) in &rules {
+                // Rules this task's connections use (not the ones that let others in).
+                if groups.contains(source) {
+                    assert!(deps.contains(rule), "{file}: {id} does not wait for {rule}");
+                }
+            }
+        }
+    }
+}
+
+/// Issue 11, defect 6: two Redis tasks behind one Cloud Map name split the queue.
+#[test]
+fn redis_on_fargate_is_replaced_stop_first() {
+    let t = default_template();
+    let dc = &t["Resources"]["RedisService"]["Properties"]["DeploymentConfiguration"];
+    assert_eq!(dc["MinimumHealthyPercent"], 0, "{dc}");
+    assert_eq!(dc["MaximumPercent"], 100, "{dc}");
+    let worker = &t["Resources"]["WorkerService"]["Properties"]["DeploymentConfiguration"];
+    assert_eq!(worker["MaximumPercent"], 200, "other services still start first: {worker}");
+}
+
+/// Issue 11, defect 1: HeadBucket and the 404 of a missing key need s3:ListBucket with
+/// no prefix in the request; listings stay limited to the component's prefixes.
+#[test]
+fn task_roles_may_list_the_bucket_without_a_prefix_and_only_their_prefixes_with_one() {
+    for file in ["stacks/dev.yaml", "stacks/prod.yaml"] {
+        let t: Value = serde_json::from_str(&synth(&root().join(file), "json")).unwrap();
+        let mut roles = 0;
+        for (id, r) in t["Resources"].as_object().unwrap() {
+            if r["Type"] != "AWS::IAM::Role" || !id.ends_with("TaskRole") {
+                continue;
+            }
+            roles += 1;
+            let statements = r["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
+                .as_array()
+                .unwrap();
+            let list = statements
+                .iter()
+                .find(|s| s["Action"].to_string().contains("s3:ListBucket"))
+                .unwrap_or_else(|| panic!("{file}: {id} cannot list the bucket"));
+            let prefixes = &list["Condition"]["StringLikeIfExists"]["s3:prefix"];
+            let prefixes: Vec<&str> = prefixes
+                .as_array()
+                .unwrap_or_else(|| panic!("{file}: {id}: {list}"))
+                .iter()
+                .map(|p| p.as_str().unwrap())
+                .collect();
+            assert!(prefixes.contains(&""), "{file}: {id}: {prefixes:?}");
+            assert!(prefixes.contains(&"dags/*"), "{file}: {id}: {prefixes:?}");
+            assert!(
+                prefixes.iter().all(|p| p.is_empty()
+                    || p.starts_with("dags")
+                    || p.starts_with("logs")),
+                "{file}: {id}: {prefixes:?}"
+            );
+        }
+        assert!(roles >= 2, "{file}: {roles} task roles");
+    }
+}
+
+/// Issue 11, defects 2 and 3: nothing that runs or watches task code reaches PostgreSQL,
+/// and the api-server does not call the workers' log servers (they hold no log key).
+#[test]
+fn workers_and_flower_have_no_path_to_the_database() {
+    let t: Value =
+        serde_json::from_str(&synth(&root().join("stacks/prod.yaml"), "json")).unwrap();
+    for (id, r) in t["Resources"].as_object().unwrap() {
+        if r["Type"] != "AWS::EC2::SecurityGroupIngress" {
+            continue;
+        }
+        let p = &r["Properties"];
+        let (to, from) = (group_of(&p["GroupId"]), group_of(&p["SourceSecurityGroupId"]));
+        assert!(
+            !(to == "DatabaseSecurityGroup"
+                && ["WorkerSecurityGroup", "FlowerSecurityGroup"].contains(&from)),
+            "{id}: {from} -> {to}"
+        );
+        assert!(
+            !(to == "WorkerSecurityGroup" && p["FromPort"] == 8793),
+            "{id}: the api-server reaches the worker log server"
+        );
+    }
+}

@@ -115,7 +115,7 @@ fn add_rules(t: &mut Template, sg: &SecurityGroups) -> BTreeMap<&'static str, Ve
         "Execution API",
     );
     paths.entry("Worker").or_default().push(rule);
-    allow(
+    let rule = allow(
         t,
         "TriggererFromApiServer",
         &sg.triggerer,
@@ -123,6 +123,7 @@ fn add_rules(t: &mut Template, sg: &SecurityGroups) -> BTreeMap<&'static str, Ve
         8794,
         "triggerer logs",
     );
+    paths.entry("ApiServer").or_default().push(rule);
     paths
 }
 

@@ -1216,6 +1216,15 @@ def delete_change_set_response(self):
     return EmptyResult()
 
 
+def update_termination_protection_response(self):
+    """Gap: moto 5.2.5 does not implement UpdateTerminationProtection (it answers 500),
+    which `deploy` calls for a stack file with `termination_protection: true` (prod)."""
+    stack = self.cloudformation_backend.get_stack(self._get_param("StackName"))
+    stack.enable_termination_protection = str(
+        self._get_param("EnableTerminationProtection")).lower() == "true"
+    return cfn_responses.ActionResult({"StackId": stack.stack_id})
+
+
 # --------------------------------------------------------------------------------------
 # ECS one-off tasks
 # --------------------------------------------------------------------------------------
@@ -1632,6 +1641,8 @@ def apply_patches() -> None:
     backend.delete_stack = delete_stack
     cfn_responses.CloudFormationResponse.describe_change_set = describe_change_set_response
     cfn_responses.CloudFormationResponse.delete_change_set = delete_change_set_response
+    cfn_responses.CloudFormationResponse.update_termination_protection = (
+        update_termination_protection_response)
     stack = cfn_models.Stack
     stack.update = stack_update
     stack.outputs = property(lambda self: getattr(self, "emu_outputs", None))

@@ -401,6 +401,37 @@ def test_fernet_key_change_makes_stored_connections_unreadable(stack, airflow, c
     assert results["e2e_connection"][1] == "failed", results
 
 
+# --- Redis on Fargate: one broker behind one name, also during a deployment --------------
+
+@dev_only
+def test_redis_deployment_never_runs_two_brokers_and_celery_recovers(stack, airflow):
+    """A new Redis task (after a task definition change) replaces the old one the way ECS
+    does it with the template's DeploymentConfiguration; `redis.<namespace>` must never
+    name two brokers at once (Celery clients would split the queue between them), and
+    the scheduler and worker must carry on with the new one."""
+    fqdn = f"redis.{stack.namespace}"
+    events = stack.roll_out("RedisService")
+    print(f"[e2e]   Redis deployment: {events}; {fqdn} had at most "
+          f"{stack.cloud_map_peak[fqdn]} address(es)", flush=True)
+    assert stack.cloud_map_peak[fqdn] == 1, (
+        f"RedisService: {fqdn} named {stack.cloud_map_peak[fqdn]} brokers at once during "
+        f"the deployment ({events})")
+    results, _ = _run_all(airflow, ["e2e_python"], timeout=300)
+    assert results["e2e_python"][1] == "success", f"{results}\n{stack.dump_logs(40)}"
+    stack.fail_on_violations("after the Redis deployment")
+
+
+@dev_only
+def test_mutation_redis_start_first_runs_two_brokers(stack):
+    """Defect 6 re-introduced (100 % / 200 %, as every service had): ECS starts the new
+    Redis before it stops the old, and two brokers answer the one Cloud Map name."""
+    fqdn = f"redis.{stack.namespace}"
+    events = stack.roll_out("RedisService", {"MinimumHealthyPercent": 100, "MaximumPercent": 200})
+    print(f"[e2e]   mutated Redis deployment: {events}; {fqdn} had at most "
+          f"{stack.cloud_map_peak[fqdn]} address(es)", flush=True)
+    assert stack.cloud_map_peak[fqdn] == 2, (events, stack.cloud_map_peak)
+
+
 # --- what AWS would have refused: nothing ------------------------------------------------
 
 def test_every_aws_call_was_authorized_by_its_own_role_and_no_port_was_blocked(stack):

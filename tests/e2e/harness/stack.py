@@ -408,7 +408,10 @@ class LocalStack:
         self.tasks[name] = task
         self.register_cloud_map(svc, host)
         for definition in td["ContainerDefinitions"]:
-            self.start_container(task, td, definition, airflow)
+            # The official Airflow image's entrypoint and user; other images run their
+            # command as it is (the Redis container's `sh -c`).
+            self.start_container(task, td, definition,
+                                 airflow=definition["Image"].startswith("apache/airflow:"))
         return task
 
     def register_cloud_map(self, svc: dict, host) -> None:
@@ -420,6 +423,7 @@ class LocalStack:
                 ips = self.cloud_map.setdefault(fqdn, [])
                 ips.append(host.ip)
                 self.lab.set_hosts(netlab.ALL, {fqdn: list(ips)})
+                self.cloud_map_peak[fqdn] = max(self.cloud_map_peak.get(fqdn, 0), len(ips))
 
     def deregister_cloud_map(self, host) -> None:
         with self.lock:
@@ -433,6 +437,57 @@ class LocalStack:
         if not hasattr(self, "_cloud_map"):
             self._cloud_map = {}
         return self._cloud_map
+
+    @property
+    def cloud_map_peak(self) -> dict[str, int]:
+        """Most addresses each Cloud Map name had at once (reset by `roll_out`)."""
+        if not hasattr(self, "_cloud_map_peak"):
+            self._cloud_map_peak = {}
+        return self._cloud_map_peak
+
+    def roll_out(self, service: str, deployment: dict | None = None) -> list[str]:
+        """A new deployment of `service` (all its tasks replaced by new ones, as after a
+        task definition change), done the way ECS's rolling update does it: at most
+        desired x maximumPercent tasks run, at least desired x minimumHealthyPercent stay
+        healthy, new tasks start when there is room and old ones stop when enough new
+        ones are healthy. `deployment` replaces the template's DeploymentConfiguration
+        (mutation tests). Returns the order of events, for the report."""
+        props = self.template.resources[service]["Properties"]
+        conf = deployment or props["DeploymentConfiguration"]
+        desired = int(props.get("DesiredCount", 1))
+        most = desired * int(conf["MaximumPercent"]) // 100
+        least = -(-desired * int(conf["MinimumHealthyPercent"]) // 100)
+        assert most >= desired or least < desired, f"{service}: {conf} allows no deployment"
+        self._cloud_map_peak = {}
+        old = self.service_tasks(service)
+        events, started = [], 0
+        self.rollouts = getattr(self, "rollouts", 0) + 1
+        while old or started < desired:
+            running = len(old) + started
+            if started < desired and running < most:
+                started += 1
+                task = self.start_task(service, self.rollouts * 100 + started, 2, airflow=False)
+                self.wait_healthy_task(task)
+                events.append(f"started {task.name}")
+            elif old and running - 1 >= least:
+                victim = old.pop(0)
+                self.stop_task(victim)
+                events.append(f"stopped {victim.name}")
+            else:
+                raise AssertionError(f"{service}: rolling update stuck with {conf}")
+        return events
+
+    def wait_healthy_task(self, task: Task) -> None:
+        names = [c.name for c in task.containers.values() if c.health]
+        others = [c for t in self.tasks.values() if t is not task
+                  for c in t.containers.values() if c.name in names]
+        for c in others:  # wait only for the new task's containers
+            c._skip = True
+        try:
+            self.wait_healthy(names)
+        finally:
+            for c in others:
+                del c._skip
 
     def container_env(self, name: str, task: Task | None = None) -> tuple[dict[str, str], dict]:
         """The environment a container of this name gets (of `task`, or the first task
@@ -592,7 +647,8 @@ class LocalStack:
         """Each container's own HealthCheck, retried until it passes, within its start
         period plus interval x retries (what ECS allows before it calls it unhealthy)."""
         targets = [c for t in self.tasks.values() for c in t.containers.values()
-                   if c.health and c.status != "STOPPED" and (names is None or c.name in names)]
+                   if c.health and c.status != "STOPPED" and (names is None or c.name in names)
+                   and not getattr(c, "_skip", False)]
         assert targets, f"nothing to wait for: {names}"
         errors: dict[str, str] = {}
 
