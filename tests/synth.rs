@@ -450,11 +450,19 @@ fn tasks_wait_for_the_rules_and_routes_they_need() {
         assert!(!egress.is_empty(), "{file}: no routes");
         let rules: Vec<(&str, &str)> = of_type("AWS::EC2::SecurityGroupIngress")
             .into_iter()
-            .map(|id| (id, group_of(&res[id]["Properties"]["SourceSecurityGroupId"])))
+            .map(|id| {
+                (
+                    id,
+                    group_of(&res[id]["Properties"]["SourceSecurityGroupId"]),
+                )
+            })
             .collect();
         let migration = depends_on(&res["Migration"]);
         for id in &egress {
-            assert!(migration.contains(id), "{file}: Migration does not wait for {id}");
+            assert!(
+                migration.contains(id),
+                "{file}: Migration does not wait for {id}"
+            );
         }
         assert!(
             migration.contains(&"DatabaseFromMigrateIngress"),
@@ -463,10 +471,13 @@ fn tasks_wait_for_the_rules_and_routes_they_need() {
         for (id, r) in res.iter().filter(|(_, r)| r["Type"] == "AWS::ECS::Service") {
             let deps = depends_on(r);
             for route in &egress {
-                assert!(deps.contains(route), "{file}: {id} does not wait for {route}");
+                assert!(
+                    deps.contains(route),
+                    "{file}: {id} does not wait for {route}"
+                );
             }
-            let groups: Vec<&str> = r["Properties"]["NetworkConfiguration"]
-                ["AwsvpcConfiguration"]["SecurityGroups"]
+            let groups: Vec<&str> = r["Properties"]["NetworkConfiguration"]["AwsvpcConfiguration"]
+                ["SecurityGroups"]
                 .as_array()
                 .unwrap()
                 .iter()
@@ -490,7 +501,10 @@ fn redis_on_fargate_is_replaced_stop_first() {
     assert_eq!(dc["MinimumHealthyPercent"], 0, "{dc}");
     assert_eq!(dc["MaximumPercent"], 100, "{dc}");
     let worker = &t["Resources"]["WorkerService"]["Properties"]["DeploymentConfiguration"];
-    assert_eq!(worker["MaximumPercent"], 200, "other services still start first: {worker}");
+    assert_eq!(
+        worker["MaximumPercent"], 200,
+        "other services still start first: {worker}"
+    );
 }
 
 /// Issue 11, defect 1: HeadBucket and the 404 of a missing key need s3:ListBucket with
@@ -522,9 +536,9 @@ fn task_roles_may_list_the_bucket_without_a_prefix_and_only_their_prefixes_with_
             assert!(prefixes.contains(&""), "{file}: {id}: {prefixes:?}");
             assert!(prefixes.contains(&"dags/*"), "{file}: {id}: {prefixes:?}");
             assert!(
-                prefixes.iter().all(|p| p.is_empty()
-                    || p.starts_with("dags")
-                    || p.starts_with("logs")),
+                prefixes
+                    .iter()
+                    .all(|p| p.is_empty() || p.starts_with("dags") || p.starts_with("logs")),
                 "{file}: {id}: {prefixes:?}"
             );
         }
@@ -536,14 +550,16 @@ fn task_roles_may_list_the_bucket_without_a_prefix_and_only_their_prefixes_with_
 /// and the api-server does not call the workers' log servers (they hold no log key).
 #[test]
 fn workers_and_flower_have_no_path_to_the_database() {
-    let t: Value =
-        serde_json::from_str(&synth(&root().join("stacks/prod.yaml"), "json")).unwrap();
+    let t: Value = serde_json::from_str(&synth(&root().join("stacks/prod.yaml"), "json")).unwrap();
     for (id, r) in t["Resources"].as_object().unwrap() {
         if r["Type"] != "AWS::EC2::SecurityGroupIngress" {
             continue;
         }
         let p = &r["Properties"];
-        let (to, from) = (group_of(&p["GroupId"]), group_of(&p["SourceSecurityGroupId"]));
+        let (to, from) = (
+            group_of(&p["GroupId"]),
+            group_of(&p["SourceSecurityGroupId"]),
+        );
         assert!(
             !(to == "DatabaseSecurityGroup"
                 && ["WorkerSecurityGroup", "FlowerSecurityGroup"].contains(&from)),
