@@ -175,6 +175,12 @@ fn cases() -> Vec<(&'static str, String, &'static str, Option<usize>)> {
             Some(5),
         ),
         (
+            "worker too small for its concurrency (OOM-killed in the e2e run)",
+            with("services:\n  worker:\n    cpu: 512\n    memory: 1024\n    concurrency: 8\n"),
+            "services.worker.memory",
+            Some(6),
+        ),
+        (
             "negative count",
             with("services:\n  worker:\n    count: -1\n"),
             "services.worker.count",

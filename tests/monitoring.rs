@@ -62,7 +62,7 @@ fn the_scaler_runs_every_minute_in_the_vpc_and_reaches_only_the_api_server() {
     assert_eq!(env["AIRFLOW_API_URL"], "http://api-server.airflow:8080");
     assert_eq!(env["MAX_WORKERS"], "6");
     assert_eq!(env["COOLDOWN_MINUTES"], "15");
-    assert_eq!(env["WORKER_CONCURRENCY"], "16");
+    assert_eq!(env["WORKER_CONCURRENCY"], "8"); // the default
     assert_eq!(env["UI_BASE_URL"], "https://airflow.example.com");
     assert_eq!(
         env["SNS_TOPIC_ARN"],

@@ -270,7 +270,7 @@ mod tests {
         assert_eq!(spec.airflow.version, "3.3.2");
         assert_eq!(spec.airflow_image(), "apache/airflow:3.3.2-python3.12");
         assert_eq!(spec.network.namespace, "airflow");
-        assert_eq!(spec.services.worker.concurrency, 16);
+        assert_eq!(spec.services.worker.concurrency, 8);
         assert!(!spec.services.flower.enabled);
     }
 

@@ -358,7 +358,9 @@ pub struct Worker {
     pub count: u32,
     /// Run workers on Fargate Spot (a stopped worker's tasks are retried).
     pub spot: bool,
-    /// Task slots per worker (`[celery] worker_concurrency`).
+    /// Task slots per worker (`[celery] worker_concurrency`). Memory must be at least
+    /// 600 MiB + 120 MiB per slot (an idle worker and the smallest running task, as the
+    /// end-to-end run measured them); size for your own tasks above that.
     pub concurrency: u32,
 }
 
@@ -369,7 +371,8 @@ impl Default for Worker {
             memory: 2048,
             count: 1,
             spot: false,
-            concurrency: 16,
+            // 16 (Celery's default) needs about 2.5 GB (see `concurrency`).
+            concurrency: 8,
         }
     }
 }

@@ -464,6 +464,20 @@ fn check_services(spec: &Spec, p: &mut Problems) {
             "services.worker.concurrency",
             "must be 1 to 256 task slots per worker",
         );
+    } else if s.worker.memory < worker_memory_floor(s.worker.concurrency) {
+        problem(
+            p,
+            "services.worker.memory",
+            format!(
+                "{} MiB is too small for concurrency {}: a Celery worker needs about \
+                 {WORKER_IDLE_MIB} MiB plus {WORKER_PER_TASK_MIB} MiB per running task even for \
+                 the smallest task (measured in the end-to-end run); give it at least {} MiB \
+                 or lower services.worker.concurrency",
+                s.worker.memory,
+                s.worker.concurrency,
+                worker_memory_floor(s.worker.concurrency)
+            ),
+        );
     }
     if s.flower.enabled {
         check_fargate_size("services.flower", s.flower.cpu, s.flower.memory, p);
@@ -474,6 +488,18 @@ fn check_services(spec: &Spec, p: &mut Problems) {
             problem(p, "services.core.count", "must be 1 to 10");
         }
     }
+}
+
+/// What an idle Airflow 3.3 Celery worker uses (the prefork pool included), and what one
+/// running task adds, in MiB: the end-to-end run measured 647-721 MiB idle and 108-117 MiB
+/// per running task (`e2e_load`, tests/e2e). A floor for the smallest task; real tasks
+/// need more.
+const WORKER_IDLE_MIB: u32 = 600;
+const WORKER_PER_TASK_MIB: u32 = 120;
+
+/// The least memory a worker with `concurrency` slots can run its smallest tasks in.
+fn worker_memory_floor(concurrency: u32) -> u32 {
+    WORKER_IDLE_MIB + WORKER_PER_TASK_MIB * concurrency
 }
 
 const LOG_RETENTION_DAYS: &[u32] = &[

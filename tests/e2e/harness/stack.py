@@ -231,7 +231,9 @@ class LocalStack:
         bucket_logical, bucket = self.template.one_of_type("AWS::S3::Bucket")
         name = bucket["Properties"].get("BucketName") or (
             f"{self.ctx.stack_name}-{bucket_logical}-{uuid.uuid4().hex[:12]}".lower())
-        self.s3.create_bucket(Bucket=name)
+        location = ({} if self.region == "us-east-1" else
+                    {"CreateBucketConfiguration": {"LocationConstraint": self.region}})
+        self.s3.create_bucket(Bucket=name, **location)
         self.ctx.refs[bucket_logical] = name
         self.ctx.getatts[(bucket_logical, "Arn")] = f"arn:aws:s3:::{name}"
         self.bucket = name
