@@ -160,7 +160,7 @@ fn estimate_file(file: &str) -> Estimate {
 
 /// The promise of the dev shape (docs/cost.md): a change that breaks it fails here.
 ///
-/// Always on: at most $60 (measured $50.90). Paused: at most $5 (measured $4.32: 5
+/// Always on: at most $60 (measured $51.76). Paused: at most $5 (measured $4.32: 5
 /// secrets x $0.40 = $2.00, the 20 GB gp3 minimum of the stopped RDS instance x $0.115
 /// = $2.30, S3 $0.02).
 #[test]
