@@ -43,9 +43,16 @@ def stack(request):
     s.shape = shape
     failed_before = request.session.testsfailed
     broken = False
+    strict_error = None
     try:
         s.up()
         yield s
+        # Whatever ran after the last test of the shape (the scaler's tests) is held to
+        # the same bar: nothing AWS would have refused.
+        leftover = s.new_violations()
+        if leftover:
+            strict_error = AssertionError(f"{shape}: AWS would have refused:\n  " +
+                                          "\n  ".join(leftover))
     except BaseException:
         broken = True
         print(s.dump_logs(), flush=True)
@@ -57,10 +64,28 @@ def stack(request):
         s.down()
         stop_all()
         print(f"[e2e] {shape}: phase timings:\n" + s.timings.report(), flush=True)
-        if os.environ.get("AIRFLOW_STACK_E2E_KEEP") or broken:
+        if os.environ.get("AIRFLOW_STACK_E2E_KEEP") or broken or strict_error:
             print(f"[e2e] kept {workdir}", flush=True)
         else:
             shutil.rmtree(workdir, ignore_errors=True)
+    if strict_error:
+        raise strict_error
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "mutation: puts a defect back into running containers; they stay "
+                   "mutated until the next test that is not a mutation test")
+
+
+@pytest.fixture(autouse=True)
+def _pristine(request, stack):
+    """Containers a mutation test changed are restored before any other test."""
+    if request.node.get_closest_marker("mutation") is None and stack.mutated:
+        stack.restore_mutated()
+        if "airflow" in request.fixturenames:
+            request.getfixturevalue("airflow").login()
+    yield
 
 
 @pytest.fixture(scope="session")

@@ -170,6 +170,7 @@ def test_task_code_on_a_worker_holds_no_key_and_no_database_url(stack, airflow):
 
 
 @dev_only
+@pytest.mark.mutation
 def test_mutation_worker_with_signing_keys_leaks_them_to_task_code(stack, airflow):
     """The isolation check can fail: a worker given the keys it used to get (defect 3)
     exposes them to task code."""
@@ -177,28 +178,23 @@ def test_mutation_worker_with_signing_keys_leaks_them_to_task_code(stack, airflo
     env, _ = stack.container_env("scheduler")
     keys = {k: env[k] for k in ("AIRFLOW__CORE__FERNET_KEY", "AIRFLOW__API__SECRET_KEY",
                                 "AIRFLOW__API_AUTH__JWT_SECRET")}
-    try:
-        with stack.expect_violations():
-            stack.restart("worker", env_override=keys)
-            leaks = _isolation_leaks(stack, airflow)
-    finally:
-        stack.restart("worker")
+    with stack.expect_violations():
+        stack.mutate("worker", env_override=keys)
+        leaks = _isolation_leaks(stack, airflow)
     assert sorted(leaks) == sorted(f"{w} {k}" for k in keys for w in ("env", "config")), leaks
 
 
 @dev_only
+@pytest.mark.mutation
 def test_mutation_worker_with_the_database_url_is_blocked_at_start(stack):
     """Defect 3 re-introduced: a worker that receives the database URL again (as every
     container did) tries the database at start-up (the image's `airflow db check`), and
     no security group lets a worker reach PostgreSQL."""
     env, _ = stack.container_env("scheduler")
-    try:
-        with stack.expect_violations() as e:
-            stack.restart("worker", wait=False, env_override={
-                "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]})
-            found = stack.wait_for_violation(r"^BLOCKED worker.* -> database .*port 5432", 120, e)
-    finally:
-        stack.restart("worker")
+    with stack.expect_violations() as e:
+        stack.mutate("worker", wait=False, env_override={
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]})
+        found = stack.wait_for_violation(r"^BLOCKED worker.* -> database .*port 5432", 120, e)
     print(f"[e2e]   mutation caught: {found}", flush=True)
 
 
@@ -220,35 +216,31 @@ def _old_s3_policies(policies: list[dict]) -> list[dict]:
 
 
 @dev_only
+@pytest.mark.mutation
 def test_mutation_s3_prefix_condition_hides_the_dag_bundle(stack):
     """Defect 1 re-introduced in the dag-processor's role: S3DagBundle's first call,
     HeadBucket, is s3:ListBucket without a prefix, which the old condition denies."""
     policies = _old_s3_policies(stack.task_role_policies("dag-processor"))
-    try:
-        with stack.expect_violations() as e:
-            stack.restart("dag-processor", task_policies=policies, wait=False)
-            found = stack.wait_for_violation(
-                r"^DENIED .*dag-processor.*: s3:ListBucket on arn:aws:s3:::.*HeadBucket", 180, e)
-    finally:
-        stack.restart("dag-processor")
+    with stack.expect_violations() as e:
+        stack.mutate("dag-processor", task_policies=policies, wait=False)
+        found = stack.wait_for_violation(
+            r"^DENIED .*dag-processor.*: s3:ListBucket on arn:aws:s3:::.*HeadBucket", 180, e)
     print(f"[e2e]   mutation caught: {found}", flush=True)
 
 
 @dev_only
+@pytest.mark.mutation
 def test_mutation_s3_prefix_condition_loses_task_logs(stack, airflow):
     """Defect 1 in the worker's role: remote logging first asks whether a log exists
     (HeadObject on a missing key), which S3 answers 403 to a caller without
     s3:ListBucket, so the log is never uploaded."""
     policies = _old_s3_policies(stack.task_role_policies("worker"))
-    try:
-        with stack.expect_violations() as e:
-            stack.restart("worker", task_policies=policies)
-            results, _ = _run_all(airflow, ["e2e_python"], timeout=180)
-            run_id, state = results["e2e_python"]
-            found = stack.wait_for_violation(
-                r"^DENIED .*worker.*: s3:(GetObject|ListBucket) .*HeadObject", 60, e)
-    finally:
-        stack.restart("worker")
+    with stack.expect_violations() as e:
+        stack.mutate("worker", task_policies=policies)
+        results, _ = _run_all(airflow, ["e2e_python"], timeout=180)
+        run_id, state = results["e2e_python"]
+        found = stack.wait_for_violation(
+            r"^DENIED .*worker.*: s3:(GetObject|ListBucket) .*HeadObject", 60, e)
     print(f"[e2e]   mutation caught: {found}", flush=True)
     key = f"logs/dag_id=e2e_python/run_id={run_id}/task_id=hello/attempt=1.log"
     time.sleep(5)
@@ -267,17 +259,15 @@ def test_flower_serves_with_the_broker_only(stack):
 
 
 @prod_only
+@pytest.mark.mutation
 def test_mutation_flower_with_the_database_url_is_blocked_at_start(stack):
     """Defect 2 re-introduced: Flower with the database URL (and no path to PostgreSQL)
     never gets past the image's database check, so ECS never sees it healthy."""
     env, _ = stack.container_env("scheduler")
-    try:
-        with stack.expect_violations() as e:
-            stack.restart("flower", wait=False, env_override={
-                "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]})
-            found = stack.wait_for_violation(r"^BLOCKED flower.* -> database .*port 5432", 120, e)
-    finally:
-        stack.restart("flower")
+    with stack.expect_violations() as e:
+        stack.mutate("flower", wait=False, env_override={
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]})
+        found = stack.wait_for_violation(r"^BLOCKED flower.* -> database .*port 5432", 120, e)
     print(f"[e2e]   mutation caught: {found}", flush=True)
 
 
@@ -363,22 +353,19 @@ def _new_fernet_key() -> str:
 
 
 @dev_only
+@pytest.mark.mutation
 def test_jwt_secret_mismatch_between_scheduler_and_api_server_fails_the_run(stack, airflow):
     """The scheduler signs each task's Execution-API token with [api_auth] jwt_secret and
     the api-server checks it: give the api-server another secret and every task fails."""
     log = stack.workdir / "core.api-server.log"
     offset = log.stat().st_size
-    try:
-        stack.restart("api-server", {"AIRFLOW__API_AUTH__JWT_SECRET": _new_jwt_secret()})
-        airflow.login()
-        results, _ = _run_all(airflow, ["e2e_python"], timeout=180)
-        stack.timings.mark("mutation: api-server JWT")
-        with open(log, "rb") as f:
-            f.seek(offset)
-            new_log = f.read().decode(errors="replace")
-    finally:
-        stack.restart("api-server")
-        airflow.login()
+    stack.mutate("api-server", {"AIRFLOW__API_AUTH__JWT_SECRET": _new_jwt_secret()})
+    airflow.login()
+    results, _ = _run_all(airflow, ["e2e_python"], timeout=180)
+    stack.timings.mark("mutation: api-server JWT")
+    with open(log, "rb") as f:
+        f.seek(offset)
+        new_log = f.read().decode(errors="replace")
     assert results["e2e_python"][1] == "failed", f"expected a failed run, got {results}"
     assert "Signature verification failed" in new_log, new_log[-3000:]
     worker_log = (stack.workdir / "worker.worker.log").read_text(errors="replace")
@@ -386,17 +373,14 @@ def test_jwt_secret_mismatch_between_scheduler_and_api_server_fails_the_run(stac
 
 
 @dev_only
+@pytest.mark.mutation
 def test_fernet_key_change_makes_stored_connections_unreadable(stack, airflow, connection_password):
     """A connection saved under one Fernet key cannot be read under another: the run that
     reads it fails while a run that needs no connection still succeeds."""
-    try:
-        stack.restart("api-server", {"AIRFLOW__CORE__FERNET_KEY": _new_fernet_key()})
-        airflow.login()
-        results, _ = _run_all(airflow, ["e2e_connection", "e2e_python"], timeout=180)
-        stack.timings.mark("mutation: api-server Fernet")
-    finally:
-        stack.restart("api-server")
-        airflow.login()
+    stack.mutate("api-server", {"AIRFLOW__CORE__FERNET_KEY": _new_fernet_key()})
+    airflow.login()
+    results, _ = _run_all(airflow, ["e2e_connection", "e2e_python"], timeout=180)
+    stack.timings.mark("mutation: api-server Fernet")
     assert results["e2e_python"][1] == "success", results
     assert results["e2e_connection"][1] == "failed", results
 
@@ -422,6 +406,7 @@ def test_redis_deployment_never_runs_two_brokers_and_celery_recovers(stack, airf
 
 
 @dev_only
+@pytest.mark.mutation
 def test_mutation_redis_start_first_runs_two_brokers(stack):
     """Defect 6 re-introduced (100 % / 200 %, as every service had): ECS starts the new
     Redis before it stops the old, and two brokers answer the one Cloud Map name."""
