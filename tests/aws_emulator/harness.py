@@ -93,14 +93,29 @@ def zip_bytes(script: str) -> bytes:
     return buffer.getvalue()
 
 
-# A fake custom-resource Lambda speaking the Runtime API, like the real Rust one will.
-BOOTSTRAP = r'''#!{python}
+# What both fake Lambdas below share: the first event from the Runtime API, and the PUT
+# of a custom-resource response to its pre-signed URL (no Content-Type, as S3 wants).
+_LAMBDA_PRELUDE = r'''#!{python}
 import http.client, json, os, time, urllib.parse
 api = http.client.HTTPConnection(os.environ["AWS_LAMBDA_RUNTIME_API"])
 api.request("GET", "/2018-06-01/runtime/invocation/next")
 r = api.getresponse()
 event = json.loads(r.read())
 request_id = r.getheader("Lambda-Runtime-Aws-Request-Id")
+
+
+def put_response(response_url, body):
+    url = urllib.parse.urlsplit(response_url)
+    put = http.client.HTTPConnection(url.netloc)
+    put.putrequest("PUT", url.path + "?" + url.query, skip_accept_encoding=True)
+    put.putheader("Content-Type", "")
+    put.putheader("Content-Length", str(len(body)))
+    put.endheaders(body)
+    return put.getresponse().status
+'''
+
+# A fake custom-resource Lambda speaking the Runtime API, like the real Rust one will.
+BOOTSTRAP = _LAMBDA_PRELUDE + r'''
 assert int(r.getheader("Lambda-Runtime-Deadline-Ms")) > time.time() * 1000
 with open(os.environ.get("RECORD_FILE", "/dev/null"), "a") as f:
     f.write(json.dumps(event) + "\n")
@@ -126,13 +141,7 @@ if "RequestType" in event:
         "LogicalResourceId": event["LogicalResourceId"],
         "Data": {"Greeting": "hello " + props.get("Name", ""), "Number": props.get("Number")},
     }).encode()
-    url = urllib.parse.urlsplit(event["ResponseURL"])
-    put = http.client.HTTPConnection(url.netloc)
-    put.putrequest("PUT", url.path + "?" + url.query, skip_accept_encoding=True)
-    put.putheader("Content-Type", "")
-    put.putheader("Content-Length", str(len(body)))
-    put.endheaders(body)
-    assert put.getresponse().status == 200
+    assert put_response(event["ResponseURL"], body) == 200
     result = {"status": status}
 else:
     result = {"echo": event, "function": os.environ["AWS_LAMBDA_FUNCTION_NAME"],
@@ -187,15 +196,9 @@ def outputs(stack):
 # A fake migration custom resource: runs the one-off task named in its properties, waits
 # for it to stop and reports FAILED with the exit code, stop reason and last log lines
 # (what lambdas/migration does, in a few lines of Python).
-RUNNER = r'''#!{python}
-import http.client, json, os, time, urllib.parse
+RUNNER = _LAMBDA_PRELUDE + r'''
 import boto3
 from botocore.exceptions import ClientError
-api = http.client.HTTPConnection(os.environ["AWS_LAMBDA_RUNTIME_API"])
-api.request("GET", "/2018-06-01/runtime/invocation/next")
-r = api.getresponse()
-event = json.loads(r.read())
-request_id = r.getheader("Lambda-Runtime-Aws-Request-Id")
 props = event["ResourceProperties"]
 status, reason = "SUCCESS", None
 if event["RequestType"] != "Delete":
@@ -234,13 +237,7 @@ body = json.dumps({
     "PhysicalResourceId": event.get("PhysicalResourceId") or "run-" + event["RequestId"][:8],
     "StackId": event["StackId"], "RequestId": event["RequestId"],
     "LogicalResourceId": event["LogicalResourceId"], "Data": {}}).encode()
-url = urllib.parse.urlsplit(event["ResponseURL"])
-put = http.client.HTTPConnection(url.netloc)
-put.putrequest("PUT", url.path + "?" + url.query, skip_accept_encoding=True)
-put.putheader("Content-Type", "")
-put.putheader("Content-Length", str(len(body)))
-put.endheaders(body)
-put.getresponse().read()
+put_response(event["ResponseURL"], body)
 api.request("POST", f"/2018-06-01/runtime/invocation/{request_id}/response", body="{}")
 api.getresponse().read()
 api.request("GET", "/2018-06-01/runtime/invocation/next")

@@ -26,7 +26,6 @@ It is as strict as AWS where a deploy or the end-to-end run depends on it:
 
 import argparse
 import copy
-import http.client
 import io
 import ipaddress
 import json

@@ -17,12 +17,10 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import json
 import os
 import secrets
 import string
 import time
-from pathlib import Path
 
 import pytest
 
@@ -190,11 +188,18 @@ def test_mutation_worker_with_the_database_url_is_blocked_at_start(stack):
     """Defect 3 re-introduced: a worker that receives the database URL again (as every
     container did) tries the database at start-up (the image's `airflow db check`), and
     no security group lets a worker reach PostgreSQL."""
+    _blocked_with_the_database_url(stack, "worker")
+
+
+def _blocked_with_the_database_url(stack, container: str) -> None:
+    """Restarts `container` with the database URL (the scheduler's) and waits for its
+    start-up's connection to PostgreSQL to be dropped by the security groups."""
     env, _ = stack.container_env("scheduler")
     with stack.expect_violations() as e:
-        stack.mutate("worker", wait=False, env_override={
+        stack.mutate(container, wait=False, env_override={
             "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]})
-        found = stack.wait_for_violation(r"^BLOCKED worker.* -> database .*port 5432", 120, e)
+        found = stack.wait_for_violation(rf"^BLOCKED {container}.* -> database .*port 5432",
+                                         120, e)
     print(f"[e2e]   mutation caught: {found}", flush=True)
 
 
@@ -263,12 +268,7 @@ def test_flower_serves_with_the_broker_only(stack):
 def test_mutation_flower_with_the_database_url_is_blocked_at_start(stack):
     """Defect 2 re-introduced: Flower with the database URL (and no path to PostgreSQL)
     never gets past the image's database check, so ECS never sees it healthy."""
-    env, _ = stack.container_env("scheduler")
-    with stack.expect_violations() as e:
-        stack.mutate("flower", wait=False, env_override={
-            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]})
-        found = stack.wait_for_violation(r"^BLOCKED flower.* -> database .*port 5432", 120, e)
-    print(f"[e2e]   mutation caught: {found}", flush=True)
+    _blocked_with_the_database_url(stack, "flower")
 
 
 # --- worker size ----------------------------------------------------------------------

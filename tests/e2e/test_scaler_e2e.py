@@ -255,7 +255,7 @@ class Scaler:
             if logical.startswith("AWS::") or logical in self.ctx.refs:
                 continue
             self.create(logical, sink)
-        self.cluster = getattr(self, "cluster", stack.cluster_name)
+        self.cluster = stack.cluster_name
         self.env = env = {k: str(v) for k, v in self.ctx.resolve(raw_env).items()}
         # The template's own address: the Cloud Map name, resolved in the scaler's host.
         assert env["AIRFLOW_API_URL"] == f"http://api-server.{stack.namespace}:8080", env["AIRFLOW_API_URL"]
@@ -317,18 +317,9 @@ class Scaler:
             assert attrs.get("PendingConfirmation") == "false", attrs
             self.ctx.refs[logical] = arn
             self.ctx.getatts[(logical, "TopicArn")] = arn
-        elif kind == "AWS::ECS::Cluster":
-            name = props.get("ClusterName") or f"{self.ctx.stack_name}-{logical}-{uuid.uuid4().hex[:8]}"
-            moto.client("ecs", region).create_cluster(clusterName=name)
-            self.cluster = name
-            self.ctx.refs[logical] = name
-            self.ctx.getatts[(logical, "Arn")] = f"arn:aws:ecs:{region}:{self.ctx.account}:cluster/{name}"
         elif kind == "AWS::ECS::Service":
-            cluster_ref = res["Properties"]["Cluster"]
-            for t in _targets(cluster_ref, set()):
-                if t not in self.ctx.refs:
-                    self.create(t, sink)
-            cluster = self.ctx.resolve(cluster_ref)
+            # The cluster is the stack's: the harness created it with the other resources.
+            cluster = self.ctx.resolve(res["Properties"]["Cluster"])
             name = props.get("ServiceName") or f"{self.ctx.stack_name}-{logical}-{uuid.uuid4().hex[:8]}"
             ecs = moto.client("ecs", region)
             # A stand-in task definition: moto needs one; the scaler never reads it.

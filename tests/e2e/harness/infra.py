@@ -1,8 +1,10 @@
-"""The local stand-ins for AWS-managed parts: moto (S3, Secrets Manager), PostgreSQL
-with TLS (for RDS), redis-server (for the Redis container), and a Lambda Runtime API
-plus a ResponseURL server to run the real custom-resource Lambda binary.
+"""The local stand-ins for AWS-managed parts: the AWS emulator (tests/aws_emulator, with
+IAM), PostgreSQL with TLS (for RDS/Aurora), redis-server with TLS (for ElastiCache), and
+a Lambda Runtime API plus a ResponseURL server to run the real custom-resource Lambda.
 
-All bind 127.0.0.1 on free ports.
+The emulator, PostgreSQL and Redis listen inside their own lab hosts (harness/netlab.py);
+the Runtime API and ResponseURL servers on 127.0.0.1, or on a socket made inside a lab
+host (harness/nsbind.py).
 """
 
 from __future__ import annotations
@@ -12,7 +14,6 @@ import json
 import os
 import queue
 import shutil
-import subprocess
 import threading
 import time
 import urllib.request
@@ -20,7 +21,7 @@ import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from .procs import Proc, free_port, run, wait_for
+from .procs import run, wait_for
 
 HINT = "run `bash tests/run-all.sh` once: it installs what the end-to-end tests need"
 
@@ -62,6 +63,8 @@ class Aws:
             self.endpoint + "/moto-api/", timeout=2).status == 200,
             60, on_timeout=lambda: self.proc.tail(40))
         self.identities: dict[str, str] = {}  # access key id -> name
+        self._calls: list[dict] = []  # every decision fetched so far, in order
+        self._calls_lock = threading.Lock()  # polled from several threads
 
     def client(self, service: str, region: str | None = None, key: str = "testing"):
         import boto3
@@ -87,9 +90,15 @@ class Aws:
         return key
 
     def calls(self) -> list[dict]:
-        """Every call a registered identity made, with the emulator's decision."""
-        with urllib.request.urlopen(self.endpoint + "/_emulator/calls", timeout=10) as resp:
-            return json.loads(resp.read())["calls"]
+        """Every call a registered identity made, with the emulator's decision. Only the
+        decisions since the last fetch are transferred: this is polled while containers
+        start, and the list grows with every call."""
+        with self._calls_lock:
+            since = self._calls[-1]["seq"] if self._calls else 0
+            with urllib.request.urlopen(f"{self.endpoint}/_emulator/calls?since={since}",
+                                        timeout=10) as resp:
+                self._calls.extend(json.loads(resp.read())["calls"])
+            return list(self._calls)
 
 
 # --- PostgreSQL --------------------------------------------------------------------------

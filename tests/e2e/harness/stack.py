@@ -26,7 +26,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 import threading
 import time
@@ -35,8 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import infra, netlab
-from .nsbind import listen_in
-from .procs import run
+from .procs import Proc, run
 from .template import Context, Template
 
 AIRFLOW_USER = (50000, 0)  # the official image's user and group
@@ -158,6 +156,10 @@ class LocalStack:
         self.acknowledged: set[str] = set()
         self.measurements: dict[str, dict] = {}
         self.mutated: set[str] = set()
+        self.cloud_map: dict[str, list[str]] = {}  # Cloud Map name -> task addresses
+        self.cloud_map_peak: dict[str, int] = {}   # most addresses at once (per roll-out)
+        self.rollouts = 0
+        self.operator_allowed = False  # the test's path to the REST API, opened once
 
     # --- template ---------------------------------------------------------------------
 
@@ -259,12 +261,13 @@ class LocalStack:
         """The access key of `user` acting as `role` (registered once): a container with
         its task role, ECS with a task's execution role, a Lambda with its role.
         `policies` replaces the role's own (mutation tests re-introduce old policies)."""
-        cache_key = (role, user) if policies is None else (role, f"{user}#{len(self.role_keys)}")
-        if cache_key not in self.role_keys:
-            arn = f"arn:aws:iam::{ACCOUNT}:role/{self.ctx.stack_name}-{role}"
-            docs = self.role_policies[role] if policies is None else policies
-            self.role_keys[cache_key] = self.aws.register(f"{user} ({role})", arn, docs)
-        return self.role_keys[cache_key]
+        arn = f"arn:aws:iam::{ACCOUNT}:role/{self.ctx.stack_name}-{role}"
+        if policies is not None:  # a one-off identity for a mutation
+            return self.aws.register(f"{user} ({role})", arn, policies)
+        if (role, user) not in self.role_keys:
+            self.role_keys[(role, user)] = self.aws.register(f"{user} ({role})", arn,
+                                                             self.role_policies[role])
+        return self.role_keys[(role, user)]
 
     def register_role(self, template: Template, logical: str, name: str, ctx: Context | None = None) -> str:
         ctx = ctx or self.ctx
@@ -302,7 +305,7 @@ class LocalStack:
             "AWS_DEFAULT_REGION": self.region,
         }
         env.update(self.ctx.resolve(fn.get("Environment", {}).get("Variables", {})))
-        self.lambda_proc = infra.Proc("secrets-lambda", [str(exe)], env,
+        self.lambda_proc = Proc("secrets-lambda", [str(exe)], env,
                                       self.workdir / "secrets-lambda.log")
 
     def invoke_custom_resource(self, type_: str) -> dict:
@@ -362,7 +365,7 @@ class LocalStack:
             self.ctx.getatts[(logical, "PrimaryEndPoint.Port")] = "6379"
         else:
             self.ca = None
-            self.start_service_tasks("RedisService", airflow=False)
+            self.start_service_tasks("RedisService")
             self.wait_healthy(["redis"])
 
     def database_resource(self) -> tuple[str, list[str]]:
@@ -391,12 +394,12 @@ class LocalStack:
     def service_tasks(self, logical: str) -> list[Task]:
         return [t for t in self.tasks.values() if t.service == logical]
 
-    def start_service_tasks(self, logical: str, airflow: bool = True) -> list[Task]:
+    def start_service_tasks(self, logical: str) -> list[Task]:
         svc = self.template.resources[logical]["Properties"]
         count = int(svc.get("DesiredCount", 1))  # no count: the scaler's; start one
-        return [self.start_task(logical, i + 1, count, airflow) for i in range(count)]
+        return [self.start_task(logical, i + 1, count) for i in range(count)]
 
-    def start_task(self, service: str, index: int, count: int, airflow: bool = True) -> Task:
+    def start_task(self, service: str, index: int, count: int) -> Task:
         svc = self.template.resources[service]["Properties"]
         td_logical = svc["TaskDefinition"]["Ref"]
         td = self.template.resources[td_logical]["Properties"]
@@ -411,10 +414,7 @@ class LocalStack:
         self.tasks[name] = task
         self.register_cloud_map(svc, host)
         for definition in td["ContainerDefinitions"]:
-            # The official Airflow image's entrypoint and user; other images run their
-            # command as it is (the Redis container's `sh -c`).
-            self.start_container(task, td, definition,
-                                 airflow=definition["Image"].startswith("apache/airflow:"))
+            self.start_container(task, td, definition)
         return task
 
     def register_cloud_map(self, svc: dict, host) -> None:
@@ -435,19 +435,6 @@ class LocalStack:
                     ips.remove(host.ip)
                     self.lab.set_hosts(netlab.ALL, {fqdn: list(ips)})
 
-    @property
-    def cloud_map(self) -> dict[str, list[str]]:
-        if not hasattr(self, "_cloud_map"):
-            self._cloud_map = {}
-        return self._cloud_map
-
-    @property
-    def cloud_map_peak(self) -> dict[str, int]:
-        """Most addresses each Cloud Map name had at once (reset by `roll_out`)."""
-        if not hasattr(self, "_cloud_map_peak"):
-            self._cloud_map_peak = {}
-        return self._cloud_map_peak
-
     def roll_out(self, service: str, deployment: dict | None = None) -> list[str]:
         """A new deployment of `service` (all its tasks replaced by new ones, as after a
         task definition change), done the way ECS's rolling update does it: at most
@@ -461,16 +448,16 @@ class LocalStack:
         most = desired * int(conf["MaximumPercent"]) // 100
         least = -(-desired * int(conf["MinimumHealthyPercent"]) // 100)
         assert most >= desired or least < desired, f"{service}: {conf} allows no deployment"
-        self._cloud_map_peak = {}
+        self.cloud_map_peak.clear()
         old = self.service_tasks(service)
         events, started = [], 0
-        self.rollouts = getattr(self, "rollouts", 0) + 1
+        self.rollouts += 1
         while old or started < desired:
             running = len(old) + started
             if started < desired and running < most:
                 started += 1
-                task = self.start_task(service, self.rollouts * 100 + started, 2, airflow=False)
-                self.wait_healthy_task(task)
+                task = self.start_task(service, self.rollouts * 100 + started, 2)
+                self.wait_healthy(containers=list(task.containers.values()))
                 events.append(f"started {task.name}")
             elif old and running - 1 >= least:
                 victim = old.pop(0)
@@ -480,25 +467,12 @@ class LocalStack:
                 raise AssertionError(f"{service}: rolling update stuck with {conf}")
         return events
 
-    def wait_healthy_task(self, task: Task) -> None:
-        names = [c.name for c in task.containers.values() if c.health]
-        others = [c for t in self.tasks.values() if t is not task
-                  for c in t.containers.values() if c.name in names]
-        for c in others:  # wait only for the new task's containers
-            c._skip = True
-        try:
-            self.wait_healthy(names)
-        finally:
-            for c in others:
-                del c._skip
 
-    def container_env(self, name: str, task: Task | None = None) -> tuple[dict[str, str], dict]:
-        """The environment a container of this name gets (of `task`, or the first task
-        running it), as ECS and the image set it."""
-        task = task or self.first_task_with(name)
-        td = self.template.resources[self.task_definition_of(task)]["Properties"]
-        c = next(d for d in td["ContainerDefinitions"] if d["Name"] == name)
-        return self.build_env(task, td, c), c
+    def container_env(self, name: str) -> tuple[dict[str, str], dict]:
+        """The environment the (first) running container of this name has, as ECS and
+        the image set it, and its container definition."""
+        c = self.first_task_with(name).containers[name]
+        return c.env, c.definition
 
     def task_definition_of(self, task: Task) -> str:
         if task.service:
@@ -547,10 +521,13 @@ class LocalStack:
             assert key not in env, f"{c['Name']}: the task definition sets {key}; the harness would mask it"
         return {**image_env, **env}
 
-    def start_container(self, task: Task, td: dict, definition: dict, airflow: bool,
+    def start_container(self, task: Task, td: dict, definition: dict,
                         env_override: dict[str, str] | None = None,
                         task_role_key: str | None = None) -> Container:
         env = self.build_env(task, td, definition, task_role_key)
+        # The official Airflow image's entrypoint and user; other images run their command
+        # as it is (the Redis container's `sh -c`).
+        airflow = definition["Image"].startswith("apache/airflow:")
         env.update(env_override or {})
         home = Path(env["AIRFLOW_HOME"])
         home.mkdir(parents=True, exist_ok=True)
@@ -620,7 +597,7 @@ class LocalStack:
             if task_policies is not None:
                 key = self.identity(td["TaskRoleArn"]["Fn::GetAtt"][0],
                                     f"{task.name}/{name} (mutated)", task_policies)
-            self.start_container(task, td, old.definition, old.user is not None, env_override,
+            self.start_container(task, td, old.definition, env_override,
                                  task_role_key=key)
 
     def restart(self, name: str, env_override: dict[str, str] | None = None,
@@ -662,12 +639,15 @@ class LocalStack:
             return False, f"health check timed out after {c.health.timeout:.0f}s"
         return r.returncode == 0, (r.stdout + r.stderr)[-1500:]
 
-    def wait_healthy(self, names: list[str] | None = None, cap: float = 420) -> None:
+    def wait_healthy(self, names: list[str] | None = None,
+                     containers: list[Container] | None = None, cap: float = 420) -> None:
         """Each container's own HealthCheck, retried until it passes, within its start
-        period plus interval x retries (what ECS allows before it calls it unhealthy)."""
-        targets = [c for t in self.tasks.values() for c in t.containers.values()
-                   if c.health and c.status != "STOPPED" and (names is None or c.name in names)
-                   and not getattr(c, "_skip", False)]
+        period plus interval x retries (what ECS allows before it calls it unhealthy):
+        the given containers, or every running one (of these names)."""
+        if containers is None:
+            containers = [c for t in self.tasks.values() for c in t.containers.values()
+                          if names is None or c.name in names]
+        targets = [c for c in containers if c.health and c.status != "STOPPED"]
         assert targets, f"nothing to wait for: {names}"
         errors: dict[str, str] = {}
 
@@ -818,7 +798,7 @@ class LocalStack:
         self.tasks["migrate"] = task
         (definition,) = td["ContainerDefinitions"]
         started = time.monotonic()
-        c = self.start_container(task, td, definition, airflow=True)
+        c = self.start_container(task, td, definition)
         try:
             c.proc.popen.wait(timeout=600)
         finally:
@@ -866,11 +846,11 @@ class LocalStack:
         path into the lab that is not in the template (it stands for the operator's access
         path to the UI; the stack offers none yet)."""
         task = self.first_task_with("api-server")
-        if not getattr(self, "_operator_allowed", False):
+        if not self.operator_allowed:
             for g in task.host.security_groups:
                 if g.startswith("ApiServer"):
                     self.lab.allow_from_operator(g, 8080)
-            self._operator_allowed = True
+            self.operator_allowed = True
         return f"http://{task.host.ip}:8080"
 
     def memory_report(self) -> dict[str, dict]:
