@@ -3,6 +3,11 @@
 
 use crate::cfn::{Expr, Parameter, Template};
 
+/// The instruction set every Lambda of the stack runs on: arm64 (Graviton) costs 20 %
+/// less per GB-second than x86_64 for the same code, and the Lambdas are pure Rust.
+/// <https://aws.amazon.com/lambda/pricing/>
+pub const LAMBDA_ARCHITECTURE: &str = "arm64";
+
 /// The Lambda crates whose `bootstrap.zip` the template needs, by parameter id.
 pub const ASSET_LAMBDAS: &[(&str, &str)] = &[
     ("SecretsFunctionCodeKey", "airflow-secrets"),

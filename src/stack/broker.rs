@@ -1,12 +1,10 @@
 //! The Celery broker: Redis as a Fargate service registered as `redis.<namespace>`, or
 //! an ElastiCache replication group with TLS and the generated password as auth token.
 
-use super::cluster::Cluster;
-use super::network::Network;
-use super::secrets::Keys;
-use super::security::{self, SecurityGroups};
-use super::services::{self, Deployment, TaskSpec};
-use super::Tags;
+use super::fargate::{self, Deployment, Infra, ServiceSpec, TaskDefinitionSpec};
+use super::keys::Keys;
+use super::scope::{Scope, Tags};
+use super::security;
 use crate::cfn::aws::ecs::{HealthCheck, PortMapping, SecretRef};
 use crate::cfn::aws::elasticache::{ReplicationGroup, SubnetGroup};
 use crate::cfn::aws::iam::{InlinePolicy, PolicyDocument, Role, Statement};
@@ -23,31 +21,18 @@ pub struct Broker {
     pub ready: LogicalId,
 }
 
-pub fn add(
-    t: &mut Template,
-    spec: &Spec,
-    net: &Network,
-    sg: &SecurityGroups,
-    keys: &Keys,
-    cluster: &Cluster,
-    tags: &Tags,
-) -> Broker {
-    match spec.redis.engine {
-        RedisEngine::Fargate => add_fargate(t, spec, net, sg, keys, cluster, tags),
-        RedisEngine::Elasticache => add_elasticache(t, spec, net, sg, keys, tags),
+/// Adds the broker the stack file asks for.
+pub fn add(s: &mut Scope, infra: &Infra, keys: &Keys) -> Broker {
+    match s.spec.redis.engine {
+        RedisEngine::Fargate => add_fargate(s, infra, keys),
+        RedisEngine::Elasticache => add_elasticache(&mut s.t, s.spec, infra, keys, &s.tags),
     }
 }
 
-fn add_fargate(
-    t: &mut Template,
-    spec: &Spec,
-    net: &Network,
-    sg: &SecurityGroups,
-    keys: &Keys,
-    cluster: &Cluster,
-    tags: &Tags,
-) -> Broker {
-    let log_group = services::log_group(t, spec, "Redis", "redis", tags);
+fn add_fargate(s: &mut Scope, infra: &Infra, keys: &Keys) -> Broker {
+    let spec = s.spec;
+    let log_group = fargate::log_group(s, "Redis", "redis");
+    let (t, tags) = (&mut s.t, &s.tags);
     let execution_role = t.add(
         "RedisExecutionRole",
         Role::for_service(
@@ -69,7 +54,7 @@ fn add_fargate(
     // The password reaches redis-server on stdin as a config line, so it is neither in
     // the task definition nor in the process list.
     let command = "printf 'requirepass %s\\n' \"$REDIS_PASSWORD\" | exec redis-server - --save '' --appendonly no";
-    let container = services::container(spec, "redis", spec.redis.image.clone(), &log_group)
+    let container = fargate::container("redis", spec.redis.image.clone(), &log_group)
         .with_command(vec!["sh".into(), "-c".into(), command.into()])
         .with_secrets(vec![SecretRef {
             name: "REDIS_PASSWORD".into(),
@@ -90,32 +75,32 @@ fn add_fargate(
             retries: 3,
             start_period: 10,
         });
-    let registry = cluster.register(t, "Redis", "redis", tags);
-    let service = services::add_service(
-        t,
-        spec,
-        TaskSpec {
+    let execution_role = execution_role.arn();
+    let registry = infra.cluster.register(s, "Redis", "redis");
+    let service = fargate::add_service(
+        s,
+        infra,
+        ServiceSpec {
             id: "Redis",
-            family_suffix: "redis",
-            cpu: spec.redis.cpu,
-            memory: spec.redis.memory,
-            count: 1,
+            task: TaskDefinitionSpec {
+                family_suffix: "redis",
+                cpu: spec.redis.cpu,
+                memory: spec.redis.memory,
+                containers: vec![container],
+                execution_role,
+                task_role: None,
+            },
+            desired_count: Some(1),
             spot: false,
-            containers: vec![container],
-            execution_role: execution_role.arn(),
-            task_role: None,
-            security_groups: security::ids(&[&sg.redis]),
+            security_groups: security::ids(&[&infra.sg.redis]),
             registry: Some(registry),
             depends_on: Attributes::depends_on(
                 [keys.generated.clone()]
                     .into_iter()
-                    .chain(net.egress_ready.iter().cloned()),
+                    .chain(infra.net.egress_ready.iter().cloned()),
             ),
             deployment: Deployment::StopFirst,
         },
-        net,
-        cluster,
-        tags,
     );
     Broker {
         host: Expr::lit(format!("redis.{}", spec.network.namespace)),
@@ -128,11 +113,11 @@ fn add_fargate(
 fn add_elasticache(
     t: &mut Template,
     spec: &Spec,
-    net: &Network,
-    sg: &SecurityGroups,
+    infra: &Infra,
     keys: &Keys,
     tags: &Tags,
 ) -> Broker {
+    let (net, sg) = (infra.net, infra.sg);
     let subnets = t.add(
         "RedisSubnetGroup",
         SubnetGroup {

@@ -2,13 +2,12 @@
 //! api-server, flower and redis are registered.
 
 use super::network::Network;
-use super::Tags;
+use super::scope::Scope;
 use crate::cfn::aws::ecs::{self, CapacityProviderStrategyItem, ClusterSetting};
 use crate::cfn::aws::servicediscovery::{
     self, DnsConfig, DnsRecord, HealthCheckCustomConfig, PrivateDnsNamespace,
 };
-use crate::cfn::{Expr, Handle, Template};
-use crate::spec::Spec;
+use crate::cfn::{Expr, Handle};
 
 /// The cluster and its namespace.
 pub struct Cluster {
@@ -19,7 +18,8 @@ pub struct Cluster {
 impl Cluster {
     /// Registers `name.<namespace>` and returns the Cloud Map service ARN for a service's
     /// `ServiceRegistries`.
-    pub fn register(&self, t: &mut Template, id: &str, name: &str, tags: &Tags) -> Expr {
+    pub fn register(&self, s: &mut Scope, id: &str, name: &str) -> Expr {
+        let (t, tags) = (&mut s.t, &s.tags);
         let service = t.add(
             &format!("{id}Discovery"),
             servicediscovery::Service {
@@ -43,7 +43,9 @@ impl Cluster {
     }
 }
 
-pub fn add(t: &mut Template, spec: &Spec, net: &Network, tags: &Tags) -> Cluster {
+/// Adds the cluster and its Cloud Map namespace in the stack's VPC.
+pub fn add(s: &mut Scope, net: &Network) -> Cluster {
+    let (t, spec, tags) = (&mut s.t, s.spec, &s.tags);
     let handle = t.add(
         "Cluster",
         ecs::Cluster {

@@ -3,15 +3,15 @@
 //! backed up, snapshotted on delete or replacement; the master password comes from the
 //! generated secret through a dynamic reference, never as text in the template.
 
+use super::keys::Keys;
 use super::network::Network;
-use super::secrets::Keys;
+use super::scope::Scope;
 use super::security::{self, SecurityGroups};
-use super::Tags;
 use crate::cfn::aws::rds::{
     DbCluster, DbInstance, DbSubnetGroup, ServerlessV2ScalingConfiguration,
 };
-use crate::cfn::{Attributes, Expr, LogicalId, Policy, Template};
-use crate::spec::{DatabaseEngine, Spec};
+use crate::cfn::{Attributes, Expr, LogicalId, Policy};
+use crate::spec::DatabaseEngine;
 
 /// What clients need of the database.
 pub struct Database {
@@ -27,14 +27,9 @@ pub struct Database {
 /// Seconds of no connections before an Aurora cluster at 0 ACU pauses.
 const AUTO_PAUSE_SECONDS: u32 = 600;
 
-pub fn add(
-    t: &mut Template,
-    spec: &Spec,
-    net: &Network,
-    sg: &SecurityGroups,
-    keys: &Keys,
-    tags: &Tags,
-) -> Database {
+/// Adds the database in the stack's subnets, behind its security group.
+pub fn add(s: &mut Scope, net: &Network, sg: &SecurityGroups, keys: &Keys) -> Database {
+    let (t, spec, tags) = (&mut s.t, s.spec, &s.tags);
     let d = &spec.database;
     let subnets = t.add(
         "DatabaseSubnetGroup",

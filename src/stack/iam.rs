@@ -3,104 +3,95 @@
 
 use std::collections::BTreeMap;
 
-use super::secrets::Keys;
+use super::component::{Component, S3Access, CORE_ID};
+use super::keys::Keys;
+use super::scope::Scope;
 use super::storage::Bucket;
-use super::Tags;
 use crate::cfn::aws::iam::{InlinePolicy, PolicyDocument, Role, Statement};
-use crate::cfn::{Expr, Handle, Template};
+use crate::cfn::{Expr, Handle};
 use crate::spec::{Packing, Spec};
 
 /// The roles, by use.
 pub struct Roles {
+    /// Starts every Airflow task: reads its secrets, writes its logs.
     pub execution: Handle<Role>,
-    /// Task roles by component id (`ApiServer`, …, `Worker`; `Core` when the core
-    /// components are packed into one task, whose role then replaces their four).
-    pub tasks: BTreeMap<&'static str, Handle<Role>>,
+    /// Task roles of the components that run as their own tasks and make AWS calls.
+    tasks: BTreeMap<Component, Handle<Role>>,
+    /// With `packing: core`, the role of the shared task, which replaces the four core
+    /// components' own roles.
+    pub core: Option<Handle<Role>>,
 }
 
 impl Roles {
-    /// The task role of a component.
-    pub fn task(&self, component: &str) -> &Handle<Role> {
-        self.tasks
-            .get(component)
-            .unwrap_or_else(|| panic!("no task role for {component}"))
+    /// The task role of a component running as its own task (`None`: it makes no AWS
+    /// calls, or it runs in the shared core task).
+    pub fn task_role(&self, component: Component) -> Option<&Handle<Role>> {
+        self.tasks.get(&component)
     }
 }
 
-/// What a component does with the bucket.
-#[derive(Clone, Copy)]
-struct S3Access {
-    read_logs: bool,
-    write_logs: bool,
-}
-
-pub fn add(t: &mut Template, spec: &Spec, keys: &Keys, bucket: &Bucket, tags: &Tags) -> Roles {
-    let execution = add_execution_role(t, spec, keys, tags);
-    let mut role = |id: &str, what: &str, access: S3Access| {
-        let policy = InlinePolicy {
-            policy_name: "airflow-bucket".into(),
-            policy_document: bucket_policy(spec, bucket, access),
-        };
-        t.add(
-            &format!("{id}TaskRole"),
-            Role::for_service(
-                "ecs-tasks.amazonaws.com",
-                format!("Airflow {what}: S3 DAG bundle and task logs"),
-                vec![policy],
-                tags.all(),
-            ),
-        )
-    };
-    let read = S3Access {
-        read_logs: true,
-        write_logs: false,
-    };
-    let none = S3Access {
-        read_logs: false,
-        write_logs: false,
-    };
-    let write = S3Access {
-        read_logs: true,
-        write_logs: true,
-    };
-    let needs: Vec<(&'static str, &str, S3Access)> = match spec.services.packing {
-        Packing::Separate => vec![
-            ("ApiServer", "api-server", read),
-            ("Scheduler", "scheduler", none),
-            (
-                "DagProcessor",
-                "dag-processor",
-                S3Access {
-                    read_logs: false,
-                    write_logs: true,
-                },
-            ),
-            ("Triggerer", "triggerer", write),
-            ("Worker", "celery worker", write),
-        ],
-        // One task runs api-server, scheduler, dag-processor and triggerer: its role
-        // needs what the four need together, and their own roles would be unused.
-        Packing::Core => vec![
-            (
-                "Core",
-                "core (api-server, scheduler, dag-processor, triggerer)",
-                write,
-            ),
-            ("Worker", "celery worker", write),
-        ],
-    };
-    let tasks = needs
-        .into_iter()
-        .map(|(id, what, access)| (id, role(id, what, access)))
+/// Adds the execution role and one task role per component that needs one.
+pub fn add(s: &mut Scope, keys: &Keys, bucket: &Bucket) -> Roles {
+    let spec = s.spec;
+    let execution = add_execution_role(s, keys);
+    let own_task = |c: &Component| !c.is_packed(spec);
+    let tasks = Component::services(spec)
+        .filter(own_task)
+        .filter_map(|c| c.s3_access().map(|access| (c, access)))
+        .map(|(c, access)| {
+            let role = task_role(s, bucket, c.id(), c.description(), access);
+            (c, role)
+        })
         .collect();
-    Roles { execution, tasks }
+    // One task runs api-server, scheduler, dag-processor and triggerer: its role needs
+    // what the four need together, and their own roles would be unused.
+    let core = (spec.services.packing == Packing::Core).then(|| {
+        let access = Component::SERVICES
+            .into_iter()
+            .filter(|c| c.packable())
+            .filter_map(Component::s3_access)
+            .fold(S3Access::default(), S3Access::union);
+        task_role(
+            s,
+            bucket,
+            CORE_ID,
+            "core (api-server, scheduler, dag-processor, triggerer)",
+            access,
+        )
+    });
+    Roles {
+        execution,
+        tasks,
+        core,
+    }
 }
 
-fn add_execution_role(t: &mut Template, spec: &Spec, keys: &Keys, tags: &Tags) -> Handle<Role> {
+/// A task role `<id>TaskRole` with the bucket access `access`.
+fn task_role(
+    s: &mut Scope,
+    bucket: &Bucket,
+    id: &str,
+    what: &str,
+    access: S3Access,
+) -> Handle<Role> {
+    let policy = InlinePolicy {
+        policy_name: "airflow-bucket".into(),
+        policy_document: bucket_policy(s.spec, bucket, access),
+    };
+    let role = Role::for_service(
+        "ecs-tasks.amazonaws.com",
+        format!("Airflow {what}: S3 DAG bundle and task logs"),
+        vec![policy],
+        s.tags.all(),
+    );
+    s.t.add(&format!("{id}TaskRole"), role)
+}
+
+fn add_execution_role(s: &mut Scope, keys: &Keys) -> Handle<Role> {
     let secrets = keys.airflow_secret_arns();
     let log_groups = Expr::arn(
         "logs",
-        Expr::lit(format!("log-group:/airflow-stack/{}/*", spec.name)),
+        Expr::lit(format!("log-group:/airflow-stack/{}/*", s.spec.name)),
     );
     let policy = PolicyDocument::new(vec![
         Statement::allow(&["secretsmanager:GetSecretValue"], secrets),
@@ -109,18 +100,16 @@ fn add_execution_role(t: &mut Template, spec: &Spec, keys: &Keys, tags: &Tags) -
             vec![log_groups],
         ),
     ]);
-    t.add(
-        "AirflowExecutionRole",
-        Role::for_service(
-            "ecs-tasks.amazonaws.com",
-            "Starts Airflow tasks: reads their secrets, writes their logs".into(),
-            vec![InlinePolicy {
-                policy_name: "start-airflow-tasks".into(),
-                policy_document: policy,
-            }],
-            tags.all(),
-        ),
-    )
+    let role = Role::for_service(
+        "ecs-tasks.amazonaws.com",
+        "Starts Airflow tasks: reads their secrets, writes their logs".into(),
+        vec![InlinePolicy {
+            policy_name: "start-airflow-tasks".into(),
+            policy_document: policy,
+        }],
+        s.tags.all(),
+    );
+    s.t.add("AirflowExecutionRole", role)
 }
 
 fn bucket_policy(spec: &Spec, bucket: &Bucket, access: S3Access) -> PolicyDocument {
@@ -131,7 +120,7 @@ fn bucket_policy(spec: &Spec, bucket: &Bucket, access: S3Access) -> PolicyDocume
     // for a top-level prefix (an empty `prefix=` parameter is an `s3:prefix` of "").
     let mut listable = parent_levels(dags);
     listable.extend([dags.clone(), format!("{dags}/*")]);
-    if access.read_logs || access.write_logs {
+    if access.touches_logs() {
         listable.extend([logs.clone(), format!("{logs}/*")]);
     }
     // `IfExists`: requests without a prefix are allowed too, and Airflow makes two of
@@ -145,7 +134,7 @@ fn bucket_policy(spec: &Spec, bucket: &Bucket, access: S3Access) -> PolicyDocume
     let mut list = Statement::allow(&["s3:ListBucket"], vec![bucket.handle.arn()]);
     list.condition = Some(serde_json::json!({"StringLikeIfExists": {"s3:prefix": listable}}));
     let mut readable = vec![bucket.objects_under(dags)];
-    if access.read_logs || access.write_logs {
+    if access.touches_logs() {
         readable.push(bucket.objects_under(logs));
     }
     let mut statements = vec![list, Statement::allow(&["s3:GetObject"], readable)];

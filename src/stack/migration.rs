@@ -4,21 +4,19 @@
 //! re-invoking itself. Every Airflow service depends on it, so no service starts on an
 //! unmigrated database and a version upgrade migrates before the rollout.
 
-use super::assets::AssetParameters;
-use super::broker::Broker;
-use super::cluster::Cluster;
-use super::database::Database;
+use super::airflow_config::{SharedConfig, ADMIN_PASSWORD_ENV};
+use super::component::Component;
+use super::connections::Backends;
+use super::fargate::{self, Infra, TaskDefinitionSpec};
 use super::iam::Roles;
-use super::network::Network;
-use super::secrets::ConnectionUrls;
-use super::security::{self, SecurityGroups};
-use super::services::{self, SharedConfig, ADMIN_PASSWORD_ENV};
-use super::Tags;
+use super::rust_function::{self, RustFunctionSpec};
+use super::scope::Scope;
+use super::security;
 use crate::cfn::aws::custom::CustomResource;
-use crate::cfn::aws::iam::{InlinePolicy, PolicyDocument, Role, Statement};
-use crate::cfn::aws::lambda::{Code, Function, LoggingConfig};
+use crate::cfn::aws::ecs::TaskDefinition;
+use crate::cfn::aws::iam::Statement;
 use crate::cfn::aws::logs::LogGroup;
-use crate::cfn::{Attributes, Expr, LogicalId, Template};
+use crate::cfn::{Attributes, Expr, Handle, LogicalId};
 use crate::spec::{AuthManager, Spec};
 
 /// What the services wait for.
@@ -49,52 +47,37 @@ pub fn migrate_command(spec: &Spec) -> Vec<String> {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
+/// Adds the migration task, its Lambda and `Custom::AirflowMigration`; returns what
+/// the Airflow services must wait for.
 pub fn add(
-    t: &mut Template,
-    spec: &Spec,
-    assets: &AssetParameters,
-    net: &Network,
-    sg: &SecurityGroups,
-    cluster: &Cluster,
+    s: &mut Scope,
+    infra: &Infra,
     roles: &Roles,
     shared: &SharedConfig,
-    urls: &ConnectionUrls,
-    db: &Database,
-    broker: &Broker,
-    tags: &Tags,
+    backends: &Backends,
 ) -> Migration {
-    let log_group = services::log_group(t, spec, "Migrate", "migrate", tags);
-    let mut secrets = shared.secrets_for("migrate");
-    secrets.push(shared.admin_password.clone());
-    let container = services::container(spec, "migrate", spec.airflow_image(), &log_group)
+    let spec = s.spec;
+    let me = Component::Migrate;
+    let log_group = fargate::log_group(s, me.id(), me.name());
+    let container = fargate::container(me.name(), spec.airflow_image(), &log_group)
         .with_command(migrate_command(spec))
         .with_env(shared.env.clone())
-        .with_secrets(secrets);
-    let definition = t.add(
-        "MigrateTaskDefinition",
-        services::task_definition(
-            spec,
-            "migrate",
-            (1024, 2048),
-            vec![container],
-            roles.execution.arn(),
-            None,
-            tags.all(),
-        ),
+        .with_secrets(shared.secrets_for(spec, me));
+    let size = me.size(spec);
+    let definition = fargate::task_definition(
+        s,
+        me.id(),
+        TaskDefinitionSpec {
+            family_suffix: me.name(),
+            cpu: size.cpu,
+            memory: size.memory,
+            containers: vec![container],
+            execution_role: roles.execution.arn(),
+            task_role: None,
+        },
     );
-    let function_name = format!("{}-migration", spec.name);
-    let function = add_function(
-        t,
-        spec,
-        assets,
-        &function_name,
-        &definition.r#ref(),
-        roles,
-        cluster,
-        &log_group,
-        tags,
-    );
+    let function = add_function(s, infra, roles, &definition, &log_group);
+    let (net, sg, cluster) = (infra.net, infra.sg, infra.cluster);
     let migration = CustomResource::new(
         "Custom::AirflowMigration",
         function,
@@ -102,116 +85,77 @@ pub fn add(
     )
     .prop("Cluster", cluster.handle.r#ref())
     .prop("TaskDefinition", definition.r#ref())
-    .prop("ContainerName", "migrate")
+    .prop("ContainerName", me.name())
     .list("Subnets", net.subnets.clone())
-    .list("SecurityGroups", security::ids(&[&sg.migrate]))
+    .list("SecurityGroups", security::ids(&[sg.of(me)]))
     .prop("AssignPublicIp", net.assign_public_ip)
     .prop("LogGroupName", log_group.r#ref())
-    .prop("LogStreamPrefix", "migrate")
+    .prop("LogStreamPrefix", me.name())
     .prop("AirflowVersion", spec.airflow.version.clone())
     .prop("Image", spec.airflow_image())
-    .prop("DatabaseHost", db.host.clone())
+    .prop("DatabaseHost", backends.database.host.clone())
     .prop("MaxWaitSeconds", MAX_WAIT_SECONDS.to_string());
     // The task must reach PostgreSQL (its ingress rule) and, to pull the image and read
     // its secrets, the internet (the subnets' routes) before it starts: CloudFormation
     // would otherwise create those in parallel with the migration.
     let attrs = Attributes::depends_on(
-        [urls.written.clone()]
+        [backends.urls_written.clone()]
             .into_iter()
-            .chain(db.writer.clone())
-            .chain(sg.paths_of("Migrate"))
+            .chain(backends.database.writer.clone())
+            .chain(sg.paths_of(me))
             .chain(net.egress_ready.iter().cloned()),
     );
-    let handle = t.add_with("Migration", migration, attrs);
+    let handle = s.t.add_with("Migration", migration, attrs);
     Migration {
-        ready: vec![handle.id().clone(), broker.ready.clone()],
+        ready: vec![handle.id().clone(), backends.broker.ready.clone()],
     }
 }
 
 /// The migration Lambda and its least-privilege role: run and watch exactly the
 /// migration task, read its log group, re-invoke itself.
-#[allow(clippy::too_many_arguments)]
 fn add_function(
-    t: &mut Template,
-    spec: &Spec,
-    assets: &AssetParameters,
-    function_name: &str,
-    task_definition: &Expr,
+    s: &mut Scope,
+    infra: &Infra,
     roles: &Roles,
-    cluster: &Cluster,
-    task_log_group: &crate::cfn::Handle<LogGroup>,
-    tags: &Tags,
+    task_definition: &Handle<TaskDefinition>,
+    task_log_group: &Handle<LogGroup>,
 ) -> Expr {
-    let own_logs = t.add(
-        "MigrationFunctionLogGroup",
-        LogGroup {
-            log_group_name: Expr::lit(format!("/airflow-stack/{}/migration-function", spec.name)),
-            retention_in_days: spec.logs.retention_days,
-            tags: tags.all(),
-        },
-    );
+    let function_name = format!("{}-migration", s.spec.name);
+    let cluster = &infra.cluster.handle;
     // Its own ARN is built from the fixed name: `Fn::GetAtt` on the function would make
     // the role depend on the function that depends on the role.
     let self_arn = Expr::arn("lambda", Expr::lit(format!("function:{function_name}")));
     let tasks_in_cluster = Expr::arn(
         "ecs",
-        Expr::concat(vec![
-            Expr::lit("task/"),
-            cluster.handle.r#ref(),
-            Expr::lit("/*"),
-        ]),
+        Expr::concat(vec![Expr::lit("task/"), cluster.r#ref(), Expr::lit("/*")]),
     );
-    let mut run_task = Statement::allow(&["ecs:RunTask"], vec![task_definition.clone()]);
-    run_task.condition =
-        Some(serde_json::json!({"ArnEquals": {"ecs:cluster": cluster.handle.arn()}}));
-    let policy = PolicyDocument::new(vec![
+    let mut run_task = Statement::allow(&["ecs:RunTask"], vec![task_definition.r#ref()]);
+    run_task.condition = Some(serde_json::json!({"ArnEquals": {"ecs:cluster": cluster.arn()}}));
+    let statements = vec![
         run_task,
         Statement::allow(&["ecs:DescribeTasks"], vec![tasks_in_cluster]),
         Statement::allow(&["iam:PassRole"], vec![roles.execution.arn()]),
         Statement::allow(&["logs:GetLogEvents"], vec![task_log_group.arn()]),
         Statement::allow(&["lambda:InvokeFunction"], vec![self_arn]),
-        Statement::allow(
-            &["logs:CreateLogStream", "logs:PutLogEvents"],
-            vec![own_logs.arn()],
-        ),
-    ]);
-    let role = t.add(
-        "MigrationFunctionRole",
-        Role::for_service(
-            "lambda.amazonaws.com",
-            "Runs and watches the Airflow database migration task".into(),
-            vec![InlinePolicy {
-                policy_name: "run-migration".into(),
-                policy_document: policy,
-            }],
-            tags.all(),
-        ),
-    );
-    let function = t.add(
-        "MigrationFunction",
-        Function {
-            function_name: Some(Expr::lit(function_name)),
+    ];
+    let code_key = s.assets.migration_key.clone();
+    let f = rust_function::add(
+        s,
+        RustFunctionSpec {
+            id: "Migration",
+            log_name: "migration-function",
+            function_name: Some(function_name),
             description:
-                "airflow-stack migration custom resource: runs airflow db migrate as an ECS task"
-                    .into(),
-            runtime: "provided.al2023",
-            handler: "bootstrap",
-            architectures: vec!["x86_64"],
-            code: Code {
-                s3_bucket: assets.bucket.clone(),
-                s3_key: assets.migration_key.clone(),
-            },
-            role: role.arn(),
+                "airflow-stack migration custom resource: runs airflow db migrate as an ECS task",
+            role_description: "Runs and watches the Airflow database migration task",
+            policy_name: "run-migration",
+            statements,
+            managed_policies: None,
+            code_key,
             timeout: 900,
-            memory_size: 256,
-            logging_config: Some(LoggingConfig {
-                log_group: own_logs.r#ref(),
-                log_format: "JSON",
-            }),
             environment: None,
             vpc_config: None,
-            tags: tags.all(),
         },
     );
-    function.arn()
+    f.arn()
 }

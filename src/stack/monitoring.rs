@@ -10,18 +10,18 @@
 use std::collections::BTreeMap;
 
 use super::assets;
-use super::cluster::Cluster;
-use super::network::Network;
-use super::secrets::Keys;
-use super::security::{self, SecurityGroups};
-use super::Tags;
+use super::component::Component;
+use super::fargate::Infra;
+use super::keys::Keys;
+use super::rust_function::{self, RustFunctionSpec};
+use super::scope::{unique_name, Scope, Tags};
+use super::security;
 use crate::cfn::aws::dynamodb::Table;
 use crate::cfn::aws::ec2::{EgressRule, SecurityGroup};
 use crate::cfn::aws::ecs::Service;
 use crate::cfn::aws::events::{Rule, Target};
-use crate::cfn::aws::iam::{InlinePolicy, PolicyDocument, Role, Statement};
-use crate::cfn::aws::lambda::{Code, Environment, Function, LoggingConfig, Permission, VpcConfig};
-use crate::cfn::aws::logs::LogGroup;
+use crate::cfn::aws::iam::Statement;
+use crate::cfn::aws::lambda::{Permission, VpcConfig};
 use crate::cfn::aws::secretsmanager::Secret;
 use crate::cfn::aws::sns::Topic;
 use crate::cfn::{Expr, Handle, Template};
@@ -31,16 +31,10 @@ use crate::spec::Spec;
 /// role may publish to this namespace only.
 pub const METRIC_NAMESPACE: &str = "AirflowStack";
 
-/// What the construct wires together.
+/// What the scaler works on.
 pub struct Inputs<'a> {
-    /// Bucket of the Lambda code assets.
-    pub assets_bucket: Expr,
-    /// Subnets and VPC.
-    pub net: &'a Network,
-    /// The api-server's group gets an ingress rule for the scaler.
-    pub sg: &'a SecurityGroups,
-    /// The cluster of the worker service.
-    pub cluster: &'a Cluster,
+    /// Subnets, the api-server's group and the cluster.
+    pub infra: &'a Infra<'a>,
     /// The admin password secret the scaler logs in with.
     pub keys: &'a Keys,
     /// The worker service to scale.
@@ -54,55 +48,45 @@ struct Targets {
 }
 
 /// Adds the scaler when autoscaling or alerts are on.
-pub fn add(t: &mut Template, spec: &Spec, inputs: &Inputs, tags: &Tags) {
+pub fn add(s: &mut Scope, inputs: &Inputs) {
+    let spec = s.spec;
     if !spec.autoscaling.enabled && !spec.alerts.enabled {
         return;
     }
-    let code_key = assets::add_scaler_key(t);
-    let group = add_network_access(t, spec, inputs, tags);
-    let table = t.add("ScalerStateTable", Table::on_demand("pk", tags.all()));
-    let targets = add_targets(t, spec, tags);
-    let log_group = t.add(
-        "ScalerFunctionLogGroup",
-        LogGroup {
-            log_group_name: Expr::lit(format!("/airflow-stack/{}/scaler-function", spec.name)),
-            retention_in_days: spec.logs.retention_days,
-            tags: tags.all(),
-        },
-    );
-    let role = add_role(t, spec, inputs, &table, &targets, &log_group, tags);
-    let function = t.add(
-        "ScalerFunction",
-        Function {
-            function_name: Some(Expr::lit(format!("{}-scaler", spec.name))),
+    let code_key = assets::add_scaler_key(&mut s.t);
+    let group = add_network_access(s, inputs);
+    let table =
+        s.t.add("ScalerStateTable", Table::on_demand("pk", s.tags.all()));
+    let targets = add_targets(&mut s.t, spec, &s.tags);
+    let net = inputs.infra.net;
+    let f = rust_function::add(
+        s,
+        RustFunctionSpec {
+            id: "Scaler",
+            log_name: "scaler-function",
+            function_name: Some(format!("{}-scaler", spec.name)),
             description:
-                "airflow-stack scaler: worker autoscaling and failed-run alerts, every minute"
-                    .into(),
-            runtime: "provided.al2023",
-            handler: "bootstrap",
-            architectures: vec!["x86_64"],
-            code: Code {
-                s3_bucket: inputs.assets_bucket.clone(),
-                s3_key: code_key,
-            },
-            role: role.arn(),
+                "airflow-stack scaler: worker autoscaling and failed-run alerts, every minute",
+            role_description: "Scales Airflow workers and sends failed-run alerts",
+            policy_name: "scale-and-alert",
+            statements: statements(spec, inputs, &table, &targets),
+            // The ENI permissions every VPC Lambda needs (ec2:CreateNetworkInterface,
+            // ...), which cannot be scoped to resources known in advance.
+            managed_policies: Some(vec![Expr::managed_policy(
+                "service-role/AWSLambdaVPCAccessExecutionRole",
+            )]),
+            code_key,
             // Below the one-minute schedule, so ticks do not pile up.
             timeout: 50,
-            memory_size: 256,
-            logging_config: Some(LoggingConfig {
-                log_group: log_group.r#ref(),
-                log_format: "JSON",
-            }),
-            environment: Some(Environment {
-                variables: environment(spec, inputs, &table, &targets),
-            }),
+            environment: Some(environment(spec, inputs, &table, &targets)),
             vpc_config: Some(VpcConfig {
-                subnet_ids: inputs.net.subnets.clone(),
+                subnet_ids: net.subnets.clone(),
                 security_group_ids: security::ids(&[&group]),
             }),
-            tags: tags.all(),
         },
     );
+    let function = f;
+    let t = &mut s.t;
     let rule = t.add(
         "ScalerScheduleRule",
         Rule {
@@ -128,25 +112,19 @@ pub fn add(t: &mut Template, spec: &Spec, inputs: &Inputs, tags: &Tags) {
 }
 
 /// The scaler's own security group and the one rule letting it reach the api-server.
-fn add_network_access(
-    t: &mut Template,
-    spec: &Spec,
-    inputs: &Inputs,
-    tags: &Tags,
-) -> Handle<SecurityGroup> {
-    let group = t.add(
-        "ScalerSecurityGroup",
-        SecurityGroup {
-            group_description: format!("{} scaler Lambda", spec.name),
-            vpc_id: inputs.net.vpc_id.clone(),
-            security_group_egress: vec![EgressRule::all()],
-            tags: tags.named(&format!("{}-scaler", spec.name)),
-        },
-    );
+fn add_network_access(s: &mut Scope, inputs: &Inputs) -> Handle<SecurityGroup> {
+    let infra = inputs.infra;
+    let resource = SecurityGroup {
+        group_description: format!("{} scaler Lambda", s.spec.name),
+        vpc_id: infra.net.vpc_id.clone(),
+        security_group_egress: vec![EgressRule::all()],
+        tags: s.tags.named(&format!("{}-scaler", s.spec.name)),
+    };
+    let group = s.t.add("ScalerSecurityGroup", resource);
     security::allow(
-        t,
+        &mut s.t,
         "ApiServerFromScaler",
-        &inputs.sg.api_server,
+        infra.sg.of(Component::ApiServer),
         &group,
         8080,
         "REST API for the scaler",
@@ -182,7 +160,7 @@ fn add_targets(t: &mut Template, spec: &Spec, tags: &Tags) -> Targets {
             .add(
                 "SlackWebhookSecret",
                 Secret {
-                    name: super::unique_name(Expr::lit(spec.name.clone()), "-slack-webhook-"),
+                    name: unique_name(Expr::lit(spec.name.clone()), "-slack-webhook-"),
                     description:
                         "Slack incoming-webhook URL for Airflow alerts: set its value to the URL"
                             .into(),
@@ -222,7 +200,7 @@ fn environment(
         let w = &spec.services.worker;
         env.extend([
             ("AUTOSCALING_ENABLED".to_string(), Expr::lit("true")),
-            ("CLUSTER".into(), inputs.cluster.handle.r#ref()),
+            ("CLUSTER".into(), inputs.infra.cluster.handle.r#ref()),
             ("WORKER_SERVICE".into(), inputs.worker.name()),
             ("METRIC_NAMESPACE".into(), Expr::lit(METRIC_NAMESPACE)),
             (
@@ -251,16 +229,14 @@ fn environment(
     env
 }
 
-/// Least privilege: each statement names the one resource it needs.
-fn add_role(
-    t: &mut Template,
+/// Least privilege: each statement names the one resource it needs (writing its own
+/// logs is added by the Lambda construct).
+fn statements(
     spec: &Spec,
     inputs: &Inputs,
     table: &Handle<Table>,
     targets: &Targets,
-    log_group: &Handle<LogGroup>,
-    tags: &Tags,
-) -> Handle<Role> {
+) -> Vec<Statement> {
     let mut statements = Vec::new();
     if spec.autoscaling.enabled {
         statements.extend(scaling_statements(inputs));
@@ -278,30 +254,12 @@ fn add_role(
     if let Some(topic) = &targets.topic {
         statements.push(Statement::allow(&["sns:Publish"], vec![topic.clone()]));
     }
-    statements.push(Statement::allow(
-        &["logs:CreateLogStream", "logs:PutLogEvents"],
-        vec![log_group.arn()],
-    ));
-    let mut role = Role::for_service(
-        "lambda.amazonaws.com",
-        "Scales Airflow workers and sends failed-run alerts".into(),
-        vec![InlinePolicy {
-            policy_name: "scale-and-alert".into(),
-            policy_document: PolicyDocument::new(statements),
-        }],
-        tags.all(),
-    );
-    // The ENI permissions every VPC Lambda needs (ec2:CreateNetworkInterface, ...),
-    // which cannot be scoped to resources known in advance.
-    role.managed_policy_arns = Some(vec![Expr::managed_policy(
-        "service-role/AWSLambdaVPCAccessExecutionRole",
-    )]);
-    t.add("ScalerFunctionRole", role)
+    statements
 }
 
 /// ECS and CloudWatch: the worker service, the cluster's tasks, one metric namespace.
 fn scaling_statements(inputs: &Inputs) -> Vec<Statement> {
-    let cluster = &inputs.cluster.handle;
+    let cluster = &inputs.infra.cluster.handle;
     let tasks_in_cluster = Expr::arn(
         "ecs",
         Expr::concat(vec![Expr::lit("task/"), cluster.r#ref(), Expr::lit("/*")]),

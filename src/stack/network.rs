@@ -2,7 +2,7 @@
 //! subnets only (tasks get public IPs, nothing is allowed in) or private subnets
 //! behind NAT gateways.
 
-use super::Tags;
+use super::scope::{Scope, Tags};
 use crate::cfn::aws::ec2::*;
 use crate::cfn::{Attributes, Expr, ListExpr, LogicalId, Template};
 use crate::spec::Spec;
@@ -25,7 +25,9 @@ pub struct Network {
 
 const AZS: u32 = 2;
 
-pub fn add(t: &mut Template, spec: &Spec, tags: &Tags) -> Network {
+/// Adds the VPC (or takes the stack file's) and returns what the tasks need of it.
+pub fn add(s: &mut Scope) -> Network {
+    let (t, spec, tags) = (&mut s.t, s.spec, &s.tags);
     match &spec.network.vpc_id {
         Some(vpc) => Network {
             vpc_id: Expr::lit(vpc.clone()),

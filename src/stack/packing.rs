@@ -7,20 +7,19 @@
 //! Why: on Fargate every task pays its own minimum size and, in public subnets, its
 //! own public IPv4 address; four small always-on tasks cost more than one.
 
-use super::cluster::Cluster;
-use super::iam::Roles;
-use super::network::Network;
-use super::services::{add_service, Deployment, TaskSpec};
-use super::Tags;
+use super::component::CORE_ID;
+use super::fargate::{self, Deployment, Infra, ServiceSpec, TaskDefinitionSpec};
+use super::scope::Scope;
 use crate::cfn::aws::ecs::{ContainerDefinition, Service};
-use crate::cfn::{Attributes, Expr, Handle, LogicalId, Template};
-use crate::spec::{Packing, Spec};
+use crate::cfn::{Attributes, Expr, Handle, LogicalId};
 
-/// Logical id prefix and family suffix of the shared task.
-pub const CORE_ID: &str = "Core";
-
-/// The components the shared task runs, by logical id prefix.
-const PACKED: &[&str] = &["ApiServer", "Scheduler", "DagProcessor", "Triggerer"];
+/// The roles of the shared task, as ARNs.
+pub struct TaskRoles {
+    /// Starts the task.
+    pub execution: Expr,
+    /// The four components' code runs with it.
+    pub task: Option<Expr>,
+}
 
 /// Containers collected for the shared task while the components are built.
 #[derive(Default)]
@@ -33,11 +32,6 @@ pub struct Core {
 }
 
 impl Core {
-    /// Whether the component `id` goes into the shared task for this spec.
-    pub fn takes(spec: &Spec, id: &str) -> bool {
-        spec.services.packing == Packing::Core && PACKED.contains(&id)
-    }
-
     /// Adds one component's container, security groups, Cloud Map registration and
     /// the resources it waits for.
     pub fn push(
@@ -59,40 +53,31 @@ impl Core {
 
     /// Adds the shared task definition and service `CoreService`, if any component
     /// was packed.
-    pub fn finish(
-        self,
-        t: &mut Template,
-        spec: &Spec,
-        net: &Network,
-        cluster: &Cluster,
-        roles: &Roles,
-        tags: &Tags,
-    ) -> Option<Handle<Service>> {
+    pub fn finish(self, s: &mut Scope, infra: &Infra, roles: TaskRoles) -> Option<Handle<Service>> {
         if self.containers.is_empty() {
             return None;
         }
-        let core = &spec.services.core;
-        Some(add_service(
-            t,
-            spec,
-            TaskSpec {
+        let core = &s.spec.services.core;
+        Some(fargate::add_service(
+            s,
+            infra,
+            ServiceSpec {
                 id: CORE_ID,
-                family_suffix: "core",
-                cpu: core.cpu,
-                memory: core.memory,
-                count: core.count,
+                task: TaskDefinitionSpec {
+                    family_suffix: "core",
+                    cpu: core.cpu,
+                    memory: core.memory,
+                    containers: self.containers,
+                    execution_role: roles.execution,
+                    task_role: roles.task,
+                },
+                desired_count: Some(core.count),
                 spot: core.spot,
-                containers: self.containers,
-                execution_role: roles.execution.arn(),
-                task_role: Some(roles.task("Core").arn()),
                 security_groups: self.security_groups,
                 registry: self.registry,
                 depends_on: Attributes::depends_on(self.ready),
                 deployment: Deployment::StartFirst,
             },
-            net,
-            cluster,
-            tags,
         ))
     }
 }

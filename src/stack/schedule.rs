@@ -7,39 +7,13 @@
 //! connects; an RDS instance keeps running (see `airflow-stack pause`).
 
 use super::cluster::Cluster;
-use super::Tags;
+use super::scope::{ScaledService, Scope};
 use crate::cfn::aws::iam::{InlinePolicy, PolicyDocument, Role, Statement};
 use crate::cfn::aws::scheduler::{FlexibleTimeWindow, RetryPolicy, Schedule, Target};
-use crate::cfn::{Expr, LogicalId, Pseudo, Template};
-use crate::spec::Spec;
-
-/// An ECS service of the template and the count `resume` restores.
-struct Scaled {
-    id: LogicalId,
-    count: u64,
-}
-
-/// The ECS services already in the template. Read from the rendered value because
-/// every construct adds services of its own (components, Redis, Flower); the final
-/// `Template::check` still proves each reference made from these ids.
-fn services(t: &Template) -> Vec<Scaled> {
-    let value = t.to_value();
-    let Some(resources) = value["Resources"].as_object() else {
-        return Vec::new();
-    };
-    resources
-        .iter()
-        .filter(|(_, r)| r["Type"] == "AWS::ECS::Service")
-        .map(|(id, r)| Scaled {
-            id: LogicalId::new(id.clone()).expect("template ids are valid"),
-            // No DesiredCount (a scaler owns it): CloudFormation's own default, 1.
-            count: r["Properties"]["DesiredCount"].as_u64().unwrap_or(1),
-        })
-        .collect()
-}
+use crate::cfn::{Expr, LogicalId, Pseudo};
 
 /// `{"Cluster": "<name>", "Service": "<name>", "DesiredCount": n}` as JSON text.
-fn update_service_input(cluster: &Cluster, service: &LogicalId, count: u64) -> Expr {
+fn update_service_input(cluster: &Cluster, service: &LogicalId, count: u32) -> Expr {
     Expr::concat(vec![
         Expr::lit(r#"{"Cluster":""#),
         cluster.handle.r#ref(),
@@ -49,12 +23,19 @@ fn update_service_input(cluster: &Cluster, service: &LogicalId, count: u64) -> E
     ])
 }
 
+/// The count `resume` restores: the template's, or for a service whose count a scaler
+/// owns, CloudFormation's default of 1 (the scaler takes it from there).
+fn resumed_count(service: &ScaledService) -> u32 {
+    service.desired_count.unwrap_or(1)
+}
+
 /// Adds the schedules and their role when the stack file has a `schedule`.
-pub fn add(t: &mut Template, spec: &Spec, cluster: &Cluster, tags: &Tags) {
+pub fn add(s: &mut Scope, cluster: &Cluster) {
+    let scaled = s.services();
+    let (t, spec, tags) = (&mut s.t, s.spec, &s.tags);
     let Some(plan) = &spec.schedule else {
         return;
     };
-    let scaled = services(t);
     let service_arns = scaled.iter().map(|s| Expr::Ref(s.id.clone())).collect();
     let role = t.add(
         "ScheduleRole",
@@ -77,9 +58,10 @@ pub fn add(t: &mut Template, spec: &Spec, cluster: &Cluster, tags: &Tags) {
         Expr::lit(":scheduler:::aws-sdk:ecs:updateService"),
     ]);
     for s in &scaled {
-        for (verb, expression, count) in
-            [("Pause", &plan.pause, 0), ("Resume", &plan.resume, s.count)]
-        {
+        for (verb, expression, count) in [
+            ("Pause", &plan.pause, 0),
+            ("Resume", &plan.resume, resumed_count(s)),
+        ] {
             t.add(
                 &format!("{}{verb}Schedule", s.id),
                 Schedule {

@@ -3,127 +3,116 @@
 
 use std::collections::BTreeMap;
 
+use super::component::Component;
 use super::network::Network;
-use super::Tags;
+use super::scope::Scope;
 use crate::cfn::aws::ec2::{EgressRule, SecurityGroup, SecurityGroupIngress};
 use crate::cfn::{Expr, Handle, LogicalId, Template};
-use crate::spec::Spec;
 
 /// The security groups, by component.
 pub struct SecurityGroups {
-    pub api_server: Handle<SecurityGroup>,
-    pub scheduler: Handle<SecurityGroup>,
-    pub dag_processor: Handle<SecurityGroup>,
-    pub triggerer: Handle<SecurityGroup>,
-    pub worker: Handle<SecurityGroup>,
-    pub flower: Option<Handle<SecurityGroup>>,
-    pub migrate: Handle<SecurityGroup>,
+    components: BTreeMap<Component, Handle<SecurityGroup>>,
+    /// The Redis broker's group.
     pub redis: Handle<SecurityGroup>,
+    /// The metadata database's group.
     pub database: Handle<SecurityGroup>,
-    /// The ingress rules that open a client's connections, by client (`ApiServer`,
-    /// `Migrate`, ...). CloudFormation creates independent resources in parallel, so a
-    /// client that starts before its rule exists finds its port closed: whatever
-    /// connects at start-up depends on these.
-    paths: BTreeMap<&'static str, Vec<LogicalId>>,
+    /// The ingress rules that open a client's connections, by client. CloudFormation
+    /// creates independent resources in parallel, so a client that starts before its
+    /// rule exists finds its port closed: whatever connects at start-up depends on these.
+    paths: BTreeMap<Component, Vec<LogicalId>>,
 }
 
 impl SecurityGroups {
-    /// The ingress rules `client` needs to reach its peers (none for an unknown client).
-    pub fn paths_of(&self, client: &str) -> Vec<LogicalId> {
-        self.paths.get(client).cloned().unwrap_or_default()
+    /// The group of a component of this stack (Flower's only exists when enabled).
+    pub fn of(&self, component: Component) -> &Handle<SecurityGroup> {
+        self.components
+            .get(&component)
+            .unwrap_or_else(|| panic!("{component:?} is not part of this stack"))
+    }
+
+    /// The ingress rules `client` needs to reach its peers.
+    pub fn paths_of(&self, client: Component) -> Vec<LogicalId> {
+        self.paths.get(&client).cloned().unwrap_or_default()
     }
 }
 
-pub fn add(t: &mut Template, spec: &Spec, net: &Network, tags: &Tags) -> SecurityGroups {
-    let mut group = |id: &str, what: &str| {
-        t.add(
-            &format!("{id}SecurityGroup"),
-            SecurityGroup {
-                group_description: format!("{} {what}", spec.name),
-                vpc_id: net.vpc_id.clone(),
-                security_group_egress: vec![EgressRule::all()],
-                tags: tags.named(&format!("{}-{}", spec.name, what.replace(' ', "-"))),
-            },
-        )
+/// A security group `<id>SecurityGroup` that allows all egress and no ingress.
+pub fn group(s: &mut Scope, vpc_id: &Expr, id: &str, what: &str) -> Handle<SecurityGroup> {
+    let resource = SecurityGroup {
+        group_description: format!("{} {what}", s.spec.name),
+        vpc_id: vpc_id.clone(),
+        security_group_egress: vec![EgressRule::all()],
+        tags: s
+            .tags
+            .named(&format!("{}-{}", s.spec.name, what.replace(' ', "-"))),
     };
+    s.t.add(&format!("{id}SecurityGroup"), resource)
+}
+
+/// Adds the groups of every component of the stack, Redis and the database, and the
+/// rules between them.
+pub fn add(s: &mut Scope, net: &Network) -> SecurityGroups {
+    let spec = s.spec;
+    let components = Component::services(spec)
+        .chain([Component::Migrate])
+        .map(|c| (c, group(s, &net.vpc_id, c.id(), c.description())))
+        .collect();
     let mut sg = SecurityGroups {
-        api_server: group("ApiServer", "api-server"),
-        scheduler: group("Scheduler", "scheduler"),
-        dag_processor: group("DagProcessor", "dag-processor"),
-        triggerer: group("Triggerer", "triggerer"),
-        worker: group("Worker", "celery worker"),
-        flower: spec
-            .services
-            .flower
-            .enabled
-            .then(|| group("Flower", "flower")),
-        migrate: group("Migrate", "database migration"),
-        redis: group("Redis", "redis broker"),
-        database: group("Database", "metadata database"),
+        components,
+        redis: group(s, &net.vpc_id, "Redis", "redis broker"),
+        database: group(s, &net.vpc_id, "Database", "metadata database"),
         paths: BTreeMap::new(),
     };
-    sg.paths = add_rules(t, &sg);
+    sg.paths = add_rules(&mut s.t, &sg);
     sg
 }
 
 /// Only the connections Airflow makes. Workers and Flower hold no database credentials
-/// (see `SharedConfig::secrets_for`), so they get no path to PostgreSQL; nor does the
+/// (see [`Component::secrets`]), so they get no path to PostgreSQL; nor does the
 /// api-server reach the workers' log servers on 8793, which cannot check its log
 /// tokens without `[api] secret_key` (logs of finished tasks are read from S3).
-fn add_rules(t: &mut Template, sg: &SecurityGroups) -> BTreeMap<&'static str, Vec<LogicalId>> {
-    let mut paths: BTreeMap<&'static str, Vec<LogicalId>> = BTreeMap::new();
-    let mut db_clients = vec![
-        ("ApiServer", &sg.api_server),
-        ("Scheduler", &sg.scheduler),
-        ("DagProcessor", &sg.dag_processor),
-        ("Triggerer", &sg.triggerer),
-        ("Migrate", &sg.migrate),
+fn add_rules(t: &mut Template, sg: &SecurityGroups) -> BTreeMap<Component, Vec<LogicalId>> {
+    let mut paths: BTreeMap<Component, Vec<LogicalId>> = BTreeMap::new();
+    let db_clients = [
+        Component::ApiServer,
+        Component::Scheduler,
+        Component::DagProcessor,
+        Component::Triggerer,
+        Component::Migrate,
     ];
-    db_clients.sort_by_key(|(name, _)| *name);
-    for (name, peer) in db_clients {
-        let rule = allow(
-            t,
-            &format!("DatabaseFrom{name}"),
-            &sg.database,
-            peer,
-            5432,
-            "PostgreSQL",
-        );
-        paths.entry(name).or_default().push(rule);
+    for client in db_clients {
+        let id = format!("DatabaseFrom{}", client.id());
+        let rule = allow(t, &id, &sg.database, sg.of(client), 5432, "PostgreSQL");
+        paths.entry(client).or_default().push(rule);
     }
-    let mut broker_clients = vec![("Scheduler", &sg.scheduler), ("Worker", &sg.worker)];
-    if let Some(flower) = &sg.flower {
-        broker_clients.push(("Flower", flower));
+    let broker_clients = [Component::Scheduler, Component::Worker, Component::Flower];
+    for client in broker_clients {
+        let Some(peer) = sg.components.get(&client) else {
+            continue;
+        };
+        let id = format!("RedisFrom{}", client.id());
+        let rule = allow(t, &id, &sg.redis, peer, 6379, "Celery broker");
+        paths.entry(client).or_default().push(rule);
     }
-    for (name, peer) in broker_clients {
-        let rule = allow(
-            t,
-            &format!("RedisFrom{name}"),
-            &sg.redis,
-            peer,
-            6379,
-            "Celery broker",
-        );
-        paths.entry(name).or_default().push(rule);
-    }
+    let api_server = sg.of(Component::ApiServer);
     let rule = allow(
         t,
         "ApiServerFromWorker",
-        &sg.api_server,
-        &sg.worker,
+        api_server,
+        sg.of(Component::Worker),
         8080,
         "Execution API",
     );
-    paths.entry("Worker").or_default().push(rule);
+    paths.entry(Component::Worker).or_default().push(rule);
     let rule = allow(
         t,
         "TriggererFromApiServer",
-        &sg.triggerer,
-        &sg.api_server,
+        sg.of(Component::Triggerer),
+        api_server,
         8794,
         "triggerer logs",
     );
-    paths.entry("ApiServer").or_default().push(rule);
+    paths.entry(Component::ApiServer).or_default().push(rule);
     paths
 }
 

@@ -1,12 +1,11 @@
 //! One S3 bucket for the DAG bundle and task logs: encrypted, private, versioned,
 //! TLS-only, kept when the stack is deleted.
 
-use super::Tags;
+use super::scope::Scope;
 use crate::cfn::aws::iam::{PolicyDocument, Statement};
 use crate::cfn::aws::s3::{self, *};
 use crate::cfn::aws::Tag;
-use crate::cfn::{Attributes, Expr, Handle, Policy, Template};
-use crate::spec::Spec;
+use crate::cfn::{Attributes, Expr, Handle, Policy};
 
 /// The bucket and what consumers need of it.
 pub struct Bucket {
@@ -20,7 +19,9 @@ impl Bucket {
     }
 }
 
-pub fn add(t: &mut Template, spec: &Spec, tags: &Tags) -> Bucket {
+/// Adds the data bucket and its TLS-only policy.
+pub fn add(s: &mut Scope) -> Bucket {
+    let (t, spec, tags) = (&mut s.t, s.spec, &s.tags);
     let bucket = private_bucket(tags.named(&format!("{}-data", spec.name)));
     let handle = t.add_with(
         "DataBucket",

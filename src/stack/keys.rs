@@ -1,23 +1,17 @@
-//! Secrets Manager secrets and the custom resources that fill them.
+//! The generated secrets: five Secrets Manager secrets, created empty, and
+//! `Custom::AirflowSecrets`, whose Rust Lambda (lambdas/secrets) fills them once with
+//! the Fernet key, the API and JWT secrets and the passwords. A leaf of the construct
+//! graph: the database, the broker and the connection URLs are built on it.
 //!
-//! The secrets are created empty. `Custom::AirflowSecrets` (the Rust Lambda in
-//! lambdas/secrets) generates the Fernet key, the API and JWT secrets and the
-//! passwords once; `Custom::AirflowConnectionUrls` writes the full connection URLs when
-//! the database and broker endpoints exist. There is no result-backend secret: Airflow
-//! uses `db+` and the database URL when `[celery] result_backend` is unset. Everything that reads a secret depends on
-//! these resources, so no container or database can start with a missing value.
+//! Everything that reads a secret depends on the generator, so no container or
+//! database can start with a missing value.
 
-use super::assets::AssetParameters;
-use super::broker::Broker;
-use super::database::Database;
-use super::{unique_name, Tags};
+use super::rust_function::{self, RustFunctionSpec};
+use super::scope::{unique_name, Scope};
 use crate::cfn::aws::custom::CustomResource;
-use crate::cfn::aws::iam::{InlinePolicy, PolicyDocument, Role, Statement};
-use crate::cfn::aws::lambda::{Code, Function, LoggingConfig};
-use crate::cfn::aws::logs::LogGroup;
+use crate::cfn::aws::iam::Statement;
 use crate::cfn::aws::secretsmanager::Secret;
-use crate::cfn::{Attributes, Expr, Handle, LogicalId, Policy, Pseudo, Template};
-use crate::spec::Spec;
+use crate::cfn::{Attributes, Expr, LogicalId, Policy, Pseudo};
 
 /// The stack's five secrets, by ARN (a `Ref` to a secret is its ARN, never its value).
 ///
@@ -38,7 +32,8 @@ pub struct Keys {
     pub admin_password: Expr,
     /// The generator; resources reading the passwords depend on it.
     pub generated: LogicalId,
-    function: Expr,
+    /// ARN of the secrets Lambda, which also serves `Custom::AirflowConnectionUrls`.
+    pub function: Expr,
 }
 
 /// `<arn>:<key>::`: one key of a JSON secret, as ECS `valueFrom` takes it.
@@ -87,11 +82,6 @@ impl Keys {
     }
 }
 
-/// The connection-URL resource; consumers of the URLs depend on it.
-pub struct ConnectionUrls {
-    pub written: LogicalId,
-}
-
 /// `(logical id prefix, name suffix, description, kept after deletion)`.
 const SECRETS: &[(&str, &str, &str, bool)] = &[
     (
@@ -126,24 +116,25 @@ const SECRETS: &[(&str, &str, &str, bool)] = &[
     ),
 ];
 
-pub fn add_keys(t: &mut Template, spec: &Spec, assets: &AssetParameters, tags: &Tags) -> Keys {
+/// Adds the secrets, the secrets Lambda and the generator resource.
+pub fn add(s: &mut Scope) -> Keys {
     let arns: Vec<Expr> = SECRETS
         .iter()
         .map(|(id, suffix, description, keep)| {
             let secret = Secret {
                 name: unique_name(Expr::Pseudo(Pseudo::StackName), &format!("/{suffix}-")),
                 description: description.to_string(),
-                tags: tags.all(),
+                tags: s.tags.all(),
             };
             let attrs = if *keep {
                 Attributes::default().keep_on_delete(Policy::Retain)
             } else {
                 Attributes::default()
             };
-            t.add_with(&format!("{id}Secret"), secret, attrs).r#ref()
+            s.t.add_with(&format!("{id}Secret"), secret, attrs).r#ref()
         })
         .collect();
-    let function = add_function(t, spec, assets, &arns, tags);
+    let function = add_function(s, &arns);
     let [fernet_key, signing_keys, database, redis, admin_password] =
         <[Expr; 5]>::try_from(arns).expect("five secrets");
     let generator = CustomResource::new("Custom::AirflowSecrets", function.clone(), 300)
@@ -152,9 +143,9 @@ pub fn add_keys(t: &mut Template, spec: &Spec, assets: &AssetParameters, tags: &
         .prop("DatabaseSecretArn", database.clone())
         .prop("RedisSecretArn", redis.clone())
         .prop("AdminPasswordSecretArn", admin_password.clone())
-        .prop("PasswordLength", spec.secrets.password_length.to_string())
-        .prop("FernetRotation", spec.secrets.fernet_rotation.clone());
-    let generated = t.add("GeneratedSecrets", generator).id().clone();
+        .prop("PasswordLength", s.spec.secrets.password_length.to_string())
+        .prop("FernetRotation", s.spec.secrets.fernet_rotation.clone());
+    let generated = s.t.add("GeneratedSecrets", generator).id().clone();
     Keys {
         fernet_key,
         signing_keys,
@@ -166,93 +157,32 @@ pub fn add_keys(t: &mut Template, spec: &Spec, assets: &AssetParameters, tags: &
     }
 }
 
-fn add_function(
-    t: &mut Template,
-    spec: &Spec,
-    assets: &AssetParameters,
-    secret_arns: &[Expr],
-    tags: &Tags,
-) -> Expr {
-    let log_group = t.add(
-        "SecretsFunctionLogGroup",
-        LogGroup {
-            log_group_name: Expr::lit(format!("/airflow-stack/{}/secrets-function", spec.name)),
-            retention_in_days: spec.logs.retention_days,
-            tags: tags.all(),
-        },
-    );
-    let policy = PolicyDocument::new(vec![
-        Statement::allow(
-            &[
-                "secretsmanager:DescribeSecret",
-                "secretsmanager:GetSecretValue",
-                "secretsmanager:PutSecretValue",
-            ],
-            secret_arns.to_vec(),
-        ),
-        Statement::allow(
-            &["logs:CreateLogStream", "logs:PutLogEvents"],
-            vec![log_group.arn()],
-        ),
-    ]);
-    let role = t.add(
-        "SecretsFunctionRole",
-        Role::for_service(
-            "lambda.amazonaws.com",
-            "Writes the generated Airflow secrets".into(),
-            vec![InlinePolicy {
-                policy_name: "write-airflow-secrets".into(),
-                policy_document: policy,
-            }],
-            tags.all(),
-        ),
-    );
-    let function = t.add(
-        "SecretsFunction",
-        Function {
+/// The secrets Lambda: may read and write exactly the five secrets.
+fn add_function(s: &mut Scope, secret_arns: &[Expr]) -> Expr {
+    let code_key = s.assets.secrets_key.clone();
+    let f = rust_function::add(
+        s,
+        RustFunctionSpec {
+            id: "Secrets",
+            log_name: "secrets-function",
             function_name: None,
-            description: "airflow-stack secrets custom resource: Fernet key, API/JWT secrets, passwords, connection URLs".into(),
-            runtime: "provided.al2023",
-            handler: "bootstrap",
-            architectures: vec!["x86_64"],
-            code: Code { s3_bucket: assets.bucket.clone(), s3_key: assets.secrets_key.clone() },
-            role: role.arn(),
+            description: "airflow-stack secrets custom resource: Fernet key, API/JWT secrets, passwords, connection URLs",
+            role_description: "Writes the generated Airflow secrets",
+            policy_name: "write-airflow-secrets",
+            statements: vec![Statement::allow(
+                &[
+                    "secretsmanager:DescribeSecret",
+                    "secretsmanager:GetSecretValue",
+                    "secretsmanager:PutSecretValue",
+                ],
+                secret_arns.to_vec(),
+            )],
+            managed_policies: None,
+            code_key,
             timeout: 120,
-            memory_size: 256,
-            logging_config: Some(LoggingConfig { log_group: log_group.r#ref(), log_format: "JSON" }),
             environment: None,
             vpc_config: None,
-            tags: tags.all(),
         },
     );
-    function.arn()
-}
-
-pub fn add_connection_urls(
-    t: &mut Template,
-    spec: &Spec,
-    keys: &Keys,
-    db: &Database,
-    broker: &Broker,
-) -> ConnectionUrls {
-    let urls = CustomResource::new("Custom::AirflowConnectionUrls", keys.function.clone(), 300)
-        .prop("DatabaseSecretArn", keys.database.clone())
-        .prop("RedisSecretArn", keys.redis.clone())
-        .prop("DbUser", spec.database.username.clone())
-        .prop("DbHost", db.host.clone())
-        .prop("DbPort", db.port.clone())
-        .prop("DbName", spec.database.name.clone())
-        .prop("DbSslMode", "require")
-        .prop("RedisHost", broker.host.clone())
-        .prop("RedisPort", broker.port.clone())
-        .prop("RedisTls", if broker.tls { "true" } else { "false" })
-        .prop("RedisDb", "0");
-    let handle: Handle<CustomResource> = t.add_with(
-        "ConnectionUrls",
-        urls,
-        Attributes::depends_on([keys.generated.clone()]),
-    );
-    ConnectionUrls {
-        written: handle.id().clone(),
-    }
+    f.arn()
 }

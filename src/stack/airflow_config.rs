@@ -1,0 +1,165 @@
+//! The Airflow configuration shared by every Airflow container (principle: "use the
+//! same configuration across all the Airflow components"): one environment, and the
+//! secrets, of which each container gets only those its component needs.
+
+use super::component::{AirflowSecret, Component};
+use super::keys::Keys;
+use super::storage::Bucket;
+use crate::cfn::aws::ecs::{KeyValue, SecretRef};
+use crate::cfn::{Expr, Pseudo};
+use crate::spec::{AuthManager, Spec};
+
+/// The Airflow configuration: one environment for every Airflow container, and the
+/// secrets, of which each container gets only those its component needs
+/// ([`SharedConfig::secrets_for`]).
+pub struct SharedConfig {
+    /// The environment every Airflow container gets.
+    pub env: Vec<KeyValue>,
+    fernet_key: SecretRef,
+    api_secret_key: SecretRef,
+    jwt_secret: SecretRef,
+    sql_alchemy_conn: SecretRef,
+    broker_url: SecretRef,
+    result_backend: SecretRef,
+    admin_password: SecretRef,
+}
+
+/// Name of the environment variable carrying the admin password where it is needed.
+pub const ADMIN_PASSWORD_ENV: &str = "AIRFLOW_STACK_ADMIN_PASSWORD";
+
+impl SharedConfig {
+    /// The configuration of this stack file, reading secrets from `keys`.
+    pub fn new(spec: &Spec, keys: &Keys, bucket: &Bucket) -> SharedConfig {
+        let ns = &spec.network.namespace;
+        let auth_manager = match spec.airflow.auth_manager {
+            AuthManager::Fab => {
+                "airflow.providers.fab.auth_manager.fab_auth_manager.FabAuthManager"
+            }
+            AuthManager::Simple => {
+                "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager"
+            }
+        };
+        let python_bool = |b: bool| if b { "True" } else { "False" };
+        let mut env = vec![
+            KeyValue::new("AIRFLOW__CORE__EXECUTOR", "CeleryExecutor"),
+            KeyValue::new("AIRFLOW__CORE__AUTH_MANAGER", auth_manager),
+            KeyValue::new(
+                "AIRFLOW__CORE__EXECUTION_API_SERVER_URL",
+                format!("http://api-server.{ns}:8080/execution/"),
+            ),
+            KeyValue::new(
+                "AIRFLOW__CORE__LOAD_EXAMPLES",
+                python_bool(spec.airflow.load_examples),
+            ),
+            // Fargate host names do not resolve across tasks; the task IP does, so the
+            // api-server can fetch logs of running tasks from workers and the triggerer.
+            KeyValue::new(
+                "AIRFLOW__CORE__HOSTNAME_CALLABLE",
+                "airflow.utils.net.get_host_ip_address",
+            ),
+            KeyValue::new(
+                "AIRFLOW__CELERY__WORKER_CONCURRENCY",
+                spec.services.worker.concurrency.to_string(),
+            ),
+            // Celery re-delivers a task not acknowledged within this time; Airflow warns
+            // when it is unset (finding of the end-to-end run).
+            KeyValue::new(
+                "AIRFLOW__CELERY_BROKER_TRANSPORT_OPTIONS__VISIBILITY_TIMEOUT",
+                spec.airflow.celery_visibility_timeout_seconds.to_string(),
+            ),
+            KeyValue::new("AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK", "True"),
+            KeyValue::new("AIRFLOW__LOGGING__REMOTE_LOGGING", "True"),
+            KeyValue::new(
+                "AIRFLOW__LOGGING__REMOTE_BASE_LOG_FOLDER",
+                Expr::concat(vec![
+                    Expr::lit("s3://"),
+                    bucket.handle.r#ref(),
+                    Expr::lit(format!("/{}", spec.storage.logs_prefix)),
+                ]),
+            ),
+            KeyValue::new("AIRFLOW__LOGGING__REMOTE_LOG_CONN_ID", "aws_default"),
+            // Credentials come from the task role; the connection only names the region.
+            KeyValue::new(
+                "AIRFLOW_CONN_AWS_DEFAULT",
+                Expr::concat(vec![
+                    Expr::lit("aws://?region_name="),
+                    Expr::Pseudo(Pseudo::Region),
+                ]),
+            ),
+            KeyValue::new(
+                "AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST",
+                bundle_config(spec, bucket),
+            ),
+        ];
+        if spec.airflow.auth_manager == AuthManager::Simple {
+            env.push(KeyValue::new(
+                "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS",
+                "admin:admin",
+            ));
+        }
+        env.extend(
+            spec.airflow
+                .extra_env
+                .iter()
+                .map(|(k, v)| KeyValue::new(k, v.clone())),
+        );
+        let secret = |name: &str, arn: &Expr| SecretRef {
+            name: name.to_string(),
+            value_from: arn.clone(),
+        };
+        SharedConfig {
+            env,
+            fernet_key: secret("AIRFLOW__CORE__FERNET_KEY", &keys.fernet_key),
+            api_secret_key: secret("AIRFLOW__API__SECRET_KEY", &keys.api_secret_key()),
+            jwt_secret: secret("AIRFLOW__API_AUTH__JWT_SECRET", &keys.jwt_secret()),
+            sql_alchemy_conn: secret(
+                "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN",
+                &keys.sql_alchemy_conn(),
+            ),
+            broker_url: secret("AIRFLOW__CELERY__BROKER_URL", &keys.broker_url()),
+            // Celery task results go to Redis, not to the metadata database (Airflow's
+            // default, `db+` and the database URL): that default is the one reason a
+            // worker would need database credentials (airflow3.md §14). Same URL as the
+            // broker: result keys (`celery-task-meta-*`) and queues do not collide.
+            result_backend: secret("AIRFLOW__CELERY__RESULT_BACKEND", &keys.broker_url()),
+            admin_password: secret(ADMIN_PASSWORD_ENV, &keys.admin_password),
+        }
+    }
+
+    /// The secrets `component`'s container gets ([`Component::secrets`] says which and
+    /// why).
+    pub fn secrets_for(&self, spec: &Spec, component: Component) -> Vec<SecretRef> {
+        component
+            .secrets(spec)
+            .into_iter()
+            .map(|secret| self.secret(secret).clone())
+            .collect()
+    }
+
+    fn secret(&self, secret: AirflowSecret) -> &SecretRef {
+        match secret {
+            AirflowSecret::FernetKey => &self.fernet_key,
+            AirflowSecret::ApiSecretKey => &self.api_secret_key,
+            AirflowSecret::JwtSecret => &self.jwt_secret,
+            AirflowSecret::SqlAlchemyConn => &self.sql_alchemy_conn,
+            AirflowSecret::BrokerUrl => &self.broker_url,
+            AirflowSecret::ResultBackend => &self.result_backend,
+            AirflowSecret::AdminPassword => &self.admin_password,
+        }
+    }
+}
+
+/// `[dag_processor] dag_bundle_config_list`: one S3DagBundle over the DAG prefix. JSON
+/// text assembled with `Fn::Join` because the bucket name is only known at deploy time.
+fn bundle_config(spec: &Spec, bucket: &Bucket) -> Expr {
+    Expr::concat(vec![
+        Expr::lit(
+            r#"[{"name": "s3-dags", "classpath": "airflow.providers.amazon.aws.bundles.s3.S3DagBundle", "kwargs": {"aws_conn_id": "aws_default", "bucket_name": ""#,
+        ),
+        bucket.handle.r#ref(),
+        Expr::lit(format!(
+            r#"", "prefix": "{}", "refresh_interval": {}}}}}]"#,
+            spec.storage.dags_prefix, spec.storage.dags_refresh_seconds
+        )),
+    ])
+}

@@ -1,0 +1,303 @@
+//! The Airflow components: what each one is called, how big it runs, which port it
+//! serves, which secrets it gets and what it does with the bucket. One enum instead of
+//! names spelled as strings across the constructs, so a new component is a compile error
+//! everywhere it needs a decision.
+
+use crate::spec::{AuthManager, Packing, Spec};
+
+/// Logical id prefix of the shared task that `services.packing: core` runs the four
+/// core components in.
+pub const CORE_ID: &str = "Core";
+
+/// An Airflow container of the stack: the five services, Flower, and the one-off
+/// migration task.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Component {
+    /// `airflow api-server`: UI, REST API and the Execution API.
+    ApiServer,
+    /// `airflow scheduler`.
+    Scheduler,
+    /// `airflow dag-processor`.
+    DagProcessor,
+    /// `airflow triggerer`.
+    Triggerer,
+    /// `airflow celery worker`.
+    Worker,
+    /// `airflow celery flower` (optional).
+    Flower,
+    /// The migration task (`airflow db migrate`), run once per deploy.
+    Migrate,
+}
+
+/// CPU units, MiB, task count and capacity of a component's task.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Size {
+    /// CPU units (1024 = 1 vCPU).
+    pub cpu: u32,
+    /// Memory in MiB.
+    pub memory: u32,
+    /// Tasks the service runs.
+    pub count: u32,
+    /// On Fargate Spot.
+    pub spot: bool,
+}
+
+/// A secret an Airflow container can be given, each one key of one generated secret.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AirflowSecret {
+    /// `[core] fernet_key`.
+    FernetKey,
+    /// `[api] secret_key`.
+    ApiSecretKey,
+    /// `[api_auth] jwt_secret`.
+    JwtSecret,
+    /// `[database] sql_alchemy_conn`.
+    SqlAlchemyConn,
+    /// `[celery] broker_url`.
+    BrokerUrl,
+    /// `[celery] result_backend` (the broker's Redis).
+    ResultBackend,
+    /// The admin user's password, for the containers that create or check it.
+    AdminPassword,
+}
+
+/// What a component does with the bucket: every component with a task role reads the
+/// DAG bundle; some also read or write task logs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct S3Access {
+    /// Reads task logs (to show them).
+    pub read_logs: bool,
+    /// Writes task logs.
+    pub write_logs: bool,
+}
+
+impl S3Access {
+    /// What two components sharing one task role need together.
+    pub fn union(self, other: S3Access) -> S3Access {
+        S3Access {
+            read_logs: self.read_logs || other.read_logs,
+            write_logs: self.write_logs || other.write_logs,
+        }
+    }
+
+    /// Whether the task logs' prefix is touched at all.
+    pub fn touches_logs(self) -> bool {
+        self.read_logs || self.write_logs
+    }
+}
+
+impl Component {
+    /// The long-running components, in the order the template lists them.
+    pub const SERVICES: [Component; 6] = [
+        Component::ApiServer,
+        Component::Scheduler,
+        Component::DagProcessor,
+        Component::Triggerer,
+        Component::Worker,
+        Component::Flower,
+    ];
+
+    /// The services this stack file runs (Flower only when enabled).
+    pub fn services(spec: &Spec) -> impl Iterator<Item = Component> + '_ {
+        Component::SERVICES
+            .into_iter()
+            .filter(move |c| *c != Component::Flower || spec.services.flower.enabled)
+    }
+
+    /// Logical id prefix, e.g. `ApiServer`.
+    pub fn id(self) -> &'static str {
+        match self {
+            Component::ApiServer => "ApiServer",
+            Component::Scheduler => "Scheduler",
+            Component::DagProcessor => "DagProcessor",
+            Component::Triggerer => "Triggerer",
+            Component::Worker => "Worker",
+            Component::Flower => "Flower",
+            Component::Migrate => "Migrate",
+        }
+    }
+
+    /// Container, log stream, task family and Cloud Map name, e.g. `api-server`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Component::ApiServer => "api-server",
+            Component::Scheduler => "scheduler",
+            Component::DagProcessor => "dag-processor",
+            Component::Triggerer => "triggerer",
+            Component::Worker => "worker",
+            Component::Flower => "flower",
+            Component::Migrate => "migrate",
+        }
+    }
+
+    /// What a person calls it, in security group and role descriptions.
+    pub fn description(self) -> &'static str {
+        match self {
+            Component::Worker => "celery worker",
+            Component::Migrate => "database migration",
+            other => other.name(),
+        }
+    }
+
+    /// The port it serves to other tasks: the api-server's UI/APIs, the triggerer's and
+    /// the worker's log servers, Flower's UI.
+    pub fn port(self) -> Option<u16> {
+        match self {
+            Component::ApiServer => Some(8080),
+            Component::Triggerer => Some(8794),
+            Component::Worker => Some(8793),
+            Component::Flower => Some(5555),
+            Component::Scheduler | Component::DagProcessor | Component::Migrate => None,
+        }
+    }
+
+    /// Registered in Cloud Map as `<name>.<namespace>`, for the components others call.
+    pub fn discoverable(self) -> bool {
+        matches!(self, Component::ApiServer | Component::Flower)
+    }
+
+    /// Size, count and capacity from the stack file. Flower runs one on-demand task; the
+    /// migration task is fixed at 1 vCPU and 2 GiB, enough for `airflow db migrate`.
+    pub fn size(self, spec: &Spec) -> Size {
+        let s = &spec.services;
+        let of = |c: &crate::spec::Service| Size {
+            cpu: c.cpu,
+            memory: c.memory,
+            count: c.count,
+            spot: c.spot,
+        };
+        match self {
+            Component::ApiServer => of(&s.api_server),
+            Component::Scheduler => of(&s.scheduler),
+            Component::DagProcessor => of(&s.dag_processor),
+            Component::Triggerer => of(&s.triggerer),
+            Component::Worker => Size {
+                cpu: s.worker.cpu,
+                memory: s.worker.memory,
+                count: s.worker.count,
+                spot: s.worker.spot,
+            },
+            Component::Flower => Size {
+                cpu: s.flower.cpu,
+                memory: s.flower.memory,
+                count: 1,
+                spot: false,
+            },
+            Component::Migrate => Size {
+                cpu: 1024,
+                memory: 2048,
+                count: 1,
+                spot: false,
+            },
+        }
+    }
+
+    /// The secrets its container gets.
+    ///
+    /// Airflow 3 isolates task code: a Celery worker runs DAG code and talks only to the
+    /// Execution API, with a short-lived token the scheduler minted and connections the
+    /// api-server decrypted (the end-to-end run shows it). So workers, and Flower, get the
+    /// broker and nothing else: holding the JWT secret would let DAG code mint Execution
+    /// API tokens, `[api] secret_key` forge UI sessions and log tokens, the Fernet key
+    /// decrypt every connection, and the database URL bypass the API altogether. The
+    /// scheduler, dag-processor, triggerer and api-server keep them: they use the
+    /// metadata database directly. The migration task needs the database, and the admin
+    /// password to create the admin user; so does the api-server with the simple auth
+    /// manager, which seeds its passwords file from it.
+    pub fn secrets(self, spec: &Spec) -> Vec<AirflowSecret> {
+        use AirflowSecret::*;
+        let core = [FernetKey, ApiSecretKey, JwtSecret, SqlAlchemyConn];
+        let celery = [BrokerUrl, ResultBackend];
+        match self {
+            Component::Scheduler => core.into_iter().chain(celery).collect(),
+            Component::ApiServer if spec.airflow.auth_manager == AuthManager::Simple => {
+                core.into_iter().chain([AdminPassword]).collect()
+            }
+            Component::ApiServer | Component::DagProcessor | Component::Triggerer => core.to_vec(),
+            Component::Worker | Component::Flower => celery.to_vec(),
+            Component::Migrate => vec![SqlAlchemyConn, AdminPassword],
+        }
+    }
+
+    /// What it does with the bucket; `None` for the containers without a task role
+    /// (Flower and the migration make no AWS calls).
+    pub fn s3_access(self) -> Option<S3Access> {
+        let access = |read_logs, write_logs| {
+            Some(S3Access {
+                read_logs,
+                write_logs,
+            })
+        };
+        match self {
+            // Shows task logs.
+            Component::ApiServer => access(true, false),
+            // The DAG bundle only.
+            Component::Scheduler => access(false, false),
+            // Writes the DAG processing logs.
+            Component::DagProcessor => access(false, true),
+            // Writes its trigger logs and reads them back for the UI.
+            Component::Triggerer | Component::Worker => access(true, true),
+            Component::Flower | Component::Migrate => None,
+        }
+    }
+
+    /// Runs as a container of the shared `core` task (`services.packing: core`).
+    pub fn is_packed(self, spec: &Spec) -> bool {
+        spec.services.packing == Packing::Core && self.packable()
+    }
+
+    /// One of the four core components the `core` packing puts into one task.
+    pub fn packable(self) -> bool {
+        matches!(
+            self,
+            Component::ApiServer
+                | Component::Scheduler
+                | Component::DagProcessor
+                | Component::Triggerer
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_ids_are_distinct() {
+        let all = [Component::Migrate]
+            .into_iter()
+            .chain(Component::SERVICES)
+            .collect::<Vec<_>>();
+        for (i, a) in all.iter().enumerate() {
+            for b in &all[i + 1..] {
+                assert_ne!(a.id(), b.id());
+                assert_ne!(a.name(), b.name());
+            }
+        }
+    }
+
+    #[test]
+    fn the_core_task_role_covers_the_four_core_components() {
+        let core = Component::SERVICES
+            .into_iter()
+            .filter(|c| c.packable())
+            .filter_map(Component::s3_access)
+            .fold(S3Access::default(), S3Access::union);
+        assert_eq!(core, Component::Triggerer.s3_access().unwrap());
+    }
+
+    #[test]
+    fn workers_and_flower_get_the_broker_only() {
+        let spec = crate::spec::parse(
+            "name: a\nregion: us-east-1\n",
+            std::path::Path::new("s.yaml"),
+        )
+        .unwrap();
+        for c in [Component::Worker, Component::Flower] {
+            assert_eq!(
+                c.secrets(&spec),
+                vec![AirflowSecret::BrokerUrl, AirflowSecret::ResultBackend]
+            );
+        }
+    }
+}

@@ -1,0 +1,199 @@
+//! A Fargate service construct: log group, container defaults, task definition and the
+//! service with its circuit breaker. Nothing here knows Airflow; the Airflow services,
+//! the packed core task and Redis on Fargate are all made with it.
+
+use super::cluster::Cluster;
+use super::network::Network;
+use super::scope::{ScaledService, Scope};
+use super::security::SecurityGroups;
+use crate::cfn::aws::ecs::*;
+use crate::cfn::aws::logs::LogGroup;
+use crate::cfn::{Attributes, Expr, Handle, Pseudo};
+use crate::spec::Architecture;
+
+/// Where tasks run: subnets, security groups, cluster and Cloud Map namespace.
+pub struct Infra<'a> {
+    /// The VPC and its subnets.
+    pub net: &'a Network,
+    /// The security groups and their ingress rules.
+    pub sg: &'a SecurityGroups,
+    /// The ECS cluster and the Cloud Map namespace.
+    pub cluster: &'a Cluster,
+}
+
+/// A log group `/airflow-stack/<stack>/<name>` with the stack's retention, as
+/// `<id>LogGroup`.
+pub fn log_group(s: &mut Scope, id: &str, name: &str) -> Handle<LogGroup> {
+    let resource = LogGroup {
+        log_group_name: s.log_group_name(name),
+        retention_in_days: s.spec.logs.retention_days,
+        tags: s.tags.all(),
+    };
+    s.t.add(&format!("{id}LogGroup"), resource)
+}
+
+/// A container with the stack's defaults: essential, logging to `log_group` with the
+/// container's name as stream prefix.
+pub fn container(name: &str, image: String, log_group: &Handle<LogGroup>) -> ContainerDefinition {
+    ContainerDefinition {
+        name: name.to_string(),
+        image,
+        essential: true,
+        command: Vec::new(),
+        environment: Vec::new(),
+        secrets: Vec::new(),
+        port_mappings: Vec::new(),
+        health_check: None,
+        log_configuration: LogConfiguration {
+            log_driver: "awslogs",
+            options: AwsLogsOptions {
+                group: log_group.r#ref(),
+                region: Expr::Pseudo(Pseudo::Region),
+                stream_prefix: name.to_string(),
+            },
+        },
+        stop_timeout: None,
+        linux_parameters: None,
+        readonly_root_filesystem: None,
+    }
+}
+
+/// A Fargate task definition: what runs, how big, with which roles.
+pub struct TaskDefinitionSpec {
+    /// The family is `<stack>-<family_suffix>`.
+    pub family_suffix: &'static str,
+    /// CPU units.
+    pub cpu: u32,
+    /// Memory in MiB.
+    pub memory: u32,
+    /// The containers.
+    pub containers: Vec<ContainerDefinition>,
+    /// Role ECS uses to start the task (secrets, logs).
+    pub execution_role: Expr,
+    /// Role the containers' code uses, if they make AWS calls.
+    pub task_role: Option<Expr>,
+}
+
+/// A Fargate task definition for the stack's architecture, as `<id>TaskDefinition`.
+pub fn task_definition(
+    s: &mut Scope,
+    id: &str,
+    task: TaskDefinitionSpec,
+) -> Handle<TaskDefinition> {
+    let cpu_architecture = match s.spec.services.architecture {
+        Architecture::X86_64 => "X86_64",
+        Architecture::Arm64 => "ARM64",
+    };
+    let resource = TaskDefinition {
+        family: Expr::lit(format!("{}-{}", s.spec.name, task.family_suffix)),
+        cpu: task.cpu.to_string(),
+        memory: task.memory.to_string(),
+        network_mode: "awsvpc",
+        requires_compatibilities: vec!["FARGATE"],
+        runtime_platform: RuntimePlatform {
+            cpu_architecture,
+            operating_system_family: "LINUX",
+        },
+        execution_role_arn: task.execution_role,
+        task_role_arn: task.task_role,
+        container_definitions: task.containers,
+        tags: s.tags.all(),
+    };
+    s.t.add(&format!("{id}TaskDefinition"), resource)
+}
+
+/// Everything that differs between two Fargate services.
+pub struct ServiceSpec {
+    /// Logical id prefix: `<id>TaskDefinition`, `<id>Service`.
+    pub id: &'static str,
+    /// The task definition.
+    pub task: TaskDefinitionSpec,
+    /// Tasks to run; `None` leaves the count to a scaler (a count in the template would
+    /// be re-applied by every stack update that touches the service).
+    pub desired_count: Option<u32>,
+    /// On Fargate Spot.
+    pub spot: bool,
+    /// Security group ids of the tasks.
+    pub security_groups: Vec<Expr>,
+    /// Cloud Map service ARN, for services others call by name.
+    pub registry: Option<Expr>,
+    /// What must exist before the first task starts.
+    pub depends_on: Attributes,
+    /// How tasks are replaced.
+    pub deployment: Deployment,
+}
+
+/// How ECS replaces a service's tasks on a deployment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Deployment {
+    /// Start the new tasks, then stop the old ones (100 % / 200 %): no downtime, two
+    /// generations run side by side for a while.
+    StartFirst,
+    /// Stop the old task, then start the new one (0 % / 100 %): for a service of which
+    /// two must never run at once, such as the one Redis broker behind one Cloud Map
+    /// name (two would split the queue between them).
+    StopFirst,
+}
+
+impl Deployment {
+    /// `(minimumHealthyPercent, maximumPercent)`.
+    fn percents(self) -> (u32, u32) {
+        match self {
+            Deployment::StartFirst => (100, 200),
+            Deployment::StopFirst => (0, 100),
+        }
+    }
+}
+
+/// Adds a task definition and its service, with the deployment circuit breaker on
+/// (a service whose tasks keep failing rolls back instead of retrying for hours).
+pub fn add_service(s: &mut Scope, infra: &Infra, service: ServiceSpec) -> Handle<Service> {
+    let id = service.id;
+    let family_suffix = service.task.family_suffix;
+    let definition = task_definition(s, id, service.task);
+    let capacity_provider = if service.spot {
+        "FARGATE_SPOT"
+    } else {
+        "FARGATE"
+    };
+    let (minimum_healthy_percent, maximum_percent) = service.deployment.percents();
+    let resource = Service {
+        cluster: infra.cluster.handle.r#ref(),
+        task_definition: definition.r#ref(),
+        desired_count: service.desired_count,
+        capacity_provider_strategy: vec![CapacityProviderStrategyItem {
+            capacity_provider,
+            weight: 1,
+            base: 0,
+        }],
+        platform_version: "LATEST",
+        network_configuration: NetworkConfiguration {
+            awsvpc_configuration: AwsVpcConfiguration {
+                subnets: infra.net.subnets.clone(),
+                security_groups: service.security_groups,
+                assign_public_ip: infra.net.assign_public_ip,
+            },
+        },
+        deployment_configuration: DeploymentConfiguration {
+            deployment_circuit_breaker: DeploymentCircuitBreaker {
+                enable: true,
+                rollback: true,
+            },
+            minimum_healthy_percent,
+            maximum_percent,
+        },
+        service_registries: service
+            .registry
+            .map(|arn| vec![ServiceRegistry { registry_arn: arn }]),
+        enable_execute_command: false,
+        propagate_tags: "SERVICE",
+        tags: s.tags.named(&format!("{}-{family_suffix}", s.spec.name)),
+    };
+    let handle =
+        s.t.add_with(&format!("{id}Service"), resource, service.depends_on);
+    s.record_service(ScaledService {
+        id: handle.id().clone(),
+        desired_count: service.desired_count,
+    });
+    handle
+}
