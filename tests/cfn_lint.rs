@@ -113,7 +113,11 @@ fn every_rendered_template_matches_its_snapshot() {
     let dir = tempfile::tempdir().unwrap();
     let files = render_all(dir.path());
     for path in files {
-        let name = path.file_name().unwrap().to_string_lossy().replace('.', "_");
+        let name = path
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .replace('.', "_");
         let text = std::fs::read_to_string(&path).unwrap();
         insta::assert_snapshot!(name, text);
     }

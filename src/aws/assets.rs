@@ -1,76 +1,304 @@
 //! Lambda code assets and large templates in the bootstrap bucket, named by content
 //! hash: an unchanged zip is not uploaded again and keeps its key, so CloudFormation
 //! sees no change; a changed one gets a new key and forces a Lambda update.
+//!
+//! Where the zips come from, first match wins:
+//! 1. `--assets-dir` or `$AIRFLOW_STACK_ASSETS_DIR`: `<dir>/<crate>/bootstrap.zip`.
+//! 2. The zips compiled into this binary (cargo feature `bundled-lambdas`, build.rs).
+//! 3. `<cargo target dir>/lambda/<architecture>/<crate>/bootstrap.zip`, where
+//!    lambdas/build.sh writes them.
+//!
+//! Zips missing from the folder of 1 or 3 are built there by lambdas/build.sh when this
+//! binary runs from a checkout (see [`checkout`]); otherwise the error says how to get
+//! them.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Instant;
 
 use anyhow::anyhow;
+use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use super::describe;
 use crate::stack::ASSET_LAMBDAS;
 
-/// A built Lambda zip.
+/// Lambda zips compiled into the binary: `(architecture, crate, zip)`. Empty unless the
+/// cargo feature `bundled-lambdas` is on (build.rs writes this file).
+mod bundled {
+    include!(concat!(env!("OUT_DIR"), "/bundled_lambdas.rs"));
+}
+
+/// The architecture a function runs on when its `Architectures` is left out.
+/// <https://docs.aws.amazon.com/AWSCloudFormation/latest/TemplateReference/aws-resource-lambda-function.html#cfn-lambda-function-architectures>
+const DEFAULT_ARCHITECTURE: &str = "x86_64";
+
+/// A Lambda zip, ready to upload.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Asset {
     /// The template parameter that takes its key.
     pub parameter: &'static str,
     /// The Lambda crate it comes from.
     pub crate_name: &'static str,
-    /// The zip on disk.
-    pub path: PathBuf,
+    /// Where it comes from, for messages: its path, or `bundled`.
+    pub origin: String,
+    /// The zip itself.
+    pub bytes: Cow<'static, [u8]>,
     /// SHA-256 of the zip, hex.
     pub sha256: String,
 }
 
 impl Asset {
+    fn new(
+        parameter: &'static str,
+        crate_name: &'static str,
+        origin: String,
+        bytes: Cow<'static, [u8]>,
+    ) -> Asset {
+        Asset {
+            parameter,
+            crate_name,
+            origin,
+            sha256: hex::encode(Sha256::digest(&bytes)),
+            bytes,
+        }
+    }
+
     /// `assets/<sha256>.zip`
     pub fn key(&self) -> String {
         format!("assets/{}.zip", self.sha256)
     }
 }
 
-/// Where built zips are looked for: `--assets-dir`, else `$AIRFLOW_STACK_ASSETS_DIR`,
-/// else `<cargo target dir>/lambda` (what lambdas/build.sh writes).
-pub fn assets_dir(flag: Option<&Path>) -> PathBuf {
-    if let Some(dir) = flag {
-        return dir.to_path_buf();
-    }
-    if let Some(dir) = std::env::var_os("AIRFLOW_STACK_ASSETS_DIR") {
-        return PathBuf::from(dir);
-    }
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("target"));
-    target.join("lambda")
+/// A Lambda zip a template needs: the asset parameter it declares, the crate, and the
+/// architecture of the function whose `Code.S3Key` refers to the parameter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Needed {
+    /// The template parameter.
+    pub parameter: &'static str,
+    /// The Lambda crate.
+    pub crate_name: &'static str,
+    /// `arm64` or `x86_64`.
+    pub architecture: String,
 }
 
-/// Finds and hashes every Lambda zip the template needs; a missing one is an error that
-/// says how to build it.
-pub fn locate(dir: &Path) -> Result<Vec<Asset>, String> {
-    let mut assets = Vec::new();
-    let mut missing = Vec::new();
-    for (parameter, crate_name) in ASSET_LAMBDAS {
-        let path = dir.join(crate_name).join("bootstrap.zip");
-        match std::fs::read(&path) {
-            Ok(bytes) => assets.push(Asset {
-                parameter,
-                crate_name,
-                path,
-                sha256: hex::encode(Sha256::digest(&bytes)),
-            }),
-            Err(_) => missing.push(path.display().to_string()),
+/// The zips a rendered template needs: every asset parameter it declares (the scaler's
+/// only with autoscaling or alerts on), each for the architecture of its function, so
+/// the zip always matches the function that runs it.
+pub fn needed(template: &Value) -> Result<Vec<Needed>, String> {
+    let functions: Vec<&Value> = template["Resources"]
+        .as_object()
+        .into_iter()
+        .flat_map(|r| r.values())
+        .filter(|r| r["Type"] == "AWS::Lambda::Function")
+        .collect();
+    let mut out = Vec::new();
+    for (parameter, crate_name) in ASSET_LAMBDAS.iter().copied() {
+        if template["Parameters"].get(parameter).is_none() {
+            continue;
+        }
+        let reference = serde_json::json!({ "Ref": parameter });
+        let mut architectures: Vec<String> = functions
+            .iter()
+            .filter(|f| f["Properties"]["Code"]["S3Key"] == reference)
+            .map(|f| match &f["Properties"]["Architectures"][0] {
+                Value::String(a) => a.clone(),
+                _ => DEFAULT_ARCHITECTURE.to_string(),
+            })
+            .collect();
+        architectures.sort();
+        architectures.dedup();
+        let architecture = match architectures.as_slice() {
+            [one] => one.clone(),
+            [] => return Err(format!("the template declares {parameter} but no Lambda function uses it as Code.S3Key")),
+            many => return Err(format!("the functions using {parameter} run on different architectures ({}); one zip cannot serve both", many.join(", "))),
+        };
+        out.push(Needed {
+            parameter,
+            crate_name,
+            architecture,
+        });
+    }
+    Ok(out)
+}
+
+/// The checkout this binary was built from, if it is still there: the crate folder
+/// baked in at compile time (`CARGO_MANIFEST_DIR`) with the workspace's Lambda crates
+/// and lambdas/build.sh next to it. A binary installed from crates.io has none (the
+/// package holds no `lambdas/`), so it needs the zips bundled or given.
+pub fn checkout() -> Option<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let complete = dir.join("Cargo.toml").is_file()
+        && dir.join("lambdas/build.sh").is_file()
+        && ASSET_LAMBDAS.iter().all(|(_, crate_name)| {
+            dir.join("lambdas")
+                .join(lambda_folder(crate_name))
+                .join("Cargo.toml")
+                .is_file()
+        });
+    complete.then(|| dir.to_path_buf())
+}
+
+/// `airflow-secrets` lives in `lambdas/secrets`.
+fn lambda_folder(crate_name: &str) -> &str {
+    crate_name.strip_prefix("airflow-").unwrap_or(crate_name)
+}
+
+/// `<cargo target dir>/lambda/<architecture>`: `$CARGO_TARGET_DIR`, else the
+/// checkout's `target/`. None for a binary outside a checkout without that variable.
+pub fn default_dir(architecture: &str) -> Option<PathBuf> {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .or_else(|| checkout().map(|c| c.join("target")))?;
+    Some(target.join("lambda").join(architecture))
+}
+
+/// The bundled zips for these needs, if this binary carries all of them.
+fn from_bundle(needs: &[Needed]) -> Option<Vec<Asset>> {
+    needs
+        .iter()
+        .map(|n| {
+            bundled::ZIPS
+                .iter()
+                .find(|(arch, name, _)| *arch == n.architecture && *name == n.crate_name)
+                .map(|(arch, _, zip)| {
+                    Asset::new(
+                        n.parameter,
+                        n.crate_name,
+                        format!("bundled ({arch})"),
+                        Cow::Borrowed(*zip),
+                    )
+                })
+        })
+        .collect()
+}
+
+/// The zip of `need` in `dir`, if it is there.
+fn from_dir(dir: &Path, need: &Needed) -> Result<Option<Asset>, String> {
+    let path = dir.join(need.crate_name).join("bootstrap.zip");
+    match std::fs::read(&path) {
+        Ok(bytes) => Ok(Some(Asset::new(
+            need.parameter,
+            need.crate_name,
+            path.display().to_string(),
+            Cow::Owned(bytes),
+        ))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(format!("cannot read {}: {e}", path.display())),
+    }
+}
+
+/// Finds (or, from a checkout, builds) every zip the template needs, in the order of
+/// the module documentation; `explicit` is `--assets-dir` (or its variable
+/// `$AIRFLOW_STACK_ASSETS_DIR`). Messages about building go to stderr.
+pub fn resolve(template: &Value, explicit: Option<&Path>) -> anyhow::Result<Vec<Asset>> {
+    let needs = needed(template).map_err(|e| anyhow!(e))?;
+    let explicit = explicit.map(Path::to_path_buf);
+    if explicit.is_none() {
+        if let Some(assets) = from_bundle(&needs) {
+            return Ok(assets);
         }
     }
-    if missing.is_empty() {
-        Ok(assets)
-    } else {
-        Err(format!(
-            "Lambda zips not found: {}\nbuild them with `bash lambdas/build.sh` (from a clone of airflow-stack), or pass --assets-dir DIR holding <crate>/bootstrap.zip",
-            missing.join(", ")
-        ))
+    let mut assets = Vec::new();
+    // One folder (and one build) per architecture.
+    let mut by_dir: BTreeMap<(PathBuf, String), Vec<&Needed>> = BTreeMap::new();
+    for need in &needs {
+        let Some(dir) = explicit.clone().or_else(|| default_dir(&need.architecture)) else {
+            return Err(anyhow!(not_found(&needs, None)));
+        };
+        by_dir
+            .entry((dir, need.architecture.clone()))
+            .or_default()
+            .push(need);
     }
+    for ((dir, architecture), group) in by_dir {
+        let mut missing = Vec::new();
+        for need in &group {
+            match from_dir(&dir, need).map_err(|e| anyhow!(e))? {
+                Some(asset) => assets.push(asset),
+                None => missing.push(*need),
+            }
+        }
+        if missing.is_empty() {
+            continue;
+        }
+        let Some(checkout) = checkout() else {
+            return Err(anyhow!(not_found(
+                &missing.into_iter().cloned().collect::<Vec<_>>(),
+                Some(&dir)
+            )));
+        };
+        let crates: Vec<&str> = missing.iter().map(|n| n.crate_name).collect();
+        build(&checkout, &architecture, &dir, &crates)?;
+        for need in missing {
+            let asset = from_dir(&dir, need)
+                .map_err(|e| anyhow!(e))?
+                .ok_or_else(|| {
+                    anyhow!(
+                        "lambdas/build.sh succeeded but wrote no {}/{}/bootstrap.zip",
+                        dir.display(),
+                        need.crate_name
+                    )
+                })?;
+            assets.push(asset);
+        }
+    }
+    assets.sort_by_key(|a| ASSET_LAMBDAS.iter().position(|(p, _)| *p == a.parameter));
+    Ok(assets)
+}
+
+/// Runs the checkout's lambdas/build.sh for the missing zips; its progress (cargo's
+/// `Compiling` lines, sizes, the glibc check) goes to stderr as it happens.
+fn build(checkout: &Path, architecture: &str, out: &Path, crates: &[&str]) -> anyhow::Result<()> {
+    eprintln!(
+        "Lambda zips missing in {}: building {} for {architecture} from the checkout at {} (lambdas/build.sh; the first build compiles the AWS SDK and takes several minutes)",
+        out.display(),
+        crates.join(", "),
+        checkout.display()
+    );
+    let started = Instant::now();
+    let status = Command::new("bash")
+        .arg(checkout.join("lambdas/build.sh"))
+        .args(["--arch", architecture, "--out"])
+        .arg(out)
+        .args(crates)
+        .current_dir(checkout)
+        .stdin(Stdio::null())
+        .status()
+        .map_err(|e| {
+            anyhow!(
+                "cannot run bash {}: {e}",
+                checkout.join("lambdas/build.sh").display()
+            )
+        })?;
+    if !status.success() {
+        return Err(anyhow!(
+            "building the Lambda zips failed (lambdas/build.sh: {status}); the reason is printed above"
+        ));
+    }
+    eprintln!(
+        "Lambda zips built in {:.0} s.",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// What to do when zips are missing and this binary cannot build them.
+fn not_found(missing: &[Needed], dir: Option<&Path>) -> String {
+    let names: Vec<String> = missing
+        .iter()
+        .map(|n| format!("{} ({})", n.crate_name, n.architecture))
+        .collect();
+    let place = match dir {
+        Some(dir) => format!("in {}", dir.display()),
+        None => "(no --assets-dir, no $CARGO_TARGET_DIR, not run from a checkout)".to_string(),
+    };
+    format!(
+        "Lambda zips not found {place}: {}\nthis airflow-stack carries no bundled zips for them and does not run from a checkout it could build them in; either\n  - pass --assets-dir DIR holding <crate>/bootstrap.zip (built by `bash lambdas/build.sh --arch ARCH --out DIR` in a clone of airflow-stack), or\n  - install a build with the zips inside: in a clone, `bash lambdas/build.sh`, then `AIRFLOW_STACK_BUNDLE_DIR=$PWD/target/lambda cargo install --path . --features bundled-lambdas`",
+        names.join(", ")
+    )
 }
 
 /// The template parameters naming the bucket and each asset's key.
@@ -103,17 +331,16 @@ pub async fn upload(
         if exists(s3, bucket, &asset.key()).await {
             continue;
         }
-        let body = aws_sdk_s3::primitives::ByteStream::from_path(&asset.path).await?;
         s3.put_object()
             .bucket(bucket)
             .key(asset.key())
-            .body(body)
+            .body(asset.bytes.to_vec().into())
             .send()
             .await
             .map_err(|e| {
                 anyhow!(
                     "cannot upload {} to s3://{bucket}: {}",
-                    asset.path.display(),
+                    asset.origin,
                     describe(&e)
                 )
             })?;
@@ -162,6 +389,56 @@ pub fn template_url(endpoint: Option<&str>, bucket: &str, region: &str, key: &st
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
+
+    /// A template with the secrets and migration functions on `arch` (None: no
+    /// `Architectures`, so x86_64).
+    fn template(arch: Option<&str>) -> Value {
+        let function = |key: &str| {
+            let mut props = json!({ "Code": { "S3Bucket": { "Ref": "AssetsBucket" }, "S3Key": { "Ref": key } } });
+            if let Some(a) = arch {
+                props["Architectures"] = json!([a]);
+            }
+            json!({ "Type": "AWS::Lambda::Function", "Properties": props })
+        };
+        json!({
+            "Parameters": { "AssetsBucket": {}, "SecretsFunctionCodeKey": {}, "MigrationFunctionCodeKey": {} },
+            "Resources": {
+                "SecretsFunction": function("SecretsFunctionCodeKey"),
+                "MigrationFunction": function("MigrationFunctionCodeKey"),
+            }
+        })
+    }
+
+    #[test]
+    fn each_zip_takes_the_architecture_of_its_function() {
+        let needs = needed(&template(Some("arm64"))).unwrap();
+        let got: Vec<(&str, &str)> = needs
+            .iter()
+            .map(|n| (n.crate_name, n.architecture.as_str()))
+            .collect();
+        // The scaler's parameter is not declared: not needed.
+        assert_eq!(
+            got,
+            [("airflow-secrets", "arm64"), ("airflow-migration", "arm64")]
+        );
+        let needs = needed(&template(None)).unwrap();
+        assert!(
+            needs.iter().all(|n| n.architecture == "x86_64"),
+            "{needs:?}"
+        );
+    }
+
+    #[test]
+    fn a_parameter_no_function_uses_is_an_error() {
+        let mut t = template(Some("arm64"));
+        t["Resources"]
+            .as_object_mut()
+            .unwrap()
+            .remove("SecretsFunction");
+        let err = needed(&t).unwrap_err();
+        assert!(err.contains("SecretsFunctionCodeKey"), "{err}");
+    }
 
     #[test]
     fn zips_are_found_hashed_and_keyed_by_content() {
@@ -174,9 +451,10 @@ mod tests {
             )
             .unwrap();
         }
-        let assets = locate(dir.path()).unwrap();
-        assert_eq!(assets.len(), ASSET_LAMBDAS.len());
+        let assets = resolve(&template(Some("arm64")), Some(dir.path())).unwrap();
+        assert_eq!(assets.len(), 2);
         let secrets = &assets[0];
+        assert_eq!(secrets.crate_name, "airflow-secrets");
         assert_eq!(
             secrets.sha256,
             hex::encode(Sha256::digest(b"airflow-secrets"))
@@ -188,12 +466,25 @@ mod tests {
     }
 
     #[test]
-    fn a_missing_zip_says_how_to_build_it() {
-        let dir = tempfile::tempdir().unwrap();
-        let err = locate(dir.path()).unwrap_err();
+    fn the_missing_zips_message_says_how_to_get_them() {
+        let needs = needed(&template(Some("arm64"))).unwrap();
+        let msg = not_found(&needs, Some(Path::new("/nowhere")));
         assert!(
-            err.contains("airflow-secrets/bootstrap.zip") && err.contains("lambdas/build.sh"),
-            "{err}"
+            msg.contains("airflow-secrets (arm64)")
+                && msg.contains("/nowhere")
+                && msg.contains("lambdas/build.sh")
+                && msg.contains("--features bundled-lambdas"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn this_test_binary_runs_from_a_checkout() {
+        // Tests are built from the checkout, so it is found; a binary installed from
+        // crates.io has no lambdas/ next to its manifest and gets None.
+        assert_eq!(
+            checkout().as_deref(),
+            Some(Path::new(env!("CARGO_MANIFEST_DIR")))
         );
     }
 

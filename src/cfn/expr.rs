@@ -57,8 +57,9 @@ pub enum Expr {
     Join(String, Vec<Expr>),
     /// `Fn::Select` of the n-th element of a list expression.
     Select(u32, Box<ListExpr>),
-    /// `Fn::If` on a named condition.
-    If(String, Box<Expr>, Box<Expr>),
+    /// `Fn::If`: the first expression when the condition holds, else the second (use
+    /// [`Pseudo::NoValue`] to leave the property out).
+    If(Condition, Box<Expr>, Box<Expr>),
 }
 
 /// A list-valued template expression.
@@ -70,6 +71,41 @@ pub enum ListExpr {
     Split(String, Expr),
     /// `Fn::Cidr`: `count` blocks with `bits` host bits carved from `ip_block`.
     Cidr(Expr, u32, u32),
+    /// `Fn::GetAtt` of a list-valued resource attribute.
+    GetAtt(LogicalId, &'static str),
+}
+
+/// A condition of the template's `Conditions` section, as returned by
+/// [`Template::condition`](super::Template::condition). Resources
+/// ([`Attributes::with_condition`](super::Attributes::with_condition)), `Fn::If` and
+/// other conditions refer to it by this handle, so a condition that is not in the
+/// template cannot be named by the constructs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Condition(pub(super) LogicalId);
+
+impl Condition {
+    /// The condition's name in the `Conditions` section.
+    pub fn id(&self) -> &LogicalId {
+        &self.0
+    }
+}
+
+/// The value of a `Conditions` entry: a boolean built from `Fn::Equals`, `Fn::Not`,
+/// `Fn::And`, `Fn::Or` and other conditions. CloudFormation evaluates conditions before
+/// creating anything, so they may use parameters and pseudo parameters but no resource
+/// (checked by [`Template::check`](super::Template::check)).
+#[derive(Clone, Debug, PartialEq)]
+pub enum ConditionExpr {
+    /// `Fn::Equals`: the two values are equal.
+    Equals(Expr, Expr),
+    /// `Fn::Not`.
+    Not(Box<ConditionExpr>),
+    /// `Fn::And` of 2 to 10 conditions.
+    And(Vec<ConditionExpr>),
+    /// `Fn::Or` of 2 to 10 conditions.
+    Or(Vec<ConditionExpr>),
+    /// Another condition of the template (`{"Condition": "Name"}`).
+    Condition(Condition),
 }
 
 impl Expr {
@@ -132,6 +168,11 @@ impl Expr {
         ])
     }
 
+    /// `Fn::If` on `condition`.
+    pub fn if_else(condition: &Condition, then: Expr, otherwise: Expr) -> Expr {
+        Expr::If(condition.clone(), Box::new(then), Box::new(otherwise))
+    }
+
     /// Every logical id this expression refers to, for dangling-reference checks.
     pub fn references(&self, out: &mut Vec<LogicalId>) {
         match self {
@@ -153,7 +194,59 @@ impl ListExpr {
             ListExpr::GetAzs => {}
             ListExpr::Split(_, e) => e.references(out),
             ListExpr::Cidr(e, _, _) => e.references(out),
+            ListExpr::GetAtt(id, _) => out.push(id.clone()),
         }
+    }
+}
+
+impl ConditionExpr {
+    /// `Fn::Equals` of two values.
+    pub fn equals(a: impl Into<Expr>, b: impl Into<Expr>) -> ConditionExpr {
+        ConditionExpr::Equals(a.into(), b.into())
+    }
+
+    /// The condition named by a handle.
+    pub fn holds(condition: &Condition) -> ConditionExpr {
+        ConditionExpr::Condition(condition.clone())
+    }
+
+    /// Visits every value compared by `Fn::Equals` and every condition named, depth
+    /// first, for the checks of [`Template::check`](super::Template::check).
+    pub(super) fn visit<'a>(
+        &'a self,
+        values: &mut Vec<&'a Expr>,
+        conditions: &mut Vec<&'a Condition>,
+    ) {
+        match self {
+            ConditionExpr::Equals(a, b) => values.extend([a, b]),
+            ConditionExpr::Not(c) => c.visit(values, conditions),
+            ConditionExpr::And(cs) | ConditionExpr::Or(cs) => {
+                cs.iter().for_each(|c| c.visit(values, conditions))
+            }
+            ConditionExpr::Condition(c) => conditions.push(c),
+        }
+    }
+
+    /// The number of operands of every `Fn::And` and `Fn::Or` inside, for the arity
+    /// check (CloudFormation takes 2 to 10).
+    pub(super) fn arities(&self, out: &mut Vec<usize>) {
+        match self {
+            ConditionExpr::Equals(..) | ConditionExpr::Condition(_) => {}
+            ConditionExpr::Not(c) => c.arities(out),
+            ConditionExpr::And(cs) | ConditionExpr::Or(cs) => {
+                out.push(cs.len());
+                cs.iter().for_each(|c| c.arities(out));
+            }
+        }
+    }
+}
+
+impl std::ops::Not for ConditionExpr {
+    type Output = ConditionExpr;
+
+    /// `Fn::Not`.
+    fn not(self) -> ConditionExpr {
+        ConditionExpr::Not(Box::new(self))
     }
 }
 
@@ -201,7 +294,7 @@ impl Serialize for Expr {
             Expr::GetAtt(id, attr) => single(s, "Fn::GetAtt", &Pair(id.as_str(), *attr)),
             Expr::Join(delim, parts) => single(s, "Fn::Join", &Pair(delim, parts)),
             Expr::Select(i, list) => single(s, "Fn::Select", &Pair(&i.to_string(), list.as_ref())),
-            Expr::If(cond, a, b) => single(s, "Fn::If", &(cond, a.as_ref(), b.as_ref())),
+            Expr::If(cond, a, b) => single(s, "Fn::If", &(cond.0.as_str(), a.as_ref(), b.as_ref())),
         }
     }
 }
@@ -214,6 +307,25 @@ impl Serialize for ListExpr {
             ListExpr::Cidr(block, count, bits) => {
                 single(s, "Fn::Cidr", &(block, count.to_string(), bits.to_string()))
             }
+            ListExpr::GetAtt(id, attr) => single(s, "Fn::GetAtt", &Pair(id.as_str(), *attr)),
+        }
+    }
+}
+
+impl Serialize for Condition {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.0.as_str())
+    }
+}
+
+impl Serialize for ConditionExpr {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            ConditionExpr::Equals(a, b) => single(s, "Fn::Equals", &Pair(a, b)),
+            ConditionExpr::Not(c) => single(s, "Fn::Not", &[c.as_ref()]),
+            ConditionExpr::And(cs) => single(s, "Fn::And", cs),
+            ConditionExpr::Or(cs) => single(s, "Fn::Or", cs),
+            ConditionExpr::Condition(c) => single(s, "Condition", c.0.as_str()),
         }
     }
 }
@@ -259,7 +371,7 @@ mod tests {
     #[test]
     fn references_are_collected_through_nesting() {
         let e = Expr::If(
-            "C".into(),
+            Condition(id("C")),
             Box::new(Expr::Ref(id("A"))),
             Box::new(Expr::select(
                 0,
@@ -269,5 +381,36 @@ mod tests {
         let mut refs = Vec::new();
         e.references(&mut refs);
         assert_eq!(refs, vec![id("A"), id("B")]);
+    }
+
+    #[test]
+    fn conditions_serialise_in_the_long_form() {
+        let prod = Condition(id("IsProd"));
+        let c = ConditionExpr::And(vec![
+            ConditionExpr::equals(Expr::Ref(id("Shape")), "prod"),
+            !ConditionExpr::holds(&prod),
+        ]);
+        assert_eq!(
+            serde_json::to_value(&c).unwrap(),
+            json!({"Fn::And": [{"Fn::Equals": [{"Ref": "Shape"}, "prod"]},
+                {"Fn::Not": [{"Condition": "IsProd"}]}]})
+        );
+        let e = Expr::if_else(&prod, "a".into(), Expr::Pseudo(Pseudo::NoValue));
+        assert_eq!(
+            serde_json::to_value(&e).unwrap(),
+            json!({"Fn::If": ["IsProd", "a", {"Ref": "AWS::NoValue"}]})
+        );
+    }
+
+    #[test]
+    fn list_attributes_are_get_att_lists() {
+        let l = ListExpr::GetAtt(id("Vpc"), "Ipv6CidrBlocks");
+        assert_eq!(
+            serde_json::to_value(&l).unwrap(),
+            json!({"Fn::GetAtt": ["Vpc", "Ipv6CidrBlocks"]})
+        );
+        let mut refs = Vec::new();
+        Expr::select(0, l).references(&mut refs);
+        assert_eq!(refs, vec![id("Vpc")]);
     }
 }

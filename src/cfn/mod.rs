@@ -1,13 +1,16 @@
 //! The CDK-like core: a CloudFormation template as a typed value.
 //!
-//! Resources are typed structs (see [`aws`]) whose field names are the CloudFormation
-//! property names. [`Template::add`] returns a typed [`Handle`]; `Ref` and `Fn::GetAtt`
-//! are made from handles, so a reference to a resource that is not in the template cannot
-//! be written by the constructs. [`Template::check`] verifies it again on the whole value,
-//! together with CloudFormation's size limits.
+//! Resources are typed structs (see [`l1`], generated from the resource provider
+//! schemas, and the hand-written [`aws`] it replaces) whose fields serialise to the
+//! CloudFormation property names. [`Template::add`] returns a typed [`Handle`]; `Ref`
+//! and `Fn::GetAtt` are made from handles, and conditions from [`Template::condition`],
+//! so a reference to a resource or condition that is not in the template cannot be
+//! written by the constructs. [`Template::check`] verifies it again on the whole value,
+//! together with required properties and CloudFormation's size limits.
 
 pub mod aws;
 mod expr;
+pub mod l1;
 mod yaml;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -17,7 +20,7 @@ use std::marker::PhantomData;
 use serde::Serialize;
 use serde_json::Value;
 
-pub use expr::{Expr, ListExpr, Pseudo};
+pub use expr::{Condition, ConditionExpr, Expr, ListExpr, Pseudo};
 
 /// CloudFormation's limit on the size of a template passed by S3 URL.
 pub const MAX_TEMPLATE_BYTES: usize = 1_000_000;
@@ -76,6 +79,26 @@ pub enum TemplateError {
     /// More resources than CloudFormation allows.
     #[error("the template has {0} resources; CloudFormation allows at most {MAX_RESOURCES}")]
     TooManyResources(usize),
+    /// A condition that CloudFormation would reject: one that uses a resource (conditions
+    /// are evaluated before anything is created), or an `Fn::And`/`Fn::Or` with fewer
+    /// than 2 or more than 10 operands.
+    #[error("condition {condition}: {reason}")]
+    InvalidCondition {
+        /// The condition's name.
+        condition: LogicalId,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A resource of a generated type without a property its schema requires.
+    #[error("{resource} ({type_name}) has no {property}, which CloudFormation requires")]
+    MissingProperty {
+        /// The resource's logical id.
+        resource: LogicalId,
+        /// Its type.
+        type_name: String,
+        /// The missing property.
+        property: &'static str,
+    },
     /// A template larger than CloudFormation accepts even from S3.
     #[error(
         "the template is {0} bytes minified; CloudFormation accepts at most {MAX_TEMPLATE_BYTES}"
@@ -91,8 +114,8 @@ pub trait Resource: Serialize {
 
 /// A reference to a resource of type `R` that is in the template.
 ///
-/// Attribute accessors for `Fn::GetAtt` are implemented per resource type in [`aws`],
-/// so only attributes the type has can be asked for.
+/// Attribute accessors for `Fn::GetAtt` are implemented per resource type in [`l1`]
+/// (and [`aws`]), so only attributes the type has can be asked for.
 #[derive(Debug)]
 pub struct Handle<R> {
     id: LogicalId,
@@ -114,9 +137,14 @@ impl<R> Handle<R> {
         Expr::Ref(self.id.clone())
     }
 
-    /// `Fn::GetAtt` of an attribute; used by the typed accessors in [`aws`].
+    /// `Fn::GetAtt` of an attribute; used by the typed accessors in [`l1`] and [`aws`].
     pub(crate) fn get_att(&self, attribute: &'static str) -> Expr {
         Expr::GetAtt(self.id.clone(), attribute)
+    }
+
+    /// `Fn::GetAtt` of a list-valued attribute; used by the typed accessors in [`l1`].
+    pub(crate) fn get_att_list(&self, attribute: &'static str) -> ListExpr {
+        ListExpr::GetAtt(self.id.clone(), attribute)
     }
 
     /// The resource's logical id.
@@ -142,7 +170,7 @@ pub struct Attributes {
     depends_on: BTreeSet<LogicalId>,
     deletion_policy: Option<Policy>,
     update_replace_policy: Option<Policy>,
-    condition: Option<String>,
+    condition: Option<Condition>,
 }
 
 #[derive(Debug)]
@@ -177,6 +205,10 @@ pub struct Output {
     pub description: String,
     /// Its value; never a secret (principle 4).
     pub value: Expr,
+    /// The condition under which the output exists (needed when its value refers to a
+    /// resource that exists only under that condition).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub condition: Option<Condition>,
 }
 
 /// A CloudFormation template under construction. Maps are ordered, so the same calls
@@ -185,6 +217,7 @@ pub struct Output {
 pub struct Template {
     description: String,
     parameters: BTreeMap<LogicalId, Parameter>,
+    conditions: BTreeMap<LogicalId, ConditionExpr>,
     resources: BTreeMap<LogicalId, Entry>,
     outputs: BTreeMap<LogicalId, Output>,
 }
@@ -238,14 +271,51 @@ impl Template {
         Expr::Ref(id)
     }
 
+    /// Adds a condition to the `Conditions` section and returns its handle, which
+    /// [`Attributes::with_condition`], [`Expr::if_else`] and other conditions take.
+    ///
+    /// Panics on an invalid logical id or a name used twice: programming errors in a
+    /// construct, like those of [`Template::add`].
+    pub fn condition(&mut self, id: &str, condition: ConditionExpr) -> Condition {
+        let id = LogicalId::new(id).expect("constructs use valid logical ids");
+        assert!(
+            !self.conditions.contains_key(&id),
+            "condition {id} defined twice"
+        );
+        self.conditions.insert(id.clone(), condition);
+        Condition(id)
+    }
+
     /// Adds an output.
     pub fn output(&mut self, id: &str, description: impl Into<String>, value: Expr) {
+        self.insert_output(id, description.into(), value, None);
+    }
+
+    /// Adds an output that exists only when `condition` holds.
+    pub fn output_if(
+        &mut self,
+        id: &str,
+        description: impl Into<String>,
+        value: Expr,
+        condition: &Condition,
+    ) {
+        self.insert_output(id, description.into(), value, Some(condition.clone()));
+    }
+
+    fn insert_output(
+        &mut self,
+        id: &str,
+        description: String,
+        value: Expr,
+        condition: Option<Condition>,
+    ) {
         let id = LogicalId::new(id).expect("constructs use valid logical ids");
         self.outputs.insert(
             id,
             Output {
-                description: description.into(),
+                description,
                 value,
+                condition,
             },
         );
     }
@@ -263,6 +333,11 @@ impl Template {
         if !self.parameters.is_empty() {
             root.insert("Parameters".into(), to_object(&self.parameters));
         }
+        // After Parameters, before Resources: the section order of CloudFormation's
+        // template anatomy.
+        if !self.conditions.is_empty() {
+            root.insert("Conditions".into(), to_object(&self.conditions));
+        }
         let resources = self
             .resources
             .iter()
@@ -275,12 +350,16 @@ impl Template {
         Value::Object(root)
     }
 
-    /// Checks references and CloudFormation's limits on the rendered value.
+    /// Checks references (to resources, parameters and conditions), conditions,
+    /// required properties of generated types and CloudFormation's limits on the
+    /// rendered value.
     pub fn check(&self) -> Result<(), TemplateError> {
         if self.resources.len() > MAX_RESOURCES {
             return Err(TemplateError::TooManyResources(self.resources.len()));
         }
         self.check_references()?;
+        self.check_conditions()?;
+        self.check_required()?;
         let size = serde_json::to_vec(&self.to_value())
             .expect("JSON values serialise")
             .len();
@@ -293,11 +372,18 @@ impl Template {
     fn check_references(&self) -> Result<(), TemplateError> {
         let known =
             |id: &LogicalId| self.resources.contains_key(id) || self.parameters.contains_key(id);
+        let known_condition = |id: &LogicalId| self.conditions.contains_key(id);
         for (id, entry) in &self.resources {
             let mut refs = Vec::new();
             collect_references(&entry.properties, &mut refs);
             refs.extend(entry.attributes.depends_on.iter().cloned());
-            if let Some(to) = refs.into_iter().find(|r| !known(r)) {
+            let mut conditions = Vec::new();
+            collect_if_conditions(&entry.properties, &mut conditions);
+            conditions.extend(entry.attributes.condition.iter().map(|c| c.0.clone()));
+            let dangling = refs.into_iter().find(|r| !known(r));
+            let dangling =
+                dangling.or_else(|| conditions.into_iter().find(|c| !known_condition(c)));
+            if let Some(to) = dangling {
                 return Err(TemplateError::Dangling {
                     from: id.to_string(),
                     to,
@@ -307,10 +393,86 @@ impl Template {
         for (id, output) in &self.outputs {
             let mut refs = Vec::new();
             output.value.references(&mut refs);
-            if let Some(to) = refs.into_iter().find(|r| !known(r)) {
+            let value = serde_json::to_value(&output.value).expect("expressions serialise");
+            let mut conditions = Vec::new();
+            collect_if_conditions(&value, &mut conditions);
+            conditions.extend(output.condition.iter().map(|c| c.0.clone()));
+            let dangling = refs.into_iter().find(|r| !known(r));
+            let dangling =
+                dangling.or_else(|| conditions.into_iter().find(|c| !known_condition(c)));
+            if let Some(to) = dangling {
                 return Err(TemplateError::Dangling {
                     from: format!("output {id}"),
                     to,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Conditions may compare parameters and pseudo parameters only (no resource, no
+    /// `Fn::GetAtt`, no `Fn::If`), name only conditions of this template, and give
+    /// `Fn::And`/`Fn::Or` 2 to 10 operands.
+    /// <https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/conditions-section-structure.html>
+    fn check_conditions(&self) -> Result<(), TemplateError> {
+        for (id, condition) in &self.conditions {
+            let invalid = |reason: String| TemplateError::InvalidCondition {
+                condition: id.clone(),
+                reason,
+            };
+            let (mut values, mut named) = (Vec::new(), Vec::new());
+            condition.visit(&mut values, &mut named);
+            if let Some(c) = named.iter().find(|c| !self.conditions.contains_key(&c.0)) {
+                return Err(TemplateError::Dangling {
+                    from: format!("condition {id}"),
+                    to: c.0.clone(),
+                });
+            }
+            for value in values {
+                let json = serde_json::to_value(value).expect("expressions serialise");
+                let mut ifs = Vec::new();
+                collect_if_conditions(&json, &mut ifs);
+                if !ifs.is_empty() || contains_key(&json, "Fn::GetAtt") {
+                    return Err(invalid("only parameters and pseudo parameters can be compared, not Fn::If or Fn::GetAtt".into()));
+                }
+                let mut refs = Vec::new();
+                value.references(&mut refs);
+                if let Some(r) = refs.iter().find(|r| !self.parameters.contains_key(*r)) {
+                    let what = if self.resources.contains_key(r) {
+                        "a resource"
+                    } else {
+                        "not a parameter of the template"
+                    };
+                    return Err(invalid(format!("it refers to {r}, {what}")));
+                }
+            }
+            let mut arities = Vec::new();
+            condition.arities(&mut arities);
+            if let Some(n) = arities.into_iter().find(|n| !(2..=10).contains(n)) {
+                return Err(invalid(format!(
+                    "Fn::And and Fn::Or take 2 to 10 conditions, not {n}"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Every resource of a generated type has the properties its schema requires (the
+    /// generated structs make every property an `Option`, so the compiler cannot).
+    fn check_required(&self) -> Result<(), TemplateError> {
+        for (id, entry) in &self.resources {
+            let Some(required) = l1::required_properties(&entry.type_name) else {
+                continue;
+            };
+            let properties = entry.properties.as_object();
+            let missing = required
+                .iter()
+                .find(|p| !properties.is_some_and(|o| o.contains_key(**p)));
+            if let Some(property) = missing {
+                return Err(TemplateError::MissingProperty {
+                    resource: id.clone(),
+                    type_name: entry.type_name.clone(),
+                    property,
                 });
             }
         }
@@ -341,9 +503,9 @@ impl Attributes {
         self
     }
 
-    /// Creates the resource only when the named condition holds.
-    pub fn with_condition(mut self, condition: &str) -> Attributes {
-        self.condition = Some(condition.to_string());
+    /// Creates the resource only when the condition holds.
+    pub fn with_condition(mut self, condition: &Condition) -> Attributes {
+        self.condition = Some(condition.clone());
         self
     }
 }
@@ -353,7 +515,7 @@ impl Entry {
         let mut obj = serde_json::Map::new();
         obj.insert("Type".into(), self.type_name.clone().into());
         if let Some(c) = &self.attributes.condition {
-            obj.insert("Condition".into(), c.clone().into());
+            obj.insert("Condition".into(), c.id().as_str().into());
         }
         if !self.attributes.depends_on.is_empty() {
             let ids = self
@@ -417,6 +579,31 @@ fn collect_references(value: &Value, out: &mut Vec<LogicalId>) {
         }
         Value::Array(items) => items.iter().for_each(|v| collect_references(v, out)),
         _ => {}
+    }
+}
+
+/// Finds the condition names of `Fn::If` inside rendered properties.
+fn collect_if_conditions(value: &Value, out: &mut Vec<LogicalId>) {
+    match value {
+        Value::Object(obj) => {
+            if let (1, Some(Value::Array(args))) = (obj.len(), obj.get("Fn::If")) {
+                if let Some(Value::String(name)) = args.first() {
+                    out.push(LogicalId(name.clone()));
+                }
+            }
+            obj.values().for_each(|v| collect_if_conditions(v, out));
+        }
+        Value::Array(items) => items.iter().for_each(|v| collect_if_conditions(v, out)),
+        _ => {}
+    }
+}
+
+/// Whether an object anywhere inside has `key`.
+fn contains_key(value: &Value, key: &str) -> bool {
+    match value {
+        Value::Object(obj) => obj.contains_key(key) || obj.values().any(|v| contains_key(v, key)),
+        Value::Array(items) => items.iter().any(|v| contains_key(v, key)),
+        _ => false,
     }
 }
 
@@ -532,5 +719,173 @@ mod tests {
         let mut t = Template::new("x".repeat(MAX_TEMPLATE_BYTES));
         t.add("A", Thing { other: None });
         assert!(matches!(t.check(), Err(TemplateError::TooLarge(n)) if n > MAX_TEMPLATE_BYTES));
+    }
+
+    fn shape_parameter(t: &mut Template) -> Expr {
+        t.parameter(
+            "Shape",
+            Parameter {
+                type_name: "String",
+                description: "dev or prod".into(),
+                allowed_pattern: None,
+                default: None,
+            },
+        )
+    }
+
+    #[test]
+    fn conditions_render_after_parameters_and_are_referenced_by_name() {
+        let mut t = Template::new("t");
+        let shape = shape_parameter(&mut t);
+        let prod = t.condition("IsProd", ConditionExpr::equals(shape, "prod"));
+        let dev = t.condition("IsDev", !ConditionExpr::holds(&prod));
+        let a = t.add_with(
+            "A",
+            Thing {
+                other: Some(Expr::if_else(
+                    &dev,
+                    "x".into(),
+                    Expr::Pseudo(Pseudo::NoValue),
+                )),
+            },
+            Attributes::default().with_condition(&prod),
+        );
+        t.output_if("Out", "a", a.r#ref(), &prod);
+        t.check().unwrap();
+        let v = t.to_value();
+        assert_eq!(
+            v["Conditions"],
+            json!({
+                "IsDev": {"Fn::Not": [{"Condition": "IsProd"}]},
+                "IsProd": {"Fn::Equals": [{"Ref": "Shape"}, "prod"]}
+            })
+        );
+        assert_eq!(v["Resources"]["A"]["Condition"], json!("IsProd"));
+        assert_eq!(
+            v["Resources"]["A"]["Properties"]["Other"],
+            json!({"Fn::If": ["IsDev", "x", {"Ref": "AWS::NoValue"}]})
+        );
+        assert_eq!(v["Outputs"]["Out"]["Condition"], json!("IsProd"));
+        let sections: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+        assert_eq!(
+            sections,
+            [
+                "AWSTemplateFormatVersion",
+                "Description",
+                "Parameters",
+                "Conditions",
+                "Resources",
+                "Outputs"
+            ]
+        );
+    }
+
+    #[test]
+    fn templates_without_conditions_render_as_before() {
+        let mut t = Template::new("t");
+        let a = t.add("A", Thing { other: None });
+        t.output("Out", "a", a.r#ref());
+        assert_eq!(
+            serde_json::to_string(&t.to_value()).unwrap(),
+            r#"{"AWSTemplateFormatVersion":"2010-09-09","Description":"t","Resources":{"A":{"Type":"Test::Thing"}},"Outputs":{"Out":{"Description":"a","Value":{"Ref":"A"}}}}"#
+        );
+    }
+
+    #[test]
+    fn conditions_of_another_template_are_dangling() {
+        let mut other = Template::new("other");
+        let foreign = other.condition("Foreign", ConditionExpr::equals("a", "b"));
+        let dangling = |from: &str| {
+            Err(TemplateError::Dangling {
+                from: from.into(),
+                to: LogicalId("Foreign".into()),
+            })
+        };
+
+        let mut t = Template::new("t");
+        t.add_with(
+            "A",
+            Thing { other: None },
+            Attributes::default().with_condition(&foreign),
+        );
+        assert_eq!(t.check(), dangling("A"));
+
+        let mut t = Template::new("t");
+        let if_foreign = Expr::if_else(&foreign, "x".into(), "y".into());
+        t.add(
+            "B",
+            Thing {
+                other: Some(if_foreign.clone()),
+            },
+        );
+        assert_eq!(t.check(), dangling("B"));
+
+        let mut t = Template::new("t");
+        t.output("Out", "o", if_foreign);
+        assert_eq!(t.check(), dangling("output Out"));
+
+        let mut t = Template::new("t");
+        t.condition("Mine", ConditionExpr::holds(&foreign));
+        assert_eq!(t.check(), dangling("condition Mine"));
+    }
+
+    #[test]
+    fn conditions_compare_parameters_only_and_combine_two_to_ten() {
+        let mut t = Template::new("t");
+        let a = t.add("A", Thing { other: None });
+        t.condition("UsesResource", ConditionExpr::equals(a.r#ref(), "x"));
+        assert!(
+            matches!(t.check(), Err(TemplateError::InvalidCondition { reason, .. }) if reason.contains("a resource"))
+        );
+
+        let mut t = Template::new("t");
+        let a = t.add("A", Thing { other: None });
+        t.condition(
+            "UsesAttribute",
+            ConditionExpr::equals(a.get_att("Arn"), "x"),
+        );
+        assert!(matches!(
+            t.check(),
+            Err(TemplateError::InvalidCondition { .. })
+        ));
+
+        let mut t = Template::new("t");
+        let shape = shape_parameter(&mut t);
+        let one = ConditionExpr::equals(shape, "prod");
+        t.condition("Lonely", ConditionExpr::And(vec![one.clone()]));
+        assert!(
+            matches!(t.check(), Err(TemplateError::InvalidCondition { reason, .. }) if reason.contains("2 to 10"))
+        );
+
+        let mut t = Template::new("t");
+        let shape = shape_parameter(&mut t);
+        let one = ConditionExpr::equals(shape, "prod");
+        t.condition("Pair", ConditionExpr::Or(vec![one.clone(), !one]));
+        t.check().unwrap();
+    }
+
+    #[test]
+    fn required_properties_of_generated_types_are_checked() {
+        let mut t = Template::new("t");
+        t.add("Role", l1::iam::Role::default());
+        assert_eq!(
+            t.check(),
+            Err(TemplateError::MissingProperty {
+                resource: LogicalId("Role".into()),
+                type_name: "AWS::IAM::Role".into(),
+                property: "AssumeRolePolicyDocument",
+            })
+        );
+        let mut t = Template::new("t");
+        t.add(
+            "Role",
+            l1::iam::Role {
+                assume_role_policy_document: Some(l1::PolicyDocument::new(vec![
+                    l1::Statement::assume_role("lambda.amazonaws.com"),
+                ])),
+                ..Default::default()
+            },
+        );
+        t.check().unwrap();
     }
 }

@@ -34,9 +34,15 @@ pub fn run(args: Args) -> Result<(), Failure> {
         .map_err(|e| Failure::BadInput(format!("{file}: {e}")))?
         .to_value();
     // An unpriced region or type is bad input: the message names the field and the
-    // values the price table knows.
-    let estimate =
-        cost::estimate(&template, &spec).map_err(|e| Failure::BadInput(format!("{file}: {e}")))?;
+    // values the price table knows. A template the estimate cannot read is a bug in a
+    // construct, not the user's: exit 1.
+    let estimate = cost::estimate(&template, &spec).map_err(|e| {
+        if e.is_bad_input() {
+            Failure::BadInput(format!("{file}: {e}"))
+        } else {
+            Failure::Failed(anyhow::anyhow!("{file}: {e}"))
+        }
+    })?;
     let text = match args.output {
         Output::Table => estimate.table(),
         Output::Json => {

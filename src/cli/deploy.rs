@@ -23,9 +23,11 @@ use crate::{spec, stack};
 pub struct Common {
     #[command(flatten)]
     stack: StackFile,
-    /// Folder holding `<lambda crate>/bootstrap.zip` (default: the cargo target dir's
-    /// `lambda/`, where lambdas/build.sh writes them).
-    #[arg(long)]
+    /// Folder holding `<lambda crate>/bootstrap.zip`, built for the functions'
+    /// architecture (default: the zips bundled in this binary, else
+    /// `<cargo target dir>/lambda/<architecture>`, where lambdas/build.sh writes them).
+    /// Missing zips are built there when this binary runs from a checkout.
+    #[arg(long, env = "AIRFLOW_STACK_ASSETS_DIR")]
     assets_dir: Option<PathBuf>,
     /// Assets bucket (default: the AssetsBucket output of the airflow-stack-bootstrap stack).
     #[arg(long)]
@@ -94,12 +96,13 @@ async fn prepare(aws: &Aws, spec: &spec::Spec, common: &Common) -> Result<Prepar
     let template = stack::build(spec)
         .map_err(|e| Failure::BadInput(format!("{}: {e}", common.stack.file.display())))?
         .to_value();
-    let mut assets = assets::locate(&assets::assets_dir(common.assets_dir.as_deref()))
-        .map_err(|e| Failure::Failed(anyhow!(e)))?;
-    // Only the Lambdas this template uses (the scaler only with autoscaling or alerts
-    // on): CloudFormation rejects a parameter the template does not declare.
-    assets.retain(|a| template["Parameters"].get(a.parameter).is_some());
+    // The bucket first: without `bootstrap` there is nothing to deploy to, and saying so
+    // should not wait for a Lambda build.
     let assets_bucket = assets_bucket(aws, common.assets_bucket.clone()).await?;
+    // Only the Lambdas this template uses (the scaler only with autoscaling or alerts
+    // on), each built for its function's architecture; missing zips are built here
+    // from a checkout.
+    let assets = assets::resolve(&template, common.assets_dir.as_deref())?;
     let existing = cfn_stack::describe_stack(&aws.cloudformation(), &spec.name).await?;
     Ok(Prepared {
         name: spec.name.clone(),

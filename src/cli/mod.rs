@@ -5,6 +5,7 @@ mod cost;
 mod dags;
 mod deploy;
 mod destroy;
+mod init;
 mod output;
 mod pause;
 mod progress;
@@ -32,6 +33,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Write a new, commented stack file and a starter dags/ folder.
+    Init(init::Args),
     /// Render the stack file to a CloudFormation template (no AWS account needed).
     Synth(synth::Args),
     /// Check a stack file and report every problem with its field and line.
@@ -78,6 +81,7 @@ impl From<crate::spec::SpecError> for Failure {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Init(args) => init::run(args),
         Command::Synth(args) => synth::run(args),
         Command::Validate(args) => validate::run(args),
         Command::Schema => schema::run(),

@@ -2,7 +2,10 @@
 //!
 //! Pure: `(template value, spec) -> Estimate`, no I/O. Every figure comes from the one
 //! price table in [`prices`] and from the resources the template really contains, so a
-//! change to a construct shows up in the estimate without touching this module.
+//! change to a construct shows up in the estimate without touching this module. The
+//! few properties a price depends on are read into small typed structs
+//! (`template.rs`): a missing or mistyped one is an error naming the resource and the
+//! property, never a guessed value.
 //!
 //! Two columns: *always on* (every service at its DesiredCount for 730 hours) and
 //! *paused* (every ECS service at 0, the database stopped or auto-paused; what keeps
@@ -10,11 +13,14 @@
 
 pub mod prices;
 
+mod template;
+
 use serde::Serialize;
 use serde_json::Value;
 
 use crate::spec::Spec;
 use prices::{lookup, Prices, HOURS_PER_MONTH, PRICES_AS_OF};
+use template::{self as t, Resource, Resources};
 
 /// Usage the template cannot tell: written into every estimate.
 #[derive(Debug, Clone, Copy, Serialize)]
@@ -85,7 +91,8 @@ pub struct Estimate {
     pub mwaa: Vec<MwaaClass>,
 }
 
-/// Why no estimate could be made: input the table cannot price (exit 2).
+/// Why no estimate could be made: input the table cannot price (exit 2), or a rendered
+/// template the estimate cannot read (a bug in a construct, exit 1).
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum CostError {
     /// The region is not in the price table.
@@ -108,6 +115,31 @@ pub enum CostError {
         /// Priced types, comma separated.
         known: String,
     },
+    /// The template has no `Resources` object.
+    #[error("the rendered template has no Resources object")]
+    NoResources,
+    /// A resource lacks or mistypes a property the price depends on, or is of a kind
+    /// the estimate does not price. Nothing is guessed.
+    #[error("the rendered template cannot be priced: {resource} ({resource_type}): {problem}")]
+    Template {
+        /// Logical id.
+        resource: String,
+        /// Resource type (`?` when the entry has none).
+        resource_type: String,
+        /// What is wrong, naming the property (`Properties.Cpu: ...`).
+        problem: String,
+    },
+}
+
+impl CostError {
+    /// Whether the stack file is at fault (an unpriced region or type) rather than the
+    /// template the constructs rendered.
+    pub fn is_bad_input(&self) -> bool {
+        matches!(
+            self,
+            CostError::UnknownRegion { .. } | CostError::UnknownType { .. }
+        )
+    }
 }
 
 /// Estimates the monthly cost of `template` (synthesized from `spec`).
@@ -116,14 +148,14 @@ pub fn estimate(template: &Value, spec: &Spec) -> Result<Estimate, CostError> {
         region: spec.region.clone(),
         known: prices::known_regions().join(", "),
     })?;
-    let resources = Resources::of(template);
-    let tasks = fargate_tasks(&resources);
+    let resources = Resources::of(template)?;
+    let tasks = fargate_tasks(&resources)?;
     let mut lines: Vec<Line> = tasks.iter().map(|t| t.line(p)).collect();
     lines.extend(database_lines(&resources, p)?);
     lines.extend(elasticache_lines(&resources, p)?);
-    lines.extend(network_lines(&resources, &tasks, p));
-    lines.extend(load_balancer_lines(&resources, p));
-    lines.extend(fixed_lines(&resources, &tasks, p));
+    lines.extend(network_lines(&resources, &tasks, p)?);
+    lines.extend(load_balancer_lines(&resources, p)?);
+    lines.extend(fixed_lines(&resources, &tasks, p)?);
     let always_on = lines.iter().map(|l| l.always_on).sum();
     let paused = lines.iter().map(|l| l.paused).sum();
     Ok(Estimate {
@@ -134,7 +166,7 @@ pub fn estimate(template: &Value, spec: &Spec) -> Result<Estimate, CostError> {
         lines,
         always_on,
         paused,
-        assumptions: assumptions(&resources, p),
+        assumptions: assumptions(&resources, p)?,
         mwaa: p
             .mwaa
             .iter()
@@ -144,41 +176,6 @@ pub fn estimate(template: &Value, spec: &Spec) -> Result<Estimate, CostError> {
             })
             .collect(),
     })
-}
-
-/// The template's resources as `(logical id, resource)`, in template order.
-struct Resources<'a>(Vec<(&'a str, &'a Value)>);
-
-impl<'a> Resources<'a> {
-    fn of(template: &'a Value) -> Resources<'a> {
-        Resources(
-            template["Resources"]
-                .as_object()
-                .map(|m| m.iter().map(|(k, v)| (k.as_str(), v)).collect())
-                .unwrap_or_default(),
-        )
-    }
-
-    fn of_type(&self, type_name: &str) -> impl Iterator<Item = (&'a str, &'a Value)> + '_ {
-        let type_name = type_name.to_string();
-        self.0
-            .iter()
-            .copied()
-            .filter(move |(_, r)| r["Type"] == type_name.as_str())
-    }
-
-    fn get(&self, id: &str) -> Option<&'a Value> {
-        self.0.iter().find(|(k, _)| *k == id).map(|(_, v)| *v)
-    }
-
-    fn count(&self, type_name: &str) -> usize {
-        self.of_type(type_name).count()
-    }
-}
-
-/// A number that CloudFormation may hold as a string ("512") or a number.
-fn number(v: &Value) -> Option<f64> {
-    v.as_f64().or_else(|| v.as_str()?.parse().ok())
 }
 
 /// One ECS service on Fargate, as billed.
@@ -226,43 +223,111 @@ impl FargateTask {
 }
 
 /// Every ECS service with its task definition's size and platform.
-fn fargate_tasks(r: &Resources) -> Vec<FargateTask> {
-    r.of_type("AWS::ECS::Service")
-        .map(|(id, svc)| {
-            let props = &svc["Properties"];
-            let task = props["TaskDefinition"]["Ref"]
-                .as_str()
-                .and_then(|t| r.get(t))
-                .map(|t| &t["Properties"]);
-            let task = task.unwrap_or(&Value::Null);
-            let strategy = &props["CapacityProviderStrategy"][0]["CapacityProvider"];
-            FargateTask {
-                service: id.to_string(),
-                // CloudFormation's default DesiredCount is 1.
-                count: number(&props["DesiredCount"]).unwrap_or(1.0),
-                vcpu: number(&task["Cpu"]).unwrap_or(256.0) / 1024.0,
-                gb: number(&task["Memory"]).unwrap_or(512.0) / 1024.0,
-                arm: task["RuntimePlatform"]["CpuArchitecture"] == "ARM64",
-                spot: strategy == "FARGATE_SPOT",
-                public_ip: props["NetworkConfiguration"]["AwsvpcConfiguration"]["AssignPublicIp"]
-                    == "ENABLED",
-            }
+fn fargate_tasks(r: &Resources) -> Result<Vec<FargateTask>, CostError> {
+    r.of_type("AWS::ECS::Service")?
+        .into_iter()
+        .map(|svc| {
+            let props: t::EcsService = svc.properties()?;
+            let task_id = &props.task_definition.target;
+            let task = r
+                .get(task_id)
+                .filter(|t| t.type_name == "AWS::ECS::TaskDefinition")
+                .ok_or_else(|| {
+                    svc.error(format!(
+                        "Properties.TaskDefinition: {task_id:?} is not a task definition of the template"
+                    ))
+                })?;
+            let task: t::TaskDefinition = task.properties()?;
+            Ok(FargateTask {
+                service: svc.id.to_string(),
+                count: props.desired_count.0,
+                vcpu: task.cpu.0 / 1024.0,
+                gb: task.memory.0 / 1024.0,
+                arm: task.runtime_platform.cpu_architecture == t::CpuArchitecture::Arm64,
+                spot: on_spot(&svc, &props)?,
+                public_ip: props
+                    .network_configuration
+                    .and_then(|n| n.awsvpc_configuration)
+                    .is_some_and(|a| a.assign_public_ip == t::AssignPublicIp::Enabled),
+            })
         })
         .collect()
+}
+
+/// Whether a service runs on Fargate Spot (else on Fargate on demand): one capacity
+/// provider, or `LaunchType: FARGATE`. A mixed strategy, another provider or launch
+/// type, or neither (the cluster's default strategy then decides) is not priced.
+fn on_spot(svc: &Resource, props: &t::EcsService) -> Result<bool, CostError> {
+    let strategy = props.capacity_provider_strategy.as_slice();
+    match (strategy, props.launch_type.as_deref()) {
+        ([one], None) => match one.capacity_provider.as_str() {
+            "FARGATE_SPOT" => Ok(true),
+            "FARGATE" => Ok(false),
+            other => Err(svc.error(format!(
+                "Properties.CapacityProviderStrategy: capacity provider {other:?} is not priced \
+                 (FARGATE or FARGATE_SPOT)"
+            ))),
+        },
+        ([], Some("FARGATE")) => Ok(false),
+        ([], Some(other)) => Err(svc.error(format!(
+            "Properties.LaunchType: {other:?} is not priced (FARGATE)"
+        ))),
+        ([], None) => Err(svc.error(
+            "no CapacityProviderStrategy or LaunchType: the cluster's default strategy \
+             decides, which the estimate does not read"
+                .into(),
+        )),
+        _ => Err(svc.error(
+            "Properties.CapacityProviderStrategy: only a single FARGATE or FARGATE_SPOT \
+             provider (and no LaunchType) is priced"
+                .into(),
+        )),
+    }
 }
 
 /// Aurora Serverless v2 at its minimum capacity, or RDS instances, plus storage.
 fn database_lines(r: &Resources, p: &Prices) -> Result<Vec<Line>, CostError> {
     let mut lines = Vec::new();
-    for (id, cluster) in r.of_type("AWS::RDS::DBCluster") {
-        let min = number(&cluster["Properties"]["ServerlessV2ScalingConfiguration"]["MinCapacity"])
-            .unwrap_or(0.5);
-        // One db.serverless instance per cluster instance in the template.
-        let instances = r
-            .of_type("AWS::RDS::DBInstance")
-            .filter(|(_, i)| i["Properties"]["DBClusterIdentifier"]["Ref"] == id)
-            .count()
-            .max(1) as f64;
+    let instances = r
+        .of_type("AWS::RDS::DBInstance")?
+        .into_iter()
+        .map(|i| Ok((i, i.properties::<t::DbInstance>()?)))
+        .collect::<Result<Vec<_>, CostError>>()?;
+    let clusters = r.of_type("AWS::RDS::DBCluster")?;
+    // Every cluster instance belongs to a cluster of the template and is db.serverless,
+    // the only Aurora compute priced.
+    for (i, props) in &instances {
+        let Some(cluster) = &props.db_cluster_identifier else {
+            continue;
+        };
+        if !clusters.iter().any(|c| c.id == cluster.target) {
+            return Err(i.error(format!(
+                "Properties.DBClusterIdentifier: {:?} is not a DB cluster of the template",
+                cluster.target
+            )));
+        }
+        if props.db_instance_class != "db.serverless" {
+            return Err(i.error(format!(
+                "Properties.DBInstanceClass: {:?} in an Aurora cluster is not priced \
+                 (db.serverless)",
+                props.db_instance_class
+            )));
+        }
+    }
+    for cluster in &clusters {
+        let id = cluster.id;
+        let props: t::DbCluster = cluster.properties()?;
+        let min = props.serverless_v2_scaling_configuration.min_capacity.0;
+        // Aurora bills compute per instance: one db.serverless instance per cluster
+        // instance in the template (a cluster without one has no compute).
+        let instances = instances
+            .iter()
+            .filter(|(_, i)| {
+                i.db_cluster_identifier
+                    .as_ref()
+                    .is_some_and(|c| c.target == id)
+            })
+            .count() as f64;
         // A running Airflow queries the database every few seconds, so a cluster at
         // MinCapacity 0 never pauses while the services run: it runs at 0.5 ACU, the
         // smallest capacity of an active cluster.
@@ -284,20 +349,38 @@ fn database_lines(r: &Resources, p: &Prices) -> Result<Vec<Line>, CostError> {
             paused: storage,
         });
     }
-    for (id, db) in r.of_type("AWS::RDS::DBInstance") {
-        let props = &db["Properties"];
-        if props.get("DBClusterIdentifier").is_some() {
+    for (db, props) in &instances {
+        if props.db_cluster_identifier.is_some() {
             continue; // priced with its cluster
         }
-        let class = props["DBInstanceClass"].as_str().unwrap_or_default();
+        let id = db.id;
+        let class = props.db_instance_class.as_str();
         let hourly = lookup(p.rds_instances, class).ok_or_else(|| CostError::UnknownType {
             field: "database.instance_class",
             region: p.region.to_string(),
             name: class.to_string(),
             known: names(p.rds_instances),
         })?;
-        let azs = if props["MultiAZ"] == true { 2.0 } else { 1.0 };
-        let gb = number(&props["AllocatedStorage"]).unwrap_or(20.0);
+        let multi_az = props.multi_az.ok_or_else(|| {
+            db.error("Properties: missing field `MultiAZ` (a second AZ doubles the price)".into())
+        })?;
+        let azs = if multi_az { 2.0 } else { 1.0 };
+        let gb = props
+            .allocated_storage
+            .ok_or_else(|| db.error("Properties: missing field `AllocatedStorage`".into()))?
+            .0;
+        let storage_type = match (props.storage_type.as_deref(), &props.iops) {
+            (Some(s @ ("gp2" | "gp3")), _) => s,
+            // The schema's default: "io1, if the Iops parameter is specified. Otherwise, gp3".
+            (None, None) => "gp3",
+            (other, _) => {
+                let named =
+                    other.map_or("io1 (the default with Iops)".into(), |s| format!("{s:?}"));
+                return Err(db.error(format!(
+                    "Properties.StorageType: {named} is not priced (gp2 or gp3)"
+                )));
+            }
+        };
         lines.push(Line {
             item: id.to_string(),
             detail: format!("RDS {class}, {azs} AZ (stopped while paused)"),
@@ -307,7 +390,7 @@ fn database_lines(r: &Resources, p: &Prices) -> Result<Vec<Line>, CostError> {
         let storage = azs * gb * p.rds_storage_gb_month;
         lines.push(Line {
             item: format!("{id} storage"),
-            detail: format!("{gb} GB gp3 (billed while stopped)"),
+            detail: format!("{gb} GB {storage_type} (billed while stopped)"),
             always_on: storage,
             paused: storage,
         });
@@ -321,10 +404,18 @@ fn names(list: &[(&str, f64)]) -> String {
 
 /// ElastiCache node hours (they keep billing while paused: a replication group cannot stop).
 fn elasticache_lines(r: &Resources, p: &Prices) -> Result<Vec<Line>, CostError> {
-    r.of_type("AWS::ElastiCache::ReplicationGroup")
-        .map(|(id, g)| {
-            let props = &g["Properties"];
-            let node = props["CacheNodeType"].as_str().unwrap_or_default();
+    r.of_type("AWS::ElastiCache::ReplicationGroup")?
+        .into_iter()
+        .map(|g| {
+            let props: t::ReplicationGroup = g.properties()?;
+            if props.num_node_groups.is_some() || !props.node_group_configuration.is_empty() {
+                return Err(g.error(
+                    "Properties: a group with shards (NumNodeGroups, NodeGroupConfiguration) \
+                     is not priced"
+                        .into(),
+                ));
+            }
+            let node = props.cache_node_type.as_str();
             let hourly =
                 lookup(p.elasticache_nodes, node).ok_or_else(|| CostError::UnknownType {
                     field: "redis.node_type",
@@ -332,10 +423,20 @@ fn elasticache_lines(r: &Resources, p: &Prices) -> Result<Vec<Line>, CostError> 
                     name: node.to_string(),
                     known: names(p.elasticache_nodes),
                 })?;
-            let nodes = number(&props["NumCacheClusters"]).unwrap_or(1.0);
+            let nodes = match (props.num_cache_clusters, props.automatic_failover_enabled) {
+                (Some(n), _) => n.0,
+                (None, false) => 1.0,
+                (None, true) => {
+                    return Err(g.error(
+                        "Properties: missing field `NumCacheClusters` (required with \
+                         AutomaticFailoverEnabled)"
+                            .into(),
+                    ))
+                }
+            };
             let monthly = nodes * hourly * HOURS_PER_MONTH;
             Ok(Line {
-                item: id.to_string(),
+                item: g.id.to_string(),
                 detail: format!("ElastiCache {nodes} x {node} (cannot be stopped)"),
                 always_on: monthly,
                 paused: monthly,
@@ -345,9 +446,9 @@ fn elasticache_lines(r: &Resources, p: &Prices) -> Result<Vec<Line>, CostError> 
 }
 
 /// NAT gateways and public IPv4 addresses: task IPs go away with the tasks, Elastic IPs stay.
-fn network_lines(r: &Resources, tasks: &[FargateTask], p: &Prices) -> Vec<Line> {
+fn network_lines(r: &Resources, tasks: &[FargateTask], p: &Prices) -> Result<Vec<Line>, CostError> {
     let mut lines = Vec::new();
-    let nats = r.count("AWS::EC2::NatGateway") as f64;
+    let nats = r.count("AWS::EC2::NatGateway")? as f64;
     if nats > 0.0 {
         let hours = nats * p.nat_hour * HOURS_PER_MONTH;
         let data = nats * ASSUMPTIONS.nat_gb_month * p.nat_gb;
@@ -370,7 +471,7 @@ fn network_lines(r: &Resources, tasks: &[FargateTask], p: &Prices) -> Vec<Line> 
             paused: 0.0,
         });
     }
-    let eips = r.count("AWS::EC2::EIP") as f64;
+    let eips = r.count("AWS::EC2::EIP")? as f64;
     if eips > 0.0 {
         let monthly = eips * p.public_ipv4_hour * HOURS_PER_MONTH;
         lines.push(Line {
@@ -380,31 +481,32 @@ fn network_lines(r: &Resources, tasks: &[FargateTask], p: &Prices) -> Vec<Line> 
             paused: monthly,
         });
     }
-    lines
+    Ok(lines)
 }
 
 /// Load balancers: hourly plus the assumed capacity units; they bill while paused.
-fn load_balancer_lines(r: &Resources, p: &Prices) -> Vec<Line> {
-    r.of_type("AWS::ElasticLoadBalancingV2::LoadBalancer")
-        .map(|(id, _)| {
+fn load_balancer_lines(r: &Resources, p: &Prices) -> Result<Vec<Line>, CostError> {
+    Ok(r.of_type("AWS::ElasticLoadBalancingV2::LoadBalancer")?
+        .into_iter()
+        .map(|lb| {
             let monthly = (p.alb_hour + ASSUMPTIONS.alb_lcu * p.alb_lcu_hour) * HOURS_PER_MONTH;
             Line {
-                item: id.to_string(),
+                item: lb.id.to_string(),
                 detail: format!("load balancer + {} LCU (assumed)", ASSUMPTIONS.alb_lcu),
                 always_on: monthly,
                 paused: monthly,
             }
         })
-        .collect()
+        .collect())
 }
 
 /// Secrets, log ingestion and S3: small, but honest.
-fn fixed_lines(r: &Resources, tasks: &[FargateTask], p: &Prices) -> Vec<Line> {
-    let secrets = r.count("AWS::SecretsManager::Secret") as f64;
+fn fixed_lines(r: &Resources, tasks: &[FargateTask], p: &Prices) -> Result<Vec<Line>, CostError> {
+    let secrets = r.count("AWS::SecretsManager::Secret")? as f64;
     let running: f64 = tasks.iter().map(|t| t.count).sum();
     let log_gb = running * ASSUMPTIONS.log_gb_per_task_month;
     let s3 = ASSUMPTIONS.s3_gb * p.s3_gb_month;
-    vec![
+    Ok(vec![
         Line {
             item: "Secrets Manager".into(),
             detail: format!("{secrets} secrets"),
@@ -426,26 +528,26 @@ fn fixed_lines(r: &Resources, tasks: &[FargateTask], p: &Prices) -> Vec<Line> {
             always_on: s3,
             paused: s3,
         },
-    ]
+    ])
 }
 
 /// What the estimate assumes, in words, for the table footer and the JSON.
-fn assumptions(r: &Resources, p: &Prices) -> Vec<String> {
+fn assumptions(r: &Resources, p: &Prices) -> Result<Vec<String>, CostError> {
     let mut out = vec![
         format!("{HOURS_PER_MONTH} hours a month; on-demand list prices of {} dated {PRICES_AS_OF} (src/cost/prices.rs).", p.region),
         format!("Fargate Spot at {:.0} % of the on-demand price (the live Spot price moves).", p.fargate_spot_factor * 100.0),
         "Paused: every ECS service at DesiredCount 0 (`airflow-stack pause`), so no task, task IPv4 address or log ingestion is billed.".into(),
     ];
-    if r.count("AWS::RDS::DBCluster") > 0 {
+    if r.count("AWS::RDS::DBCluster")? > 0 {
         out.push("Aurora Serverless v2 is priced at max(MinCapacity, 0.5) ACU while Airflow runs (its scheduler keeps the cluster active); paused, a cluster at MinCapacity 0 pauses itself and one above 0 keeps billing its minimum.".into());
-    } else if r.count("AWS::RDS::DBInstance") > 0 {
+    } else if r.count("AWS::RDS::DBInstance")? > 0 {
         out.push("Paused: the RDS instance is stopped (`airflow-stack pause` prints the command); storage keeps billing and AWS starts a stopped instance again after 7 days.".into());
     }
     out.push(format!(
         "Usage: {} GB logs per running task, {} GB in S3, {} GB database data (Aurora), {} GB per NAT gateway, {} LCU per load balancer; Lambda (deploy-time only), data transfer and backups within the free allowance are left out.",
         ASSUMPTIONS.log_gb_per_task_month, ASSUMPTIONS.s3_gb, ASSUMPTIONS.database_gb, ASSUMPTIONS.nat_gb_month, ASSUMPTIONS.alb_lcu
     ));
-    out
+    Ok(out)
 }
 
 impl Estimate {

@@ -112,6 +112,8 @@ fn aurora_at_min_zero_costs_nothing_while_paused() {
     let t = json!({"Resources": {
         "Cluster": {"Type": "AWS::RDS::DBCluster", "Properties": {
             "ServerlessV2ScalingConfiguration": {"MinCapacity": 0, "MaxCapacity": 2}}},
+        "Writer": {"Type": "AWS::RDS::DBInstance", "Properties": {
+            "DBInstanceClass": "db.serverless", "DBClusterIdentifier": {"Ref": "Cluster"}}},
     }});
     let e = estimate(&t, &spec("us-east-1")).unwrap();
     // while Airflow runs the cluster is active: 0.5 ACU x 0.12 x 730 = 43.80
@@ -119,6 +121,126 @@ fn aurora_at_min_zero_costs_nothing_while_paused() {
     close(line(&e, "Cluster").paused, 0.0);
     // storage 5 x 0.10 = 0.50 + S3 0.023
     close(e.paused, 0.523);
+}
+
+#[test]
+fn a_cluster_without_instances_bills_storage_but_no_compute() {
+    // Aurora bills compute per instance; the estimate used to assume one.
+    let t = json!({"Resources": {
+        "Cluster": {"Type": "AWS::RDS::DBCluster", "Properties": {
+            "ServerlessV2ScalingConfiguration": {"MinCapacity": 1, "MaxCapacity": 2}}},
+    }});
+    let e = estimate(&t, &spec("us-east-1")).unwrap();
+    close(line(&e, "Cluster").always_on, 0.0);
+    close(line(&e, "Cluster storage").always_on, 0.50);
+}
+
+#[test]
+fn cloudformation_defaults_apply_only_where_cloudformation_has_them() {
+    // No DesiredCount: CloudFormation starts a new service with 1 task. No
+    // AssignPublicIp: ECS's default is DISABLED, so no IPv4 line.
+    let t = json!({"Resources": {
+        "ATask": task("256", "512", "ARM64"),
+        "AService": {"Type": "AWS::ECS::Service", "Properties": {
+            "TaskDefinition": {"Ref": "ATask"}, "LaunchType": "FARGATE",
+            "NetworkConfiguration": {"AwsvpcConfiguration": {"Subnets": ["subnet-1"]}}}},
+    }});
+    let e = estimate(&t, &spec("us-east-1")).unwrap();
+    assert_eq!(
+        line(&e, "AService").detail,
+        "1 x 0.25 vCPU / 0.5 GB ARM64, FARGATE"
+    );
+    assert!(e.lines.iter().all(|l| l.item != "Public IPv4 (tasks)"));
+}
+
+/// The error of estimating `resources` (a template the estimate must refuse).
+fn refused(resources: Value) -> String {
+    let err = estimate(&json!({ "Resources": resources }), &spec("us-east-1")).unwrap_err();
+    assert!(
+        !err.is_bad_input(),
+        "a template problem is not the user's: {err}"
+    );
+    err.to_string()
+}
+
+#[test]
+fn a_task_size_is_never_guessed() {
+    // The estimate used to price a task without Cpu as 256 units.
+    let text = refused(json!({
+        "ATask": {"Type": "AWS::ECS::TaskDefinition", "Properties": {"Memory": "512",
+            "RuntimePlatform": {"CpuArchitecture": "ARM64", "OperatingSystemFamily": "LINUX"}}},
+        "AService": service("ATask", 1, "FARGATE", "DISABLED"),
+    }));
+    assert!(
+        text.contains("ATask (AWS::ECS::TaskDefinition): Properties: missing field `Cpu`"),
+        "{text}"
+    );
+    let text = refused(json!({
+        "ATask": task("256", "512", "ARM64"),
+        "AService": {"Type": "AWS::ECS::Service", "Properties": {
+            "TaskDefinition": {"Ref": "ATask"}, "DesiredCount": {"Ref": "Count"},
+            "LaunchType": "FARGATE"}},
+    }));
+    assert!(
+        text.contains("AService (AWS::ECS::Service): Properties.DesiredCount: invalid type: map"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_service_must_run_a_task_definition_of_the_template_on_fargate() {
+    let text = refused(json!({"AService": service("Elsewhere", 1, "FARGATE", "DISABLED")}));
+    assert!(
+        text.contains("Properties.TaskDefinition: \"Elsewhere\" is not a task definition"),
+        "{text}"
+    );
+    let text = refused(json!({
+        "ATask": task("256", "512", "ARM64"),
+        "AService": {"Type": "AWS::ECS::Service", "Properties": {"TaskDefinition": {"Ref": "ATask"}}},
+    }));
+    assert!(
+        text.contains("the cluster's default strategy decides"),
+        "{text}"
+    );
+    let text = refused(json!({
+        "ATask": task("256", "512", "ARM64"),
+        "AService": service("ATask", 1, "MY_EC2_PROVIDER", "DISABLED"),
+    }));
+    assert!(text.contains("\"MY_EC2_PROVIDER\" is not priced"), "{text}");
+}
+
+#[test]
+fn database_properties_the_price_depends_on_are_required() {
+    let text = refused(
+        json!({"Db": {"Type": "AWS::RDS::DBInstance", "Properties": {
+        "DBInstanceClass": "db.t4g.micro", "MultiAZ": false}}}),
+    );
+    assert!(
+        text.contains("Db (AWS::RDS::DBInstance): Properties: missing field `AllocatedStorage`"),
+        "{text}"
+    );
+    let text = refused(
+        json!({"Db": {"Type": "AWS::RDS::DBInstance", "Properties": {
+        "DBInstanceClass": "db.t4g.micro", "MultiAZ": false, "AllocatedStorage": 100,
+        "StorageType": "io2", "Iops": 3000}}}),
+    );
+    assert!(
+        text.contains("Properties.StorageType: \"io2\" is not priced"),
+        "{text}"
+    );
+    let text = refused(json!({"Cluster": {"Type": "AWS::RDS::DBCluster", "Properties": {}}}));
+    assert!(
+        text.contains("missing field `ServerlessV2ScalingConfiguration`"),
+        "{text}"
+    );
+    let text = refused(
+        json!({"Writer": {"Type": "AWS::RDS::DBInstance", "Properties": {
+        "DBInstanceClass": "db.serverless", "DBClusterIdentifier": {"Ref": "Gone"}}}}),
+    );
+    assert!(
+        text.contains("\"Gone\" is not a DB cluster of the template"),
+        "{text}"
+    );
 }
 
 #[test]

@@ -450,7 +450,7 @@ pub struct Secrets {
 impl Default for Secrets {
     fn default() -> Self {
         Secrets {
-            password_length: 32,
+            password_length: airflow_stack_contract::secrets::DEFAULT_PASSWORD_LENGTH,
             fernet_rotation: String::new(),
         }
     }

@@ -550,8 +550,17 @@ fn check_storage_logs_secrets(spec: &Spec, p: &mut Problems) {
             ),
         );
     }
-    if !(16..=128).contains(&spec.secrets.password_length) {
-        problem(p, "secrets.password_length", "must be 16 to 128 characters");
+    let lengths = airflow_stack_contract::secrets::PASSWORD_LENGTHS;
+    if !lengths.contains(&spec.secrets.password_length) {
+        problem(
+            p,
+            "secrets.password_length",
+            format!(
+                "must be {} to {} characters",
+                lengths.start(),
+                lengths.end()
+            ),
+        );
     }
     let token = &spec.secrets.fernet_rotation;
     if token.len() > 64 || !is_alnum_or(token, &['-', '_', '.']) {

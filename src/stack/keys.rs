@@ -6,6 +6,10 @@
 //! Everything that reads a secret depends on the generator, so no container or
 //! database can start with a missing value.
 
+use airflow_stack_contract::secrets::{
+    ecs_value_from_suffix, key, SecretsProperties, SECRETS_RESOURCE_TYPE,
+};
+
 use super::rust_function::{self, RustFunctionSpec};
 use super::scope::{unique_name, Scope};
 use crate::cfn::aws::custom::CustomResource;
@@ -38,37 +42,37 @@ pub struct Keys {
 
 /// `<arn>:<key>::`: one key of a JSON secret, as ECS `valueFrom` takes it.
 fn json_key(arn: &Expr, key: &str) -> Expr {
-    Expr::concat(vec![arn.clone(), Expr::lit(format!(":{key}::"))])
+    Expr::concat(vec![arn.clone(), Expr::lit(ecs_value_from_suffix(key))])
 }
 
 impl Keys {
     /// `[api] secret_key` for ECS.
     pub fn api_secret_key(&self) -> Expr {
-        json_key(&self.signing_keys, "api_secret_key")
+        json_key(&self.signing_keys, key::API_SECRET_KEY)
     }
     /// `[api_auth] jwt_secret` for ECS.
     pub fn jwt_secret(&self) -> Expr {
-        json_key(&self.signing_keys, "jwt_secret")
+        json_key(&self.signing_keys, key::JWT_SECRET)
     }
     /// `[database] sql_alchemy_conn` for ECS.
     pub fn sql_alchemy_conn(&self) -> Expr {
-        json_key(&self.database, "sql_alchemy_conn")
+        json_key(&self.database, key::SQL_ALCHEMY_CONN)
     }
     /// `[celery] broker_url` for ECS.
     pub fn broker_url(&self) -> Expr {
-        json_key(&self.redis, "broker_url")
+        json_key(&self.redis, key::BROKER_URL)
     }
     /// The Redis password for ECS (the Redis container).
     pub fn redis_password(&self) -> Expr {
-        json_key(&self.redis, "password")
+        json_key(&self.redis, key::PASSWORD)
     }
     /// The database master password as a dynamic reference for RDS.
     pub fn db_password_reference(&self) -> Expr {
-        Expr::resolve_secret_key(self.database.clone(), "password")
+        Expr::resolve_secret_key(self.database.clone(), key::PASSWORD)
     }
     /// The Redis password as a dynamic reference for ElastiCache.
     pub fn redis_password_reference(&self) -> Expr {
-        Expr::resolve_secret_key(self.redis.clone(), "password")
+        Expr::resolve_secret_key(self.redis.clone(), key::PASSWORD)
     }
     /// The secrets every Airflow container reads.
     pub fn airflow_secret_arns(&self) -> Vec<Expr> {
@@ -137,14 +141,19 @@ pub fn add(s: &mut Scope) -> Keys {
     let function = add_function(s, &arns);
     let [fernet_key, signing_keys, database, redis, admin_password] =
         <[Expr; 5]>::try_from(arns).expect("five secrets");
-    let generator = CustomResource::new("Custom::AirflowSecrets", function.clone(), 300)
-        .prop("FernetKeySecretArn", fernet_key.clone())
-        .prop("SigningKeysSecretArn", signing_keys.clone())
-        .prop("DatabaseSecretArn", database.clone())
-        .prop("RedisSecretArn", redis.clone())
-        .prop("AdminPasswordSecretArn", admin_password.clone())
-        .prop("PasswordLength", s.spec.secrets.password_length.to_string())
-        .prop("FernetRotation", s.spec.secrets.fernet_rotation.clone());
+    let properties = SecretsProperties {
+        fernet_key_secret_arn: fernet_key.clone(),
+        signing_keys_secret_arn: signing_keys.clone(),
+        database_secret_arn: database.clone(),
+        redis_secret_arn: redis.clone(),
+        admin_password_secret_arn: admin_password.clone(),
+        password_length: s.spec.secrets.password_length,
+        // Written even when empty: a rotation token removed from the stack file is a
+        // change the Lambda must see.
+        fernet_rotation: Some(Expr::lit(s.spec.secrets.fernet_rotation.clone())),
+    };
+    let generator = CustomResource::new(SECRETS_RESOURCE_TYPE, function.clone(), 300)
+        .with_properties(properties.to_properties());
     let generated = s.t.add("GeneratedSecrets", generator).id().clone();
     Keys {
         fernet_key,

@@ -4,6 +4,11 @@
 //! re-invoking itself. Every Airflow service depends on it, so no service starts on an
 //! unmigrated database and a version upgrade migrates before the rollout.
 
+use airflow_stack_contract::migration::{
+    MigrationProperties, MAX_WAIT_SECONDS, RESOURCE_TYPE, SERVICE_TIMEOUT_SECONDS,
+};
+use airflow_stack_contract::scaler::DEFAULT_ADMIN_USERNAME;
+
 use super::airflow_config::{SharedConfig, ADMIN_PASSWORD_ENV};
 use super::component::Component;
 use super::connections::Backends;
@@ -25,11 +30,6 @@ pub struct Migration {
     pub ready: Vec<LogicalId>,
 }
 
-/// Seconds CloudFormation waits for the migration resource (its maximum).
-pub const SERVICE_TIMEOUT_SECONDS: u32 = 3600;
-/// The Lambda's own overall limit: below the service timeout, so it can still answer.
-pub const MAX_WAIT_SECONDS: u32 = 3300;
-
 /// The migration container's command: migrate, then (FAB) create the admin user.
 /// `users create` prints "already exists" and exits 0 on later runs, so it is idempotent;
 /// `set -e` makes a failed migration fail the task instead of being swallowed.
@@ -40,7 +40,7 @@ pub fn migrate_command(spec: &Spec) -> Vec<String> {
             "bash".into(),
             "-c".into(),
             format!(
-                "set -euo pipefail; airflow db migrate; airflow users create --username admin --password \"${ADMIN_PASSWORD_ENV}\" \
+                "set -euo pipefail; airflow db migrate; airflow users create --username {DEFAULT_ADMIN_USERNAME} --password \"${ADMIN_PASSWORD_ENV}\" \
                  --role Admin --firstname Airflow --lastname Admin --email admin@example.invalid"
             ),
         ],
@@ -78,23 +78,23 @@ pub fn add(
     );
     let function = add_function(s, infra, roles, &definition, &log_group);
     let (net, sg, cluster) = (infra.net, infra.sg, infra.cluster);
-    let migration = CustomResource::new(
-        "Custom::AirflowMigration",
-        function,
-        SERVICE_TIMEOUT_SECONDS,
-    )
-    .prop("Cluster", cluster.handle.r#ref())
-    .prop("TaskDefinition", definition.r#ref())
-    .prop("ContainerName", me.name())
-    .list("Subnets", net.subnets.clone())
-    .list("SecurityGroups", security::ids(&[sg.of(me)]))
-    .prop("AssignPublicIp", net.assign_public_ip)
-    .prop("LogGroupName", log_group.r#ref())
-    .prop("LogStreamPrefix", me.name())
-    .prop("AirflowVersion", spec.airflow.version.clone())
-    .prop("Image", spec.airflow_image())
-    .prop("DatabaseHost", backends.database.host.clone())
-    .prop("MaxWaitSeconds", MAX_WAIT_SECONDS.to_string());
+    let properties = MigrationProperties {
+        cluster: cluster.handle.r#ref(),
+        task_definition: definition.r#ref(),
+        container_name: Expr::lit(me.name()),
+        subnets: net.subnets.clone(),
+        security_groups: security::ids(&[sg.of(me)]),
+        assign_public_ip: net.assign_public_ip == "ENABLED",
+        log_group_name: log_group.r#ref(),
+        log_stream_prefix: Expr::lit(me.name()),
+        // Compared on Update: a change migrates again, a lower version does nothing.
+        airflow_version: Some(Expr::lit(spec.airflow.version.clone())),
+        image: Some(Expr::lit(spec.airflow_image())),
+        database_host: Some(backends.database.host.clone()),
+        max_wait_seconds: MAX_WAIT_SECONDS,
+    };
+    let migration = CustomResource::new(RESOURCE_TYPE, function, SERVICE_TIMEOUT_SECONDS)
+        .with_properties(properties.to_properties());
     // The task must reach PostgreSQL (its ingress rule) and, to pull the image and read
     // its secrets, the internet (the subnets' routes) before it starts: CloudFormation
     // would otherwise create those in parallel with the migration.

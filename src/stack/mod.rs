@@ -106,7 +106,7 @@ fn add_outputs(
         keys.admin_password.clone(),
     );
     t.output(
-        "FernetKeySecretArn",
+        "FernetKeySecretArn", // one-spelling: stack output name, read by users and tests
         "Secret holding the Fernet key; retained on delete, keep it with the database snapshot",
         keys.fernet_key.clone(),
     );

@@ -9,6 +9,10 @@
 
 use std::collections::BTreeMap;
 
+use airflow_stack_contract::scaler::{
+    metrics, Alerts, Autoscaling, ScalerSettings, DEFAULT_ADMIN_USERNAME, STATE_TABLE_KEY,
+};
+
 use super::assets;
 use super::component::Component;
 use super::fargate::Infra;
@@ -26,10 +30,6 @@ use crate::cfn::aws::secretsmanager::Secret;
 use crate::cfn::aws::sns::Topic;
 use crate::cfn::{Expr, Handle, Template};
 use crate::spec::Spec;
-
-/// CloudWatch namespace of `QueuedTasks`, `RunningTasks` and `DesiredWorkers`; the
-/// role may publish to this namespace only.
-pub const METRIC_NAMESPACE: &str = "AirflowStack";
 
 /// What the scaler works on.
 pub struct Inputs<'a> {
@@ -55,8 +55,10 @@ pub fn add(s: &mut Scope, inputs: &Inputs) {
     }
     let code_key = assets::add_scaler_key(&mut s.t);
     let group = add_network_access(s, inputs);
-    let table =
-        s.t.add("ScalerStateTable", Table::on_demand("pk", s.tags.all()));
+    let table = s.t.add(
+        "ScalerStateTable",
+        Table::on_demand(STATE_TABLE_KEY, s.tags.all()),
+    );
     let targets = add_targets(&mut s.t, spec, &s.tags);
     let net = inputs.infra.net;
     let f = rust_function::add(
@@ -185,48 +187,35 @@ fn environment(
 ) -> BTreeMap<String, Expr> {
     let ns = &spec.network.namespace;
     let api = format!("http://api-server.{ns}:8080");
-    let mut env = BTreeMap::from([
-        ("AIRFLOW_API_URL".to_string(), Expr::lit(api.clone())),
-        ("ADMIN_USERNAME".into(), Expr::lit("admin")),
-        (
-            "ADMIN_SECRET_ARN".into(),
-            inputs.keys.admin_password.clone(),
-        ),
-        ("STACK_NAME".into(), Expr::lit(spec.name.clone())),
-        ("STATE_TABLE".into(), table.r#ref()),
-    ]);
     let a = &spec.autoscaling;
-    if a.enabled {
-        let w = &spec.services.worker;
-        env.extend([
-            ("AUTOSCALING_ENABLED".to_string(), Expr::lit("true")),
-            ("CLUSTER".into(), inputs.infra.cluster.handle.r#ref()),
-            ("WORKER_SERVICE".into(), inputs.worker.name()),
-            ("METRIC_NAMESPACE".into(), Expr::lit(METRIC_NAMESPACE)),
-            (
-                "WORKER_CONCURRENCY".into(),
-                Expr::lit(w.concurrency.to_string()),
-            ),
-            ("MIN_WORKERS".into(), Expr::lit(a.min_workers.to_string())),
-            ("MAX_WORKERS".into(), Expr::lit(a.max_workers.to_string())),
-            (
-                "COOLDOWN_MINUTES".into(),
-                Expr::lit(a.cooldown_minutes.to_string()),
-            ),
-        ]);
-    }
-    if spec.alerts.enabled {
-        let base = spec.alerts.ui_base_url.clone().unwrap_or(api);
-        env.insert("ALERTS_ENABLED".into(), Expr::lit("true"));
-        env.insert("UI_BASE_URL".into(), Expr::lit(base));
-        if let Some(s) = &targets.slack_secret {
-            env.insert("SLACK_SECRET_ARN".into(), s.clone());
-        }
-        if let Some(topic) = &targets.topic {
-            env.insert("SNS_TOPIC_ARN".into(), topic.clone());
-        }
-    }
-    env
+    let autoscaling = a.enabled.then(|| Autoscaling {
+        cluster: inputs.infra.cluster.handle.r#ref(),
+        worker_service: inputs.worker.name(),
+        metric_namespace: Expr::lit(metrics::NAMESPACE),
+        worker_concurrency: spec.services.worker.concurrency,
+        min_workers: a.min_workers,
+        max_workers: a.max_workers,
+        cooldown_minutes: a.cooldown_minutes,
+    });
+    let alerts = spec.alerts.enabled.then(|| Alerts {
+        ui_base_url: Expr::lit(spec.alerts.ui_base_url.clone().unwrap_or(api.clone())),
+        slack_secret_arn: targets.slack_secret.clone(),
+        sns_topic_arn: targets.topic.clone(),
+    });
+    let settings = ScalerSettings {
+        airflow_api_url: Expr::lit(api),
+        admin_username: Expr::lit(DEFAULT_ADMIN_USERNAME),
+        admin_secret_arn: inputs.keys.admin_password.clone(),
+        stack_name: Expr::lit(spec.name.clone()),
+        state_table: table.r#ref(),
+        autoscaling,
+        alerts,
+    };
+    settings
+        .to_environment()
+        .into_iter()
+        .map(|(name, value)| (name.to_string(), value))
+        .collect()
 }
 
 /// Least privilege: each statement names the one resource it needs (writing its own
@@ -270,7 +259,7 @@ fn scaling_statements(inputs: &Inputs) -> Vec<Statement> {
     // PutMetricData has no resource either; the condition pins the namespace.
     let mut metrics = Statement::allow(&["cloudwatch:PutMetricData"], vec![Expr::lit("*")]);
     metrics.condition =
-        Some(serde_json::json!({"StringEquals": {"cloudwatch:namespace": METRIC_NAMESPACE}}));
+        Some(serde_json::json!({"StringEquals": {"cloudwatch:namespace": metrics::NAMESPACE}}));
     vec![
         Statement::allow(
             &["ecs:DescribeServices", "ecs:UpdateService"],

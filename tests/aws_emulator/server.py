@@ -31,6 +31,7 @@ import ipaddress
 import json
 import logging
 import os
+import platform
 import re
 import secrets
 import shutil
@@ -177,6 +178,70 @@ def _unzip(code: bytes, workdir: str) -> None:
                 os.chmod(path, mode)
 
 
+# Lambda's instruction sets by the ELF header's e_machine of a binary built for them:
+# EM_X86_64 = 62, EM_AARCH64 = 183 (https://www.sco.com/developers/gabi/latest/ch4.eheader.html).
+ELF_MACHINES = {62: "x86_64", 183: "arm64"}
+HOST_ARCHITECTURE = {"x86_64": "x86_64", "amd64": "x86_64", "aarch64": "arm64",
+                     "arm64": "arm64"}.get(platform.machine().lower(), platform.machine())
+# A binary of the other architecture runs under qemu-user, its dynamic loader and glibc
+# from the cross sysroot (Debian: qemu-user-static or qemu-user; libc6-arm64-cross or
+# libc6-amd64-cross; tests/run-all.sh installs them).
+QEMU = {"arm64": (("qemu-aarch64-static", "qemu-aarch64"), "/usr/aarch64-linux-gnu"),
+        "x86_64": (("qemu-x86_64-static", "qemu-x86_64"), "/usr/x86_64-linux-gnu")}
+
+
+class EntrypointError(Exception):
+    """The bootstrap cannot start; the message is Lambda's own for that case."""
+
+
+def elf_architecture(path: str) -> str | None:
+    """The instruction set of an ELF executable ("x86_64", "arm64", or "machine <n>"),
+    None when the file is not ELF (a script: Lambda runs it with the sandbox's own
+    interpreter, whatever the architecture)."""
+    with open(path, "rb") as f:
+        header = f.read(20)
+    if len(header) < 20 or header[:4] != b"\x7fELF":
+        return None
+    machine = int.from_bytes(header[18:20], "little" if header[5] == 1 else "big")
+    return ELF_MACHINES.get(machine, f"machine {machine}")
+
+
+def function_architecture(fn) -> str:
+    """The function's Architectures (one value; moto's default x86_64, as AWS's)."""
+    return (getattr(fn, "architectures", None) or ["x86_64"])[0]
+
+
+def bootstrap_command(fn, bootstrap: str, request_id: str) -> list[str]:
+    """How to start ./bootstrap the way Lambda would on the function's architecture.
+
+    Lambda execs /var/task/bootstrap on a machine of the function's Architectures; a
+    binary built for the other one fails there with Runtime.InvalidEntrypoint, "Error:
+    fork/exec /var/task/bootstrap: exec format error" (the message AWS returns, e.g.
+    https://github.com/awsdocs/aws-lambda-developer-guide/issues/460). So the ELF header
+    decides, not this host's kernel (which might run either through binfmt_misc). A
+    binary of the function's architecture that is not this host's runs under qemu-user.
+    """
+    wanted = function_architecture(fn)
+    if not os.path.exists(bootstrap):
+        return ["./bootstrap"]  # Popen fails: "no such file or directory", as on AWS
+    built_for = elf_architecture(bootstrap)
+    if built_for is None or built_for == wanted == HOST_ARCHITECTURE:
+        return ["./bootstrap"]
+    if built_for != wanted:
+        log.warning("%s: bootstrap is built for %s, the function runs on %s",
+                    fn.function_name, built_for, wanted)
+        raise EntrypointError(f"RequestId: {request_id} Error: fork/exec "
+                              "/var/task/bootstrap: exec format error")
+    names, sysroot = QEMU.get(wanted, ((), ""))
+    qemu = next(filter(None, (shutil.which(n) for n in names)), None)
+    if qemu is None or not os.path.isdir(sysroot):
+        raise RuntimeError(f"{fn.function_name} runs on {wanted} and this host is "
+                           f"{HOST_ARCHITECTURE}: the emulator needs {' or '.join(names)} "
+                           f"and the {wanted} glibc in {sysroot} (Debian: qemu-user-static, "
+                           f"libc6-{'arm64' if wanted == 'arm64' else 'amd64'}-cross)")
+    return [qemu, "-L", sysroot, "./bootstrap"]
+
+
 def run_lambda(fn, event: bytes) -> tuple[bytes, bool]:
     """Gap §3: moto runs Lambda code only inside Docker, which is not available here.
 
@@ -225,14 +290,22 @@ def run_lambda(fn, event: bytes) -> tuple[bytes, bool]:
             "AWS_DEFAULT_REGION": fn.region,
         }
         try:
-            proc = subprocess.Popen(["./bootstrap"], cwd=workdir, env=env, start_new_session=True,
+            command = bootstrap_command(fn, os.path.join(workdir, "bootstrap"), inv.request_id)
+            proc = subprocess.Popen(command, cwd=workdir, env=env, start_new_session=True,
                                     stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                     stderr=subprocess.STDOUT)
-        except OSError as e:
-            msg = f"Error: fork/exec /var/task/bootstrap: {e.strerror}"
-            output.append(msg)
+        except (OSError, EntrypointError) as e:
+            msg = (str(e) if isinstance(e, EntrypointError)
+                   else f"Error: fork/exec /var/task/bootstrap: {e.strerror}")
+            output.extend([msg, "Runtime.InvalidEntrypoint"])
             inv.finish(json.dumps({"errorType": "Runtime.InvalidEntrypoint",
                                    "errorMessage": msg}).encode(), error=True)
+            return inv.payload, inv.error
+        except RuntimeError as e:  # the emulator cannot run this architecture: say so loudly
+            log.error("%s", e)
+            output.append(str(e))
+            inv.finish(json.dumps({"errorType": "Emulator.MissingQemu",
+                                   "errorMessage": str(e)}).encode(), error=True)
             return inv.payload, inv.error
         LIVE_PROCESSES.add(proc)
 
@@ -266,6 +339,37 @@ def run_lambda(fn, event: bytes) -> tuple[bytes, bool]:
         api.server_close()
         shutil.rmtree(workdir, ignore_errors=True)
         put_lambda_logs(fn, log_target, output)
+
+
+def lambda_function_create(cls, resource_name, cloudformation_json, account_id, region_name,
+                           **kwargs):
+    """Gap: moto's CloudFormation model of AWS::Lambda::Function drops Architectures, so
+    every function was x86_64; run_lambda runs a bootstrap by its function's architecture."""
+    fn = ORIGINAL["lambda_create"].__func__(cls, resource_name, cloudformation_json,
+                                            account_id, region_name, **kwargs)
+    fn.architectures = (cloudformation_json.get("Properties") or {}).get(
+        "Architectures") or ["x86_64"]
+    return fn
+
+
+def lambda_function_update(cls, original_resource, new_resource_name, cloudformation_json,
+                           account_id, region_name):
+    """Same gap on update: a changed Architectures takes effect (left out: x86_64)."""
+    fn = ORIGINAL["lambda_update"].__func__(cls, original_resource, new_resource_name,
+                                            cloudformation_json, account_id, region_name)
+    fn.architectures = (cloudformation_json.get("Properties") or {}).get(
+        "Architectures") or ["x86_64"]
+    return fn
+
+
+def lambda_update_function_code(self, updated_spec):
+    """Gap: moto's UpdateFunctionCode ignored Architectures, which AWS takes there
+    (https://docs.aws.amazon.com/lambda/latest/api/API_UpdateFunctionCode.html)."""
+    result = ORIGINAL["lambda_update_code"](self, updated_spec)
+    if updated_spec.get("Architectures"):
+        self.architectures = updated_spec["Architectures"]
+        result = self.get_configuration()
+    return result
 
 
 def lambda_identity(fn) -> authz.Identity:
@@ -1617,6 +1721,13 @@ def apply_patches() -> None:
     EC2ContainerServiceBackend._calculate_task_resource_requirements = staticmethod(
         task_resource_requirements)
     lambda_models.LambdaFunction.invoke = lambda_invoke
+    function = lambda_models.LambdaFunction
+    ORIGINAL["lambda_create"] = function.create_from_cloudformation_json
+    function.create_from_cloudformation_json = classmethod(lambda_function_create)
+    ORIGINAL["lambda_update"] = function.update_from_cloudformation_json
+    function.update_from_cloudformation_json = classmethod(lambda_function_update)
+    ORIGINAL["lambda_update_code"] = function.update_function_code
+    function.update_function_code = lambda_update_function_code
     # Gap: a network interface in a VPC without DNS hostnames has no private_dns_name, and
     # moto's RunTask (awsvpc) then fails with an AttributeError; AWS just leaves it empty.
     from moto.ec2.models.elastic_network_interfaces import NetworkInterface

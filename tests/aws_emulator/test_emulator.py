@@ -3,10 +3,12 @@
     $AIRFLOW_STACK_VENV/bin/python -m pytest tests/aws_emulator -q
 """
 
+import io
 import json
 import os
 import time
 import urllib.request
+import zipfile
 
 import pytest
 from botocore.exceptions import ClientError
@@ -335,3 +337,118 @@ def test_the_airflow_dev_template_deploys(aws, lambda_code):
     assert "FernetKeySecret" in skipped
     assert all(vpc["IsDefault"] for vpc in aws("ec2").describe_vpcs()["Vpcs"])
     assert not aws("ec2").describe_internet_gateways()["InternetGateways"]
+
+
+# --------------------------------------------------------------------------------------
+# Architectures: the bootstrap runs as on a Lambda machine of the function's architecture
+# --------------------------------------------------------------------------------------
+
+TRIPLES = {"x86_64": "x86_64-linux-gnu", "arm64": "aarch64-linux-gnu"}
+LOGS_POLICY = json.dumps({"Version": "2012-10-17", "Statement": [{
+    "Effect": "Allow", "Resource": "*",
+    "Action": ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"]}]})
+
+
+def libc(arch):
+    """An ELF executable of `arch` without a compiler: glibc's libc.so.6 prints its
+    version banner when run. This host's, or the cross one (Debian libc6-arm64-cross,
+    which tests/run-all.sh installs for qemu-user's sysroot)."""
+    triple = TRIPLES[arch]
+    for path in (f"/lib/{triple}/libc.so.6", f"/usr/{triple}/lib/libc.so.6"):
+        if os.path.exists(path):
+            return path
+    raise AssertionError(f"no {arch} libc.so.6 here: install libc6-"
+                         f"{'arm64' if arch == 'arm64' else 'amd64'}-cross (run-all.sh does)")
+
+
+def binary_zip(path):
+    """`path` as the zip's executable `bootstrap` (mode 0755)."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        info = zipfile.ZipInfo("bootstrap")
+        info.external_attr = 0o100755 << 16
+        with open(path, "rb") as f:
+            archive.writestr(info, f.read())
+    return buffer.getvalue()
+
+
+def lambda_output(aws, name):
+    """Every line the function's runs wrote to its log group."""
+    logs = aws("logs")
+    group = f"/aws/lambda/{name}"
+    lines = []
+    for stream in logs.describe_log_streams(logGroupName=group)["logStreams"]:
+        lines += [e["message"] for e in logs.get_log_events(
+            logGroupName=group, logStreamName=stream["logStreamName"])["events"]]
+    return lines
+
+
+def invoke(aws, name):
+    response = aws("lambda").invoke(FunctionName=name, Payload=b"{}")
+    return response.get("FunctionError"), json.loads(response["Payload"].read())
+
+
+@pytest.mark.parametrize("function_arch,binary_arch", [
+    ("arm64", "arm64"), ("x86_64", "x86_64"), ("x86_64", "arm64"), ("arm64", "x86_64")])
+def test_the_bootstrap_runs_on_the_function_architecture(aws, function_arch, binary_arch):
+    """A binary of the function's architecture runs (natively, or under qemu-user when it
+    is not this host's); the other architecture fails as on AWS: Runtime.InvalidEntrypoint,
+    "fork/exec /var/task/bootstrap: exec format error"."""
+    aws("s3").create_bucket(Bucket="code")
+    aws("s3").put_object(Bucket="code", Key="libc.zip", Body=binary_zip(libc(binary_arch)))
+    role = aws("iam").create_role(RoleName="fn", AssumeRolePolicyDocument="{}")["Role"]
+    aws("iam").put_role_policy(RoleName="fn", PolicyName="logs", PolicyDocument=LOGS_POLICY)
+    name = f"on-{function_arch}"
+    aws("lambda").create_function(
+        FunctionName=name, Runtime="provided.al2023", Handler="bootstrap", Role=role["Arn"],
+        Timeout=30, Architectures=[function_arch],
+        Code={"S3Bucket": "code", "S3Key": "libc.zip"})
+    started = time.time()
+    error, payload = invoke(aws, name)
+    print(f"MEASURE {binary_arch} binary on an {function_arch} function: "
+          f"{time.time() - started:.2f}s")
+    output = lambda_output(aws, name)
+    assert error == "Unhandled"
+    if function_arch == binary_arch:
+        # It ran: glibc's banner, then exit 0 without answering the Runtime API.
+        assert payload == {"errorType": "Runtime.ExitError",
+                           "errorMessage": "Runtime exited with error: exit status 0"}, payload
+        assert any(line.startswith("GNU C Library") for line in output), output
+    else:
+        assert payload["errorType"] == "Runtime.InvalidEntrypoint", payload
+        assert payload["errorMessage"].endswith(
+            "Error: fork/exec /var/task/bootstrap: exec format error"), payload
+        assert not any("GNU C Library" in line for line in output), output
+
+
+def test_cloudformation_keeps_the_function_architecture(aws):
+    """moto's CloudFormation model dropped Architectures (every function x86_64): created
+    and updated through a stack, the function keeps the template's, and runs by it."""
+    aws("s3").create_bucket(Bucket="code")
+    aws("s3").put_object(Bucket="code", Key="arm.zip", Body=binary_zip(libc("arm64")))
+    cfn = aws("cloudformation")
+
+    def body(arch):
+        props = {"Code": {"S3Bucket": "code", "S3Key": "arm.zip"}, "Handler": "bootstrap",
+                 "Runtime": "provided.al2023", "Timeout": 30, "FunctionName": "arch-fn",
+                 "Role": {"Fn::GetAtt": ["Role", "Arn"]}}
+        if arch:
+            props["Architectures"] = [arch]
+        return json.dumps({"Resources": {
+            "Role": {"Type": "AWS::IAM::Role", "Properties": {"AssumeRolePolicyDocument": {
+                "Version": "2012-10-17", "Statement": [{
+                    "Effect": "Allow", "Action": "sts:AssumeRole",
+                    "Principal": {"Service": "lambda.amazonaws.com"}}]}}},
+            "Fn": {"Type": "AWS::Lambda::Function", "Properties": props}}})
+
+    def architectures():
+        return aws("lambda").get_function_configuration(FunctionName="arch-fn")["Architectures"]
+
+    stack, _ = deploy(cfn, "arch", body("arm64"), "CREATE")
+    assert stack["StackStatus"] == "CREATE_COMPLETE", events(cfn, "arch")
+    assert architectures() == ["arm64"]
+    assert invoke(aws, "arch-fn")[1]["errorType"] == "Runtime.ExitError"  # it ran
+    stack, _ = deploy(cfn, "arch", body(None), "UPDATE")  # left out: x86_64, as on AWS
+    assert stack["StackStatus"] == "UPDATE_COMPLETE", events(cfn, "arch")
+    assert architectures() == ["x86_64"]
+    assert invoke(aws, "arch-fn")[1]["errorType"] == "Runtime.InvalidEntrypoint"

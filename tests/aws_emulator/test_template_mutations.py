@@ -45,7 +45,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 CACHE = os.environ.get("AIRFLOW_STACK_CACHE", os.path.expanduser("~/.cache/airflow-stack"))
 TARGET = os.environ.get("CARGO_TARGET_DIR", os.path.join(CACHE, "target"))
 CLI = os.path.join(TARGET, "debug", "airflow-stack")
-ASSETS_DIR = os.path.join(TARGET, "lambda")  # where lambdas/build.sh writes the zips
+# lambdas/build.sh writes <target>/lambda/<architecture>/<crate>/bootstrap.zip; deploy
+# takes each zip for the architecture of the function using it (src/aws/assets.rs).
+ASSETS_ROOT = os.path.join(TARGET, "lambda")
 # Template parameter -> Lambda crate, as ASSET_LAMBDAS in src/stack/assets.rs; deploy
 # passes the bucket and `assets/<sha256 of the zip>.zip` for each one the template
 # declares (src/aws/assets.rs `parameters`, src/cli/deploy.rs `prepare`).
@@ -64,9 +66,29 @@ def built():
     with the command that builds them."""
     assert os.access(CLI, os.X_OK), (
         f"{CLI} is missing: `CARGO_TARGET_DIR={TARGET} cargo build -p airflow-stack`")
-    for crate in ("airflow-secrets", "airflow-migration"):
-        zip_path = os.path.join(ASSETS_DIR, crate, "bootstrap.zip")
-        assert os.path.exists(zip_path), f"{zip_path} is missing: `bash lambdas/build.sh`"
+    for stack_file in ("stacks/dev.yaml", "stacks/prod.yaml"):
+        template = synth(stack_file)
+        for parameter in asset_keys_needed(template):
+            path = zip_path(template, parameter)
+            assert os.path.exists(path), (
+                f"{path} is missing: `bash lambdas/build.sh --arch {architecture(template)}`")
+
+
+def architecture(template) -> str:
+    """The one architecture of the template's Lambda functions (default x86_64)."""
+    found = {(r["Properties"].get("Architectures") or ["x86_64"])[0]
+             for r in template["Resources"].values() if r["Type"] == "AWS::Lambda::Function"}
+    assert len(found) == 1, f"the template's functions run on {found}"
+    return found.pop()
+
+
+def asset_keys_needed(template) -> list:
+    return [p for p in ASSET_LAMBDAS if p in template["Parameters"]]
+
+
+def zip_path(template, parameter) -> str:
+    return os.path.join(ASSETS_ROOT, architecture(template), ASSET_LAMBDAS[parameter],
+                        "bootstrap.zip")
 
 
 def reset(endpoint):
@@ -105,10 +127,9 @@ def synth(stack_file) -> dict:
 def asset_keys(template) -> dict:
     """The asset parameters deploy passes for this template (bucket excepted)."""
     keys = {}
-    for parameter, crate in ASSET_LAMBDAS.items():
-        if parameter in template["Parameters"]:
-            with open(os.path.join(ASSETS_DIR, crate, "bootstrap.zip"), "rb") as f:
-                keys[parameter] = f"assets/{hashlib.sha256(f.read()).hexdigest()}.zip"
+    for parameter in asset_keys_needed(template):
+        with open(zip_path(template, parameter), "rb") as f:
+            keys[parameter] = f"assets/{hashlib.sha256(f.read()).hexdigest()}.zip"
     return keys
 
 
@@ -124,7 +145,10 @@ def run_cli(endpoint, *args):
                 "AWS_SECRET_ACCESS_KEY": "testing", "AWS_REGION": "us-east-1",
                 "AWS_EC2_METADATA_DISABLED": "true", "AWS_CONFIG_FILE": "/dev/null",
                 "AWS_SHARED_CREDENTIALS_FILE": "/dev/null",
-                "AIRFLOW_STACK_ASSETS_DIR": ASSETS_DIR})
+                # deploy's default: <target>/lambda/<architecture>; never a build here
+                # (the `built` fixture checked the zips are there)
+                "CARGO_TARGET_DIR": TARGET})
+    env.pop("AIRFLOW_STACK_ASSETS_DIR", None)
     return subprocess.run([CLI, *args], cwd=ROOT, env=env, stdin=subprocess.DEVNULL,
                           capture_output=True, text=True, timeout=DEPLOY_TIMEOUT_S)
 
@@ -144,8 +168,7 @@ def create_stack(endpoint, stack_file, template):
     parameters = {"AssetsBucket": bucket, **asset_keys(template)}
     for parameter, key in parameters.items():
         if parameter != "AssetsBucket":
-            with open(os.path.join(ASSETS_DIR, ASSET_LAMBDAS[parameter], "bootstrap.zip"),
-                      "rb") as f:
+            with open(zip_path(template, parameter), "rb") as f:
                 s3.put_object(Bucket=bucket, Key=key, Body=f.read())
     body = json.dumps(template, separators=(",", ":"))
     source = {"TemplateBody": body}

@@ -4,11 +4,13 @@
 //! answer at all (`ResponseURL` and the ids to copy); [`CustomResourceRequest`] is the
 //! validated request a handler works with.
 
+use airflow_stack_contract::wire;
 use serde_json::{Map, Value};
 
-/// Largest accepted property value, in bytes. ARNs and host names are far shorter; the
-/// limit stops a hostile or broken template from making us echo or process megabytes.
-pub const MAX_PROPERTY_BYTES: usize = 2048;
+// How a property travels (every scalar a string, a size limit, errors that name the
+// property and never its value) is part of the contract between the template and the
+// Lambdas, so it lives in the contract crate; this crate re-exports it.
+pub use airflow_stack_contract::wire::{PropertyError, MAX_PROPERTY_BYTES};
 
 /// Longest `ResourceType` CloudFormation allows (`Custom::` plus 60 characters).
 const MAX_RESOURCE_TYPE_CHARS: usize = 68;
@@ -177,28 +179,6 @@ fn properties_field(
     }
 }
 
-/// Why a property is unusable. Names the property, never its value (it may be secret).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum PropertyError {
-    /// A required property is absent or empty.
-    #[error("property {0} is required")]
-    Missing(String),
-    /// CloudFormation sends every scalar as a string; anything else means a broken caller.
-    #[error("property {0} must be a string")]
-    NotAString(String),
-    /// The value is longer than [`MAX_PROPERTY_BYTES`].
-    #[error("property {0} is longer than {MAX_PROPERTY_BYTES} bytes")]
-    TooLong(String),
-    /// The value is a string but not an acceptable one.
-    #[error("property {name} is invalid: {expected}")]
-    Invalid {
-        /// The property's name.
-        name: String,
-        /// What would be valid.
-        expected: String,
-    },
-}
-
 /// A resource's property map with string-only accessors.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Properties(pub Map<String, Value>);
@@ -206,21 +186,12 @@ pub struct Properties(pub Map<String, Value>);
 impl Properties {
     /// A required, non-empty string property.
     pub fn required(&self, name: &str) -> Result<&str, PropertyError> {
-        self.optional(name)?
-            .ok_or_else(|| PropertyError::Missing(name.to_owned()))
+        wire::required(&self.0, name)
     }
 
     /// An optional string property; absent, null and empty are all `None`.
     pub fn optional(&self, name: &str) -> Result<Option<&str>, PropertyError> {
-        match self.0.get(name) {
-            None | Some(Value::Null) => Ok(None),
-            Some(Value::String(s)) if s.len() > MAX_PROPERTY_BYTES => {
-                Err(PropertyError::TooLong(name.to_owned()))
-            }
-            Some(Value::String(s)) if s.is_empty() => Ok(None),
-            Some(Value::String(s)) => Ok(Some(s.as_str())),
-            Some(_) => Err(PropertyError::NotAString(name.to_owned())),
-        }
+        wire::optional(&self.0, name)
     }
 
     /// An optional string property with a default for absent or empty values.

@@ -19,7 +19,7 @@ use tokio::time::Instant;
 
 use crate::continuation::{Continuation, Work};
 use crate::ports::{LaunchResult, LogTail, SelfInvoker, TaskLaunch, TaskRunner, TaskState};
-use crate::props::{needs_migration, MigrationProps};
+use crate::props::{self, log_stream_name, needs_migration, MigrationProps};
 use crate::reason::with_log_tail;
 use crate::token::request_token;
 use crate::version::{version_move, VersionMove};
@@ -283,7 +283,7 @@ impl Job {
             }
             RequestType::Create => {}
         }
-        let props = match MigrationProps::parse(&request.resource_properties) {
+        let props = match props::parse(&request.resource_properties) {
             Ok(props) => props,
             Err(error) => return Step::Failed(error.to_string()),
         };
@@ -319,7 +319,7 @@ impl Job {
                 self.settings.max_hops, continuation.task_arn
             ));
         }
-        let props = match MigrationProps::parse(&request.resource_properties) {
+        let props = match props::parse(&request.resource_properties) {
             Ok(props) => props,
             Err(error) => return Step::Failed(error.to_string()),
         };
@@ -342,7 +342,7 @@ impl Job {
         started_at_epoch_millis: u64,
         hop: u32,
     ) -> Step {
-        let limit_millis = props.max_wait_seconds.saturating_mul(1000);
+        let limit_millis = u64::from(props.max_wait_seconds).saturating_mul(1000);
         let mut errors_in_a_row = 0;
         loop {
             match self
@@ -426,8 +426,9 @@ impl Job {
     async fn limit_exceeded(&self, props: &MigrationProps, task_arn: &str) -> Step {
         tracing::error!(%task_arn, "overall limit exceeded");
         let headline = format!(
-            "the migration task {task_arn} did not finish within MaxWaitSeconds={}; it was left \
-             running (nothing was stopped)",
+            "the migration task {task_arn} did not finish within {}={}; it was left running \
+             (nothing was stopped)",
+            airflow_stack_contract::migration::property::MAX_WAIT_SECONDS,
             props.max_wait_seconds
         );
         Step::Failed(self.with_log(props, task_arn, headline).await)
@@ -435,7 +436,7 @@ impl Job {
 
     /// Appends where the task's log is and as much of its end as fits the response.
     async fn with_log(&self, props: &MigrationProps, task_arn: &str, headline: String) -> String {
-        let stream = props.log_stream_name(task_arn);
+        let stream = log_stream_name(props, task_arn);
         let headline = format!(
             "{headline}; log group {} stream {stream}, last lines:",
             props.log_group_name

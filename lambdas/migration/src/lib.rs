@@ -15,6 +15,10 @@
 //!   upgrade) runs no migration;
 //! - [`props`], [`continuation`], [`token`], [`reason`]: the pieces it is built from.
 
+// Not in [workspace.lints] yet: the CLI crate still has undocumented fields (the old
+// hand-written src/cfn/aws), and a member cannot add lints to the workspace set.
+#![warn(missing_docs)]
+
 pub mod aws;
 pub mod continuation;
 pub mod handler;

@@ -3,7 +3,7 @@
 //! ever reaches a log line or an error message.
 
 use async_trait::async_trait;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::ports::{AirflowApi, DagRun, Page, PortError, TaskInstance};
 
@@ -60,6 +60,13 @@ fn transport(what: &str, e: reqwest::Error) -> PortError {
     PortError(format!("{what}: {kind}: {}", e.without_url()))
 }
 
+/// The body of `POST /auth/token` (Airflow 3's simple and FAB auth managers).
+#[derive(Serialize)]
+struct LoginRequest<'a> {
+    username: &'a str,
+    password: &'a str,
+}
+
 impl AirflowClient {
     /// Logs in as `username` at `base` (e.g. `http://api-server.airflow:8080`).
     pub async fn login(
@@ -69,7 +76,7 @@ impl AirflowClient {
         password: &str,
     ) -> Result<AirflowClient, PortError> {
         let base = base.trim_end_matches('/').to_string();
-        let body = serde_json::json!({ "username": username, "password": password });
+        let body = LoginRequest { username, password };
         let response = client
             .post(format!("{base}/auth/token"))
             .json(&body)

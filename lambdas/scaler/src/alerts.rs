@@ -138,19 +138,14 @@ pub async fn tick(
     let mut dags: HashMap<String, Option<DagState>> = HashMap::new();
     let mut newest: Option<(DateTime<Utc>, String)> = None;
     let mut result = Ok(());
+    let deps = Deps {
+        airflow,
+        store,
+        notifiers,
+        settings,
+    };
     for run in &runs {
-        if let Err(e) = process_run(
-            airflow,
-            store,
-            notifiers,
-            settings,
-            run,
-            &now_text,
-            &mut dags,
-            &mut outcome,
-        )
-        .await
-        {
+        if let Err(e) = process_run(&deps, run, &now_text, &mut dags, &mut outcome).await {
             // Later runs wait: the cursor must not pass a run whose notice is unsent.
             result = Err(e);
             break;
@@ -193,17 +188,27 @@ async fn ended_runs(airflow: &dyn AirflowApi, since: &str) -> Result<Vec<DagRun>
     Ok(runs)
 }
 
-#[allow(clippy::too_many_arguments)]
+/// What one alert tick talks to, passed together.
+struct Deps<'a> {
+    airflow: &'a dyn AirflowApi,
+    store: &'a dyn StateStore,
+    notifiers: &'a [Box<dyn Notifier>],
+    settings: &'a AlertSettings,
+}
+
 async fn process_run(
-    airflow: &dyn AirflowApi,
-    store: &dyn StateStore,
-    notifiers: &[Box<dyn Notifier>],
-    settings: &AlertSettings,
+    deps: &Deps<'_>,
     run: &DagRun,
     now: &str,
     dags: &mut HashMap<String, Option<DagState>>,
     outcome: &mut AlertOutcome,
 ) -> Result<(), AlertError> {
+    let Deps {
+        airflow,
+        store,
+        notifiers,
+        settings,
+    } = *deps;
     if !dags.contains_key(&run.dag_id) {
         let loaded = state::load_dag(store, &run.dag_id)
             .await

@@ -1,5 +1,6 @@
 //! The traits of [`crate::ports`] implemented with the AWS SDK.
 
+use airflow_stack_contract::scaler::{metrics, STATE_TABLE_KEY};
 use async_trait::async_trait;
 use aws_sdk_cloudwatch::types::{Dimension, MetricDatum, StandardUnit};
 use aws_sdk_dynamodb::types::AttributeValue;
@@ -169,7 +170,7 @@ pub struct CloudWatchMetrics {
 impl Metrics for CloudWatchMetrics {
     async fn put(&self, metrics: &[Metric]) -> Result<(), PortError> {
         let dimension = Dimension::builder()
-            .name("Stack")
+            .name(metrics::STACK_DIMENSION)
             .value(&self.stack)
             .build();
         let data = metrics
@@ -210,7 +211,7 @@ impl StateStore for DynamoState {
             .client
             .get_item()
             .table_name(&self.table)
-            .key("pk", AttributeValue::S(key.to_string()))
+            .key(STATE_TABLE_KEY, AttributeValue::S(key.to_string()))
             .consistent_read(true)
             .send()
             .await
@@ -218,7 +219,7 @@ impl StateStore for DynamoState {
         Ok(out.item().map(|attrs| {
             attrs
                 .iter()
-                .filter(|(k, _)| k.as_str() != "pk")
+                .filter(|(k, _)| k.as_str() != STATE_TABLE_KEY)
                 .filter_map(|(k, v)| v.as_s().ok().map(|s| (k.clone(), s.clone())))
                 .collect()
         }))
@@ -229,7 +230,7 @@ impl StateStore for DynamoState {
             .into_iter()
             .map(|(k, v)| (k, AttributeValue::S(v)))
             .collect();
-        attrs.insert("pk".into(), AttributeValue::S(key.to_string()));
+        attrs.insert(STATE_TABLE_KEY.into(), AttributeValue::S(key.to_string()));
         self.client
             .put_item()
             .table_name(&self.table)

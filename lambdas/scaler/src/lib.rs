@@ -10,6 +10,10 @@
 //! [`ports`] holds the outside world behind traits ([`airflow`] and [`aws`] implement
 //! them), [`state`] what is kept in DynamoDB between ticks, [`handler`] one tick.
 
+// Not in [workspace.lints] yet: the CLI crate still has undocumented fields (the old
+// hand-written src/cfn/aws), and a member cannot add lints to the workspace set.
+#![warn(missing_docs)]
+
 pub mod airflow;
 pub mod alerts;
 pub mod aws;

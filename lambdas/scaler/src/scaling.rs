@@ -5,6 +5,7 @@
 //! whole cool-down, and happens only after every busy worker is protected from
 //! scale-in (ECS task scale-in protection), so ECS stops idle workers only.
 
+use airflow_stack_contract::scaler::metrics;
 use chrono::{DateTime, Duration, Utc};
 use tracing::{info, warn};
 
@@ -259,15 +260,15 @@ async fn read_load(airflow: &dyn AirflowApi) -> Result<(u64, Vec<String>, u64), 
 async fn publish(metrics: &dyn Metrics, queued: u64, running: u64, desired: u32) {
     let data = [
         Metric {
-            name: "QueuedTasks",
+            name: metrics::QUEUED_TASKS,
             value: queued as f64,
         },
         Metric {
-            name: "RunningTasks",
+            name: metrics::RUNNING_TASKS,
             value: running as f64,
         },
         Metric {
-            name: "DesiredWorkers",
+            name: metrics::DESIRED_WORKERS,
             value: f64::from(desired),
         },
     ];

@@ -2,6 +2,7 @@
 //! of them is a secret: the admin password and the Slack webhook URL are read from
 //! Secrets Manager by ARN at run time.
 
+use airflow_stack_contract::scaler::ScalerSettings;
 use chrono::Duration;
 
 use crate::alerts::AlertSettings;
@@ -50,68 +51,104 @@ pub struct AlertTargets {
     pub sns_topic_arn: Option<String>,
 }
 
-/// A missing or malformed variable.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("environment variable {name}: {problem}")]
-pub struct SettingsError {
-    /// The variable.
-    pub name: &'static str,
-    /// What is wrong.
-    pub problem: String,
-}
+/// A missing or malformed variable (the contract reads the variables).
+pub use airflow_stack_contract::scaler::SettingsError;
 
 impl Settings {
-    /// Reads the settings through `var` (the process environment in production).
+    /// Reads the settings through `var` (the process environment in production). The
+    /// variable names, which are required and how numbers and flags are written are the
+    /// contract's (`airflow_stack_contract::scaler`), shared with the template.
     pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<Settings, SettingsError> {
-        let required = |name: &'static str| {
-            var(name)
-                .filter(|v| !v.is_empty())
-                .ok_or_else(|| SettingsError {
-                    name,
-                    problem: "is not set".into(),
-                })
-        };
-        let optional = |name: &str| var(name).filter(|v| !v.is_empty());
-        let flag = |name: &str| optional(name).is_some_and(|v| v == "true");
-        let number = |name: &'static str| -> Result<u32, SettingsError> {
-            required(name)?.parse().map_err(|_| SettingsError {
-                name,
-                problem: "is not a whole number".into(),
-            })
-        };
-        let stack = required("STACK_NAME")?;
-        let scaling = if flag("AUTOSCALING_ENABLED") {
-            Some(ScalingSettings {
-                cluster: required("CLUSTER")?,
-                service: required("WORKER_SERVICE")?,
-                metric_namespace: required("METRIC_NAMESPACE")?,
-                stack: stack.clone(),
-                limits: Limits {
-                    concurrency: number("WORKER_CONCURRENCY")?,
-                    min: number("MIN_WORKERS")?,
-                    max: number("MAX_WORKERS")?,
-                    cooldown: Duration::minutes(i64::from(number("COOLDOWN_MINUTES")?)),
-                },
-            })
-        } else {
-            None
-        };
-        let alerts = if flag("ALERTS_ENABLED") {
-            Some(AlertTargets {
-                settings: AlertSettings::new(stack.clone(), required("UI_BASE_URL")?),
-                slack_secret_arn: optional("SLACK_SECRET_ARN"),
-                sns_topic_arn: optional("SNS_TOPIC_ARN"),
-            })
-        } else {
-            None
-        };
+        let read = ScalerSettings::from_env(var)?;
+        let scaling = read.autoscaling.map(|a| ScalingSettings {
+            cluster: a.cluster,
+            service: a.worker_service,
+            metric_namespace: a.metric_namespace,
+            stack: read.stack_name.clone(),
+            limits: Limits {
+                concurrency: a.worker_concurrency,
+                min: a.min_workers,
+                max: a.max_workers,
+                cooldown: Duration::minutes(i64::from(a.cooldown_minutes)),
+            },
+        });
+        let alerts = read.alerts.map(|a| AlertTargets {
+            settings: AlertSettings::new(read.stack_name.clone(), a.ui_base_url),
+            slack_secret_arn: a.slack_secret_arn,
+            sns_topic_arn: a.sns_topic_arn,
+        });
         Ok(Settings {
-            api_url: required("AIRFLOW_API_URL")?,
-            admin_username: optional("ADMIN_USERNAME").unwrap_or_else(|| "admin".into()),
-            admin_secret_arn: required("ADMIN_SECRET_ARN")?,
-            state_table: required("STATE_TABLE")?,
+            api_url: read.airflow_api_url,
+            admin_username: read.admin_username,
+            admin_secret_arn: read.admin_secret_arn,
+            state_table: read.state_table,
             scaling,
             alerts,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use airflow_stack_contract::scaler::{metrics, Alerts, Autoscaling};
+
+    /// What the template writes (through the contract), as the Lambda sees it.
+    fn environment(
+        autoscaling: bool,
+        alerts: bool,
+    ) -> std::collections::BTreeMap<&'static str, String> {
+        ScalerSettings {
+            airflow_api_url: "http://api-server.airflow.local:8080".to_owned(),
+            admin_username: "admin".into(),
+            admin_secret_arn: "arn:admin".into(),
+            stack_name: "airflow-dev".into(),
+            state_table: "table".into(),
+            autoscaling: autoscaling.then(|| Autoscaling {
+                cluster: "cluster".into(),
+                worker_service: "worker".into(),
+                metric_namespace: metrics::NAMESPACE.into(),
+                worker_concurrency: 8,
+                min_workers: 1,
+                max_workers: 4,
+                cooldown_minutes: 10,
+            }),
+            alerts: alerts.then(|| Alerts {
+                ui_base_url: "https://airflow.example".into(),
+                slack_secret_arn: None,
+                sns_topic_arn: Some("arn:topic".into()),
+            }),
+        }
+        .to_environment()
+    }
+
+    #[test]
+    fn reads_what_the_template_writes() {
+        let env = environment(true, true);
+        let settings = Settings::from_vars(|name| env.get(name).cloned()).unwrap();
+        let scaling = settings.scaling.unwrap();
+        assert_eq!(scaling.stack, "airflow-dev");
+        assert_eq!(scaling.service, "worker");
+        assert_eq!(
+            scaling.limits,
+            Limits {
+                concurrency: 8,
+                min: 1,
+                max: 4,
+                cooldown: Duration::minutes(10),
+            }
+        );
+        let alerts = settings.alerts.unwrap();
+        assert_eq!(alerts.settings.stack, "airflow-dev");
+        assert_eq!(alerts.sns_topic_arn.as_deref(), Some("arn:topic"));
+        assert_eq!(settings.state_table, "table");
+    }
+
+    #[test]
+    fn parts_that_are_off_stay_off() {
+        let env = environment(false, false);
+        let settings = Settings::from_vars(|name| env.get(name).cloned()).unwrap();
+        assert_eq!(settings.scaling, None);
+        assert_eq!(settings.alerts, None);
     }
 }

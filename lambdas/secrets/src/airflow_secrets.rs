@@ -11,16 +11,14 @@
 //! on request, Delete leaves everything in place. In a JSON secret each key is kept
 //! if it is already there, and every key this resource does not own is kept as it is.
 
-use cfn_custom_resource::{CustomResourceRequest, HandlerOutput, Properties, PropertyError};
+use airflow_stack_contract::secrets::{key, property, Secret, SecretsProperties};
+use cfn_custom_resource::{CustomResourceRequest, HandlerOutput, Properties};
 
 use crate::error::HandlerError;
 use crate::generate::{alphanumeric, fernet_key, version_id, SIGNING_SECRET_LENGTH};
 use crate::json_secret;
 use crate::props::secret_arn;
 use crate::store::{SecretStore, StoreError};
-
-const DEFAULT_PASSWORD_LENGTH: &str = "32";
-const PASSWORD_LENGTHS: std::ops::RangeInclusive<usize> = 16..=128;
 
 /// How one value is generated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,80 +50,31 @@ enum Shape {
     Json(&'static [(&'static str, Generator)]),
 }
 
-/// One secret: the property naming it (also its role in version ids) and its shape.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Spec {
-    property: &'static str,
-    shape: Shape,
-}
-
-const FERNET_KEY: &str = "FernetKeySecretArn";
-
-const SPECS: [Spec; 5] = [
-    Spec {
-        property: FERNET_KEY,
-        shape: Shape::Plain(Generator::Fernet),
-    },
-    Spec {
-        property: "SigningKeysSecretArn",
-        shape: Shape::Json(&[
-            ("api_secret_key", Generator::Signing),
-            ("jwt_secret", Generator::Signing),
+/// What this resource writes into each secret. The keys are the contract's: the
+/// template reads them (`valueFrom: <arn>:<key>::`, dynamic references).
+const fn shape(secret: Secret) -> Shape {
+    match secret {
+        Secret::FernetKey => Shape::Plain(Generator::Fernet),
+        Secret::SigningKeys => Shape::Json(&[
+            (key::API_SECRET_KEY, Generator::Signing),
+            (key::JWT_SECRET, Generator::Signing),
         ]),
-    },
-    Spec {
-        property: "DatabaseSecretArn",
-        shape: Shape::Json(&[("password", Generator::Password)]),
-    },
-    Spec {
-        property: "RedisSecretArn",
-        shape: Shape::Json(&[("password", Generator::Password)]),
-    },
-    Spec {
-        property: "AdminPasswordSecretArn",
-        shape: Shape::Plain(Generator::Password),
-    },
-];
+        Secret::Database | Secret::Redis => Shape::Json(&[(key::PASSWORD, Generator::Password)]),
+        Secret::AdminPassword => Shape::Plain(Generator::Password),
+    }
+}
 
 /// The validated properties.
-#[derive(Debug)]
-struct SecretsProps {
-    arns: Vec<(&'static str, String)>,
-    password_length: usize,
-    fernet_rotation: Option<String>,
-}
+type SecretsProps = SecretsProperties<String>;
 
-impl SecretsProps {
-    fn parse(props: &Properties) -> Result<Self, HandlerError> {
-        let arns = SPECS
-            .iter()
-            .map(|spec| Ok((spec.property, secret_arn(props, spec.property)?.to_owned())))
-            .collect::<Result<Vec<_>, PropertyError>>()?;
-        Ok(Self {
-            arns,
-            password_length: password_length(props)?,
-            fernet_rotation: props.optional("FernetRotation")?.map(str::to_owned),
-        })
+/// Reads the properties (the contract checks presence and the password length) and
+/// checks that each secret property holds a Secrets Manager ARN.
+fn parse(props: &Properties) -> Result<SecretsProps, HandlerError> {
+    let parsed = SecretsProperties::read(&props.0)?;
+    for secret in Secret::ALL {
+        secret_arn(secret.property(), parsed.arn(secret))?;
     }
-
-    fn arn(&self, property: &str) -> &str {
-        self.arns
-            .iter()
-            .find(|(p, _)| *p == property)
-            .map(|(_, arn)| arn.as_str())
-            .expect("every secret property is parsed")
-    }
-}
-
-fn password_length(props: &Properties) -> Result<usize, PropertyError> {
-    let raw = props.or_default("PasswordLength", DEFAULT_PASSWORD_LENGTH)?;
-    raw.parse::<usize>()
-        .ok()
-        .filter(|n| PASSWORD_LENGTHS.contains(n))
-        .ok_or_else(|| PropertyError::Invalid {
-            name: "PasswordLength".into(),
-            expected: "an integer from 16 to 128".into(),
-        })
+    Ok(parsed)
 }
 
 /// Create: fill every secret that this resource has not filled yet.
@@ -133,7 +82,7 @@ pub async fn create(
     request: &CustomResourceRequest,
     store: &dyn SecretStore,
 ) -> Result<HandlerOutput, HandlerError> {
-    let props = SecretsProps::parse(&request.resource_properties)?;
+    let props = parse(&request.resource_properties)?;
     ensure_all_initial_values(request, &props, store).await?;
     Ok(HandlerOutput::default())
 }
@@ -145,7 +94,7 @@ pub async fn update(
     request: &CustomResourceRequest,
     store: &dyn SecretStore,
 ) -> Result<HandlerOutput, HandlerError> {
-    let props = SecretsProps::parse(&request.resource_properties)?;
+    let props = parse(&request.resource_properties)?;
     ensure_all_initial_values(request, &props, store).await?;
     if let Some(token) = rotation_requested(request, &props) {
         rotate_fernet_key(request, &props, token, store).await?;
@@ -158,27 +107,29 @@ async fn ensure_all_initial_values(
     props: &SecretsProps,
     store: &dyn SecretStore,
 ) -> Result<(), HandlerError> {
-    for spec in SPECS {
+    for secret in Secret::ALL {
+        let property = secret.property();
         let version = version_id(&[
             &request.stack_id,
             &request.logical_resource_id,
-            spec.property,
+            property,
             "initial",
         ]);
-        let arn = props.arn(spec.property);
-        match spec.shape {
+        let arn = props.arn(secret);
+        let password_length = props.password_length as usize;
+        match shape(secret) {
             Shape::Plain(generator) => {
-                let written = ensure_initial_value(store, arn, spec.property, &version, || {
-                    generator.generate(props.password_length)
+                let written = ensure_initial_value(store, arn, property, &version, || {
+                    generator.generate(password_length)
                 })
                 .await?;
-                tracing::info!(secret = spec.property, written, "initial value ensured");
+                tracing::info!(secret = property, written, "initial value ensured");
             }
             Shape::Json(keys) => {
                 let added =
-                    ensure_json_keys(store, arn, spec.property, &version, keys, props).await?;
+                    ensure_json_keys(store, arn, property, &version, keys, password_length).await?;
                 tracing::info!(
-                    secret = spec.property,
+                    secret = property,
                     written = !added.is_empty(),
                     keys_added = added.join(","),
                     "initial JSON keys ensured"
@@ -240,7 +191,7 @@ async fn ensure_json_keys(
     property: &'static str,
     version: &str,
     keys: &[(&'static str, Generator)],
-    props: &SecretsProps,
+    password_length: usize,
 ) -> Result<Vec<&'static str>, HandlerError> {
     let current = store
         .current_value(arn)
@@ -252,7 +203,7 @@ async fn ensure_json_keys(
         if json_secret::string_key(&document, property, key)?.is_none() {
             document.insert(
                 (*key).to_owned(),
-                generator.generate(props.password_length).into(),
+                generator.generate(password_length).into(),
             );
             added.push(*key);
         }
@@ -300,7 +251,7 @@ fn rotation_requested<'a>(
     let old = request
         .old_resource_properties
         .as_ref()
-        .and_then(|old| old.optional("FernetRotation").ok().flatten());
+        .and_then(|old| old.optional(property::FERNET_ROTATION).ok().flatten());
     (old != Some(new)).then_some(new)
 }
 
@@ -311,8 +262,8 @@ async fn rotate_fernet_key(
     token: &str,
     store: &dyn SecretStore,
 ) -> Result<(), HandlerError> {
-    const PROPERTY: &str = FERNET_KEY;
-    let arn = props.arn(PROPERTY);
+    const PROPERTY: &str = Secret::FernetKey.property();
+    let arn = props.arn(Secret::FernetKey);
     let version = version_id(&[
         &request.stack_id,
         &request.logical_resource_id,

@@ -8,6 +8,7 @@
 //! Each document is read, the URL key alone is set, and it is written back only when
 //! the URL changed; `"password"` and every other key stay as they are.
 
+use airflow_stack_contract::secrets::{key, property, ConnectionUrlsProperties};
 use cfn_custom_resource::{CustomResourceRequest, HandlerOutput, Properties, PropertyError};
 use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
 
@@ -18,73 +19,32 @@ use crate::props::{checked, is_host, is_identifier, is_port, secret_arn};
 use crate::store::{SecretStore, StoreError};
 
 /// The validated properties (passwords are read from Secrets Manager, not sent).
-#[derive(Debug)]
-struct UrlProps<'a> {
-    database_arn: &'a str,
-    redis_arn: &'a str,
-    db_user: &'a str,
-    db_host: &'a str,
-    db_port: &'a str,
-    db_name: &'a str,
-    db_ssl_mode: Option<&'a str>,
-    redis_host: &'a str,
-    redis_port: &'a str,
-    redis_tls: bool,
-    redis_db: &'a str,
-}
+type UrlProps = ConnectionUrlsProperties<String>;
 
-const DATABASE: &str = "DatabaseSecretArn";
-const REDIS: &str = "RedisSecretArn";
-const PASSWORD: &str = "password";
-const SQL_ALCHEMY_CONN: &str = "sql_alchemy_conn";
-const BROKER_URL: &str = "broker_url";
+const DATABASE: &str = property::DATABASE_SECRET_ARN;
+const REDIS: &str = property::REDIS_SECRET_ARN;
 
-impl<'a> UrlProps<'a> {
-    fn parse(props: &'a Properties) -> Result<Self, PropertyError> {
-        let ssl_mode = props.optional("DbSslMode")?;
-        if ssl_mode.is_some_and(|m| !is_identifier(m)) {
-            return Err(PropertyError::Invalid {
-                name: "DbSslMode".into(),
-                expected: "an sslmode such as require".into(),
-            });
-        }
-        Ok(Self {
-            database_arn: secret_arn(props, DATABASE)?,
-            redis_arn: secret_arn(props, REDIS)?,
-            db_user: checked(props, "DbUser", is_identifier, "letters, digits, _ or -")?,
-            db_host: checked(props, "DbHost", is_host, "a host name")?,
-            db_port: checked(props, "DbPort", is_port, "a port from 1 to 65535")?,
-            db_name: checked(props, "DbName", is_identifier, "letters, digits, _ or -")?,
-            db_ssl_mode: ssl_mode,
-            redis_host: checked(props, "RedisHost", is_host, "a host name")?,
-            redis_port: checked(props, "RedisPort", is_port, "a port from 1 to 65535")?,
-            redis_tls: redis_tls(props)?,
-            redis_db: redis_db(props)?,
-        })
+/// Reads the properties (the contract checks presence, `RedisTls` and `RedisDb`) and
+/// checks that every value is safe to put into a URL.
+fn parse(props: &Properties) -> Result<UrlProps, PropertyError> {
+    let p = ConnectionUrlsProperties::read(&props.0)?;
+    if p.db_ssl_mode.as_deref().is_some_and(|m| !is_identifier(m)) {
+        return Err(PropertyError::invalid(
+            property::DB_SSL_MODE,
+            "an sslmode such as require",
+        ));
     }
-}
-
-fn redis_tls(props: &Properties) -> Result<bool, PropertyError> {
-    match props.required("RedisTls")?.to_ascii_lowercase().as_str() {
-        "true" => Ok(true),
-        "false" => Ok(false),
-        _ => Err(PropertyError::Invalid {
-            name: "RedisTls".into(),
-            expected: "\"true\" or \"false\"".into(),
-        }),
-    }
-}
-
-fn redis_db(props: &Properties) -> Result<&str, PropertyError> {
-    let db = props.or_default("RedisDb", "0")?;
-    if db.parse::<u8>().is_ok() {
-        Ok(db)
-    } else {
-        Err(PropertyError::Invalid {
-            name: "RedisDb".into(),
-            expected: "a database number from 0 to 255".into(),
-        })
-    }
+    secret_arn(DATABASE, &p.database_secret_arn)?;
+    secret_arn(REDIS, &p.redis_secret_arn)?;
+    let name = "letters, digits, _ or -";
+    let port = "a port from 1 to 65535";
+    checked(property::DB_USER, &p.db_user, is_identifier, name)?;
+    checked(property::DB_HOST, &p.db_host, is_host, "a host name")?;
+    checked(property::DB_PORT, &p.db_port, is_port, port)?;
+    checked(property::DB_NAME, &p.db_name, is_identifier, name)?;
+    checked(property::REDIS_HOST, &p.redis_host, is_host, "a host name")?;
+    checked(property::REDIS_PORT, &p.redis_port, is_port, port)?;
+    Ok(p)
 }
 
 /// Like Python's `quote(value, safe='')`: everything but ASCII letters and digits is
@@ -95,14 +55,15 @@ fn encode(value: &str) -> String {
 
 /// `AIRFLOW__DATABASE__SQL_ALCHEMY_CONN`:
 /// `postgresql+psycopg2://USER:PW@HOST:PORT/DB[?sslmode=X]`.
-fn sql_alchemy_conn(props: &UrlProps<'_>, db_password: &str) -> String {
+fn sql_alchemy_conn(props: &UrlProps, db_password: &str) -> String {
     let ssl = props
         .db_ssl_mode
+        .as_ref()
         .map(|m| format!("?sslmode={m}"))
         .unwrap_or_default();
     format!(
         "postgresql+psycopg2://{}:{}@{}:{}/{}{}",
-        encode(props.db_user),
+        encode(&props.db_user),
         encode(db_password),
         props.db_host,
         props.db_port,
@@ -112,7 +73,7 @@ fn sql_alchemy_conn(props: &UrlProps<'_>, db_password: &str) -> String {
 }
 
 /// `AIRFLOW__CELERY__BROKER_URL`; TLS uses `rediss://` and requires a valid certificate.
-fn broker_url(props: &UrlProps<'_>, redis_password: &str) -> String {
+fn broker_url(props: &UrlProps, redis_password: &str) -> String {
     let (scheme, query) = if props.redis_tls {
         ("rediss", "?ssl_cert_reqs=required")
     } else {
@@ -132,21 +93,27 @@ pub async fn write_urls(
     request: &CustomResourceRequest,
     store: &dyn SecretStore,
 ) -> Result<HandlerOutput, HandlerError> {
-    let props = UrlProps::parse(&request.resource_properties)?;
+    let props = parse(&request.resource_properties)?;
     // Both documents are read (and checked) before anything is written.
-    let database = read_document(store, props.database_arn, DATABASE).await?;
-    let redis = read_document(store, props.redis_arn, REDIS).await?;
+    let database = read_document(store, &props.database_secret_arn, DATABASE).await?;
+    let redis = read_document(store, &props.redis_secret_arn, REDIS).await?;
     let database_url = sql_alchemy_conn(&props, password(&database, DATABASE)?);
     let redis_url = broker_url(&props, password(&redis, REDIS)?);
     let wanted = [
         (
             DATABASE,
-            props.database_arn,
+            props.database_secret_arn.as_str(),
             database,
-            SQL_ALCHEMY_CONN,
+            key::SQL_ALCHEMY_CONN,
             database_url,
         ),
-        (REDIS, props.redis_arn, redis, BROKER_URL, redis_url),
+        (
+            REDIS,
+            props.redis_secret_arn.as_str(),
+            redis,
+            key::BROKER_URL,
+            redis_url,
+        ),
     ];
     for (property, arn, document, key, url) in wanted {
         let written = write_if_changed(request, store, property, arn, document, key, url).await?;
@@ -171,9 +138,9 @@ async fn read_document(
 
 /// The `"password"` that `Custom::AirflowSecrets` wrote (or that was there before).
 fn password<'d>(document: &'d Document, property: &'static str) -> Result<&'d str, HandlerError> {
-    json_secret::string_key(document, property, PASSWORD)?.ok_or(HandlerError::MissingKey {
+    json_secret::string_key(document, property, key::PASSWORD)?.ok_or(HandlerError::MissingKey {
         property,
-        key: PASSWORD,
+        key: key::PASSWORD,
     })
 }
 

@@ -12,7 +12,11 @@ pub enum HandlerError {
     #[error(transparent)]
     Property(#[from] PropertyError),
     /// This function does not serve the resource type.
-    #[error("unsupported ResourceType {0} (expected Custom::AirflowSecrets or Custom::AirflowConnectionUrls)")]
+    #[error(
+        "unsupported ResourceType {0} (expected {secrets} or {urls})",
+        secrets = airflow_stack_contract::secrets::SECRETS_RESOURCE_TYPE,
+        urls = airflow_stack_contract::secrets::CONNECTION_URLS_RESOURCE_TYPE
+    )]
     UnknownResourceType(String),
     /// A Secrets Manager call failed.
     #[error("Secrets Manager {operation} failed for {property}: {source}")]

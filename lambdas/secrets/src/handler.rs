@@ -9,9 +9,9 @@ use crate::store::SecretStore;
 use crate::{airflow_secrets, connection_urls};
 
 /// Generates keys and passwords.
-pub const AIRFLOW_SECRETS: &str = "Custom::AirflowSecrets";
+pub const AIRFLOW_SECRETS: &str = airflow_stack_contract::secrets::SECRETS_RESOURCE_TYPE;
 /// Writes connection URLs.
-pub const CONNECTION_URLS: &str = "Custom::AirflowConnectionUrls";
+pub const CONNECTION_URLS: &str = airflow_stack_contract::secrets::CONNECTION_URLS_RESOURCE_TYPE;
 
 /// Handles one validated request.
 ///

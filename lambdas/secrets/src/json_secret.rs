@@ -82,6 +82,7 @@ fn describe(error: &serde_json::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use airflow_stack_contract::secrets::property::DATABASE_SECRET_ARN;
 
     const SECRET: &str = "Zq9SecretValueThatMustNotAppear";
 
@@ -94,8 +95,8 @@ mod tests {
 
     #[test]
     fn objects_keep_every_key() {
-        let doc = parse("P", Some(r#"{"password":"x","other":"y","n":1}"#)).unwrap();
-        assert_eq!(string_key(&doc, "P", "password").unwrap(), Some("x"));
+        let doc = parse("P", Some(r#"{"k":"x","other":"y","n":1}"#)).unwrap();
+        assert_eq!(string_key(&doc, "P", "k").unwrap(), Some("x"));
         assert_eq!(doc.len(), 3);
         let back = parse("P", Some(&to_text(&doc))).unwrap();
         assert_eq!(back, doc);
@@ -104,31 +105,28 @@ mod tests {
     #[test]
     fn errors_name_the_property_and_never_the_value() {
         for raw in [
-            format!(r#"{{"password":"{SECRET}"#),
-            format!(r#"{{"password":{SECRET}}}"#),
+            format!(r#"{{"k":"{SECRET}"#),
+            format!(r#"{{"k":{SECRET}}}"#),
             SECRET.to_string(),
             format!(r#""{SECRET}""#),
             format!(r#"["{SECRET}"]"#),
-            format!(r#"{{"password":"{SECRET}",}}"#),
-            format!("{{\"password\":\"{SECRET}\u{1}\"}}"),
+            format!(r#"{{"k":"{SECRET}",}}"#),
+            format!("{{\"k\":\"{SECRET}\u{1}\"}}"),
         ] {
-            let error = parse("DatabaseSecretArn", Some(&raw))
+            let error = parse(DATABASE_SECRET_ARN, Some(&raw))
                 .unwrap_err()
                 .to_string();
-            assert!(error.contains("DatabaseSecretArn"), "{error}");
+            assert!(error.contains(DATABASE_SECRET_ARN), "{error}");
             assert!(!error.contains("Zq9"), "{error}");
         }
-        let doc = parse("P", Some(r#"{"password":["Zq9"]}"#)).unwrap();
-        let error = string_key(&doc, "P", "password").unwrap_err().to_string();
-        assert!(
-            error.contains("password") && !error.contains("Zq9"),
-            "{error}"
-        );
+        let doc = parse("P", Some(r#"{"k":["Zq9"]}"#)).unwrap();
+        let error = string_key(&doc, "P", "k").unwrap_err().to_string();
+        assert!(error.contains("\"k\"") && !error.contains("Zq9"), "{error}");
     }
 
     #[test]
     fn empty_strings_count_as_absent() {
-        let doc = parse("P", Some(r#"{"password":""}"#)).unwrap();
-        assert_eq!(string_key(&doc, "P", "password").unwrap(), None);
+        let doc = parse("P", Some(r#"{"k":""}"#)).unwrap();
+        assert_eq!(string_key(&doc, "P", "k").unwrap(), None);
     }
 }

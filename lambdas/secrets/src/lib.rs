@@ -10,6 +10,10 @@
 //! Secret values only ever travel between the random generator and Secrets Manager:
 //! never into the response, the logs or an error message.
 
+// Not in [workspace.lints] yet: the CLI crate still has undocumented fields (the old
+// hand-written src/cfn/aws), and a member cannot add lints to the workspace set.
+#![warn(missing_docs)]
+
 pub mod airflow_secrets;
 pub mod aws_store;
 pub mod connection_urls;

@@ -1,35 +1,30 @@
-//! Property helpers shared by both resource types.
+//! Checks of property values shared by both resource types. Which properties exist and
+//! how they are read is the contract's (`airflow_stack_contract::secrets`); what a
+//! value must look like to be safe inside a URL or a Secrets Manager call is checked
+//! here.
 
-use cfn_custom_resource::{Properties, PropertyError};
+use cfn_custom_resource::PropertyError;
 
-/// A required property holding a Secrets Manager secret ARN.
-pub fn secret_arn<'a>(props: &'a Properties, name: &str) -> Result<&'a str, PropertyError> {
-    let arn = props.required(name)?;
+/// `arn` (the value of property `name`) must be a Secrets Manager secret ARN.
+pub fn secret_arn(name: &str, arn: &str) -> Result<(), PropertyError> {
     if arn.starts_with("arn:") && arn.contains(":secretsmanager:") {
-        Ok(arn)
+        Ok(())
     } else {
-        Err(PropertyError::Invalid {
-            name: name.into(),
-            expected: "a Secrets Manager secret ARN".into(),
-        })
+        Err(PropertyError::invalid(name, "a Secrets Manager secret ARN"))
     }
 }
 
-/// A required property that must match `valid`, described by `expected` in errors.
-pub fn checked<'a>(
-    props: &'a Properties,
+/// `value` (of property `name`) must pass `valid`, described by `expected` in errors.
+pub fn checked(
     name: &str,
+    value: &str,
     valid: impl Fn(&str) -> bool,
     expected: &str,
-) -> Result<&'a str, PropertyError> {
-    let value = props.required(name)?;
+) -> Result<(), PropertyError> {
     if valid(value) {
-        Ok(value)
+        Ok(())
     } else {
-        Err(PropertyError::Invalid {
-            name: name.into(),
-            expected: expected.into(),
-        })
+        Err(PropertyError::invalid(name, expected))
     }
 }
 

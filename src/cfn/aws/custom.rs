@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 
+use airflow_stack_contract::wire::{PropertyMap, PropertyValue};
 use serde::{Serialize, Serializer};
 
 use crate::cfn::{Expr, Handle, Resource};
@@ -59,17 +60,20 @@ impl CustomResource {
         }
     }
 
-    /// Sets a string property.
-    pub fn prop(mut self, key: &str, value: impl Into<Expr>) -> CustomResource {
-        self.properties
-            .insert(key.to_string(), Property::Str(value.into()));
-        self
-    }
-
-    /// Sets a list property.
-    pub fn list(mut self, key: &str, values: Vec<Expr>) -> CustomResource {
-        self.properties
-            .insert(key.to_string(), Property::List(values));
+    /// Sets the handler's properties from the contract's typed value
+    /// (`airflow_stack_contract`), so the property names are spelled in one place for
+    /// the CLI and the Lambda.
+    pub fn with_properties(mut self, properties: PropertyMap<Expr>) -> CustomResource {
+        self.properties = properties
+            .into_iter()
+            .map(|(key, value)| {
+                let value = match value {
+                    PropertyValue::One(v) => Property::Str(v),
+                    PropertyValue::List(l) => Property::List(l),
+                };
+                (key.to_string(), value)
+            })
+            .collect();
         self
     }
 }
