@@ -539,9 +539,30 @@ impl Entry {
             );
         }
         if self.properties.as_object().is_some_and(|o| !o.is_empty()) {
-            obj.insert("Properties".into(), self.properties.clone());
+            obj.insert("Properties".into(), sorted_keys(self.properties.clone()));
         }
         Value::Object(obj)
+    }
+}
+
+/// `value` with the keys of every object in alphabetical order. Properties render in
+/// one canonical order whatever struct or map they come from (generated types, custom
+/// resources, policy documents), so a template is byte-identical however a construct
+/// builds its resources; CloudFormation does not depend on key order.
+fn sorted_keys(value: Value) -> Value {
+    match value {
+        Value::Object(map) => {
+            let mut entries: Vec<(String, Value)> = map.into_iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(&b.0));
+            Value::Object(
+                entries
+                    .into_iter()
+                    .map(|(k, v)| (k, sorted_keys(v)))
+                    .collect(),
+            )
+        }
+        Value::Array(items) => Value::Array(items.into_iter().map(sorted_keys).collect()),
+        other => other,
     }
 }
 
