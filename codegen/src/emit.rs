@@ -38,7 +38,10 @@ impl Uses {
                 "Expr".into()
             }
             Ty::Int => "i64".into(),
-            Ty::Float => "f64".into(),
+            Ty::Float => {
+                self.names.insert("Number");
+                "Number".into()
+            }
             Ty::Bool => "bool".into(),
             Ty::Json => "serde_json::Value".into(),
             Ty::Named(name) => match module {
@@ -88,14 +91,14 @@ impl Uses {
         if !cfn.is_empty() {
             let _ = writeln!(out, "use crate::cfn::{{{}}};", cfn.join(", "));
         }
-        let l1: Vec<&str> = ["PolicyDocument", "Tag"]
+        let l1: Vec<&str> = ["Number", "PolicyDocument", "Tag"]
             .into_iter()
             .filter(|n| has(n))
             .collect();
         if !l1.is_empty() {
             let _ = writeln!(out, "use crate::cfn::l1::{{{}}};", l1.join(", "));
         }
-        let common: Vec<&str> = ["debug_as_json", "prop"]
+        let common: Vec<&str> = ["debug_as_json", "debug_as_str", "prop"]
             .into_iter()
             .filter(|n| has(n))
             .collect();
@@ -151,7 +154,7 @@ fn item(out: &mut String, uses: &mut Uses, item: &Item) {
             let name = &item.rust_name;
             let _ = writeln!(
                 out,
-                "#[derive(Clone, Copy, Debug, PartialEq, Eq)]\npub enum {name} {{"
+                "#[derive(Clone, Copy, PartialEq, Eq)]\npub enum {name} {{"
             );
             for v in variants {
                 let _ = writeln!(out, "/// `{}`\n{},", v.value, v.rust_name);
@@ -160,6 +163,7 @@ fn item(out: &mut String, uses: &mut Uses, item: &Item) {
                 out,
                 "}}\n\nimpl {name} {{\n\
                  /// The value as written in the template.\n\
+                 #[inline]\n\
                  pub fn as_str(self) -> &'static str {{\nmatch self {{"
             );
             for v in variants {
@@ -208,7 +212,7 @@ fn resource(out: &mut String, uses: &mut Uses, r: &Resource) {
          /// `required`: the properties CloudFormation requires, by name.\n\
          pub const REQUIRED: &'static [&'static str] = {};\n\
          }}\n\n\
-         impl Resource for {name} {{\nfn type_name(&self) -> &str {{\nSelf::TYPE\n}}\n}}\n",
+         impl Resource for {name} {{\n#[inline]\nfn type_name(&self) -> &str {{\nSelf::TYPE\n}}\n}}\n",
         r.type_name,
         str_slice(&r.create_only),
         str_slice(&r.conditional_create_only),
@@ -228,7 +232,7 @@ fn resource(out: &mut String, uses: &mut Uses, r: &Resource) {
             doc(out, std::slice::from_ref(&a.doc));
             let _ = writeln!(
                 out,
-                "pub fn {}(&self) -> {ret} {{\nself.{call}(\"{}\")\n}}",
+                "#[inline]\npub fn {}(&self) -> {ret} {{\nself.{call}(\"{}\")\n}}",
                 a.method, a.name
             );
         }
@@ -266,6 +270,16 @@ pub fn service(service: &str, resources: &[&Resource], source: &str) -> String {
             }
         }
         debug_impls(&mut sub, &mut sub_uses, &structs);
+        let enums: Vec<&str> = r
+            .items
+            .iter()
+            .filter(|i| matches!(i.kind, ItemKind::Enum(_)))
+            .map(|i| i.rust_name.as_str())
+            .collect();
+        if !enums.is_empty() {
+            sub_uses.names.insert("debug_as_str");
+            let _ = writeln!(sub, "debug_as_str!({});", enums.join(", "));
+        }
         let _ = writeln!(
             body,
             "\n/// Property types of [`{0}`].\npub mod {1} {{\n{2}\n{sub}}}",
@@ -301,17 +315,19 @@ pub fn root(resources: &[Resource], modules: &[String], source: &str) -> String 
          //! in snake case (`DBClusterIdentifier` is `db_cluster_identifier`) and serialised\n\
          //! in alphabetical order under their CloudFormation names. A property is an\n\
          //! `Option` left out of the template when `None`; a list or a map is a `Vec` or a\n\
-         //! `BTreeMap` left out when empty, so an empty list is never rendered. Strings are\n\
+         //! `BTreeMap` left out when empty, so an empty list is never rendered by accident\n\
+         //! (the few lists where `[]` removes a setting are `Option<Vec<T>>`). Strings are\n\
          //! [`Expr`](crate::cfn::Expr) (a literal or an intrinsic), enumerated strings are\n\
-         //! enums, integers `i64`, numbers `f64`. Property types live in a module named\n\
-         //! after the resource (`ecs::task_definition::ContainerDefinition`). Typed\n\
-         //! `Fn::GetAtt` accessors on [`Handle`](crate::cfn::Handle) exist for the\n\
-         //! read-only properties, and each type carries its create-only properties.\n\
+         //! enums, integers `i64`, other numbers [`Number`]. Property types live in a\n\
+         //! module named after the resource (`ecs::task_definition::ContainerDefinition`).\n\
+         //! Typed `Fn::GetAtt` accessors on [`Handle`](crate::cfn::Handle) exist for the\n\
+         //! read-only properties (a [`ListExpr`](crate::cfn::ListExpr) for a list), and\n\
+         //! each type carries its create-only and required properties.\n\
          {}\n",
         generated_note(source)
     );
     out.push_str("mod common;\n#[cfg(test)]\nmod tests;\n\n");
-    out.push_str("pub use common::{PolicyDocument, Principal, Statement, Tag};\n\n");
+    out.push_str("pub use common::{Number, PolicyDocument, Principal, Statement, Tag};\n\n");
     for m in modules {
         let _ = writeln!(out, "pub mod {m};");
     }

@@ -19,7 +19,7 @@ pub enum Ty {
     Expr,
     /// `i64`.
     Int,
-    /// `f64`.
+    /// A JSON number (`crate::cfn::l1::Number`), integral or not, rendered as given.
     Float,
     /// `bool`.
     Bool,

@@ -106,6 +106,7 @@ impl Certificate {
 }
 
 impl Resource for Certificate {
+    #[inline]
     fn type_name(&self) -> &str {
         Self::TYPE
     }
@@ -113,6 +114,7 @@ impl Resource for Certificate {
 
 impl Handle<Certificate> {
     /// `Fn::GetAtt` `CertificateArn`: The Amazon Resource Name (ARN) of the private certificate authority (CA) that will be used to issue the certificate.
+    #[inline]
     pub fn certificate_arn(&self) -> Expr {
         self.get_att("CertificateArn")
     }
@@ -124,11 +126,11 @@ debug_as_json!(Certificate);
 pub mod certificate {
     use serde::ser::{Serialize, SerializeMap, Serializer};
 
-    use crate::cfn::l1::common::{debug_as_json, prop};
+    use crate::cfn::l1::common::{debug_as_json, debug_as_str, prop};
     use crate::cfn::Expr;
 
     /// Specifies whether the certificate can be exported. ENABLED allows the certificate to be exported, DISABLED prevents export.
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    #[derive(Clone, Copy, PartialEq, Eq)]
     pub enum CertificateExport {
         /// `ENABLED`
         Enabled,
@@ -138,6 +140,7 @@ pub mod certificate {
 
     impl CertificateExport {
         /// The value as written in the template.
+        #[inline]
         pub fn as_str(self) -> &'static str {
             match self {
                 CertificateExport::Enabled => "ENABLED",
@@ -153,7 +156,7 @@ pub mod certificate {
     }
 
     /// You can opt out of certificate transparency logging by specifying the DISABLED option. Opt in by specifying ENABLED.
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    #[derive(Clone, Copy, PartialEq, Eq)]
     pub enum CertificateTransparencyLoggingPreference {
         /// `ENABLED`
         Enabled,
@@ -163,6 +166,7 @@ pub mod certificate {
 
     impl CertificateTransparencyLoggingPreference {
         /// The value as written in the template.
+        #[inline]
         pub fn as_str(self) -> &'static str {
             match self {
                 CertificateTransparencyLoggingPreference::Enabled => "ENABLED",
@@ -199,4 +203,5 @@ pub mod certificate {
     }
 
     debug_as_json!(DomainValidationOption);
+    debug_as_str!(CertificateExport, CertificateTransparencyLoggingPreference);
 }

@@ -46,6 +46,7 @@ impl Distribution {
 }
 
 impl Resource for Distribution {
+    #[inline]
     fn type_name(&self) -> &str {
         Self::TYPE
     }
@@ -53,10 +54,12 @@ impl Resource for Distribution {
 
 impl Handle<Distribution> {
     /// `Fn::GetAtt` `DomainName`.
+    #[inline]
     pub fn domain_name(&self) -> Expr {
         self.get_att("DomainName")
     }
     /// `Fn::GetAtt` `Id`.
+    #[inline]
     pub fn get_att_id(&self) -> Expr {
         self.get_att("Id")
     }
@@ -68,7 +71,8 @@ debug_as_json!(Distribution);
 pub mod distribution {
     use serde::ser::{Serialize, SerializeMap, Serializer};
 
-    use crate::cfn::l1::common::{debug_as_json, prop};
+    use crate::cfn::l1::common::{debug_as_json, debug_as_str, prop};
+    use crate::cfn::l1::Number;
     use crate::cfn::Expr;
 
     /// A complex type that describes how CloudFront processes requests.
@@ -83,7 +87,7 @@ pub mod distribution {
         /// Whether you want CloudFront to automatically compress certain files for this cache behavior. If so, specify true; if not, specify false. For more information, see [Serving Compressed Files](https://docs.aws.amazon.com/AmazonCloudFront/latest/DeveloperGuide/ServingCompressedFiles.html) in the *Amazon CloudFront Developer Guide*.
         pub compress: Option<bool>,
         /// This field only supports standard distributions. You can't specify this field for multi-tenant distributions. For more information, see [Unsupported features for SaaS Manager for Amazon CloudFront](https://docs.aws.amazon.com/AmazonCloudFront/latest/DeveloperGuide/distribution-config-options.html#unsupported-saas) in the *Amazon CloudFront Developer Guide*.
-        pub default_ttl: Option<f64>,
+        pub default_ttl: Option<Number>,
         /// The value of ``ID`` for the field-level encryption configuration that you want CloudFront to use for encrypting specific fields of data for this cache behavior.
         pub field_level_encryption_id: Option<Expr>,
         /// This field is deprecated. We recommend that you use a cache policy or an origin request policy instead of this field. For more information, see [Working with policies](https://docs.aws.amazon.com/AmazonCloudFront/latest/DeveloperGuide/working-with-policies.html) in the *Amazon CloudFront Developer Guide*.
@@ -95,9 +99,9 @@ pub mod distribution {
         /// A complex type that contains zero or more Lambda@Edge function associations for a cache behavior.
         pub lambda_function_associations: Vec<LambdaFunctionAssociation>,
         /// This field only supports standard distributions. You can't specify this field for multi-tenant distributions. For more information, see [Unsupported features for SaaS Manager for Amazon CloudFront](https://docs.aws.amazon.com/AmazonCloudFront/latest/DeveloperGuide/distribution-config-options.html#unsupported-saas) in the *Amazon CloudFront Developer Guide*.
-        pub max_ttl: Option<f64>,
+        pub max_ttl: Option<Number>,
         /// This field only supports standard distributions. You can't specify this field for multi-tenant distributions. For more information, see [Unsupported features for SaaS Manager for Amazon CloudFront](https://docs.aws.amazon.com/AmazonCloudFront/latest/DeveloperGuide/distribution-config-options.html#unsupported-saas) in the *Amazon CloudFront Developer Guide*.
-        pub min_ttl: Option<f64>,
+        pub min_ttl: Option<Number>,
         /// The unique identifier of the origin request policy that is attached to this cache behavior. For more information, see [Creating origin request policies](https://docs.aws.amazon.com/AmazonCloudFront/latest/DeveloperGuide/controlling-origin-requests.html#origin-request-create-origin-request-policy) or [Using the managed origin request policies](https://docs.aws.amazon.com/AmazonCloudFront/latest/DeveloperGuide/using-managed-origin-request-policies.html) in the *Amazon CloudFront Developer Guide*.
         pub origin_request_policy_id: Option<Expr>,
         /// The pattern (for example, ``images/*.jpg``) that specifies which requests to apply the behavior to. When CloudFront receives a viewer request, the requested path is compared with path patterns in the order in which cache behaviors are listed in the distribution.
@@ -215,7 +219,7 @@ pub mod distribution {
     }
 
     /// Values of `ConnectionMode`.
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    #[derive(Clone, Copy, PartialEq, Eq)]
     pub enum ConnectionMode {
         /// `direct`
         Direct,
@@ -225,6 +229,7 @@ pub mod distribution {
 
     impl ConnectionMode {
         /// The value as written in the template.
+        #[inline]
         pub fn as_str(self) -> &'static str {
             match self {
                 ConnectionMode::Direct => "direct",
@@ -263,7 +268,7 @@ pub mod distribution {
     #[derive(Clone, Default)]
     pub struct CustomErrorResponse {
         /// The minimum amount of time, in seconds, that you want CloudFront to cache the HTTP status code specified in ``ErrorCode``. When this time period has elapsed, CloudFront queries your origin to see whether the problem that caused the error has been resolved and the requested object is now available.
-        pub error_caching_min_ttl: Option<f64>,
+        pub error_caching_min_ttl: Option<Number>,
         /// The HTTP status code for which you want to specify a custom error page and/or a caching duration.
         ///
         /// Required.
@@ -343,7 +348,7 @@ pub mod distribution {
         /// Whether you want CloudFront to automatically compress certain files for this cache behavior. If so, specify ``true``; if not, specify ``false``. For more information, see [Serving Compressed Files](https://docs.aws.amazon.com/AmazonCloudFront/latest/DeveloperGuide/ServingCompressedFiles.html) in the *Amazon CloudFront Developer Guide*.
         pub compress: Option<bool>,
         /// This field only supports standard distributions. You can't specify this field for multi-tenant distributions. For more information, see [Unsupported features for SaaS Manager for Amazon CloudFront](https://docs.aws.amazon.com/AmazonCloudFront/latest/DeveloperGuide/distribution-config-options.html#unsupported-saas) in the *Amazon CloudFront Developer Guide*.
-        pub default_ttl: Option<f64>,
+        pub default_ttl: Option<Number>,
         /// The value of ``ID`` for the field-level encryption configuration that you want CloudFront to use for encrypting specific fields of data for the default cache behavior.
         pub field_level_encryption_id: Option<Expr>,
         /// This field is deprecated. We recommend that you use a cache policy or an origin request policy instead of this field. For more information, see [Working with policies](https://docs.aws.amazon.com/AmazonCloudFront/latest/DeveloperGuide/working-with-policies.html) in the *Amazon CloudFront Developer Guide*.
@@ -355,9 +360,9 @@ pub mod distribution {
         /// A complex type that contains zero or more Lambda@Edge function associations for a cache behavior.
         pub lambda_function_associations: Vec<LambdaFunctionAssociation>,
         /// This field only supports standard distributions. You can't specify this field for multi-tenant distributions. For more information, see [Unsupported features for SaaS Manager for Amazon CloudFront](https://docs.aws.amazon.com/AmazonCloudFront/latest/DeveloperGuide/distribution-config-options.html#unsupported-saas) in the *Amazon CloudFront Developer Guide*.
-        pub max_ttl: Option<f64>,
+        pub max_ttl: Option<Number>,
         /// This field only supports standard distributions. You can't specify this field for multi-tenant distributions. For more information, see [Unsupported features for SaaS Manager for Amazon CloudFront](https://docs.aws.amazon.com/AmazonCloudFront/latest/DeveloperGuide/distribution-config-options.html#unsupported-saas) in the *Amazon CloudFront Developer Guide*.
-        pub min_ttl: Option<f64>,
+        pub min_ttl: Option<Number>,
         /// The unique identifier of the origin request policy that is attached to the default cache behavior. For more information, see [Creating origin request policies](https://docs.aws.amazon.com/AmazonCloudFront/latest/DeveloperGuide/controlling-origin-requests.html#origin-request-create-origin-request-policy) or [Using the managed origin request policies](https://docs.aws.amazon.com/AmazonCloudFront/latest/DeveloperGuide/using-managed-origin-request-policies.html) in the *Amazon CloudFront Developer Guide*.
         pub origin_request_policy_id: Option<Expr>,
         /// The Amazon Resource Name (ARN) of the real-time log configuration that is attached to this cache behavior. For more information, see [Real-time logs](https://docs.aws.amazon.com/AmazonCloudFront/latest/DeveloperGuide/real-time-logs.html) in the *Amazon CloudFront Developer Guide*.
@@ -651,7 +656,7 @@ pub mod distribution {
     }
 
     /// (Optional) Specify the HTTP version(s) that you want viewers to use to communicate with CF. The default value for new distributions is ``http1.1``.
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    #[derive(Clone, Copy, PartialEq, Eq)]
     pub enum HttpVersion {
         /// `http1.1`
         Http1_1,
@@ -665,6 +670,7 @@ pub mod distribution {
 
     impl HttpVersion {
         /// The value as written in the template.
+        #[inline]
         pub fn as_str(self) -> &'static str {
             match self {
                 HttpVersion::Http1_1 => "http1.1",
@@ -682,7 +688,7 @@ pub mod distribution {
     }
 
     /// Specifies which IP protocol CloudFront uses when connecting to your origin. If your origin uses both IPv4 and IPv6 protocols, you can choose ``dualstack`` to help optimize reliability.
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    #[derive(Clone, Copy, PartialEq, Eq)]
     pub enum IpAddressType {
         /// `ipv4`
         Ipv4,
@@ -694,6 +700,7 @@ pub mod distribution {
 
     impl IpAddressType {
         /// The value as written in the template.
+        #[inline]
         pub fn as_str(self) -> &'static str {
             match self {
                 IpAddressType::Ipv4 => "ipv4",
@@ -792,7 +799,7 @@ pub mod distribution {
     }
 
     /// Values of `LocationsItem`.
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    #[derive(Clone, Copy, PartialEq, Eq)]
     pub enum LocationsItem {
         /// `AD`
         Ad,
@@ -1296,6 +1303,7 @@ pub mod distribution {
 
     impl LocationsItem {
         /// The value as written in the template.
+        #[inline]
         pub fn as_str(self) -> &'static str {
             match self {
                 LocationsItem::Ad => "AD",
@@ -1579,7 +1587,7 @@ pub mod distribution {
     }
 
     /// If the distribution uses ``Aliases`` (alternate domain names or CNAMEs), specify the security policy that you want CloudFront to use for HTTPS connections with viewers. The security policy determines two settings:
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    #[derive(Clone, Copy, PartialEq, Eq)]
     pub enum MinimumProtocolVersion {
         /// `SSLv3`
         SSLv3,
@@ -1603,6 +1611,7 @@ pub mod distribution {
 
     impl MinimumProtocolVersion {
         /// The value as written in the template.
+        #[inline]
         pub fn as_str(self) -> &'static str {
             match self {
                 MinimumProtocolVersion::SSLv3 => "SSLv3",
@@ -1793,7 +1802,7 @@ pub mod distribution {
     }
 
     /// Values of `OriginGroupSelectionCriteria`.
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    #[derive(Clone, Copy, PartialEq, Eq)]
     pub enum OriginGroupSelectionCriteria {
         /// `default`
         Default,
@@ -1803,6 +1812,7 @@ pub mod distribution {
 
     impl OriginGroupSelectionCriteria {
         /// The value as written in the template.
+        #[inline]
         pub fn as_str(self) -> &'static str {
             match self {
                 OriginGroupSelectionCriteria::Default => "default",
@@ -1899,7 +1909,7 @@ pub mod distribution {
     }
 
     /// This field only supports standard distributions. You can't specify this field for multi-tenant distributions. For more information, see [Unsupported features for SaaS Manager for Amazon CloudFront](https://docs.aws.amazon.com/AmazonCloudFront/latest/DeveloperGuide/distribution-config-options.html#unsupported-saas) in the *Amazon CloudFront Developer Guide*.
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    #[derive(Clone, Copy, PartialEq, Eq)]
     pub enum PriceClass {
         /// `None`
         None,
@@ -1913,6 +1923,7 @@ pub mod distribution {
 
     impl PriceClass {
         /// The value as written in the template.
+        #[inline]
         pub fn as_str(self) -> &'static str {
             match self {
                 PriceClass::None => "None",
@@ -1930,7 +1941,7 @@ pub mod distribution {
     }
 
     /// The method that you want to use to restrict distribution of your content by country:
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    #[derive(Clone, Copy, PartialEq, Eq)]
     pub enum RestrictionType {
         /// `blacklist`
         Blacklist,
@@ -1942,6 +1953,7 @@ pub mod distribution {
 
     impl RestrictionType {
         /// The value as written in the template.
+        #[inline]
         pub fn as_str(self) -> &'static str {
             match self {
                 RestrictionType::Blacklist => "blacklist",
@@ -1997,7 +2009,7 @@ pub mod distribution {
     }
 
     /// In CloudFormation, this field name is ``SslSupportMethod``. Note the different capitalization.
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    #[derive(Clone, Copy, PartialEq, Eq)]
     pub enum SslSupportMethod {
         /// `sni-only`
         SniOnly,
@@ -2009,6 +2021,7 @@ pub mod distribution {
 
     impl SslSupportMethod {
         /// The value as written in the template.
+        #[inline]
         pub fn as_str(self) -> &'static str {
             match self {
                 SslSupportMethod::SniOnly => "sni-only",
@@ -2173,7 +2186,7 @@ pub mod distribution {
     }
 
     /// Values of `ViewerMtlsMode`.
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    #[derive(Clone, Copy, PartialEq, Eq)]
     pub enum ViewerMtlsMode {
         /// `required`
         Required,
@@ -2185,6 +2198,7 @@ pub mod distribution {
 
     impl ViewerMtlsMode {
         /// The value as written in the template.
+        #[inline]
         pub fn as_str(self) -> &'static str {
             match self {
                 ViewerMtlsMode::Required => "required",
@@ -2201,7 +2215,7 @@ pub mod distribution {
     }
 
     /// The protocol that viewers can use to access the files in the origin specified by ``TargetOriginId`` when a request matches the path pattern in ``PathPattern``. You can specify the following options:
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    #[derive(Clone, Copy, PartialEq, Eq)]
     pub enum ViewerProtocolPolicy {
         /// `allow-all`
         AllowAll,
@@ -2213,6 +2227,7 @@ pub mod distribution {
 
     impl ViewerProtocolPolicy {
         /// The value as written in the template.
+        #[inline]
         pub fn as_str(self) -> &'static str {
             match self {
                 ViewerProtocolPolicy::AllowAll => "allow-all",
@@ -2295,5 +2310,18 @@ pub mod distribution {
         ViewerCertificate,
         ViewerMtlsConfig,
         VpcOriginConfig
+    );
+    debug_as_str!(
+        ConnectionMode,
+        HttpVersion,
+        IpAddressType,
+        LocationsItem,
+        MinimumProtocolVersion,
+        OriginGroupSelectionCriteria,
+        PriceClass,
+        RestrictionType,
+        SslSupportMethod,
+        ViewerMtlsMode,
+        ViewerProtocolPolicy
     );
 }

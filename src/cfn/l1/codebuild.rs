@@ -7,7 +7,7 @@
 use serde::ser::{Serialize, SerializeMap, Serializer};
 
 use crate::cfn::l1::common::{debug_as_json, prop};
-use crate::cfn::l1::Tag;
+use crate::cfn::l1::{Number, Tag};
 use crate::cfn::{Expr, Handle, Resource};
 
 /// `AWS::CodeBuild::Project`: Resource Type definition for AWS::CodeBuild::Project
@@ -20,7 +20,7 @@ pub struct Project {
     /// Required.
     pub artifacts: Option<project::Artifacts>,
     /// The `AutoRetryLimit` property.
-    pub auto_retry_limit: Option<f64>,
+    pub auto_retry_limit: Option<Number>,
     /// The `BadgeEnabled` property.
     pub badge_enabled: Option<bool>,
     /// The `BuildBatchConfig` property.
@@ -136,6 +136,7 @@ impl Project {
 }
 
 impl Resource for Project {
+    #[inline]
     fn type_name(&self) -> &str {
         Self::TYPE
     }
@@ -143,10 +144,12 @@ impl Resource for Project {
 
 impl Handle<Project> {
     /// `Fn::GetAtt` `Arn`.
+    #[inline]
     pub fn arn(&self) -> Expr {
         self.get_att("Arn")
     }
     /// `Fn::GetAtt` `Id`.
+    #[inline]
     pub fn get_att_id(&self) -> Expr {
         self.get_att("Id")
     }

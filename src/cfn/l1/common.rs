@@ -33,6 +33,43 @@ impl Tag {
     }
 }
 
+/// A JSON number property (the schemas' `number`, as opposed to `integer`): rendered
+/// exactly as given, so `10` stays `10` (a DNS TTL) and `4.0` stays `4.0` (Aurora
+/// capacity units). Build one with `.into()` from an integer or an `f64`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Number {
+    /// An integral value, rendered without a fraction.
+    Int(i64),
+    /// A floating-point value, rendered as serde_json renders an `f64` (`4.0`, `0.5`).
+    Float(f64),
+}
+
+macro_rules! number_from_integer {
+    ($($t:ty),*) => {$(
+        impl From<$t> for Number {
+            fn from(n: $t) -> Number {
+                Number::Int(i64::from(n))
+            }
+        }
+    )*};
+}
+number_from_integer!(i8, i16, i32, i64, u8, u16, u32);
+
+impl From<f64> for Number {
+    fn from(n: f64) -> Number {
+        Number::Float(n)
+    }
+}
+
+impl Serialize for Number {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match *self {
+            Number::Int(n) => s.serialize_i64(n),
+            Number::Float(n) => s.serialize_f64(n),
+        }
+    }
+}
+
 /// An IAM policy document (trust policies, inline policies, resource policies). The
 /// schemas type these as free-form JSON; codegen/src/overrides.rs lists the properties
 /// that use this type instead.
@@ -190,3 +227,17 @@ macro_rules! debug_as_json {
     )*};
 }
 pub(crate) use debug_as_json;
+
+/// Implements `Debug` for generated enums as the value CloudFormation sees (`awsvpc`),
+/// `#[inline]` for the same reason as [`debug_as_json`].
+macro_rules! debug_as_str {
+    ($($ty:ty),* $(,)?) => {$(
+        impl ::std::fmt::Debug for $ty {
+            #[inline]
+            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    )*};
+}
+pub(crate) use debug_as_str;

@@ -152,6 +152,7 @@ impl Table {
 }
 
 impl Resource for Table {
+    #[inline]
     fn type_name(&self) -> &str {
         Self::TYPE
     }
@@ -159,10 +160,12 @@ impl Resource for Table {
 
 impl Handle<Table> {
     /// `Fn::GetAtt` `Arn`.
+    #[inline]
     pub fn arn(&self) -> Expr {
         self.get_att("Arn")
     }
     /// `Fn::GetAtt` `StreamArn`.
+    #[inline]
     pub fn stream_arn(&self) -> Expr {
         self.get_att("StreamArn")
     }
@@ -174,12 +177,12 @@ debug_as_json!(Table);
 pub mod table {
     use serde::ser::{Serialize, SerializeMap, Serializer};
 
-    use crate::cfn::l1::common::{debug_as_json, prop};
+    use crate::cfn::l1::common::{debug_as_json, debug_as_str, prop};
     use crate::cfn::l1::{PolicyDocument, Tag};
     use crate::cfn::Expr;
 
     /// The precision for the time and date that the stream was created.
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    #[derive(Clone, Copy, PartialEq, Eq)]
     pub enum ApproximateCreationDateTimePrecision {
         /// `MICROSECOND`
         Microsecond,
@@ -189,6 +192,7 @@ pub mod table {
 
     impl ApproximateCreationDateTimePrecision {
         /// The value as written in the template.
+        #[inline]
         pub fn as_str(self) -> &'static str {
             match self {
                 ApproximateCreationDateTimePrecision::Microsecond => "MICROSECOND",
@@ -226,7 +230,7 @@ pub mod table {
     }
 
     /// The data type for the attribute, where:
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    #[derive(Clone, Copy, PartialEq, Eq)]
     pub enum AttributeType {
         /// `B`
         B,
@@ -238,6 +242,7 @@ pub mod table {
 
     impl AttributeType {
         /// The value as written in the template.
+        #[inline]
         pub fn as_str(self) -> &'static str {
             match self {
                 AttributeType::B => "B",
@@ -254,7 +259,7 @@ pub mod table {
     }
 
     /// Specify how you are charged for read and write throughput and how you manage capacity.
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    #[derive(Clone, Copy, PartialEq, Eq)]
     pub enum BillingMode {
         /// `PAY_PER_REQUEST`
         PayPerRequest,
@@ -264,6 +269,7 @@ pub mod table {
 
     impl BillingMode {
         /// The value as written in the template.
+        #[inline]
         pub fn as_str(self) -> &'static str {
             match self {
                 BillingMode::PayPerRequest => "PAY_PER_REQUEST",
@@ -317,7 +323,7 @@ pub mod table {
     }
 
     /// Values of `DistanceFunction`.
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    #[derive(Clone, Copy, PartialEq, Eq)]
     pub enum DistanceFunction {
         /// `COSINE`
         Cosine,
@@ -329,6 +335,7 @@ pub mod table {
 
     impl DistanceFunction {
         /// The value as written in the template.
+        #[inline]
         pub fn as_str(self) -> &'static str {
             match self {
                 DistanceFunction::Cosine => "COSINE",
@@ -534,7 +541,7 @@ pub mod table {
     }
 
     /// Specifies the CloudWatch Contributor Insights mode for a table. Valid values are ``ACCESSED_AND_THROTTLED_KEYS`` (tracks all access and throttled events) or ``THROTTLED_KEYS`` (tracks only throttled events). This setting determines what type of contributor insights data is collected for the table.
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    #[derive(Clone, Copy, PartialEq, Eq)]
     pub enum Mode {
         /// `ACCESSED_AND_THROTTLED_KEYS`
         AccessedAndThrottledKeys,
@@ -544,6 +551,7 @@ pub mod table {
 
     impl Mode {
         /// The value as written in the template.
+        #[inline]
         pub fn as_str(self) -> &'static str {
             match self {
                 Mode::AccessedAndThrottledKeys => "ACCESSED_AND_THROTTLED_KEYS",
@@ -629,7 +637,7 @@ pub mod table {
     }
 
     /// The set of attributes that are projected into the index:
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    #[derive(Clone, Copy, PartialEq, Eq)]
     pub enum ProjectionType {
         /// `ALL`
         All,
@@ -641,6 +649,7 @@ pub mod table {
 
     impl ProjectionType {
         /// The value as written in the template.
+        #[inline]
         pub fn as_str(self) -> &'static str {
             match self {
                 ProjectionType::All => "ALL",
@@ -745,7 +754,7 @@ pub mod table {
     }
 
     /// Values of `SearchSchemaElementType`.
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    #[derive(Clone, Copy, PartialEq, Eq)]
     pub enum SearchSchemaElementType {
         /// `HASH`
         Hash,
@@ -755,6 +764,7 @@ pub mod table {
 
     impl SearchSchemaElementType {
         /// The value as written in the template.
+        #[inline]
         pub fn as_str(self) -> &'static str {
             match self {
                 SearchSchemaElementType::Hash => "HASH",
@@ -793,7 +803,7 @@ pub mod table {
     }
 
     /// Server-side encryption type. The only supported value is:
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    #[derive(Clone, Copy, PartialEq, Eq)]
     pub enum SseType {
         /// `KMS`
         Kms,
@@ -801,6 +811,7 @@ pub mod table {
 
     impl SseType {
         /// The value as written in the template.
+        #[inline]
         pub fn as_str(self) -> &'static str {
             match self {
                 SseType::Kms => "KMS",
@@ -838,7 +849,7 @@ pub mod table {
     }
 
     /// When an item in the table is modified, ``StreamViewType`` determines what information is written to the stream for this table. Valid values for ``StreamViewType`` are:
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    #[derive(Clone, Copy, PartialEq, Eq)]
     pub enum StreamViewType {
         /// `KEYS_ONLY`
         KeysOnly,
@@ -852,6 +863,7 @@ pub mod table {
 
     impl StreamViewType {
         /// The value as written in the template.
+        #[inline]
         pub fn as_str(self) -> &'static str {
             match self {
                 StreamViewType::KeysOnly => "KEYS_ONLY",
@@ -869,7 +881,7 @@ pub mod table {
     }
 
     /// The table class of the new table. Valid values are ``STANDARD`` and ``STANDARD_INFREQUENT_ACCESS``.
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    #[derive(Clone, Copy, PartialEq, Eq)]
     pub enum TableClass {
         /// `STANDARD`
         Standard,
@@ -879,6 +891,7 @@ pub mod table {
 
     impl TableClass {
         /// The value as written in the template.
+        #[inline]
         pub fn as_str(self) -> &'static str {
             match self {
                 TableClass::Standard => "STANDARD",
@@ -1016,5 +1029,17 @@ pub mod table {
         VectorAttribute,
         VectorIndex,
         WarmThroughput
+    );
+    debug_as_str!(
+        ApproximateCreationDateTimePrecision,
+        AttributeType,
+        BillingMode,
+        DistanceFunction,
+        Mode,
+        ProjectionType,
+        SearchSchemaElementType,
+        SseType,
+        StreamViewType,
+        TableClass
     );
 }

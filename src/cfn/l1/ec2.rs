@@ -75,6 +75,7 @@ impl Eip {
 }
 
 impl Resource for Eip {
+    #[inline]
     fn type_name(&self) -> &str {
         Self::TYPE
     }
@@ -82,10 +83,12 @@ impl Resource for Eip {
 
 impl Handle<Eip> {
     /// `Fn::GetAtt` `AllocationId`.
+    #[inline]
     pub fn allocation_id(&self) -> Expr {
         self.get_att("AllocationId")
     }
     /// `Fn::GetAtt` `PublicIp`.
+    #[inline]
     pub fn public_ip(&self) -> Expr {
         self.get_att("PublicIp")
     }
@@ -122,6 +125,7 @@ impl InternetGateway {
 }
 
 impl Resource for InternetGateway {
+    #[inline]
     fn type_name(&self) -> &str {
         Self::TYPE
     }
@@ -129,6 +133,7 @@ impl Resource for InternetGateway {
 
 impl Handle<InternetGateway> {
     /// `Fn::GetAtt` `InternetGatewayId`.
+    #[inline]
     pub fn internet_gateway_id(&self) -> Expr {
         self.get_att("InternetGatewayId")
     }
@@ -237,6 +242,7 @@ impl NatGateway {
 }
 
 impl Resource for NatGateway {
+    #[inline]
     fn type_name(&self) -> &str {
         Self::TYPE
     }
@@ -244,22 +250,27 @@ impl Resource for NatGateway {
 
 impl Handle<NatGateway> {
     /// `Fn::GetAtt` `AutoProvisionZones`.
+    #[inline]
     pub fn auto_provision_zones(&self) -> Expr {
         self.get_att("AutoProvisionZones")
     }
     /// `Fn::GetAtt` `AutoScalingIps`.
+    #[inline]
     pub fn auto_scaling_ips(&self) -> Expr {
         self.get_att("AutoScalingIps")
     }
     /// `Fn::GetAtt` `EniId`.
+    #[inline]
     pub fn eni_id(&self) -> Expr {
         self.get_att("EniId")
     }
     /// `Fn::GetAtt` `NatGatewayId`.
+    #[inline]
     pub fn nat_gateway_id(&self) -> Expr {
         self.get_att("NatGatewayId")
     }
     /// `Fn::GetAtt` `RouteTableId`.
+    #[inline]
     pub fn route_table_id(&self) -> Expr {
         self.get_att("RouteTableId")
     }
@@ -376,6 +387,7 @@ impl Route {
 }
 
 impl Resource for Route {
+    #[inline]
     fn type_name(&self) -> &str {
         Self::TYPE
     }
@@ -383,6 +395,7 @@ impl Resource for Route {
 
 impl Handle<Route> {
     /// `Fn::GetAtt` `CidrBlock`.
+    #[inline]
     pub fn cidr_block(&self) -> Expr {
         self.get_att("CidrBlock")
     }
@@ -426,6 +439,7 @@ impl RouteTable {
 }
 
 impl Resource for RouteTable {
+    #[inline]
     fn type_name(&self) -> &str {
         Self::TYPE
     }
@@ -433,6 +447,7 @@ impl Resource for RouteTable {
 
 impl Handle<RouteTable> {
     /// `Fn::GetAtt` `RouteTableId`.
+    #[inline]
     pub fn route_table_id(&self) -> Expr {
         self.get_att("RouteTableId")
     }
@@ -500,6 +515,7 @@ impl SecurityGroup {
 }
 
 impl Resource for SecurityGroup {
+    #[inline]
     fn type_name(&self) -> &str {
         Self::TYPE
     }
@@ -507,14 +523,17 @@ impl Resource for SecurityGroup {
 
 impl Handle<SecurityGroup> {
     /// `Fn::GetAtt` `GroupId`: The group ID of the specified security group.
+    #[inline]
     pub fn group_id(&self) -> Expr {
         self.get_att("GroupId")
     }
     /// `Fn::GetAtt` `Id`: The group name or group ID depending on whether the SG is created in default or specific VPC
+    #[inline]
     pub fn get_att_id(&self) -> Expr {
         self.get_att("Id")
     }
     /// `Fn::GetAtt` `VpcId`: The ID of the VPC for the security group.
+    #[inline]
     pub fn vpc_id(&self) -> Expr {
         self.get_att("VpcId")
     }
@@ -632,6 +651,7 @@ impl SecurityGroupIngress {
 }
 
 impl Resource for SecurityGroupIngress {
+    #[inline]
     fn type_name(&self) -> &str {
         Self::TYPE
     }
@@ -639,6 +659,7 @@ impl Resource for SecurityGroupIngress {
 
 impl Handle<SecurityGroupIngress> {
     /// `Fn::GetAtt` `Id`: The Security Group Rule Id
+    #[inline]
     pub fn get_att_id(&self) -> Expr {
         self.get_att("Id")
     }
@@ -774,6 +795,7 @@ impl Subnet {
 }
 
 impl Resource for Subnet {
+    #[inline]
     fn type_name(&self) -> &str {
         Self::TYPE
     }
@@ -781,14 +803,17 @@ impl Resource for Subnet {
 
 impl Handle<Subnet> {
     /// `Fn::GetAtt` `Ipv6CidrBlocks`.
+    #[inline]
     pub fn ipv6_cidr_blocks(&self) -> ListExpr {
         self.get_att_list("Ipv6CidrBlocks")
     }
     /// `Fn::GetAtt` `NetworkAclAssociationId`.
+    #[inline]
     pub fn network_acl_association_id(&self) -> Expr {
         self.get_att("NetworkAclAssociationId")
     }
     /// `Fn::GetAtt` `SubnetId`.
+    #[inline]
     pub fn subnet_id(&self) -> Expr {
         self.get_att("SubnetId")
     }
@@ -837,6 +862,7 @@ impl SubnetRouteTableAssociation {
 }
 
 impl Resource for SubnetRouteTableAssociation {
+    #[inline]
     fn type_name(&self) -> &str {
         Self::TYPE
     }
@@ -844,6 +870,7 @@ impl Resource for SubnetRouteTableAssociation {
 
 impl Handle<SubnetRouteTableAssociation> {
     /// `Fn::GetAtt` `Id`.
+    #[inline]
     pub fn get_att_id(&self) -> Expr {
         self.get_att("Id")
     }
@@ -920,6 +947,7 @@ impl Vpc {
 }
 
 impl Resource for Vpc {
+    #[inline]
     fn type_name(&self) -> &str {
         Self::TYPE
     }
@@ -927,32 +955,39 @@ impl Resource for Vpc {
 
 impl Handle<Vpc> {
     /// `Fn::GetAtt` `CidrBlock`: The IPv4 network range for the VPC, in CIDR notation. For example, ``10.0.0.0/16``. We modify the specified CIDR block to its canonical form; for example, if you specify ``100.68.0.18/18``, we modify it to ``100.68.0.0/18``.
+    #[inline]
     pub fn cidr_block(&self) -> Expr {
         self.get_att("CidrBlock")
     }
     /// `Fn::GetAtt` `CidrBlockAssociations`.
+    #[inline]
     pub fn cidr_block_associations(&self) -> ListExpr {
         self.get_att_list("CidrBlockAssociations")
     }
     /// `Fn::GetAtt` `DefaultNetworkAcl`.
+    #[inline]
     pub fn default_network_acl(&self) -> Expr {
         self.get_att("DefaultNetworkAcl")
     }
     /// `Fn::GetAtt` `DefaultSecurityGroup`.
+    #[inline]
     pub fn default_security_group(&self) -> Expr {
         self.get_att("DefaultSecurityGroup")
     }
     /// `Fn::GetAtt` `Ipv6CidrBlocks`.
+    #[inline]
     pub fn ipv6_cidr_blocks(&self) -> ListExpr {
         self.get_att_list("Ipv6CidrBlocks")
     }
     /// `Fn::GetAtt` `VpcEncryptionControl.ResourceExclusions.EgressOnlyInternetGateway.State`: The current state of the exclusion configuration.
+    #[inline]
     pub fn vpc_encryption_control_resource_exclusions_egress_only_internet_gateway_state(
         &self,
     ) -> Expr {
         self.get_att("VpcEncryptionControl.ResourceExclusions.EgressOnlyInternetGateway.State")
     }
     /// `Fn::GetAtt` `VpcEncryptionControl.ResourceExclusions.EgressOnlyInternetGateway.StateMessage`: A message providing additional information about the exclusion state.
+    #[inline]
     pub fn vpc_encryption_control_resource_exclusions_egress_only_internet_gateway_state_message(
         &self,
     ) -> Expr {
@@ -961,84 +996,103 @@ impl Handle<Vpc> {
         )
     }
     /// `Fn::GetAtt` `VpcEncryptionControl.ResourceExclusions.ElasticFileSystem.State`: The current state of the exclusion configuration.
+    #[inline]
     pub fn vpc_encryption_control_resource_exclusions_elastic_file_system_state(&self) -> Expr {
         self.get_att("VpcEncryptionControl.ResourceExclusions.ElasticFileSystem.State")
     }
     /// `Fn::GetAtt` `VpcEncryptionControl.ResourceExclusions.ElasticFileSystem.StateMessage`: A message providing additional information about the exclusion state.
+    #[inline]
     pub fn vpc_encryption_control_resource_exclusions_elastic_file_system_state_message(
         &self,
     ) -> Expr {
         self.get_att("VpcEncryptionControl.ResourceExclusions.ElasticFileSystem.StateMessage")
     }
     /// `Fn::GetAtt` `VpcEncryptionControl.ResourceExclusions.InternetGateway.State`: The current state of the exclusion configuration.
+    #[inline]
     pub fn vpc_encryption_control_resource_exclusions_internet_gateway_state(&self) -> Expr {
         self.get_att("VpcEncryptionControl.ResourceExclusions.InternetGateway.State")
     }
     /// `Fn::GetAtt` `VpcEncryptionControl.ResourceExclusions.InternetGateway.StateMessage`: A message providing additional information about the exclusion state.
+    #[inline]
     pub fn vpc_encryption_control_resource_exclusions_internet_gateway_state_message(
         &self,
     ) -> Expr {
         self.get_att("VpcEncryptionControl.ResourceExclusions.InternetGateway.StateMessage")
     }
     /// `Fn::GetAtt` `VpcEncryptionControl.ResourceExclusions.Lambda.State`: The current state of the exclusion configuration.
+    #[inline]
     pub fn vpc_encryption_control_resource_exclusions_lambda_state(&self) -> Expr {
         self.get_att("VpcEncryptionControl.ResourceExclusions.Lambda.State")
     }
     /// `Fn::GetAtt` `VpcEncryptionControl.ResourceExclusions.Lambda.StateMessage`: A message providing additional information about the exclusion state.
+    #[inline]
     pub fn vpc_encryption_control_resource_exclusions_lambda_state_message(&self) -> Expr {
         self.get_att("VpcEncryptionControl.ResourceExclusions.Lambda.StateMessage")
     }
     /// `Fn::GetAtt` `VpcEncryptionControl.ResourceExclusions.NatGateway.State`: The current state of the exclusion configuration.
+    #[inline]
     pub fn vpc_encryption_control_resource_exclusions_nat_gateway_state(&self) -> Expr {
         self.get_att("VpcEncryptionControl.ResourceExclusions.NatGateway.State")
     }
     /// `Fn::GetAtt` `VpcEncryptionControl.ResourceExclusions.NatGateway.StateMessage`: A message providing additional information about the exclusion state.
+    #[inline]
     pub fn vpc_encryption_control_resource_exclusions_nat_gateway_state_message(&self) -> Expr {
         self.get_att("VpcEncryptionControl.ResourceExclusions.NatGateway.StateMessage")
     }
     /// `Fn::GetAtt` `VpcEncryptionControl.ResourceExclusions.VirtualPrivateGateway.State`: The current state of the exclusion configuration.
+    #[inline]
     pub fn vpc_encryption_control_resource_exclusions_virtual_private_gateway_state(&self) -> Expr {
         self.get_att("VpcEncryptionControl.ResourceExclusions.VirtualPrivateGateway.State")
     }
     /// `Fn::GetAtt` `VpcEncryptionControl.ResourceExclusions.VirtualPrivateGateway.StateMessage`: A message providing additional information about the exclusion state.
+    #[inline]
     pub fn vpc_encryption_control_resource_exclusions_virtual_private_gateway_state_message(
         &self,
     ) -> Expr {
         self.get_att("VpcEncryptionControl.ResourceExclusions.VirtualPrivateGateway.StateMessage")
     }
     /// `Fn::GetAtt` `VpcEncryptionControl.ResourceExclusions.VpcLattice.State`: The current state of the exclusion configuration.
+    #[inline]
     pub fn vpc_encryption_control_resource_exclusions_vpc_lattice_state(&self) -> Expr {
         self.get_att("VpcEncryptionControl.ResourceExclusions.VpcLattice.State")
     }
     /// `Fn::GetAtt` `VpcEncryptionControl.ResourceExclusions.VpcLattice.StateMessage`: A message providing additional information about the exclusion state.
+    #[inline]
     pub fn vpc_encryption_control_resource_exclusions_vpc_lattice_state_message(&self) -> Expr {
         self.get_att("VpcEncryptionControl.ResourceExclusions.VpcLattice.StateMessage")
     }
     /// `Fn::GetAtt` `VpcEncryptionControl.ResourceExclusions.VpcPeering.State`: The current state of the exclusion configuration.
+    #[inline]
     pub fn vpc_encryption_control_resource_exclusions_vpc_peering_state(&self) -> Expr {
         self.get_att("VpcEncryptionControl.ResourceExclusions.VpcPeering.State")
     }
     /// `Fn::GetAtt` `VpcEncryptionControl.ResourceExclusions.VpcPeering.StateMessage`: A message providing additional information about the exclusion state.
+    #[inline]
     pub fn vpc_encryption_control_resource_exclusions_vpc_peering_state_message(&self) -> Expr {
         self.get_att("VpcEncryptionControl.ResourceExclusions.VpcPeering.StateMessage")
     }
     /// `Fn::GetAtt` `VpcEncryptionControl.State`: The current state of the VPC Encryption Control configuration.
+    #[inline]
     pub fn vpc_encryption_control_state(&self) -> Expr {
         self.get_att("VpcEncryptionControl.State")
     }
     /// `Fn::GetAtt` `VpcEncryptionControl.StateMessage`: A message providing additional information about the encryption control state.
+    #[inline]
     pub fn vpc_encryption_control_state_message(&self) -> Expr {
         self.get_att("VpcEncryptionControl.StateMessage")
     }
     /// `Fn::GetAtt` `VpcEncryptionControl.VpcEncryptionControlId`: The ID of the VPC Encryption Control configuration.
+    #[inline]
     pub fn vpc_encryption_control_vpc_encryption_control_id(&self) -> Expr {
         self.get_att("VpcEncryptionControl.VpcEncryptionControlId")
     }
     /// `Fn::GetAtt` `VpcEncryptionControl.VpcId`: The ID of the VPC associated with the encryption control configuration.
+    #[inline]
     pub fn vpc_encryption_control_vpc_id(&self) -> Expr {
         self.get_att("VpcEncryptionControl.VpcId")
     }
     /// `Fn::GetAtt` `VpcId`.
+    #[inline]
     pub fn vpc_id(&self) -> Expr {
         self.get_att("VpcId")
     }
@@ -1085,6 +1139,7 @@ impl VpcGatewayAttachment {
 }
 
 impl Resource for VpcGatewayAttachment {
+    #[inline]
     fn type_name(&self) -> &str {
         Self::TYPE
     }
@@ -1092,6 +1147,7 @@ impl Resource for VpcGatewayAttachment {
 
 impl Handle<VpcGatewayAttachment> {
     /// `Fn::GetAtt` `AttachmentType`: Used to identify if this resource is an Internet Gateway or Vpn Gateway Attachment
+    #[inline]
     pub fn attachment_type(&self) -> Expr {
         self.get_att("AttachmentType")
     }
@@ -1115,11 +1171,11 @@ debug_as_json!(
 pub mod nat_gateway {
     use serde::ser::{Serialize, SerializeMap, Serializer};
 
-    use crate::cfn::l1::common::{debug_as_json, prop};
+    use crate::cfn::l1::common::{debug_as_json, debug_as_str, prop};
     use crate::cfn::Expr;
 
     /// Indicates whether this is a zonal (single-AZ) or regional (multi-AZ) NAT gateway.
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    #[derive(Clone, Copy, PartialEq, Eq)]
     pub enum AvailabilityMode {
         /// `regional`
         Regional,
@@ -1129,6 +1185,7 @@ pub mod nat_gateway {
 
     impl AvailabilityMode {
         /// The value as written in the template.
+        #[inline]
         pub fn as_str(self) -> &'static str {
             match self {
                 AvailabilityMode::Regional => "regional",
@@ -1167,7 +1224,7 @@ pub mod nat_gateway {
     }
 
     /// Indicates whether the NAT gateway supports public or private connectivity. The default is public connectivity.
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    #[derive(Clone, Copy, PartialEq, Eq)]
     pub enum ConnectivityType {
         /// `private`
         Private,
@@ -1177,6 +1234,7 @@ pub mod nat_gateway {
 
     impl ConnectivityType {
         /// The value as written in the template.
+        #[inline]
         pub fn as_str(self) -> &'static str {
             match self {
                 ConnectivityType::Private => "private",
@@ -1192,6 +1250,7 @@ pub mod nat_gateway {
     }
 
     debug_as_json!(AvailabilityZoneAddress);
+    debug_as_str!(AvailabilityMode, ConnectivityType);
 }
 
 /// Property types of [`SecurityGroup`].
@@ -1349,11 +1408,11 @@ pub mod subnet {
 pub mod vpc {
     use serde::ser::{Serialize, SerializeMap, Serializer};
 
-    use crate::cfn::l1::common::{debug_as_json, prop};
+    use crate::cfn::l1::common::{debug_as_json, debug_as_str, prop};
     use crate::cfn::Expr;
 
     /// Values of `EgressOnlyInternetGatewayExclusion`.
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    #[derive(Clone, Copy, PartialEq, Eq)]
     pub enum EgressOnlyInternetGatewayExclusion {
         /// `enable`
         Enable,
@@ -1363,6 +1422,7 @@ pub mod vpc {
 
     impl EgressOnlyInternetGatewayExclusion {
         /// The value as written in the template.
+        #[inline]
         pub fn as_str(self) -> &'static str {
             match self {
                 EgressOnlyInternetGatewayExclusion::Enable => "enable",
@@ -1378,7 +1438,7 @@ pub mod vpc {
     }
 
     /// Values of `ElasticFileSystemExclusion`.
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    #[derive(Clone, Copy, PartialEq, Eq)]
     pub enum ElasticFileSystemExclusion {
         /// `enable`
         Enable,
@@ -1388,6 +1448,7 @@ pub mod vpc {
 
     impl ElasticFileSystemExclusion {
         /// The value as written in the template.
+        #[inline]
         pub fn as_str(self) -> &'static str {
             match self {
                 ElasticFileSystemExclusion::Enable => "enable",
@@ -1403,7 +1464,7 @@ pub mod vpc {
     }
 
     /// The allowed tenancy of instances launched into the VPC.
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    #[derive(Clone, Copy, PartialEq, Eq)]
     pub enum InstanceTenancy {
         /// `dedicated`
         Dedicated,
@@ -1415,6 +1476,7 @@ pub mod vpc {
 
     impl InstanceTenancy {
         /// The value as written in the template.
+        #[inline]
         pub fn as_str(self) -> &'static str {
             match self {
                 InstanceTenancy::Dedicated => "dedicated",
@@ -1431,7 +1493,7 @@ pub mod vpc {
     }
 
     /// Values of `InternetGatewayExclusion`.
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    #[derive(Clone, Copy, PartialEq, Eq)]
     pub enum InternetGatewayExclusion {
         /// `enable`
         Enable,
@@ -1441,6 +1503,7 @@ pub mod vpc {
 
     impl InternetGatewayExclusion {
         /// The value as written in the template.
+        #[inline]
         pub fn as_str(self) -> &'static str {
             match self {
                 InternetGatewayExclusion::Enable => "enable",
@@ -1456,7 +1519,7 @@ pub mod vpc {
     }
 
     /// Values of `LambdaExclusion`.
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    #[derive(Clone, Copy, PartialEq, Eq)]
     pub enum LambdaExclusion {
         /// `enable`
         Enable,
@@ -1466,6 +1529,7 @@ pub mod vpc {
 
     impl LambdaExclusion {
         /// The value as written in the template.
+        #[inline]
         pub fn as_str(self) -> &'static str {
             match self {
                 LambdaExclusion::Enable => "enable",
@@ -1481,7 +1545,7 @@ pub mod vpc {
     }
 
     /// The encryption mode for the VPC Encryption Control configuration.
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    #[derive(Clone, Copy, PartialEq, Eq)]
     pub enum Mode {
         /// `monitor`
         Monitor,
@@ -1491,6 +1555,7 @@ pub mod vpc {
 
     impl Mode {
         /// The value as written in the template.
+        #[inline]
         pub fn as_str(self) -> &'static str {
             match self {
                 Mode::Monitor => "monitor",
@@ -1506,7 +1571,7 @@ pub mod vpc {
     }
 
     /// Values of `NatGatewayExclusion`.
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    #[derive(Clone, Copy, PartialEq, Eq)]
     pub enum NatGatewayExclusion {
         /// `enable`
         Enable,
@@ -1516,6 +1581,7 @@ pub mod vpc {
 
     impl NatGatewayExclusion {
         /// The value as written in the template.
+        #[inline]
         pub fn as_str(self) -> &'static str {
             match self {
                 NatGatewayExclusion::Enable => "enable",
@@ -1531,7 +1597,7 @@ pub mod vpc {
     }
 
     /// Values of `VirtualPrivateGatewayExclusion`.
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    #[derive(Clone, Copy, PartialEq, Eq)]
     pub enum VirtualPrivateGatewayExclusion {
         /// `enable`
         Enable,
@@ -1541,6 +1607,7 @@ pub mod vpc {
 
     impl VirtualPrivateGatewayExclusion {
         /// The value as written in the template.
+        #[inline]
         pub fn as_str(self) -> &'static str {
             match self {
                 VirtualPrivateGatewayExclusion::Enable => "enable",
@@ -1692,7 +1759,7 @@ pub mod vpc {
     }
 
     /// Values of `VpcLatticeExclusion`.
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    #[derive(Clone, Copy, PartialEq, Eq)]
     pub enum VpcLatticeExclusion {
         /// `enable`
         Enable,
@@ -1702,6 +1769,7 @@ pub mod vpc {
 
     impl VpcLatticeExclusion {
         /// The value as written in the template.
+        #[inline]
         pub fn as_str(self) -> &'static str {
             match self {
                 VpcLatticeExclusion::Enable => "enable",
@@ -1717,7 +1785,7 @@ pub mod vpc {
     }
 
     /// Values of `VpcPeeringExclusion`.
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    #[derive(Clone, Copy, PartialEq, Eq)]
     pub enum VpcPeeringExclusion {
         /// `enable`
         Enable,
@@ -1727,6 +1795,7 @@ pub mod vpc {
 
     impl VpcPeeringExclusion {
         /// The value as written in the template.
+        #[inline]
         pub fn as_str(self) -> &'static str {
             match self {
                 VpcPeeringExclusion::Enable => "enable",
@@ -1745,5 +1814,17 @@ pub mod vpc {
         VpcEncryptionControl,
         VpcEncryptionControlExclusion,
         VpcEncryptionControlExclusions
+    );
+    debug_as_str!(
+        EgressOnlyInternetGatewayExclusion,
+        ElasticFileSystemExclusion,
+        InstanceTenancy,
+        InternetGatewayExclusion,
+        LambdaExclusion,
+        Mode,
+        NatGatewayExclusion,
+        VirtualPrivateGatewayExclusion,
+        VpcLatticeExclusion,
+        VpcPeeringExclusion
     );
 }

@@ -90,6 +90,7 @@ impl Repository {
 }
 
 impl Resource for Repository {
+    #[inline]
     fn type_name(&self) -> &str {
         Self::TYPE
     }
@@ -97,10 +98,12 @@ impl Resource for Repository {
 
 impl Handle<Repository> {
     /// `Fn::GetAtt` `Arn`.
+    #[inline]
     pub fn arn(&self) -> Expr {
         self.get_att("Arn")
     }
     /// `Fn::GetAtt` `RepositoryUri`.
+    #[inline]
     pub fn repository_uri(&self) -> Expr {
         self.get_att("RepositoryUri")
     }
@@ -112,7 +115,7 @@ debug_as_json!(Repository);
 pub mod repository {
     use serde::ser::{Serialize, SerializeMap, Serializer};
 
-    use crate::cfn::l1::common::{debug_as_json, prop};
+    use crate::cfn::l1::common::{debug_as_json, debug_as_str, prop};
     use crate::cfn::Expr;
 
     /// The encryption configuration for the repository. This determines how the contents of your repository are encrypted at rest.
@@ -136,7 +139,7 @@ pub mod repository {
     }
 
     /// The encryption type to use.
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    #[derive(Clone, Copy, PartialEq, Eq)]
     pub enum EncryptionType {
         /// `AES256`
         Aes256,
@@ -148,6 +151,7 @@ pub mod repository {
 
     impl EncryptionType {
         /// The value as written in the template.
+        #[inline]
         pub fn as_str(self) -> &'static str {
             match self {
                 EncryptionType::Aes256 => "AES256",
@@ -179,7 +183,7 @@ pub mod repository {
     }
 
     /// The tag mutability setting for the repository. If this parameter is omitted, the default setting of ``MUTABLE`` will be used which will allow image tags to be overwritten. If ``IMMUTABLE`` is specified, all image tags within the repository will be immutable which will prevent them from being overwritten.
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    #[derive(Clone, Copy, PartialEq, Eq)]
     pub enum ImageTagMutability {
         /// `MUTABLE`
         Mutable,
@@ -193,6 +197,7 @@ pub mod repository {
 
     impl ImageTagMutability {
         /// The value as written in the template.
+        #[inline]
         pub fn as_str(self) -> &'static str {
             match self {
                 ImageTagMutability::Mutable => "MUTABLE",
@@ -241,7 +246,7 @@ pub mod repository {
     }
 
     /// Specifies the type of filter to use for excluding image tags from the repository's mutability setting.
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    #[derive(Clone, Copy, PartialEq, Eq)]
     pub enum ImageTagMutabilityExclusionFilterType {
         /// `WILDCARD`
         Wildcard,
@@ -249,6 +254,7 @@ pub mod repository {
 
     impl ImageTagMutabilityExclusionFilterType {
         /// The value as written in the template.
+        #[inline]
         pub fn as_str(self) -> &'static str {
             match self {
                 ImageTagMutabilityExclusionFilterType::Wildcard => "WILDCARD",
@@ -285,5 +291,10 @@ pub mod repository {
         ImageScanningConfiguration,
         ImageTagMutabilityExclusionFilter,
         LifecyclePolicy
+    );
+    debug_as_str!(
+        EncryptionType,
+        ImageTagMutability,
+        ImageTagMutabilityExclusionFilterType
     );
 }

@@ -69,6 +69,7 @@ impl Cluster {
 }
 
 impl Resource for Cluster {
+    #[inline]
     fn type_name(&self) -> &str {
         Self::TYPE
     }
@@ -76,6 +77,7 @@ impl Resource for Cluster {
 
 impl Handle<Cluster> {
     /// `Fn::GetAtt` `Arn`.
+    #[inline]
     pub fn arn(&self) -> Expr {
         self.get_att("Arn")
     }
@@ -268,6 +270,7 @@ impl Service {
 }
 
 impl Resource for Service {
+    #[inline]
     fn type_name(&self) -> &str {
         Self::TYPE
     }
@@ -275,10 +278,12 @@ impl Resource for Service {
 
 impl Handle<Service> {
     /// `Fn::GetAtt` `Name`.
+    #[inline]
     pub fn name(&self) -> Expr {
         self.get_att("Name")
     }
     /// `Fn::GetAtt` `ServiceArn`.
+    #[inline]
     pub fn service_arn(&self) -> Expr {
         self.get_att("ServiceArn")
     }
@@ -440,6 +445,7 @@ impl TaskDefinition {
 }
 
 impl Resource for TaskDefinition {
+    #[inline]
     fn type_name(&self) -> &str {
         Self::TYPE
     }
@@ -447,6 +453,7 @@ impl Resource for TaskDefinition {
 
 impl Handle<TaskDefinition> {
     /// `Fn::GetAtt` `TaskDefinitionArn`.
+    #[inline]
     pub fn task_definition_arn(&self) -> Expr {
         self.get_att("TaskDefinitionArn")
     }
@@ -458,7 +465,7 @@ debug_as_json!(Cluster, Service, TaskDefinition);
 pub mod cluster {
     use serde::ser::{Serialize, SerializeMap, Serializer};
 
-    use crate::cfn::l1::common::{debug_as_json, prop};
+    use crate::cfn::l1::common::{debug_as_json, debug_as_str, prop};
     use crate::cfn::Expr;
 
     /// The ``CapacityProviderStrategyItem`` property specifies the details of the default capacity provider strategy for the cluster. When services or tasks are run in the cluster with no launch type or capacity provider strategy specified, the default capacity provider strategy is used.
@@ -583,7 +590,7 @@ pub mod cluster {
     }
 
     /// The log setting to use for redirecting logs for your execute command results. The following log settings are available.
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    #[derive(Clone, Copy, PartialEq, Eq)]
     pub enum Logging {
         /// `DEFAULT`
         Default,
@@ -595,6 +602,7 @@ pub mod cluster {
 
     impl Logging {
         /// The value as written in the template.
+        #[inline]
         pub fn as_str(self) -> &'static str {
             match self {
                 Logging::Default => "DEFAULT",
@@ -656,6 +664,7 @@ pub mod cluster {
         ManagedStorageConfiguration,
         ServiceConnectDefaults
     );
+    debug_as_str!(Logging);
 }
 
 /// Property types of [`Service`].
@@ -664,12 +673,12 @@ pub mod service {
 
     use serde::ser::{Serialize, SerializeMap, Serializer};
 
-    use crate::cfn::l1::common::{debug_as_json, prop};
-    use crate::cfn::l1::Tag;
+    use crate::cfn::l1::common::{debug_as_json, debug_as_str, prop};
+    use crate::cfn::l1::{Number, Tag};
     use crate::cfn::Expr;
 
     /// Values of `AccessTypesItem`.
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    #[derive(Clone, Copy, PartialEq, Eq)]
     pub enum AccessTypesItem {
         /// `PUBLIC`
         Public,
@@ -679,6 +688,7 @@ pub mod service {
 
     impl AccessTypesItem {
         /// The value as written in the template.
+        #[inline]
         pub fn as_str(self) -> &'static str {
             match self {
                 AccessTypesItem::Public => "PUBLIC",
@@ -694,7 +704,7 @@ pub mod service {
     }
 
     /// Values of `Action`.
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    #[derive(Clone, Copy, PartialEq, Eq)]
     pub enum Action {
         /// `ROLLBACK`
         Rollback,
@@ -704,6 +714,7 @@ pub mod service {
 
     impl Action {
         /// The value as written in the template.
+        #[inline]
         pub fn as_str(self) -> &'static str {
             match self {
                 Action::Rollback => "ROLLBACK",
@@ -753,7 +764,7 @@ pub mod service {
     }
 
     /// Whether the task's elastic network interface receives a public IP address.
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    #[derive(Clone, Copy, PartialEq, Eq)]
     pub enum AssignPublicIp {
         /// `DISABLED`
         Disabled,
@@ -763,6 +774,7 @@ pub mod service {
 
     impl AssignPublicIp {
         /// The value as written in the template.
+        #[inline]
         pub fn as_str(self) -> &'static str {
             match self {
                 AssignPublicIp::Disabled => "DISABLED",
@@ -778,7 +790,7 @@ pub mod service {
     }
 
     /// Indicates whether to use Availability Zone rebalancing for the service.
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    #[derive(Clone, Copy, PartialEq, Eq)]
     pub enum AvailabilityZoneRebalancing {
         /// `ENABLED`
         Enabled,
@@ -788,6 +800,7 @@ pub mod service {
 
     impl AvailabilityZoneRebalancing {
         /// The value as written in the template.
+        #[inline]
         pub fn as_str(self) -> &'static str {
             match self {
                 AvailabilityZoneRebalancing::Enabled => "ENABLED",
@@ -829,7 +842,7 @@ pub mod service {
         /// The amount of time in minutes to wait during the canary phase before shifting the remaining production traffic to the new service revision. Valid values are 0 to 1440 minutes (24 hours). The default value is 10.
         pub canary_bake_time_in_minutes: Option<i64>,
         /// The percentage of production traffic to shift to the new service revision during the canary phase. Valid values are multiples of 0.1 from 0.1 to 100.0. The default value is 5.0.
-        pub canary_percent: Option<f64>,
+        pub canary_percent: Option<Number>,
     }
 
     impl Serialize for CanaryConfiguration {
@@ -995,7 +1008,7 @@ pub mod service {
     }
 
     /// The deployment controller type to use.
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    #[derive(Clone, Copy, PartialEq, Eq)]
     pub enum DeploymentControllerType {
         /// `CODE_DEPLOY`
         CodeDeploy,
@@ -1007,6 +1020,7 @@ pub mod service {
 
     impl DeploymentControllerType {
         /// The value as written in the template.
+        #[inline]
         pub fn as_str(self) -> &'static str {
             match self {
                 DeploymentControllerType::CodeDeploy => "CODE_DEPLOY",
@@ -1107,7 +1121,7 @@ pub mod service {
     }
 
     /// The filesystem type for the volume. For volumes created from a snapshot, you must specify the same filesystem type that the volume was using when the snapshot was created. If there is a filesystem type mismatch, the tasks will fail to start.
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    #[derive(Clone, Copy, PartialEq, Eq)]
     pub enum FilesystemType {
         /// `ext3`
         Ext3,
@@ -1121,6 +1135,7 @@ pub mod service {
 
     impl FilesystemType {
         /// The value as written in the template.
+        #[inline]
         pub fn as_str(self) -> &'static str {
             match self {
                 FilesystemType::Ext3 => "ext3",
@@ -1166,7 +1181,7 @@ pub mod service {
     }
 
     /// The format for Service Connect access log output. Choose TEXT for human-readable logs or JSON for structured data that integrates well with log analysis tools.
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    #[derive(Clone, Copy, PartialEq, Eq)]
     pub enum Format {
         /// `TEXT`
         Text,
@@ -1176,6 +1191,7 @@ pub mod service {
 
     impl Format {
         /// The value as written in the template.
+        #[inline]
         pub fn as_str(self) -> &'static str {
             match self {
                 Format::Text => "TEXT",
@@ -1299,7 +1315,7 @@ pub mod service {
     }
 
     /// Values of `HealthCheckProtocol`.
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    #[derive(Clone, Copy, PartialEq, Eq)]
     pub enum HealthCheckProtocol {
         /// `HTTP`
         Http,
@@ -1309,6 +1325,7 @@ pub mod service {
 
     impl HealthCheckProtocol {
         /// The value as written in the template.
+        #[inline]
         pub fn as_str(self) -> &'static str {
             match self {
                 HealthCheckProtocol::Http => "HTTP",
@@ -1342,7 +1359,7 @@ pub mod service {
     }
 
     /// Specifies whether to include query parameters in Service Connect access logs.
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    #[derive(Clone, Copy, PartialEq, Eq)]
     pub enum IncludeQueryParameters {
         /// `DISABLED`
         Disabled,
@@ -1352,6 +1369,7 @@ pub mod service {
 
     impl IncludeQueryParameters {
         /// The value as written in the template.
+        #[inline]
         pub fn as_str(self) -> &'static str {
             match self {
                 IncludeQueryParameters::Disabled => "DISABLED",
@@ -1367,7 +1385,7 @@ pub mod service {
     }
 
     /// The launch type on which to run your service. For more information, see [Amazon ECS Launch Types](https://docs.aws.amazon.com/AmazonECS/latest/developerguide/launch_types.html) in the *Amazon Elastic Container Service Developer Guide*.
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    #[derive(Clone, Copy, PartialEq, Eq)]
     pub enum LaunchType {
         /// `EC2`
         Ec2,
@@ -1379,6 +1397,7 @@ pub mod service {
 
     impl LaunchType {
         /// The value as written in the template.
+        #[inline]
         pub fn as_str(self) -> &'static str {
             match self {
                 LaunchType::Ec2 => "EC2",
@@ -1395,7 +1414,7 @@ pub mod service {
     }
 
     /// Values of `LifecycleStagesItem`.
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    #[derive(Clone, Copy, PartialEq, Eq)]
     pub enum LifecycleStagesItem {
         /// `RECONCILE_SERVICE`
         ReconcileService,
@@ -1417,6 +1436,7 @@ pub mod service {
 
     impl LifecycleStagesItem {
         /// The value as written in the template.
+        #[inline]
         pub fn as_str(self) -> &'static str {
             match self {
                 LifecycleStagesItem::ReconcileService => "RECONCILE_SERVICE",
@@ -1443,7 +1463,7 @@ pub mod service {
         /// The amount of time in minutes to wait between each traffic shifting step during a linear deployment. Valid values are 0 to 1440 minutes (24 hours). The default value is 6. This bake time is not applied after reaching 100 percent traffic.
         pub step_bake_time_in_minutes: Option<i64>,
         /// The percentage of production traffic to shift in each step during a linear deployment. Valid values are multiples of 0.1 from 3.0 to 100.0. The default value is 10.0.
-        pub step_percent: Option<f64>,
+        pub step_percent: Option<Number>,
     }
 
     impl Serialize for LinearConfiguration {
@@ -1512,7 +1532,7 @@ pub mod service {
     }
 
     /// Values of `LogLevel`.
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    #[derive(Clone, Copy, PartialEq, Eq)]
     pub enum LogLevel {
         /// `debug`
         Debug,
@@ -1522,6 +1542,7 @@ pub mod service {
 
     impl LogLevel {
         /// The value as written in the template.
+        #[inline]
         pub fn as_str(self) -> &'static str {
             match self {
                 LogLevel::Debug => "debug",
@@ -1559,7 +1580,7 @@ pub mod service {
     }
 
     /// Values of `MetricNamesItem`.
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    #[derive(Clone, Copy, PartialEq, Eq)]
     pub enum MetricNamesItem {
         /// `CPUUtilization`
         CPUUtilization,
@@ -1569,6 +1590,7 @@ pub mod service {
 
     impl MetricNamesItem {
         /// The value as written in the template.
+        #[inline]
         pub fn as_str(self) -> &'static str {
             match self {
                 MetricNamesItem::CPUUtilization => "CPUUtilization",
@@ -1640,7 +1662,7 @@ pub mod service {
     }
 
     /// The type of constraint. Use ``distinctInstance`` to ensure that each task in a particular group is running on a different container instance. Use ``memberOf`` to restrict the selection to a group of valid candidates.
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    #[derive(Clone, Copy, PartialEq, Eq)]
     pub enum PlacementConstraintType {
         /// `distinctInstance`
         DistinctInstance,
@@ -1650,6 +1672,7 @@ pub mod service {
 
     impl PlacementConstraintType {
         /// The value as written in the template.
+        #[inline]
         pub fn as_str(self) -> &'static str {
             match self {
                 PlacementConstraintType::DistinctInstance => "distinctInstance",
@@ -1685,7 +1708,7 @@ pub mod service {
     }
 
     /// The type of placement strategy. The ``random`` placement strategy randomly places tasks on available candidates. The ``spread`` placement strategy spreads placement across available candidates evenly based on the ``field`` parameter. The ``binpack`` strategy places tasks on available candidates that have the least available amount of the resource that's specified with the ``field`` parameter. For example, if you binpack on memory, a task is placed on the instance with the least amount of remaining memory but still enough to run the task.
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    #[derive(Clone, Copy, PartialEq, Eq)]
     pub enum PlacementStrategyType {
         /// `binpack`
         Binpack,
@@ -1697,6 +1720,7 @@ pub mod service {
 
     impl PlacementStrategyType {
         /// The value as written in the template.
+        #[inline]
         pub fn as_str(self) -> &'static str {
             match self {
                 PlacementStrategyType::Binpack => "binpack",
@@ -1713,7 +1737,7 @@ pub mod service {
     }
 
     /// Specifies whether to propagate the tags from the task definition to the task. If no value is specified, the tags aren't propagated. Tags can only be propagated to the task during task creation. To add tags to a task after task creation, use the [TagResource](https://docs.aws.amazon.com/AmazonECS/latest/APIReference/API_TagResource.html) API action.
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    #[derive(Clone, Copy, PartialEq, Eq)]
     pub enum PropagateTags {
         /// `SERVICE`
         Service,
@@ -1723,6 +1747,7 @@ pub mod service {
 
     impl PropagateTags {
         /// The value as written in the template.
+        #[inline]
         pub fn as_str(self) -> &'static str {
             match self {
                 PropagateTags::Service => "SERVICE",
@@ -1738,7 +1763,7 @@ pub mod service {
     }
 
     /// The type of volume resource.
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    #[derive(Clone, Copy, PartialEq, Eq)]
     pub enum ResourceType {
         /// `volume`
         Volume,
@@ -1746,6 +1771,7 @@ pub mod service {
 
     impl ResourceType {
         /// The value as written in the template.
+        #[inline]
         pub fn as_str(self) -> &'static str {
             match self {
                 ResourceType::Volume => "volume",
@@ -1760,7 +1786,7 @@ pub mod service {
     }
 
     /// The scheduling strategy to use for the service. For more information, see [Services](https://docs.aws.amazon.com/AmazonECS/latest/developerguide/ecs_services.html).
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    #[derive(Clone, Copy, PartialEq, Eq)]
     pub enum SchedulingStrategy {
         /// `DAEMON`
         Daemon,
@@ -1770,6 +1796,7 @@ pub mod service {
 
     impl SchedulingStrategy {
         /// The value as written in the template.
+        #[inline]
         pub fn as_str(self) -> &'static str {
             match self {
                 SchedulingStrategy::Daemon => "DAEMON",
@@ -2132,7 +2159,7 @@ pub mod service {
     }
 
     /// The time when Amazon ECS removes the source revisions' tasks relative to deployment completion. The valid values are:
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    #[derive(Clone, Copy, PartialEq, Eq)]
     pub enum SourceServiceRevisionCleanup {
         /// `BLOCKING`
         Blocking,
@@ -2142,6 +2169,7 @@ pub mod service {
 
     impl SourceServiceRevisionCleanup {
         /// The value as written in the template.
+        #[inline]
         pub fn as_str(self) -> &'static str {
             match self {
                 SourceServiceRevisionCleanup::Blocking => "BLOCKING",
@@ -2157,7 +2185,7 @@ pub mod service {
     }
 
     /// The deployment strategy for the service. Choose from these valid values:
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    #[derive(Clone, Copy, PartialEq, Eq)]
     pub enum Strategy {
         /// `ROLLING`
         Rolling,
@@ -2171,6 +2199,7 @@ pub mod service {
 
     impl Strategy {
         /// The value as written in the template.
+        #[inline]
         pub fn as_str(self) -> &'static str {
             match self {
                 Strategy::Rolling => "ROLLING",
@@ -2188,7 +2217,7 @@ pub mod service {
     }
 
     /// The type of action the lifecycle hook performs. Valid values are:
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    #[derive(Clone, Copy, PartialEq, Eq)]
     pub enum TargetType {
         /// `AWS_LAMBDA`
         AwsLambda,
@@ -2198,6 +2227,7 @@ pub mod service {
 
     impl TargetType {
         /// The value as written in the template.
+        #[inline]
         pub fn as_str(self) -> &'static str {
             match self {
                 TargetType::AwsLambda => "AWS_LAMBDA",
@@ -2257,7 +2287,7 @@ pub mod service {
     }
 
     /// Determines how Amazon ECS uses ``value`` to calculate the failure threshold. For the percentage types (``BOUNDED_PERCENT`` and ``UNBOUNDED_PERCENT``), Amazon ECS multiplies ``value`` by the latest service desired count. For ``COUNT``, Amazon ECS uses ``value`` directly as the threshold. The default is ``BOUNDED_PERCENT``.
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    #[derive(Clone, Copy, PartialEq, Eq)]
     pub enum Type {
         /// `COUNT`
         Count,
@@ -2269,6 +2299,7 @@ pub mod service {
 
     impl Type {
         /// The value as written in the template.
+        #[inline]
         pub fn as_str(self) -> &'static str {
             match self {
                 Type::Count => "COUNT",
@@ -2392,6 +2423,30 @@ pub mod service {
         VpcLatticeAdvancedConfiguration,
         VpcLatticeConfiguration
     );
+    debug_as_str!(
+        AccessTypesItem,
+        Action,
+        AssignPublicIp,
+        AvailabilityZoneRebalancing,
+        DeploymentControllerType,
+        FilesystemType,
+        Format,
+        HealthCheckProtocol,
+        IncludeQueryParameters,
+        LaunchType,
+        LifecycleStagesItem,
+        LogLevel,
+        MetricNamesItem,
+        PlacementConstraintType,
+        PlacementStrategyType,
+        PropagateTags,
+        ResourceType,
+        SchedulingStrategy,
+        SourceServiceRevisionCleanup,
+        Strategy,
+        TargetType,
+        Type
+    );
 }
 
 /// Property types of [`TaskDefinition`].
@@ -2400,11 +2455,11 @@ pub mod task_definition {
 
     use serde::ser::{Serialize, SerializeMap, Serializer};
 
-    use crate::cfn::l1::common::{debug_as_json, prop};
+    use crate::cfn::l1::common::{debug_as_json, debug_as_str, prop};
     use crate::cfn::Expr;
 
     /// The application protocol that's used for the port mapping. This parameter only applies to Service Connect. We recommend that you set this parameter to be consistent with the protocol that your application uses. If you set this parameter, Amazon ECS adds protocol-specific connection handling to the Service Connect proxy. If you set this parameter, Amazon ECS adds protocol-specific telemetry in the Amazon ECS console and CloudWatch.
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    #[derive(Clone, Copy, PartialEq, Eq)]
     pub enum AppProtocol {
         /// `http`
         Http,
@@ -2416,6 +2471,7 @@ pub mod task_definition {
 
     impl AppProtocol {
         /// The value as written in the template.
+        #[inline]
         pub fn as_str(self) -> &'static str {
             match self {
                 AppProtocol::Http => "http",
@@ -2450,7 +2506,7 @@ pub mod task_definition {
     }
 
     /// The dependency condition of the container. The following are the available conditions and their behavior:
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    #[derive(Clone, Copy, PartialEq, Eq)]
     pub enum Condition {
         /// `COMPLETE`
         Complete,
@@ -2464,6 +2520,7 @@ pub mod task_definition {
 
     impl Condition {
         /// The value as written in the template.
+        #[inline]
         pub fn as_str(self) -> &'static str {
             match self {
                 Condition::Complete => "COMPLETE",
@@ -2661,7 +2718,7 @@ pub mod task_definition {
     }
 
     /// The CPU architecture.
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    #[derive(Clone, Copy, PartialEq, Eq)]
     pub enum CpuArchitecture {
         /// `ARM64`
         Arm64,
@@ -2671,6 +2728,7 @@ pub mod task_definition {
 
     impl CpuArchitecture {
         /// The value as written in the template.
+        #[inline]
         pub fn as_str(self) -> &'static str {
             match self {
                 CpuArchitecture::Arm64 => "ARM64",
@@ -2869,7 +2927,7 @@ pub mod task_definition {
     }
 
     /// The log router to use. The valid values are ``fluentd`` or ``fluentbit``.
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    #[derive(Clone, Copy, PartialEq, Eq)]
     pub enum FirelensConfigurationType {
         /// `fluentbit`
         Fluentbit,
@@ -2879,6 +2937,7 @@ pub mod task_definition {
 
     impl FirelensConfigurationType {
         /// The value as written in the template.
+        #[inline]
         pub fn as_str(self) -> &'static str {
             match self {
                 FirelensConfigurationType::Fluentbit => "fluentbit",
@@ -2954,7 +3013,7 @@ pub mod task_definition {
     }
 
     /// Determines whether to use the Amazon ECS task role defined in a task definition when mounting the Amazon EFS file system. If it is turned on, transit encryption must be turned on in the ``EFSVolumeConfiguration``. If this parameter is omitted, the default value of ``DISABLED`` is used. For more information, see [Using Amazon EFS access points](https://docs.aws.amazon.com/AmazonECS/latest/developerguide/efs-volumes.html#efs-volume-accesspoints) in the *Amazon Elastic Container Service Developer Guide*.
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    #[derive(Clone, Copy, PartialEq, Eq)]
     pub enum Iam {
         /// `ENABLED`
         Enabled,
@@ -2964,6 +3023,7 @@ pub mod task_definition {
 
     impl Iam {
         /// The value as written in the template.
+        #[inline]
         pub fn as_str(self) -> &'static str {
             match self {
                 Iam::Enabled => "ENABLED",
@@ -2997,7 +3057,7 @@ pub mod task_definition {
     }
 
     /// The IPC resource namespace to use for the containers in the task. The valid values are ``host``, ``task``, or ``none``. If ``host`` is specified, then all containers within the tasks that specified the ``host`` IPC mode on the same container instance share the same IPC resources with the host Amazon EC2 instance. If ``task`` is specified, all containers within the specified task share the same IPC resources. If ``none`` is specified, then IPC resources within the containers of a task are private and not shared with other containers in a task or on the container instance. If no value is specified, then the IPC resource namespace sharing depends on the Docker daemon setting on the container instance.
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    #[derive(Clone, Copy, PartialEq, Eq)]
     pub enum IpcMode {
         /// `host`
         Host,
@@ -3009,6 +3069,7 @@ pub mod task_definition {
 
     impl IpcMode {
         /// The value as written in the template.
+        #[inline]
         pub fn as_str(self) -> &'static str {
             match self {
                 IpcMode::Host => "host",
@@ -3138,7 +3199,7 @@ pub mod task_definition {
     }
 
     /// The ``type`` of the ``ulimit``.
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    #[derive(Clone, Copy, PartialEq, Eq)]
     pub enum Name {
         /// `core`
         Core,
@@ -3174,6 +3235,7 @@ pub mod task_definition {
 
     impl Name {
         /// The value as written in the template.
+        #[inline]
         pub fn as_str(self) -> &'static str {
             match self {
                 Name::Core => "core",
@@ -3202,7 +3264,7 @@ pub mod task_definition {
     }
 
     /// The Docker networking mode to use for the containers in the task. The valid values are ``none``, ``bridge``, ``awsvpc``, and ``host``. If no network mode is specified, the default is ``bridge``.
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    #[derive(Clone, Copy, PartialEq, Eq)]
     pub enum NetworkMode {
         /// `awsvpc`
         Awsvpc,
@@ -3216,6 +3278,7 @@ pub mod task_definition {
 
     impl NetworkMode {
         /// The value as written in the template.
+        #[inline]
         pub fn as_str(self) -> &'static str {
             match self {
                 NetworkMode::Awsvpc => "awsvpc",
@@ -3253,7 +3316,7 @@ pub mod task_definition {
     }
 
     /// The operating system.
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    #[derive(Clone, Copy, PartialEq, Eq)]
     pub enum OperatingSystemFamily {
         /// `LINUX`
         Linux,
@@ -3279,6 +3342,7 @@ pub mod task_definition {
 
     impl OperatingSystemFamily {
         /// The value as written in the template.
+        #[inline]
         pub fn as_str(self) -> &'static str {
             match self {
                 OperatingSystemFamily::Linux => "LINUX",
@@ -3302,7 +3366,7 @@ pub mod task_definition {
     }
 
     /// Values of `PermissionsItem`.
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    #[derive(Clone, Copy, PartialEq, Eq)]
     pub enum PermissionsItem {
         /// `mknod`
         Mknod,
@@ -3314,6 +3378,7 @@ pub mod task_definition {
 
     impl PermissionsItem {
         /// The value as written in the template.
+        #[inline]
         pub fn as_str(self) -> &'static str {
             match self {
                 PermissionsItem::Mknod => "mknod",
@@ -3330,7 +3395,7 @@ pub mod task_definition {
     }
 
     /// The process namespace to use for the containers in the task. The valid values are ``host`` or ``task``. On Fargate for Linux containers, the only valid value is ``task``. For example, monitoring sidecars might need ``pidMode`` to access information about other containers running in the same task.
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    #[derive(Clone, Copy, PartialEq, Eq)]
     pub enum PidMode {
         /// `host`
         Host,
@@ -3340,6 +3405,7 @@ pub mod task_definition {
 
     impl PidMode {
         /// The value as written in the template.
+        #[inline]
         pub fn as_str(self) -> &'static str {
             match self {
                 PidMode::Host => "host",
@@ -3385,7 +3451,7 @@ pub mod task_definition {
     }
 
     /// The protocol that's used for the port mapping. Valid values are ``tcp`` and ``udp`` (case-sensitive). The default is ``tcp``. Amazon ECS treats any other specified value as ``tcp``. ``protocol`` is immutable in a Service Connect service. To update this field, you must delete and redeploy the service.
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    #[derive(Clone, Copy, PartialEq, Eq)]
     pub enum Protocol {
         /// `tcp`
         Tcp,
@@ -3395,6 +3461,7 @@ pub mod task_definition {
 
     impl Protocol {
         /// The value as written in the template.
+        #[inline]
         pub fn as_str(self) -> &'static str {
             match self {
                 Protocol::Tcp => "tcp",
@@ -3437,7 +3504,7 @@ pub mod task_definition {
     }
 
     /// The proxy type. The only supported value is ``APPMESH``.
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    #[derive(Clone, Copy, PartialEq, Eq)]
     pub enum ProxyConfigurationType {
         /// `APPMESH`
         Appmesh,
@@ -3445,6 +3512,7 @@ pub mod task_definition {
 
     impl ProxyConfigurationType {
         /// The value as written in the template.
+        #[inline]
         pub fn as_str(self) -> &'static str {
             match self {
                 ProxyConfigurationType::Appmesh => "APPMESH",
@@ -3478,7 +3546,7 @@ pub mod task_definition {
     }
 
     /// Values of `RequiresCompatibilitiesItem`.
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    #[derive(Clone, Copy, PartialEq, Eq)]
     pub enum RequiresCompatibilitiesItem {
         /// `EC2`
         Ec2,
@@ -3492,6 +3560,7 @@ pub mod task_definition {
 
     impl RequiresCompatibilitiesItem {
         /// The value as written in the template.
+        #[inline]
         pub fn as_str(self) -> &'static str {
             match self {
                 RequiresCompatibilitiesItem::Ec2 => "EC2",
@@ -3532,7 +3601,7 @@ pub mod task_definition {
     }
 
     /// The type of resource to assign to a container.
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    #[derive(Clone, Copy, PartialEq, Eq)]
     pub enum ResourceRequirementType {
         /// `GPU`
         Gpu,
@@ -3544,6 +3613,7 @@ pub mod task_definition {
 
     impl ResourceRequirementType {
         /// The value as written in the template.
+        #[inline]
         pub fn as_str(self) -> &'static str {
             match self {
                 ResourceRequirementType::Gpu => "GPU",
@@ -3637,7 +3707,7 @@ pub mod task_definition {
     }
 
     /// The scope for the Docker volume that determines its lifecycle. Docker volumes that are scoped to a ``task`` are automatically provisioned when the task starts and destroyed when the task stops. Docker volumes that are scoped as ``shared`` persist after the task stops.
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    #[derive(Clone, Copy, PartialEq, Eq)]
     pub enum Scope {
         /// `shared`
         Shared,
@@ -3647,6 +3717,7 @@ pub mod task_definition {
 
     impl Scope {
         /// The value as written in the template.
+        #[inline]
         pub fn as_str(self) -> &'static str {
             match self {
                 Scope::Shared => "shared",
@@ -3739,7 +3810,7 @@ pub mod task_definition {
     }
 
     /// The type of constraint. The ``MemberOf`` constraint restricts selection to be from a group of valid candidates.
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    #[derive(Clone, Copy, PartialEq, Eq)]
     pub enum TaskDefinitionPlacementConstraintType {
         /// `memberOf`
         MemberOf,
@@ -3747,6 +3818,7 @@ pub mod task_definition {
 
     impl TaskDefinitionPlacementConstraintType {
         /// The value as written in the template.
+        #[inline]
         pub fn as_str(self) -> &'static str {
             match self {
                 TaskDefinitionPlacementConstraintType::MemberOf => "memberOf",
@@ -3784,7 +3856,7 @@ pub mod task_definition {
     }
 
     /// Determines whether to use encryption for Amazon EFS data in transit between the Amazon ECS host and the Amazon EFS server. Transit encryption must be turned on if Amazon EFS IAM authorization is used. If this parameter is omitted, the default value of ``DISABLED`` is used. For more information, see [Encrypting data in transit](https://docs.aws.amazon.com/efs/latest/ug/encryption-in-transit.html) in the *Amazon Elastic File System User Guide*.
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    #[derive(Clone, Copy, PartialEq, Eq)]
     pub enum TransitEncryption {
         /// `ENABLED`
         Enabled,
@@ -3794,6 +3866,7 @@ pub mod task_definition {
 
     impl TransitEncryption {
         /// The value as written in the template.
+        #[inline]
         pub fn as_str(self) -> &'static str {
             match self {
                 TransitEncryption::Enabled => "ENABLED",
@@ -3809,7 +3882,7 @@ pub mod task_definition {
     }
 
     /// The file type to use. Environment files are objects in Amazon S3. The only supported value is ``s3``.
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    #[derive(Clone, Copy, PartialEq, Eq)]
     pub enum Type {
         /// `s3`
         S3,
@@ -3817,6 +3890,7 @@ pub mod task_definition {
 
     impl Type {
         /// The value as written in the template.
+        #[inline]
         pub fn as_str(self) -> &'static str {
             match self {
                 Type::S3 => "s3",
@@ -3858,7 +3932,7 @@ pub mod task_definition {
     }
 
     /// Specifies whether Amazon ECS will resolve the container image tag provided in the container definition to an image digest. By default, the value is ``enabled``. If you set the value for a container as ``disabled``, Amazon ECS will not resolve the provided container image tag to a digest and will use the original image URI specified in the container definition for deployment. For more information about container image resolution, see [Container image resolution](https://docs.aws.amazon.com/AmazonECS/latest/developerguide/deployment-type-ecs.html#deployment-container-image-stability) in the *Amazon ECS Developer Guide*.
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    #[derive(Clone, Copy, PartialEq, Eq)]
     pub enum VersionConsistency {
         /// `enabled`
         Enabled,
@@ -3868,6 +3942,7 @@ pub mod task_definition {
 
     impl VersionConsistency {
         /// The value as written in the template.
+        #[inline]
         pub fn as_str(self) -> &'static str {
             match self {
                 VersionConsistency::Enabled => "enabled",
@@ -3987,5 +4062,27 @@ pub mod task_definition {
         Ulimit,
         Volume,
         VolumeFrom
+    );
+    debug_as_str!(
+        AppProtocol,
+        Condition,
+        CpuArchitecture,
+        FirelensConfigurationType,
+        Iam,
+        IpcMode,
+        Name,
+        NetworkMode,
+        OperatingSystemFamily,
+        PermissionsItem,
+        PidMode,
+        Protocol,
+        ProxyConfigurationType,
+        RequiresCompatibilitiesItem,
+        ResourceRequirementType,
+        Scope,
+        TaskDefinitionPlacementConstraintType,
+        TransitEncryption,
+        Type,
+        VersionConsistency
     );
 }

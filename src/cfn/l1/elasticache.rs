@@ -275,6 +275,7 @@ impl ReplicationGroup {
 }
 
 impl Resource for ReplicationGroup {
+    #[inline]
     fn type_name(&self) -> &str {
         Self::TYPE
     }
@@ -282,46 +283,57 @@ impl Resource for ReplicationGroup {
 
 impl Handle<ReplicationGroup> {
     /// `Fn::GetAtt` `ConfigurationEndPoint.Address`: The DNS hostname of the cache node.
+    #[inline]
     pub fn configuration_end_point_address(&self) -> Expr {
         self.get_att("ConfigurationEndPoint.Address")
     }
     /// `Fn::GetAtt` `ConfigurationEndPoint.Port`: The port number that the cache engine is listening on.
+    #[inline]
     pub fn configuration_end_point_port(&self) -> Expr {
         self.get_att("ConfigurationEndPoint.Port")
     }
     /// `Fn::GetAtt` `EffectiveDurability`: The resolved durability state of the replication group after resolving the default value. This is a read-only property.
+    #[inline]
     pub fn effective_durability(&self) -> Expr {
         self.get_att("EffectiveDurability")
     }
     /// `Fn::GetAtt` `PrimaryEndPoint.Address`: The DNS hostname of the cache node.
+    #[inline]
     pub fn primary_end_point_address(&self) -> Expr {
         self.get_att("PrimaryEndPoint.Address")
     }
     /// `Fn::GetAtt` `PrimaryEndPoint.Port`: The port number that the cache engine is listening on.
+    #[inline]
     pub fn primary_end_point_port(&self) -> Expr {
         self.get_att("PrimaryEndPoint.Port")
     }
     /// `Fn::GetAtt` `ReadEndPoint.Addresses`: A string containing a comma-separated list of endpoints for the primary and read-only replicas, formatted as \[address1, address2, ...\]. The order of the addresses maps to the order of the ports from the ReadEndPoint.Ports attribute.
+    #[inline]
     pub fn read_end_point_addresses(&self) -> Expr {
         self.get_att("ReadEndPoint.Addresses")
     }
     /// `Fn::GetAtt` `ReadEndPoint.AddressesList`: A list of endpoints for the read-only replicas. The order of the addresses maps to the order of the ports from the ReadEndPoint.Ports attribute.
+    #[inline]
     pub fn read_end_point_addresses_list(&self) -> ListExpr {
         self.get_att_list("ReadEndPoint.AddressesList")
     }
     /// `Fn::GetAtt` `ReadEndPoint.Ports`: A string containing a comma-separated list of ports for the read-only replicas, formatted as \[port1, port2, ...\]. The order of the ports maps to the order of the addresses from the ReadEndPoint.Addresses attribute.
+    #[inline]
     pub fn read_end_point_ports(&self) -> Expr {
         self.get_att("ReadEndPoint.Ports")
     }
     /// `Fn::GetAtt` `ReadEndPoint.PortsList`: A list of ports for the read-only replicas. The order of the ports maps to the order of the addresses from the ReadEndPoint.Addresses attribute.
+    #[inline]
     pub fn read_end_point_ports_list(&self) -> ListExpr {
         self.get_att_list("ReadEndPoint.PortsList")
     }
     /// `Fn::GetAtt` `ReaderEndPoint.Address`: The DNS hostname of the cache node.
+    #[inline]
     pub fn reader_end_point_address(&self) -> Expr {
         self.get_att("ReaderEndPoint.Address")
     }
     /// `Fn::GetAtt` `ReaderEndPoint.Port`: The port number that the cache engine is listening on.
+    #[inline]
     pub fn reader_end_point_port(&self) -> Expr {
         self.get_att("ReaderEndPoint.Port")
     }
@@ -377,6 +389,7 @@ impl SubnetGroup {
 }
 
 impl Resource for SubnetGroup {
+    #[inline]
     fn type_name(&self) -> &str {
         Self::TYPE
     }

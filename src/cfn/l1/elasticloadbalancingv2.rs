@@ -78,6 +78,7 @@ impl Listener {
 }
 
 impl Resource for Listener {
+    #[inline]
     fn type_name(&self) -> &str {
         Self::TYPE
     }
@@ -85,6 +86,7 @@ impl Resource for Listener {
 
 impl Handle<Listener> {
     /// `Fn::GetAtt` `ListenerArn`.
+    #[inline]
     pub fn listener_arn(&self) -> Expr {
         self.get_att("ListenerArn")
     }
@@ -144,6 +146,7 @@ impl ListenerRule {
 }
 
 impl Resource for ListenerRule {
+    #[inline]
     fn type_name(&self) -> &str {
         Self::TYPE
     }
@@ -151,10 +154,12 @@ impl Resource for ListenerRule {
 
 impl Handle<ListenerRule> {
     /// `Fn::GetAtt` `IsDefault`.
+    #[inline]
     pub fn is_default(&self) -> Expr {
         self.get_att("IsDefault")
     }
     /// `Fn::GetAtt` `RuleArn`.
+    #[inline]
     pub fn rule_arn(&self) -> Expr {
         self.get_att("RuleArn")
     }
@@ -257,6 +262,7 @@ impl LoadBalancer {
 }
 
 impl Resource for LoadBalancer {
+    #[inline]
     fn type_name(&self) -> &str {
         Self::TYPE
     }
@@ -264,22 +270,27 @@ impl Resource for LoadBalancer {
 
 impl Handle<LoadBalancer> {
     /// `Fn::GetAtt` `CanonicalHostedZoneID`.
+    #[inline]
     pub fn canonical_hosted_zone_id(&self) -> Expr {
         self.get_att("CanonicalHostedZoneID")
     }
     /// `Fn::GetAtt` `DNSName`.
+    #[inline]
     pub fn dns_name(&self) -> Expr {
         self.get_att("DNSName")
     }
     /// `Fn::GetAtt` `LoadBalancerArn`.
+    #[inline]
     pub fn load_balancer_arn(&self) -> Expr {
         self.get_att("LoadBalancerArn")
     }
     /// `Fn::GetAtt` `LoadBalancerFullName`.
+    #[inline]
     pub fn load_balancer_full_name(&self) -> Expr {
         self.get_att("LoadBalancerFullName")
     }
     /// `Fn::GetAtt` `LoadBalancerName`.
+    #[inline]
     pub fn load_balancer_name(&self) -> Expr {
         self.get_att("LoadBalancerName")
     }
@@ -415,6 +426,7 @@ impl TargetGroup {
 }
 
 impl Resource for TargetGroup {
+    #[inline]
     fn type_name(&self) -> &str {
         Self::TYPE
     }
@@ -422,18 +434,22 @@ impl Resource for TargetGroup {
 
 impl Handle<TargetGroup> {
     /// `Fn::GetAtt` `LoadBalancerArns`: The Amazon Resource Names (ARNs) of the load balancers that route traffic to this target group.
+    #[inline]
     pub fn load_balancer_arns(&self) -> ListExpr {
         self.get_att_list("LoadBalancerArns")
     }
     /// `Fn::GetAtt` `TargetGroupArn`: The ARN of the Target Group
+    #[inline]
     pub fn target_group_arn(&self) -> Expr {
         self.get_att("TargetGroupArn")
     }
     /// `Fn::GetAtt` `TargetGroupFullName`: The full name of the target group.
+    #[inline]
     pub fn target_group_full_name(&self) -> Expr {
         self.get_att("TargetGroupFullName")
     }
     /// `Fn::GetAtt` `TargetGroupName`: The name of the target group.
+    #[inline]
     pub fn target_group_name(&self) -> Expr {
         self.get_att("TargetGroupName")
     }
@@ -447,7 +463,7 @@ pub mod listener {
 
     use serde::ser::{Serialize, SerializeMap, Serializer};
 
-    use crate::cfn::l1::common::{debug_as_json, prop};
+    use crate::cfn::l1::common::{debug_as_json, debug_as_str, prop};
     use crate::cfn::Expr;
 
     /// Specifies an action for a listener rule.
@@ -500,7 +516,7 @@ pub mod listener {
     }
 
     /// Indicates whether trust store CA certificate names are advertised.
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    #[derive(Clone, Copy, PartialEq, Eq)]
     pub enum AdvertiseTrustStoreCaNames {
         /// `off`
         Off,
@@ -510,6 +526,7 @@ pub mod listener {
 
     impl AdvertiseTrustStoreCaNames {
         /// The value as written in the template.
+        #[inline]
         pub fn as_str(self) -> &'static str {
             match self {
                 AdvertiseTrustStoreCaNames::Off => "off",
@@ -687,7 +704,7 @@ pub mod listener {
     }
 
     /// The format of the claim value.
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    #[derive(Clone, Copy, PartialEq, Eq)]
     pub enum Format {
         /// `single-string`
         SingleString,
@@ -699,6 +716,7 @@ pub mod listener {
 
     impl Format {
         /// The value as written in the template.
+        #[inline]
         pub fn as_str(self) -> &'static str {
             match self {
                 Format::SingleString => "single-string",
@@ -821,7 +839,7 @@ pub mod listener {
     }
 
     /// The behavior if the user is not authenticated. The following are possible values:
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    #[derive(Clone, Copy, PartialEq, Eq)]
     pub enum OnUnauthenticatedRequest {
         /// `allow`
         Allow,
@@ -833,6 +851,7 @@ pub mod listener {
 
     impl OnUnauthenticatedRequest {
         /// The value as written in the template.
+        #[inline]
         pub fn as_str(self) -> &'static str {
             match self {
                 OnUnauthenticatedRequest::Allow => "allow",
@@ -849,7 +868,7 @@ pub mod listener {
     }
 
     /// The protocol for connections from clients to the load balancer. For Application Load Balancers, the supported protocols are HTTP and HTTPS. For Network Load Balancers, the supported protocols are TCP, TLS, UDP, TCP_UDP, QUIC, and TCP_QUIC. You can’t specify the UDP, TCP_UDP, QUIC, or TCP_QUIC protocol if dual-stack mode is enabled. You can't specify a protocol for a Gateway Load Balancer.
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    #[derive(Clone, Copy, PartialEq, Eq)]
     pub enum Protocol {
         /// `GENEVE`
         Geneve,
@@ -873,6 +892,7 @@ pub mod listener {
 
     impl Protocol {
         /// The value as written in the template.
+        #[inline]
         pub fn as_str(self) -> &'static str {
             match self {
                 Protocol::Geneve => "GENEVE",
@@ -927,7 +947,7 @@ pub mod listener {
     }
 
     /// The HTTP redirect code. The redirect is either permanent (HTTP 301) or temporary (HTTP 302).
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    #[derive(Clone, Copy, PartialEq, Eq)]
     pub enum StatusCode {
         /// `HTTP_301`
         Http301,
@@ -937,6 +957,7 @@ pub mod listener {
 
     impl StatusCode {
         /// The value as written in the template.
+        #[inline]
         pub fn as_str(self) -> &'static str {
             match self {
                 StatusCode::Http301 => "HTTP_301",
@@ -988,7 +1009,7 @@ pub mod listener {
     }
 
     /// The type of action.
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    #[derive(Clone, Copy, PartialEq, Eq)]
     pub enum Type {
         /// `authenticate-cognito`
         AuthenticateCognito,
@@ -1006,6 +1027,7 @@ pub mod listener {
 
     impl Type {
         /// The value as written in the template.
+        #[inline]
         pub fn as_str(self) -> &'static str {
             match self {
                 Type::AuthenticateCognito => "authenticate-cognito",
@@ -1038,6 +1060,14 @@ pub mod listener {
         TargetGroupStickinessConfig,
         TargetGroupTuple
     );
+    debug_as_str!(
+        AdvertiseTrustStoreCaNames,
+        Format,
+        OnUnauthenticatedRequest,
+        Protocol,
+        StatusCode,
+        Type
+    );
 }
 
 /// Property types of [`ListenerRule`].
@@ -1046,7 +1076,7 @@ pub mod listener_rule {
 
     use serde::ser::{Serialize, SerializeMap, Serializer};
 
-    use crate::cfn::l1::common::{debug_as_json, prop};
+    use crate::cfn::l1::common::{debug_as_json, debug_as_str, prop};
     use crate::cfn::l1::Tag;
     use crate::cfn::Expr;
 
@@ -1247,7 +1277,7 @@ pub mod listener_rule {
     }
 
     /// The format of the claim value.
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    #[derive(Clone, Copy, PartialEq, Eq)]
     pub enum Format {
         /// `single-string`
         SingleString,
@@ -1259,6 +1289,7 @@ pub mod listener_rule {
 
     impl Format {
         /// The value as written in the template.
+        #[inline]
         pub fn as_str(self) -> &'static str {
             match self {
                 Format::SingleString => "single-string",
@@ -1351,7 +1382,7 @@ pub mod listener_rule {
     }
 
     /// Values of `IpAddressType`.
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    #[derive(Clone, Copy, PartialEq, Eq)]
     pub enum IpAddressType {
         /// `ipv4`
         Ipv4,
@@ -1361,6 +1392,7 @@ pub mod listener_rule {
 
     impl IpAddressType {
         /// The value as written in the template.
+        #[inline]
         pub fn as_str(self) -> &'static str {
             match self {
                 IpAddressType::Ipv4 => "ipv4",
@@ -1428,7 +1460,7 @@ pub mod listener_rule {
     }
 
     /// The behavior if the user is not authenticated. The following are possible values:
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    #[derive(Clone, Copy, PartialEq, Eq)]
     pub enum OnUnauthenticatedRequest {
         /// `allow`
         Allow,
@@ -1440,6 +1472,7 @@ pub mod listener_rule {
 
     impl OnUnauthenticatedRequest {
         /// The value as written in the template.
+        #[inline]
         pub fn as_str(self) -> &'static str {
             match self {
                 OnUnauthenticatedRequest::Allow => "allow",
@@ -1621,7 +1654,7 @@ pub mod listener_rule {
     }
 
     /// The HTTP redirect code. The redirect is either permanent (HTTP 301) or temporary (HTTP 302).
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    #[derive(Clone, Copy, PartialEq, Eq)]
     pub enum StatusCode {
         /// `HTTP_301`
         Http301,
@@ -1631,6 +1664,7 @@ pub mod listener_rule {
 
     impl StatusCode {
         /// The value as written in the template.
+        #[inline]
         pub fn as_str(self) -> &'static str {
             match self {
                 StatusCode::Http301 => "HTTP_301",
@@ -1709,7 +1743,7 @@ pub mod listener_rule {
     }
 
     /// Values of `Type`.
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    #[derive(Clone, Copy, PartialEq, Eq)]
     pub enum TransformType {
         /// `host-header-rewrite`
         HostHeaderRewrite,
@@ -1719,6 +1753,7 @@ pub mod listener_rule {
 
     impl TransformType {
         /// The value as written in the template.
+        #[inline]
         pub fn as_str(self) -> &'static str {
             match self {
                 TransformType::HostHeaderRewrite => "host-header-rewrite",
@@ -1734,7 +1769,7 @@ pub mod listener_rule {
     }
 
     /// The type of action.
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    #[derive(Clone, Copy, PartialEq, Eq)]
     pub enum Type {
         /// `authenticate-cognito`
         AuthenticateCognito,
@@ -1752,6 +1787,7 @@ pub mod listener_rule {
 
     impl Type {
         /// The value as written in the template.
+        #[inline]
         pub fn as_str(self) -> &'static str {
             match self {
                 Type::AuthenticateCognito => "authenticate-cognito",
@@ -1792,17 +1828,25 @@ pub mod listener_rule {
         TargetGroupTuple,
         Transform
     );
+    debug_as_str!(
+        Format,
+        IpAddressType,
+        OnUnauthenticatedRequest,
+        StatusCode,
+        TransformType,
+        Type
+    );
 }
 
 /// Property types of [`LoadBalancer`].
 pub mod load_balancer {
     use serde::ser::{Serialize, SerializeMap, Serializer};
 
-    use crate::cfn::l1::common::{debug_as_json, prop};
+    use crate::cfn::l1::common::{debug_as_json, debug_as_str, prop};
     use crate::cfn::Expr;
 
     /// \[Network Load Balancers with UDP listeners\] Indicates whether to use an IPv6 prefix from each subnet for source NAT. The IP address type must be ``dualstack``. The default value is ``off``.
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    #[derive(Clone, Copy, PartialEq, Eq)]
     pub enum EnablePrefixForIpv6SourceNat {
         /// `off`
         Off,
@@ -1812,6 +1856,7 @@ pub mod load_balancer {
 
     impl EnablePrefixForIpv6SourceNat {
         /// The value as written in the template.
+        #[inline]
         pub fn as_str(self) -> &'static str {
             match self {
                 EnablePrefixForIpv6SourceNat::Off => "off",
@@ -1827,7 +1872,7 @@ pub mod load_balancer {
     }
 
     /// The IP address type. Internal load balancers must use ``ipv4``.
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    #[derive(Clone, Copy, PartialEq, Eq)]
     pub enum IpAddressType {
         /// `dualstack`
         Dualstack,
@@ -1839,6 +1884,7 @@ pub mod load_balancer {
 
     impl IpAddressType {
         /// The value as written in the template.
+        #[inline]
         pub fn as_str(self) -> &'static str {
             match self {
                 IpAddressType::Dualstack => "dualstack",
@@ -1872,7 +1918,7 @@ pub mod load_balancer {
     }
 
     /// The nodes of an Internet-facing load balancer have public IP addresses. The DNS name of an Internet-facing load balancer is publicly resolvable to the public IP addresses of the nodes. Therefore, Internet-facing load balancers can route requests from clients over the internet.
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    #[derive(Clone, Copy, PartialEq, Eq)]
     pub enum Scheme {
         /// `internal`
         Internal,
@@ -1882,6 +1928,7 @@ pub mod load_balancer {
 
     impl Scheme {
         /// The value as written in the template.
+        #[inline]
         pub fn as_str(self) -> &'static str {
             match self {
                 Scheme::Internal => "internal",
@@ -1930,7 +1977,7 @@ pub mod load_balancer {
     }
 
     /// The type of load balancer. The default is ``application``.
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    #[derive(Clone, Copy, PartialEq, Eq)]
     pub enum Type {
         /// `application`
         Application,
@@ -1942,6 +1989,7 @@ pub mod load_balancer {
 
     impl Type {
         /// The value as written in the template.
+        #[inline]
         pub fn as_str(self) -> &'static str {
             match self {
                 Type::Application => "application",
@@ -1958,17 +2006,18 @@ pub mod load_balancer {
     }
 
     debug_as_json!(MinimumLoadBalancerCapacity, SubnetMapping);
+    debug_as_str!(EnablePrefixForIpv6SourceNat, IpAddressType, Scheme, Type);
 }
 
 /// Property types of [`TargetGroup`].
 pub mod target_group {
     use serde::ser::{Serialize, SerializeMap, Serializer};
 
-    use crate::cfn::l1::common::{debug_as_json, prop};
+    use crate::cfn::l1::common::{debug_as_json, debug_as_str, prop};
     use crate::cfn::Expr;
 
     /// The protocol the load balancer uses when performing health checks on targets.
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    #[derive(Clone, Copy, PartialEq, Eq)]
     pub enum HealthCheckProtocol {
         /// `GENEVE`
         Geneve,
@@ -1992,6 +2041,7 @@ pub mod target_group {
 
     impl HealthCheckProtocol {
         /// The value as written in the template.
+        #[inline]
         pub fn as_str(self) -> &'static str {
             match self {
                 HealthCheckProtocol::Geneve => "GENEVE",
@@ -2014,7 +2064,7 @@ pub mod target_group {
     }
 
     /// The type of IP address used for this target group. The possible values are ipv4 and ipv6.
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    #[derive(Clone, Copy, PartialEq, Eq)]
     pub enum IpAddressType {
         /// `ipv4`
         Ipv4,
@@ -2024,6 +2074,7 @@ pub mod target_group {
 
     impl IpAddressType {
         /// The value as written in the template.
+        #[inline]
         pub fn as_str(self) -> &'static str {
             match self {
                 IpAddressType::Ipv4 => "ipv4",
@@ -2057,7 +2108,7 @@ pub mod target_group {
     }
 
     /// The protocol to use for routing traffic to the targets.
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    #[derive(Clone, Copy, PartialEq, Eq)]
     pub enum Protocol {
         /// `GENEVE`
         Geneve,
@@ -2081,6 +2132,7 @@ pub mod target_group {
 
     impl Protocol {
         /// The value as written in the template.
+        #[inline]
         pub fn as_str(self) -> &'static str {
             match self {
                 Protocol::Geneve => "GENEVE",
@@ -2129,7 +2181,7 @@ pub mod target_group {
     }
 
     /// The type of target that you must specify when registering targets with this target group. You can't specify targets for a target group using more than one target type.
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    #[derive(Clone, Copy, PartialEq, Eq)]
     pub enum TargetType {
         /// `alb`
         Alb,
@@ -2143,6 +2195,7 @@ pub mod target_group {
 
     impl TargetType {
         /// The value as written in the template.
+        #[inline]
         pub fn as_str(self) -> &'static str {
             match self {
                 TargetType::Alb => "alb",
@@ -2160,4 +2213,5 @@ pub mod target_group {
     }
 
     debug_as_json!(Matcher, TargetDescription);
+    debug_as_str!(HealthCheckProtocol, IpAddressType, Protocol, TargetType);
 }

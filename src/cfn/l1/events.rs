@@ -69,6 +69,7 @@ impl Rule {
 }
 
 impl Resource for Rule {
+    #[inline]
     fn type_name(&self) -> &str {
         Self::TYPE
     }
@@ -76,10 +77,12 @@ impl Resource for Rule {
 
 impl Handle<Rule> {
     /// `Fn::GetAtt` `Arn`: The ARN of the rule, such as arn:aws:events:us-east-2:123456789012:rule/example.
+    #[inline]
     pub fn arn(&self) -> Expr {
         self.get_att("Arn")
     }
     /// `Fn::GetAtt` `RuleName`: The name of the rule, exposed as a read-only attribute for use with Fn::GetAtt.
+    #[inline]
     pub fn rule_name(&self) -> Expr {
         self.get_att("RuleName")
     }
@@ -93,7 +96,7 @@ pub mod rule {
 
     use serde::ser::{Serialize, SerializeMap, Serializer};
 
-    use crate::cfn::l1::common::{debug_as_json, prop};
+    use crate::cfn::l1::common::{debug_as_json, debug_as_str, prop};
     use crate::cfn::l1::Tag;
     use crate::cfn::Expr;
 
@@ -115,7 +118,7 @@ pub mod rule {
     }
 
     /// Values of `AssignPublicIp`.
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    #[derive(Clone, Copy, PartialEq, Eq)]
     pub enum AssignPublicIp {
         /// `DISABLED`
         Disabled,
@@ -125,6 +128,7 @@ pub mod rule {
 
     impl AssignPublicIp {
         /// The value as written in the template.
+        #[inline]
         pub fn as_str(self) -> &'static str {
             match self {
                 AssignPublicIp::Disabled => "DISABLED",
@@ -397,7 +401,7 @@ pub mod rule {
     }
 
     /// Values of `LaunchType`.
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    #[derive(Clone, Copy, PartialEq, Eq)]
     pub enum LaunchType {
         /// `EC2`
         Ec2,
@@ -409,6 +413,7 @@ pub mod rule {
 
     impl LaunchType {
         /// The value as written in the template.
+        #[inline]
         pub fn as_str(self) -> &'static str {
             match self {
                 LaunchType::Ec2 => "EC2",
@@ -476,7 +481,7 @@ pub mod rule {
     }
 
     /// Values of `PropagateTags`.
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    #[derive(Clone, Copy, PartialEq, Eq)]
     pub enum PropagateTags {
         /// `TASK_DEFINITION`
         TaskDefinition,
@@ -484,6 +489,7 @@ pub mod rule {
 
     impl PropagateTags {
         /// The value as written in the template.
+        #[inline]
         pub fn as_str(self) -> &'static str {
             match self {
                 PropagateTags::TaskDefinition => "TASK_DEFINITION",
@@ -656,7 +662,7 @@ pub mod rule {
     }
 
     /// The state of the rule.
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    #[derive(Clone, Copy, PartialEq, Eq)]
     pub enum State {
         /// `DISABLED`
         Disabled,
@@ -668,6 +674,7 @@ pub mod rule {
 
     impl State {
         /// The value as written in the template.
+        #[inline]
         pub fn as_str(self) -> &'static str {
             match self {
                 State::Disabled => "DISABLED",
@@ -765,7 +772,7 @@ pub mod rule {
     }
 
     /// Values of `Type`.
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    #[derive(Clone, Copy, PartialEq, Eq)]
     pub enum Type {
         /// `distinctInstance`
         DistinctInstance,
@@ -775,6 +782,7 @@ pub mod rule {
 
     impl Type {
         /// The value as written in the template.
+        #[inline]
         pub fn as_str(self) -> &'static str {
             match self {
                 Type::DistinctInstance => "distinctInstance",
@@ -813,4 +821,5 @@ pub mod rule {
         SqsParameters,
         Target
     );
+    debug_as_str!(AssignPublicIp, LaunchType, PropagateTags, State, Type);
 }

@@ -75,6 +75,7 @@ impl Role {
 }
 
 impl Resource for Role {
+    #[inline]
     fn type_name(&self) -> &str {
         Self::TYPE
     }
@@ -82,10 +83,12 @@ impl Resource for Role {
 
 impl Handle<Role> {
     /// `Fn::GetAtt` `Arn`.
+    #[inline]
     pub fn arn(&self) -> Expr {
         self.get_att("Arn")
     }
     /// `Fn::GetAtt` `RoleId`.
+    #[inline]
     pub fn role_id(&self) -> Expr {
         self.get_att("RoleId")
     }

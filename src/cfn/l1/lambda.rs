@@ -7,7 +7,7 @@
 use serde::ser::{Serialize, SerializeMap, Serializer};
 
 use crate::cfn::l1::common::{debug_as_json, prop};
-use crate::cfn::l1::Tag;
+use crate::cfn::l1::{Number, Tag};
 use crate::cfn::{Expr, Handle, Resource};
 
 /// `AWS::Lambda::EventSourceMapping`: The ``AWS::Lambda::EventSourceMapping`` resource creates a mapping between an event source and an LAMlong function. LAM reads items from the event source and triggers the function.
@@ -76,7 +76,7 @@ pub struct EventSourceMapping {
     /// With ``StartingPosition`` set to ``AT_TIMESTAMP``, the time from which to start reading, in Unix time seconds. ``StartingPositionTimestamp`` cannot be in the future.
     ///
     /// Changing it replaces the resource (create-only).
-    pub starting_position_timestamp: Option<f64>,
+    pub starting_position_timestamp: Option<Number>,
     /// A list of tags to add to the event source mapping.
     pub tags: Vec<Tag>,
     /// The name of the Kafka topic.
@@ -195,6 +195,7 @@ impl EventSourceMapping {
 }
 
 impl Resource for EventSourceMapping {
+    #[inline]
     fn type_name(&self) -> &str {
         Self::TYPE
     }
@@ -202,10 +203,12 @@ impl Resource for EventSourceMapping {
 
 impl Handle<EventSourceMapping> {
     /// `Fn::GetAtt` `EventSourceMappingArn`.
+    #[inline]
     pub fn event_source_mapping_arn(&self) -> Expr {
         self.get_att("EventSourceMappingArn")
     }
     /// `Fn::GetAtt` `Id`.
+    #[inline]
     pub fn get_att_id(&self) -> Expr {
         self.get_att("Id")
     }
@@ -372,6 +375,7 @@ impl Function {
 }
 
 impl Resource for Function {
+    #[inline]
     fn type_name(&self) -> &str {
         Self::TYPE
     }
@@ -379,14 +383,17 @@ impl Resource for Function {
 
 impl Handle<Function> {
     /// `Fn::GetAtt` `Arn`.
+    #[inline]
     pub fn arn(&self) -> Expr {
         self.get_att("Arn")
     }
     /// `Fn::GetAtt` `SnapStartResponse.ApplyOn`: When set to ``PublishedVersions``, Lambda creates a snapshot of the execution environment when you publish a function version.
+    #[inline]
     pub fn snap_start_response_apply_on(&self) -> Expr {
         self.get_att("SnapStartResponse.ApplyOn")
     }
     /// `Fn::GetAtt` `SnapStartResponse.OptimizationStatus`: When you provide a [qualified Amazon Resource Name (ARN)](https://docs.aws.amazon.com/lambda/latest/dg/configuration-versions.html#versioning-versions-using), this response element indicates whether SnapStart is activated for the specified function version.
+    #[inline]
     pub fn snap_start_response_optimization_status(&self) -> Expr {
         self.get_att("SnapStartResponse.OptimizationStatus")
     }
@@ -489,6 +496,7 @@ impl Permission {
 }
 
 impl Resource for Permission {
+    #[inline]
     fn type_name(&self) -> &str {
         Self::TYPE
     }
@@ -496,6 +504,7 @@ impl Resource for Permission {
 
 impl Handle<Permission> {
     /// `Fn::GetAtt` `Id`.
+    #[inline]
     pub fn get_att_id(&self) -> Expr {
         self.get_att("Id")
     }
@@ -507,7 +516,7 @@ debug_as_json!(EventSourceMapping, Function, Permission);
 pub mod event_source_mapping {
     use serde::ser::{Serialize, SerializeMap, Serializer};
 
-    use crate::cfn::l1::common::{debug_as_json, prop};
+    use crate::cfn::l1::common::{debug_as_json, debug_as_str, prop};
     use crate::cfn::Expr;
 
     /// Specific configuration settings for an Amazon Managed Streaming for Apache Kafka (Amazon MSK) event source.
@@ -533,7 +542,7 @@ pub mod event_source_mapping {
     }
 
     /// The attributes you want your schema registry to validate and filter for. If you selected ``JSON`` as the ``EventRecordFormat``, Lambda also deserializes the selected message attributes.
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    #[derive(Clone, Copy, PartialEq, Eq)]
     pub enum Attribute {
         /// `KEY`
         Key,
@@ -543,6 +552,7 @@ pub mod event_source_mapping {
 
     impl Attribute {
         /// The value as written in the template.
+        #[inline]
         pub fn as_str(self) -> &'static str {
             match self {
                 Attribute::Key => "KEY",
@@ -558,7 +568,7 @@ pub mod event_source_mapping {
     }
 
     /// The mode that determines how Lambda reads from a Kafka topic. Use Stream for ordered processing or Queue for higher throughput when ordering is not required.
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    #[derive(Clone, Copy, PartialEq, Eq)]
     pub enum ConsumptionMode {
         /// `Stream`
         Stream,
@@ -568,6 +578,7 @@ pub mod event_source_mapping {
 
     impl ConsumptionMode {
         /// The value as written in the template.
+        #[inline]
         pub fn as_str(self) -> &'static str {
             match self {
                 ConsumptionMode::Stream => "Stream",
@@ -638,7 +649,7 @@ pub mod event_source_mapping {
     }
 
     /// The record format that Lambda delivers to your function after schema validation.
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    #[derive(Clone, Copy, PartialEq, Eq)]
     pub enum EventRecordFormat {
         /// `JSON`
         Json,
@@ -648,6 +659,7 @@ pub mod event_source_mapping {
 
     impl EventRecordFormat {
         /// The value as written in the template.
+        #[inline]
         pub fn as_str(self) -> &'static str {
             match self {
                 EventRecordFormat::Json => "JSON",
@@ -693,7 +705,7 @@ pub mod event_source_mapping {
     }
 
     /// Determines what DocumentDB sends to your event stream during document update operations. If set to UpdateLookup, DocumentDB sends a delta describing the changes, along with a copy of the entire document. Otherwise, DocumentDB sends only a partial document that contains the changes.
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    #[derive(Clone, Copy, PartialEq, Eq)]
     pub enum FullDocument {
         /// `UpdateLookup`
         UpdateLookup,
@@ -703,6 +715,7 @@ pub mod event_source_mapping {
 
     impl FullDocument {
         /// The value as written in the template.
+        #[inline]
         pub fn as_str(self) -> &'static str {
             match self {
                 FullDocument::UpdateLookup => "UpdateLookup",
@@ -718,7 +731,7 @@ pub mod event_source_mapping {
     }
 
     /// Values of `FunctionResponseTypesItem`.
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    #[derive(Clone, Copy, PartialEq, Eq)]
     pub enum FunctionResponseTypesItem {
         /// `ReportBatchItemFailures`
         ReportBatchItemFailures,
@@ -726,6 +739,7 @@ pub mod event_source_mapping {
 
     impl FunctionResponseTypesItem {
         /// The value as written in the template.
+        #[inline]
         pub fn as_str(self) -> &'static str {
             match self {
                 FunctionResponseTypesItem::ReportBatchItemFailures => "ReportBatchItemFailures",
@@ -770,7 +784,7 @@ pub mod event_source_mapping {
     }
 
     /// Values of `MetricsItem`.
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    #[derive(Clone, Copy, PartialEq, Eq)]
     pub enum MetricsItem {
         /// `EventCount`
         EventCount,
@@ -782,6 +796,7 @@ pub mod event_source_mapping {
 
     impl MetricsItem {
         /// The value as written in the template.
+        #[inline]
         pub fn as_str(self) -> &'static str {
             match self {
                 MetricsItem::EventCount => "EventCount",
@@ -968,7 +983,7 @@ pub mod event_source_mapping {
     }
 
     /// The type of authentication protocol, VPC components, or virtual host for your event source. For example: ``"Type":"SASL_SCRAM_512_AUTH"``.
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    #[derive(Clone, Copy, PartialEq, Eq)]
     pub enum SourceAccessConfigurationType {
         /// `BASIC_AUTH`
         BasicAuth,
@@ -1004,6 +1019,7 @@ pub mod event_source_mapping {
 
     impl SourceAccessConfigurationType {
         /// The value as written in the template.
+        #[inline]
         pub fn as_str(self) -> &'static str {
             match self {
                 SourceAccessConfigurationType::BasicAuth => "BASIC_AUTH",
@@ -1040,7 +1056,7 @@ pub mod event_source_mapping {
     }
 
     /// Set this property to filter the system logs for your function that Lambda sends to CloudWatch. Lambda only sends system logs at the selected level of detail and lower, where ``DEBUG`` is the highest level and ``WARN`` is the lowest.
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    #[derive(Clone, Copy, PartialEq, Eq)]
     pub enum SystemLogLevel {
         /// `DEBUG`
         Debug,
@@ -1052,6 +1068,7 @@ pub mod event_source_mapping {
 
     impl SystemLogLevel {
         /// The value as written in the template.
+        #[inline]
         pub fn as_str(self) -> &'static str {
             match self {
                 SystemLogLevel::Debug => "DEBUG",
@@ -1068,7 +1085,7 @@ pub mod event_source_mapping {
     }
 
     /// The type of authentication Lambda uses to access your schema registry.
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    #[derive(Clone, Copy, PartialEq, Eq)]
     pub enum Type {
         /// `BASIC_AUTH`
         BasicAuth,
@@ -1082,6 +1099,7 @@ pub mod event_source_mapping {
 
     impl Type {
         /// The value as written in the template.
+        #[inline]
         pub fn as_str(self) -> &'static str {
             match self {
                 Type::BasicAuth => "BASIC_AUTH",
@@ -1117,6 +1135,17 @@ pub mod event_source_mapping {
         SelfManagedKafkaEventSourceConfig,
         SourceAccessConfiguration
     );
+    debug_as_str!(
+        Attribute,
+        ConsumptionMode,
+        EventRecordFormat,
+        FullDocument,
+        FunctionResponseTypesItem,
+        MetricsItem,
+        SourceAccessConfigurationType,
+        SystemLogLevel,
+        Type
+    );
 }
 
 /// Property types of [`Function`].
@@ -1125,11 +1154,12 @@ pub mod function {
 
     use serde::ser::{Serialize, SerializeMap, Serializer};
 
-    use crate::cfn::l1::common::{debug_as_json, prop};
+    use crate::cfn::l1::common::{debug_as_json, debug_as_str, prop};
+    use crate::cfn::l1::Number;
     use crate::cfn::Expr;
 
     /// Set this property to filter the application logs for your function that Lambda sends to CloudWatch. Lambda only sends application logs at the selected level of detail and lower, where ``TRACE`` is the highest level and ``FATAL`` is the lowest.
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    #[derive(Clone, Copy, PartialEq, Eq)]
     pub enum ApplicationLogLevel {
         /// `TRACE`
         Trace,
@@ -1147,6 +1177,7 @@ pub mod function {
 
     impl ApplicationLogLevel {
         /// The value as written in the template.
+        #[inline]
         pub fn as_str(self) -> &'static str {
             match self {
                 ApplicationLogLevel::Trace => "TRACE",
@@ -1166,7 +1197,7 @@ pub mod function {
     }
 
     /// Set ``ApplyOn`` to ``PublishedVersions`` to create a snapshot of the initialized execution environment when you publish a function version.
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    #[derive(Clone, Copy, PartialEq, Eq)]
     pub enum ApplyOn {
         /// `PublishedVersions`
         PublishedVersions,
@@ -1176,6 +1207,7 @@ pub mod function {
 
     impl ApplyOn {
         /// The value as written in the template.
+        #[inline]
         pub fn as_str(self) -> &'static str {
             match self {
                 ApplyOn::PublishedVersions => "PublishedVersions",
@@ -1191,7 +1223,7 @@ pub mod function {
     }
 
     /// Values of `ArchitecturesItem`.
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    #[derive(Clone, Copy, PartialEq, Eq)]
     pub enum ArchitecturesItem {
         /// `x86_64`
         X86_64,
@@ -1201,6 +1233,7 @@ pub mod function {
 
     impl ArchitecturesItem {
         /// The value as written in the template.
+        #[inline]
         pub fn as_str(self) -> &'static str {
             match self {
                 ArchitecturesItem::X86_64 => "x86_64",
@@ -1290,7 +1323,7 @@ pub mod function {
     }
 
     /// Specifies if a function reads from the file system for the lowest latency, or through Amazon S3 Files feature "direct Amazon S3 bucket reads" for the highest throughput. Valid values:
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    #[derive(Clone, Copy, PartialEq, Eq)]
     pub enum DirectS3Read {
         /// `ENABLED`
         Enabled,
@@ -1302,6 +1335,7 @@ pub mod function {
 
     impl DirectS3Read {
         /// The value as written in the template.
+        #[inline]
         pub fn as_str(self) -> &'static str {
             match self {
                 DirectS3Read::Enabled => "ENABLED",
@@ -1456,7 +1490,7 @@ pub mod function {
         /// Required.
         pub capacity_provider_arn: Option<Expr>,
         /// The amount of memory in GiB allocated per vCPU for execution environments.
-        pub execution_environment_memory_gi_b_per_v_cpu: Option<f64>,
+        pub execution_environment_memory_gi_b_per_v_cpu: Option<Number>,
         /// The maximum number of concurrent executions that can run on each execution environment.
         pub per_execution_environment_max_concurrency: Option<i64>,
     }
@@ -1480,7 +1514,7 @@ pub mod function {
     }
 
     /// The format in which Lambda sends your function's application and system logs to CloudWatch. Select between plain text and structured JSON.
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    #[derive(Clone, Copy, PartialEq, Eq)]
     pub enum LogFormat {
         /// `Text`
         Text,
@@ -1490,6 +1524,7 @@ pub mod function {
 
     impl LogFormat {
         /// The value as written in the template.
+        #[inline]
         pub fn as_str(self) -> &'static str {
             match self {
                 LogFormat::Text => "Text",
@@ -1529,7 +1564,7 @@ pub mod function {
     }
 
     /// The tracing mode.
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    #[derive(Clone, Copy, PartialEq, Eq)]
     pub enum Mode {
         /// `Active`
         Active,
@@ -1539,6 +1574,7 @@ pub mod function {
 
     impl Mode {
         /// The value as written in the template.
+        #[inline]
         pub fn as_str(self) -> &'static str {
             match self {
                 Mode::Active => "Active",
@@ -1554,7 +1590,7 @@ pub mod function {
     }
 
     /// The type of deployment package. Set to ``Image`` for container image and set ``Zip`` for .zip file archive.
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    #[derive(Clone, Copy, PartialEq, Eq)]
     pub enum PackageType {
         /// `Image`
         Image,
@@ -1564,6 +1600,7 @@ pub mod function {
 
     impl PackageType {
         /// The value as written in the template.
+        #[inline]
         pub fn as_str(self) -> &'static str {
             match self {
                 PackageType::Image => "Image",
@@ -1579,7 +1616,7 @@ pub mod function {
     }
 
     /// The function recursion configuration.
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    #[derive(Clone, Copy, PartialEq, Eq)]
     pub enum RecursiveLoop {
         /// `Allow`
         Allow,
@@ -1589,6 +1626,7 @@ pub mod function {
 
     impl RecursiveLoop {
         /// The value as written in the template.
+        #[inline]
         pub fn as_str(self) -> &'static str {
             match self {
                 RecursiveLoop::Allow => "Allow",
@@ -1604,7 +1642,7 @@ pub mod function {
     }
 
     /// The identifier of the function's [runtime](https://docs.aws.amazon.com/lambda/latest/dg/lambda-runtimes.html). Runtime is required if the deployment package is a .zip file archive. Specifying a runtime results in an error if you're deploying a function using a container image.
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    #[derive(Clone, Copy, PartialEq, Eq)]
     pub enum Runtime {
         /// `dotnet10`
         Dotnet10,
@@ -1712,6 +1750,7 @@ pub mod function {
 
     impl Runtime {
         /// The value as written in the template.
+        #[inline]
         pub fn as_str(self) -> &'static str {
             match self {
                 Runtime::Dotnet10 => "dotnet10",
@@ -1811,7 +1850,7 @@ pub mod function {
     }
 
     /// Specifies the storage mode for the deployment package. Use ``COPY`` to store the package in LAMlong-managed storage. Use ``REFERENCE`` to read the package directly from the Amazon S3 bucket. If omitted, the default is ``COPY``.
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    #[derive(Clone, Copy, PartialEq, Eq)]
     pub enum S3ObjectStorageMode {
         /// `COPY`
         Copy,
@@ -1821,6 +1860,7 @@ pub mod function {
 
     impl S3ObjectStorageMode {
         /// The value as written in the template.
+        #[inline]
         pub fn as_str(self) -> &'static str {
             match self {
                 S3ObjectStorageMode::Copy => "COPY",
@@ -1853,7 +1893,7 @@ pub mod function {
     }
 
     /// Set this property to filter the system logs for your function that Lambda sends to CloudWatch. Lambda only sends system logs at the selected level of detail and lower, where ``DEBUG`` is the highest level and ``WARN`` is the lowest.
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    #[derive(Clone, Copy, PartialEq, Eq)]
     pub enum SystemLogLevel {
         /// `DEBUG`
         Debug,
@@ -1865,6 +1905,7 @@ pub mod function {
 
     impl SystemLogLevel {
         /// The value as written in the template.
+        #[inline]
         pub fn as_str(self) -> &'static str {
             match self {
                 SystemLogLevel::Debug => "DEBUG",
@@ -1898,7 +1939,7 @@ pub mod function {
     }
 
     /// Tenant isolation mode allows for invocation to be sent to a corresponding execution environment dedicated to a specific tenant ID.
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    #[derive(Clone, Copy, PartialEq, Eq)]
     pub enum TenantIsolationMode {
         /// `PER_TENANT`
         PerTenant,
@@ -1906,6 +1947,7 @@ pub mod function {
 
     impl TenantIsolationMode {
         /// The value as written in the template.
+        #[inline]
         pub fn as_str(self) -> &'static str {
             match self {
                 TenantIsolationMode::PerTenant => "PER_TENANT",
@@ -1935,7 +1977,7 @@ pub mod function {
     }
 
     /// Specify the runtime update mode.
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    #[derive(Clone, Copy, PartialEq, Eq)]
     pub enum UpdateRuntimeOn {
         /// `Auto`
         Auto,
@@ -1947,6 +1989,7 @@ pub mod function {
 
     impl UpdateRuntimeOn {
         /// The value as written in the template.
+        #[inline]
         pub fn as_str(self) -> &'static str {
             match self {
                 UpdateRuntimeOn::Auto => "Auto",
@@ -2006,14 +2049,31 @@ pub mod function {
         TracingConfig,
         VpcConfig
     );
+    debug_as_str!(
+        ApplicationLogLevel,
+        ApplyOn,
+        ArchitecturesItem,
+        DirectS3Read,
+        LogFormat,
+        Mode,
+        PackageType,
+        RecursiveLoop,
+        Runtime,
+        S3ObjectStorageMode,
+        SystemLogLevel,
+        TenantIsolationMode,
+        UpdateRuntimeOn
+    );
 }
 
 /// Property types of [`Permission`].
 pub mod permission {
     use serde::ser::{Serialize, Serializer};
 
+    use crate::cfn::l1::common::debug_as_str;
+
     /// The type of authentication that your function URL uses. Set to ``AWS_IAM`` if you want to restrict access to authenticated users only. Set to ``NONE`` if you want to bypass IAM authentication to create a public endpoint. For more information, see [Control access to Lambda function URLs](https://docs.aws.amazon.com/lambda/latest/dg/urls-auth.html).
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    #[derive(Clone, Copy, PartialEq, Eq)]
     pub enum FunctionUrlAuthType {
         /// `AWS_IAM`
         AwsIam,
@@ -2023,6 +2083,7 @@ pub mod permission {
 
     impl FunctionUrlAuthType {
         /// The value as written in the template.
+        #[inline]
         pub fn as_str(self) -> &'static str {
             match self {
                 FunctionUrlAuthType::AwsIam => "AWS_IAM",
@@ -2036,4 +2097,6 @@ pub mod permission {
             serializer.serialize_str(self.as_str())
         }
     }
+
+    debug_as_str!(FunctionUrlAuthType);
 }

@@ -86,6 +86,7 @@ impl LogGroup {
 }
 
 impl Resource for LogGroup {
+    #[inline]
     fn type_name(&self) -> &str {
         Self::TYPE
     }
@@ -93,6 +94,7 @@ impl Resource for LogGroup {
 
 impl Handle<LogGroup> {
     /// `Fn::GetAtt` `Arn`.
+    #[inline]
     pub fn arn(&self) -> Expr {
         self.get_att("Arn")
     }
@@ -104,8 +106,10 @@ debug_as_json!(LogGroup);
 pub mod log_group {
     use serde::ser::{Serialize, Serializer};
 
+    use crate::cfn::l1::common::debug_as_str;
+
     /// Specifies the log group class for this log group. There are two classes:
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    #[derive(Clone, Copy, PartialEq, Eq)]
     pub enum LogGroupClass {
         /// `STANDARD`
         Standard,
@@ -117,6 +121,7 @@ pub mod log_group {
 
     impl LogGroupClass {
         /// The value as written in the template.
+        #[inline]
         pub fn as_str(self) -> &'static str {
             match self {
                 LogGroupClass::Standard => "STANDARD",
@@ -131,4 +136,6 @@ pub mod log_group {
             serializer.serialize_str(self.as_str())
         }
     }
+
+    debug_as_str!(LogGroupClass);
 }

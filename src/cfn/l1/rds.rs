@@ -395,6 +395,7 @@ impl DbCluster {
 }
 
 impl Resource for DbCluster {
+    #[inline]
     fn type_name(&self) -> &str {
         Self::TYPE
     }
@@ -402,34 +403,42 @@ impl Resource for DbCluster {
 
 impl Handle<DbCluster> {
     /// `Fn::GetAtt` `DBClusterArn`.
+    #[inline]
     pub fn db_cluster_arn(&self) -> Expr {
         self.get_att("DBClusterArn")
     }
     /// `Fn::GetAtt` `DBClusterResourceId`.
+    #[inline]
     pub fn db_cluster_resource_id(&self) -> Expr {
         self.get_att("DBClusterResourceId")
     }
     /// `Fn::GetAtt` `Endpoint.Address`: Specifies the connection endpoint for the primary instance of the DB cluster.
+    #[inline]
     pub fn endpoint_address(&self) -> Expr {
         self.get_att("Endpoint.Address")
     }
     /// `Fn::GetAtt` `Endpoint.Port`: Specifies the port that the database engine is listening on.
+    #[inline]
     pub fn endpoint_port(&self) -> Expr {
         self.get_att("Endpoint.Port")
     }
     /// `Fn::GetAtt` `MasterUserSecret.SecretArn`: The Amazon Resource Name (ARN) of the secret. This parameter is a return value that you can retrieve using the ``Fn::GetAtt`` intrinsic function. For more information, see [Return values](https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/aws-resource-rds-dbcluster.html#aws-resource-rds-dbcluster-return-values).
+    #[inline]
     pub fn master_user_secret_secret_arn(&self) -> Expr {
         self.get_att("MasterUserSecret.SecretArn")
     }
     /// `Fn::GetAtt` `ReadEndpoint.Address`: The host address of the reader endpoint.
+    #[inline]
     pub fn read_endpoint_address(&self) -> Expr {
         self.get_att("ReadEndpoint.Address")
     }
     /// `Fn::GetAtt` `StorageEncryptionType`.
+    #[inline]
     pub fn storage_encryption_type(&self) -> Expr {
         self.get_att("StorageEncryptionType")
     }
     /// `Fn::GetAtt` `StorageThroughput`.
+    #[inline]
     pub fn storage_throughput(&self) -> Expr {
         self.get_att("StorageThroughput")
     }
@@ -948,6 +957,7 @@ impl DbInstance {
 }
 
 impl Resource for DbInstance {
+    #[inline]
     fn type_name(&self) -> &str {
         Self::TYPE
     }
@@ -955,94 +965,117 @@ impl Resource for DbInstance {
 
 impl Handle<DbInstance> {
     /// `Fn::GetAtt` `AutomaticRestartTime`.
+    #[inline]
     pub fn automatic_restart_time(&self) -> Expr {
         self.get_att("AutomaticRestartTime")
     }
     /// `Fn::GetAtt` `CertificateDetails.CAIdentifier`: The CA identifier of the CA certificate used for the DB instance's server certificate.
+    #[inline]
     pub fn certificate_details_ca_identifier(&self) -> Expr {
         self.get_att("CertificateDetails.CAIdentifier")
     }
     /// `Fn::GetAtt` `CertificateDetails.ValidTill`: The expiration date of the DB instance’s server certificate.
+    #[inline]
     pub fn certificate_details_valid_till(&self) -> Expr {
         self.get_att("CertificateDetails.ValidTill")
     }
     /// `Fn::GetAtt` `DBInstanceArn`.
+    #[inline]
     pub fn db_instance_arn(&self) -> Expr {
         self.get_att("DBInstanceArn")
     }
     /// `Fn::GetAtt` `DBInstanceStatus`.
+    #[inline]
     pub fn db_instance_status(&self) -> Expr {
         self.get_att("DBInstanceStatus")
     }
     /// `Fn::GetAtt` `DbiResourceId`.
+    #[inline]
     pub fn dbi_resource_id(&self) -> Expr {
         self.get_att("DbiResourceId")
     }
     /// `Fn::GetAtt` `Endpoint.Address`: Specifies the DNS address of the DB instance.
+    #[inline]
     pub fn endpoint_address(&self) -> Expr {
         self.get_att("Endpoint.Address")
     }
     /// `Fn::GetAtt` `Endpoint.HostedZoneId`: Specifies the ID that Amazon Route 53 assigns when you create a hosted zone.
+    #[inline]
     pub fn endpoint_hosted_zone_id(&self) -> Expr {
         self.get_att("Endpoint.HostedZoneId")
     }
     /// `Fn::GetAtt` `Endpoint.Port`: Specifies the port that the database engine is listening on.
+    #[inline]
     pub fn endpoint_port(&self) -> Expr {
         self.get_att("Endpoint.Port")
     }
     /// `Fn::GetAtt` `InstanceCreateTime`.
+    #[inline]
     pub fn instance_create_time(&self) -> Expr {
         self.get_att("InstanceCreateTime")
     }
     /// `Fn::GetAtt` `IsStorageConfigUpgradeAvailable`.
+    #[inline]
     pub fn is_storage_config_upgrade_available(&self) -> Expr {
         self.get_att("IsStorageConfigUpgradeAvailable")
     }
     /// `Fn::GetAtt` `LatestRestorableTime`.
+    #[inline]
     pub fn latest_restorable_time(&self) -> Expr {
         self.get_att("LatestRestorableTime")
     }
     /// `Fn::GetAtt` `ListenerEndpoint.Address`: Specifies the DNS address of the DB instance.
+    #[inline]
     pub fn listener_endpoint_address(&self) -> Expr {
         self.get_att("ListenerEndpoint.Address")
     }
     /// `Fn::GetAtt` `ListenerEndpoint.HostedZoneId`: Specifies the ID that Amazon Route 53 assigns when you create a hosted zone.
+    #[inline]
     pub fn listener_endpoint_hosted_zone_id(&self) -> Expr {
         self.get_att("ListenerEndpoint.HostedZoneId")
     }
     /// `Fn::GetAtt` `ListenerEndpoint.Port`: Specifies the port that the database engine is listening on.
+    #[inline]
     pub fn listener_endpoint_port(&self) -> Expr {
         self.get_att("ListenerEndpoint.Port")
     }
     /// `Fn::GetAtt` `MasterUserSecret.SecretArn`: The Amazon Resource Name (ARN) of the secret. This parameter is a return value that you can retrieve using the ``Fn::GetAtt`` intrinsic function. For more information, see [Return values](https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/aws-resource-rds-dbinstance.html#aws-resource-rds-dbinstance-return-values).
+    #[inline]
     pub fn master_user_secret_secret_arn(&self) -> Expr {
         self.get_att("MasterUserSecret.SecretArn")
     }
     /// `Fn::GetAtt` `PercentProgress`.
+    #[inline]
     pub fn percent_progress(&self) -> Expr {
         self.get_att("PercentProgress")
     }
     /// `Fn::GetAtt` `ReadReplicaDBClusterIdentifiers`.
+    #[inline]
     pub fn read_replica_db_cluster_identifiers(&self) -> ListExpr {
         self.get_att_list("ReadReplicaDBClusterIdentifiers")
     }
     /// `Fn::GetAtt` `ReadReplicaDBInstanceIdentifiers`.
+    #[inline]
     pub fn read_replica_db_instance_identifiers(&self) -> ListExpr {
         self.get_att_list("ReadReplicaDBInstanceIdentifiers")
     }
     /// `Fn::GetAtt` `ResumeFullAutomationModeTime`.
+    #[inline]
     pub fn resume_full_automation_mode_time(&self) -> Expr {
         self.get_att("ResumeFullAutomationModeTime")
     }
     /// `Fn::GetAtt` `SecondaryAvailabilityZone`.
+    #[inline]
     pub fn secondary_availability_zone(&self) -> Expr {
         self.get_att("SecondaryAvailabilityZone")
     }
     /// `Fn::GetAtt` `StorageOperationPercentProgress`.
+    #[inline]
     pub fn storage_operation_percent_progress(&self) -> Expr {
         self.get_att("StorageOperationPercentProgress")
     }
     /// `Fn::GetAtt` `StorageOperationStatus`.
+    #[inline]
     pub fn storage_operation_status(&self) -> Expr {
         self.get_att("StorageOperationStatus")
     }
@@ -1098,6 +1131,7 @@ impl DbSubnetGroup {
 }
 
 impl Resource for DbSubnetGroup {
+    #[inline]
     fn type_name(&self) -> &str {
         Self::TYPE
     }
@@ -1105,6 +1139,7 @@ impl Resource for DbSubnetGroup {
 
 impl Handle<DbSubnetGroup> {
     /// `Fn::GetAtt` `DBSubnetGroupArn`.
+    #[inline]
     pub fn db_subnet_group_arn(&self) -> Expr {
         self.get_att("DBSubnetGroupArn")
     }
@@ -1116,11 +1151,12 @@ debug_as_json!(DbCluster, DbInstance, DbSubnetGroup);
 pub mod db_cluster {
     use serde::ser::{Serialize, SerializeMap, Serializer};
 
-    use crate::cfn::l1::common::{debug_as_json, prop};
+    use crate::cfn::l1::common::{debug_as_json, debug_as_str, prop};
+    use crate::cfn::l1::Number;
     use crate::cfn::Expr;
 
     /// Specifies the scalability mode of the Aurora DB cluster. When set to ``limitless``, the cluster operates as an Aurora Limitless Database, allowing you to create a DB shard group for horizontal scaling (sharding) capabilities. When set to ``standard`` (the default), the cluster uses normal DB instance creation.
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    #[derive(Clone, Copy, PartialEq, Eq)]
     pub enum ClusterScalabilityType {
         /// `limitless`
         Limitless,
@@ -1130,6 +1166,7 @@ pub mod db_cluster {
 
     impl ClusterScalabilityType {
         /// The value as written in the template.
+        #[inline]
         pub fn as_str(self) -> &'static str {
             match self {
                 ClusterScalabilityType::Limitless => "limitless",
@@ -1145,7 +1182,7 @@ pub mod db_cluster {
     }
 
     /// The mode of Database Insights to enable for the DB cluster.
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    #[derive(Clone, Copy, PartialEq, Eq)]
     pub enum DatabaseInsightsMode {
         /// `advanced`
         Advanced,
@@ -1155,6 +1192,7 @@ pub mod db_cluster {
 
     impl DatabaseInsightsMode {
         /// The value as written in the template.
+        #[inline]
         pub fn as_str(self) -> &'static str {
             match self {
                 DatabaseInsightsMode::Advanced => "advanced",
@@ -1190,7 +1228,7 @@ pub mod db_cluster {
     }
 
     /// Specifies the authentication type for the master user. With IAM master user authentication, you can configure the master DB user with IAM database authentication when you create a DB cluster.
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    #[derive(Clone, Copy, PartialEq, Eq)]
     pub enum MasterUserAuthenticationType {
         /// `iam-db-auth`
         IamDbAuth,
@@ -1200,6 +1238,7 @@ pub mod db_cluster {
 
     impl MasterUserAuthenticationType {
         /// The value as written in the template.
+        #[inline]
         pub fn as_str(self) -> &'static str {
             match self {
                 MasterUserAuthenticationType::IamDbAuth => "iam-db-auth",
@@ -1274,9 +1313,9 @@ pub mod db_cluster {
     #[derive(Clone, Default)]
     pub struct ServerlessV2ScalingConfiguration {
         /// The maximum number of Aurora capacity units (ACUs) for a DB instance in an Aurora Serverless v2 cluster. You can specify ACU values in half-step increments, such as 40, 40.5, 41, and so on. The largest value that you can use is 128.
-        pub max_capacity: Option<f64>,
+        pub max_capacity: Option<Number>,
         /// The minimum number of Aurora capacity units (ACUs) for a DB instance in an Aurora Serverless v2 cluster. You can specify ACU values in half-step increments, such as 8, 8.5, 9, and so on. For Aurora versions that support the Aurora Serverless v2 auto-pause feature, the smallest value that you can use is 0. For versions that don't support Aurora Serverless v2 auto-pause, the smallest value that you can use is 0.5.
-        pub min_capacity: Option<f64>,
+        pub min_capacity: Option<Number>,
         /// Specifies the number of seconds an Aurora Serverless v2 DB instance must be idle before Aurora attempts to automatically pause it.
         pub seconds_until_auto_pause: Option<i64>,
     }
@@ -1301,13 +1340,18 @@ pub mod db_cluster {
         ScalingConfiguration,
         ServerlessV2ScalingConfiguration
     );
+    debug_as_str!(
+        ClusterScalabilityType,
+        DatabaseInsightsMode,
+        MasterUserAuthenticationType
+    );
 }
 
 /// Property types of [`DbInstance`].
 pub mod db_instance {
     use serde::ser::{Serialize, SerializeMap, Serializer};
 
-    use crate::cfn::l1::common::{debug_as_json, prop};
+    use crate::cfn::l1::common::{debug_as_json, debug_as_str, prop};
     use crate::cfn::Expr;
 
     /// Contains details about an additional storage volume for a DB instance. RDS support additional storage volumes for RDS for Oracle and RDS for SQL Server.
@@ -1355,7 +1399,7 @@ pub mod db_instance {
     }
 
     /// The mode of Database Insights to enable for the DB instance.
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    #[derive(Clone, Copy, PartialEq, Eq)]
     pub enum DatabaseInsightsMode {
         /// `advanced`
         Advanced,
@@ -1365,6 +1409,7 @@ pub mod db_instance {
 
     impl DatabaseInsightsMode {
         /// The value as written in the template.
+        #[inline]
         pub fn as_str(self) -> &'static str {
             match self {
                 DatabaseInsightsMode::Advanced => "advanced",
@@ -1402,7 +1447,7 @@ pub mod db_instance {
     }
 
     /// Specifies the authentication type for the master user. With IAM master user authentication, you can configure the master DB user with IAM database authentication when you create a DB instance.
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    #[derive(Clone, Copy, PartialEq, Eq)]
     pub enum MasterUserAuthenticationType {
         /// `iam-db-auth`
         IamDbAuth,
@@ -1412,6 +1457,7 @@ pub mod db_instance {
 
     impl MasterUserAuthenticationType {
         /// The value as written in the template.
+        #[inline]
         pub fn as_str(self) -> &'static str {
             match self {
                 MasterUserAuthenticationType::IamDbAuth => "iam-db-auth",
@@ -1445,7 +1491,7 @@ pub mod db_instance {
     }
 
     /// The name of the processor feature. Valid names are ``coreCount`` and ``threadsPerCore``.
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    #[derive(Clone, Copy, PartialEq, Eq)]
     pub enum Name {
         /// `coreCount`
         CoreCount,
@@ -1455,6 +1501,7 @@ pub mod db_instance {
 
     impl Name {
         /// The value as written in the template.
+        #[inline]
         pub fn as_str(self) -> &'static str {
             match self {
                 Name::CoreCount => "coreCount",
@@ -1493,4 +1540,5 @@ pub mod db_instance {
         MasterUserSecret,
         ProcessorFeature
     );
+    debug_as_str!(DatabaseInsightsMode, MasterUserAuthenticationType, Name);
 }

@@ -101,6 +101,7 @@ impl RecordSet {
 }
 
 impl Resource for RecordSet {
+    #[inline]
     fn type_name(&self) -> &str {
         Self::TYPE
     }
@@ -112,7 +113,7 @@ debug_as_json!(RecordSet);
 pub mod record_set {
     use serde::ser::{Serialize, SerializeMap, Serializer};
 
-    use crate::cfn::l1::common::{debug_as_json, prop};
+    use crate::cfn::l1::common::{debug_as_json, debug_as_str, prop};
     use crate::cfn::Expr;
 
     /// The `AliasTarget` property type.
@@ -189,7 +190,7 @@ pub mod record_set {
     }
 
     /// Values of `Failover`.
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    #[derive(Clone, Copy, PartialEq, Eq)]
     pub enum Failover {
         /// `PRIMARY`
         Primary,
@@ -199,6 +200,7 @@ pub mod record_set {
 
     impl Failover {
         /// The value as written in the template.
+        #[inline]
         pub fn as_str(self) -> &'static str {
             match self {
                 Failover::Primary => "PRIMARY",
@@ -265,4 +267,5 @@ pub mod record_set {
         GeoLocation,
         GeoProximityLocation
     );
+    debug_as_str!(Failover);
 }

@@ -183,6 +183,7 @@ impl Bucket {
 }
 
 impl Resource for Bucket {
+    #[inline]
     fn type_name(&self) -> &str {
         Self::TYPE
     }
@@ -190,54 +191,67 @@ impl Resource for Bucket {
 
 impl Handle<Bucket> {
     /// `Fn::GetAtt` `Arn`.
+    #[inline]
     pub fn arn(&self) -> Expr {
         self.get_att("Arn")
     }
     /// `Fn::GetAtt` `DomainName`.
+    #[inline]
     pub fn domain_name(&self) -> Expr {
         self.get_att("DomainName")
     }
     /// `Fn::GetAtt` `DualStackDomainName`.
+    #[inline]
     pub fn dual_stack_domain_name(&self) -> Expr {
         self.get_att("DualStackDomainName")
     }
     /// `Fn::GetAtt` `MetadataConfiguration.AnnotationTableConfiguration.TableArn`: The Amazon Resource Name (ARN) for the annotation table.
+    #[inline]
     pub fn metadata_configuration_annotation_table_configuration_table_arn(&self) -> Expr {
         self.get_att("MetadataConfiguration.AnnotationTableConfiguration.TableArn")
     }
     /// `Fn::GetAtt` `MetadataConfiguration.AnnotationTableConfiguration.TableName`: The name of the annotation table.
+    #[inline]
     pub fn metadata_configuration_annotation_table_configuration_table_name(&self) -> Expr {
         self.get_att("MetadataConfiguration.AnnotationTableConfiguration.TableName")
     }
     /// `Fn::GetAtt` `MetadataConfiguration.InventoryTableConfiguration.TableArn`: The Amazon Resource Name (ARN) for the inventory table.
+    #[inline]
     pub fn metadata_configuration_inventory_table_configuration_table_arn(&self) -> Expr {
         self.get_att("MetadataConfiguration.InventoryTableConfiguration.TableArn")
     }
     /// `Fn::GetAtt` `MetadataConfiguration.InventoryTableConfiguration.TableName`: The name of the inventory table.
+    #[inline]
     pub fn metadata_configuration_inventory_table_configuration_table_name(&self) -> Expr {
         self.get_att("MetadataConfiguration.InventoryTableConfiguration.TableName")
     }
     /// `Fn::GetAtt` `MetadataConfiguration.JournalTableConfiguration.TableArn`: The Amazon Resource Name (ARN) for the journal table.
+    #[inline]
     pub fn metadata_configuration_journal_table_configuration_table_arn(&self) -> Expr {
         self.get_att("MetadataConfiguration.JournalTableConfiguration.TableArn")
     }
     /// `Fn::GetAtt` `MetadataConfiguration.JournalTableConfiguration.TableName`: The name of the journal table.
+    #[inline]
     pub fn metadata_configuration_journal_table_configuration_table_name(&self) -> Expr {
         self.get_att("MetadataConfiguration.JournalTableConfiguration.TableName")
     }
     /// `Fn::GetAtt` `MetadataTableConfiguration.S3TablesDestination.TableArn`: The Amazon Resource Name (ARN) for the metadata table in the metadata table configuration. The specified metadata table name must be unique within the ``aws_s3_metadata`` namespace in the destination table bucket.
+    #[inline]
     pub fn metadata_table_configuration_s3_tables_destination_table_arn(&self) -> Expr {
         self.get_att("MetadataTableConfiguration.S3TablesDestination.TableArn")
     }
     /// `Fn::GetAtt` `MetadataTableConfiguration.S3TablesDestination.TableNamespace`: The table bucket namespace for the metadata table in your metadata table configuration. This value is always ``aws_s3_metadata``.
+    #[inline]
     pub fn metadata_table_configuration_s3_tables_destination_table_namespace(&self) -> Expr {
         self.get_att("MetadataTableConfiguration.S3TablesDestination.TableNamespace")
     }
     /// `Fn::GetAtt` `RegionalDomainName`.
+    #[inline]
     pub fn regional_domain_name(&self) -> Expr {
         self.get_att("RegionalDomainName")
     }
     /// `Fn::GetAtt` `WebsiteURL`.
+    #[inline]
     pub fn website_url(&self) -> Expr {
         self.get_att("WebsiteURL")
     }
@@ -283,6 +297,7 @@ impl BucketPolicy {
 }
 
 impl Resource for BucketPolicy {
+    #[inline]
     fn type_name(&self) -> &str {
         Self::TYPE
     }
@@ -294,12 +309,12 @@ debug_as_json!(Bucket, BucketPolicy);
 pub mod bucket {
     use serde::ser::{Serialize, SerializeMap, Serializer};
 
-    use crate::cfn::l1::common::{debug_as_json, prop};
+    use crate::cfn::l1::common::{debug_as_json, debug_as_str, prop};
     use crate::cfn::l1::Tag;
     use crate::cfn::Expr;
 
     /// The ABAC status of the general purpose bucket. When ABAC is enabled for the general purpose bucket, you can use tags to manage access to the general purpose buckets as well as for cost tracking purposes. When ABAC is disabled for the general purpose buckets, you can only use tags for cost tracking purposes. For more information, see [Using tags with S3 general purpose buckets](https://docs.aws.amazon.com/AmazonS3/latest/userguide/buckets-tagging.html).
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    #[derive(Clone, Copy, PartialEq, Eq)]
     pub enum AbacStatus {
         /// `Enabled`
         Enabled,
@@ -309,6 +324,7 @@ pub mod bucket {
 
     impl AbacStatus {
         /// The value as written in the template.
+        #[inline]
         pub fn as_str(self) -> &'static str {
             match self {
                 AbacStatus::Enabled => "Enabled",
@@ -358,7 +374,7 @@ pub mod bucket {
     }
 
     /// Specifies the transfer acceleration status of the bucket.
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    #[derive(Clone, Copy, PartialEq, Eq)]
     pub enum AccelerationStatus {
         /// `Enabled`
         Enabled,
@@ -368,6 +384,7 @@ pub mod bucket {
 
     impl AccelerationStatus {
         /// The value as written in the template.
+        #[inline]
         pub fn as_str(self) -> &'static str {
             match self {
                 AccelerationStatus::Enabled => "Enabled",
@@ -383,7 +400,7 @@ pub mod bucket {
     }
 
     /// This is a legacy property, and it is not recommended for most use cases. A majority of modern use cases in Amazon S3 no longer require the use of ACLs, and we recommend that you keep ACLs disabled. For more information, see [Controlling object ownership](https://docs.aws.amazon.com//AmazonS3/latest/userguide/about-object-ownership.html) in the *Amazon S3 User Guide*.
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    #[derive(Clone, Copy, PartialEq, Eq)]
     pub enum AccessControl {
         /// `AuthenticatedRead`
         AuthenticatedRead,
@@ -405,6 +422,7 @@ pub mod bucket {
 
     impl AccessControl {
         /// The value as written in the template.
+        #[inline]
         pub fn as_str(self) -> &'static str {
             match self {
                 AccessControl::AuthenticatedRead => "AuthenticatedRead",
@@ -443,7 +461,7 @@ pub mod bucket {
     }
 
     /// S3 Intelligent-Tiering access tier. See [Storage class for automatically optimizing frequently and infrequently accessed objects](https://docs.aws.amazon.com/AmazonS3/latest/dev/storage-class-intro.html#sc-dynamic-data-access) for a list of access tiers in the S3 Intelligent-Tiering storage class.
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    #[derive(Clone, Copy, PartialEq, Eq)]
     pub enum AccessTier {
         /// `ARCHIVE_ACCESS`
         ArchiveAccess,
@@ -453,6 +471,7 @@ pub mod bucket {
 
     impl AccessTier {
         /// The value as written in the template.
+        #[inline]
         pub fn as_str(self) -> &'static str {
             match self {
                 AccessTier::ArchiveAccess => "ARCHIVE_ACCESS",
@@ -468,7 +487,7 @@ pub mod bucket {
     }
 
     /// Values of `AllowedMethodsItem`.
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    #[derive(Clone, Copy, PartialEq, Eq)]
     pub enum AllowedMethodsItem {
         /// `GET`
         Get,
@@ -484,6 +503,7 @@ pub mod bucket {
 
     impl AllowedMethodsItem {
         /// The value as written in the template.
+        #[inline]
         pub fn as_str(self) -> &'static str {
             match self {
                 AllowedMethodsItem::Get => "GET",
@@ -567,7 +587,7 @@ pub mod bucket {
     }
 
     /// Values of `BlockedEncryptionTypeListItem`.
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    #[derive(Clone, Copy, PartialEq, Eq)]
     pub enum BlockedEncryptionTypeListItem {
         /// `NONE`
         None,
@@ -577,6 +597,7 @@ pub mod bucket {
 
     impl BlockedEncryptionTypeListItem {
         /// The value as written in the template.
+        #[inline]
         pub fn as_str(self) -> &'static str {
             match self {
                 BlockedEncryptionTypeListItem::None => "NONE",
@@ -628,7 +649,7 @@ pub mod bucket {
     }
 
     /// Values of `BucketNamespace`.
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    #[derive(Clone, Copy, PartialEq, Eq)]
     pub enum BucketNamespace {
         /// `global`
         Global,
@@ -638,6 +659,7 @@ pub mod bucket {
 
     impl BucketNamespace {
         /// The value as written in the template.
+        #[inline]
         pub fn as_str(self) -> &'static str {
             match self {
                 BucketNamespace::Global => "global",
@@ -653,7 +675,7 @@ pub mod bucket {
     }
 
     /// Specifies whether the annotation table configuration is enabled or disabled.
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    #[derive(Clone, Copy, PartialEq, Eq)]
     pub enum ConfigurationState {
         /// `ENABLED`
         Enabled,
@@ -663,6 +685,7 @@ pub mod bucket {
 
     impl ConfigurationState {
         /// The value as written in the template.
+        #[inline]
         pub fn as_str(self) -> &'static str {
             match self {
                 ConfigurationState::Enabled => "ENABLED",
@@ -870,7 +893,7 @@ pub mod bucket {
     }
 
     /// Specifies whether journal table record expiration is enabled or disabled.
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    #[derive(Clone, Copy, PartialEq, Eq)]
     pub enum Expiration {
         /// `ENABLED`
         Enabled,
@@ -880,6 +903,7 @@ pub mod bucket {
 
     impl Expiration {
         /// The value as written in the template.
+        #[inline]
         pub fn as_str(self) -> &'static str {
             match self {
                 Expiration::Enabled => "ENABLED",
@@ -917,7 +941,7 @@ pub mod bucket {
     }
 
     /// Specifies the file format used when exporting data to Amazon S3.
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    #[derive(Clone, Copy, PartialEq, Eq)]
     pub enum Format {
         /// `CSV`
         Csv,
@@ -929,6 +953,7 @@ pub mod bucket {
 
     impl Format {
         /// The value as written in the template.
+        #[inline]
         pub fn as_str(self) -> &'static str {
             match self {
                 Format::Csv => "CSV",
@@ -945,7 +970,7 @@ pub mod bucket {
     }
 
     /// Object versions to include in the inventory list. If set to ``All``, the list includes all the object versions, which adds the version-related fields ``VersionId``, ``IsLatest``, and ``DeleteMarker`` to the list. If set to ``Current``, the list does not contain these version-related fields.
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    #[derive(Clone, Copy, PartialEq, Eq)]
     pub enum IncludedObjectVersions {
         /// `All`
         All,
@@ -955,6 +980,7 @@ pub mod bucket {
 
     impl IncludedObjectVersions {
         /// The value as written in the template.
+        #[inline]
         pub fn as_str(self) -> &'static str {
             match self {
                 IncludedObjectVersions::All => "All",
@@ -1286,7 +1312,7 @@ pub mod bucket {
     }
 
     /// The encryption type specified for a metadata table. To specify server-side encryption with KMSlong (KMS) keys (SSE-KMS), use the ``aws:kms`` value. To specify server-side encryption with Amazon S3 managed keys (SSE-S3), use the ``AES256`` value.
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    #[derive(Clone, Copy, PartialEq, Eq)]
     pub enum MetadataTableEncryptionConfigurationSseAlgorithm {
         /// `aws:kms`
         AwsKms,
@@ -1296,6 +1322,7 @@ pub mod bucket {
 
     impl MetadataTableEncryptionConfigurationSseAlgorithm {
         /// The value as written in the template.
+        #[inline]
         pub fn as_str(self) -> &'static str {
             match self {
                 MetadataTableEncryptionConfigurationSseAlgorithm::AwsKms => "aws:kms",
@@ -1357,7 +1384,7 @@ pub mod bucket {
     }
 
     /// The default Object Lock retention mode you want to apply to new objects placed in the specified bucket. If Object Lock is turned on, you must specify ``Mode`` and specify either ``Days`` or ``Years``.
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    #[derive(Clone, Copy, PartialEq, Eq)]
     pub enum Mode {
         /// `COMPLIANCE`
         Compliance,
@@ -1367,6 +1394,7 @@ pub mod bucket {
 
     impl Mode {
         /// The value as written in the template.
+        #[inline]
         pub fn as_str(self) -> &'static str {
             match self {
                 Mode::Compliance => "COMPLIANCE",
@@ -1502,7 +1530,7 @@ pub mod bucket {
     }
 
     /// Indicates whether this bucket has an Object Lock configuration enabled. Enable ``ObjectLockEnabled`` when you apply ``ObjectLockConfiguration`` to a bucket.
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    #[derive(Clone, Copy, PartialEq, Eq)]
     pub enum ObjectLockEnabled {
         /// `Enabled`
         Enabled,
@@ -1510,6 +1538,7 @@ pub mod bucket {
 
     impl ObjectLockEnabled {
         /// The value as written in the template.
+        #[inline]
         pub fn as_str(self) -> &'static str {
             match self {
                 ObjectLockEnabled::Enabled => "Enabled",
@@ -1539,7 +1568,7 @@ pub mod bucket {
     }
 
     /// Specifies an object ownership rule.
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    #[derive(Clone, Copy, PartialEq, Eq)]
     pub enum ObjectOwnership {
         /// `ObjectWriter`
         ObjectWriter,
@@ -1551,6 +1580,7 @@ pub mod bucket {
 
     impl ObjectOwnership {
         /// The value as written in the template.
+        #[inline]
         pub fn as_str(self) -> &'static str {
             match self {
                 ObjectOwnership::ObjectWriter => "ObjectWriter",
@@ -1567,7 +1597,7 @@ pub mod bucket {
     }
 
     /// Values of `OptionalFieldsItem`.
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    #[derive(Clone, Copy, PartialEq, Eq)]
     pub enum OptionalFieldsItem {
         /// `Size`
         Size,
@@ -1611,6 +1641,7 @@ pub mod bucket {
 
     impl OptionalFieldsItem {
         /// The value as written in the template.
+        #[inline]
         pub fn as_str(self) -> &'static str {
             match self {
                 OptionalFieldsItem::Size => "Size",
@@ -1645,7 +1676,7 @@ pub mod bucket {
     }
 
     /// The version of the output schema to use when exporting data. Must be ``V_1``.
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    #[derive(Clone, Copy, PartialEq, Eq)]
     pub enum OutputSchemaVersion {
         /// `V_1`
         V1,
@@ -1653,6 +1684,7 @@ pub mod bucket {
 
     impl OutputSchemaVersion {
         /// The value as written in the template.
+        #[inline]
         pub fn as_str(self) -> &'static str {
             match self {
                 OutputSchemaVersion::V1 => "V_1",
@@ -1667,7 +1699,7 @@ pub mod bucket {
     }
 
     /// Specifies the replica ownership. For default and valid values, see [PUT bucket replication](https://docs.aws.amazon.com/AmazonS3/latest/API/RESTBucketPUTreplication.html) in the *Amazon S3 API Reference*.
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    #[derive(Clone, Copy, PartialEq, Eq)]
     pub enum Owner {
         /// `Destination`
         Destination,
@@ -1675,6 +1707,7 @@ pub mod bucket {
 
     impl Owner {
         /// The value as written in the template.
+        #[inline]
         pub fn as_str(self) -> &'static str {
             match self {
                 Owner::Destination => "Destination",
@@ -1721,7 +1754,7 @@ pub mod bucket {
     }
 
     /// Specifies the partition date source for the partitioned prefix. ``PartitionDateSource`` can be ``EventTime`` or ``DeliveryTime``.
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    #[derive(Clone, Copy, PartialEq, Eq)]
     pub enum PartitionDateSource {
         /// `EventTime`
         EventTime,
@@ -1731,6 +1764,7 @@ pub mod bucket {
 
     impl PartitionDateSource {
         /// The value as written in the template.
+        #[inline]
         pub fn as_str(self) -> &'static str {
             match self {
                 PartitionDateSource::EventTime => "EventTime",
@@ -1761,7 +1795,7 @@ pub mod bucket {
     }
 
     /// Protocol to use when redirecting requests. The default is the protocol that is used in the original request.
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    #[derive(Clone, Copy, PartialEq, Eq)]
     pub enum Protocol {
         /// `http`
         Http,
@@ -1771,6 +1805,7 @@ pub mod bucket {
 
     impl Protocol {
         /// The value as written in the template.
+        #[inline]
         pub fn as_str(self) -> &'static str {
             match self {
                 Protocol::Http => "http",
@@ -1927,7 +1962,7 @@ pub mod bucket {
     }
 
     /// Specifies whether Amazon S3 replicates modifications on replicas.
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    #[derive(Clone, Copy, PartialEq, Eq)]
     pub enum ReplicaModificationsStatus {
         /// `Enabled`
         Enabled,
@@ -1937,6 +1972,7 @@ pub mod bucket {
 
     impl ReplicaModificationsStatus {
         /// The value as written in the template.
+        #[inline]
         pub fn as_str(self) -> &'static str {
             match self {
                 ReplicaModificationsStatus::Enabled => "Enabled",
@@ -2017,7 +2053,7 @@ pub mod bucket {
     }
 
     /// The storage class to use when replicating objects, such as S3 Standard or reduced redundancy. By default, Amazon S3 uses the storage class of the source object to create the object replica.
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    #[derive(Clone, Copy, PartialEq, Eq)]
     pub enum ReplicationDestinationStorageClass {
         /// `DEEP_ARCHIVE`
         DeepArchive,
@@ -2039,6 +2075,7 @@ pub mod bucket {
 
     impl ReplicationDestinationStorageClass {
         /// The value as written in the template.
+        #[inline]
         pub fn as_str(self) -> &'static str {
             match self {
                 ReplicationDestinationStorageClass::DeepArchive => "DEEP_ARCHIVE",
@@ -2322,7 +2359,7 @@ pub mod bucket {
     }
 
     /// If ``Enabled``, the rule is currently being applied. If ``Disabled``, the rule is not currently being applied.
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    #[derive(Clone, Copy, PartialEq, Eq)]
     pub enum RuleStatus {
         /// `Enabled`
         Enabled,
@@ -2332,6 +2369,7 @@ pub mod bucket {
 
     impl RuleStatus {
         /// The value as written in the template.
+        #[inline]
         pub fn as_str(self) -> &'static str {
             match self {
                 RuleStatus::Enabled => "Enabled",
@@ -2392,7 +2430,7 @@ pub mod bucket {
     }
 
     /// Specifies the schedule for generating inventory results.
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    #[derive(Clone, Copy, PartialEq, Eq)]
     pub enum ScheduleFrequency {
         /// `Daily`
         Daily,
@@ -2402,6 +2440,7 @@ pub mod bucket {
 
     impl ScheduleFrequency {
         /// The value as written in the template.
+        #[inline]
         pub fn as_str(self) -> &'static str {
             match self {
                 ScheduleFrequency::Daily => "Daily",
@@ -2492,7 +2531,7 @@ pub mod bucket {
     }
 
     /// Server-side encryption algorithm to use for the default encryption.
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    #[derive(Clone, Copy, PartialEq, Eq)]
     pub enum SseAlgorithm {
         /// `aws:kms`
         AwsKms,
@@ -2504,6 +2543,7 @@ pub mod bucket {
 
     impl SseAlgorithm {
         /// The value as written in the template.
+        #[inline]
         pub fn as_str(self) -> &'static str {
             match self {
                 SseAlgorithm::AwsKms => "aws:kms",
@@ -2537,7 +2577,7 @@ pub mod bucket {
     }
 
     /// Specifies the status of the configuration.
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    #[derive(Clone, Copy, PartialEq, Eq)]
     pub enum Status {
         /// `Disabled`
         Disabled,
@@ -2547,6 +2587,7 @@ pub mod bucket {
 
     impl Status {
         /// The value as written in the template.
+        #[inline]
         pub fn as_str(self) -> &'static str {
             match self {
                 Status::Disabled => "Disabled",
@@ -2562,7 +2603,7 @@ pub mod bucket {
     }
 
     /// The class of storage used to store the object.
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    #[derive(Clone, Copy, PartialEq, Eq)]
     pub enum StorageClass {
         /// `DEEP_ARCHIVE`
         DeepArchive,
@@ -2582,6 +2623,7 @@ pub mod bucket {
 
     impl StorageClass {
         /// The value as written in the template.
+        #[inline]
         pub fn as_str(self) -> &'static str {
             match self {
                 StorageClass::DeepArchive => "DEEP_ARCHIVE",
@@ -2617,7 +2659,7 @@ pub mod bucket {
     }
 
     /// The type of the table bucket where the metadata configuration is stored. The ``aws`` value indicates an AWS managed table bucket, and the ``customer`` value indicates a customer-managed table bucket. V2 metadata configurations are stored in AWS managed table buckets, and V1 metadata configurations are stored in customer-managed table buckets.
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    #[derive(Clone, Copy, PartialEq, Eq)]
     pub enum TableBucketType {
         /// `aws`
         Aws,
@@ -2627,6 +2669,7 @@ pub mod bucket {
 
     impl TableBucketType {
         /// The value as written in the template.
+        #[inline]
         pub fn as_str(self) -> &'static str {
             match self {
                 TableBucketType::Aws => "aws",
@@ -2730,7 +2773,7 @@ pub mod bucket {
     }
 
     /// Indicates which default minimum object size behavior is applied to the lifecycle configuration.
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    #[derive(Clone, Copy, PartialEq, Eq)]
     pub enum TransitionDefaultMinimumObjectSize {
         /// `varies_by_storage_class`
         VariesByStorageClass,
@@ -2740,6 +2783,7 @@ pub mod bucket {
 
     impl TransitionDefaultMinimumObjectSize {
         /// The value as written in the template.
+        #[inline]
         pub fn as_str(self) -> &'static str {
             match self {
                 TransitionDefaultMinimumObjectSize::VariesByStorageClass => {
@@ -2776,7 +2820,7 @@ pub mod bucket {
     }
 
     /// The versioning state of the bucket.
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    #[derive(Clone, Copy, PartialEq, Eq)]
     pub enum VersioningConfigurationStatus {
         /// `Enabled`
         Enabled,
@@ -2786,6 +2830,7 @@ pub mod bucket {
 
     impl VersioningConfigurationStatus {
         /// The value as written in the template.
+        #[inline]
         pub fn as_str(self) -> &'static str {
             match self {
                 VersioningConfigurationStatus::Enabled => "Enabled",
@@ -2897,5 +2942,37 @@ pub mod bucket {
         Transition,
         VersioningConfiguration,
         WebsiteConfiguration
+    );
+    debug_as_str!(
+        AbacStatus,
+        AccelerationStatus,
+        AccessControl,
+        AccessTier,
+        AllowedMethodsItem,
+        BlockedEncryptionTypeListItem,
+        BucketNamespace,
+        ConfigurationState,
+        Expiration,
+        Format,
+        IncludedObjectVersions,
+        MetadataTableEncryptionConfigurationSseAlgorithm,
+        Mode,
+        ObjectLockEnabled,
+        ObjectOwnership,
+        OptionalFieldsItem,
+        OutputSchemaVersion,
+        Owner,
+        PartitionDateSource,
+        Protocol,
+        ReplicaModificationsStatus,
+        ReplicationDestinationStorageClass,
+        RuleStatus,
+        ScheduleFrequency,
+        SseAlgorithm,
+        Status,
+        StorageClass,
+        TableBucketType,
+        TransitionDefaultMinimumObjectSize,
+        VersioningConfigurationStatus
     );
 }

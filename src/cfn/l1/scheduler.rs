@@ -83,6 +83,7 @@ impl Schedule {
 }
 
 impl Resource for Schedule {
+    #[inline]
     fn type_name(&self) -> &str {
         Self::TYPE
     }
@@ -90,6 +91,7 @@ impl Resource for Schedule {
 
 impl Handle<Schedule> {
     /// `Fn::GetAtt` `Arn`: The Amazon Resource Name (ARN) of the schedule.
+    #[inline]
     pub fn arn(&self) -> Expr {
         self.get_att("Arn")
     }
@@ -103,11 +105,12 @@ pub mod schedule {
 
     use serde::ser::{Serialize, SerializeMap, Serializer};
 
-    use crate::cfn::l1::common::{debug_as_json, prop};
+    use crate::cfn::l1::common::{debug_as_json, debug_as_str, prop};
+    use crate::cfn::l1::Number;
     use crate::cfn::Expr;
 
     /// Specifies whether the task's elastic network interface receives a public IP address. You can specify ENABLED only when LaunchType in EcsParameters is set to FARGATE.
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    #[derive(Clone, Copy, PartialEq, Eq)]
     pub enum AssignPublicIp {
         /// `ENABLED`
         Enabled,
@@ -117,6 +120,7 @@ pub mod schedule {
 
     impl AssignPublicIp {
         /// The value as written in the template.
+        #[inline]
         pub fn as_str(self) -> &'static str {
             match self {
                 AssignPublicIp::Enabled => "ENABLED",
@@ -158,13 +162,13 @@ pub mod schedule {
     #[derive(Clone, Default)]
     pub struct CapacityProviderStrategyItem {
         /// The base value designates how many tasks, at a minimum, to run on the specified capacity provider. Only one capacity provider in a capacity provider strategy can have a base defined. If no value is specified, the default value of 0 is used.
-        pub base: Option<f64>,
+        pub base: Option<Number>,
         /// The short name of the capacity provider.
         ///
         /// Required.
         pub capacity_provider: Option<Expr>,
         /// The weight value designates the relative percentage of the total number of tasks launched that should use the specified capacity provider. The weight value is taken into consideration after the base value, if defined, is satisfied.
-        pub weight: Option<f64>,
+        pub weight: Option<Number>,
     }
 
     impl Serialize for CapacityProviderStrategyItem {
@@ -220,7 +224,7 @@ pub mod schedule {
         /// The metadata that you apply to the task to help you categorize and organize them. Each tag consists of a key and an optional value, both of which you define. To learn more, see RunTask in the Amazon ECS API Reference.
         pub tags: Vec<BTreeMap<String, Expr>>,
         /// The number of tasks to create based on TaskDefinition. The default is 1.
-        pub task_count: Option<f64>,
+        pub task_count: Option<Number>,
         /// The ARN of the task definition to use if the event target is an Amazon ECS task.
         ///
         /// Required.
@@ -294,7 +298,7 @@ pub mod schedule {
     #[derive(Clone, Default)]
     pub struct FlexibleTimeWindow {
         /// The maximum time window during which a schedule can be invoked.
-        pub maximum_window_in_minutes: Option<f64>,
+        pub maximum_window_in_minutes: Option<Number>,
         /// Determines whether the schedule is executed within a flexible time window.
         ///
         /// Required.
@@ -315,7 +319,7 @@ pub mod schedule {
     }
 
     /// Determines whether the schedule is executed within a flexible time window.
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    #[derive(Clone, Copy, PartialEq, Eq)]
     pub enum FlexibleTimeWindowMode {
         /// `OFF`
         Off,
@@ -325,6 +329,7 @@ pub mod schedule {
 
     impl FlexibleTimeWindowMode {
         /// The value as written in the template.
+        #[inline]
         pub fn as_str(self) -> &'static str {
             match self {
                 FlexibleTimeWindowMode::Off => "OFF",
@@ -357,7 +362,7 @@ pub mod schedule {
     }
 
     /// Specifies the launch type on which your task is running. The launch type that you specify here must match one of the launch type (compatibilities) of the target task. The FARGATE value is supported only in the Regions where AWS Fargate with Amazon ECS is supported. For more information, see AWS Fargate on Amazon ECS in the Amazon Elastic Container Service Developer Guide.
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    #[derive(Clone, Copy, PartialEq, Eq)]
     pub enum LaunchType {
         /// `EC2`
         Ec2,
@@ -369,6 +374,7 @@ pub mod schedule {
 
     impl LaunchType {
         /// The value as written in the template.
+        #[inline]
         pub fn as_str(self) -> &'static str {
             match self {
                 LaunchType::Ec2 => "EC2",
@@ -418,7 +424,7 @@ pub mod schedule {
     }
 
     /// The type of constraint. Use distinctInstance to ensure that each task in a particular group is running on a different container instance. Use memberOf to restrict the selection to a group of valid candidates.
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    #[derive(Clone, Copy, PartialEq, Eq)]
     pub enum PlacementConstraintType {
         /// `distinctInstance`
         DistinctInstance,
@@ -428,6 +434,7 @@ pub mod schedule {
 
     impl PlacementConstraintType {
         /// The value as written in the template.
+        #[inline]
         pub fn as_str(self) -> &'static str {
             match self {
                 PlacementConstraintType::DistinctInstance => "distinctInstance",
@@ -461,7 +468,7 @@ pub mod schedule {
     }
 
     /// The type of placement strategy. The random placement strategy randomly places tasks on available candidates. The spread placement strategy spreads placement across available candidates evenly based on the field parameter. The binpack strategy places tasks on available candidates that have the least available amount of the resource that is specified with the field parameter. For example, if you binpack on memory, a task is placed on the instance with the least amount of remaining memory (but still enough to run the task).
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    #[derive(Clone, Copy, PartialEq, Eq)]
     pub enum PlacementStrategyType {
         /// `random`
         Random,
@@ -473,6 +480,7 @@ pub mod schedule {
 
     impl PlacementStrategyType {
         /// The value as written in the template.
+        #[inline]
         pub fn as_str(self) -> &'static str {
             match self {
                 PlacementStrategyType::Random => "random",
@@ -489,7 +497,7 @@ pub mod schedule {
     }
 
     /// Specifies whether to propagate the tags from the task definition to the task. If no value is specified, the tags are not propagated. Tags can only be propagated to the task during task creation. To add tags to a task after task creation, use the TagResource API action.
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    #[derive(Clone, Copy, PartialEq, Eq)]
     pub enum PropagateTags {
         /// `TASK_DEFINITION`
         TaskDefinition,
@@ -497,6 +505,7 @@ pub mod schedule {
 
     impl PropagateTags {
         /// The value as written in the template.
+        #[inline]
         pub fn as_str(self) -> &'static str {
             match self {
                 PropagateTags::TaskDefinition => "TASK_DEFINITION",
@@ -514,9 +523,9 @@ pub mod schedule {
     #[derive(Clone, Default)]
     pub struct RetryPolicy {
         /// The maximum amount of time, in seconds, to continue to make retry attempts.
-        pub maximum_event_age_in_seconds: Option<f64>,
+        pub maximum_event_age_in_seconds: Option<Number>,
         /// The maximum number of retry attempts to make before the request fails. Retry attempts with exponential backoff continue until either the maximum number of attempts is made or until the duration of the MaximumEventAgeInSeconds is reached.
-        pub maximum_retry_attempts: Option<f64>,
+        pub maximum_retry_attempts: Option<Number>,
     }
 
     impl Serialize for RetryPolicy {
@@ -578,7 +587,7 @@ pub mod schedule {
     }
 
     /// Specifies whether the schedule is enabled or disabled.
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    #[derive(Clone, Copy, PartialEq, Eq)]
     pub enum ScheduleState {
         /// `ENABLED`
         Enabled,
@@ -588,6 +597,7 @@ pub mod schedule {
 
     impl ScheduleState {
         /// The value as written in the template.
+        #[inline]
         pub fn as_str(self) -> &'static str {
             match self {
                 ScheduleState::Enabled => "ENABLED",
@@ -687,5 +697,14 @@ pub mod schedule {
         SageMakerPipelineParameters,
         SqsParameters,
         Target
+    );
+    debug_as_str!(
+        AssignPublicIp,
+        FlexibleTimeWindowMode,
+        LaunchType,
+        PlacementConstraintType,
+        PlacementStrategyType,
+        PropagateTags,
+        ScheduleState
     );
 }

@@ -68,6 +68,7 @@ impl Secret {
 }
 
 impl Resource for Secret {
+    #[inline]
     fn type_name(&self) -> &str {
         Self::TYPE
     }
@@ -75,6 +76,7 @@ impl Resource for Secret {
 
 impl Handle<Secret> {
     /// `Fn::GetAtt` `Id`.
+    #[inline]
     pub fn get_att_id(&self) -> Expr {
         self.get_att("Id")
     }

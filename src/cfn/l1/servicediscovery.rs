@@ -61,6 +61,7 @@ impl PrivateDnsNamespace {
 }
 
 impl Resource for PrivateDnsNamespace {
+    #[inline]
     fn type_name(&self) -> &str {
         Self::TYPE
     }
@@ -68,14 +69,17 @@ impl Resource for PrivateDnsNamespace {
 
 impl Handle<PrivateDnsNamespace> {
     /// `Fn::GetAtt` `Arn`: The Amazon Resource Name (ARN) of the private namespace.
+    #[inline]
     pub fn arn(&self) -> Expr {
         self.get_att("Arn")
     }
     /// `Fn::GetAtt` `HostedZoneId`: The ID for the Route 53 hosted zone that AWS Cloud Map creates when you create a namespace.
+    #[inline]
     pub fn hosted_zone_id(&self) -> Expr {
         self.get_att("HostedZoneId")
     }
     /// `Fn::GetAtt` `Id`: The ID of the private namespace.
+    #[inline]
     pub fn get_att_id(&self) -> Expr {
         self.get_att("Id")
     }
@@ -153,6 +157,7 @@ impl Service {
 }
 
 impl Resource for Service {
+    #[inline]
     fn type_name(&self) -> &str {
         Self::TYPE
     }
@@ -160,10 +165,12 @@ impl Resource for Service {
 
 impl Handle<Service> {
     /// `Fn::GetAtt` `Arn`: The Amazon Resource Name (ARN) of the service.
+    #[inline]
     pub fn arn(&self) -> Expr {
         self.get_att("Arn")
     }
     /// `Fn::GetAtt` `Id`: The unique identifier for the service.
+    #[inline]
     pub fn get_att_id(&self) -> Expr {
         self.get_att("Id")
     }
@@ -176,6 +183,7 @@ pub mod private_dns_namespace {
     use serde::ser::{Serialize, SerializeMap, Serializer};
 
     use crate::cfn::l1::common::{debug_as_json, prop};
+    use crate::cfn::l1::Number;
 
     /// The `PrivateDnsPropertiesMutable` property type.
     #[derive(Clone, Default)]
@@ -211,7 +219,7 @@ pub mod private_dns_namespace {
     #[derive(Clone, Default)]
     pub struct Soa {
         /// The `TTL` property.
-        pub ttl: Option<f64>,
+        pub ttl: Option<Number>,
     }
 
     impl Serialize for Soa {
@@ -229,7 +237,8 @@ pub mod private_dns_namespace {
 pub mod service {
     use serde::ser::{Serialize, SerializeMap, Serializer};
 
-    use crate::cfn::l1::common::{debug_as_json, prop};
+    use crate::cfn::l1::common::{debug_as_json, debug_as_str, prop};
+    use crate::cfn::l1::Number;
     use crate::cfn::Expr;
 
     /// DNS configuration settings for the service.
@@ -261,7 +270,7 @@ pub mod service {
         /// The time-to-live (TTL) for the DNS record.
         ///
         /// Required.
-        pub ttl: Option<f64>,
+        pub ttl: Option<Number>,
         /// The DNS record type (e.g., A, AAAA, SRV).
         ///
         /// Required.
@@ -281,7 +290,7 @@ pub mod service {
     #[derive(Clone, Default)]
     pub struct HealthCheckConfig {
         /// The number of consecutive health check failures that must occur before declaring the service unhealthy.
-        pub failure_threshold: Option<f64>,
+        pub failure_threshold: Option<Number>,
         /// The path to ping on the service for health checks.
         pub resource_path: Option<Expr>,
         /// The type of health check (e.g., HTTP, HTTPS, TCP).
@@ -301,7 +310,7 @@ pub mod service {
     }
 
     /// The type of health check (e.g., HTTP, HTTPS, TCP).
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    #[derive(Clone, Copy, PartialEq, Eq)]
     pub enum HealthCheckConfigType {
         /// `HTTP`
         Http,
@@ -313,6 +322,7 @@ pub mod service {
 
     impl HealthCheckConfigType {
         /// The value as written in the template.
+        #[inline]
         pub fn as_str(self) -> &'static str {
             match self {
                 HealthCheckConfigType::Http => "HTTP",
@@ -332,7 +342,7 @@ pub mod service {
     #[derive(Clone, Default)]
     pub struct HealthCheckCustomConfig {
         /// The number of consecutive health check failures required before the service is considered unhealthy.
-        pub failure_threshold: Option<f64>,
+        pub failure_threshold: Option<Number>,
     }
 
     impl Serialize for HealthCheckCustomConfig {
@@ -344,7 +354,7 @@ pub mod service {
     }
 
     /// The routing policy to use for DNS queries.
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    #[derive(Clone, Copy, PartialEq, Eq)]
     pub enum RoutingPolicy {
         /// `MULTIVALUE`
         Multivalue,
@@ -354,6 +364,7 @@ pub mod service {
 
     impl RoutingPolicy {
         /// The value as written in the template.
+        #[inline]
         pub fn as_str(self) -> &'static str {
             match self {
                 RoutingPolicy::Multivalue => "MULTIVALUE",
@@ -369,7 +380,7 @@ pub mod service {
     }
 
     /// The type of service. Supported values are HTTP or DNS.
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    #[derive(Clone, Copy, PartialEq, Eq)]
     pub enum ServiceType {
         /// `HTTP`
         Http,
@@ -377,6 +388,7 @@ pub mod service {
 
     impl ServiceType {
         /// The value as written in the template.
+        #[inline]
         pub fn as_str(self) -> &'static str {
             match self {
                 ServiceType::Http => "HTTP",
@@ -391,7 +403,7 @@ pub mod service {
     }
 
     /// The DNS record type (e.g., A, AAAA, SRV).
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    #[derive(Clone, Copy, PartialEq, Eq)]
     pub enum Type {
         /// `A`
         A,
@@ -405,6 +417,7 @@ pub mod service {
 
     impl Type {
         /// The value as written in the template.
+        #[inline]
         pub fn as_str(self) -> &'static str {
             match self {
                 Type::A => "A",
@@ -427,4 +440,5 @@ pub mod service {
         HealthCheckConfig,
         HealthCheckCustomConfig
     );
+    debug_as_str!(HealthCheckConfigType, RoutingPolicy, ServiceType, Type);
 }

@@ -97,6 +97,7 @@ impl Topic {
 }
 
 impl Resource for Topic {
+    #[inline]
     fn type_name(&self) -> &str {
         Self::TYPE
     }
@@ -104,10 +105,12 @@ impl Resource for Topic {
 
 impl Handle<Topic> {
     /// `Fn::GetAtt` `TopicArn`.
+    #[inline]
     pub fn topic_arn(&self) -> Expr {
         self.get_att("TopicArn")
     }
     /// `Fn::GetAtt` `TopicName`: The name of the topic you want to create. Topic names must include only uppercase and lowercase ASCII letters, numbers, underscores, and hyphens, and must be between 1 and 256 characters long. FIFO topic names must end with ``.fifo``.
+    #[inline]
     pub fn topic_name(&self) -> Expr {
         self.get_att("TopicName")
     }
@@ -119,7 +122,7 @@ debug_as_json!(Topic);
 pub mod topic {
     use serde::ser::{Serialize, SerializeMap, Serializer};
 
-    use crate::cfn::l1::common::{debug_as_json, prop};
+    use crate::cfn::l1::common::{debug_as_json, debug_as_str, prop};
     use crate::cfn::Expr;
 
     /// The ``LoggingConfig`` property type specifies the ``Delivery`` status logging configuration for an [AWS::SNS::Topic](https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/aws-resource-sns-topic.html).
@@ -161,7 +164,7 @@ pub mod topic {
     }
 
     /// Indicates one of the supported protocols for the Amazon SNS topic.
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    #[derive(Clone, Copy, PartialEq, Eq)]
     pub enum Protocol {
         /// `http/s`
         HttpS,
@@ -177,6 +180,7 @@ pub mod topic {
 
     impl Protocol {
         /// The value as written in the template.
+        #[inline]
         pub fn as_str(self) -> &'static str {
             match self {
                 Protocol::HttpS => "http/s",
@@ -217,4 +221,5 @@ pub mod topic {
     }
 
     debug_as_json!(LoggingConfig, Subscription);
+    debug_as_str!(Protocol);
 }

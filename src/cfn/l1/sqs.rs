@@ -111,6 +111,7 @@ impl Queue {
 }
 
 impl Resource for Queue {
+    #[inline]
     fn type_name(&self) -> &str {
         Self::TYPE
     }
@@ -118,14 +119,17 @@ impl Resource for Queue {
 
 impl Handle<Queue> {
     /// `Fn::GetAtt` `Arn`.
+    #[inline]
     pub fn arn(&self) -> Expr {
         self.get_att("Arn")
     }
     /// `Fn::GetAtt` `QueueName`: A name for the queue. To create a FIFO queue, the name of your FIFO queue must end with the ``.fifo`` suffix. For more information, see [Amazon SQS FIFO queues](https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/sqs-fifo-queues.html) in the *Developer Guide*.
+    #[inline]
     pub fn queue_name(&self) -> Expr {
         self.get_att("QueueName")
     }
     /// `Fn::GetAtt` `QueueUrl`.
+    #[inline]
     pub fn queue_url(&self) -> Expr {
         self.get_att("QueueUrl")
     }

@@ -51,8 +51,8 @@ fn properties_render_in_alphabetical_order_under_their_cloudformation_names() {
         engine: Some("aurora-postgresql".into()),
         serverless_v2_scaling_configuration: Some(
             rds::db_cluster::ServerlessV2ScalingConfiguration {
-                max_capacity: Some(4.0),
-                min_capacity: Some(0.5),
+                max_capacity: Some(4.0.into()),
+                min_capacity: Some(0.5.into()),
                 ..Default::default()
             },
         ),
@@ -228,6 +228,27 @@ fn shared_tags_and_policy_documents_render_as_before() {
                 "PolicyName": "logs"}],
             "Tags": [{"Key": "airflow-stack", "Value": "dev"}]
         })
+    );
+}
+
+#[test]
+fn numbers_render_as_given() {
+    let record = servicediscovery::service::DnsRecord {
+        ttl: Some(10.into()),
+        r#type: Some(servicediscovery::service::Type::A),
+    };
+    assert_eq!(
+        serde_json::to_string(&record).unwrap(),
+        r#"{"TTL":10,"Type":"A"}"#
+    );
+    let scaling = rds::db_cluster::ServerlessV2ScalingConfiguration {
+        max_capacity: Some(4.0.into()),
+        min_capacity: Some(0.0.into()),
+        ..Default::default()
+    };
+    assert_eq!(
+        serde_json::to_string(&scaling).unwrap(),
+        r#"{"MaxCapacity":4.0,"MinCapacity":0.0}"#
     );
 }
 
