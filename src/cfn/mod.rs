@@ -1,14 +1,14 @@
 //! The CDK-like core: a CloudFormation template as a typed value.
 //!
 //! Resources are typed structs (see [`l1`], generated from the resource provider
-//! schemas, and the hand-written [`aws`] it replaces) whose fields serialise to the
+//! schemas, and [`custom`] for custom resources) whose fields serialise to the
 //! CloudFormation property names. [`Template::add`] returns a typed [`Handle`]; `Ref`
 //! and `Fn::GetAtt` are made from handles, and conditions from [`Template::condition`],
 //! so a reference to a resource or condition that is not in the template cannot be
 //! written by the constructs. [`Template::check`] verifies it again on the whole value,
 //! together with required properties and CloudFormation's size limits.
 
-pub mod aws;
+pub mod custom;
 mod expr;
 pub mod l1;
 mod yaml;
@@ -114,8 +114,8 @@ pub trait Resource: Serialize {
 
 /// A reference to a resource of type `R` that is in the template.
 ///
-/// Attribute accessors for `Fn::GetAtt` are implemented per resource type in [`l1`]
-/// (and [`aws`]), so only attributes the type has can be asked for.
+/// Attribute accessors for `Fn::GetAtt` are implemented per resource type in [`l1`],
+/// so only attributes the type has can be asked for.
 #[derive(Debug)]
 pub struct Handle<R> {
     id: LogicalId,
@@ -137,7 +137,7 @@ impl<R> Handle<R> {
         Expr::Ref(self.id.clone())
     }
 
-    /// `Fn::GetAtt` of an attribute; used by the typed accessors in [`l1`] and [`aws`].
+    /// `Fn::GetAtt` of an attribute; used by the typed accessors in [`l1`] and [`custom`].
     pub(crate) fn get_att(&self, attribute: &'static str) -> Expr {
         Expr::GetAtt(self.id.clone(), attribute)
     }

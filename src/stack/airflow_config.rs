@@ -5,7 +5,7 @@
 use super::component::{AirflowSecret, Component};
 use super::keys::Keys;
 use super::storage::Bucket;
-use crate::cfn::aws::ecs::{KeyValue, SecretRef};
+use crate::cfn::l1::ecs::task_definition::{KeyValuePair, Secret};
 use crate::cfn::{Expr, Pseudo};
 use crate::spec::{AuthManager, Spec};
 
@@ -14,14 +14,23 @@ use crate::spec::{AuthManager, Spec};
 /// ([`SharedConfig::secrets_for`]).
 pub struct SharedConfig {
     /// The environment every Airflow container gets.
-    pub env: Vec<KeyValue>,
-    fernet_key: SecretRef,
-    api_secret_key: SecretRef,
-    jwt_secret: SecretRef,
-    sql_alchemy_conn: SecretRef,
-    broker_url: SecretRef,
-    result_backend: SecretRef,
-    admin_password: SecretRef,
+    pub env: Vec<KeyValuePair>,
+    fernet_key: Secret,
+    api_secret_key: Secret,
+    jwt_secret: Secret,
+    sql_alchemy_conn: Secret,
+    broker_url: Secret,
+    result_backend: Secret,
+    admin_password: Secret,
+}
+
+/// An environment variable of a container. Never a secret value: those are
+/// [`Secret`]s, which ECS reads from Secrets Manager at start.
+pub fn env_var(name: &str, value: impl Into<Expr>) -> KeyValuePair {
+    KeyValuePair {
+        name: Some(name.into()),
+        value: Some(value.into()),
+    }
 }
 
 /// Name of the environment variable carrying the admin password where it is needed.
@@ -41,35 +50,35 @@ impl SharedConfig {
         };
         let python_bool = |b: bool| if b { "True" } else { "False" };
         let mut env = vec![
-            KeyValue::new("AIRFLOW__CORE__EXECUTOR", "CeleryExecutor"),
-            KeyValue::new("AIRFLOW__CORE__AUTH_MANAGER", auth_manager),
-            KeyValue::new(
+            env_var("AIRFLOW__CORE__EXECUTOR", "CeleryExecutor"),
+            env_var("AIRFLOW__CORE__AUTH_MANAGER", auth_manager),
+            env_var(
                 "AIRFLOW__CORE__EXECUTION_API_SERVER_URL",
                 format!("http://api-server.{ns}:8080/execution/"),
             ),
-            KeyValue::new(
+            env_var(
                 "AIRFLOW__CORE__LOAD_EXAMPLES",
                 python_bool(spec.airflow.load_examples),
             ),
             // Fargate host names do not resolve across tasks; the task IP does, so the
             // api-server can fetch logs of running tasks from workers and the triggerer.
-            KeyValue::new(
+            env_var(
                 "AIRFLOW__CORE__HOSTNAME_CALLABLE",
                 "airflow.utils.net.get_host_ip_address",
             ),
-            KeyValue::new(
+            env_var(
                 "AIRFLOW__CELERY__WORKER_CONCURRENCY",
                 spec.services.worker.concurrency.to_string(),
             ),
             // Celery re-delivers a task not acknowledged within this time; Airflow warns
             // when it is unset (finding of the end-to-end run).
-            KeyValue::new(
+            env_var(
                 "AIRFLOW__CELERY_BROKER_TRANSPORT_OPTIONS__VISIBILITY_TIMEOUT",
                 spec.airflow.celery_visibility_timeout_seconds.to_string(),
             ),
-            KeyValue::new("AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK", "True"),
-            KeyValue::new("AIRFLOW__LOGGING__REMOTE_LOGGING", "True"),
-            KeyValue::new(
+            env_var("AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK", "True"),
+            env_var("AIRFLOW__LOGGING__REMOTE_LOGGING", "True"),
+            env_var(
                 "AIRFLOW__LOGGING__REMOTE_BASE_LOG_FOLDER",
                 Expr::concat(vec![
                     Expr::lit("s3://"),
@@ -77,22 +86,22 @@ impl SharedConfig {
                     Expr::lit(format!("/{}", spec.storage.logs_prefix)),
                 ]),
             ),
-            KeyValue::new("AIRFLOW__LOGGING__REMOTE_LOG_CONN_ID", "aws_default"),
+            env_var("AIRFLOW__LOGGING__REMOTE_LOG_CONN_ID", "aws_default"),
             // Credentials come from the task role; the connection only names the region.
-            KeyValue::new(
+            env_var(
                 "AIRFLOW_CONN_AWS_DEFAULT",
                 Expr::concat(vec![
                     Expr::lit("aws://?region_name="),
                     Expr::Pseudo(Pseudo::Region),
                 ]),
             ),
-            KeyValue::new(
+            env_var(
                 "AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST",
                 bundle_config(spec, bucket),
             ),
         ];
         if spec.airflow.auth_manager == AuthManager::Simple {
-            env.push(KeyValue::new(
+            env.push(env_var(
                 "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS",
                 "admin:admin",
             ));
@@ -101,11 +110,11 @@ impl SharedConfig {
             spec.airflow
                 .extra_env
                 .iter()
-                .map(|(k, v)| KeyValue::new(k, v.clone())),
+                .map(|(k, v)| env_var(k, v.clone())),
         );
-        let secret = |name: &str, arn: &Expr| SecretRef {
-            name: name.to_string(),
-            value_from: arn.clone(),
+        let secret = |name: &str, arn: &Expr| Secret {
+            name: Some(name.into()),
+            value_from: Some(arn.clone()),
         };
         SharedConfig {
             env,
@@ -128,7 +137,7 @@ impl SharedConfig {
 
     /// The secrets `component`'s container gets ([`Component::secrets`] says which and
     /// why).
-    pub fn secrets_for(&self, spec: &Spec, component: Component) -> Vec<SecretRef> {
+    pub fn secrets_for(&self, spec: &Spec, component: Component) -> Vec<Secret> {
         component
             .secrets(spec)
             .into_iter()
@@ -136,7 +145,7 @@ impl SharedConfig {
             .collect()
     }
 
-    fn secret(&self, secret: AirflowSecret) -> &SecretRef {
+    fn secret(&self, secret: AirflowSecret) -> &Secret {
         match secret {
             AirflowSecret::FernetKey => &self.fernet_key,
             AirflowSecret::ApiSecretKey => &self.api_secret_key,

@@ -3,7 +3,7 @@
 //! CDKToolkit, without the roles).
 
 use super::storage::{private_bucket, tls_only_policy};
-use crate::cfn::aws::Tag;
+use crate::cfn::l1::Tag;
 use crate::cfn::{Attributes, Policy, Template, TemplateError};
 
 /// The bootstrap stack's name.

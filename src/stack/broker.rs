@@ -5,15 +5,18 @@ use super::fargate::{self, Deployment, Infra, ServiceSpec, TaskDefinitionSpec};
 use super::keys::Keys;
 use super::scope::{Scope, Tags};
 use super::security;
-use crate::cfn::aws::ecs::{HealthCheck, PortMapping, SecretRef};
-use crate::cfn::aws::elasticache::{ReplicationGroup, SubnetGroup};
-use crate::cfn::aws::iam::{InlinePolicy, PolicyDocument, Role, Statement};
+use super::service_role::{self, ServiceRole};
+use crate::cfn::l1::ecs::task_definition::{ContainerDefinition, HealthCheck, Secret};
+use crate::cfn::l1::elasticache::{ReplicationGroup, SubnetGroup};
+use crate::cfn::l1::Statement;
 use crate::cfn::{Attributes, Expr, LogicalId, Template};
 use crate::spec::{RedisEngine, Spec};
 
 /// Where Celery finds its broker.
 pub struct Broker {
+    /// Host name.
     pub host: Expr,
+    /// Port (a string, as `PrimaryEndPoint.Port` is).
     pub port: Expr,
     /// `rediss://` (ElastiCache with in-transit encryption) instead of `redis://`.
     pub tls: bool,
@@ -35,46 +38,44 @@ fn add_fargate(s: &mut Scope, infra: &Infra, keys: &Keys) -> Broker {
     let (t, tags) = (&mut s.t, &s.tags);
     let execution_role = t.add(
         "RedisExecutionRole",
-        Role::for_service(
-            "ecs-tasks.amazonaws.com",
-            "Starts the Redis task: reads its password, writes its logs".into(),
-            vec![InlinePolicy {
-                policy_name: "start-redis".into(),
-                policy_document: PolicyDocument::new(vec![
+        service_role::role(
+            ServiceRole {
+                service: "ecs-tasks.amazonaws.com",
+                description: "Starts the Redis task: reads its password, writes its logs".into(),
+                policy_name: "start-redis",
+                statements: vec![
                     Statement::allow(&["secretsmanager:GetSecretValue"], vec![keys.redis.clone()]),
                     Statement::allow(
                         &["logs:CreateLogStream", "logs:PutLogEvents"],
                         vec![log_group.arn()],
                     ),
-                ]),
-            }],
+                ],
+            },
             tags.all(),
         ),
     );
     // The password reaches redis-server on stdin as a config line, so it is neither in
     // the task definition nor in the process list.
     let command = "printf 'requirepass %s\\n' \"$REDIS_PASSWORD\" | exec redis-server - --save '' --appendonly no";
-    let container = fargate::container("redis", spec.redis.image.clone(), &log_group)
-        .with_command(vec!["sh".into(), "-c".into(), command.into()])
-        .with_secrets(vec![SecretRef {
-            name: "REDIS_PASSWORD".into(),
-            value_from: keys.redis_password(),
-        }])
-        .with_ports(vec![PortMapping {
-            container_port: 6379,
-            protocol: "tcp",
-            name: "redis".into(),
-        }])
-        .with_health_check(HealthCheck {
+    let container = ContainerDefinition {
+        command: vec!["sh".into(), "-c".into(), command.into()],
+        secrets: vec![Secret {
+            name: Some("REDIS_PASSWORD".into()),
+            value_from: Some(keys.redis_password()),
+        }],
+        port_mappings: vec![fargate::tcp_port("redis", 6379)],
+        health_check: Some(HealthCheck {
             command: vec![
                 "CMD-SHELL".into(),
                 "redis-cli --no-auth-warning -a \"$REDIS_PASSWORD\" ping | grep -q PONG".into(),
             ],
-            interval: 15,
-            timeout: 5,
-            retries: 3,
-            start_period: 10,
-        });
+            interval: Some(15),
+            timeout: Some(5),
+            retries: Some(3),
+            start_period: Some(10),
+        }),
+        ..fargate::container("redis", spec.redis.image.clone(), &log_group)
+    };
     let execution_role = execution_role.arn();
     let registry = infra.cluster.register(s, "Redis", "redis");
     let service = fargate::add_service(
@@ -121,34 +122,37 @@ fn add_elasticache(
     let subnets = t.add(
         "RedisSubnetGroup",
         SubnetGroup {
-            description: format!("{} redis broker", spec.name),
+            description: Some(format!("{} redis broker", spec.name).into()),
             subnet_ids: net.subnets.clone(),
             tags: tags.all(),
+            ..SubnetGroup::default()
         },
     );
     let group = t.add_with(
         "RedisReplicationGroup",
         ReplicationGroup {
-            replication_group_description: format!("{} Celery broker", spec.name),
-            engine: "redis",
-            engine_version: spec.redis.engine_version.clone(),
-            cache_node_type: spec.redis.node_type.clone(),
-            num_cache_clusters: 1,
-            automatic_failover_enabled: false,
-            multi_az_enabled: false,
-            transit_encryption_enabled: true,
-            at_rest_encryption_enabled: true,
-            auth_token: keys.redis_password_reference(),
-            cache_subnet_group_name: subnets.r#ref(),
+            replication_group_description: Some(format!("{} Celery broker", spec.name).into()),
+            engine: Some("redis".into()),
+            engine_version: Some(spec.redis.engine_version.clone().into()),
+            cache_node_type: Some(spec.redis.node_type.clone().into()),
+            num_cache_clusters: Some(1),
+            automatic_failover_enabled: Some(false),
+            multi_az_enabled: Some(false),
+            transit_encryption_enabled: Some(true),
+            at_rest_encryption_enabled: Some(true),
+            // A dynamic reference: the token is read at deploy time, never written here.
+            auth_token: Some(keys.redis_password_reference()),
+            cache_subnet_group_name: Some(subnets.r#ref()),
             security_group_ids: security::ids(&[&sg.redis]),
-            port: 6379,
+            port: Some(6379),
             tags: tags.all(),
+            ..ReplicationGroup::default()
         },
         Attributes::depends_on([keys.generated.clone()]),
     );
     Broker {
-        host: group.primary_address(),
-        port: group.primary_port(),
+        host: group.primary_end_point_address(),
+        port: group.primary_end_point_port(),
         tls: true,
         ready: group.id().clone(),
     }

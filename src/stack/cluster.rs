@@ -3,14 +3,16 @@
 
 use super::network::Network;
 use super::scope::Scope;
-use crate::cfn::aws::ecs::{self, CapacityProviderStrategyItem, ClusterSetting};
-use crate::cfn::aws::servicediscovery::{
-    self, DnsConfig, DnsRecord, HealthCheckCustomConfig, PrivateDnsNamespace,
+use crate::cfn::l1::ecs::{self, cluster};
+use crate::cfn::l1::servicediscovery::service::{
+    DnsConfig, DnsRecord, HealthCheckCustomConfig, RoutingPolicy, Type,
 };
+use crate::cfn::l1::servicediscovery::{self, PrivateDnsNamespace};
 use crate::cfn::{Expr, Handle};
 
 /// The cluster and its namespace.
 pub struct Cluster {
+    /// The ECS cluster.
     pub handle: Handle<ecs::Cluster>,
     namespace: Handle<PrivateDnsNamespace>,
 }
@@ -23,20 +25,22 @@ impl Cluster {
         let service = t.add(
             &format!("{id}Discovery"),
             servicediscovery::Service {
-                name: name.to_string(),
-                description: format!("{name} tasks"),
-                namespace_id: self.namespace.namespace_id(),
-                dns_config: DnsConfig {
-                    routing_policy: "MULTIVALUE",
+                name: Some(name.into()),
+                description: Some(format!("{name} tasks").into()),
+                namespace_id: Some(self.namespace.get_att_id()),
+                dns_config: Some(DnsConfig {
+                    routing_policy: Some(RoutingPolicy::Multivalue),
                     dns_records: vec![DnsRecord {
-                        record_type: "A",
-                        ttl: 10,
+                        r#type: Some(Type::A),
+                        ttl: Some(10.into()),
                     }],
-                },
-                health_check_custom_config: HealthCheckCustomConfig {
-                    failure_threshold: 1,
-                },
+                    ..DnsConfig::default()
+                }),
+                health_check_custom_config: Some(HealthCheckCustomConfig {
+                    failure_threshold: Some(1.into()),
+                }),
                 tags: tags.all(),
+                ..servicediscovery::Service::default()
             },
         );
         service.arn()
@@ -49,27 +53,28 @@ pub fn add(s: &mut Scope, net: &Network) -> Cluster {
     let handle = t.add(
         "Cluster",
         ecs::Cluster {
-            cluster_name: None,
-            capacity_providers: vec!["FARGATE", "FARGATE_SPOT"],
-            default_capacity_provider_strategy: vec![CapacityProviderStrategyItem {
-                capacity_provider: "FARGATE",
-                weight: 1,
-                base: 0,
+            capacity_providers: vec!["FARGATE".into(), "FARGATE_SPOT".into()],
+            default_capacity_provider_strategy: vec![cluster::CapacityProviderStrategyItem {
+                capacity_provider: Some("FARGATE".into()),
+                weight: Some(1),
+                base: Some(0),
             }],
-            cluster_settings: vec![ClusterSetting {
-                name: "containerInsights",
-                value: "disabled",
+            cluster_settings: vec![cluster::ClusterSettings {
+                name: Some("containerInsights".into()),
+                value: Some("disabled".into()),
             }],
             tags: tags.all(),
+            ..ecs::Cluster::default()
         },
     );
     let namespace = t.add(
         "Namespace",
         PrivateDnsNamespace {
-            name: spec.network.namespace.clone(),
-            vpc: net.vpc_id.clone(),
-            description: format!("{} private DNS", spec.name),
+            name: Some(spec.network.namespace.clone().into()),
+            vpc: Some(net.vpc_id.clone()),
+            description: Some(format!("{} private DNS", spec.name).into()),
             tags: tags.all(),
+            ..PrivateDnsNamespace::default()
         },
     );
     Cluster { handle, namespace }

@@ -9,7 +9,7 @@ use super::broker::Broker;
 use super::database::Database;
 use super::keys::Keys;
 use super::scope::Scope;
-use crate::cfn::aws::custom::CustomResource;
+use crate::cfn::custom::CustomResource;
 use crate::cfn::{Attributes, Expr, LogicalId};
 
 /// The database, the broker and the resource that wrote their URLs: what the migration

@@ -7,9 +7,8 @@ use super::keys::Keys;
 use super::network::Network;
 use super::scope::Scope;
 use super::security::{self, SecurityGroups};
-use crate::cfn::aws::rds::{
-    DbCluster, DbInstance, DbSubnetGroup, ServerlessV2ScalingConfiguration,
-};
+use crate::cfn::l1::rds::db_cluster::ServerlessV2ScalingConfiguration;
+use crate::cfn::l1::rds::{DbCluster, DbInstance, DbSubnetGroup};
 use crate::cfn::{Attributes, Expr, LogicalId, Policy};
 use crate::spec::DatabaseEngine;
 
@@ -25,7 +24,13 @@ pub struct Database {
 }
 
 /// Seconds of no connections before an Aurora cluster at 0 ACU pauses.
-const AUTO_PAUSE_SECONDS: u32 = 600;
+const AUTO_PAUSE_SECONDS: i64 = 600;
+
+/// The Aurora engine (PostgreSQL-compatible).
+const AURORA: &str = "aurora-postgresql";
+
+/// PostgreSQL's port.
+const PORT: u16 = 5432;
 
 /// Adds the database in the stack's subnets, behind its security group.
 pub fn add(s: &mut Scope, net: &Network, sg: &SecurityGroups, keys: &Keys) -> Database {
@@ -34,9 +39,10 @@ pub fn add(s: &mut Scope, net: &Network, sg: &SecurityGroups, keys: &Keys) -> Da
     let subnets = t.add(
         "DatabaseSubnetGroup",
         DbSubnetGroup {
-            description: format!("{} metadata database", spec.name),
+            db_subnet_group_description: Some(format!("{} metadata database", spec.name).into()),
             subnet_ids: net.subnets.clone(),
             tags: tags.all(),
+            ..DbSubnetGroup::default()
         },
     );
     // The password is read at deploy time through a dynamic reference, which creates no
@@ -50,36 +56,38 @@ pub fn add(s: &mut Scope, net: &Network, sg: &SecurityGroups, keys: &Keys) -> Da
             let cluster = t.add_with(
                 "DatabaseCluster",
                 DbCluster {
-                    engine: "aurora-postgresql",
-                    engine_version: d.engine_version.clone(),
-                    database_name: d.name.clone(),
-                    master_username: d.username.clone(),
-                    master_user_password: password,
-                    db_subnet_group_name: subnets.r#ref(),
+                    engine: Some(AURORA.into()),
+                    engine_version: Some(d.engine_version.clone().into()),
+                    database_name: Some(d.name.clone().into()),
+                    master_username: Some(d.username.clone().into()),
+                    master_user_password: Some(password),
+                    db_subnet_group_name: Some(subnets.r#ref()),
                     vpc_security_group_ids: groups,
-                    port: 5432,
-                    storage_encrypted: true,
-                    backup_retention_period: d.backup_retention_days,
-                    deletion_protection: d.deletion_protection,
-                    copy_tags_to_snapshot: true,
-                    serverless_v2_scaling_configuration: ServerlessV2ScalingConfiguration {
-                        min_capacity: d.min_capacity,
-                        max_capacity: d.max_capacity,
+                    port: Some(PORT.into()),
+                    storage_encrypted: Some(true),
+                    backup_retention_period: Some(d.backup_retention_days.into()),
+                    deletion_protection: Some(d.deletion_protection),
+                    copy_tags_to_snapshot: Some(true),
+                    serverless_v2_scaling_configuration: Some(ServerlessV2ScalingConfiguration {
+                        // Floats, as the stack file gives them: `4.0` stays `4.0`.
+                        min_capacity: Some(d.min_capacity.into()),
+                        max_capacity: Some(d.max_capacity.into()),
                         seconds_until_auto_pause: (d.min_capacity == 0.0)
                             .then_some(AUTO_PAUSE_SECONDS),
-                    },
+                    }),
                     tags: tags.all(),
+                    ..DbCluster::default()
                 },
                 after_secrets(),
             );
             let writer = t.add_with(
                 "DatabaseWriter",
                 DbInstance {
-                    engine: "aurora-postgresql",
-                    db_instance_class: "db.serverless".into(),
+                    engine: Some(AURORA.into()),
+                    db_instance_class: Some("db.serverless".into()),
                     db_cluster_identifier: Some(cluster.r#ref()),
-                    publicly_accessible: false,
-                    auto_minor_version_upgrade: true,
+                    publicly_accessible: Some(false),
+                    auto_minor_version_upgrade: Some(true),
                     tags: tags.all(),
                     ..DbInstance::default()
                 },
@@ -95,23 +103,24 @@ pub fn add(s: &mut Scope, net: &Network, sg: &SecurityGroups, keys: &Keys) -> Da
             let instance = t.add_with(
                 "DatabaseInstance",
                 DbInstance {
-                    engine: "postgres",
-                    engine_version: Some(d.engine_version.clone()),
-                    db_instance_class: d.instance_class.clone(),
-                    db_name: Some(d.name.clone()),
-                    master_username: Some(d.username.clone()),
+                    engine: Some("postgres".into()),
+                    engine_version: Some(d.engine_version.clone().into()),
+                    db_instance_class: Some(d.instance_class.clone().into()),
+                    db_name: Some(d.name.clone().into()),
+                    master_username: Some(d.username.clone().into()),
                     master_user_password: Some(password),
                     db_subnet_group_name: Some(subnets.r#ref()),
-                    vpc_security_groups: Some(groups),
-                    allocated_storage: Some(d.storage_gb.to_string()),
-                    storage_type: Some("gp3"),
+                    vpc_security_groups: groups,
+                    allocated_storage: Some(d.storage_gb.to_string().into()),
+                    storage_type: Some("gp3".into()),
                     storage_encrypted: Some(true),
-                    backup_retention_period: Some(d.backup_retention_days),
+                    backup_retention_period: Some(d.backup_retention_days.into()),
                     deletion_protection: Some(d.deletion_protection),
                     multi_az: Some(false),
-                    port: Some("5432".into()),
-                    publicly_accessible: false,
-                    auto_minor_version_upgrade: true,
+                    // A string here, an integer on DBCluster: the two schemas differ.
+                    port: Some(PORT.to_string().into()),
+                    publicly_accessible: Some(false),
+                    auto_minor_version_upgrade: Some(true),
                     copy_tags_to_snapshot: Some(true),
                     tags: tags.all(),
                     ..DbInstance::default()

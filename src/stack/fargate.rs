@@ -2,12 +2,22 @@
 //! service with its circuit breaker. Nothing here knows Airflow; the Airflow services,
 //! the packed core task and Redis on Fargate are all made with it.
 
+use std::collections::BTreeMap;
+
 use super::cluster::Cluster;
 use super::network::Network;
 use super::scope::{ScaledService, Scope};
 use super::security::SecurityGroups;
-use crate::cfn::aws::ecs::*;
-use crate::cfn::aws::logs::LogGroup;
+use crate::cfn::l1::ecs::service::{
+    AssignPublicIp, AwsVpcConfiguration, CapacityProviderStrategyItem, DeploymentCircuitBreaker,
+    DeploymentConfiguration, NetworkConfiguration, PropagateTags, ServiceRegistry,
+};
+use crate::cfn::l1::ecs::task_definition::{
+    ContainerDefinition, CpuArchitecture, LogConfiguration, NetworkMode, OperatingSystemFamily,
+    PortMapping, Protocol, RequiresCompatibilitiesItem, RuntimePlatform,
+};
+use crate::cfn::l1::ecs::{Service, TaskDefinition};
+use crate::cfn::l1::logs::LogGroup;
 use crate::cfn::{Attributes, Expr, Handle, Pseudo};
 use crate::spec::Architecture;
 
@@ -25,36 +35,45 @@ pub struct Infra<'a> {
 /// `<id>LogGroup`.
 pub fn log_group(s: &mut Scope, id: &str, name: &str) -> Handle<LogGroup> {
     let resource = LogGroup {
-        log_group_name: s.log_group_name(name),
-        retention_in_days: s.spec.logs.retention_days,
+        log_group_name: Some(s.log_group_name(name)),
+        retention_in_days: Some(s.spec.logs.retention_days.into()),
         tags: s.tags.all(),
+        ..LogGroup::default()
     };
     s.t.add(&format!("{id}LogGroup"), resource)
 }
 
 /// A container with the stack's defaults: essential, logging to `log_group` with the
-/// container's name as stream prefix.
+/// container's name as stream prefix. Callers set the rest with struct update syntax
+/// (`ContainerDefinition { command, ..container(..) }`).
 pub fn container(name: &str, image: String, log_group: &Handle<LogGroup>) -> ContainerDefinition {
+    // The awslogs driver's options, as ECS names them:
+    // https://docs.aws.amazon.com/AmazonECS/latest/developerguide/using_awslogs.html
+    let options = BTreeMap::from([
+        ("awslogs-group".to_string(), log_group.r#ref()),
+        ("awslogs-region".to_string(), Expr::Pseudo(Pseudo::Region)),
+        ("awslogs-stream-prefix".to_string(), Expr::lit(name)),
+    ]);
     ContainerDefinition {
-        name: name.to_string(),
-        image,
-        essential: true,
-        command: Vec::new(),
-        environment: Vec::new(),
-        secrets: Vec::new(),
-        port_mappings: Vec::new(),
-        health_check: None,
-        log_configuration: LogConfiguration {
-            log_driver: "awslogs",
-            options: AwsLogsOptions {
-                group: log_group.r#ref(),
-                region: Expr::Pseudo(Pseudo::Region),
-                stream_prefix: name.to_string(),
-            },
-        },
-        stop_timeout: None,
-        linux_parameters: None,
-        readonly_root_filesystem: None,
+        name: Some(name.into()),
+        image: Some(image.into()),
+        essential: Some(true),
+        log_configuration: Some(LogConfiguration {
+            log_driver: Some("awslogs".into()),
+            options,
+            ..LogConfiguration::default()
+        }),
+        ..ContainerDefinition::default()
+    }
+}
+
+/// A TCP port a container listens on, with the name ECS shows for it.
+pub fn tcp_port(name: &str, port: u16) -> PortMapping {
+    PortMapping {
+        container_port: Some(port.into()),
+        protocol: Some(Protocol::Tcp),
+        name: Some(name.into()),
+        ..PortMapping::default()
     }
 }
 
@@ -81,23 +100,24 @@ pub fn task_definition(
     task: TaskDefinitionSpec,
 ) -> Handle<TaskDefinition> {
     let cpu_architecture = match s.spec.services.architecture {
-        Architecture::X86_64 => "X86_64",
-        Architecture::Arm64 => "ARM64",
+        Architecture::X86_64 => CpuArchitecture::X86_64,
+        Architecture::Arm64 => CpuArchitecture::Arm64,
     };
     let resource = TaskDefinition {
-        family: Expr::lit(format!("{}-{}", s.spec.name, task.family_suffix)),
-        cpu: task.cpu.to_string(),
-        memory: task.memory.to_string(),
-        network_mode: "awsvpc",
-        requires_compatibilities: vec!["FARGATE"],
-        runtime_platform: RuntimePlatform {
-            cpu_architecture,
-            operating_system_family: "LINUX",
-        },
-        execution_role_arn: task.execution_role,
+        family: Some(Expr::lit(format!("{}-{}", s.spec.name, task.family_suffix))),
+        cpu: Some(task.cpu.to_string().into()),
+        memory: Some(task.memory.to_string().into()),
+        network_mode: Some(NetworkMode::Awsvpc),
+        requires_compatibilities: vec![RequiresCompatibilitiesItem::Fargate],
+        runtime_platform: Some(RuntimePlatform {
+            cpu_architecture: Some(cpu_architecture),
+            operating_system_family: Some(OperatingSystemFamily::Linux),
+        }),
+        execution_role_arn: Some(task.execution_role),
         task_role_arn: task.task_role,
         container_definitions: task.containers,
         tags: s.tags.all(),
+        ..TaskDefinition::default()
     };
     s.t.add(&format!("{id}TaskDefinition"), resource)
 }
@@ -137,7 +157,7 @@ pub enum Deployment {
 
 impl Deployment {
     /// `(minimumHealthyPercent, maximumPercent)`.
-    fn percents(self) -> (u32, u32) {
+    fn percents(self) -> (i64, i64) {
         match self {
             Deployment::StartFirst => (100, 200),
             Deployment::StopFirst => (0, 100),
@@ -157,37 +177,48 @@ pub fn add_service(s: &mut Scope, infra: &Infra, service: ServiceSpec) -> Handle
         "FARGATE"
     };
     let (minimum_healthy_percent, maximum_percent) = service.deployment.percents();
+    let assign_public_ip = if infra.net.assign_public_ip {
+        AssignPublicIp::Enabled
+    } else {
+        AssignPublicIp::Disabled
+    };
     let resource = Service {
-        cluster: infra.cluster.handle.r#ref(),
-        task_definition: definition.r#ref(),
-        desired_count: service.desired_count,
-        capacity_provider_strategy: vec![CapacityProviderStrategyItem {
-            capacity_provider,
-            weight: 1,
-            base: 0,
-        }],
-        platform_version: "LATEST",
-        network_configuration: NetworkConfiguration {
-            awsvpc_configuration: AwsVpcConfiguration {
+        cluster: Some(infra.cluster.handle.r#ref()),
+        task_definition: Some(definition.r#ref()),
+        desired_count: service.desired_count.map(i64::from),
+        capacity_provider_strategy: Some(vec![CapacityProviderStrategyItem {
+            capacity_provider: Some(capacity_provider.into()),
+            weight: Some(1),
+            base: Some(0),
+        }]),
+        platform_version: Some("LATEST".into()),
+        network_configuration: Some(NetworkConfiguration {
+            awsvpc_configuration: Some(AwsVpcConfiguration {
                 subnets: infra.net.subnets.clone(),
                 security_groups: service.security_groups,
-                assign_public_ip: infra.net.assign_public_ip,
-            },
-        },
-        deployment_configuration: DeploymentConfiguration {
-            deployment_circuit_breaker: DeploymentCircuitBreaker {
-                enable: true,
-                rollback: true,
-            },
-            minimum_healthy_percent,
-            maximum_percent,
-        },
-        service_registries: service
-            .registry
-            .map(|arn| vec![ServiceRegistry { registry_arn: arn }]),
-        enable_execute_command: false,
-        propagate_tags: "SERVICE",
+                assign_public_ip: Some(assign_public_ip),
+            }),
+        }),
+        deployment_configuration: Some(DeploymentConfiguration {
+            deployment_circuit_breaker: Some(DeploymentCircuitBreaker {
+                enable: Some(true),
+                rollback: Some(true),
+                ..DeploymentCircuitBreaker::default()
+            }),
+            minimum_healthy_percent: Some(minimum_healthy_percent),
+            maximum_percent: Some(maximum_percent),
+            ..DeploymentConfiguration::default()
+        }),
+        service_registries: service.registry.map(|arn| {
+            vec![ServiceRegistry {
+                registry_arn: Some(arn),
+                ..ServiceRegistry::default()
+            }]
+        }),
+        enable_execute_command: Some(false),
+        propagate_tags: Some(PropagateTags::Service),
         tags: s.tags.named(&format!("{}-{family_suffix}", s.spec.name)),
+        ..Service::default()
     };
     let handle =
         s.t.add_with(&format!("{id}Service"), resource, service.depends_on);

@@ -6,8 +6,10 @@ use std::collections::BTreeMap;
 use super::component::{Component, S3Access, CORE_ID};
 use super::keys::Keys;
 use super::scope::Scope;
+use super::service_role::{self, ServiceRole};
 use super::storage::Bucket;
-use crate::cfn::aws::iam::{InlinePolicy, PolicyDocument, Role, Statement};
+use crate::cfn::l1::iam::Role;
+use crate::cfn::l1::Statement;
 use crate::cfn::{Expr, Handle};
 use crate::spec::{Packing, Spec};
 
@@ -74,14 +76,13 @@ fn task_role(
     what: &str,
     access: S3Access,
 ) -> Handle<Role> {
-    let policy = InlinePolicy {
-        policy_name: "airflow-bucket".into(),
-        policy_document: bucket_policy(s.spec, bucket, access),
-    };
-    let role = Role::for_service(
-        "ecs-tasks.amazonaws.com",
-        format!("Airflow {what}: S3 DAG bundle and task logs"),
-        vec![policy],
+    let role = service_role::role(
+        ServiceRole {
+            service: "ecs-tasks.amazonaws.com",
+            description: format!("Airflow {what}: S3 DAG bundle and task logs"),
+            policy_name: "airflow-bucket",
+            statements: bucket_statements(s.spec, bucket, access),
+        },
         s.tags.all(),
     );
     s.t.add(&format!("{id}TaskRole"), role)
@@ -93,26 +94,25 @@ fn add_execution_role(s: &mut Scope, keys: &Keys) -> Handle<Role> {
         "logs",
         Expr::lit(format!("log-group:/airflow-stack/{}/*", s.spec.name)),
     );
-    let policy = PolicyDocument::new(vec![
-        Statement::allow(&["secretsmanager:GetSecretValue"], secrets),
-        Statement::allow(
-            &["logs:CreateLogStream", "logs:PutLogEvents"],
-            vec![log_groups],
-        ),
-    ]);
-    let role = Role::for_service(
-        "ecs-tasks.amazonaws.com",
-        "Starts Airflow tasks: reads their secrets, writes their logs".into(),
-        vec![InlinePolicy {
-            policy_name: "start-airflow-tasks".into(),
-            policy_document: policy,
-        }],
+    let role = service_role::role(
+        ServiceRole {
+            service: "ecs-tasks.amazonaws.com",
+            description: "Starts Airflow tasks: reads their secrets, writes their logs".into(),
+            policy_name: "start-airflow-tasks",
+            statements: vec![
+                Statement::allow(&["secretsmanager:GetSecretValue"], secrets),
+                Statement::allow(
+                    &["logs:CreateLogStream", "logs:PutLogEvents"],
+                    vec![log_groups],
+                ),
+            ],
+        },
         s.tags.all(),
     );
     s.t.add("AirflowExecutionRole", role)
 }
 
-fn bucket_policy(spec: &Spec, bucket: &Bucket, access: S3Access) -> PolicyDocument {
+fn bucket_statements(spec: &Spec, bucket: &Bucket, access: S3Access) -> Vec<Statement> {
     let dags = &spec.storage.dags_prefix;
     let logs = &spec.storage.logs_prefix;
     // S3DagBundle checks that its prefix exists by listing the level above it
@@ -144,7 +144,7 @@ fn bucket_policy(spec: &Spec, bucket: &Bucket, access: S3Access) -> PolicyDocume
             vec![bucket.objects_under(logs)],
         ));
     }
-    PolicyDocument::new(statements)
+    statements
 }
 
 /// The levels above a key prefix as S3 listings name them: `"a/b/dags"` gives

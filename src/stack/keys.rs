@@ -6,15 +6,17 @@
 //! Everything that reads a secret depends on the generator, so no container or
 //! database can start with a missing value.
 
+use std::collections::BTreeMap;
+
 use airflow_stack_contract::secrets::{
     ecs_value_from_suffix, key, SecretsProperties, SECRETS_RESOURCE_TYPE,
 };
 
 use super::rust_function::{self, RustFunctionSpec};
 use super::scope::{unique_name, Scope};
-use crate::cfn::aws::custom::CustomResource;
-use crate::cfn::aws::iam::Statement;
-use crate::cfn::aws::secretsmanager::Secret;
+use crate::cfn::custom::CustomResource;
+use crate::cfn::l1::secretsmanager::Secret;
+use crate::cfn::l1::{Statement, Tag};
 use crate::cfn::{Attributes, Expr, LogicalId, Policy, Pseudo};
 
 /// The stack's five secrets, by ARN (a `Ref` to a secret is its ARN, never its value).
@@ -120,16 +122,30 @@ const SECRETS: &[(&str, &str, &str, bool)] = &[
     ),
 ];
 
+/// A secret created without a value: no `SecretString` and no
+/// `GenerateSecretString`, so no secret value ever passes through the template (or the
+/// stack's events and drift reports); a custom resource or the user writes the first
+/// version. Every secret of the stack is made with it (the generated ones and the Slack
+/// webhook's).
+pub fn empty_secret(name: Expr, description: &str, tags: Vec<Tag>) -> Secret {
+    Secret {
+        name: Some(name),
+        description: Some(description.into()),
+        tags,
+        ..Secret::default()
+    }
+}
+
 /// Adds the secrets, the secrets Lambda and the generator resource.
 pub fn add(s: &mut Scope) -> Keys {
     let arns: Vec<Expr> = SECRETS
         .iter()
         .map(|(id, suffix, description, keep)| {
-            let secret = Secret {
-                name: unique_name(Expr::Pseudo(Pseudo::StackName), &format!("/{suffix}-")),
-                description: description.to_string(),
-                tags: s.tags.all(),
-            };
+            let secret = empty_secret(
+                unique_name(Expr::Pseudo(Pseudo::StackName), &format!("/{suffix}-")),
+                description,
+                s.tags.all(),
+            );
             let attrs = if *keep {
                 Attributes::default().keep_on_delete(Policy::Retain)
             } else {
@@ -186,12 +202,26 @@ fn add_function(s: &mut Scope, secret_arns: &[Expr]) -> Expr {
                 ],
                 secret_arns.to_vec(),
             )],
-            managed_policies: None,
+            managed_policies: Vec::new(),
             code_key,
             timeout: 120,
-            environment: None,
+            environment: BTreeMap::new(),
             vpc_config: None,
         },
     );
     f.arn()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_are_created_without_a_value() {
+        let secret = empty_secret(Expr::lit("s"), "what it holds", Vec::new());
+        assert_eq!(
+            serde_json::to_value(secret).unwrap(),
+            serde_json::json!({"Description": "what it holds", "Name": "s"})
+        );
+    }
 }

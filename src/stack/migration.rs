@@ -4,6 +4,8 @@
 //! re-invoking itself. Every Airflow service depends on it, so no service starts on an
 //! unmigrated database and a version upgrade migrates before the rollout.
 
+use std::collections::BTreeMap;
+
 use airflow_stack_contract::migration::{
     MigrationProperties, MAX_WAIT_SECONDS, RESOURCE_TYPE, SERVICE_TIMEOUT_SECONDS,
 };
@@ -17,10 +19,11 @@ use super::iam::Roles;
 use super::rust_function::{self, RustFunctionSpec};
 use super::scope::Scope;
 use super::security;
-use crate::cfn::aws::custom::CustomResource;
-use crate::cfn::aws::ecs::TaskDefinition;
-use crate::cfn::aws::iam::Statement;
-use crate::cfn::aws::logs::LogGroup;
+use crate::cfn::custom::CustomResource;
+use crate::cfn::l1::ecs::task_definition::ContainerDefinition;
+use crate::cfn::l1::ecs::TaskDefinition;
+use crate::cfn::l1::logs::LogGroup;
+use crate::cfn::l1::Statement;
 use crate::cfn::{Attributes, Expr, Handle, LogicalId};
 use crate::spec::{AuthManager, Spec};
 
@@ -33,7 +36,7 @@ pub struct Migration {
 /// The migration container's command: migrate, then (FAB) create the admin user.
 /// `users create` prints "already exists" and exits 0 on later runs, so it is idempotent;
 /// `set -e` makes a failed migration fail the task instead of being swallowed.
-pub fn migrate_command(spec: &Spec) -> Vec<String> {
+pub fn migrate_command(spec: &Spec) -> Vec<Expr> {
     match spec.airflow.auth_manager {
         AuthManager::Simple => vec!["db".into(), "migrate".into()],
         AuthManager::Fab => vec![
@@ -42,7 +45,8 @@ pub fn migrate_command(spec: &Spec) -> Vec<String> {
             format!(
                 "set -euo pipefail; airflow db migrate; airflow users create --username {DEFAULT_ADMIN_USERNAME} --password \"${ADMIN_PASSWORD_ENV}\" \
                  --role Admin --firstname Airflow --lastname Admin --email admin@example.invalid"
-            ),
+            )
+            .into(),
         ],
     }
 }
@@ -59,10 +63,12 @@ pub fn add(
     let spec = s.spec;
     let me = Component::Migrate;
     let log_group = fargate::log_group(s, me.id(), me.name());
-    let container = fargate::container(me.name(), spec.airflow_image(), &log_group)
-        .with_command(migrate_command(spec))
-        .with_env(shared.env.clone())
-        .with_secrets(shared.secrets_for(spec, me));
+    let container = ContainerDefinition {
+        command: migrate_command(spec),
+        environment: shared.env.clone(),
+        secrets: shared.secrets_for(spec, me),
+        ..fargate::container(me.name(), spec.airflow_image(), &log_group)
+    };
     let size = me.size(spec);
     let definition = fargate::task_definition(
         s,
@@ -84,7 +90,7 @@ pub fn add(
         container_name: Expr::lit(me.name()),
         subnets: net.subnets.clone(),
         security_groups: security::ids(&[sg.of(me)]),
-        assign_public_ip: net.assign_public_ip == "ENABLED",
+        assign_public_ip: net.assign_public_ip,
         log_group_name: log_group.r#ref(),
         log_stream_prefix: Expr::lit(me.name()),
         // Compared on Update: a change migrates again, a lower version does nothing.
@@ -150,10 +156,10 @@ fn add_function(
             role_description: "Runs and watches the Airflow database migration task",
             policy_name: "run-migration",
             statements,
-            managed_policies: None,
+            managed_policies: Vec::new(),
             code_key,
             timeout: 900,
-            environment: None,
+            environment: BTreeMap::new(),
             vpc_config: None,
         },
     );

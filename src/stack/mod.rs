@@ -24,6 +24,7 @@ mod rust_function;
 mod schedule;
 mod scope;
 mod security;
+mod service_role;
 mod services;
 mod storage;
 

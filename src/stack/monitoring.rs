@@ -16,18 +16,21 @@ use airflow_stack_contract::scaler::{
 use super::assets;
 use super::component::Component;
 use super::fargate::Infra;
-use super::keys::Keys;
+use super::keys::{self, Keys};
 use super::rust_function::{self, RustFunctionSpec};
 use super::scope::{unique_name, Scope, Tags};
 use super::security;
-use crate::cfn::aws::dynamodb::Table;
-use crate::cfn::aws::ec2::{EgressRule, SecurityGroup};
-use crate::cfn::aws::ecs::Service;
-use crate::cfn::aws::events::{Rule, Target};
-use crate::cfn::aws::iam::Statement;
-use crate::cfn::aws::lambda::{Permission, VpcConfig};
-use crate::cfn::aws::secretsmanager::Secret;
-use crate::cfn::aws::sns::Topic;
+use crate::cfn::l1::dynamodb::table::{
+    AttributeDefinition, AttributeType, BillingMode, KeySchemaItem,
+};
+use crate::cfn::l1::dynamodb::Table;
+use crate::cfn::l1::ec2::SecurityGroup;
+use crate::cfn::l1::ecs::Service;
+use crate::cfn::l1::events::{rule, Rule};
+use crate::cfn::l1::lambda::function::VpcConfig;
+use crate::cfn::l1::lambda::Permission;
+use crate::cfn::l1::sns::Topic;
+use crate::cfn::l1::{Statement, Tag};
 use crate::cfn::{Expr, Handle, Template};
 use crate::spec::Spec;
 
@@ -55,10 +58,7 @@ pub fn add(s: &mut Scope, inputs: &Inputs) {
     }
     let code_key = assets::add_scaler_key(&mut s.t);
     let group = add_network_access(s, inputs);
-    let table = s.t.add(
-        "ScalerStateTable",
-        Table::on_demand(STATE_TABLE_KEY, s.tags.all()),
-    );
+    let table = s.t.add("ScalerStateTable", state_table(s.tags.all()));
     let targets = add_targets(&mut s.t, spec, &s.tags);
     let net = inputs.infra.net;
     let f = rust_function::add(
@@ -74,16 +74,17 @@ pub fn add(s: &mut Scope, inputs: &Inputs) {
             statements: statements(spec, inputs, &table, &targets),
             // The ENI permissions every VPC Lambda needs (ec2:CreateNetworkInterface,
             // ...), which cannot be scoped to resources known in advance.
-            managed_policies: Some(vec![Expr::managed_policy(
+            managed_policies: vec![Expr::managed_policy(
                 "service-role/AWSLambdaVPCAccessExecutionRole",
-            )]),
+            )],
             code_key,
             // Below the one-minute schedule, so ticks do not pile up.
             timeout: 50,
-            environment: Some(environment(spec, inputs, &table, &targets)),
+            environment: environment(spec, inputs, &table, &targets),
             vpc_config: Some(VpcConfig {
                 subnet_ids: net.subnets.clone(),
                 security_group_ids: security::ids(&[&group]),
+                ..VpcConfig::default()
             }),
         },
     );
@@ -92,36 +93,55 @@ pub fn add(s: &mut Scope, inputs: &Inputs) {
     let rule = t.add(
         "ScalerScheduleRule",
         Rule {
-            description: format!("{}: run the scaler every minute", spec.name),
-            schedule_expression: "rate(1 minute)".into(),
-            state: "ENABLED",
-            targets: vec![Target {
-                arn: function.arn(),
-                id: "scaler".into(),
+            description: Some(format!("{}: run the scaler every minute", spec.name).into()),
+            schedule_expression: Some("rate(1 minute)".into()),
+            state: Some(rule::State::Enabled),
+            targets: vec![rule::Target {
+                arn: Some(function.arn()),
+                id: Some("scaler".into()),
+                ..rule::Target::default()
             }],
+            ..Rule::default()
         },
     );
     t.add(
         "ScalerSchedulePermission",
         Permission {
-            action: "lambda:InvokeFunction",
-            function_name: function.r#ref(),
-            principal: "events.amazonaws.com",
-            source_arn: rule.arn(),
+            action: Some("lambda:InvokeFunction".into()),
+            function_name: Some(function.r#ref()),
+            principal: Some("events.amazonaws.com".into()),
+            source_arn: Some(rule.arn()),
+            ..Permission::default()
         },
     );
     add_outputs(t, &targets, spec);
 }
 
+/// The scaler's state: an on-demand table keyed by one string attribute.
+fn state_table(tags: Vec<Tag>) -> Table {
+    Table {
+        attribute_definitions: vec![AttributeDefinition {
+            attribute_name: Some(STATE_TABLE_KEY.into()),
+            attribute_type: Some(AttributeType::S),
+        }],
+        key_schema: vec![KeySchemaItem {
+            attribute_name: Some(STATE_TABLE_KEY.into()),
+            key_type: Some("HASH".into()),
+        }],
+        billing_mode: Some(BillingMode::PayPerRequest),
+        tags,
+        ..Table::default()
+    }
+}
+
 /// The scaler's own security group and the one rule letting it reach the api-server.
 fn add_network_access(s: &mut Scope, inputs: &Inputs) -> Handle<SecurityGroup> {
     let infra = inputs.infra;
-    let resource = SecurityGroup {
-        group_description: format!("{} scaler Lambda", s.spec.name),
-        vpc_id: infra.net.vpc_id.clone(),
-        security_group_egress: vec![EgressRule::all()],
-        tags: s.tags.named(&format!("{}-scaler", s.spec.name)),
-    };
+    let resource = security::egress_only(
+        format!("{} scaler Lambda", s.spec.name),
+        &infra.net.vpc_id,
+        s.tags.named(&format!("{}-scaler", s.spec.name)),
+    );
     let group = s.t.add("ScalerSecurityGroup", resource);
     security::allow(
         &mut s.t,
@@ -148,11 +168,13 @@ fn add_targets(t: &mut Template, spec: &Spec, tags: &Tags) -> Targets {
             .add(
                 "AlertTopic",
                 Topic {
-                    display_name: Some(format!("{} Airflow alerts", spec.name)),
+                    display_name: Some(format!("{} Airflow alerts", spec.name).into()),
                     tags: tags.all(),
+                    ..Topic::default()
                 },
             )
-            .arn(),
+            // `Ref` of a topic is its ARN.
+            .r#ref(),
         arn => Expr::lit(arn),
     });
     let slack_secret = a.slack_webhook_secret.as_deref().map(|v| match v {
@@ -161,13 +183,11 @@ fn add_targets(t: &mut Template, spec: &Spec, tags: &Tags) -> Targets {
         "create" => t
             .add(
                 "SlackWebhookSecret",
-                Secret {
-                    name: unique_name(Expr::lit(spec.name.clone()), "-slack-webhook-"),
-                    description:
-                        "Slack incoming-webhook URL for Airflow alerts: set its value to the URL"
-                            .into(),
-                    tags: tags.all(),
-                },
+                keys::empty_secret(
+                    unique_name(Expr::lit(spec.name.clone()), "-slack-webhook-"),
+                    "Slack incoming-webhook URL for Airflow alerts: set its value to the URL",
+                    tags.all(),
+                ),
             )
             .r#ref(),
         arn => Expr::lit(arn),
@@ -263,7 +283,8 @@ fn scaling_statements(inputs: &Inputs) -> Vec<Statement> {
     vec![
         Statement::allow(
             &["ecs:DescribeServices", "ecs:UpdateService"],
-            vec![inputs.worker.arn()],
+            // `Ref` of an ECS service is its ARN.
+            vec![inputs.worker.r#ref()],
         ),
         list,
         Statement::allow(

@@ -3,7 +3,10 @@
 //! behind NAT gateways.
 
 use super::scope::{Scope, Tags};
-use crate::cfn::aws::ec2::*;
+use crate::cfn::l1::ec2::{
+    Eip, InternetGateway, NatGateway, Route, RouteTable, Subnet, SubnetRouteTableAssociation, Vpc,
+    VpcGatewayAttachment,
+};
 use crate::cfn::{Attributes, Expr, ListExpr, LogicalId, Template};
 use crate::spec::Spec;
 
@@ -13,9 +16,9 @@ pub struct Network {
     pub vpc_id: Expr,
     /// Subnets for tasks, the database and the broker (two AZs).
     pub subnets: Vec<Expr>,
-    /// `ENABLED` when tasks sit in public subnets without NAT and need a public IP to
-    /// pull images and reach AWS APIs.
-    pub assign_public_ip: &'static str,
+    /// Whether tasks get a public IP: they sit in public subnets without NAT and need
+    /// one to pull images and reach AWS APIs.
+    pub assign_public_ip: bool,
     /// The routes (and their subnet associations) that take the task subnets to the
     /// internet. A task started before they exist cannot pull its image or reach
     /// Secrets Manager, so every task-starting resource depends on them. Empty for an
@@ -24,6 +27,9 @@ pub struct Network {
 }
 
 const AZS: u32 = 2;
+
+/// The destination of a default route.
+const ANYWHERE: &str = "0.0.0.0/0";
 
 /// Adds the VPC (or takes the stack file's) and returns what the tasks need of it.
 pub fn add(s: &mut Scope) -> Network {
@@ -37,11 +43,7 @@ pub fn add(s: &mut Scope) -> Network {
                 .iter()
                 .map(|s| Expr::lit(s.clone()))
                 .collect(),
-            assign_public_ip: if spec.network.assign_public_ip {
-                "ENABLED"
-            } else {
-                "DISABLED"
-            },
+            assign_public_ip: spec.network.assign_public_ip,
             egress_ready: Vec::new(),
         },
         None => create_vpc(t, spec, tags),
@@ -54,10 +56,11 @@ fn create_vpc(t: &mut Template, spec: &Spec, tags: &Tags) -> Network {
     let vpc = t.add(
         "Vpc",
         Vpc {
-            cidr_block: cidr.clone(),
-            enable_dns_hostnames: true,
-            enable_dns_support: true,
+            cidr_block: Some(cidr.clone()),
+            enable_dns_hostnames: Some(true),
+            enable_dns_support: Some(true),
             tags: tags.named(name),
+            ..Vpc::default()
         },
     );
     let igw = t.add(
@@ -69,24 +72,25 @@ fn create_vpc(t: &mut Template, spec: &Spec, tags: &Tags) -> Network {
     let attach = t.add(
         "InternetGatewayAttachment",
         VpcGatewayAttachment {
-            vpc_id: vpc.r#ref(),
-            internet_gateway_id: igw.r#ref(),
+            vpc_id: Some(vpc.r#ref()),
+            internet_gateway_id: Some(igw.r#ref()),
+            ..VpcGatewayAttachment::default()
         },
     );
     let public_rt = t.add(
         "PublicRouteTable",
         RouteTable {
-            vpc_id: vpc.r#ref(),
+            vpc_id: Some(vpc.r#ref()),
             tags: tags.named(&format!("{name}-public")),
         },
     );
     let public_route = t.add_with(
         "PublicDefaultRoute",
         Route {
-            route_table_id: public_rt.r#ref(),
-            destination_cidr_block: "0.0.0.0/0".into(),
+            route_table_id: Some(public_rt.r#ref()),
+            destination_cidr_block: Some(ANYWHERE.into()),
             gateway_id: Some(igw.r#ref()),
-            nat_gateway_id: None,
+            ..Route::default()
         },
         Attributes::depends_on([attach.id().clone()]),
     );
@@ -106,18 +110,19 @@ fn create_vpc(t: &mut Template, spec: &Spec, tags: &Tags) -> Network {
         let subnet = t.add(
             &id,
             Subnet {
-                vpc_id: vpc.r#ref(),
-                cidr_block: block(i),
-                availability_zone: az,
-                map_public_ip_on_launch: nat == 0,
+                vpc_id: Some(vpc.r#ref()),
+                cidr_block: Some(block(i)),
+                availability_zone: Some(az),
+                map_public_ip_on_launch: Some(nat == 0),
                 tags: tags.named(&format!("{name}-public-{}", i + 1)),
+                ..Subnet::default()
             },
         );
         let association = t.add(
             &format!("{id}RouteTableAssociation"),
             SubnetRouteTableAssociation {
-                subnet_id: subnet.r#ref(),
-                route_table_id: public_rt.r#ref(),
+                subnet_id: Some(subnet.r#ref()),
+                route_table_id: Some(public_rt.r#ref()),
             },
         );
         public_ready.push(association.id().clone());
@@ -127,7 +132,7 @@ fn create_vpc(t: &mut Template, spec: &Spec, tags: &Tags) -> Network {
         return Network {
             vpc_id: vpc.r#ref(),
             subnets: public.iter().map(|s| s.r#ref()).collect(),
-            assign_public_ip: "ENABLED",
+            assign_public_ip: true,
             egress_ready: public_ready,
         };
     }
@@ -137,16 +142,18 @@ fn create_vpc(t: &mut Template, spec: &Spec, tags: &Tags) -> Network {
             let eip = t.add(
                 &format!("NatEip{}", i + 1),
                 Eip {
-                    domain: "vpc",
+                    domain: Some("vpc".into()),
                     tags: tags.named(&label),
+                    ..Eip::default()
                 },
             );
             t.add_with(
                 &format!("NatGateway{}", i + 1),
                 NatGateway {
-                    allocation_id: eip.allocation_id(),
-                    subnet_id: public[i].r#ref(),
+                    allocation_id: Some(eip.allocation_id()),
+                    subnet_id: Some(public[i].r#ref()),
                     tags: tags.named(&label),
+                    ..NatGateway::default()
                 },
                 Attributes::depends_on([attach.id().clone()]),
             )
@@ -165,34 +172,35 @@ fn create_vpc(t: &mut Template, spec: &Spec, tags: &Tags) -> Network {
         let subnet = t.add(
             &id,
             Subnet {
-                vpc_id: vpc.r#ref(),
-                cidr_block: block(AZS + i),
-                availability_zone: Expr::select(i, ListExpr::GetAzs),
-                map_public_ip_on_launch: false,
+                vpc_id: Some(vpc.r#ref()),
+                cidr_block: Some(block(AZS + i)),
+                availability_zone: Some(Expr::select(i, ListExpr::GetAzs)),
+                map_public_ip_on_launch: Some(false),
                 tags: tags.named(&label),
+                ..Subnet::default()
             },
         );
         let rt = t.add(
             &format!("PrivateRouteTable{}", i + 1),
             RouteTable {
-                vpc_id: vpc.r#ref(),
+                vpc_id: Some(vpc.r#ref()),
                 tags: tags.named(&label),
             },
         );
         let route = t.add(
             &format!("PrivateDefaultRoute{}", i + 1),
             Route {
-                route_table_id: rt.r#ref(),
-                destination_cidr_block: "0.0.0.0/0".into(),
-                gateway_id: None,
+                route_table_id: Some(rt.r#ref()),
+                destination_cidr_block: Some(ANYWHERE.into()),
                 nat_gateway_id: Some(nat_gateway.r#ref()),
+                ..Route::default()
             },
         );
         let association = t.add(
             &format!("{id}RouteTableAssociation"),
             SubnetRouteTableAssociation {
-                subnet_id: subnet.r#ref(),
-                route_table_id: rt.r#ref(),
+                subnet_id: Some(subnet.r#ref()),
+                route_table_id: Some(rt.r#ref()),
             },
         );
         private_ready.extend([route.id().clone(), association.id().clone()]);
@@ -201,7 +209,7 @@ fn create_vpc(t: &mut Template, spec: &Spec, tags: &Tags) -> Network {
     Network {
         vpc_id: vpc.r#ref(),
         subnets: private.iter().map(|s| s.r#ref()).collect(),
-        assign_public_ip: "DISABLED",
+        assign_public_ip: false,
         egress_ready: private_ready,
     }
 }

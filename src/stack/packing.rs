@@ -10,7 +10,8 @@
 use super::component::CORE_ID;
 use super::fargate::{self, Deployment, Infra, ServiceSpec, TaskDefinitionSpec};
 use super::scope::Scope;
-use crate::cfn::aws::ecs::{ContainerDefinition, Service};
+use crate::cfn::l1::ecs::task_definition::ContainerDefinition;
+use crate::cfn::l1::ecs::Service;
 use crate::cfn::{Attributes, Expr, Handle, LogicalId};
 
 /// The roles of the shared task, as ARNs.

@@ -5,9 +5,13 @@
 use std::collections::BTreeMap;
 
 use super::scope::Scope;
-use crate::cfn::aws::iam::{InlinePolicy, PolicyDocument, Role, Statement};
-use crate::cfn::aws::lambda::{Code, Environment, Function, LoggingConfig, VpcConfig};
-use crate::cfn::aws::logs::LogGroup;
+use super::service_role::{self, ServiceRole};
+use crate::cfn::l1::lambda::function::{
+    ArchitecturesItem, Code, Environment, LogFormat, LoggingConfig, Runtime, VpcConfig,
+};
+use crate::cfn::l1::lambda::Function;
+use crate::cfn::l1::logs::LogGroup;
+use crate::cfn::l1::Statement;
 use crate::cfn::{Expr, Handle};
 
 /// What differs between the stack's Lambdas.
@@ -28,29 +32,50 @@ pub struct RustFunctionSpec {
     /// The permissions it needs besides writing its own logs.
     pub statements: Vec<Statement>,
     /// AWS managed policies, only where no resource can be named in advance.
-    pub managed_policies: Option<Vec<Expr>>,
+    pub managed_policies: Vec<Expr>,
     /// The asset parameter holding the S3 key of its zip.
     pub code_key: Expr,
     /// Seconds per invocation.
     pub timeout: u32,
-    /// Environment variables (never secret values).
-    pub environment: Option<BTreeMap<String, Expr>>,
+    /// Environment variables (never secret values); empty for none.
+    pub environment: BTreeMap<String, Expr>,
     /// Subnets and security groups, for a function that calls into the VPC.
     pub vpc_config: Option<VpcConfig>,
 }
 
 /// Memory of every function: they are small Rust binaries; 256 MB keeps a cold start
 /// fast without paying for memory they do not use.
-const MEMORY_MB: u32 = 256;
+const MEMORY_MB: i64 = 256;
+
+/// The architecture every function declares. The zips are built for
+/// [`LAMBDA_ARCHITECTURE`](super::assets::LAMBDA_ARCHITECTURE) (arm64), but the template
+/// says x86_64 until the emulator the deploy tests run against executes arm64
+/// bootstraps: then the line below becomes
+/// `architecture(super::assets::LAMBDA_ARCHITECTURE)`.
+fn declared_architecture() -> ArchitecturesItem {
+    architecture("x86_64")
+}
+
+/// Lambda's name for an instruction set (`arm64`, `x86_64`) as the template's value.
+///
+/// Panics on a name Lambda does not have: the names are constants of this crate, so
+/// that is a programming error, caught by the tests below.
+fn architecture(name: &str) -> ArchitecturesItem {
+    [ArchitecturesItem::X86_64, ArchitecturesItem::Arm64]
+        .into_iter()
+        .find(|a| a.as_str() == name)
+        .unwrap_or_else(|| panic!("Lambda has no architecture {name:?}"))
+}
 
 /// Adds the log group, the role and the function; returns the function.
 pub fn add(s: &mut Scope, f: RustFunctionSpec) -> Handle<Function> {
     let log_group = s.t.add(
         &format!("{}FunctionLogGroup", f.id),
         LogGroup {
-            log_group_name: s.log_group_name(f.log_name),
-            retention_in_days: s.spec.logs.retention_days,
+            log_group_name: Some(s.log_group_name(f.log_name)),
+            retention_in_days: Some(s.spec.logs.retention_days.into()),
             tags: s.tags.all(),
+            ..LogGroup::default()
         },
     );
     let mut statements = f.statements;
@@ -58,37 +83,64 @@ pub fn add(s: &mut Scope, f: RustFunctionSpec) -> Handle<Function> {
         &["logs:CreateLogStream", "logs:PutLogEvents"],
         vec![log_group.arn()],
     ));
-    let mut role = Role::for_service(
-        "lambda.amazonaws.com",
-        f.role_description.into(),
-        vec![InlinePolicy {
-            policy_name: f.policy_name.into(),
-            policy_document: PolicyDocument::new(statements),
-        }],
+    let mut role = service_role::role(
+        ServiceRole {
+            service: "lambda.amazonaws.com",
+            description: f.role_description.into(),
+            policy_name: f.policy_name,
+            statements,
+        },
         s.tags.all(),
     );
     role.managed_policy_arns = f.managed_policies;
     let role = s.t.add(&format!("{}FunctionRole", f.id), role);
     let function = Function {
         function_name: f.function_name.map(Expr::lit),
-        description: f.description.into(),
-        runtime: "provided.al2023",
-        handler: "bootstrap",
-        architectures: vec!["x86_64"],
-        code: Code {
-            s3_bucket: s.assets.bucket.clone(),
-            s3_key: f.code_key,
-        },
-        role: role.arn(),
-        timeout: f.timeout,
-        memory_size: MEMORY_MB,
-        logging_config: Some(LoggingConfig {
-            log_group: log_group.r#ref(),
-            log_format: "JSON",
+        description: Some(f.description.into()),
+        runtime: Some(Runtime::ProvidedAl2023),
+        handler: Some("bootstrap".into()),
+        architectures: vec![declared_architecture()],
+        code: Some(Code {
+            s3_bucket: Some(s.assets.bucket.clone()),
+            s3_key: Some(f.code_key),
+            ..Code::default()
         }),
-        environment: f.environment.map(|variables| Environment { variables }),
+        role: Some(role.arn()),
+        timeout: Some(f.timeout.into()),
+        memory_size: Some(MEMORY_MB),
+        logging_config: Some(LoggingConfig {
+            log_group: Some(log_group.r#ref()),
+            log_format: Some(LogFormat::Json),
+            ..LoggingConfig::default()
+        }),
+        environment: (!f.environment.is_empty()).then_some(Environment {
+            variables: f.environment,
+        }),
         vpc_config: f.vpc_config,
         tags: s.tags.all(),
+        ..Function::default()
     };
     s.t.add(&format!("{}Function", f.id), function)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stack::LAMBDA_ARCHITECTURE;
+
+    #[test]
+    fn every_architecture_name_of_the_crate_is_one_lambda_has() {
+        assert_eq!(
+            architecture(LAMBDA_ARCHITECTURE).as_str(),
+            LAMBDA_ARCHITECTURE
+        );
+        assert_eq!(architecture("x86_64"), ArchitecturesItem::X86_64);
+        assert_eq!(architecture("arm64"), ArchitecturesItem::Arm64);
+    }
+
+    #[test]
+    #[should_panic(expected = "Lambda has no architecture")]
+    fn an_unknown_architecture_is_a_bug() {
+        architecture("aarch64");
+    }
 }

@@ -8,8 +8,12 @@
 
 use super::cluster::Cluster;
 use super::scope::{ScaledService, Scope};
-use crate::cfn::aws::iam::{InlinePolicy, PolicyDocument, Role, Statement};
-use crate::cfn::aws::scheduler::{FlexibleTimeWindow, RetryPolicy, Schedule, Target};
+use super::service_role::{self, ServiceRole};
+use crate::cfn::l1::scheduler::schedule::{
+    FlexibleTimeWindow, FlexibleTimeWindowMode, RetryPolicy, ScheduleState, Target,
+};
+use crate::cfn::l1::scheduler::Schedule;
+use crate::cfn::l1::Statement;
 use crate::cfn::{Expr, LogicalId, Pseudo};
 
 /// `{"Cluster": "<name>", "Service": "<name>", "DesiredCount": n}` as JSON text.
@@ -39,16 +43,14 @@ pub fn add(s: &mut Scope, cluster: &Cluster) {
     let service_arns = scaled.iter().map(|s| Expr::Ref(s.id.clone())).collect();
     let role = t.add(
         "ScheduleRole",
-        Role::for_service(
-            "scheduler.amazonaws.com",
-            "Pauses and resumes the Airflow services on the stack file's schedule".into(),
-            vec![InlinePolicy {
-                policy_name: "scale-airflow-services".into(),
-                policy_document: PolicyDocument::new(vec![Statement::allow(
-                    &["ecs:UpdateService"],
-                    service_arns,
-                )]),
-            }],
+        service_role::role(
+            ServiceRole {
+                service: "scheduler.amazonaws.com",
+                description: "Pauses and resumes the Airflow services on the stack file's schedule"
+                    .into(),
+                policy_name: "scale-airflow-services",
+                statements: vec![Statement::allow(&["ecs:UpdateService"], service_arns)],
+            },
             tags.all(),
         ),
     );
@@ -65,23 +67,25 @@ pub fn add(s: &mut Scope, cluster: &Cluster) {
             t.add(
                 &format!("{}{verb}Schedule", s.id),
                 Schedule {
-                    description: Some(format!("{verb} {}: DesiredCount {count}", s.id)),
-                    schedule_expression: expression.clone(),
-                    schedule_expression_timezone: Some(plan.timezone.clone()),
-                    flexible_time_window: FlexibleTimeWindow {
-                        mode: "OFF",
+                    description: Some(format!("{verb} {}: DesiredCount {count}", s.id).into()),
+                    schedule_expression: Some(expression.clone().into()),
+                    schedule_expression_timezone: Some(plan.timezone.clone().into()),
+                    flexible_time_window: Some(FlexibleTimeWindow {
+                        mode: Some(FlexibleTimeWindowMode::Off),
                         maximum_window_in_minutes: None,
-                    },
-                    state: "ENABLED",
-                    target: Target {
-                        arn: target_arn.clone(),
-                        role_arn: role.arn(),
+                    }),
+                    state: Some(ScheduleState::Enabled),
+                    target: Some(Target {
+                        arn: Some(target_arn.clone()),
+                        role_arn: Some(role.arn()),
                         input: Some(update_service_input(cluster, &s.id, count)),
                         retry_policy: Some(RetryPolicy {
-                            maximum_retry_attempts: 3,
-                            maximum_event_age_in_seconds: 3600,
+                            maximum_retry_attempts: Some(3.into()),
+                            maximum_event_age_in_seconds: Some(3600.into()),
                         }),
-                    },
+                        ..Target::default()
+                    }),
+                    ..Schedule::default()
                 },
             );
         }

@@ -5,7 +5,7 @@
 //! is a leaf of the construct graph, so every construct may use it.
 
 use super::assets::{self, AssetParameters};
-use crate::cfn::aws::Tag;
+use crate::cfn::l1::Tag;
 use crate::cfn::{Expr, ListExpr, LogicalId, Pseudo, Template};
 use crate::spec::Spec;
 

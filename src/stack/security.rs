@@ -6,7 +6,8 @@ use std::collections::BTreeMap;
 use super::component::Component;
 use super::network::Network;
 use super::scope::Scope;
-use crate::cfn::aws::ec2::{EgressRule, SecurityGroup, SecurityGroupIngress};
+use crate::cfn::l1::ec2::{security_group, SecurityGroup, SecurityGroupIngress};
+use crate::cfn::l1::Tag;
 use crate::cfn::{Expr, Handle, LogicalId, Template};
 
 /// The security groups, by component.
@@ -38,15 +39,32 @@ impl SecurityGroups {
 
 /// A security group `<id>SecurityGroup` that allows all egress and no ingress.
 pub fn group(s: &mut Scope, vpc_id: &Expr, id: &str, what: &str) -> Handle<SecurityGroup> {
-    let resource = SecurityGroup {
-        group_description: format!("{} {what}", s.spec.name),
-        vpc_id: vpc_id.clone(),
-        security_group_egress: vec![EgressRule::all()],
-        tags: s
-            .tags
+    let resource = egress_only(
+        format!("{} {what}", s.spec.name),
+        vpc_id,
+        s.tags
             .named(&format!("{}-{}", s.spec.name, what.replace(' ', "-"))),
-    };
+    );
     s.t.add(&format!("{id}SecurityGroup"), resource)
+}
+
+/// A security group that allows all egress (tasks pull images and reach AWS APIs) and
+/// no ingress: ingress is added rule by rule with [`allow`], so each peer's port is one
+/// visible resource.
+pub fn egress_only(description: String, vpc_id: &Expr, tags: Vec<Tag>) -> SecurityGroup {
+    let all_outbound = security_group::Egress {
+        ip_protocol: Some("-1".into()),
+        cidr_ip: Some("0.0.0.0/0".into()),
+        description: Some("All outbound traffic".into()),
+        ..security_group::Egress::default()
+    };
+    SecurityGroup {
+        group_description: Some(description.into()),
+        vpc_id: Some(vpc_id.clone()),
+        security_group_egress: vec![all_outbound],
+        tags,
+        ..SecurityGroup::default()
+    }
 }
 
 /// Adds the groups of every component of the stack, Redis and the database, and the
@@ -128,13 +146,13 @@ pub fn allow(
     t.add(
         &format!("{id}Ingress"),
         SecurityGroupIngress {
-            group_id: to.group_id(),
-            ip_protocol: "tcp",
-            from_port: port,
-            to_port: port,
+            group_id: Some(to.group_id()),
+            ip_protocol: Some("tcp".into()),
+            from_port: Some(port.into()),
+            to_port: Some(port.into()),
             source_security_group_id: Some(from.group_id()),
-            cidr_ip: None,
-            description: format!("{what} ({port})"),
+            description: Some(format!("{what} ({port})").into()),
+            ..SecurityGroupIngress::default()
         },
     )
     .id()

@@ -3,46 +3,47 @@
 //! ([`SharedConfig`]). With `services.packing: core` the four core components become
 //! containers of one task ([`packing`](super::packing)).
 
-use super::airflow_config::{SharedConfig, ADMIN_PASSWORD_ENV};
+use super::airflow_config::{env_var, SharedConfig, ADMIN_PASSWORD_ENV};
 use super::component::Component;
 use super::fargate::{self, Deployment, Infra, ServiceSpec, TaskDefinitionSpec};
 use super::iam::Roles;
 use super::packing;
 use super::scope::Scope;
 use super::security;
-use crate::cfn::aws::ecs::*;
-use crate::cfn::{Attributes, Handle, LogicalId};
+use crate::cfn::l1::ecs::task_definition::{ContainerDefinition, HealthCheck, KeyValuePair};
+use crate::cfn::l1::ecs::Service;
+use crate::cfn::{Attributes, Expr, Handle, LogicalId};
 use crate::spec::{AuthManager, Spec};
 
-fn shell_check(command: &str, interval: u32, timeout: u32, start_period: u32) -> HealthCheck {
+fn shell_check(command: &str, interval: i64, timeout: i64, start_period: i64) -> HealthCheck {
     HealthCheck {
-        command: vec!["CMD-SHELL".into(), format!("{command} || exit 1")],
-        interval,
-        timeout,
-        retries: 5,
-        start_period,
+        command: vec!["CMD-SHELL".into(), format!("{command} || exit 1").into()],
+        interval: Some(interval),
+        timeout: Some(timeout),
+        retries: Some(5),
+        start_period: Some(start_period),
     }
 }
 
-fn words(s: &str) -> Vec<String> {
-    s.split_whitespace().map(String::from).collect()
+fn words(s: &str) -> Vec<Expr> {
+    s.split_whitespace().map(Expr::lit).collect()
 }
 
 /// The api-server command. With the simple auth manager the admin password is seeded
 /// from the secret into the passwords file, so every replica accepts the same one.
-fn api_server_command(spec: &Spec) -> Vec<String> {
+fn api_server_command(spec: &Spec) -> Vec<Expr> {
     match spec.airflow.auth_manager {
         AuthManager::Fab => words("api-server"),
         AuthManager::Simple => vec![
             "bash".into(),
             "-c".into(),
-            format!("printf '{{\"admin\": \"%s\"}}' \"${ADMIN_PASSWORD_ENV}\" > \"$AIRFLOW_HOME/simple_auth_manager_passwords.json.generated\" && exec airflow api-server"),
+            format!("printf '{{\"admin\": \"%s\"}}' \"${ADMIN_PASSWORD_ENV}\" > \"$AIRFLOW_HOME/simple_auth_manager_passwords.json.generated\" && exec airflow api-server").into(),
         ],
     }
 }
 
 /// The container command of a long-running component.
-fn command(spec: &Spec, component: Component) -> Vec<String> {
+fn command(spec: &Spec, component: Component) -> Vec<Expr> {
     match component {
         Component::ApiServer => api_server_command(spec),
         Component::Scheduler => words("scheduler"),
@@ -84,16 +85,16 @@ fn health_check(component: Component) -> HealthCheck {
 }
 
 /// Component-specific environment on top of the shared configuration.
-fn own_env(spec: &Spec, component: Component) -> Vec<KeyValue> {
+fn own_env(spec: &Spec, component: Component) -> Vec<KeyValuePair> {
     match component {
         // One API worker process per half vCPU: 4 (Airflow's default) starve a small task.
-        Component::ApiServer => vec![KeyValue::new(
+        Component::ApiServer => vec![env_var(
             "AIRFLOW__API__WORKERS",
             (spec.services.api_server.cpu / 512).max(1).to_string(),
         )],
         // dumb-init passes SIGTERM to the worker only, which then shuts down warmly:
         // it stops taking tasks and finishes running ones within the stop timeout.
-        Component::Worker => vec![KeyValue::new("DUMB_INIT_SETSID", "0")],
+        Component::Worker => vec![env_var("DUMB_INIT_SETSID", "0")],
         _ => Vec::new(),
     }
 }
@@ -106,23 +107,23 @@ fn component_container(
 ) -> ContainerDefinition {
     let spec = s.spec;
     let log_group = fargate::log_group(s, component.id(), component.name());
-    let mut container = fargate::container(component.name(), spec.airflow_image(), &log_group)
-        .with_command(command(spec, component))
-        .with_env(shared.env.clone())
-        .with_env(own_env(spec, component))
-        .with_secrets(shared.secrets_for(spec, component))
-        .with_health_check(health_check(component));
-    if let Some(port) = component.port() {
-        container = container.with_ports(vec![PortMapping {
-            container_port: port,
-            protocol: "tcp",
-            name: component.name().to_string(),
-        }]);
+    let mut environment = shared.env.clone();
+    environment.extend(own_env(spec, component));
+    ContainerDefinition {
+        command: command(spec, component),
+        environment,
+        secrets: shared.secrets_for(spec, component),
+        health_check: Some(health_check(component)),
+        port_mappings: component
+            .port()
+            .map(|port| fargate::tcp_port(component.name(), port))
+            .into_iter()
+            .collect(),
+        // Seconds between SIGTERM and SIGKILL (at most 120 on Fargate): a worker
+        // finishes its running tasks within them.
+        stop_timeout: (component == Component::Worker).then_some(120),
+        ..fargate::container(component.name(), spec.airflow_image(), &log_group)
     }
-    if component == Component::Worker {
-        container = container.with_stop_timeout(120);
-    }
-    container
 }
 
 /// Adds every Airflow service; they start once `ready` (the migration, the broker)

@@ -2,13 +2,19 @@
 //! TLS-only, kept when the stack is deleted.
 
 use super::scope::Scope;
-use crate::cfn::aws::iam::{PolicyDocument, Statement};
-use crate::cfn::aws::s3::{self, *};
-use crate::cfn::aws::Tag;
+use crate::cfn::l1::s3::bucket::{
+    AbortIncompleteMultipartUpload, BucketEncryption, LifecycleConfiguration,
+    NoncurrentVersionExpiration, ObjectOwnership, OwnershipControls, OwnershipControlsRule,
+    PublicAccessBlockConfiguration, Rule, RuleStatus, ServerSideEncryptionByDefault,
+    ServerSideEncryptionRule, SseAlgorithm, VersioningConfiguration, VersioningConfigurationStatus,
+};
+use crate::cfn::l1::s3::{self, BucketPolicy};
+use crate::cfn::l1::{PolicyDocument, Statement, Tag};
 use crate::cfn::{Attributes, Expr, Handle, Policy};
 
 /// The bucket and what consumers need of it.
 pub struct Bucket {
+    /// The bucket.
     pub handle: Handle<s3::Bucket>,
 }
 
@@ -36,39 +42,47 @@ pub fn add(s: &mut Scope) -> Bucket {
 /// versions (and expires old ones after 30 days).
 pub fn private_bucket(tags: Vec<Tag>) -> s3::Bucket {
     s3::Bucket {
-        bucket_encryption: BucketEncryption {
-            server_side_encryption_configuration: vec![EncryptionRule {
-                server_side_encryption_by_default: EncryptionByDefault {
-                    sse_algorithm: "AES256",
-                },
-                bucket_key_enabled: true,
+        bucket_encryption: Some(BucketEncryption {
+            server_side_encryption_configuration: vec![ServerSideEncryptionRule {
+                server_side_encryption_by_default: Some(ServerSideEncryptionByDefault {
+                    sse_algorithm: Some(SseAlgorithm::Aes256),
+                    ..ServerSideEncryptionByDefault::default()
+                }),
+                bucket_key_enabled: Some(true),
+                ..ServerSideEncryptionRule::default()
             }],
-        },
-        public_access_block_configuration: PublicAccessBlockConfiguration {
-            block_public_acls: true,
-            block_public_policy: true,
-            ignore_public_acls: true,
-            restrict_public_buckets: true,
-        },
-        ownership_controls: OwnershipControls {
-            rules: vec![OwnershipRule {
-                object_ownership: "BucketOwnerEnforced",
+        }),
+        public_access_block_configuration: Some(PublicAccessBlockConfiguration {
+            block_public_acls: Some(true),
+            block_public_policy: Some(true),
+            ignore_public_acls: Some(true),
+            restrict_public_buckets: Some(true),
+        }),
+        ownership_controls: Some(OwnershipControls {
+            rules: vec![OwnershipControlsRule {
+                object_ownership: Some(ObjectOwnership::BucketOwnerEnforced),
             }],
-        },
-        versioning_configuration: VersioningConfiguration { status: "Enabled" },
-        lifecycle_configuration: LifecycleConfiguration {
-            rules: vec![LifecycleRule {
-                id: "expire-old-versions".into(),
-                status: "Enabled",
-                noncurrent_version_expiration: NoncurrentVersionExpiration {
-                    noncurrent_days: 30,
-                },
-                abort_incomplete_multipart_upload: AbortIncompleteMultipartUpload {
-                    days_after_initiation: 7,
-                },
+        }),
+        versioning_configuration: Some(VersioningConfiguration {
+            status: Some(VersioningConfigurationStatus::Enabled),
+        }),
+        lifecycle_configuration: Some(LifecycleConfiguration {
+            rules: vec![Rule {
+                id: Some("expire-old-versions".into()),
+                status: Some(RuleStatus::Enabled),
+                noncurrent_version_expiration: Some(NoncurrentVersionExpiration {
+                    noncurrent_days: Some(30),
+                    ..NoncurrentVersionExpiration::default()
+                }),
+                abort_incomplete_multipart_upload: Some(AbortIncompleteMultipartUpload {
+                    days_after_initiation: Some(7),
+                }),
+                ..Rule::default()
             }],
-        },
+            ..LifecycleConfiguration::default()
+        }),
         tags,
+        ..s3::Bucket::default()
     }
 }
 
@@ -85,7 +99,9 @@ pub fn tls_only_policy(bucket: &Handle<s3::Bucket>) -> BucketPolicy {
         condition: Some(serde_json::json!({"Bool": {"aws:SecureTransport": "false"}})),
     };
     BucketPolicy {
-        bucket: bucket.r#ref(),
-        policy_document: PolicyDocument::new(vec![deny_plain_http.with_any_principal()]),
+        bucket: Some(bucket.r#ref()),
+        policy_document: Some(PolicyDocument::new(vec![
+            deny_plain_http.with_any_principal()
+        ])),
     }
 }

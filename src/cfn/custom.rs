@@ -1,4 +1,6 @@
-//! Custom resources (`Custom::*`) backed by a Lambda function.
+//! Custom resources (`Custom::*`) backed by a Lambda function. They have no resource
+//! provider schema, so they are typed here by hand rather than generated in [`l1`](super::l1):
+//! the handler's properties come from the contract crate.
 
 use std::collections::BTreeMap;
 
