@@ -629,7 +629,7 @@ fn contains_key(value: &Value, key: &str) -> bool {
 }
 
 /// Output format of a rendered template.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Format {
     /// Pretty-printed JSON (the default; what CloudFormation and moto parse most safely).
     Json,
