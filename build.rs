@@ -2,13 +2,14 @@
 //! so an installed binary can `deploy` with no checkout and no Lambda build.
 //!
 //! The zips are built beforehand by lambdas/build.sh (cargo-lambda, reproducible zips)
-//! and named by `AIRFLOW_STACK_BUNDLE_DIR`, a folder holding
-//! `<architecture>/<crate>/bootstrap.zip` (lambdas/build.sh writes
-//! `<cargo target dir>/lambda/<architecture>/...`):
+//! and named by `AIRFLOW_STACK_BUNDLE_DIR`: the folder lambdas/build.sh writes for one
+//! architecture, `<cargo target dir>/lambda/<architecture>`, holding
+//! `<crate>/bootstrap.zip`. Its name says the architecture (`arm64` or `x86_64`);
+//! `deploy` uses the bundle only for functions of that architecture.
 //!
 //! ```text
-//! bash lambdas/build.sh
-//! AIRFLOW_STACK_BUNDLE_DIR=$PWD/target/lambda cargo build --release --features bundled-lambdas
+//! bash lambdas/build.sh --arch arm64
+//! AIRFLOW_STACK_BUNDLE_DIR=$PWD/target/lambda/arm64 cargo build --release --features bundled-lambdas
 //! ```
 //!
 //! Why not build them here: a build script running `cargo lambda build` would be a
@@ -44,32 +45,41 @@ fn main() {
     std::fs::write(out.join("bundled_lambdas.rs"), code).expect("write bundled_lambdas.rs");
 }
 
-/// `pub const ZIPS` with one `include_bytes!` per `<architecture>/<crate>/bootstrap.zip`
-/// found under the bundle folder.
+/// `pub const ZIPS` with one `include_bytes!` per `<crate>/bootstrap.zip` in the
+/// bundle folder.
 fn bundle() -> Result<String, String> {
     let dir = std::env::var_os(BUNDLE_DIR).map(PathBuf::from).ok_or_else(|| {
-        format!("set {BUNDLE_DIR} to the folder lambdas/build.sh wrote (<cargo target dir>/lambda, holding <architecture>/<crate>/bootstrap.zip)")
+        format!("set {BUNDLE_DIR} to the folder lambdas/build.sh wrote for the Lambdas' architecture (<cargo target dir>/lambda/arm64, holding <crate>/bootstrap.zip)")
     })?;
     let dir = dir
         .canonicalize()
         .map_err(|e| format!("{BUNDLE_DIR}={}: {e}", dir.display()))?;
+    let arch = dir
+        .file_name()
+        .and_then(|n| n.to_str())
+        .filter(|n| ARCHITECTURES.contains(n))
+        .ok_or_else(|| {
+            format!(
+                "{BUNDLE_DIR}={}: the folder's name must be the architecture (arm64 or x86_64), as lambdas/build.sh names it",
+                dir.display()
+            )
+        })?
+        .to_string();
+    println!("cargo::rerun-if-changed={}", dir.display());
     let mut entries = Vec::new();
-    for arch in ARCHITECTURES {
-        for zip in zips(&dir.join(arch))? {
-            let crate_name = zip
-                .parent()
-                .and_then(Path::file_name)
-                .and_then(|n| n.to_str())
-                .ok_or_else(|| format!("{} has no crate folder name", zip.display()))?
-                .to_string();
-            println!("cargo::rerun-if-changed={}", zip.display());
-            entries.push((arch, crate_name, zip));
-        }
-        println!("cargo::rerun-if-changed={}", dir.join(arch).display());
+    for zip in zips(&dir)? {
+        let crate_name = zip
+            .parent()
+            .and_then(Path::file_name)
+            .and_then(|n| n.to_str())
+            .ok_or_else(|| format!("{} has no crate folder name", zip.display()))?
+            .to_string();
+        println!("cargo::rerun-if-changed={}", zip.display());
+        entries.push((&arch, crate_name, zip));
     }
     if entries.is_empty() {
         return Err(format!(
-            "no <architecture>/<crate>/bootstrap.zip under {}: run `bash lambdas/build.sh` first",
+            "no <crate>/bootstrap.zip in {}: run `bash lambdas/build.sh --arch {arch}` first",
             dir.display()
         ));
     }

@@ -89,15 +89,15 @@ for package in "${packages[@]}"; do
     # asked for (deploy asks only for what the template uses).
     # --profile lambda (root Cargo.toml): cargo-lambda adds its own optimisations only
     # with --release, so the profile's opt-level z, LTO and panic=unwind (the panic
-    # guard) hold. --lambda-dir: cargo-lambda's copy of the binary goes to a scratch
-    # folder; the zip below is made from cargo's own output.
+    # guard) hold. --lambda-dir: cargo-lambda moves the binary to
+    # <dir>/<bin>/bootstrap (cargo hard-links it again next build), a scratch folder.
     cargo lambda build --profile lambda --target "$triple" --lambda-dir "$staging/bin" -p "$package" >&2
 done
 echo "built in $(( $(date +%s) - started ))s" >&2
 
 mkdir -p "$out"
 for package in "${packages[@]}"; do
-    binary="$target_dir/$triple/lambda/$package-bootstrap"
+    binary="$staging/bin/$package-bootstrap/bootstrap"
     [ -x "$binary" ] || { echo "error: $binary was not built" >&2; exit 1; }
 
     machine="$(readelf -h "$binary" | sed -n 's/^ *Machine: *//p')"

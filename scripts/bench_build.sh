@@ -8,7 +8,9 @@
 # on the same machine under the same load (the issue-14 bar: the generated CloudFormation
 # layer must not make either build more than 20 % slower). Each build gets a new, empty
 # CARGO_TARGET_DIR; the cargo registry cache is shared (downloads are not the build).
-# It prints figures; it does not fail on a slow machine.
+# It prints wall time and CPU time (user + system, from /usr/bin/time): on a busy machine
+# the CPU time is the fairer comparison. It prints figures; it does not fail on a slow
+# machine.
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -31,13 +33,12 @@ label="${rev:-working tree}"
 timed() {
     local name="$1"
     shift
-    local start end
     rm -rf "$work/target"
-    start=$(date +%s%N)
-    (cd "$src" && CARGO_TARGET_DIR="$work/target" CARGO_TERM_COLOR=never "$@" >/dev/null 2>&1)
-    end=$(date +%s%N)
-    local tenths=$(( (end - start) / 100000000 ))
-    printf '%-40s %5d.%d s  (%s)\n' "$name" $((tenths / 10)) $((tenths % 10)) "$label"
+    (cd "$src" && CARGO_TARGET_DIR="$work/target" CARGO_TERM_COLOR=never \
+        /usr/bin/time -o "$work/time" -f '%e %U %S' "$@" >/dev/null 2>&1)
+    read -r wall user sys <"$work/time"
+    python3 -c 'import sys; w, u, s = map(float, sys.argv[2:5]); print(f"{sys.argv[1]:<40} wall {w:7.1f} s   cpu {u + s:7.1f} s  ({sys.argv[5]})")' \
+        "$name" "$wall" "$user" "$sys" "$label"
 }
 
 (cd "$src" && cargo fetch --quiet)

@@ -1,40 +1,58 @@
 //! `bootstrap`, `deploy`, `diff` and `destroy` against the local AWS emulator (the
 //! patched moto server in tests/aws_emulator), with the real Rust Lambdas executing the
 //! custom resources, each as its own role (every AWS call they make is authorized by the
-//! emulator against the role's policy). One scenario, in order, as a user would run it.
+//! emulator against the role's policy). One scenario, in order, as a user would run it,
+//! starting with no Lambda build: the first deploy that needs the zips builds them.
 
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Output;
+use std::process::{Command, Output};
 use std::time::Instant;
 
-use common::emulator::{assets_dir, Emulator};
-use common::{cli, root};
+use common::emulator::{assets_dir, lambda_architecture, target_dir, Emulator};
+use common::{cli, default_template, root};
 
 struct Session {
     emulator: Emulator,
     dir: tempfile::TempDir,
+    /// The cargo target dir the CLI sees: no zips and no build of this workspace's
+    /// crates in it (see `forget_lambda_builds`).
+    target: PathBuf,
 }
 
 impl Session {
     fn new() -> Session {
+        let target = target_dir().join("fresh-clone-target");
+        forget_lambda_builds(&target);
         Session {
             emulator: Emulator::start(),
             dir: tempfile::tempdir().unwrap(),
+            target,
         }
     }
 
-    /// Runs the CLI against the emulator, with stdin not a terminal (as in CI).
-    fn run(&self, args: &[&str]) -> Output {
+    /// The CLI against the emulator, with stdin not a terminal (as in CI), and the
+    /// Session's target dir: deploy looks for the zips in `<target>/lambda/<arch>`.
+    fn command(&self, args: &[&str]) -> Command {
         let mut cmd = cli();
         cmd.args(args)
-            .env("AIRFLOW_STACK_ASSETS_DIR", assets_dir())
+            .env("CARGO_TARGET_DIR", &self.target)
+            .env_remove("AIRFLOW_STACK_ASSETS_DIR")
             .env_remove("AWS_PROFILE")
             .stdin(std::process::Stdio::null());
         for (k, v) in self.emulator.env() {
             cmd.env(k, v);
         }
+        cmd
+    }
+
+    /// Runs the CLI (see `command`) and echoes what it printed.
+    fn run(&self, args: &[&str]) -> Output {
+        self.output(args, self.command(args))
+    }
+
+    fn output(&self, args: &[&str], mut cmd: Command) -> Output {
         let out = cmd.output().expect("run airflow-stack");
         eprintln!(
             "$ airflow-stack {}\n{}{}",
@@ -117,6 +135,131 @@ fn path(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
+/// Puts `target` in the state of a fresh clone for the Lambdas: no zips, and no build
+/// output of this workspace's own crates (`cargo clean -p` each, for the `lambda`
+/// profile of both Lambda targets), so deploy must compile the Lambdas and link them.
+/// What stays is third-party dependencies compiled by earlier runs of this test: they
+/// come from crates.io unchanged, and rebuilding the AWS SDK on every run would add
+/// minutes on a 2-core machine without testing anything of ours.
+fn forget_lambda_builds(target: &Path) {
+    // Only the zips: <target>/lambda/ is also cargo's host folder of the `lambda`
+    // profile (build scripts, proc macros).
+    for arch in ["arm64", "x86_64"] {
+        let _ = std::fs::remove_dir_all(target.join("lambda").join(arch));
+    }
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let metadata = Command::new(&cargo)
+        .args(["metadata", "--no-deps", "--format-version", "1"])
+        .current_dir(root())
+        .output()
+        .expect("run cargo metadata");
+    assert!(metadata.status.success(), "cargo metadata failed");
+    let metadata: serde_json::Value = serde_json::from_slice(&metadata.stdout).unwrap();
+    let members: Vec<String> = metadata["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap().to_string())
+        .collect();
+    assert!(
+        members.iter().any(|m| m == "airflow-secrets"),
+        "{members:?}"
+    );
+    for triple in ["aarch64-unknown-linux-gnu", "x86_64-unknown-linux-gnu"] {
+        if !target.join(triple).exists() {
+            continue;
+        }
+        let mut clean = Command::new(&cargo);
+        clean
+            .args([
+                "clean",
+                "--quiet",
+                "--profile",
+                "lambda",
+                "--target",
+                triple,
+            ])
+            .arg("--target-dir")
+            .arg(target)
+            .current_dir(root());
+        for member in &members {
+            clean.args(["-p", member]);
+        }
+        let status = clean.status().expect("run cargo clean");
+        assert!(
+            status.success(),
+            "cargo clean -p <workspace members> failed"
+        );
+    }
+}
+
+/// With no cargo-lambda anywhere, the build deploy starts stops at once and says how to
+/// install it; nothing is deployed.
+fn without_cargo_lambda_deploy_says_how_to_install_it(s: &Session, dev: &Path) {
+    let empty = s.dir.path().join("no-zips");
+    std::fs::create_dir_all(&empty).unwrap();
+    let args = ["deploy", path(dev), "--yes", "--assets-dir", path(&empty)];
+    let mut cmd = s.command(&args);
+    let path_var = std::env::var_os("PATH").unwrap_or_default();
+    let without: Vec<PathBuf> = std::env::split_paths(&path_var)
+        .filter(|dir| !dir.join("cargo-lambda").exists())
+        .collect();
+    cmd.env("PATH", std::env::join_paths(without).unwrap())
+        .env_remove("AIRFLOW_STACK_VENV");
+    let out = s.output(&args, cmd);
+    assert_eq!(out.status.code(), Some(1));
+    let log = text(&out);
+    assert!(
+        log.contains("cargo-lambda is not installed")
+            && log.contains("pip install cargo-lambda")
+            && log.contains("building the Lambda zips failed"),
+        "{log}"
+    );
+    assert!(std::fs::read_dir(&empty).unwrap().next().is_none());
+}
+
+/// The deploy found no zips in `<target>/lambda/<arch>` and built them from this
+/// checkout with lambdas/build.sh: it compiled the two Lambdas the dev template uses
+/// (not the scaler), and the zips are byte-identical to the ones the test command's
+/// own `lambdas/build.sh` wrote into the shared target dir (same sources, another
+/// target dir, another build).
+fn the_deploy_built_the_missing_zips(s: &Session, out: &Output, wall: f64) {
+    let arch = lambda_architecture(&default_template());
+    let dir = s.target.join("lambda").join(&arch);
+    let log = text(out);
+    println!("MEASURE deploy building the {arch} Lambda zips (this workspace's crates from scratch; third-party dependencies as earlier runs left them): {wall:.1}s");
+    assert!(
+        log.contains(&format!("Lambda zips missing in {}", dir.display())),
+        "{log}"
+    );
+    for compiled in [
+        "airflow-secrets",
+        "airflow-migration",
+        "cfn-custom-resource",
+    ] {
+        assert!(
+            log.contains(&format!("Compiling {compiled} v")),
+            "deploy did not compile {compiled}: {log}"
+        );
+    }
+    assert!(!log.contains("Compiling airflow-scaler"), "{log}");
+    let shared = assets_dir(&arch);
+    for crate_name in ["airflow-secrets", "airflow-migration"] {
+        let built = std::fs::read(dir.join(crate_name).join("bootstrap.zip")).unwrap_or_else(|e| {
+            panic!("deploy built no {crate_name} zip in {}: {e}", dir.display())
+        });
+        let reference = std::fs::read(shared.join(crate_name).join("bootstrap.zip")).unwrap();
+        assert!(
+            built == reference,
+            "{crate_name}: the zip deploy built ({} bytes) differs from lambdas/build.sh's in {} ({} bytes): the build is not reproducible",
+            built.len(),
+            shared.display(),
+            reference.len()
+        );
+    }
+    assert!(!dir.join("airflow-scaler").exists());
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn deploy_lifecycle_against_the_emulator() {
     let s = Session::new();
@@ -135,15 +278,21 @@ async fn deploy_lifecycle_against_the_emulator() {
     assert!(out.status.success(), "bootstrap failed");
     assert!(text(&out).contains("assets bucket"));
 
+    without_cargo_lambda_deploy_says_how_to_install_it(&s, &dev);
+
     // A first deploy adds IAM statements and ingress rules: approval is needed, and
-    // without a terminal it is refused, changing nothing.
+    // without a terminal it is refused, changing nothing. It is also the first deploy
+    // that needs the Lambda zips: there are none, so it builds them first.
+    let started = Instant::now();
     let out = s.run(&["deploy", path(&dev)]);
+    let wall = started.elapsed().as_secs_f64();
     assert_eq!(out.status.code(), Some(1));
     assert!(
         text(&out).contains("need approval") && text(&out).contains("--yes"),
         "{}",
         text(&out)
     );
+    the_deploy_built_the_missing_zips(&s, &out, wall);
 
     first_deploy_runs_the_real_lambdas(&s, &dev).await;
     second_deploy_is_a_fast_no_op(&s, &dev);

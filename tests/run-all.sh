@@ -4,7 +4,8 @@
 #   bash tests/run-all.sh
 #
 # It works from a fresh clone: Debian packages (apt-get), a Python virtualenv with
-# cfn-lint and moto, the Rust toolchain's own cargo. Caches live outside the clone, under
+# cfn-lint, moto and cargo-lambda (which brings zig), the Rust toolchain's own cargo and
+# the Lambdas' rustup targets. Caches live outside the clone, under
 # $AIRFLOW_STACK_CACHE (default ~/.cache/airflow-stack): the cargo target dir and the
 # virtualenvs. Nothing here needs an AWS account; every server a test starts binds to
 # 127.0.0.1 on a free port and is stopped by the test.
@@ -33,19 +34,44 @@ need_apt() {
 }
 
 phase "Debian packages"
-need_apt time binutils python3-venv
+# binutils: readelf (lambdas/build.sh checks each Lambda's architecture and glibc needs).
+# qemu-user-static and libc6-arm64-cross: the emulator runs arm64 Lambdas as Lambda
+# would, under qemu-user with the arm64 dynamic loader and glibc
+# (tests/aws_emulator/server.py, bootstrap_command). util-linux: `script` (tests/init.rs).
+need_apt time binutils python3-venv qemu-user-static libc6-arm64-cross util-linux
 
-phase "Python tools (cfn-lint, moto) in $AIRFLOW_STACK_VENV"
+phase "Python tools (cfn-lint, moto, cargo-lambda) in $AIRFLOW_STACK_VENV"
 [ -x "$AIRFLOW_STACK_VENV/bin/pip" ] || python3 -m venv "$AIRFLOW_STACK_VENV"
 "$AIRFLOW_STACK_VENV/bin/pip" install -q --disable-pip-version-check --upgrade -r tests/requirements.txt
 "$AIRFLOW_STACK_VENV/bin/cfn-lint" --version
+PATH="$AIRFLOW_STACK_VENV/bin:$PATH" cargo lambda --version
+
+phase "Rust targets of the Lambdas (rustup)"
+rustup target add aarch64-unknown-linux-gnu x86_64-unknown-linux-gnu
 
 phase "format and lints"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 
-phase "Lambda zips"
-bash lambdas/build.sh
+phase "Lambda zips (cargo-lambda), for the architecture the stack's functions run on"
+# What `deploy` would build itself; built here once for every test that deploys (the
+# deploy test also builds them from scratch in a target dir of its own and checks the
+# bytes are the same).
+cargo build --quiet -p airflow-stack
+architectures="$(for stack in stacks/dev.yaml stacks/prod.yaml; do
+    "$CARGO_TARGET_DIR/debug/airflow-stack" synth "$stack" | python3 -c '
+import json, sys
+for r in json.load(sys.stdin)["Resources"].values():
+    if r["Type"] == "AWS::Lambda::Function":
+        print((r["Properties"].get("Architectures") or ["x86_64"])[0])'
+done | sort -u)"
+[ "$(echo "$architectures" | wc -w)" = 1 ] || { echo "error: the stacks' Lambdas run on several architectures: $architectures" >&2; exit 1; }
+bash lambdas/build.sh --arch "$architectures"
+# The release CLI carries them (cargo feature bundled-lambdas, build.rs):
+# tests/aws_emulator/test_bundled_cli.py deploys with it and no way to build; the
+# synth benchmark below times the same binary.
+export AIRFLOW_STACK_BUNDLE_DIR="$CARGO_TARGET_DIR/lambda/$architectures"
+cargo build --release --quiet -p airflow-stack --features bundled-lambdas
 
 phase "Rust tests (unit, CLI, cfn-lint, Lambda processes against moto)"
 cargo test --workspace --quiet 2>&1 | tee "$cache/cargo-test.log"
@@ -61,7 +87,7 @@ need_apt nftables iproute2 util-linux
 "$AIRFLOW_STACK_VENV/bin/python" -m pytest -q -p no:cacheprovider tests/netlab
 
 phase "benchmark: synth as a process"
-cargo build --release --quiet -p airflow-stack
+cargo build --release --quiet -p airflow-stack --features bundled-lambdas
 python3 scripts/bench_synth.py
 
 # >>> e2e (tests/e2e): the synthesized stack as real local Airflow processes >>>

@@ -155,12 +155,16 @@ pub fn default_dir(architecture: &str) -> Option<PathBuf> {
     Some(target.join("lambda").join(architecture))
 }
 
-/// The bundled zips for these needs, if this binary carries all of them.
-fn from_bundle(needs: &[Needed]) -> Option<Vec<Asset>> {
+/// Bundled zips: `(architecture, crate, zip)`.
+type Bundle = [(&'static str, &'static str, &'static [u8])];
+
+/// The zips of `bundle` (this binary's: `bundled::ZIPS`) for these needs, if it holds
+/// all of them.
+fn from_bundle(needs: &[Needed], bundle: &'static Bundle) -> Option<Vec<Asset>> {
     needs
         .iter()
         .map(|n| {
-            bundled::ZIPS
+            bundle
                 .iter()
                 .find(|(arch, name, _)| *arch == n.architecture && *name == n.crate_name)
                 .map(|(arch, _, zip)| {
@@ -197,8 +201,16 @@ pub fn resolve(template: &Value, explicit: Option<&Path>) -> anyhow::Result<Vec<
     let needs = needed(template).map_err(|e| anyhow!(e))?;
     let explicit = explicit.map(Path::to_path_buf);
     if explicit.is_none() {
-        if let Some(assets) = from_bundle(&needs) {
+        if let Some(assets) = from_bundle(&needs, bundled::ZIPS) {
             return Ok(assets);
+        }
+    }
+    if let (Some(dir), [first, rest @ ..]) = (&explicit, needs.as_slice()) {
+        if rest.iter().any(|n| n.architecture != first.architecture) {
+            return Err(anyhow!(
+                "the template's Lambdas run on different architectures; one --assets-dir ({}) cannot hold both",
+                dir.display()
+            ));
         }
     }
     let mut assets = Vec::new();
@@ -231,6 +243,9 @@ pub fn resolve(template: &Value, explicit: Option<&Path>) -> anyhow::Result<Vec<
             )));
         };
         let crates: Vec<&str> = missing.iter().map(|n| n.crate_name).collect();
+        // The script runs in the checkout: a relative folder must still mean this one.
+        let dir = std::path::absolute(&dir)
+            .map_err(|e| anyhow!("cannot resolve {}: {e}", dir.display()))?;
         build(&checkout, &architecture, &dir, &crates)?;
         for need in missing {
             let asset = from_dir(&dir, need)
@@ -296,7 +311,7 @@ fn not_found(missing: &[Needed], dir: Option<&Path>) -> String {
         None => "(no --assets-dir, no $CARGO_TARGET_DIR, not run from a checkout)".to_string(),
     };
     format!(
-        "Lambda zips not found {place}: {}\nthis airflow-stack carries no bundled zips for them and does not run from a checkout it could build them in; either\n  - pass --assets-dir DIR holding <crate>/bootstrap.zip (built by `bash lambdas/build.sh --arch ARCH --out DIR` in a clone of airflow-stack), or\n  - install a build with the zips inside: in a clone, `bash lambdas/build.sh`, then `AIRFLOW_STACK_BUNDLE_DIR=$PWD/target/lambda cargo install --path . --features bundled-lambdas`",
+        "Lambda zips not found {place}: {}\nthis airflow-stack carries no bundled zips for them and does not run from a checkout it could build them in; either\n  - pass --assets-dir DIR holding <crate>/bootstrap.zip (built by `bash lambdas/build.sh --arch ARCH --out DIR` in a clone of airflow-stack), or\n  - install a build with the zips inside: in a clone, `bash lambdas/build.sh --arch ARCH`, then `AIRFLOW_STACK_BUNDLE_DIR=$PWD/target/lambda/ARCH cargo install --path . --features bundled-lambdas`",
         names.join(", ")
     )
 }
@@ -463,6 +478,25 @@ mod tests {
         let params = parameters("bkt", &assets);
         assert_eq!(params["AssetsBucket"], "bkt");
         assert_eq!(params["SecretsFunctionCodeKey"], secrets.key());
+    }
+
+    #[test]
+    fn bundled_zips_serve_only_a_complete_set_of_the_right_architecture() {
+        static BUNDLE: &Bundle = &[
+            ("arm64", "airflow-secrets", b"s-arm"),
+            ("arm64", "airflow-migration", b"m-arm"),
+            ("x86_64", "airflow-secrets", b"s-x86"),
+        ];
+        let arm = needed(&template(Some("arm64"))).unwrap();
+        let assets = from_bundle(&arm, BUNDLE).unwrap();
+        assert_eq!(assets[1].bytes.as_ref(), b"m-arm");
+        assert_eq!(assets[1].origin, "bundled (arm64)");
+        // x86_64 lacks the migration zip: not served from the bundle at all.
+        assert!(from_bundle(&needed(&template(None)).unwrap(), BUNDLE).is_none());
+        // Without the feature, build.rs bundles nothing.
+        if !cfg!(feature = "bundled-lambdas") {
+            assert!(bundled::ZIPS.is_empty());
+        }
     }
 
     #[test]

@@ -492,10 +492,9 @@ pub async fn deploy_plain(
     Ok(cfn_stack::outputs(&cfn, &cs.stack_id).await?)
 }
 
-/// The property src/stack/migration.rs gives `Custom::AirflowMigration` for the Airflow
-/// version; the migration Lambda compares its old and new value (lambdas/migration).
-const MIGRATION_TYPE: &str = "Custom::AirflowMigration";
-const VERSION_PROPERTY: &str = "AirflowVersion";
+/// The migration custom resource's type; its Airflow version property is compared
+/// before and after a deploy, as the migration Lambda does (both from the contract).
+const MIGRATION_TYPE: &str = airflow_stack_contract::migration::RESOURCE_TYPE;
 
 /// The Airflow version of the migration resource before and after a deploy.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -563,11 +562,7 @@ impl VersionChange {
 
 /// The `AirflowVersion` of the template's migration resource.
 fn migration_version(template: &Value) -> Option<&str> {
-    template["Resources"]
-        .as_object()?
-        .values()
-        .find(|r| r["Type"] == MIGRATION_TYPE)?["Properties"][VERSION_PROPERTY]
-        .as_str()
+    airflow_stack_contract::migration::airflow_version_in_template(template)
 }
 
 /// `3.3.2` as `[3, 3, 2]`, trailing zeros dropped (3.3 = 3.3.0); `None` for anything
@@ -627,7 +622,7 @@ mod tests {
     fn the_failure_report_names_resource_type_reason_rollback_and_stack_id() {
         let events = vec![event(
             "GeneratedSecrets",
-            "Custom::AirflowSecrets",
+            airflow_stack_contract::secrets::SECRETS_RESOURCE_TYPE,
             "CREATE_FAILED",
             "secret not found",
         )];
@@ -658,7 +653,9 @@ mod tests {
     fn template(version: &str) -> Value {
         json!({"Resources": {
             "Db": {"Type": "AWS::RDS::DBInstance", "Properties": {}},
-            "Migration": {"Type": MIGRATION_TYPE, "Properties": {VERSION_PROPERTY: version}}
+            "Migration": {"Type": MIGRATION_TYPE, "Properties": {
+                airflow_stack_contract::migration::property::AIRFLOW_VERSION: version
+            }}
         }})
     }
 

@@ -136,6 +136,7 @@ pub fn first_failure(events: &[Event]) -> Option<&Event> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use airflow_stack_contract::migration::RESOURCE_TYPE as MIGRATION;
 
     fn event(id: &str, ts: f64, logical: &str, kind: &str, status: &str, reason: &str) -> Event {
         Event {
@@ -155,23 +156,16 @@ mod tests {
             "1",
             3600.0,
             "Migration",
-            "Custom::AirflowMigration",
+            MIGRATION,
             "CREATE_IN_PROGRESS",
             "",
         );
-        let done = event(
-            "2",
-            3725.0,
-            "Migration",
-            "Custom::AirflowMigration",
-            "CREATE_COMPLETE",
-            "",
-        );
+        let done = event("2", 3725.0, "Migration", MIGRATION, "CREATE_COMPLETE", "");
         assert_eq!(
             log.line(&start).unwrap(),
             format!(
                 "01:00:00 | {:<28} | {:<40} | Migration",
-                "CREATE_IN_PROGRESS", "Custom::AirflowMigration"
+                "CREATE_IN_PROGRESS", MIGRATION
             )
         );
         assert!(log.line(&done).unwrap().ends_with("| Migration (2m05s)"));

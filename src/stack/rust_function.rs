@@ -47,13 +47,12 @@ pub struct RustFunctionSpec {
 /// fast without paying for memory they do not use.
 const MEMORY_MB: i64 = 256;
 
-/// The architecture every function declares. The zips are built for
-/// [`LAMBDA_ARCHITECTURE`](super::assets::LAMBDA_ARCHITECTURE) (arm64), but the template
-/// says x86_64 until the emulator the deploy tests run against executes arm64
-/// bootstraps: then the line below becomes
-/// `architecture(super::assets::LAMBDA_ARCHITECTURE)`.
+/// The architecture every function declares:
+/// [`LAMBDA_ARCHITECTURE`](super::assets::LAMBDA_ARCHITECTURE), the one `deploy` builds
+/// the zips for (it reads each function's `Architectures` from the template) and the
+/// emulator runs them on (under qemu-user on an x86_64 host).
 fn declared_architecture() -> ArchitecturesItem {
-    architecture("x86_64")
+    architecture(super::assets::LAMBDA_ARCHITECTURE)
 }
 
 /// Lambda's name for an instruction set (`arm64`, `x86_64`) as the template's value.

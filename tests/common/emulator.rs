@@ -182,17 +182,38 @@ pub fn target_dir() -> PathBuf {
         .to_path_buf()
 }
 
-/// Where lambdas/build.sh writes the Lambda zips; missing zips fail the test with the
-/// command to build them.
-pub fn assets_dir() -> PathBuf {
-    let dir = target_dir().join("lambda");
+/// Where lambdas/build.sh (the test command runs it) writes the Lambda zips for
+/// `architecture`; missing zips fail the test with the command to build them.
+pub fn assets_dir(architecture: &str) -> PathBuf {
+    let dir = target_dir().join("lambda").join(architecture);
     for name in ["airflow-secrets", "airflow-migration"] {
         let zip = dir.join(name).join("bootstrap.zip");
         assert!(
             zip.exists(),
-            "{} is missing: run `bash lambdas/build.sh` (the test command does)",
+            "{} is missing: run `bash lambdas/build.sh --arch {architecture}` (the test command does)",
             zip.display()
         );
     }
     dir
+}
+
+/// The one architecture of a template's Lambda functions (`Architectures` left out:
+/// x86_64, as on AWS).
+pub fn lambda_architecture(template: &serde_json::Value) -> String {
+    let mut found: Vec<String> = template["Resources"]
+        .as_object()
+        .expect("Resources")
+        .values()
+        .filter(|r| r["Type"] == "AWS::Lambda::Function")
+        .map(|r| {
+            r["Properties"]["Architectures"][0]
+                .as_str()
+                .unwrap_or("x86_64")
+                .to_string()
+        })
+        .collect();
+    found.sort();
+    found.dedup();
+    assert_eq!(found.len(), 1, "the template's functions run on {found:?}");
+    found.remove(0)
 }
