@@ -181,7 +181,7 @@ pub struct Plan {
 }
 
 /// What `--fail-on` and the approval prompt look at.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FailOn {
     /// Any change.
     Any,

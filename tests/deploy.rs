@@ -138,10 +138,14 @@ fn path(p: &Path) -> &str {
 /// Puts `target` in the state of a fresh clone for the Lambdas: no zips, and no build
 /// output of this workspace's own crates (`cargo clean -p` each, for the `lambda`
 /// profile of both Lambda targets), so deploy must compile the Lambdas and link them.
-/// What stays is third-party dependencies compiled by earlier runs of this test: they
-/// come from crates.io unchanged, and rebuilding the AWS SDK on every run would add
-/// minutes on a 2-core machine without testing anything of ours.
+/// What stays is third-party dependencies: they come from crates.io unchanged, and
+/// rebuilding the AWS SDK for this test would add about nine minutes on a 2-core machine
+/// (a cold CI run) without testing anything of ours. On the first run they are copied
+/// from the shared target dir, where the test command's Lambda build (`lambdas/build.sh`)
+/// has just compiled them; a copy, not hard links, because cargo rewrites fingerprint
+/// files in place.
 fn forget_lambda_builds(target: &Path) {
+    seed_third_party_builds(target);
     // Only the zips: <target>/lambda/ is also cargo's host folder of the `lambda`
     // profile (build scripts, proc macros).
     for arch in ["arm64", "x86_64"] {
@@ -190,6 +194,30 @@ fn forget_lambda_builds(target: &Path) {
             status.success(),
             "cargo clean -p <workspace members> failed"
         );
+    }
+}
+
+/// Copies the `lambda`-profile build folders of the shared target dir into `target`
+/// when `target` has none yet (see [`forget_lambda_builds`]).
+fn seed_third_party_builds(target: &Path) {
+    let shared = target_dir();
+    for dir in [
+        "aarch64-unknown-linux-gnu",
+        "x86_64-unknown-linux-gnu",
+        "lambda",
+    ] {
+        let (from, to) = (shared.join(dir), target.join(dir));
+        if to.exists() || !from.exists() {
+            continue;
+        }
+        std::fs::create_dir_all(target).unwrap();
+        let status = Command::new("cp")
+            .arg("-a")
+            .arg(&from)
+            .arg(&to)
+            .status()
+            .expect("run cp");
+        assert!(status.success(), "copying {} failed", from.display());
     }
 }
 

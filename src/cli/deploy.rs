@@ -56,7 +56,28 @@ pub struct DiffArgs {
     common: Common,
     /// Exit 1 when the plan has changes of this kind (for CI).
     #[arg(long, value_enum)]
-    fail_on: Option<FailOn>,
+    fail_on: Option<FailOnArg>,
+}
+
+/// `--fail-on`: the CLI's spelling of [`FailOn`] (clap stays out of the core).
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum FailOnArg {
+    /// Any change.
+    Any,
+    /// New IAM statements or ingress rules.
+    Broadening,
+    /// Deletion or replacement of any resource.
+    Destructive,
+}
+
+impl From<FailOnArg> for FailOn {
+    fn from(arg: FailOnArg) -> FailOn {
+        match arg {
+            FailOnArg::Any => FailOn::Any,
+            FailOnArg::Broadening => FailOn::Broadening,
+            FailOnArg::Destructive => FailOn::Destructive,
+        }
+    }
 }
 
 /// Everything known before touching the stack.
@@ -185,7 +206,7 @@ pub fn diff(args: DiffArgs) -> Result<(), Failure> {
             p.existing.as_ref().map_or("new", |e| e.status.as_str())
         );
         print!("{}", plan::render(&plan));
-        match args.fail_on {
+        match args.fail_on.map(FailOn::from) {
             Some(condition) if plan.matches(condition) => Err(Failure::Failed(anyhow!(
                 "the plan has {} changes (--fail-on)",
                 format!("{condition:?}").to_lowercase()
