@@ -542,7 +542,7 @@ impl VersionChange {
     /// 3.9.9) as the migration Lambda compares them; `None` if either is not numbers
     /// and dots (the stack file allows only those).
     fn direction(&self) -> Option<Ordering> {
-        Some(release(&self.to)?.cmp(&release(&self.from)?))
+        airflow_stack_contract::version::Version::compare(&self.from, &self.to)
     }
 
     fn goes_down(&self) -> bool {
@@ -584,22 +584,6 @@ impl VersionChange {
 /// The `AirflowVersion` of the template's migration resource.
 fn migration_version(template: &Value) -> Option<&str> {
     airflow_stack_contract::migration::airflow_version_in_template(template)
-}
-
-/// `3.3.2` as `[3, 3, 2]`, trailing zeros dropped (3.3 = 3.3.0); `None` for anything
-/// but decimal numbers separated by dots.
-fn release(version: &str) -> Option<Vec<u64>> {
-    let mut parts = version
-        .split('.')
-        .map(|part| {
-            let digits = !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit());
-            digits.then(|| part.parse().ok()).flatten()
-        })
-        .collect::<Option<Vec<u64>>>()?;
-    while parts.len() > 1 && parts.last() == Some(&0) {
-        parts.pop();
-    }
-    Some(parts)
 }
 
 /// Whether the migration resource completed its Update before the stack's rollback began.
