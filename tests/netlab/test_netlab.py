@@ -129,6 +129,8 @@ def leftovers(tag: str, cidr: str | None = None) -> list[str]:
         if Path("/etc/netns").exists() else []
     if Path("/run/netlab", tag).exists():
         out.append(f"uts dir /run/netlab/{tag}")
+    if Path("/run/netlab-owners", tag).exists():
+        out.append(f"owner file /run/netlab-owners/{tag}")
     for root in ("/sys/fs/cgroup", ):
         for dirpath, dirs, _ in os.walk(root):
             out += [f"cgroup {dirpath}/{d}" for d in dirs if d.startswith(tag)]
@@ -456,3 +458,48 @@ def test_sweep_removes_what_a_killed_run_left(tmp_path):
     assert leftovers(tag, "10.81.0.0/16") == []
     wait_for("orphan gone", lambda: not Path(f"/proc/{sleeper}").exists(), timeout=5,
              interval=0.02)
+
+
+def test_a_new_lab_sweeps_what_a_killed_lab_of_another_prefix_left(tmp_path):
+    # What broke CI once: an end-to-end lab ("af") killed with its process kept
+    # 10.77.0.0/16, and the self-tests' labs ("nt") refused that CIDR.
+    child, tag, sleeper = _child_lab(tmp_path, "10.77.0.0/16")
+    child.kill()
+    child.wait()
+    assert any(x.startswith("route") for x in leftovers(tag, "10.77.0.0/16"))
+    with netlab.Lab("nt", cidr="10.77.0.0/16") as lab:
+        assert lab.add_host("a", ["g"]).ip.startswith("10.77.")
+        assert leftovers(tag) == []
+    wait_for("orphan gone", lambda: not Path(f"/proc/{sleeper}").exists(), timeout=5,
+             interval=0.02)
+
+
+def _fake_leftover(tag: str) -> None:
+    """The cheapest thing a lab leaves: its hub namespace (found by `<tag>-hub`)."""
+    subprocess.run(["ip", "netns", "add", f"{tag}-hub"], check=True)
+
+
+def test_the_owner_lock_decides_staleness_not_the_pid():
+    owners = Path("/run/netlab-owners")
+    owners.mkdir(exist_ok=True)
+    # pid 1 is alive, but nothing holds the owner lock: the process that made this lab
+    # is gone and pid 1 is someone else (pid reuse).
+    reused = "nk1a"
+    (owners / reused).write_text("12345\n")
+    _fake_leftover(reused)
+    # The pid in this tag is dead, but the owner file is locked by a live process.
+    held = "nk999999999a"
+    fd = os.open(owners / held, os.O_RDWR | os.O_CREAT)
+    try:
+        import fcntl
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        _fake_leftover(held)
+        removed = netlab.sweep_stale("nk")
+        assert reused in removed and held not in removed
+        assert leftovers(reused) == [] and not (owners / reused).exists()
+        assert any(x.startswith("netns") for x in leftovers(held))
+    finally:
+        os.close(fd)
+    # Once the lock is gone, the lab is stale.
+    assert held in netlab.sweep_stale("nk")
+    assert leftovers(held) == []

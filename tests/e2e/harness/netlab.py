@@ -41,9 +41,14 @@ Why each piece exists (AWS behaviour it stands for):
   unreachable on loopback is not rate limited) instead of waiting for a DNS timeout.
 
 Every namespace, link, cgroup and /etc/netns directory is named after a per-lab tag,
-`<name_prefix><pid><letter>`, so parallel runs never collide and `sweep_stale()` can
-remove what a dead run (its pid no longer alive) left behind. `Lab.close()` removes
-everything (also registered with atexit and SIGTERM/SIGHUP).
+`<name_prefix><pid><letter>`, so parallel runs never collide. Each open lab holds an
+exclusive flock(2) on `/run/netlab-owners/<tag>`; the kernel drops it when the process
+dies, however it dies (SIGKILL, a killed CI job, a session cut at its time limit), so a
+lab whose lock can be taken is stale. That test does not depend on pid liveness, which
+pid reuse makes unreliable. Every new lab first sweeps stale labs of any prefix
+(`sweep_stale()`): a lab that an end-to-end run ("af") leaked would otherwise hold the
+CIDR that the self-tests ("nt") want. `Lab.close()` removes everything (also registered
+with atexit and SIGTERM/SIGHUP).
 
 Requires root, iproute2 (`ip`, `bridge`), nftables (`nft`) and util-linux (`nsenter`,
 `unshare`, `setpriv`, `umount`), and a writable cgroup memory controller (v1 or v2).
@@ -53,6 +58,7 @@ from __future__ import annotations
 
 import atexit
 import errno
+import fcntl
 import grp
 import ipaddress
 import json
@@ -76,6 +82,7 @@ _SBIN_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 _NETNS_RUN = Path("/run/netns")     # where `ip netns add` keeps its namespace files
 _ETC_NETNS = Path("/etc/netns")     # per-namespace /etc overlay read by `ip netns exec`
 _UTS_RUN = Path("/run/netlab")      # our persisted UTS namespaces (bind-mounted nsfs files)
+_OWNERS = Path("/run/netlab-owners")  # <tag>: flock held by the process that owns the lab
 _PERIOD_US = 100_000                # CFS period for the cpu quota (the kernel default)
 _TABLE = "netlab"
 # Links created later in a namespace get no IPv6 (no DAD, no router solicitations, nothing
@@ -432,14 +439,18 @@ class Lab:
         self._lock = threading.RLock()
         self._next_index = 1
         self._closed = False
+        self._owner_fd: int | None = None
         if sweep:
-            sweep_stale(name_prefix)
+            sweep_stale()
         with _LIVE_LOCK:
             letter = next((c for c in "abcdefghijklmnopqrstuvwxyz"
                            if f"{name_prefix}{os.getpid()}{c}" not in _LIVE), None)
             if letter is None:
                 raise RuntimeError("netlab: more than 26 open labs in one process")
             self.tag = f"{name_prefix}{os.getpid()}{letter}"
+            # Claimed before anything named after the tag exists, so every leftover of
+            # this lab has an owner file whose lock tells whether its process is alive.
+            self._owner_fd = _claim_owner(self.tag)
             _LIVE[self.tag] = self
         _install_handlers()
         self.hub_ns = f"{self.tag}-hub"
@@ -719,6 +730,11 @@ table inet {_TABLE} {{
             _remove_tag(self.tag, cg_dirs, errors)
             with _LIVE_LOCK:
                 _LIVE.pop(self.tag, None)
+            # Released even after errors: with no owner file, the leftovers fall back to
+            # the pid test, under which this process (or any later one, once it has
+            # exited) sweeps them.
+            _release_owner(self.tag, self._owner_fd)
+            self._owner_fd = None
             if errors:
                 raise RuntimeError("netlab: cleanup of lab " + self.tag + " failed:\n  " +
                                    "\n  ".join(errors))
@@ -1083,47 +1099,119 @@ def _cgroup_roots() -> list[Path]:
     return roots
 
 
-def sweep_stale(prefix: str) -> list[str]:
-    """Remove what labs with this name prefix left behind when their process died (or, for
-    this process's pid, labs this process no longer has open): processes in their
-    namespaces and cgroups, namespaces, the root-namespace link, /etc/netns directories,
-    UTS files, cgroups. Labs of live processes are left alone. Returns what was removed."""
-    if not _PREFIX_RE.match(prefix):
-        raise ValueError(f"prefix {prefix!r}")
-    pattern = re.compile(rf"^({re.escape(prefix)}(\d+)[a-z])")
+def _claim_owner(tag: str) -> int:
+    """Create `/run/netlab-owners/<tag>` and hold an exclusive lock on it for the lab's
+    life. The descriptor is not inherited by children (O_CLOEXEC), so a host process that
+    outlives a killed test does not keep its lab looking alive."""
+    _OWNERS.mkdir(mode=0o755, exist_ok=True)
+    fd = os.open(_OWNERS / tag, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        raise RuntimeError(f"netlab: lab tag {tag} is owned by a live process") from None
+    os.write(fd, f"{os.getpid()}\n".encode())
+    return fd
 
-    def stale(name: str) -> str | None:
-        m = pattern.match(name)
-        if not m:
-            return None
-        tag, pid = m.group(1), int(m.group(2))
-        if pid == os.getpid():
-            with _LIVE_LOCK:
-                return None if tag in _LIVE else tag
-        return None if _pid_alive(pid) else tag
 
+def _release_owner(tag: str, fd: int | None) -> None:
+    """Unlink before unlocking: a sweeper that opens the file after this sees no owner
+    file and no leftovers."""
+    (_OWNERS / tag).unlink(missing_ok=True)
+    if fd is not None:
+        os.close(fd)
+
+
+def _owner_alive(tag: str) -> bool | None:
+    """True/False from the owner lock; None when the lab has no owner file (made by a
+    harness from before owner files, or already released)."""
+    try:
+        fd = os.open(_OWNERS / tag, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # also drops the lock if this call took it
+    return False
+
+
+def _tag_pids(tag: str) -> list[int]:
+    """Every pid a tag can name: `<prefix><pid><letter>` with a prefix of 1-3 characters
+    that may itself end in digits."""
+    out = []
+    for n in range(1, 4):
+        prefix, rest = tag[:n], tag[n:-1]
+        if _PREFIX_RE.match(prefix) and rest.isdigit() and tag[-1:].isalpha():
+            out.append(int(rest))
+    return out
+
+
+def _tag_is_stale(tag: str) -> bool:
+    with _LIVE_LOCK:
+        if tag in _LIVE:
+            return False
+    alive = _owner_alive(tag)
+    if alive is not None:
+        return not alive
+    # No owner file: decide by pid, the only evidence such a lab carries. A reused pid
+    # keeps it (never remove a lab that might be live); this process's own pid means a
+    # lab it no longer has open.
+    pids = _tag_pids(tag)
+    return bool(pids) and all(p == os.getpid() or not _pid_alive(p) for p in pids)
+
+
+def _lab_tags() -> set[str]:
+    """Tags of every lab on the machine, from what only a lab makes: its hub namespace
+    (`<tag>-hub`, made first), its UTS directory and its owner file."""
     tags: set[str] = set()
-    for d in (_NETNS_RUN, _ETC_NETNS, _UTS_RUN):
+    if _NETNS_RUN.is_dir():
+        tags.update(p.name[:-len("-hub")] for p in _NETNS_RUN.iterdir()
+                    if p.name.endswith("-hub"))
+    for d in (_UTS_RUN, _OWNERS):
         if d.is_dir():
-            tags.update(t for t in (stale(p.name) for p in d.iterdir()) if t)
-    tags.update(t for t in (stale(n) for n in _root_links(pattern)) if t)
-    cg_dirs: dict[str, list[Path]] = {}
+            tags.update(p.name for p in d.iterdir())
+    return {t for t in tags if _tag_pids(t)}
+
+
+def _lab_cgroup_dirs(tags: set[str]) -> dict[str, list[Path]]:
+    out: dict[str, list[Path]] = {}
     for root in _cgroup_roots():
         # Lab directories sit under the creating process's own cgroup, which differs from
         # run to run: search a few levels deep.
         for dirpath, dirs, _files in os.walk(root):
             depth = len(Path(dirpath).relative_to(root).parts)
             for d in list(dirs):
-                tag = stale(d)
-                if tag and pattern.match(d).group(1) == d:
-                    cg_dirs.setdefault(tag, []).append(Path(dirpath, d))
-                    tags.add(tag)
+                if d in tags:
+                    out.setdefault(d, []).append(Path(dirpath, d))
                     dirs.remove(d)
             if depth >= 4:
                 dirs.clear()
+    return out
+
+
+def sweep_stale(prefix: str | None = None) -> list[str]:
+    """Remove what labs left behind when their process died (or, for this process, labs
+    it no longer has open): processes in their namespaces and cgroups, namespaces, the
+    root-namespace link, /etc/netns directories, UTS files, cgroups, the owner file.
+    `prefix` limits the sweep to one name prefix; by default every lab is considered.
+    Labs of live processes are left alone. Returns the tags removed."""
+    if prefix is not None and not _PREFIX_RE.match(prefix):
+        raise ValueError(f"prefix {prefix!r}")
+    tags = {t for t in _lab_tags()
+            if (prefix is None or t.startswith(prefix) and t[len(prefix):-1].isdigit())
+            and _tag_is_stale(t)}
+    if not tags:
+        return []
+    cg_dirs = _lab_cgroup_dirs(tags)
     removed, errors = [], []
     for tag in sorted(tags):
+        before = len(errors)
         _remove_tag(tag, cg_dirs.get(tag, []), errors)
+        if len(errors) == before:
+            _release_owner(tag, None)
         removed.append(tag)
     if errors:
         raise RuntimeError("netlab: sweep_stale failed:\n  " + "\n  ".join(errors))
