@@ -23,10 +23,14 @@ pub struct PushArgs {
     /// Bucket (default: the stack's DagBucket output).
     #[arg(long)]
     bucket: Option<String>,
-    /// Key prefix (default: the stack's DagPrefix output).
+    /// Key prefix (default: the stack's DAG prefix, `storage.dags_prefix`). Another
+    /// prefix needs --force-prefix; the task-log prefix is always refused.
     #[arg(long)]
     prefix: Option<String>,
-    /// Delete files under the prefix that are not in DIR.
+    /// Push to a --prefix other than the stack's DAG prefix.
+    #[arg(long)]
+    force_prefix: bool,
+    /// Delete files under the prefix that are not in DIR (never outside the prefix).
     #[arg(long)]
     delete: bool,
     #[command(flatten)]
@@ -47,11 +51,21 @@ fn push(args: PushArgs) -> Result<(), Failure> {
             args.dir.display()
         )));
     }
+    // Checked before any AWS call: a wrong prefix with --delete is the one way this
+    // command could destroy data (the task logs share the bucket).
+    let storage = &spec.storage;
+    let prefix = aws::dags::check_prefix(
+        args.prefix.as_deref().unwrap_or(&storage.dags_prefix),
+        &storage.dags_prefix,
+        &storage.logs_prefix,
+        args.force_prefix,
+    )
+    .map_err(|e| Failure::BadInput(format!("{}: {e}", args.stack.file.display())))?;
     aws::runtime().block_on(async {
         let aws = Aws::connect(&args.aws, &spec.region).await;
-        let (bucket, prefix) = match (args.bucket, args.prefix) {
-            (Some(b), Some(p)) => (b, p),
-            (bucket, prefix) => {
+        let bucket = match args.bucket {
+            Some(b) => b,
+            None => {
                 let outputs = aws::stack::outputs(&aws.cloudformation(), &spec.name).await?;
                 let from_stack = |key: &str| {
                     outputs.get(key).cloned().ok_or_else(|| {
@@ -61,10 +75,18 @@ fn push(args: PushArgs) -> Result<(), Failure> {
                         )
                     })
                 };
-                (
-                    bucket.map_or_else(|| from_stack("DagBucket"), Ok)?,
-                    prefix.map_or_else(|| from_stack("DagPrefix"), Ok)?,
-                )
+                let deployed_prefix = from_stack("DagPrefix")?;
+                if args.prefix.is_none() && deployed_prefix.trim_matches('/') != prefix {
+                    // The stack file and the deployed stack disagree: the file may be
+                    // ahead of a deploy. Pushing where the running DAG processor does
+                    // not read would look like a lost push.
+                    return Err(Failure::BadInput(format!(
+                        "{}: storage.dags_prefix is `{prefix}` but stack {} reads DAGs from `{deployed_prefix}`; deploy first, or pass --prefix {deployed_prefix} --force-prefix",
+                        args.stack.file.display(),
+                        spec.name
+                    )));
+                }
+                from_stack("DagBucket")?
             }
         };
         let report = aws::dags::push(&aws.s3(), &args.dir, &bucket, &prefix, args.delete).await?;
