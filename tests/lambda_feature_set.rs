@@ -38,11 +38,13 @@ fn lambdas() -> Vec<(String, Vec<String>)> {
     let mut out = Vec::new();
     for pkg in meta["packages"].as_array().expect("packages") {
         let manifest = pkg["manifest_path"].as_str().expect("manifest_path");
-        let is_bin = pkg["targets"]
-            .as_array()
-            .expect("targets")
-            .iter()
-            .any(|t| t["kind"].as_array().expect("kind").iter().any(|k| k == "bin"));
+        let is_bin = pkg["targets"].as_array().expect("targets").iter().any(|t| {
+            t["kind"]
+                .as_array()
+                .expect("kind")
+                .iter()
+                .any(|k| k == "bin")
+        });
         if manifest.contains("/lambdas/") && is_bin {
             let deps = pkg["dependencies"]
                 .as_array()
@@ -112,7 +114,10 @@ fn shared_dependencies_have_the_same_features_in_every_lambda() {
         .keys()
         .filter(|dep| graphs.iter().all(|(_, g)| g.contains_key(*dep)))
         .collect();
-    assert!(shared.len() > 100, "the Lambdas share the AWS SDK's core: {shared:?}");
+    assert!(
+        shared.len() > 100,
+        "the Lambdas share the AWS SDK's core: {shared:?}"
+    );
     let differing: Vec<String> = shared
         .iter()
         .filter(|dep| {

@@ -126,10 +126,15 @@ fn the_role_is_least_privilege() {
     );
     let list = statement_for(&t, "ecs:ListTasks");
     assert!(list["Condition"]["ArnEquals"]["ecs:cluster"].is_object());
-    // Every wildcard resource carries a condition.
+    // Every wildcard resource carries a condition, except the two EC2 Describe actions
+    // a VPC Lambda needs, which IAM only allows on "*".
     for s in statements(&t) {
-        if s["Resource"] == serde_json::json!(["*"]) {
-            assert!(s.get("Condition").is_some(), "unconditioned *: {s}");
+        if s["Resource"] == serde_json::json!(["*"]) && s.get("Condition").is_none() {
+            assert_eq!(
+                s["Action"],
+                serde_json::json!(["ec2:DescribeNetworkInterfaces", "ec2:DescribeSubnets"]),
+                "unconditioned *: {s}"
+            );
         }
     }
     let secrets = statement_for(&t, "secretsmanager:GetSecretValue");
@@ -143,10 +148,261 @@ fn the_role_is_least_privilege() {
         publish["Resource"],
         serde_json::json!([{"Ref": "AlertTopic"}])
     );
-    let managed = &t["Resources"]["ScalerFunctionRole"]["Properties"]["ManagedPolicyArns"];
-    assert!(managed
-        .to_string()
-        .contains("AWSLambdaVPCAccessExecutionRole"));
+}
+
+#[test]
+fn the_scaler_writes_only_its_own_log_group_and_has_no_managed_policy() {
+    let t = template(BOTH);
+    let role = &t["Resources"]["ScalerFunctionRole"]["Properties"];
+    // AWSLambdaVPCAccessExecutionRole would allow logs:CreateLogGroup/PutLogEvents on *.
+    assert!(role.get("ManagedPolicyArns").is_none(), "{role}");
+    let log_group = &t["Resources"]["ScalerFunctionLogGroup"]["Properties"];
+    assert_eq!(
+        log_group["LogGroupName"],
+        "/airflow-stack/mon/scaler-function"
+    );
+    assert_eq!(log_group["RetentionInDays"], 30); // the stack's logs.retention_days
+    assert_eq!(
+        t["Resources"]["ScalerFunction"]["Properties"]["LoggingConfig"]["LogGroup"],
+        serde_json::json!({"Ref": "ScalerFunctionLogGroup"})
+    );
+    let logs = statement_for(&t, "logs:PutLogEvents");
+    assert_eq!(
+        logs["Action"],
+        serde_json::json!(["logs:CreateLogStream", "logs:PutLogEvents"])
+    );
+    assert_eq!(
+        logs["Resource"],
+        serde_json::json!([{"Fn::GetAtt": ["ScalerFunctionLogGroup", "Arn"]}])
+    );
+    let actions: Vec<String> = statements(&t)
+        .iter()
+        .flat_map(|s| s["Action"].as_array().unwrap().clone())
+        .map(|a| a.as_str().unwrap().to_owned())
+        .collect();
+    assert!(!actions.iter().any(|a| a == "logs:CreateLogGroup"));
+    // The network-interface actions of a VPC Lambda, as the Lambda guide lists them.
+    for action in [
+        "ec2:CreateNetworkInterface",
+        "ec2:DescribeNetworkInterfaces",
+        "ec2:DescribeSubnets",
+        "ec2:DeleteNetworkInterface",
+        "ec2:AssignPrivateIpAddresses",
+        "ec2:UnassignPrivateIpAddresses",
+    ] {
+        assert!(actions.iter().any(|a| a == action), "{action} missing");
+    }
+    let create = statement_for(&t, "ec2:CreateNetworkInterface");
+    assert_eq!(
+        create["Resource"],
+        serde_json::json!([{"Fn::Join": ["", [
+            "arn:", {"Ref": "AWS::Partition"}, ":ec2:", {"Ref": "AWS::Region"}, ":",
+            {"Ref": "AWS::AccountId"}, ":", "*/*"
+        ]]}]),
+        "the account's EC2 resources in the stack's region, not *"
+    );
+}
+
+#[test]
+fn no_function_of_the_stack_has_a_managed_policy() {
+    for t in [template(BOTH), common::default_template()] {
+        for (id, r) in t["Resources"].as_object().unwrap() {
+            if r["Type"] == "AWS::IAM::Role" {
+                assert!(
+                    r["Properties"].get("ManagedPolicyArns").is_none(),
+                    "{id} has a managed policy"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn update_service_is_limited_to_the_worker_service_and_its_family() {
+    let t = template(BOTH);
+    let update = statement_for(&t, "ecs:UpdateService");
+    assert_eq!(
+        update["Action"],
+        serde_json::json!(["ecs:UpdateService"]),
+        "own statement, with its own condition"
+    );
+    let family = &update["Condition"]["ArnLikeIfExists"]["ecs:task-definition"];
+    assert!(
+        family
+            .to_string()
+            .contains("\"task-definition/mon-worker:*\""),
+        "{family}"
+    );
+    let describe = statement_for(&t, "ecs:DescribeServices");
+    assert_eq!(
+        describe["Resource"],
+        serde_json::json!([{"Ref": "WorkerService"}])
+    );
+    let tasks = statement_for(&t, "ecs:UpdateTaskProtection");
+    assert_eq!(
+        tasks["Resource"],
+        serde_json::json!([{"Fn::Join": ["", [
+            "arn:", {"Ref": "AWS::Partition"}, ":ecs:", {"Ref": "AWS::Region"}, ":",
+            {"Ref": "AWS::AccountId"}, ":",
+            {"Fn::Join": ["", ["task/", {"Ref": "Cluster"}, "/*"]]}
+        ]]}])
+    );
+}
+
+#[test]
+fn the_scaler_runs_one_tick_at_a_time() {
+    let t = template(BOTH);
+    let r = &t["Resources"];
+    let f = &r["ScalerFunction"]["Properties"];
+    assert_eq!(f["ReservedConcurrentExecutions"], 1);
+    assert!(
+        f["Timeout"].as_i64().unwrap() < 60,
+        "a tick ends before the next is due"
+    );
+    let invoke = &r["ScalerInvokeConfig"];
+    assert_eq!(invoke["Type"], "AWS::Lambda::EventInvokeConfig");
+    let invoke = &invoke["Properties"];
+    assert_eq!(
+        invoke["FunctionName"],
+        serde_json::json!({"Ref": "ScalerFunction"})
+    );
+    assert_eq!(invoke["Qualifier"], "$LATEST");
+    assert_eq!(invoke["MaximumRetryAttempts"], 0);
+    assert_eq!(invoke["MaximumEventAgeInSeconds"], 60);
+    let retry = &r["ScalerScheduleRule"]["Properties"]["Targets"][0]["RetryPolicy"];
+    assert_eq!(retry["MaximumRetryAttempts"], 0);
+    assert_eq!(retry["MaximumEventAgeInSeconds"], 60);
+    // The other functions keep the shared pool.
+    for (id, res) in r.as_object().unwrap() {
+        if res["Type"] == "AWS::Lambda::Function" && id != "ScalerFunction" {
+            assert!(res["Properties"]
+                .get("ReservedConcurrentExecutions")
+                .is_none());
+        }
+    }
+}
+
+#[test]
+fn an_alarm_fires_when_the_scaler_cannot_read_airflow() {
+    let t = template(BOTH);
+    let alarm = &t["Resources"]["ScalerApiReadAlarm"];
+    assert_eq!(alarm["Type"], "AWS::CloudWatch::Alarm");
+    let a = &alarm["Properties"];
+    assert_eq!(a["Namespace"], "AirflowStack");
+    assert_eq!(a["MetricName"], "AirflowApiReadFailures");
+    assert_eq!(
+        a["Dimensions"],
+        serde_json::json!([{"Name": "Stack", "Value": "mon"}])
+    );
+    assert_eq!(a["Statistic"], "Maximum");
+    assert_eq!(a["Period"], 60);
+    assert_eq!(a["EvaluationPeriods"], 5);
+    assert_eq!(a["DatapointsToAlarm"], 5);
+    assert_eq!(a["Threshold"], 1);
+    assert_eq!(a["ComparisonOperator"], "GreaterThanOrEqualToThreshold");
+    assert_eq!(
+        a["TreatMissingData"], "breaching",
+        "a scaler that does not run"
+    );
+    let topic = serde_json::json!([{"Ref": "AlertTopic"}]);
+    assert_eq!(a["AlarmActions"], topic);
+    assert_eq!(a["OKActions"], topic);
+    // The role may publish the metric the alarm watches.
+    let metrics = statement_for(&t, "cloudwatch:PutMetricData");
+    assert_eq!(
+        metrics["Condition"]["StringEquals"]["cloudwatch:namespace"],
+        "AirflowStack"
+    );
+}
+
+#[test]
+fn the_alarm_exists_where_the_scaler_publishes_its_metrics() {
+    let t = common::default_template();
+    assert!(t["Resources"].get("ScalerApiReadAlarm").is_none());
+    // Autoscaling without alerts: an alarm without actions (visible in the console).
+    let t = template("autoscaling:\n  enabled: true\n");
+    let a = &t["Resources"]["ScalerApiReadAlarm"]["Properties"];
+    assert!(a.get("AlarmActions").is_none() && a.get("OKActions").is_none());
+    // Autoscaling and alerts to an existing topic: the alarm notifies it too.
+    let arn = "arn:aws:sns:us-east-1:123456789012:ops";
+    let t = template(&format!(
+        "autoscaling:\n  enabled: true\nalerts:\n  enabled: true\n  sns_topic: {arn}\n"
+    ));
+    let a = &t["Resources"]["ScalerApiReadAlarm"]["Properties"];
+    assert_eq!(a["AlarmActions"], serde_json::json!([arn]));
+    // Alerts alone: the scaler publishes no metrics (lambdas/scaler/src/handler.rs), so
+    // an alarm treating missing data as breaching would never clear.
+    let t = template(&format!("alerts:\n  enabled: true\n  sns_topic: {arn}\n"));
+    assert!(t["Resources"].get("ScalerApiReadAlarm").is_none());
+}
+
+fn env_of(t: &Value, container: &str) -> std::collections::BTreeMap<String, Value> {
+    let (_, c) = common::containers(t)
+        .into_iter()
+        .find(|(_, c)| c["Name"] == container)
+        .unwrap_or_else(|| panic!("no container {container}"));
+    c["Environment"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|kv| (kv["Name"].as_str().unwrap().to_owned(), kv["Value"].clone()))
+        .collect()
+}
+
+#[test]
+fn max_workers_is_reachable_through_the_schedulers_parallelism() {
+    // 12 workers x 8 slots: Airflow's default of 32 would cap the load at 4 workers.
+    let t = template("autoscaling:\n  enabled: true\n  max_workers: 12\n");
+    for container in ["scheduler", "worker", "api-server"] {
+        assert_eq!(
+            env_of(&t, container)["AIRFLOW__CORE__PARALLELISM"],
+            "96",
+            "{container}: one configuration for every component"
+        );
+    }
+    // Never below Airflow's default.
+    let t = template("autoscaling:\n  enabled: true\n  max_workers: 2\n");
+    assert_eq!(env_of(&t, "scheduler")["AIRFLOW__CORE__PARALLELISM"], "32");
+    // The stack file's own value wins, once.
+    let t = template(
+        "autoscaling:\n  enabled: true\n  max_workers: 12\nairflow:\n  extra_env:\n    AIRFLOW__CORE__PARALLELISM: \"200\"\n",
+    );
+    let (_, c) = common::containers(&t)
+        .into_iter()
+        .find(|(_, c)| c["Name"] == "scheduler")
+        .unwrap();
+    let values: Vec<&Value> = c["Environment"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|kv| kv["Name"] == "AIRFLOW__CORE__PARALLELISM")
+        .map(|kv| &kv["Value"])
+        .collect();
+    assert_eq!(values, vec!["200"]);
+    // Without autoscaling: Airflow's default.
+    let t = template("");
+    assert!(!env_of(&t, "scheduler").contains_key("AIRFLOW__CORE__PARALLELISM"));
+}
+
+#[test]
+fn tasks_on_spot_workers_get_one_retry_unless_the_stack_file_says_otherwise() {
+    let t = template("services:\n  worker: {spot: true}\n");
+    for container in ["scheduler", "dag-processor", "worker"] {
+        assert_eq!(
+            env_of(&t, container)["AIRFLOW__CORE__DEFAULT_TASK_RETRIES"],
+            "1",
+            "{container}"
+        );
+    }
+    let t = template(
+        "services:\n  worker: {spot: true}\nairflow:\n  extra_env:\n    AIRFLOW__CORE__DEFAULT_TASK_RETRIES: \"3\"\n",
+    );
+    assert_eq!(
+        env_of(&t, "worker")["AIRFLOW__CORE__DEFAULT_TASK_RETRIES"],
+        "3"
+    );
+    let t = template("services:\n  worker: {spot: false}\n");
+    assert!(!env_of(&t, "worker").contains_key("AIRFLOW__CORE__DEFAULT_TASK_RETRIES"));
 }
 
 #[test]
@@ -199,9 +455,21 @@ fn invalid() -> Vec<(&'static str, String, &'static str, &'static str)> {
         ),
         (
             "cooldown zero",
-            format!("{BASE}autoscaling:\n  enabled: true\n  cooldown_minutes: 0\n"),
+            format!("{BASE}autoscaling:\n  enabled: true\n  cooldown_minutes: 1441\n"),
             "autoscaling.cooldown_minutes",
-            "1 to 1440",
+            "0 to 1440",
+        ),
+        (
+            "drain of one minute",
+            format!("{BASE}autoscaling:\n  enabled: true\n  drain_minutes: 1\n"),
+            "autoscaling.drain_minutes",
+            "2 to 1440",
+        ),
+        (
+            "the workers' Celery configuration overridden",
+            format!("{BASE}autoscaling:\n  enabled: true\nairflow:\n  extra_env:\n    AIRFLOW__CELERY__CELERY_CONFIG_OPTIONS: my.CONFIG\n"),
+            "airflow.extra_env.AIRFLOW__CELERY__CELERY_CONFIG_OPTIONS",
+            "task protection and drain",
         ),
         (
             "alerts without a target",
@@ -250,5 +518,107 @@ fn invalid_settings_exit_2_naming_the_field() {
             "{case}: field {field} in {stderr}"
         );
         assert!(stderr.contains(words), "{case}: {words:?} in {stderr}");
+    }
+}
+
+/// The worker container and task role the drain protocol needs, written by hand here
+/// (not through the contract crate) so a rename there fails this test.
+#[test]
+fn with_autoscaling_workers_protect_themselves_and_honour_the_drain_tag() {
+    let t = template("autoscaling:\n  enabled: true\n  drain_minutes: 7\n");
+    let (_, worker) = common::containers(&t)
+        .into_iter()
+        .find(|(_, c)| c["Name"] == "worker")
+        .unwrap();
+    assert_eq!(
+        worker["Command"],
+        serde_json::json!([
+            "bash",
+            "-c",
+            "mkdir -p \"$AIRFLOW_HOME/config\" && printf '%s' \"$AIRFLOW_STACK_WORKER_MODULE\" > \"$AIRFLOW_HOME/config/airflow_stack_worker.py\" && exec airflow celery worker"
+        ])
+    );
+    let env = env_of(&t, "worker");
+    assert_eq!(
+        env["AIRFLOW_STACK_WORKER_MODULE"],
+        include_str!("../src/stack/worker/airflow_stack_worker.py")
+    );
+    assert_eq!(
+        env["AIRFLOW__CELERY__CELERY_CONFIG_OPTIONS"],
+        "airflow_stack_worker.CELERY_CONFIG"
+    );
+    assert_eq!(env["AIRFLOW_STACK_DRAIN_TAG"], "airflow-stack:drain");
+    assert_eq!(env["AIRFLOW_STACK_PROTECTION_MINUTES"], "60");
+    assert_eq!(
+        t["Resources"]["ScalerFunction"]["Properties"]["Environment"]["Variables"]["DRAIN_MINUTES"],
+        "7"
+    );
+    // The worker's task role: the agent's protection endpoint and taskWithTags, on the
+    // cluster's tasks.
+    let role = &t["Resources"]["WorkerTaskRole"]["Properties"]["Policies"][0]["PolicyDocument"]
+        ["Statement"];
+    let protection = role
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| {
+            s["Action"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|a| a == "ecs:UpdateTaskProtection")
+        })
+        .expect("the worker may protect itself");
+    assert_eq!(
+        protection["Action"],
+        serde_json::json!([
+            "ecs:GetTaskProtection",
+            "ecs:UpdateTaskProtection",
+            "ecs:ListTagsForResource"
+        ])
+    );
+    assert!(protection["Resource"].to_string().contains("task/"));
+    assert!(protection["Resource"].to_string().contains("\"Cluster\""));
+}
+
+#[test]
+fn without_autoscaling_workers_run_celery_as_before() {
+    let t = template("");
+    let (_, worker) = common::containers(&t)
+        .into_iter()
+        .find(|(_, c)| c["Name"] == "worker")
+        .unwrap();
+    assert_eq!(worker["Command"], serde_json::json!(["celery", "worker"]));
+    let env = env_of(&t, "worker");
+    assert!(!env.keys().any(|k| k.starts_with("AIRFLOW_STACK_")));
+    assert!(!env.contains_key("AIRFLOW__CELERY__CELERY_CONFIG_OPTIONS"));
+    assert!(!t["Resources"]["WorkerTaskRole"]
+        .to_string()
+        .contains("TaskProtection"));
+}
+
+#[test]
+fn the_scaler_may_set_and_remove_the_drain_tag_only() {
+    let t = template(BOTH);
+    let tag = statement_for(&t, "ecs:TagResource");
+    assert_eq!(tag["Action"], serde_json::json!(["ecs:TagResource"]));
+    assert_eq!(
+        tag["Condition"],
+        serde_json::json!({
+            "ForAllValues:StringEquals": {"aws:TagKeys": ["airflow-stack:drain"]},
+            "Null": {"aws:TagKeys": "false"},
+            "StringEquals": {"aws:RequestTag/airflow-stack:drain": "true"},
+        })
+    );
+    let untag = statement_for(&t, "ecs:UntagResource");
+    assert_eq!(
+        untag["Condition"],
+        serde_json::json!({
+            "ForAllValues:StringEquals": {"aws:TagKeys": ["airflow-stack:drain"]},
+            "Null": {"aws:TagKeys": "false"},
+        })
+    );
+    for s in [&tag, &untag, &statement_for(&t, "ecs:GetTaskProtection")] {
+        assert!(s["Resource"].to_string().contains("task/"), "{s}");
     }
 }

@@ -86,6 +86,23 @@ phase "network lab self-tests (tests/netlab: namespaces, security groups, cgroup
 need_apt nftables iproute2 util-linux
 "$AIRFLOW_STACK_VENV/bin/python" -m pytest -q -p no:cacheprovider tests/netlab
 
+phase "worker scale-in protection (tests/worker_protection: a Celery worker, redis-server)"
+# src/stack/worker/airflow_stack_worker.py in a real Celery worker against redis-server and
+# a fake ECS agent; celery on the 5.5 line (the module also runs on 5.6). With an
+# Airflow venv already built by the e2e harness (a run before), one more test checks that
+# Airflow imports the module as its Celery config; without one that test is not collected.
+need_apt redis-server
+"$AIRFLOW_STACK_VENV/bin/pip" install -q --disable-pip-version-check pytest "celery[redis]>=5.5,<5.6"
+airflow_python="$(ls -d "${AIRFLOW_STACK_SHARED_CACHE:-/var/cache/airflow-stack}"/airflow-3.*/bin/python 2>/dev/null | sort -V | tail -n 1 || true)"
+if [ -n "$airflow_python" ]; then
+    echo "Airflow config check with $airflow_python"
+    export AIRFLOW_STACK_AIRFLOW_PYTHON="$airflow_python"
+else
+    echo "no Airflow venv yet: the Airflow config check (test_airflow_config.py) is not collected"
+fi
+"$AIRFLOW_STACK_VENV/bin/python" -m pytest -q -p no:cacheprovider tests/worker_protection
+unset AIRFLOW_STACK_AIRFLOW_PYTHON
+
 phase "benchmark: synth as a process"
 cargo build --release --quiet -p airflow-stack --features bundled-lambdas
 python3 scripts/bench_synth.py

@@ -138,15 +138,6 @@ impl Expr {
         ])
     }
 
-    /// `arn:${Partition}:iam::aws:policy/<name>`: an AWS managed policy.
-    pub fn managed_policy(name: &str) -> Expr {
-        Expr::concat(vec![
-            Expr::lit("arn:"),
-            Expr::Pseudo(Pseudo::Partition),
-            Expr::lit(format!(":iam::aws:policy/{name}")),
-        ])
-    }
-
     /// A CloudFormation dynamic reference to the whole string value of a secret.
     ///
     /// CloudFormation resolves it at deploy time and never shows the value in the

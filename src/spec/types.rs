@@ -356,7 +356,9 @@ pub struct Worker {
     pub memory: u32,
     /// Worker tasks at deploy time.
     pub count: u32,
-    /// Run workers on Fargate Spot (a stopped worker's tasks are retried).
+    /// Run workers on Fargate Spot. Operators that set no retries then get one
+    /// (`[core] default_task_retries` 1, unless `airflow.extra_env` sets it): a task
+    /// instance running when Spot reclaims its worker is only run again by a retry.
     pub spot: bool,
     /// Task slots per worker (`[celery] worker_concurrency`). Memory must be at least
     /// 600 MiB + 120 MiB per slot (an idle worker and the smallest running task, as the
@@ -460,8 +462,13 @@ impl Default for Secrets {
 /// task instances from the REST API, publishes `QueuedTasks`, `RunningTasks` and
 /// `DesiredWorkers` to CloudWatch (namespace `AirflowStack`, dimension `Stack`) and sets
 /// the worker service's desired count to ceil((queued + running) / concurrency) within
-/// [`min_workers`, `max_workers`]. Busy workers get ECS task scale-in protection, so
-/// scale-in stops idle workers only.
+/// [`min_workers`, `max_workers`]. Each worker protects its own ECS task (scale-in
+/// protection) while it holds a task instance, and the scaler drains the workers it
+/// scales in before lowering the count (see `drain_minutes`), so scale-in stops idle
+/// workers only (Spot interruptions and health-check replacements still stop busy
+/// ones; a deployment waits for busy workers). `[core] parallelism` is raised to `max_workers` × worker
+/// concurrency (unless `airflow.extra_env` sets it), so that much work can be queued.
+/// An alarm fires when the Lambda cannot read Airflow for 5 minutes.
 ///
 /// The Lambda reaches ECS, CloudWatch, DynamoDB and Secrets Manager through the VPC's
 /// egress: a created VPC needs `network.nat_gateways` of 1 or 2 (with 0 the Lambda has
@@ -477,8 +484,15 @@ pub struct Autoscaling {
     pub min_workers: u32,
     /// Most workers (1 to 100).
     pub max_workers: u32,
-    /// Minutes fewer workers must be wanted before any scale-in (1 to 1440).
+    /// Minutes fewer workers must be wanted before any scale-in (0 to 1440; 0 starts a
+    /// drain on the first tick that wants fewer).
     pub cooldown_minutes: u32,
+    /// Minutes a drain may take (2 to 1440). To scale in, the scaler tags the idle
+    /// workers it chose `airflow-stack:drain=true`; they stop taking tasks, and once
+    /// every one of them is idle and unprotected the count is lowered so that ECS stops
+    /// exactly those. A drain still waiting after this long (a tagged worker kept a
+    /// task) is cancelled: the tag is removed and the worker takes tasks again.
+    pub drain_minutes: u32,
 }
 
 impl Default for Autoscaling {
@@ -488,6 +502,7 @@ impl Default for Autoscaling {
             min_workers: 0,
             max_workers: 4,
             cooldown_minutes: 10,
+            drain_minutes: airflow_stack_contract::scaler::DEFAULT_DRAIN_MINUTES,
         }
     }
 }
@@ -505,7 +520,8 @@ pub struct Alerts {
     /// Secrets Manager secret you own holding the URL. Empty: no Slack.
     pub slack_webhook_secret: Option<String>,
     /// SNS topic: `create` makes one (output `AlertTopicArn`; subscribe to it), or the
-    /// ARN of an existing topic. Empty: no SNS.
+    /// ARN of an existing topic. Empty: no SNS. With autoscaling on, the scaler's
+    /// "cannot read Airflow" alarm notifies the topic too.
     pub sns_topic: Option<String>,
     /// Base URL of the Airflow UI used in links, e.g. `https://airflow.example.com`.
     /// Default: `http://api-server.<namespace>:8080` (reachable inside the VPC only).

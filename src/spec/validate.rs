@@ -589,11 +589,29 @@ fn check_monitoring(spec: &Spec, p: &mut Problems) {
                 ),
             );
         }
-        if !(1..=1440).contains(&a.cooldown_minutes) {
+        // 0 is allowed: scale-in starts on the first tick that wants fewer workers. It
+        // stays safe (workers drain first), only churn-prone for DAGs with gaps.
+        if a.cooldown_minutes > 1440 {
             problem(
                 p,
                 "autoscaling.cooldown_minutes",
-                "must be 1 to 1440 minutes",
+                "must be 0 to 1440 minutes",
+            );
+        }
+        // The scaler lowers the count at the earliest one tick (a minute) after
+        // tagging, so a drain needs at least two minutes to finish before it expires.
+        if !(2..=1440).contains(&a.drain_minutes) {
+            problem(p, "autoscaling.drain_minutes", "must be 2 to 1440 minutes");
+        }
+        // The worker's Celery configuration is the stack's drain hook (see
+        // src/stack/services.rs).
+        let celery_config = airflow_stack_contract::worker::variable::CELERY_CONFIG_OPTIONS;
+        if spec.airflow.extra_env.contains_key(celery_config) {
+            problem(
+                p,
+                &format!("airflow.extra_env.{celery_config}"),
+                "with autoscaling on, the stack sets the workers' Celery configuration \
+                 (task protection and drain); it cannot be overridden",
             );
         }
     }

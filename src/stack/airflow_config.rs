@@ -107,6 +107,12 @@ impl SharedConfig {
             ));
         }
         env.extend(
+            capacity_defaults(spec)
+                .into_iter()
+                .filter(|(name, _)| !spec.airflow.extra_env.contains_key(*name))
+                .map(|(name, value)| env_var(name, value)),
+        );
+        env.extend(
             spec.airflow
                 .extra_env
                 .iter()
@@ -158,6 +164,40 @@ impl SharedConfig {
     }
 }
 
+/// `[core] parallelism`: task instances one scheduler keeps queued and running at once.
+pub const PARALLELISM_ENV: &str = "AIRFLOW__CORE__PARALLELISM";
+/// Airflow's default for it.
+pub const DEFAULT_PARALLELISM: u32 = 32;
+/// `[core] default_task_retries`: retries of an operator that sets none.
+pub const DEFAULT_TASK_RETRIES_ENV: &str = "AIRFLOW__CORE__DEFAULT_TASK_RETRIES";
+
+/// Settings that follow from the stack's capacity, each only where Airflow's default
+/// does not fit; a value the stack file sets in `airflow.extra_env` wins (the caller
+/// leaves these out then).
+///
+/// - With autoscaling, `[core] parallelism` of at least `max_workers` × worker
+///   concurrency: the scheduler queues no more task instances than it (queued and
+///   running together), so with Airflow's 32 the scaler would never see the load that
+///   asks for more than 32 / concurrency workers.
+/// - With workers on Fargate Spot, `[core] default_task_retries` 1: Fargate stops a
+///   Spot task 2 minutes after the interruption notice, and a task instance killed then
+///   fails unless it has a retry left (Celery's warm shutdown only finishes what ends
+///   within the container's stop timeout).
+fn capacity_defaults(spec: &Spec) -> Vec<(&'static str, String)> {
+    let mut out = Vec::new();
+    let a = &spec.autoscaling;
+    if a.enabled {
+        let slots = a
+            .max_workers
+            .saturating_mul(spec.services.worker.concurrency);
+        out.push((PARALLELISM_ENV, slots.max(DEFAULT_PARALLELISM).to_string()));
+    }
+    if spec.services.worker.spot {
+        out.push((DEFAULT_TASK_RETRIES_ENV, "1".to_owned()));
+    }
+    out
+}
+
 /// `[dag_processor] dag_bundle_config_list`: one S3DagBundle over the DAG prefix. JSON
 /// text assembled with `Fn::Join` because the bucket name is only known at deploy time.
 fn bundle_config(spec: &Spec, bucket: &Bucket) -> Expr {
@@ -171,4 +211,39 @@ fn bundle_config(spec: &Spec, bucket: &Bucket) -> Expr {
             spec.storage.dags_prefix, spec.storage.dags_refresh_seconds
         )),
     ])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(yaml: &str) -> Spec {
+        serde_yaml_ng::from_str(&format!("name: t\nregion: us-east-1\n{yaml}")).unwrap()
+    }
+
+    #[test]
+    fn parallelism_covers_every_slot_autoscaling_may_start() {
+        let s = spec("autoscaling: {enabled: true, max_workers: 10}\nservices:\n  worker: {concurrency: 8}\n");
+        assert_eq!(
+            capacity_defaults(&s),
+            vec![(PARALLELISM_ENV, "80".to_owned())]
+        );
+        // Never below Airflow's default.
+        let s = spec("autoscaling: {enabled: true, max_workers: 2}\n");
+        assert_eq!(
+            capacity_defaults(&s),
+            vec![(PARALLELISM_ENV, "32".to_owned())]
+        );
+        // Without autoscaling, Airflow's default stays.
+        assert!(capacity_defaults(&spec("")).is_empty());
+    }
+
+    #[test]
+    fn spot_workers_give_tasks_one_retry() {
+        let s = spec("services:\n  worker: {spot: true}\n");
+        assert_eq!(
+            capacity_defaults(&s),
+            vec![(DEFAULT_TASK_RETRIES_ENV, "1".to_owned())]
+        );
+    }
 }

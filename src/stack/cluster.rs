@@ -45,6 +45,19 @@ impl Cluster {
         );
         service.arn()
     }
+
+    /// The ARNs of the cluster's tasks, `arn:…:ecs:<region>:<account>:task/<cluster>/*`,
+    /// for IAM: a task ARN names its cluster but not its service.
+    pub fn tasks_arn(&self) -> Expr {
+        Expr::arn(
+            "ecs",
+            Expr::concat(vec![
+                Expr::lit("task/"),
+                self.handle.r#ref(),
+                Expr::lit("/*"),
+            ]),
+        )
+    }
 }
 
 /// Adds the cluster and its Cloud Map namespace in the stack's VPC.

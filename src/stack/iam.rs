@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use super::cluster::Cluster;
 use super::component::{Component, S3Access, CORE_ID};
 use super::keys::Keys;
 use super::scope::Scope;
@@ -33,7 +34,7 @@ impl Roles {
 }
 
 /// Adds the execution role and one task role per component that needs one.
-pub fn add(s: &mut Scope, keys: &Keys, bucket: &Bucket) -> Roles {
+pub fn add(s: &mut Scope, keys: &Keys, bucket: &Bucket, cluster: &Cluster) -> Roles {
     let spec = s.spec;
     let execution = add_execution_role(s, keys);
     let own_task = |c: &Component| !c.is_packed(spec);
@@ -41,7 +42,11 @@ pub fn add(s: &mut Scope, keys: &Keys, bucket: &Bucket) -> Roles {
         .filter(own_task)
         .filter_map(|c| c.s3_access().map(|access| (c, access)))
         .map(|(c, access)| {
-            let role = task_role(s, bucket, c.id(), c.description(), access);
+            let mut statements = bucket_statements(spec, bucket, access);
+            if c == Component::Worker && spec.autoscaling.enabled {
+                statements.extend(worker_protection_statements(cluster));
+            }
+            let role = task_role(s, c.id(), c.description(), statements);
             (c, role)
         })
         .collect();
@@ -53,12 +58,12 @@ pub fn add(s: &mut Scope, keys: &Keys, bucket: &Bucket) -> Roles {
             .filter(|c| c.packable())
             .filter_map(Component::s3_access)
             .fold(S3Access::default(), S3Access::union);
+        let statements = bucket_statements(spec, bucket, access);
         task_role(
             s,
-            bucket,
             CORE_ID,
             "core (api-server, scheduler, dag-processor, triggerer)",
-            access,
+            statements,
         )
     });
     Roles {
@@ -68,24 +73,50 @@ pub fn add(s: &mut Scope, keys: &Keys, bucket: &Bucket) -> Roles {
     }
 }
 
-/// A task role `<id>TaskRole` with the bucket access `access`.
-fn task_role(
-    s: &mut Scope,
-    bucket: &Bucket,
-    id: &str,
-    what: &str,
-    access: S3Access,
-) -> Handle<Role> {
+/// A task role `<id>TaskRole` with these statements (the bucket access, and for
+/// workers with autoscaling their own task protection).
+fn task_role(s: &mut Scope, id: &str, what: &str, statements: Vec<Statement>) -> Handle<Role> {
     let role = service_role::role(
         ServiceRole {
             service: "ecs-tasks.amazonaws.com",
             description: format!("Airflow {what}: S3 DAG bundle and task logs"),
             policy_name: "airflow-bucket",
-            statements: bucket_statements(s.spec, bucket, access),
+            statements,
         },
         s.tags.all(),
     );
     s.t.add(&format!("{id}TaskRole"), role)
+}
+
+/// What a worker needs to protect itself and read its drain tag (with autoscaling):
+///
+/// - `ecs:GetTaskProtection`/`ecs:UpdateTaskProtection`: the ECS agent's task
+///   scale-in protection endpoint (`$ECS_AGENT_URI/task-protection/v1/state`) calls
+///   these APIs with the task role's credentials. The ECS Developer Guide, "Task
+///   scale-in protection endpoint", says the agent uses GetTaskProtection and
+///   UpdateTaskProtection, and its error example is an `AccessDeniedException` for
+///   `assumed-role/<task role>/... is not authorized to perform:
+///   ecs:GetTaskProtection`.
+/// - `ecs:ListTagsForResource`: the task metadata endpoint v4's `/taskWithTags` gets
+///   the tags with ListTagsForResource. The guide names the container instance role
+///   for tasks on EC2 and does not say whose credentials Fargate uses; the task role
+///   is the only role a Fargate task has, and a read of tags is harmless, so it is
+///   granted here. (The worker module may also read the tags itself with the same
+///   permission.)
+///
+/// All three on the cluster's task ARNs, `task/<cluster>/*`: a task does not know its
+/// own ARN before it starts, and a task ARN does not name its service. So DAG code on a
+/// worker could protect (up to 48 hours) or read the tags of any task of the cluster;
+/// it cannot stop, start or change one.
+fn worker_protection_statements(cluster: &Cluster) -> Vec<Statement> {
+    vec![Statement::allow(
+        &[
+            "ecs:GetTaskProtection",
+            "ecs:UpdateTaskProtection",
+            "ecs:ListTagsForResource",
+        ],
+        vec![cluster.tasks_arn()],
+    )]
 }
 
 fn add_execution_role(s: &mut Scope, keys: &Keys) -> Handle<Role> {

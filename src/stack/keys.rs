@@ -202,11 +202,11 @@ fn add_function(s: &mut Scope, secret_arns: &[Expr]) -> Expr {
                 ],
                 secret_arns.to_vec(),
             )],
-            managed_policies: Vec::new(),
             code_key,
             timeout: 120,
             environment: BTreeMap::new(),
             vpc_config: None,
+            reserved_concurrency: None,
         },
     );
     f.arn()

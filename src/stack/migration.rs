@@ -156,11 +156,11 @@ fn add_function(
             role_description: "Runs and watches the Airflow database migration task",
             policy_name: "run-migration",
             statements,
-            managed_policies: Vec::new(),
             code_key,
             timeout: 900,
             environment: BTreeMap::new(),
             vpc_config: None,
+            reserved_concurrency: None,
         },
     );
     f.arn()

@@ -56,7 +56,7 @@ pub fn build(spec: &Spec) -> Result<Template, TemplateError> {
     let database = database::add(s, &net, &sg, &keys);
     let broker = broker::add(s, &infra, &keys);
     let backends = connections::add(s, &keys, database, broker);
-    let roles = iam::add(s, &keys, &bucket);
+    let roles = iam::add(s, &keys, &bucket, &cluster);
     let shared = airflow_config::SharedConfig::new(spec, &keys, &bucket);
     let migrate = migration::add(s, &infra, &roles, &shared, &backends);
     let worker = services::add(s, &infra, &roles, &shared, &migrate.ready);

@@ -5,13 +5,22 @@
 //! role that may touch exactly the worker service, the cluster's tasks, the stack's
 //! metric namespace, the table, the secrets and the topic.
 //!
+//! One tick at a time: the function's concurrency is reserved at 1, its timeout is
+//! below the one-minute schedule, and neither EventBridge nor Lambda's asynchronous
+//! queue retries or keeps a tick for longer than a minute (a late or repeated tick
+//! would act on an old reading). An alarm watches the scaler's
+//! `AirflowApiReadFailures` metric (published with autoscaling on), so a scaler that
+//! cannot read Airflow (or does not run) is not silent.
+//!
 //! Nothing is added unless `autoscaling.enabled` or `alerts.enabled` is set.
 
 use std::collections::BTreeMap;
 
 use airflow_stack_contract::scaler::{
-    metrics, Alerts, Autoscaling, ScalerSettings, DEFAULT_ADMIN_USERNAME, STATE_TABLE_KEY,
+    metrics, Alerts, Autoscaling, ScalerSettings, DEFAULT_ADMIN_USERNAME, DEFAULT_QUEUE,
+    STATE_TABLE_KEY,
 };
+use airflow_stack_contract::worker;
 
 use super::assets;
 use super::component::Component;
@@ -20,6 +29,7 @@ use super::keys::{self, Keys};
 use super::rust_function::{self, RustFunctionSpec};
 use super::scope::{unique_name, Scope, Tags};
 use super::security;
+use crate::cfn::l1::cloudwatch::{alarm, Alarm};
 use crate::cfn::l1::dynamodb::table::{
     AttributeDefinition, AttributeType, BillingMode, KeySchemaItem,
 };
@@ -28,7 +38,7 @@ use crate::cfn::l1::ec2::SecurityGroup;
 use crate::cfn::l1::ecs::Service;
 use crate::cfn::l1::events::{rule, Rule};
 use crate::cfn::l1::lambda::function::VpcConfig;
-use crate::cfn::l1::lambda::Permission;
+use crate::cfn::l1::lambda::{EventInvokeConfig, Function, Permission};
 use crate::cfn::l1::sns::Topic;
 use crate::cfn::l1::{Statement, Tag};
 use crate::cfn::{Expr, Handle, Template};
@@ -49,6 +59,19 @@ struct Targets {
     slack_secret: Option<Expr>,
     topic: Option<Expr>,
 }
+
+/// Seconds a tick may run: below the one-minute schedule, so a tick ends before the
+/// next one starts (with the reserved concurrency of 1, a later tick would otherwise
+/// wait in Lambda's queue).
+pub const TIMEOUT_SECONDS: u32 = 50;
+const _: () = assert!(TIMEOUT_SECONDS < 60);
+
+/// The oldest a scheduled tick may be when it runs, in EventBridge's retries and in
+/// Lambda's asynchronous queue: 60 s, the least both allow.
+const MAX_EVENT_AGE_SECONDS: i64 = 60;
+
+/// Consecutive one-minute periods with a failed (or no) reading before the alarm fires.
+const ALARM_MINUTES: i64 = 5;
 
 /// Adds the scaler when autoscaling or alerts are on.
 pub fn add(s: &mut Scope, inputs: &Inputs) {
@@ -72,24 +95,22 @@ pub fn add(s: &mut Scope, inputs: &Inputs) {
             role_description: "Scales Airflow workers and sends failed-run alerts",
             policy_name: "scale-and-alert",
             statements: statements(spec, inputs, &table, &targets),
-            // The ENI permissions every VPC Lambda needs (ec2:CreateNetworkInterface,
-            // ...), which cannot be scoped to resources known in advance.
-            managed_policies: vec![Expr::managed_policy(
-                "service-role/AWSLambdaVPCAccessExecutionRole",
-            )],
             code_key,
-            // Below the one-minute schedule, so ticks do not pile up.
-            timeout: 50,
+            timeout: TIMEOUT_SECONDS,
             environment: environment(spec, inputs, &table, &targets),
             vpc_config: Some(VpcConfig {
                 subnet_ids: net.subnets.clone(),
                 security_group_ids: security::ids(&[&group]),
                 ..VpcConfig::default()
             }),
+            // Two ticks at once would both read the same queue and both scale, protect
+            // and alert (EventBridge delivers at least once).
+            reserved_concurrency: Some(1),
         },
     );
     let function = f;
     let t = &mut s.t;
+    one_tick_at_a_time(t, &function);
     let rule = t.add(
         "ScalerScheduleRule",
         Rule {
@@ -99,6 +120,12 @@ pub fn add(s: &mut Scope, inputs: &Inputs) {
             targets: vec![rule::Target {
                 arn: Some(function.arn()),
                 id: Some("scaler".into()),
+                // A tick EventBridge could not hand to Lambda is dropped after a
+                // minute: the next one is due then.
+                retry_policy: Some(rule::RetryPolicy {
+                    maximum_event_age_in_seconds: Some(MAX_EVENT_AGE_SECONDS),
+                    maximum_retry_attempts: Some(0),
+                }),
                 ..rule::Target::default()
             }],
             ..Rule::default()
@@ -114,7 +141,77 @@ pub fn add(s: &mut Scope, inputs: &Inputs) {
             ..Permission::default()
         },
     );
+    if publishes_metrics(spec) {
+        add_read_failure_alarm(t, spec, &targets);
+    }
     add_outputs(t, &targets, spec);
+}
+
+/// Whether the scaler publishes its metrics, `AirflowApiReadFailures` among them: with
+/// autoscaling on, as lambdas/scaler/src/handler.rs does it (the metric namespace is an
+/// autoscaling setting of the contract). The read-failure alarm and the
+/// `cloudwatch:PutMetricData` permission follow it: with alerts alone, an alarm that
+/// treats missing data as breaching would never leave the ALARM state.
+fn publishes_metrics(spec: &Spec) -> bool {
+    spec.autoscaling.enabled
+}
+
+/// Lambda's asynchronous invocation settings of the scaler: no retries (by default
+/// Lambda runs a failed or timed-out event twice more, the last one minutes later) and
+/// no event older than a minute (a tick that waited in the queue behind a running one
+/// is dropped: the next is due).
+fn one_tick_at_a_time(t: &mut Template, function: &Handle<Function>) {
+    t.add(
+        "ScalerInvokeConfig",
+        EventInvokeConfig {
+            function_name: Some(function.r#ref()),
+            // The rule invokes the unpublished function.
+            qualifier: Some("$LATEST".into()),
+            maximum_retry_attempts: Some(0),
+            maximum_event_age_in_seconds: Some(MAX_EVENT_AGE_SECONDS),
+            ..EventInvokeConfig::default()
+        },
+    );
+}
+
+/// An alarm when the scaler has not read Airflow for [`ALARM_MINUTES`] minutes in a
+/// row: `AirflowApiReadFailures` (1 per failed tick, 0 per good one) at least 1 in each
+/// minute, or no data at all (a scaler that does not run is as bad: missing data
+/// counts as breaching). It notifies the alert topic, when alerts have one, on firing
+/// and on recovery.
+fn add_read_failure_alarm(t: &mut Template, spec: &Spec, targets: &Targets) {
+    let topic: Vec<Expr> = targets.topic.iter().cloned().collect();
+    t.add(
+        "ScalerApiReadAlarm",
+        Alarm {
+            alarm_name: Some(format!("{}-scaler-cannot-read-airflow", spec.name).into()),
+            alarm_description: Some(
+                format!(
+                    "{}: the scaler could not read the Airflow REST API (or did not run) for \
+                     {ALARM_MINUTES} minutes: workers are not scaled and failed runs not \
+                     alerted. Check the scaler's log and the api-server.",
+                    spec.name
+                )
+                .into(),
+            ),
+            namespace: Some(metrics::NAMESPACE.into()),
+            metric_name: Some(metrics::API_READ_FAILURES.into()),
+            dimensions: vec![alarm::Dimension {
+                name: Some(metrics::STACK_DIMENSION.into()),
+                value: Some(spec.name.clone().into()),
+            }],
+            statistic: Some(alarm::Statistic::Maximum),
+            period: Some(60),
+            evaluation_periods: Some(ALARM_MINUTES),
+            datapoints_to_alarm: Some(ALARM_MINUTES),
+            threshold: Some(1.into()),
+            comparison_operator: Some(alarm::ComparisonOperator::GreaterThanOrEqualToThreshold),
+            treat_missing_data: Some(alarm::TreatMissingData::Breaching),
+            alarm_actions: topic.clone(),
+            ok_actions: topic,
+            ..Alarm::default()
+        },
+    );
 }
 
 /// The scaler's state: an on-demand table keyed by one string attribute.
@@ -216,6 +313,10 @@ fn environment(
         min_workers: a.min_workers,
         max_workers: a.max_workers,
         cooldown_minutes: a.cooldown_minutes,
+        drain_minutes: a.drain_minutes,
+        // The stack's workers consume Airflow's default queue only (no queue setting
+        // in the stack file yet).
+        worker_queues: vec![DEFAULT_QUEUE.to_owned()],
     });
     let alerts = spec.alerts.enabled.then(|| Alerts {
         ui_base_url: Expr::lit(spec.alerts.ui_base_url.clone().unwrap_or(api.clone())),
@@ -239,7 +340,7 @@ fn environment(
 }
 
 /// Least privilege: each statement names the one resource it needs (writing its own
-/// logs is added by the Lambda construct).
+/// logs and managing its network interfaces are added by the Lambda construct).
 fn statements(
     spec: &Spec,
     inputs: &Inputs,
@@ -248,7 +349,10 @@ fn statements(
 ) -> Vec<Statement> {
     let mut statements = Vec::new();
     if spec.autoscaling.enabled {
-        statements.extend(scaling_statements(inputs));
+        statements.extend(scaling_statements(spec, inputs));
+    }
+    if publishes_metrics(spec) {
+        statements.push(put_metric_data());
     }
     statements.push(Statement::allow(
         &["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query"],
@@ -266,32 +370,81 @@ fn statements(
     statements
 }
 
-/// ECS and CloudWatch: the worker service, the cluster's tasks, one metric namespace.
-fn scaling_statements(inputs: &Inputs) -> Vec<Statement> {
-    let cluster = &inputs.infra.cluster.handle;
-    let tasks_in_cluster = Expr::arn(
-        "ecs",
-        Expr::concat(vec![Expr::lit("task/"), cluster.r#ref(), Expr::lit("/*")]),
-    );
-    // ListTasks has no task resource to name; the condition pins it to the cluster.
-    let mut list = Statement::allow(&["ecs:ListTasks"], vec![Expr::lit("*")]);
-    list.condition = Some(serde_json::json!({"ArnEquals": {"ecs:cluster": cluster.arn()}}));
-    // PutMetricData has no resource either; the condition pins the namespace.
+/// CloudWatch metrics in the stack's namespace only: PutMetricData has no resource to
+/// name; the `cloudwatch:namespace` condition pins it.
+fn put_metric_data() -> Statement {
     let mut metrics = Statement::allow(&["cloudwatch:PutMetricData"], vec![Expr::lit("*")]);
     metrics.condition =
         Some(serde_json::json!({"StringEquals": {"cloudwatch:namespace": metrics::NAMESPACE}}));
+    metrics
+}
+
+/// ECS: the worker service and the cluster's tasks, as tightly as the Service
+/// Authorization Reference for Amazon ECS allows:
+/// - `UpdateService` (resource: service; condition keys include `ecs:cluster` and
+///   `ecs:task-definition`) on the worker service's ARN, and with
+///   `ArnLikeIfExists ecs:task-definition` on the worker family: the scaler only sets
+///   the desired count (no task definition in its request, so the `IfExists` holds), and
+///   cannot switch the service to another family's task definition;
+/// - `ListTasks` has no task resource (its resource type is a container instance, which
+///   Fargate tasks have none of): `*` with `ArnEquals ecs:cluster` on the cluster;
+/// - `DescribeTasks` (with `include=TAGS`: the drain tag), `ListTagsForResource` (in
+///   case the tags of `DescribeTasks` are authorized as a tag read), `GetTaskProtection`
+///   (which workers are protected) and `UpdateTaskProtection` (the short protection of
+///   the workers kept when a drain ends) on the cluster's task ARNs, `task/<cluster>/*`.
+///   A task ARN does not name its service, so they cover every task of the cluster (the
+///   scaler only touches tasks of the worker service it listed);
+/// - `TagResource` and `UntagResource` on the same task ARNs, pinned to the drain tag
+///   (ECS Developer Guide, "Control access to specific tags": `aws:RequestTag/<key>`
+///   and `aws:TagKeys` on ECS tagging actions): `ForAllValues:StringEquals aws:TagKeys`
+///   allows no other key, `Null aws:TagKeys false` refuses a request without keys (which
+///   `ForAllValues` alone would let through), and `TagResource` may only write the value
+///   `true`.
+fn scaling_statements(spec: &Spec, inputs: &Inputs) -> Vec<Statement> {
+    let cluster = &inputs.infra.cluster;
+    let tasks_in_cluster = cluster.tasks_arn();
+    let mut list = Statement::allow(&["ecs:ListTasks"], vec![Expr::lit("*")]);
+    list.condition = Some(serde_json::json!({"ArnEquals": {"ecs:cluster": cluster.handle.arn()}}));
+    let worker_family = Expr::arn(
+        "ecs",
+        Expr::lit(format!(
+            "task-definition/{}-{}:*",
+            spec.name,
+            Component::Worker.name()
+        )),
+    );
+    // `Ref` of an ECS service is its ARN.
+    let mut update = Statement::allow(&["ecs:UpdateService"], vec![inputs.worker.r#ref()]);
+    update.condition = Some(serde_json::json!({
+        "ArnLikeIfExists": {"ecs:task-definition": worker_family}
+    }));
+    let only_the_drain_key = serde_json::json!({
+        "ForAllValues:StringEquals": {"aws:TagKeys": [worker::DRAIN_TAG]},
+        "Null": {"aws:TagKeys": "false"},
+    });
+    let mut tag = Statement::allow(&["ecs:TagResource"], vec![tasks_in_cluster.clone()]);
+    let mut tag_condition = only_the_drain_key.clone();
+    tag_condition["StringEquals"] = serde_json::json!({
+        format!("aws:RequestTag/{}", worker::DRAIN_TAG): worker::DRAIN_VALUE
+    });
+    tag.condition = Some(tag_condition);
+    let mut untag = Statement::allow(&["ecs:UntagResource"], vec![tasks_in_cluster.clone()]);
+    untag.condition = Some(only_the_drain_key);
     vec![
-        Statement::allow(
-            &["ecs:DescribeServices", "ecs:UpdateService"],
-            // `Ref` of an ECS service is its ARN.
-            vec![inputs.worker.r#ref()],
-        ),
+        Statement::allow(&["ecs:DescribeServices"], vec![inputs.worker.r#ref()]),
+        update,
         list,
         Statement::allow(
-            &["ecs:DescribeTasks", "ecs:UpdateTaskProtection"],
+            &[
+                "ecs:DescribeTasks",
+                "ecs:ListTagsForResource",
+                "ecs:GetTaskProtection",
+                "ecs:UpdateTaskProtection",
+            ],
             vec![tasks_in_cluster],
         ),
-        metrics,
+        tag,
+        untag,
     ]
 }
 

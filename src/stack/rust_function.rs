@@ -1,6 +1,13 @@
 //! One construct for every Rust Lambda of the stack: its log group, a least-privilege
-//! role (the caller's statements plus writing its own logs) and the function on
-//! `provided.al2023`, with code from the content-addressed asset the CLI uploads.
+//! role (the caller's statements, writing its own logs and, for a function in the VPC,
+//! its network interfaces) and the function on `provided.al2023`, with code from the
+//! content-addressed asset the CLI uploads.
+//!
+//! No role gets an AWS managed policy: `AWSLambdaBasicExecutionRole` and
+//! `AWSLambdaVPCAccessExecutionRole` grant `logs:CreateLogGroup`, `logs:CreateLogStream`
+//! and `logs:PutLogEvents` on `*` (every log group of the account). Each function logs
+//! to its own log group, created here and named in its `LoggingConfig`, and may write to
+//! that group only.
 
 use std::collections::BTreeMap;
 
@@ -29,10 +36,9 @@ pub struct RustFunctionSpec {
     pub role_description: &'static str,
     /// Name of the role's inline policy.
     pub policy_name: &'static str,
-    /// The permissions it needs besides writing its own logs.
+    /// The permissions it needs besides writing its own logs (and, with `vpc_config`,
+    /// managing its network interfaces, which this construct adds).
     pub statements: Vec<Statement>,
-    /// AWS managed policies, only where no resource can be named in advance.
-    pub managed_policies: Vec<Expr>,
     /// The asset parameter holding the S3 key of its zip.
     pub code_key: Expr,
     /// Seconds per invocation.
@@ -41,6 +47,9 @@ pub struct RustFunctionSpec {
     pub environment: BTreeMap<String, Expr>,
     /// Subnets and security groups, for a function that calls into the VPC.
     pub vpc_config: Option<VpcConfig>,
+    /// Concurrent executions reserved for the function, which are also its maximum;
+    /// `None` shares the account's unreserved pool without a limit of its own.
+    pub reserved_concurrency: Option<u32>,
 }
 
 /// Memory of every function: they are small Rust binaries; 256 MB keeps a cold start
@@ -78,11 +87,16 @@ pub fn add(s: &mut Scope, f: RustFunctionSpec) -> Handle<Function> {
         },
     );
     let mut statements = f.statements;
+    // `Fn::GetAtt Arn` of a log group is `arn:...:log-group:<name>:*`, which covers its
+    // log streams (the resource of both actions).
     statements.push(Statement::allow(
         &["logs:CreateLogStream", "logs:PutLogEvents"],
         vec![log_group.arn()],
     ));
-    let mut role = service_role::role(
+    if f.vpc_config.is_some() {
+        statements.extend(network_interface_statements());
+    }
+    let role = service_role::role(
         ServiceRole {
             service: "lambda.amazonaws.com",
             description: f.role_description.into(),
@@ -91,7 +105,6 @@ pub fn add(s: &mut Scope, f: RustFunctionSpec) -> Handle<Function> {
         },
         s.tags.all(),
     );
-    role.managed_policy_arns = f.managed_policies;
     let role = s.t.add(&format!("{}FunctionRole", f.id), role);
     let function = Function {
         function_name: f.function_name.map(Expr::lit),
@@ -116,10 +129,43 @@ pub fn add(s: &mut Scope, f: RustFunctionSpec) -> Handle<Function> {
             variables: f.environment,
         }),
         vpc_config: f.vpc_config,
+        reserved_concurrent_executions: f.reserved_concurrency.map(i64::from),
         tags: s.tags.all(),
         ..Function::default()
     };
     s.t.add(&format!("{}Function", f.id), function)
+}
+
+/// What Lambda does with the function's role for a function in a VPC: create, describe
+/// and delete its Hyperplane network interfaces and their private addresses. The
+/// actions are those of the Lambda developer guide's "Required IAM permissions" for VPC
+/// access (the EC2 half of `AWSLambdaVPCAccessExecutionRole`, policy version v3);
+/// they are needed only while Lambda creates or reclaims the interfaces, not to invoke
+/// the function.
+///
+/// Scope, as the guide allows it: `ec2:DescribeNetworkInterfaces` only works when
+/// allowed on `"*"`, and `ec2:DescribeSubnets` (a Describe action) has no resource-level
+/// permissions either. `ec2:DeleteNetworkInterface` needs either the interface's own id,
+/// unknown until Lambda creates it, or every resource id of the account; the guide's
+/// example is `arn:aws:ec2:<region>:<account>:*/*`, which the other three actions get
+/// too. Narrowing them further (to the function's subnets or security group) is not
+/// documented to keep Lambda working, so it is not done.
+fn network_interface_statements() -> Vec<Statement> {
+    vec![
+        Statement::allow(
+            &["ec2:DescribeNetworkInterfaces", "ec2:DescribeSubnets"],
+            vec![Expr::lit("*")],
+        ),
+        Statement::allow(
+            &[
+                "ec2:CreateNetworkInterface",
+                "ec2:DeleteNetworkInterface",
+                "ec2:AssignPrivateIpAddresses",
+                "ec2:UnassignPrivateIpAddresses",
+            ],
+            vec![Expr::arn("ec2", Expr::lit("*/*"))],
+        ),
+    ]
 }
 
 #[cfg(test)]

@@ -14,6 +14,7 @@ use crate::cfn::l1::ecs::task_definition::{ContainerDefinition, HealthCheck, Key
 use crate::cfn::l1::ecs::Service;
 use crate::cfn::{Attributes, Expr, Handle, LogicalId};
 use crate::spec::{AuthManager, Spec};
+use airflow_stack_contract::worker;
 
 fn shell_check(command: &str, interval: i64, timeout: i64, start_period: i64) -> HealthCheck {
     HealthCheck {
@@ -49,6 +50,7 @@ fn command(spec: &Spec, component: Component) -> Vec<Expr> {
         Component::Scheduler => words("scheduler"),
         Component::DagProcessor => words("dag-processor"),
         Component::Triggerer => words("triggerer"),
+        Component::Worker if drains(spec) => worker::command().map(Expr::lit).to_vec(),
         Component::Worker => words("celery worker"),
         Component::Flower => words("celery flower -H 0.0.0.0 -p 5555"),
         Component::Migrate => unreachable!("the migration task is not a service"),
@@ -94,9 +96,34 @@ fn own_env(spec: &Spec, component: Component) -> Vec<KeyValuePair> {
         )],
         // dumb-init passes SIGTERM to the worker only, which then shuts down warmly:
         // it stops taking tasks and finishes running ones within the stop timeout.
-        Component::Worker => vec![env_var("DUMB_INIT_SETSID", "0")],
+        Component::Worker => {
+            let mut env = vec![env_var("DUMB_INIT_SETSID", "0")];
+            if drains(spec) {
+                env.extend(
+                    worker::environment(WORKER_MODULE)
+                        .into_iter()
+                        .map(|(name, value)| env_var(name, value)),
+                );
+            }
+            env
+        }
         _ => Vec::new(),
     }
+}
+
+/// The worker module (written by the worker's owners, included as is): Celery hooks
+/// that protect the worker's own ECS task while it holds a message and stop it
+/// consuming while its task carries the drain tag. The container command writes it
+/// to `$AIRFLOW_HOME/config` (on Airflow's `sys.path`), and `[celery]
+/// celery_config_options` points Celery at its configuration.
+const WORKER_MODULE: &str = include_str!("worker/airflow_stack_worker.py");
+
+/// Whether workers protect themselves and honour the drain tag: with autoscaling only.
+/// Without a scaler nothing scales in, and ECS deployments honour task protection too:
+/// a protected worker would hold a deployment back until it is idle (or its protection
+/// expires), which only pays off when the scaler also drains before scaling in.
+fn drains(spec: &Spec) -> bool {
+    spec.autoscaling.enabled
 }
 
 /// The container of a long-running component.

@@ -481,6 +481,26 @@ def _ecs(req: Request, name: str, body: dict, prefix: str) -> Operation:
                     for c in clusters])
     if name == "DescribeTaskDefinition":
         return mk(Check("ecs:DescribeTaskDefinition", "*"))
+    if name in ("TagResource", "UntagResource", "ListTagsForResource"):
+        # On the resource's ARN (Service Authorization Reference for Amazon ECS: condition
+        # keys aws:RequestTag/${TagKey} and aws:TagKeys for tagging, ecs:cluster for
+        # task resources). A task ARN in the short format is authorized in the long one.
+        arn = body.get("resourceArn") or ""
+        context = {}
+        if ":task/" in arn:
+            parts = arn.split(":", 5)[5].split("/")
+            cluster_name = parts[1] if len(parts) == 3 else None
+            arn = _ecs_arn(req, "task", arn, cluster_name)
+            if cluster_name:
+                context["ecs:cluster"] = _ecs_arn(req, "cluster", cluster_name)
+        if name == "TagResource":
+            tags = body.get("tags") or []
+            context["aws:TagKeys"] = [t.get("key") for t in tags]
+            for t in tags:
+                context[f"aws:RequestTag/{t.get('key')}"] = t.get("value", "")
+        elif name == "UntagResource":
+            context["aws:TagKeys"] = list(body.get("tagKeys") or [])
+        return mk(Check(f"ecs:{name}", arn, context))
     return _with_prefix(_unmodelled("ecs", name, "json"), prefix)
 
 

@@ -49,6 +49,7 @@ from urllib.parse import parse_qs
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import authz  # noqa: E402  (the emulator's own modules, next to this file)
+import ecs_service  # noqa: E402
 import iam_eval  # noqa: E402
 import moto_state  # noqa: E402
 import tasks  # noqa: E402
@@ -1371,6 +1372,50 @@ def describe_tasks(self, cluster_str, tasks_wanted):
     return found
 
 
+def list_tasks(self, cluster_str=None, container_instance=None, family=None,
+               started_by=None, service_name=None, desiredStatus=None):
+    """Gap: moto ignores serviceName ("we can't filter on service_name until the backend
+    actually launches tasks"); a service's tasks are those of its group
+    `service:<name>`, as ECS sets it."""
+    found = ORIGINAL["list_tasks"](self, cluster_str, container_instance, family,
+                                   started_by, None, desiredStatus)
+    if service_name:
+        name = service_name.rsplit("/", 1)[-1]
+        found = [t for t in found if t.group == f"service:{name}"]
+    return found
+
+
+def update_service(self, service_properties):
+    """Recorded for the service scheduler's event list (ecs_service.EVENTS)."""
+    name = str(service_properties.get("service", "")).rsplit("/", 1)[-1]
+    wanted = service_properties.get("desired_count")
+    try:
+        before = self._get_service(service_properties.get("cluster", "default"),
+                                   name).desired_count
+    except Exception:  # noqa: BLE001 - moto raises its own error below
+        before = None
+    service = ORIGINAL["update_service"](self, service_properties)
+    if wanted is not None:
+        ecs_service.record("desired-count", service=name, before=before, desired=wanted)
+        with ecs_service.LOCK:
+            if (self.account_id, self.region_name, service.cluster_name, service.name) in \
+                    ecs_service.MANAGED:
+                ecs_service.reconcile(self, service.cluster_name, service.name)
+    return service
+
+
+def tag_resource(self, arn, tags):
+    ORIGINAL["tag_resource"](self, arn, tags)
+    if ":task/" in arn:
+        ecs_service.record("task-tagged", task=arn, tags=dict(tags))
+
+
+def untag_resource(self, resource_arn, tag_keys):
+    ORIGINAL["untag_resource"](self, resource_arn, tag_keys)
+    if ":task/" in resource_arn:
+        ecs_service.record("task-untagged", task=resource_arn, keys=list(tag_keys))
+
+
 def get_stack_from_s3_url(template_url, account_id, partition):
     """Gap: moto reads a TemplateURL's bucket from the host name unless the host is
     `localhost` or `s3*.amazonaws.com`, so `http://127.0.0.1:<port>/<bucket>/<key>` (the
@@ -1516,6 +1561,14 @@ def emulator_api(environ, start_response):
     POST /_emulator/fail-resource     {"logical_id", "reason"}: the next create or update
                                       of that resource fails with the reason (once)
     PUT  /_emulator/cfn-response/<id> a custom resource's response (its ResponseURL)
+    POST /_emulator/ecs-services      {"cluster", "service", "stop_timeout"}: the emulator
+                                      keeps that service's tasks at its desiredCount
+                                      (ecs_service.py)
+    GET  /_emulator/ecs-services/<cluster>/<service>  its tasks, for the harness to run
+    POST /_emulator/ecs-tasks/<id>/running  {"ip", "task_role_key", "host"}: started
+    POST /_emulator/ecs-tasks/<id>/stopped  {"exit_code", "killed", "seconds"}: stopped
+    GET  /_emulator/ecs-events        desired counts, task starts/stops, protection, tags
+    POST /_emulator/clock             {"advance": seconds}: moves protection expiry time
     """
     path, method = environ["PATH_INFO"], environ["REQUEST_METHOD"]
     if path.startswith("/_emulator/cfn-response/"):
@@ -1564,13 +1617,175 @@ def emulator_api(environ, start_response):
                 FAIL_NEXT[body["logical_id"]] = str(body.get("reason") or
                                                     "failed on purpose (emulator hook)")
             return _json_reply(start_response, "200 OK", {"logical_id": body["logical_id"]})
+        if path.startswith("/_emulator/ecs-") or path == "/_emulator/clock":
+            found = _ecs_emulator_api(path, method, environ)
+            if found is not None:
+                return _json_reply(start_response, *found)
         if path == "/_emulator/schema" and method == "GET":
             with tasks.LOCK:
                 return _json_reply(start_response, "200 OK", {"schema": dict(tasks.SCHEMA)})
     except ValueError as e:  # also json.JSONDecodeError and iam_eval.PolicyError
         return _json_reply(start_response, "400 Bad Request", {"error": str(e)})
+    except KeyError as e:
+        return _json_reply(start_response, "404 Not Found", {"error": str(e)})
     return _json_reply(start_response, "404 Not Found",
                        {"error": f"no emulator endpoint {method} {path}"})
+
+
+def _ecs_backend(account: str = "123456789012", region: str | None = None):
+    return ecs_backends[account][region or authz.DEFAULT_REGION]
+
+
+def _ecs_emulator_api(path: str, method: str, environ):
+    """The /_emulator/ endpoints of ecs_service.py: (status, body) or None."""
+    parts = path.strip("/").split("/")
+    if path == "/_emulator/ecs-services" and method == "POST":
+        body = json.loads(_read_body(environ) or b"{}")
+        if not body.get("cluster") or not body.get("service"):
+            raise ValueError('the body must be {"cluster", "service", "stop_timeout"}')
+        return "200 OK", ecs_service.manage(ecs_backends, body)
+    if len(parts) == 4 and parts[1] == "ecs-services" and method == "GET":
+        query = parse_qs(environ.get("QUERY_STRING", ""))
+        region = (query.get("region") or [None])[0]
+        with ecs_service.LOCK:
+            return "200 OK", ecs_service.service_state(_ecs_backend(region=region),
+                                                       parts[2], parts[3])
+    if len(parts) == 4 and parts[1] == "ecs-tasks" and method == "POST":
+        body = json.loads(_read_body(environ) or b"{}")
+        backend = _ecs_backend(region=body.get("region"))
+        if parts[3] == "running":
+            return "200 OK", ecs_service.task_running(backend, parts[2], body)
+        if parts[3] == "stopped":
+            return "200 OK", ecs_service.task_stopped(backend, parts[2], body)
+    if path == "/_emulator/ecs-events" and method == "GET":
+        query = parse_qs(environ.get("QUERY_STRING", ""))
+        since = int((query.get("since") or ["0"])[0])
+        with ecs_service.LOCK:
+            return "200 OK", {"events": [e for e in ecs_service.EVENTS if e["seq"] > since]}
+    if path == "/_emulator/clock" and method == "POST":
+        body = json.loads(_read_body(environ) or b"{}")
+        with ecs_service.LOCK:
+            ecs_service.CLOCK["offset"] += float(body.get("advance", 0))
+            return "200 OK", {"offset": ecs_service.CLOCK["offset"]}
+    return None
+
+
+def _ecs_target(environ) -> str:
+    target = environ.get("HTTP_X_AMZ_TARGET", "")
+    prefix = "AmazonEC2ContainerServiceV20141113."
+    return target[len(prefix):] if target.startswith(prefix) else ""
+
+
+def ecs_api(environ, start_response, moto_app):
+    """ECS operations moto 5.2.5 does not implement (after IAM, in front of moto):
+    UpdateTaskProtection and GetTaskProtection (ecs_service.py)."""
+    name = _ecs_target(environ)
+    if name not in ("UpdateTaskProtection", "GetTaskProtection"):
+        return moto_app(environ, start_response)
+    body = json.loads(_read_body(environ) or b"{}")
+    headers = authz.wsgi_headers(environ)
+    query = parse_qs(environ.get("QUERY_STRING", ""), keep_blank_values=True)
+    region = authz.access_key_of(headers, query)[1] or authz.DEFAULT_REGION
+    backend = _ecs_backend(region=region)
+    with ecs_service.LOCK:
+        if name == "UpdateTaskProtection":
+            status, reply = ecs_service.update_task_protection(backend, body)
+        else:
+            status, reply = ecs_service.get_task_protection(backend, body)
+    data = json.dumps(reply, default=str).encode()
+    start_response(f"{status} {'OK' if status == 200 else 'Bad Request'}", [
+        ("Content-Type", "application/x-amz-json-1.1"), ("Content-Length", str(len(data))),
+        ("x-amzn-RequestId", str(uuid.uuid4()))])
+    return [data]
+
+
+def _find_service_task(task_id: str):
+    """(backend, task) of a task the emulator's ECS knows, in any region used."""
+    for account, region, _, _ in list(ecs_service.MANAGED) or [
+            ("123456789012", authz.DEFAULT_REGION, None, None)]:
+        backend = ecs_backends[account][region]
+        for tasks_of_cluster in backend.tasks.values():
+            for arn, task in tasks_of_cluster.items():
+                if arn.rsplit("/", 1)[-1] == task_id:
+                    return backend, task
+    return None, None
+
+
+def agent_api(environ, start_response):
+    """The ECS agent's endpoints of one task (ecs_service.py): ECS_AGENT_URI =
+    <endpoint>/_ecs/agent/<task id>, ECS_CONTAINER_METADATA_URI_V4 =
+    <endpoint>/_ecs/metadata/<task id>/<container>.
+
+    PUT/GET <agent>/task-protection/v1/state are UpdateTaskProtection/GetTaskProtection
+    made by the agent with the task role's credentials: authorized against that role and
+    recorded. GET <metadata>, <metadata>/task and <metadata>/taskWithTags serve task
+    metadata v4 (taskWithTags adds TaskTags, the task's tags as a map)."""
+    path, method = environ["PATH_INFO"], environ["REQUEST_METHOD"]
+    parts = path.strip("/").split("/")
+    if len(parts) < 3 or parts[1] not in ("agent", "metadata"):
+        return _json_reply(start_response, "404 Not Found", {"error": f"no endpoint {path}"})
+    backend, task = _find_service_task(parts[2])
+    if task is None:
+        return _json_reply(start_response, "404 Not Found",
+                           {"error": f"no task {parts[2]} on this agent"})
+    if parts[1] == "metadata":
+        container = parts[3] if len(parts) > 3 else None
+        rest = parts[4:]
+        with ecs_service.LOCK:
+            meta = ecs_service.task_metadata(backend, task, container)
+            if rest == ["taskWithTags"]:
+                meta["TaskTags"] = ecs_service.tags_of(task)
+                meta["ContainerInstanceTags"] = {}
+            elif rest == []:
+                meta = meta["Containers"][0] if meta["Containers"] else {}
+            elif rest != ["task"]:
+                return _json_reply(start_response, "404 Not Found",
+                                   {"error": f"no metadata path {path}"})
+        return _json_reply(start_response, "200 OK", meta)
+    if parts[3:] != ["task-protection", "v1", "state"] or method not in ("GET", "PUT"):
+        return _json_reply(start_response, "404 Not Found", {"error": f"no endpoint {path}"})
+    body = None
+    if method == "PUT":
+        body, problem = ecs_service.parse_agent_body(_read_body(environ))
+        if problem:
+            return _json_reply(start_response, "400 Bad Request",
+                               ecs_service.agent_error(task.task_arn, "InvalidRequest",
+                                                       problem))
+    action = "ecs:UpdateTaskProtection" if method == "PUT" else "ecs:GetTaskProtection"
+    key = ecs_service.TASK_INFO.get(task.task_arn, {}).get("task_role_key")
+    identity = REGISTRY.get(key)
+    if identity is None:
+        # Fail closed: on ECS the agent would use the task role; a task without one
+        # gets no credentials, and the emulator will not guess.
+        return _json_reply(start_response, "500 Internal Server Error",
+                           ecs_service.agent_error(task.task_arn, "ServerException",
+                                                   "the task has no task role credentials "
+                                                   "(the harness gave none)"))
+    cluster_arn = (f"arn:aws:ecs:{task.region_name}:{backend.account_id}:cluster/"
+                   f"{task.cluster_name}")
+    context = {"ecs:cluster": cluster_arn}
+    decision = iam_eval.evaluate(identity.statements, action, task.task_arn, context)
+    REGISTRY.record(identity, REGISTRY.next_request(), "ecs",
+                    action.split(":")[1] + " (ECS agent)", action, task.task_arn, context,
+                    decision.allowed, decision.reason)
+    if not decision.allowed:
+        message = authz.denial_message(identity.principal, action, task.task_arn,
+                                       decision.kind == "explicit-deny")
+        return _json_reply(start_response, "400 Bad Request",
+                           ecs_service.agent_error(task.task_arn, "AccessDeniedException",
+                                                   message))
+    with ecs_service.LOCK:
+        if method == "PUT":
+            _, failures = ecs_service.set_protection(
+                backend, task.cluster_name, [task.task_arn], body["ProtectionEnabled"],
+                body.get("ExpiresInMinutes"), "ECS agent")
+            if failures:
+                failure = failures[0]
+                return _json_reply(start_response, "200 OK", {"failure": {
+                    "Arn": failure["arn"], "Reason": failure["reason"],
+                    "Detail": failure.get("detail")}})
+        return _json_reply(start_response, "200 OK",
+                           ecs_service.agent_protection_response(task.task_arn))
 
 
 class MotoResolver(authz.Resolver):
@@ -1718,6 +1933,14 @@ def apply_patches() -> None:
     cfn_responses.get_stack_from_s3_url = get_stack_from_s3_url
     cfn_models.get_stack_from_s3_url = get_stack_from_s3_url
     EC2ContainerServiceBackend.describe_tasks = describe_tasks
+    ORIGINAL["list_tasks"] = EC2ContainerServiceBackend.list_tasks
+    EC2ContainerServiceBackend.list_tasks = list_tasks
+    ORIGINAL["update_service"] = EC2ContainerServiceBackend.update_service
+    EC2ContainerServiceBackend.update_service = update_service
+    ORIGINAL["tag_resource"] = EC2ContainerServiceBackend.tag_resource
+    EC2ContainerServiceBackend.tag_resource = tag_resource
+    ORIGINAL["untag_resource"] = EC2ContainerServiceBackend.untag_resource
+    EC2ContainerServiceBackend.untag_resource = untag_resource
     EC2ContainerServiceBackend._calculate_task_resource_requirements = staticmethod(
         task_resource_requirements)
     lambda_models.LambdaFunction.invoke = lambda_invoke
@@ -1786,13 +2009,17 @@ def main() -> None:
         path = environ["PATH_INFO"]
         if path.startswith("/_emulator/"):
             return emulator_api(environ, start_response)
+        if path.startswith("/_ecs/"):
+            return agent_api(environ, start_response)
         if path == "/moto-api/reset":  # the emulator's own state goes with moto's
             REGISTRY.reset()
             tasks.reset()
+            ecs_service.reset()
             with FAIL_NEXT_LOCK:
                 FAIL_NEXT.clear()
             return moto_app(environ, start_response)
-        return authorize(environ, start_response, moto_app)
+        return authorize(environ, start_response,
+                         lambda e, s: ecs_api(e, s, moto_app))
 
     server = make_server(args.host, args.port, app, threaded=True,
                          request_handler=MotoRequestHandler)

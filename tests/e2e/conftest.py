@@ -21,25 +21,39 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from harness.api import Airflow  # noqa: E402
 from harness.procs import stop_all  # noqa: E402
-from harness.stack import LocalStack  # noqa: E402
+from harness.stack import LocalStack, scaled_stack_file  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 CACHE = Path(os.environ.get("AIRFLOW_STACK_CACHE", Path.home() / ".cache" / "airflow-stack"))
-SHAPES = {"dev": "stacks/dev.yaml", "prod": "stacks/prod.yaml"}
+SHAPES = {"dev": "stacks/dev.yaml", "prod": "stacks/prod.yaml",
+          "scaled": "scaled.yaml"}  # dev.yaml with the scaler on (stack.scaled_stack_file)
+DEFAULT_SHAPES = ["dev", "prod"]  # a test that wants "scaled" asks for it by name
 
 
 def _dir(var: str, default: Path) -> Path:
     return Path(os.environ.get(var) or default)
 
 
-@pytest.fixture(scope="session", params=list(SHAPES))
+def pytest_generate_tests(metafunc):
+    """`stack` is dev and prod unless a test names its shapes (scaled only by name)."""
+    if "stack" not in metafunc.fixturenames:
+        return
+    named = any("stack" in str(m.args[0]) for m in metafunc.definition.iter_markers("parametrize"))
+    if not named:
+        metafunc.parametrize("stack", DEFAULT_SHAPES, indirect=True, scope="session")
+
+
+@pytest.fixture(scope="session")
 def stack(request):
     shape = request.param
     workdir = Path(tempfile.mkdtemp(prefix=f"airflow-stack-e2e-{shape}-"))
     print(f"\n[e2e] {shape}: work dir (process logs): {workdir}", flush=True)
+    stack_file = SHAPES[shape]
+    if shape == "scaled":
+        stack_file = str(scaled_stack_file(REPO, workdir))
     s = LocalStack(repo=REPO, target_dir=_dir("CARGO_TARGET_DIR", CACHE / "target"),
                    tools_venv=_dir("AIRFLOW_STACK_VENV", CACHE / "venv"), cache=CACHE,
-                   workdir=workdir, stack_file=SHAPES[shape])
+                   workdir=workdir, stack_file=stack_file)
     s.shape = shape
     failed_before = request.session.testsfailed
     broken = False

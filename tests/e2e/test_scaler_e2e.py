@@ -1,15 +1,17 @@
 """End to end: the real `airflow-scaler` Lambda binary against the harness's real Airflow.
 
-The scaler's template side only exists with autoscaling and alerts on, which need
-`network.nat_gateways: 1`; so the harness's stack file is synthesized once more with
-those switched on, and the `ScalerFunction`'s `Environment.Variables` are read from that
-template. Only what CloudFormation would supply is filled in (the state table, the SNS
-topic, the ECS cluster and worker service: created in the emulator from their template
-properties; the secrets: the harness's, same logical ids). The Lambda runs in the VPC as
+The scaler's template side only exists with autoscaling and alerts on (which need
+`network.nat_gateways: 1`): this module runs on the `scaled` stack, dev.yaml with those
+switched on (harness.stack.scaled_stack_file), so the worker service is the one the
+scaler drives: the emulator plays ECS's service scheduler and the harness runs one real
+Celery worker host per task (harness/pool.py). The `ScalerFunction`'s
+`Environment.Variables` are read from that template; what CloudFormation would supply
+and the harness did not create (the state table, the SNS topic) is created here from
+their template properties. The Lambda runs in the VPC as
 the template puts it: in its own lab host with `ScalerSecurityGroup`, reaching the
 api-server through the template's `ApiServerFromScaler` rule and Cloud Map name, with the
-credentials of `ScalerFunctionRole` (its inline policy; the AWS-managed
-AWSLambdaVPCAccessExecutionRole only covers the ENI calls Lambda makes for it). Its
+credentials of `ScalerFunctionRole` (its inline policies; their EC2 network-interface
+statements cover the calls Lambda makes for it, not the function's). Its
 Runtime API listens on the host's own loopback, as Lambda's does; each invocation is the
 EventBridge "Scheduled Event" the stack's `rate(1 minute)` rule sends.
 
@@ -24,8 +26,9 @@ does not serve; so AWS_ENDPOINT_URL_CLOUDWATCH points at a capture server
 Those calls are not authorized by the emulator (the role's `cloudwatch:PutMetricData`
 with its namespace condition is checked by cfn-lint and the template tests only).
 
-Order: the alert test first, then the scaling test, which stops the worker to keep
-tasks `queued` and restarts it (and waits for it to be healthy) in a `finally`.
+Order: the alert test first (its ticks leave an idle first worker), then the scaling
+test: down to zero workers; a long task scales out from zero; bursts of short tasks
+scale out to a second worker and back in, twice, while the long task holds the first.
 """
 
 from __future__ import annotations
@@ -44,22 +47,8 @@ import pytest
 
 from harness import infra
 from harness.nsbind import listen_in
-from harness.procs import run
+from harness.procs import run, wait_for
 from harness.template import Context, Template
-
-SCALED = """
-autoscaling:
-  enabled: true
-  min_workers: 0
-  max_workers: 4
-  cooldown_minutes: 10
-
-alerts:
-  enabled: true
-  sns_topic: create
-  ui_base_url: https://airflow.example.com
-"""
-
 
 class SnsSink:
     """The HTTP endpoint of the topic's subscription: keeps every notification. Listens in
@@ -198,16 +187,6 @@ class CloudWatchSink:
         self.server.server_close()
 
 
-def _scaled_stack_file(stack) -> Path:
-    text = (stack.repo / stack.stack_file).read_text()
-    assert re.search(r"^\s*nat_gateways:\s*0\s*$", text, re.M), "dev.yaml no longer sets nat_gateways: 0"
-    assert not re.search(r"^(autoscaling|alerts):", text, re.M), "dev.yaml already sets autoscaling/alerts"
-    text = re.sub(r"^(\s*)nat_gateways:\s*0\s*$", r"\1nat_gateways: 1", text, count=1, flags=re.M)
-    path = stack.workdir / "scaled.yaml"
-    path.write_text(text + SCALED)
-    return path
-
-
 def _targets(value, found: set[str]) -> set[str]:
     """Logical ids a value refers to (Ref / Fn::GetAtt / ${X} in Fn::Sub)."""
     if isinstance(value, list):
@@ -237,10 +216,7 @@ class Scaler:
         self.stack = stack
         exe = stack.target_dir / "debug" / "airflow-scaler-bootstrap"
         infra.need(str(exe), "the airflow-scaler Lambda (cargo build -p airflow-scaler)")
-        path = _scaled_stack_file(stack)
-        out = run([str(stack.cli), "synth", str(path)], cwd=str(stack.repo)).stdout
-        (stack.workdir / "scaled-template.json").write_text(out)
-        self.template = Template.from_json(out)
+        self.template = stack.template
         funcs = {k: v for k, v in self.template.of_type("AWS::Lambda::Function").items()
                  if k.lower().startswith("scaler")}
         assert len(funcs) == 1, f"expected one ScalerFunction, found {sorted(funcs)}"
@@ -259,9 +235,10 @@ class Scaler:
         self.env = env = {k: str(v) for k, v in self.ctx.resolve(raw_env).items()}
         # The template's own address: the Cloud Map name, resolved in the scaler's host.
         assert env["AIRFLOW_API_URL"] == f"http://api-server.{stack.namespace}:8080", env["AIRFLOW_API_URL"]
-        # In the VPC: its own host, its security group, the template's rule to the api-server.
+        # In the VPC: its own host, its security group, the template's rule to the api-server
+        # (applied with the others at bring-up).
         groups = [g["Fn::GetAtt"][0] for g in props["VpcConfig"]["SecurityGroupIds"]]
-        stack.apply_ingress_rules(self.template)
+        self.service = stack.pool.service_name
         self.host = stack.lab.add_host("scaler", groups)
         role = props["Role"]["Fn::GetAtt"][0]
         role_props = self.template.resources[role]["Properties"]
@@ -317,22 +294,6 @@ class Scaler:
             assert attrs.get("PendingConfirmation") == "false", attrs
             self.ctx.refs[logical] = arn
             self.ctx.getatts[(logical, "TopicArn")] = arn
-        elif kind == "AWS::ECS::Service":
-            # The cluster is the stack's: the harness created it with the other resources.
-            cluster = self.ctx.resolve(res["Properties"]["Cluster"])
-            name = props.get("ServiceName") or f"{self.ctx.stack_name}-{logical}-{uuid.uuid4().hex[:8]}"
-            ecs = moto.client("ecs", region)
-            # A stand-in task definition: moto needs one; the scaler never reads it.
-            td = ecs.register_task_definition(
-                family=f"{name}-e2e", containerDefinitions=[{"name": "worker", "image": "busybox",
-                                                            "memory": 512}])
-            arn = ecs.create_service(cluster=cluster, serviceName=name, desiredCount=0,
-                                     taskDefinition=td["taskDefinition"]["taskDefinitionArn"],
-                                     )["service"]["serviceArn"]
-            self.service = name
-            self.ctx.refs[logical] = arn
-            self.ctx.getatts[(logical, "Name")] = name
-            self.ctx.getatts[(logical, "ServiceArn")] = arn
         else:
             raise AssertionError(f"the ScalerFunction refers to {logical} ({kind}); "
                                  "the test does not know how CloudFormation would create it")
@@ -358,7 +319,7 @@ class Scaler:
         self.runtime.close()
 
 
-pytestmark = pytest.mark.parametrize("stack", ["dev"], indirect=True)
+pytestmark = pytest.mark.parametrize("stack", ["scaled"], indirect=True)
 
 
 @pytest.fixture(scope="module")
@@ -428,46 +389,147 @@ def test_failed_run_alerts_once(stack, airflow, scaler, sink):
     stack.timings.mark("scaler: one alert per failure")
 
 
-def test_queued_work_scales_out(stack, airflow, scaler, metrics):
-    airflow.wait_dags(["e2e_wide"], timeout=180)
-    ecs = stack.aws.client("ecs", stack.region)
-    svc = ecs.describe_services(cluster=scaler.cluster, services=[scaler.service])["services"][0]
-    assert svc["desiredCount"] == 0, svc
-    # No worker: the scheduler hands the tasks to Celery and they stay `queued`.
-    stack.stop_service("worker")
-    try:
-        run_id = airflow.trigger("e2e_wide")
-        deadline = time.monotonic() + 120
-        queued = []
-        while time.monotonic() < deadline:
-            queued = [ti["task_id"] for ti in airflow.task_instances("e2e_wide", run_id)
-                      if ti["state"] == "queued"]
-            if len(queued) == 3:
-                break
-            time.sleep(1)
-        assert len(queued) == 3, airflow.task_instances("e2e_wide", run_id)
+def _ti_busy_at(tis: list[dict], ip: str, when: float) -> list[str]:
+    """Task instances running on the worker at `ip` at epoch time `when`."""
+    busy = []
+    for ti in tis:
+        if ti.get("hostname") != ip or not ti.get("start_date"):
+            continue
+        start = dt.datetime.fromisoformat(ti["start_date"].replace("Z", "+00:00")).timestamp()
+        end = (dt.datetime.fromisoformat(ti["end_date"].replace("Z", "+00:00")).timestamp()
+               if ti.get("end_date") else float("inf"))
+        if start <= when < end:
+            busy.append(ti["task_id"])
+    return busy
 
-        published = len(metrics.requests)
-        report = scaler.tick()
-        assert report["scaling"]["ok"], report
-        concurrency = int(scaler.env["WORKER_CONCURRENCY"])
-        want = -(-len(queued) // concurrency)  # ceil((queued + running) / concurrency)
-        assert f"queued {len(queued)} running 0 desired {want}: set 0 -> {want}" in \
-            report["scaling"]["message"], report
-        assert len(metrics.requests) > published, "the tick published no metrics"
-        tail = metrics.requests[published:]
-        ns, name = scaler.env["METRIC_NAMESPACE"], scaler.env["STACK_NAME"]
-        got = {m: CloudWatchSink.values(tail, ns, m, name)
-               for m in ("QueuedTasks", "RunningTasks", "DesiredWorkers")}
-        print(f"[e2e] published metrics: {got}", flush=True)
-        assert got == {"QueuedTasks": [len(queued)], "RunningTasks": [0],
-                       "DesiredWorkers": [want]}, (got, tail)
-        desired = want
-        svc = ecs.describe_services(cluster=scaler.cluster, services=[scaler.service])["services"][0]
-        assert svc["desiredCount"] == desired, svc
-        stack.timings.mark("scaler: queued work scales out")
-    finally:
-        stack.start_service("worker")
-        stack.wait_healthy(["worker"])
-    # The worker is back and drains the queue.
-    assert _wait_run(airflow, "e2e_wide", run_id, timeout=180) == "success"
+
+def _wait_state(airflow, dag_id: str, run_id: str) -> bool:
+    return airflow.run_state(dag_id, run_id) in ("success", "failed")
+
+
+def _tick_until(scaler, stack, done, timeout: float, every: float = 10.0) -> list[dict]:
+    reports = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        reports.append(scaler.tick())
+        if done():
+            return reports
+        time.sleep(every)
+    raise AssertionError(f"not reached within {timeout:.0f}s; pool events: "
+                         f"{stack.pool.events}\nlast tick: {reports[-1:]}")
+
+
+def _drained_at(stack, task_name: str) -> float | None:
+    """Epoch time of the worker's own "drained" log line (its module's), if any."""
+    path = stack.workdir / f"{task_name}.worker.log"
+    for line in path.read_text(errors="replace").splitlines():
+        if "[airflow_stack.worker]" in line and " drained " in f"{line} ":
+            stamp = line.split()[0].replace("Z", "+00:00")
+            return dt.datetime.fromisoformat(stamp).timestamp()
+    return None
+
+
+def _release(airflow, run_id: str) -> None:
+    """Ends e2e_long's `hold` task (it polls this Variable through the Execution API)."""
+    body = {"key": "e2e_long_release", "value": run_id}
+    try:
+        airflow.patch("/api/v2/variables/e2e_long_release", body)
+    except Exception:  # noqa: BLE001 - not created yet
+        airflow.post("/api/v2/variables", body)
+
+
+BURSTS = 2  # scale-out and scale-in cycles while the long task runs
+
+
+def test_scale_in_never_stops_a_busy_worker(stack, airflow, scaler, metrics):
+    """A long task holds one worker; bursts of short tasks make the scaler add a worker
+    and, when each burst is over, drain and remove it again, repeatedly, while the long
+    task runs. Not one task instance is lost or restarted; every task ECS stopped was
+    tagged, drained (its own log says so) and idle before the count went down."""
+    airflow.wait_dags(["e2e_long", "e2e_burst"], timeout=180)
+    pool, ecs = stack.pool, stack.aws.client("ecs", stack.region)
+    assert int(scaler.env["WORKER_CONCURRENCY"]) == 2, scaler.env["WORKER_CONCURRENCY"]
+    assert scaler.env["COOLDOWN_MINUTES"] == "0", scaler.env["COOLDOWN_MINUTES"]
+
+    def desired() -> int:
+        return ecs.describe_services(cluster=scaler.cluster,
+                                     services=[scaler.service])["services"][0]["desiredCount"]
+
+    # 1. The worker the alert test's ticks left idle is drained and stopped.
+    _tick_until(scaler, stack, lambda: desired() == 0 and not pool.running(), timeout=150)
+    stack.timings.mark("scaler: idle worker scaled in to zero")
+
+    # 2. From zero workers: trigger, the task queues, one tick decides, a worker starts.
+    triggered = time.monotonic()
+    long_run = airflow.trigger("e2e_long")
+    wait_for("the long task queued", lambda: [ti["state"] for ti in airflow.task_instances(
+        "e2e_long", long_run)] == ["queued"], timeout=120, interval=0.5)
+    queued = time.monotonic()
+    report = scaler.tick()
+    tick_done = time.monotonic()
+    assert report["scaling"]["ok"] and desired() == 1, (report, desired())
+    wait_for("the long task running", lambda: [ti["state"] for ti in airflow.task_instances(
+        "e2e_long", long_run)] == ["running"], timeout=240, interval=0.5)
+    first = time.monotonic()
+    print(f"[e2e] FIGURE zero workers -> first task running: {first - triggered:.1f}s = "
+          f"queued {queued - triggered:.1f}s + scaler tick {tick_done - queued:.1f}s + "
+          f"worker start to first task {first - tick_done:.1f}s", flush=True)
+    stack.timings.mark("scaler: zero to first task")
+
+    # 3. Bursts around the long task: out to two workers, back in to one, each time.
+    bursts = []
+    for n in range(BURSTS):
+        stops_before = len([e for e in pool.events if e["kind"] == "stopped"])
+        burst = airflow.trigger("e2e_burst")
+        bursts.append(burst)
+        _tick_until(scaler, stack, lambda: desired() == 2, timeout=60, every=5)
+        _tick_until(scaler, stack, lambda: _wait_state(airflow, "e2e_burst", burst), timeout=180)
+        _tick_until(scaler, stack, lambda: desired() == 1 and len(
+            [e for e in pool.events if e["kind"] == "stopped"]) > stops_before, timeout=120)
+        assert airflow.run_state("e2e_long", long_run) == "running", \
+            f"the long task ended before scale-in {n + 1}"
+        stack.timings.mark(f"scaler: burst {n + 1} out and in")
+
+    # 4. Release the long task; every task instance ran once and succeeded.
+    _release(airflow, long_run)
+    assert _wait_run(airflow, "e2e_long", long_run, timeout=120) == "success"
+    tis = airflow.task_instances("e2e_long", long_run)
+    for burst in bursts:
+        assert _wait_run(airflow, "e2e_burst", burst, timeout=30) == "success"
+        tis += airflow.task_instances("e2e_burst", burst)
+    lost = [(ti["dag_id"], ti["task_id"], ti["state"], ti["try_number"]) for ti in tis
+            if ti["state"] != "success" or ti["try_number"] != 1]
+    assert not lost, f"task instances lost or restarted: {lost}"
+    assert len(tis) == 1 + 3 * BURSTS, tis
+
+    # 5. What ECS did, against what the workers did.
+    events = pool.ecs_events()
+    stops = [e for e in events if e["kind"] == "task-stop"]
+    counts = [e for e in events if e["kind"] == "desired-count"]
+    tagged = {e["task"]: e["time"] for e in events if e["kind"] == "task-tagged"
+              and e["tags"].get("airflow-stack:drain") == "true"}
+    print("[e2e] ECS events:\n  " + "\n  ".join(
+        f"{e['time']:.1f} {e['kind']} {e.get('task', '')[-12:]} "
+        f"{ {k: v for k, v in e.items() if k not in ('seq', 'time', 'kind', 'task')} }"
+        for e in events if e["kind"] != "service-managed"), flush=True)
+    long_ti = airflow.task_instances("e2e_long", long_run)[0]
+    stopped = {e["ip"]: e for e in pool.events if e["kind"] == "stopped"}
+    while_long_ran = 0
+    for stop in stops:
+        assert stop["task"] in tagged, (
+            f"ECS stopped {stop['task']} ({stop['ip']}), which the scaler never tagged")
+        busy = _ti_busy_at(tis, stop["ip"], stop["time"])
+        assert not busy, f"ECS stopped the worker at {stop['ip']} while it ran {busy}"
+        lowered = [c for c in counts if c["time"] <= stop["time"]]
+        assert lowered, f"{stop}: stopped with no count lowered before it"
+        worker = stopped.get(stop["ip"])
+        assert worker is not None and not worker["killed"], f"{stop}: {worker}"
+        drained = _drained_at(stack, worker["task"])
+        assert drained is not None, f"{worker['task']}: no 'drained' line in its log"
+        assert tagged[stop["task"]] <= drained <= lowered[-1]["time"], (
+            "the count went down before the chosen worker drained",
+            {"tagged": tagged[stop["task"]], "drained": drained, "lowered": lowered[-1]})
+        while_long_ran += bool(_ti_busy_at([long_ti], long_ti["hostname"], stop["time"]))
+    assert while_long_ran >= BURSTS, (
+        f"expected {BURSTS} scale-ins while the long task ran, saw {while_long_ran}")
+    stack.timings.mark("scaler: scale-in while busy")

@@ -16,6 +16,8 @@
 //!   downgrade, `deploy` warns about one);
 //! - [`scaler`]: the scaler's environment ([`scaler::ScalerSettings`]), its metrics and
 //!   state table key;
+//! - [`worker`]: the worker container's command and environment with autoscaling on,
+//!   and the drain tag the scaler sets on worker tasks;
 //! - [`wire`]: how a property travels (every scalar a string) and the errors that
 //!   name a property, never its value.
 //!
@@ -37,5 +39,6 @@ pub mod scaler;
 pub mod secrets;
 pub mod version;
 pub mod wire;
+pub mod worker;
 
 pub use wire::{PropertyError, PropertyMap, PropertyValue};

@@ -31,7 +31,20 @@ pub mod metrics {
     pub const RUNNING_TASKS: &str = "RunningTasks";
     /// The worker count the formula asked for.
     pub const DESIRED_WORKERS: &str = "DesiredWorkers";
+    /// Workers holding at least one task instance (they bound scale-in from below).
+    pub const BUSY_WORKERS: &str = "BusyWorkers";
+    /// 1 when a tick could not read Airflow's REST API (login or a list call failed),
+    /// else 0: the template's alarm watches it, because a scaler that cannot read
+    /// Airflow changes nothing and would otherwise be silent.
+    pub const API_READ_FAILURES: &str = "AirflowApiReadFailures";
 }
+
+/// Minutes a drain may take by default (`autoscaling.drain_minutes`).
+pub const DEFAULT_DRAIN_MINUTES: u32 = 10;
+
+/// The queue Airflow puts task instances on when an operator names none
+/// (`[operators] default_queue`), and the one the stack's workers consume.
+pub const DEFAULT_QUEUE: &str = "default";
 
 /// The environment variable names. Only this crate spells them.
 pub mod variable {
@@ -61,6 +74,11 @@ pub mod variable {
     pub const MAX_WORKERS: &str = "MAX_WORKERS";
     /// Minutes fewer workers must be wanted before scaling in.
     pub const COOLDOWN_MINUTES: &str = "COOLDOWN_MINUTES";
+    /// Minutes a drain may take before the scaler cancels it (untags its workers).
+    pub const DRAIN_MINUTES: &str = "DRAIN_MINUTES";
+    /// The Celery queues the worker service consumes, comma-separated: only task
+    /// instances on these queues count as load.
+    pub const WORKER_QUEUES: &str = "WORKER_QUEUES";
     /// `true` when alerts are on.
     pub const ALERTS_ENABLED: &str = "ALERTS_ENABLED";
     /// Base URL of the Airflow UI for links in alerts.
@@ -109,6 +127,11 @@ pub struct Autoscaling<V> {
     pub max_workers: u32,
     /// `COOLDOWN_MINUTES`.
     pub cooldown_minutes: u32,
+    /// `DRAIN_MINUTES`: [`DEFAULT_DRAIN_MINUTES`] when unset (a function deployed
+    /// before drains existed).
+    pub drain_minutes: u32,
+    /// `WORKER_QUEUES`: [`DEFAULT_QUEUE`] alone when unset.
+    pub worker_queues: Vec<String>,
 }
 
 /// Where to alert.
@@ -165,6 +188,8 @@ impl<V> ScalerSettings<V> {
                 (MIN_WORKERS, number(a.min_workers)),
                 (MAX_WORKERS, number(a.max_workers)),
                 (COOLDOWN_MINUTES, number(a.cooldown_minutes)),
+                (DRAIN_MINUTES, number(a.drain_minutes)),
+                (WORKER_QUEUES, V::from(a.worker_queues.join(","))),
             ]);
         }
         if let Some(a) = &self.alerts {
@@ -178,6 +203,22 @@ impl<V> ScalerSettings<V> {
             }
         }
         env
+    }
+}
+
+/// `a,b` -> ["a", "b"]; blanks dropped; [`DEFAULT_QUEUE`] when nothing is left.
+fn queues(value: Option<String>) -> Vec<String> {
+    let named: Vec<String> = value
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|q| !q.is_empty())
+        .map(str::to_owned)
+        .collect();
+    if named.is_empty() {
+        vec![DEFAULT_QUEUE.to_owned()]
+    } else {
+        named
     }
 }
 
@@ -209,6 +250,11 @@ impl ScalerSettings<String> {
                 min_workers: number(MIN_WORKERS)?,
                 max_workers: number(MAX_WORKERS)?,
                 cooldown_minutes: number(COOLDOWN_MINUTES)?,
+                drain_minutes: match optional(DRAIN_MINUTES) {
+                    None => DEFAULT_DRAIN_MINUTES,
+                    Some(_) => number(DRAIN_MINUTES)?,
+                },
+                worker_queues: queues(optional(WORKER_QUEUES)),
             })
         } else {
             None
@@ -281,6 +327,8 @@ mod tests {
                 min_workers: 0,
                 max_workers: 4,
                 cooldown_minutes: 10,
+                drain_minutes: 7,
+                worker_queues: vec!["default".into(), "heavy".into()],
             }),
             alerts: alerts.then(|| Alerts {
                 ui_base_url: Expr::Lit("https://airflow.example".into()),
@@ -315,6 +363,8 @@ mod tests {
                         min_workers: 0,
                         max_workers: 4,
                         cooldown_minutes: 10,
+                        drain_minutes: 7,
+                        worker_queues: vec!["default".into(), "heavy".into()],
                     }
                 );
             }
@@ -373,5 +423,30 @@ mod tests {
         env.remove("ADMIN_USERNAME");
         let read = ScalerSettings::from_env(|n| env.get(n).cloned()).unwrap();
         assert_eq!(read.admin_username, DEFAULT_ADMIN_USERNAME);
+        env.insert("AUTOSCALING_ENABLED".into(), "true".into());
+        env.insert("WORKER_QUEUES".into(), " ,".into());
+        let read = ScalerSettings::from_env(|n| env.get(n).cloned()).unwrap();
+        assert_eq!(read.autoscaling.unwrap().worker_queues, [DEFAULT_QUEUE]);
+    }
+
+    #[test]
+    fn drain_minutes_round_trip_and_default_when_unset() {
+        let mut env = deploy(cli(true, false).to_environment());
+        assert_eq!(env["DRAIN_MINUTES"], "7");
+        let read = ScalerSettings::from_env(|n| env.get(n).cloned()).unwrap();
+        assert_eq!(read.autoscaling.unwrap().drain_minutes, 7);
+        env.remove("DRAIN_MINUTES");
+        let read = ScalerSettings::from_env(|n| env.get(n).cloned()).unwrap();
+        assert_eq!(
+            read.autoscaling.unwrap().drain_minutes,
+            DEFAULT_DRAIN_MINUTES,
+            "a function deployed before drains existed"
+        );
+        env.insert("DRAIN_MINUTES".into(), "soon".into());
+        let error = ScalerSettings::from_env(|n| env.get(n).cloned()).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "environment variable DRAIN_MINUTES: is not a whole number"
+        );
     }
 }

@@ -2,7 +2,7 @@
 //!
 //! The names: custom-resource types and property names, the scaler's settings
 //! (environment variables), the JSON keys of the secrets, the scaler's metric names and
-//! state table key. They are taken from the contract's own serialisers (every property
+//! state table key, the worker container's drain variables and the drain tag key. They are taken from the contract's own serialisers (every property
 //! and variable set), not from a list that could be forgotten.
 //!
 //! Three checks:
@@ -43,6 +43,7 @@ use std::path::{Path, PathBuf};
 use airflow_stack_contract::migration::{self, MigrationProperties};
 use airflow_stack_contract::scaler::{self, Alerts, Autoscaling, ScalerSettings};
 use airflow_stack_contract::secrets::{self, ConnectionUrlsProperties, Secret, SecretsProperties};
+use airflow_stack_contract::worker;
 
 /// Every name of the contract, from the serialisers with every optional part present.
 fn contract_names() -> BTreeSet<String> {
@@ -101,6 +102,8 @@ fn contract_names() -> BTreeSet<String> {
             min_workers: 0,
             max_workers: 1,
             cooldown_minutes: 1,
+            drain_minutes: 1,
+            worker_queues: vec!["q".into()],
         }),
         alerts: Some(Alerts {
             ui_base_url: s(),
@@ -109,6 +112,11 @@ fn contract_names() -> BTreeSet<String> {
         }),
     };
     names.extend(scaler.to_environment().into_keys().map(str::to_owned));
+    names.extend(
+        worker::environment("x")
+            .into_iter()
+            .map(|(name, _)| name.to_owned()),
+    );
     for secret in Secret::ALL {
         names.extend(secret.json_keys().iter().map(|k| (*k).to_owned()));
     }
@@ -123,6 +131,9 @@ fn contract_names() -> BTreeSet<String> {
             scaler::metrics::QUEUED_TASKS,
             scaler::metrics::RUNNING_TASKS,
             scaler::metrics::DESIRED_WORKERS,
+            worker::DRAIN_TAG,
+            worker::MODULE_FILE,
+            worker::CELERY_CONFIG,
         ]
         .map(str::to_owned),
     );
@@ -440,6 +451,9 @@ fn the_names_come_from_every_part_of_the_contract() {
         "MaxWaitSeconds",
         "AirflowVersion",
         "COOLDOWN_MINUTES",
+        "DRAIN_MINUTES",
+        "AIRFLOW_STACK_WORKER_MODULE",
+        "airflow-stack:drain",
         "SNS_TOPIC_ARN",
         "sql_alchemy_conn",
         "Custom::AirflowMigration",

@@ -21,6 +21,8 @@ struct TokenResponse {
 
 #[derive(Deserialize)]
 struct TaskInstanceJson {
+    #[serde(default)]
+    id: String,
     dag_id: String,
     task_id: String,
     #[serde(default)]
@@ -132,22 +134,41 @@ fn segment(s: &str) -> String {
     percent_encoding::utf8_percent_encode(s, crate::notify::SEGMENT).to_string()
 }
 
+/// The query of the all-DAGs task-instance list, as Airflow 3's
+/// `get_task_instances` (airflow-core/src/airflow/api_fastapi/core_api/routes/public/
+/// task_instances.py) reads it: `state` and `queue` are list filters
+/// (`QueryTIStateFilter`, `QueryTIQueueFilter`: the parameter repeated, any value
+/// matches); `order_by` takes `id`, the task instance's unique UUID key, where the
+/// default `map_index` is not unique and lets offset paging repeat or skip rows.
+fn task_instance_query(
+    state: &str,
+    queues: &[String],
+    offset: u64,
+    limit: u64,
+) -> Vec<(&'static str, String)> {
+    let mut query = vec![("state", state.to_string())];
+    query.extend(queues.iter().map(|q| ("queue", q.clone())));
+    query.extend([
+        ("order_by", "id".to_string()),
+        ("offset", offset.to_string()),
+        ("limit", limit.to_string()),
+    ]);
+    query
+}
+
 #[async_trait]
 impl AirflowApi for AirflowClient {
     async fn task_instances(
         &self,
         state: &str,
+        queues: &[String],
         offset: u64,
         limit: u64,
     ) -> Result<Page<TaskInstance>, PortError> {
         let page: TaskInstances = self
             .get(
                 "/api/v2/dags/~/dagRuns/~/taskInstances",
-                &[
-                    ("state", state.to_string()),
-                    ("offset", offset.to_string()),
-                    ("limit", limit.to_string()),
-                ],
+                &task_instance_query(state, queues, offset, limit),
             )
             .await?;
         Ok(Page {
@@ -155,6 +176,7 @@ impl AirflowApi for AirflowClient {
                 .task_instances
                 .into_iter()
                 .map(|t| TaskInstance {
+                    id: t.id,
                     dag_id: t.dag_id,
                     task_id: t.task_id,
                     hostname: t.hostname.filter(|h| !h.is_empty()),

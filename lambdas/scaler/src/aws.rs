@@ -1,15 +1,16 @@
 //! The traits of [`crate::ports`] implemented with the AWS SDK.
 
 use airflow_stack_contract::scaler::{metrics, STATE_TABLE_KEY};
+use airflow_stack_contract::worker::{DRAIN_TAG, DRAIN_VALUE};
 use async_trait::async_trait;
 use aws_sdk_cloudwatch::types::{Dimension, MetricDatum, StandardUnit};
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_ecs::error::DisplayErrorContext;
-use aws_sdk_ecs::types::DesiredStatus;
+use aws_sdk_ecs::types::{DesiredStatus, Tag, TaskField};
 
 use crate::notify::Notice;
 use crate::ports::{
-    Item, Metric, Metrics, Notifier, PortError, StateStore, WorkerService, WorkerTask,
+    Item, Metric, Metrics, Notifier, PortError, StateStore, WorkerService, WorkerTask, VERSION,
 };
 
 fn port_error<E: std::error::Error>(call: &str, error: E) -> PortError {
@@ -29,7 +30,7 @@ pub struct EcsWorkers {
 
 /// `UpdateTaskProtection` takes at most 10 tasks per call.
 const PROTECTION_BATCH: usize = 10;
-/// `DescribeTasks` takes at most 100 tasks per call.
+/// `DescribeTasks` and `GetTaskProtection` take at most 100 tasks per call.
 const DESCRIBE_BATCH: usize = 100;
 
 #[async_trait]
@@ -77,34 +78,53 @@ impl WorkerService for EcsWorkers {
                 .describe_tasks()
                 .cluster(&self.cluster)
                 .set_tasks(Some(chunk.to_vec()))
+                .include(TaskField::Tags)
                 .send()
                 .await
                 .map_err(|e| port_error("DescribeTasks", e))?;
-            tasks.extend(out.tasks().iter().map(|t| WorkerTask {
-                task_arn: t.task_arn().unwrap_or_default().to_string(),
-                private_ip: eni_ip(t),
+            let protection = self
+                .client
+                .get_task_protection()
+                .cluster(&self.cluster)
+                .set_tasks(Some(chunk.to_vec()))
+                .send()
+                .await
+                .map_err(|e| port_error("GetTaskProtection", e))?;
+            let protected: Vec<&str> = protection
+                .protected_tasks()
+                .iter()
+                .filter(|p| p.protection_enabled())
+                .filter_map(|p| p.task_arn())
+                .collect();
+            tasks.extend(out.tasks().iter().map(|t| {
+                let arn = t.task_arn().unwrap_or_default().to_string();
+                WorkerTask {
+                    protected: protected.contains(&arn.as_str()),
+                    draining: t.tags().iter().any(|tag| {
+                        tag.key() == Some(DRAIN_TAG) && tag.value() == Some(DRAIN_VALUE)
+                    }),
+                    started_at: t.started_at().or(t.created_at()).map(|d| d.secs()),
+                    private_ip: eni_ip(t),
+                    task_arn: arn,
+                }
             }));
         }
         Ok(tasks)
     }
 
-    async fn set_protection(
+    async fn protect(
         &self,
         task_arns: &[String],
-        protected: bool,
         expires_in_minutes: i32,
     ) -> Result<(), PortError> {
         for chunk in task_arns.chunks(PROTECTION_BATCH) {
-            let mut call = self
+            let out = self
                 .client
                 .update_task_protection()
                 .cluster(&self.cluster)
                 .set_tasks(Some(chunk.to_vec()))
-                .protection_enabled(protected);
-            if protected {
-                call = call.expires_in_minutes(expires_in_minutes);
-            }
-            let out = call
+                .protection_enabled(true)
+                .expires_in_minutes(expires_in_minutes)
                 .send()
                 .await
                 .map_err(|e| port_error("UpdateTaskProtection", e))?;
@@ -127,6 +147,33 @@ impl WorkerService for EcsWorkers {
                     failures.join("; ")
                 )));
             }
+        }
+        Ok(())
+    }
+
+    async fn tag_drain(&self, task_arns: &[String]) -> Result<(), PortError> {
+        let tag = Tag::builder().key(DRAIN_TAG).value(DRAIN_VALUE).build();
+        for arn in task_arns {
+            self.client
+                .tag_resource()
+                .resource_arn(arn)
+                .tags(tag.clone())
+                .send()
+                .await
+                .map_err(|e| port_error("TagResource", e))?;
+        }
+        Ok(())
+    }
+
+    async fn untag_drain(&self, task_arns: &[String]) -> Result<(), PortError> {
+        for arn in task_arns {
+            self.client
+                .untag_resource()
+                .resource_arn(arn)
+                .tag_keys(DRAIN_TAG)
+                .send()
+                .await
+                .map_err(|e| port_error("UntagResource", e))?;
         }
         Ok(())
     }
@@ -226,20 +273,62 @@ impl StateStore for DynamoState {
     }
 
     async fn put(&self, key: &str, item: Item) -> Result<(), PortError> {
-        let mut attrs: std::collections::HashMap<String, AttributeValue> = item
-            .into_iter()
-            .map(|(k, v)| (k, AttributeValue::S(v)))
-            .collect();
-        attrs.insert(STATE_TABLE_KEY.into(), AttributeValue::S(key.to_string()));
         self.client
             .put_item()
             .table_name(&self.table)
-            .set_item(Some(attrs))
+            .set_item(Some(attributes(key, item)))
             .send()
             .await
             .map_err(|e| port_error("PutItem", e))?;
         Ok(())
     }
+
+    /// `PutItem` with a `ConditionExpression`: `attribute_not_exists(#v)` (true for a
+    /// missing item, and for one written before versions) or `#v = :v`. A failed
+    /// condition is `ConditionalCheckFailedException`, which DynamoDB raises without
+    /// writing anything; it is the lost race, reported as `Ok(false)`. See the
+    /// DynamoDB Developer Guide, "Condition expressions" / "Conditional writes".
+    async fn put_if(
+        &self,
+        key: &str,
+        item: Item,
+        expected: Option<&str>,
+    ) -> Result<bool, PortError> {
+        let call = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(attributes(key, item)))
+            // A placeholder, so the attribute name can never clash with DynamoDB's
+            // reserved words.
+            .expression_attribute_names("#v", VERSION);
+        let call = match expected {
+            None => call.condition_expression("attribute_not_exists(#v)"),
+            Some(v) => call
+                .condition_expression("#v = :v")
+                .expression_attribute_values(":v", AttributeValue::S(v.to_string())),
+        };
+        match call.send().await {
+            Ok(_) => Ok(true),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(port_error("PutItem", e)),
+        }
+    }
+}
+
+/// The item's attributes as DynamoDB strings, with the key.
+fn attributes(key: &str, item: Item) -> std::collections::HashMap<String, AttributeValue> {
+    let mut attrs: std::collections::HashMap<String, AttributeValue> = item
+        .into_iter()
+        .map(|(k, v)| (k, AttributeValue::S(v)))
+        .collect();
+    attrs.insert(STATE_TABLE_KEY.into(), AttributeValue::S(key.to_string()));
+    attrs
 }
 
 /// An SNS topic as an alert target.

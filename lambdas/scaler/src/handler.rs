@@ -3,14 +3,20 @@
 //! The invocation itself always succeeds: a failed asynchronous invocation would be
 //! retried by Lambda on top of the next scheduled one, doubling ticks. Problems are
 //! logged and returned in the [`TickReport`] instead.
+//!
+//! With autoscaling on, the tick ends by publishing its metrics in one call: what the
+//! scaling half learnt ([`Readings`]) and `AirflowApiReadFailures`, 1 when logging in or
+//! any Airflow read of either half failed, so the alarm on it fires even when every
+//! other figure is missing because the API is down.
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use tracing::{error, info, warn};
 
-use crate::alerts::{self, AlertOutcome};
+use crate::alerts::{self, AlertError, AlertOutcome, AlertPorts};
+use crate::budget::Deadline;
 use crate::ports::{AirflowApi, Metrics, Notifier, PortError, StateStore, WorkerService};
-use crate::scaling::{self, Outcome, ScaleError, ScalePorts};
+use crate::scaling::{self, Drain, Outcome, Readings, ScaleError, ScalePorts, TickInput};
 use crate::settings::Settings;
 
 /// The outside world of one tick. `airflow` is the login's result: when the API is
@@ -35,6 +41,11 @@ pub struct TickReport {
     pub scaling: Option<Summary>,
     /// Alerts: `None` when off.
     pub alerts: Option<Summary>,
+    /// Whether logging in or an Airflow read failed (the published
+    /// `AirflowApiReadFailures`).
+    pub api_read_failed: bool,
+    /// Whether work was left undone because the invocation was close to its deadline.
+    pub out_of_time: bool,
 }
 
 /// One half's result in a line.
@@ -56,13 +67,18 @@ fn summary<T>(result: Result<T, String>, describe: impl Fn(&T) -> String) -> Sum
     }
 }
 
-/// Runs one tick.
+/// Runs one tick; `deadline` is the invocation's (see [`crate::budget`]).
 pub async fn run_tick(
     settings: &Settings,
     ports: &TickPorts<'_>,
     now: DateTime<Utc>,
+    deadline: Deadline,
 ) -> TickReport {
-    let mut report = TickReport::default();
+    let mut report = TickReport {
+        api_read_failed: ports.airflow.is_err(),
+        ..TickReport::default()
+    };
+    let mut readings = Readings::default();
     if let (Some(scale), Some(workers)) = (&settings.scaling, ports.workers) {
         let result = match &ports.airflow {
             Err(e) => Err(ScaleError::Api(e.clone())),
@@ -70,12 +86,25 @@ pub async fn run_tick(
                 let p = ScalePorts {
                     airflow: *api,
                     workers,
-                    metrics: ports.metrics,
                     state: ports.state,
                 };
-                scaling::tick(&p, &scale.limits, now).await
+                let input = TickInput {
+                    limits: &scale.limits,
+                    queues: &scale.queues,
+                    now,
+                    deadline,
+                };
+                scaling::tick(&p, input, &mut readings).await
             }
         };
+        match &result {
+            Err(ScaleError::Api(_)) => report.api_read_failed = true,
+            Ok(o) => {
+                report.api_read_failed |= o.api_read_failed;
+                report.out_of_time |= o.out_of_time;
+            }
+            Err(_) => {}
+        }
         let result = result.map_err(|e| {
             warn!(error = %e, "scaling skipped");
             e.to_string()
@@ -85,38 +114,91 @@ pub async fn run_tick(
     if let Some(targets) = &settings.alerts {
         let result = match &ports.airflow {
             Err(e) => Err(format!("Airflow API unreachable, alerts wait: {e}")),
-            Ok(api) => alerts::tick(*api, ports.state, ports.notifiers, &targets.settings, now)
-                .await
-                .map_err(|e| e.to_string()),
+            Ok(api) => {
+                let p = AlertPorts {
+                    airflow: *api,
+                    store: ports.state,
+                    notifiers: ports.notifiers,
+                };
+                let result = alerts::tick(&p, &targets.settings, now, deadline).await;
+                match &result {
+                    Err(AlertError::Api(_)) => report.api_read_failed = true,
+                    Ok(o) => {
+                        report.api_read_failed |= o.api_read_failed;
+                        report.out_of_time |= o.out_of_time;
+                    }
+                    Err(_) => {}
+                }
+                result.map_err(|e| e.to_string())
+            }
         };
         if let Err(e) = &result {
             error!(error = %e, "alerts incomplete");
         }
         report.alerts = Some(summary(result, describe_alerts));
     }
+    if settings.scaling.is_some() {
+        publish(ports.metrics, &readings, report.api_read_failed).await;
+    }
     info!(report = %serde_json::to_string(&report).unwrap_or_default(), "tick done");
     report
 }
 
-fn describe_scaling(o: &Outcome) -> String {
+/// Metrics are best effort: a CloudWatch hiccup must not fail the tick.
+async fn publish(metrics: &dyn Metrics, readings: &Readings, api_read_failed: bool) {
+    if let Err(e) = metrics.put(&readings.to_metrics(api_read_failed)).await {
+        warn!(error = %e, "PutMetricData failed");
+    }
+}
+
+/// One line: the load, the target and what changed, e.g. `queued 3 running 0 busy 0
+/// desired 1 tasks 0: set 0 -> 1`, followed by what happened to a drain, e.g.
+/// `; drain started: 3 tagged`.
+pub fn describe_scaling(o: &Outcome) -> String {
     let change = match o.set_count {
         Some(n) => format!("set {} -> {n}", o.current),
         None => format!("kept {}", o.current),
     };
-    format!(
-        "queued {} running {} desired {}: {change}; protected {}, unprotected {}",
-        o.queued,
-        o.running,
-        o.desired,
-        o.protection.busy.len(),
-        o.protection.idle.len()
-    )
+    let mut line = format!(
+        "queued {} running {} busy {} desired {} tasks {}: {change}",
+        o.queued, o.running, o.busy, o.desired, o.tasks,
+    );
+    match &o.drain {
+        Drain::None => {}
+        Drain::Started(tagged) => {
+            line.push_str(&format!("; drain started: {} tagged", tagged.len()))
+        }
+        Drain::Waiting(waiting) => line.push_str(&format!("; drain waiting for {}", waiting.len())),
+        Drain::Finished { drained, kept } => line.push_str(&format!(
+            "; drained {}, kept {} protected",
+            drained.len(),
+            kept.len()
+        )),
+        Drain::Cancelled { untagged, reason } => line.push_str(&format!(
+            "; drain cancelled ({reason}): {} untagged",
+            untagged.len()
+        )),
+    }
+    if !o.gaps.is_empty() {
+        line.push_str(&format!(
+            "; incomplete reading ({}), no scale-in",
+            o.gaps.join(", ")
+        ));
+    }
+    line
 }
 
 fn describe_alerts(o: &AlertOutcome) -> String {
-    format!(
+    let mut line = format!(
         "{} ended runs read, {} notices sent",
         o.runs_read,
         o.sent.len()
-    )
+    );
+    if o.deferred > 0 {
+        line.push_str(&format!(", {} runs left to a concurrent tick", o.deferred));
+    }
+    if o.out_of_time {
+        line.push_str(", stopped: less than 10 s left");
+    }
+    line
 }

@@ -1,10 +1,10 @@
 //! `bootstrap` for the provided.al2023 runtime.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use airflow_scaler::airflow::AirflowClient;
 use airflow_scaler::aws::{self, CloudWatchMetrics, DynamoState, EcsWorkers, SnsTopic};
+use airflow_scaler::budget::Deadline;
 use airflow_scaler::notify::SlackWebhook;
 use airflow_scaler::ports::{AirflowApi, Notifier, PortError, WorkerService};
 use airflow_scaler::{run_tick, Settings, TickPorts};
@@ -30,11 +30,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let settings = Settings::from_vars(|k| std::env::var(k).ok())?;
     // defaults() honours AWS_ENDPOINT_URL, so tests can point it at an emulator.
     let config = aws_config::defaults(BehaviorVersion::latest()).load().await;
-    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    let http = reqwest::Client::builder()
-        .connect_timeout(Duration::from_secs(5))
-        .timeout(Duration::from_secs(15))
-        .build()?;
+    let http = airflow_scaler::http::client()?;
     let clients = Arc::new(Clients {
         metrics: CloudWatchMetrics {
             client: aws_sdk_cloudwatch::Client::new(&config),
@@ -59,14 +55,17 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         http,
         settings,
     });
-    lambda_runtime::run(service_fn(move |_event: LambdaEvent<Value>| {
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
         let clients = clients.clone();
-        async move { tick(&clients).await }
+        // The invocation's deadline, so the tick stops starting work before Lambda
+        // cuts it off mid-write.
+        let deadline = Deadline::from_system_time(event.context.deadline());
+        async move { tick(&clients, deadline).await }
     }))
     .await
 }
 
-async fn tick(c: &Clients) -> Result<Value, lambda_runtime::Error> {
+async fn tick(c: &Clients, deadline: Deadline) -> Result<Value, lambda_runtime::Error> {
     let s = &c.settings;
     let login = login(c).await;
     let airflow: Result<&dyn AirflowApi, PortError> = match &login {
@@ -86,7 +85,7 @@ async fn tick(c: &Clients) -> Result<Value, lambda_runtime::Error> {
         state: &c.state,
         notifiers: &notifiers,
     };
-    let report = run_tick(s, &ports, chrono::Utc::now()).await;
+    let report = run_tick(s, &ports, chrono::Utc::now(), deadline).await;
     Ok(serde_json::to_value(report)?)
 }
 
@@ -96,22 +95,21 @@ async fn login(c: &Clients) -> Result<AirflowClient, PortError> {
     AirflowClient::login(c.http.clone(), &s.api_url, &s.admin_username, &password).await
 }
 
-/// The alert targets; a Slack secret that is unset or still the placeholder is skipped
-/// with a warning (the webhook URL itself is never logged).
+/// The alert targets; a Slack secret that is unset, still the placeholder or not a
+/// `https://hooks.slack.com/` URL is skipped with a warning naming the secret (the
+/// value itself is never logged).
 async fn notifiers(c: &Clients) -> Vec<Box<dyn Notifier>> {
     let mut out: Vec<Box<dyn Notifier>> = Vec::new();
     let Some(targets) = &c.settings.alerts else {
         return out;
     };
     if let Some(arn) = &targets.slack_secret_arn {
-        match aws::secret_string(&c.secrets, arn).await {
-            Ok(url) if url.starts_with("https://") => {
-                out.push(Box::new(SlackWebhook::new(c.http.clone(), url)))
-            }
-            Ok(_) => {
-                warn!(secret = %arn, "Slack webhook secret does not hold an https:// URL yet; Slack skipped")
-            }
-            Err(e) => warn!(error = %e, "Slack webhook secret unreadable; Slack skipped"),
+        let webhook = aws::secret_string(&c.secrets, arn)
+            .await
+            .and_then(|value| SlackWebhook::from_secret(c.http.clone(), arn, &value));
+        match webhook {
+            Ok(slack) => out.push(Box::new(slack)),
+            Err(e) => warn!(error = %e, "Slack skipped"),
         }
     }
     if let Some(topic) = &targets.sns_topic_arn {

@@ -1,5 +1,11 @@
 //! Alert and recovery notices and how each target renders them: a Slack incoming
 //! webhook (JSON `{"text": …}`) and an SNS topic (subject + plain-text message).
+//!
+//! Everything in a notice but its fixed words comes from users (DAG, run and task ids,
+//! the stack name), so the Slack text escapes `&`, `<` and `>`, the characters Slack
+//! parses as control sequences (links, `<!channel>` mentions): Slack's "Formatting text
+//! for app surfaces", section "Escaping text", asks for exactly these three as HTML
+//! entities and no others.
 
 use async_trait::async_trait;
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
@@ -76,7 +82,8 @@ impl Notice {
         lines
     }
 
-    /// The Slack webhook body.
+    /// The Slack webhook body: the headline in bold, the details below, every piece of
+    /// text escaped ([`slack_escape`]) so ids cannot form links or mentions.
     pub fn slack_payload(&self) -> serde_json::Value {
         let icon = match self.kind {
             Kind::Failed => ":red_circle:",
@@ -84,8 +91,8 @@ impl Notice {
         };
         let text = format!(
             "{icon} *{}*\n{}",
-            self.headline(),
-            self.details().join("\n")
+            slack_escape(&self.headline()),
+            slack_escape(&self.details().join("\n"))
         );
         serde_json::json!({ "text": text })
     }
@@ -112,6 +119,38 @@ impl Notice {
     }
 }
 
+/// `&`, `<` and `>` as the HTML entities Slack expects; nothing else is touched
+/// (Slack would show other entities literally).
+pub fn slack_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// The only host incoming webhooks live on.
+const SLACK_WEBHOOK_HOST: &str = "hooks.slack.com";
+
+/// Whether `url` is a Slack incoming webhook: `https://hooks.slack.com/…`, with no user
+/// info or port that could send the request elsewhere.
+pub fn is_slack_webhook_url(url: &str) -> bool {
+    let Ok(parsed) = reqwest::Url::parse(url) else {
+        return false;
+    };
+    parsed.scheme() == "https"
+        && parsed.host_str() == Some(SLACK_WEBHOOK_HOST)
+        && parsed.port().is_none()
+        && parsed.username().is_empty()
+        && parsed.password().is_none()
+        && parsed.path().len() > 1
+}
+
 /// A Slack incoming webhook. The URL is a credential: it is never logged and never
 /// appears in errors.
 pub struct SlackWebhook {
@@ -120,8 +159,35 @@ pub struct SlackWebhook {
 }
 
 impl SlackWebhook {
-    /// A webhook client posting to `url`.
-    pub fn new(client: reqwest::Client, url: String) -> SlackWebhook {
+    /// A webhook client for the URL held by the secret `secret_arn`, if it is a Slack
+    /// webhook URL ([`is_slack_webhook_url`]; surrounding whitespace, which pasting
+    /// often adds, is ignored). The error names the secret, never its value. `client`
+    /// should be [`crate::http::client`], which does not follow redirects.
+    pub fn from_secret(
+        client: reqwest::Client,
+        secret_arn: &str,
+        value: &str,
+    ) -> Result<SlackWebhook, PortError> {
+        let url = value.trim();
+        if url.is_empty() {
+            return Err(PortError(format!(
+                "the Slack webhook secret {secret_arn} is empty: put the webhook URL in it"
+            )));
+        }
+        if !is_slack_webhook_url(url) {
+            return Err(PortError(format!(
+                "the Slack webhook secret {secret_arn} does not hold an https://{SLACK_WEBHOOK_HOST}/ URL"
+            )));
+        }
+        Ok(SlackWebhook {
+            client,
+            url: url.to_string(),
+        })
+    }
+
+    /// A webhook client posting to `url` as given, without the host check: for tests
+    /// against a local server. Production code uses [`SlackWebhook::from_secret`].
+    pub fn unchecked(client: reqwest::Client, url: String) -> SlackWebhook {
         SlackWebhook { client, url }
     }
 }

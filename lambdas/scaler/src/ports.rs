@@ -15,6 +15,9 @@ pub struct PortError(pub String);
 /// One task instance, as far as the scaler cares.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct TaskInstance {
+    /// Its unique id (a UUID in Airflow 3): the key pages are ordered by, and how a
+    /// task instance seen twice while paging is recognised.
+    pub id: String,
     /// Its DAG.
     pub dag_id: String,
     /// Its task id.
@@ -49,10 +52,14 @@ pub struct DagRun {
 /// The Airflow REST API v2, logged in.
 #[async_trait]
 pub trait AirflowApi: Send + Sync {
-    /// `GET /api/v2/dags/~/dagRuns/~/taskInstances?state=<state>&offset&limit`.
+    /// `GET /api/v2/dags/~/dagRuns/~/taskInstances?state=<state>&queue=<q>…&order_by=id&offset&limit`:
+    /// one page of the task instances in `state` on any of `queues`, in a stable order
+    /// (by their unique id) so that consecutive pages neither repeat nor skip items
+    /// while the set is unchanged.
     async fn task_instances(
         &self,
         state: &str,
+        queues: &[String],
         offset: u64,
         limit: u64,
     ) -> Result<Page<TaskInstance>, PortError>;
@@ -76,22 +83,35 @@ pub struct WorkerTask {
     pub task_arn: String,
     /// Private IPv4 address of its ENI, once attached.
     pub private_ip: Option<String>,
+    /// Whether it has ECS task scale-in protection (`GetTaskProtection`): the worker
+    /// sets it while it holds a message, the scaler for a few minutes on the workers it
+    /// keeps when a drain ends.
+    pub protected: bool,
+    /// Whether it carries the drain tag (`airflow-stack:drain=true`, read with
+    /// `DescribeTasks include=TAGS`): the worker stops consuming.
+    pub draining: bool,
+    /// When it started (seconds since the epoch), if it has: the youngest are drained
+    /// first.
+    pub started_at: Option<i64>,
 }
 
-/// The worker service in ECS.
+/// The worker service in ECS. The scaler can protect tasks but never unprotect one:
+/// a worker clears its own protection when it is idle.
 #[async_trait]
 pub trait WorkerService: Send + Sync {
     /// The service's current desired count.
     async fn desired_count(&self) -> Result<u32, PortError>;
-    /// The service's tasks that are meant to run (`desiredStatus=RUNNING`).
+    /// The service's tasks that are meant to run (`desiredStatus=RUNNING`), with their
+    /// protection and drain tag.
     async fn tasks(&self) -> Result<Vec<WorkerTask>, PortError>;
-    /// `UpdateTaskProtection` on these tasks (the implementation batches by 10).
-    async fn set_protection(
-        &self,
-        task_arns: &[String],
-        protected: bool,
-        expires_in_minutes: i32,
-    ) -> Result<(), PortError>;
+    /// `UpdateTaskProtection` with `protectionEnabled=true` on these tasks for
+    /// `expires_in_minutes` (the implementation batches by 10).
+    async fn protect(&self, task_arns: &[String], expires_in_minutes: i32)
+        -> Result<(), PortError>;
+    /// `TagResource`: the drain tag on each task.
+    async fn tag_drain(&self, task_arns: &[String]) -> Result<(), PortError>;
+    /// `UntagResource`: the drain tag off each task.
+    async fn untag_drain(&self, task_arns: &[String]) -> Result<(), PortError>;
     /// `UpdateService` with a new desired count.
     async fn set_desired_count(&self, count: u32) -> Result<(), PortError>;
 }
@@ -115,6 +135,12 @@ pub trait Metrics: Send + Sync {
 /// One item of the state table: string attributes besides the key.
 pub type Item = BTreeMap<String, String>;
 
+/// The attribute that versions items written with [`StateStore::put_if`]: a decimal
+/// number the writer raises by one on every write (see `state::next_version`), so a
+/// version is never reused and a compare-and-set on it cannot be fooled by an item
+/// that changed and changed back.
+pub const VERSION: &str = "version";
+
 /// The DynamoDB state table, keyed by `pk`.
 #[async_trait]
 pub trait StateStore: Send + Sync {
@@ -122,6 +148,17 @@ pub trait StateStore: Send + Sync {
     async fn get(&self, key: &str) -> Result<Option<Item>, PortError>;
     /// Writes (replaces) the item with this key.
     async fn put(&self, key: &str, item: Item) -> Result<(), PortError>;
+    /// Writes (replaces) the item with this key only if the stored item is still the
+    /// one the caller read: with `expected: None`, if there is no item with a
+    /// [`VERSION`] (none at all, or one written before items were versioned); with
+    /// `Some(v)`, if the stored item's [`VERSION`] is `v`. Returns whether the write
+    /// happened; a lost race is `Ok(false)`, not an error.
+    async fn put_if(
+        &self,
+        key: &str,
+        item: Item,
+        expected: Option<&str>,
+    ) -> Result<bool, PortError>;
 }
 
 /// An alert target (Slack webhook, SNS topic).

@@ -38,6 +38,9 @@ pub struct ScalingSettings {
     pub stack: String,
     /// Formula limits.
     pub limits: Limits,
+    /// The Celery queues the worker service consumes: only task instances on these
+    /// count as load.
+    pub queues: Vec<String>,
 }
 
 /// Where to alert.
@@ -70,7 +73,9 @@ impl Settings {
                 min: a.min_workers,
                 max: a.max_workers,
                 cooldown: Duration::minutes(i64::from(a.cooldown_minutes)),
+                drain: Duration::minutes(i64::from(a.drain_minutes)),
             },
+            queues: a.worker_queues,
         });
         let alerts = read.alerts.map(|a| AlertTargets {
             settings: AlertSettings::new(read.stack_name.clone(), a.ui_base_url),
@@ -112,6 +117,8 @@ mod tests {
                 min_workers: 1,
                 max_workers: 4,
                 cooldown_minutes: 10,
+                drain_minutes: 12,
+                worker_queues: vec!["default".into(), "heavy".into()],
             }),
             alerts: alerts.then(|| Alerts {
                 ui_base_url: "https://airflow.example".into(),
@@ -136,8 +143,10 @@ mod tests {
                 min: 1,
                 max: 4,
                 cooldown: Duration::minutes(10),
+                drain: Duration::minutes(12),
             }
         );
+        assert_eq!(scaling.queues, ["default", "heavy"]);
         let alerts = settings.alerts.unwrap();
         assert_eq!(alerts.settings.stack, "airflow-dev");
         assert_eq!(alerts.sns_topic_arn.as_deref(), Some("arn:topic"));

@@ -25,6 +25,7 @@ pub use common::{Number, PolicyDocument, Principal, Statement, Tag};
 
 pub mod certificatemanager;
 pub mod cloudfront;
+pub mod cloudwatch;
 pub mod codebuild;
 pub mod dynamodb;
 pub mod ec2;
@@ -49,6 +50,7 @@ pub mod sqs;
 pub const RESOURCE_TYPES: &[&str] = &[
     "AWS::CertificateManager::Certificate",
     "AWS::CloudFront::Distribution",
+    "AWS::CloudWatch::Alarm",
     "AWS::CodeBuild::Project",
     "AWS::DynamoDB::Table",
     "AWS::EC2::EIP",
@@ -74,6 +76,7 @@ pub const RESOURCE_TYPES: &[&str] = &[
     "AWS::ElasticLoadBalancingV2::TargetGroup",
     "AWS::Events::Rule",
     "AWS::IAM::Role",
+    "AWS::Lambda::EventInvokeConfig",
     "AWS::Lambda::EventSourceMapping",
     "AWS::Lambda::Function",
     "AWS::Lambda::Permission",
@@ -99,6 +102,7 @@ pub fn create_only_properties(type_name: &str) -> Option<&'static [&'static str]
     Some(match type_name {
         "AWS::CertificateManager::Certificate" => certificatemanager::Certificate::CREATE_ONLY,
         "AWS::CloudFront::Distribution" => cloudfront::Distribution::CREATE_ONLY,
+        "AWS::CloudWatch::Alarm" => cloudwatch::Alarm::CREATE_ONLY,
         "AWS::CodeBuild::Project" => codebuild::Project::CREATE_ONLY,
         "AWS::DynamoDB::Table" => dynamodb::Table::CREATE_ONLY,
         "AWS::EC2::EIP" => ec2::Eip::CREATE_ONLY,
@@ -130,6 +134,7 @@ pub fn create_only_properties(type_name: &str) -> Option<&'static [&'static str]
         }
         "AWS::Events::Rule" => events::Rule::CREATE_ONLY,
         "AWS::IAM::Role" => iam::Role::CREATE_ONLY,
+        "AWS::Lambda::EventInvokeConfig" => lambda::EventInvokeConfig::CREATE_ONLY,
         "AWS::Lambda::EventSourceMapping" => lambda::EventSourceMapping::CREATE_ONLY,
         "AWS::Lambda::Function" => lambda::Function::CREATE_ONLY,
         "AWS::Lambda::Permission" => lambda::Permission::CREATE_ONLY,
@@ -161,6 +166,7 @@ pub fn conditional_create_only_properties(type_name: &str) -> Option<&'static [&
             certificatemanager::Certificate::CONDITIONAL_CREATE_ONLY
         }
         "AWS::CloudFront::Distribution" => cloudfront::Distribution::CONDITIONAL_CREATE_ONLY,
+        "AWS::CloudWatch::Alarm" => cloudwatch::Alarm::CONDITIONAL_CREATE_ONLY,
         "AWS::CodeBuild::Project" => codebuild::Project::CONDITIONAL_CREATE_ONLY,
         "AWS::DynamoDB::Table" => dynamodb::Table::CONDITIONAL_CREATE_ONLY,
         "AWS::EC2::EIP" => ec2::Eip::CONDITIONAL_CREATE_ONLY,
@@ -198,6 +204,7 @@ pub fn conditional_create_only_properties(type_name: &str) -> Option<&'static [&
         }
         "AWS::Events::Rule" => events::Rule::CONDITIONAL_CREATE_ONLY,
         "AWS::IAM::Role" => iam::Role::CONDITIONAL_CREATE_ONLY,
+        "AWS::Lambda::EventInvokeConfig" => lambda::EventInvokeConfig::CONDITIONAL_CREATE_ONLY,
         "AWS::Lambda::EventSourceMapping" => lambda::EventSourceMapping::CONDITIONAL_CREATE_ONLY,
         "AWS::Lambda::Function" => lambda::Function::CONDITIONAL_CREATE_ONLY,
         "AWS::Lambda::Permission" => lambda::Permission::CONDITIONAL_CREATE_ONLY,
@@ -226,6 +233,7 @@ pub fn required_properties(type_name: &str) -> Option<&'static [&'static str]> {
     Some(match type_name {
         "AWS::CertificateManager::Certificate" => certificatemanager::Certificate::REQUIRED,
         "AWS::CloudFront::Distribution" => cloudfront::Distribution::REQUIRED,
+        "AWS::CloudWatch::Alarm" => cloudwatch::Alarm::REQUIRED,
         "AWS::CodeBuild::Project" => codebuild::Project::REQUIRED,
         "AWS::DynamoDB::Table" => dynamodb::Table::REQUIRED,
         "AWS::EC2::EIP" => ec2::Eip::REQUIRED,
@@ -255,6 +263,7 @@ pub fn required_properties(type_name: &str) -> Option<&'static [&'static str]> {
         "AWS::ElasticLoadBalancingV2::TargetGroup" => elasticloadbalancingv2::TargetGroup::REQUIRED,
         "AWS::Events::Rule" => events::Rule::REQUIRED,
         "AWS::IAM::Role" => iam::Role::REQUIRED,
+        "AWS::Lambda::EventInvokeConfig" => lambda::EventInvokeConfig::REQUIRED,
         "AWS::Lambda::EventSourceMapping" => lambda::EventSourceMapping::REQUIRED,
         "AWS::Lambda::Function" => lambda::Function::REQUIRED,
         "AWS::Lambda::Permission" => lambda::Permission::REQUIRED,

@@ -9,8 +9,9 @@ from airflow.sdk import BaseHook, dag, task
 CONN_ID = "e2e_secret_conn"
 
 
+# No retries: see e2e_python.py (Spot workers get one retry by default).
 @dag(dag_id="e2e_connection", schedule=None, start_date=pendulum.datetime(2025, 1, 1),
-     catchup=False, tags=["e2e"])
+     catchup=False, tags=["e2e"], default_args={"retries": 0})
 def e2e_connection():
     @task
     def read_connection() -> dict:

@@ -205,8 +205,16 @@ class LocalStack:
         self.timings.mark("migrate")
         self.push_dags(self.repo / "tests" / "e2e" / "dags")
         self.timings.mark("dags push")
+        self.pool = None
         for logical in self.airflow_services():
-            self.start_service_tasks(logical)
+            if self.scaler_owns_count(logical):
+                # ECS's service scheduler, played by the emulator (harness/pool.py).
+                from .pool import WorkerPool
+                self.pool = WorkerPool(self, logical)
+                self.pool.wait_running(int(self.template.resources[logical]["Properties"]
+                                           .get("DesiredCount", 1)))
+            else:
+                self.start_service_tasks(logical)
         self.wait_healthy()
         self.start_health_monitor()
         self.timings.mark("all containers healthy")
@@ -390,6 +398,13 @@ class LocalStack:
 
     def airflow_services(self) -> list[str]:
         return sorted(k for k in self.template.of_type("AWS::ECS::Service") if k != "RedisService")
+
+    def scaler_owns_count(self, logical: str) -> bool:
+        """With autoscaling on the template leaves the worker service's DesiredCount to
+        the scaler Lambda."""
+        props = self.template.resources[logical]["Properties"]
+        return "DesiredCount" not in props and any(
+            k.lower().startswith("scaler") for k in self.template.of_type("AWS::Lambda::Function"))
 
     def service_tasks(self, logical: str) -> list[Task]:
         return [t for t in self.tasks.values() if t.service == logical]
@@ -728,6 +743,8 @@ class LocalStack:
             out.append(f"BLOCKED {b.src_host} ({b.src_ip}) -> {b.dst_host} ({b.dst_ip}) port "
                        f"{b.port}: no ingress rule of {self.groups_of(b.dst_host)} allows it from "
                        f"{self.groups_of(b.src_host)}")
+        for error in (getattr(self, "pool", None) and self.pool.errors) or []:
+            out.append(f"ECS {error}")
         for task in list(self.tasks.values()):
             kills = task.host.oom_kills()
             if kills:
@@ -947,6 +964,36 @@ def _stack_name(t: Template) -> str:
             if isinstance(tag, dict) and tag.get("Key") == "airflow-stack:stack":
                 return tag["Value"]
     raise AssertionError("no airflow-stack:stack tag in the template")
+
+
+SCALED = """
+autoscaling:
+  enabled: true
+  min_workers: 0
+  max_workers: 4
+  cooldown_minutes: 0
+
+alerts:
+  enabled: true
+  sns_topic: create
+  ui_base_url: https://airflow.example.com
+"""
+
+
+def scaled_stack_file(repo: Path, workdir: Path, base: str = "stacks/dev.yaml") -> Path:
+    """dev.yaml with the scaler on: autoscaling and alerts, which need a NAT gateway
+    (the Lambda's way to the AWS APIs); no cool-down (scale-in starts on the first tick
+    that wants fewer workers: the cool-down is the scaler's unit tests' to prove, the
+    drain this run's); worker concurrency 2."""
+    text = (repo / base).read_text()
+    assert re.search(r"^\s*nat_gateways:\s*0\s*$", text, re.M), f"{base} no longer sets nat_gateways: 0"
+    assert not re.search(r"^(autoscaling|alerts):", text, re.M), f"{base} already sets autoscaling/alerts"
+    text = re.sub(r"^(\s*)nat_gateways:\s*0\s*$", r"\1nat_gateways: 1", text, count=1, flags=re.M)
+    text, n = re.subn(r"(worker: \{[^}]*concurrency: )\d+", r"\g<1>2", text, count=1)
+    assert n == 1, f"{base}: no worker concurrency to set"
+    path = workdir / "scaled.yaml"
+    path.write_text(text + SCALED)
+    return path
 
 
 def _region(stack_file: Path) -> str:

@@ -47,7 +47,10 @@ fn decode(s: &str) -> String {
         .into_owned()
 }
 
-type Handler = dyn Fn(&Request) -> (u16, String) + Send + Sync;
+/// An answer: status, extra headers, body.
+pub type Answer = (u16, Vec<(String, String)>, String);
+
+type Handler = dyn Fn(&Request) -> Answer + Send + Sync;
 
 /// A running server; its thread ends with the test process.
 pub struct Server {
@@ -57,6 +60,16 @@ pub struct Server {
 
 impl Server {
     pub fn start(handler: impl Fn(&Request) -> (u16, String) + Send + Sync + 'static) -> Server {
+        Server::start_with_headers(move |r| {
+            let (status, body) = handler(r);
+            (status, Vec::new(), body)
+        })
+    }
+
+    /// Like [`Server::start`], with extra response headers (e.g. `location`).
+    pub fn start_with_headers(
+        handler: impl Fn(&Request) -> Answer + Send + Sync + 'static,
+    ) -> Server {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let requests = Arc::new(Mutex::new(Vec::new()));
@@ -68,10 +81,14 @@ impl Server {
                 let Some(request) = read_request(&mut stream) else {
                     continue;
                 };
-                let (status, body) = handler(&request);
+                let (status, headers, body) = handler(&request);
                 seen.lock().unwrap().push(request);
+                let extra: String = headers
+                    .iter()
+                    .map(|(k, v)| format!("{k}: {v}\r\n"))
+                    .collect();
                 let response = format!(
-                    "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\n{extra}connection: close\r\n\r\n{body}",
                     body.len()
                 );
                 let _ = stream.write_all(response.as_bytes());
