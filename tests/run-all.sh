@@ -67,11 +67,16 @@ for r in json.load(sys.stdin)["Resources"].values():
 done | sort -u)"
 [ "$(echo "$architectures" | wc -w)" = 1 ] || { echo "error: the stacks' Lambdas run on several architectures: $architectures" >&2; exit 1; }
 bash lambdas/build.sh --arch "$architectures"
-# The release CLI carries them (cargo feature bundled-lambdas, build.rs):
-# tests/aws_emulator/test_bundled_cli.py deploys with it and no way to build; the
-# synth benchmark below times the same binary.
-export AIRFLOW_STACK_BUNDLE_DIR="$CARGO_TARGET_DIR/lambda/$architectures"
-cargo build --release --quiet -p airflow-stack --features bundled-lambdas
+# A CLI that carries them (cargo feature bundled-lambdas, build.rs):
+# tests/aws_emulator/test_bundled_cli.py deploys with it and no way to build. A debug
+# build proves the bundle as well as a release one and reuses the debug dependencies
+# just compiled (a release build compiled them all again: about 5 minutes of a cold
+# run); the feature adds no dependency, so only this crate is compiled again. Kept
+# aside, because the tests' own build of the CLI (without the feature) replaces it.
+AIRFLOW_STACK_BUNDLE_DIR="$CARGO_TARGET_DIR/lambda/$architectures" \
+    cargo build --quiet -p airflow-stack --features bundled-lambdas
+mkdir -p "$CARGO_TARGET_DIR/bundled"
+cp "$CARGO_TARGET_DIR/debug/airflow-stack" "$CARGO_TARGET_DIR/bundled/airflow-stack"
 
 phase "Rust tests (unit, CLI, cfn-lint, Lambda processes against moto)"
 cargo test --workspace --quiet 2>&1 | tee "$cache/cargo-test.log"
@@ -102,10 +107,6 @@ else
 fi
 "$AIRFLOW_STACK_VENV/bin/python" -m pytest -q -p no:cacheprovider tests/worker_protection
 unset AIRFLOW_STACK_AIRFLOW_PYTHON
-
-phase "benchmark: synth as a process"
-cargo build --release --quiet -p airflow-stack --features bundled-lambdas
-python3 scripts/bench_synth.py
 
 # >>> e2e (tests/e2e): the synthesized stack as real local Airflow processes >>>
 # Each ECS task in its own network namespace behind the template's security groups, each

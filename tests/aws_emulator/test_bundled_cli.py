@@ -1,9 +1,11 @@
-"""A release CLI built with the Lambda zips inside (cargo feature `bundled-lambdas`,
-build.rs) deploys with nothing else: no zips in its target dir, no cargo-lambda, so no
-build is possible, and none is attempted. tests/run-all.sh builds that CLI:
+"""A CLI built with the Lambda zips inside (cargo feature `bundled-lambdas`, build.rs)
+deploys with nothing else: no zips in its target dir, no cargo-lambda, so no build is
+possible, and none is attempted. tests/run-all.sh builds that CLI (a debug build: the
+bundle is the same in a release build) and keeps it aside:
 
     AIRFLOW_STACK_BUNDLE_DIR=$CARGO_TARGET_DIR/lambda/<architecture> \\
-        cargo build --release -p airflow-stack --features bundled-lambdas
+        cargo build -p airflow-stack --features bundled-lambdas
+    cp $CARGO_TARGET_DIR/debug/airflow-stack $CARGO_TARGET_DIR/bundled/airflow-stack
 
     $AIRFLOW_STACK_VENV/bin/python -m pytest -q -p no:cacheprovider \\
         tests/aws_emulator/test_bundled_cli.py
@@ -16,13 +18,14 @@ import subprocess
 from test_template_mutations import (ASSET_LAMBDAS, ROOT, TARGET, architecture, aws,
                                      reset, synth, zip_path)
 
-RELEASE_CLI = os.path.join(TARGET, "release", "airflow-stack")
+BUNDLED_CLI = os.path.join(TARGET, "bundled", "airflow-stack")
 
 
 def test_a_cli_with_bundled_zips_deploys_without_a_build(endpoint, tmp_path):
-    assert os.access(RELEASE_CLI, os.X_OK), (
-        f"{RELEASE_CLI} is missing: AIRFLOW_STACK_BUNDLE_DIR={TARGET}/lambda/<arch> cargo build "
-        "--release -p airflow-stack --features bundled-lambdas (tests/run-all.sh does)")
+    assert os.access(BUNDLED_CLI, os.X_OK), (
+        f"{BUNDLED_CLI} is missing: AIRFLOW_STACK_BUNDLE_DIR={TARGET}/lambda/<arch> cargo build "
+        "-p airflow-stack --features bundled-lambdas, then copy target/debug/airflow-stack "
+        "there (tests/run-all.sh does)")
     reset(endpoint)
     empty_target = tmp_path / "target"
     empty_target.mkdir()
@@ -38,7 +41,7 @@ def test_a_cli_with_bundled_zips_deploys_without_a_build(endpoint, tmp_path):
                 "CARGO_TARGET_DIR": str(empty_target), "PATH": os.pathsep.join(path)})
 
     def cli(*args):
-        out = subprocess.run([RELEASE_CLI, *args], cwd=ROOT, env=env,
+        out = subprocess.run([BUNDLED_CLI, *args], cwd=ROOT, env=env,
                              stdin=subprocess.DEVNULL, capture_output=True, text=True,
                              timeout=180)
         print(f"$ airflow-stack {' '.join(args)}\n{out.stdout}{out.stderr}")

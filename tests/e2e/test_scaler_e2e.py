@@ -485,7 +485,8 @@ def test_scale_in_never_stops_a_busy_worker(stack, airflow, scaler, metrics):
         _tick_until(scaler, stack, lambda: desired() == 2, timeout=60, every=5)
         _tick_until(scaler, stack, lambda: _wait_state(airflow, "e2e_burst", burst), timeout=180)
         _tick_until(scaler, stack, lambda: desired() == 1 and len(
-            [e for e in pool.events if e["kind"] == "stopped"]) > stops_before, timeout=120)
+            [e for e in pool.events if e["kind"] == "stopped"]) > stops_before, timeout=120,
+            every=5)
         assert airflow.run_state("e2e_long", long_run) == "running", \
             f"the long task ended before scale-in {n + 1}"
         stack.timings.mark(f"scaler: burst {n + 1} out and in")
