@@ -228,11 +228,7 @@ pub async fn mark_sent(
     version: &str,
     now: DateTime<Utc>,
 ) -> Result<bool, PortError> {
-    let mut item = claim_item(dag_id, run_id, now, next_version(Some(version)));
-    item.insert("sent".into(), "true".into());
-    store
-        .put_if(&claim_key(dag_id, run_id), item, Some(version))
-        .await
+    rewrite_claim(store, dag_id, run_id, version, now, true).await
 }
 
 /// Gives a claim up after a failed delivery, so the next tick may retry at once rather
@@ -244,7 +240,23 @@ pub async fn release(
     version: &str,
     now: DateTime<Utc>,
 ) -> Result<bool, PortError> {
-    let item = claim_item(dag_id, run_id, now, next_version(Some(version)));
+    rewrite_claim(store, dag_id, run_id, version, now, false).await
+}
+
+/// Replaces the claim this tick holds (at `version`) with its next version, marked sent
+/// or not; false when another tick took the claim over first.
+async fn rewrite_claim(
+    store: &dyn StateStore,
+    dag_id: &str,
+    run_id: &str,
+    version: &str,
+    now: DateTime<Utc>,
+    sent: bool,
+) -> Result<bool, PortError> {
+    let mut item = claim_item(dag_id, run_id, now, next_version(Some(version)));
+    if sent {
+        item.insert("sent".into(), "true".into());
+    }
     store
         .put_if(&claim_key(dag_id, run_id), item, Some(version))
         .await
