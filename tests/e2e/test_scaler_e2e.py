@@ -456,7 +456,7 @@ def test_scale_in_never_stops_a_busy_worker(stack, airflow, scaler, metrics):
                                      services=[scaler.service])["services"][0]["desiredCount"]
 
     # 1. The worker the alert test's ticks left idle is drained and stopped.
-    _tick_until(scaler, stack, lambda: desired() == 0 and not pool.running(), timeout=150)
+    _tick_until(scaler, stack, lambda: desired() == 0 and pool.settled(0), timeout=150)
     stack.timings.mark("scaler: idle worker scaled in to zero")
 
     # 2. From zero workers: trigger, the task queues, one tick decides, a worker starts.
@@ -484,8 +484,10 @@ def test_scale_in_never_stops_a_busy_worker(stack, airflow, scaler, metrics):
         bursts.append(burst)
         _tick_until(scaler, stack, lambda: desired() == 2, timeout=60, every=5)
         _tick_until(scaler, stack, lambda: _wait_state(airflow, "e2e_burst", burst), timeout=180)
-        _tick_until(scaler, stack, lambda: desired() == 1 and len(
-            [e for e in pool.events if e["kind"] == "stopped"]) > stops_before, timeout=120,
+        # Settled: the stop ECS decided has finished and the pool has recorded it, so the
+        # next burst's count starts clean and step 5 sees every stop.
+        _tick_until(scaler, stack, lambda: desired() == 1 and pool.settled(1) and len(
+            [e for e in pool.events if e["kind"] == "stopped"]) > stops_before, timeout=150,
             every=5)
         assert airflow.run_state("e2e_long", long_run) == "running", \
             f"the long task ended before scale-in {n + 1}"

@@ -40,6 +40,7 @@ class WorkerPool:
         self.lock = threading.Lock()
         self.started: dict[str, object] = {}   # task id -> harness Task
         self.stopping: set[str] = set()
+        self.stopped: set[str] = set()  # task ids whose "stopped" event is recorded
         self.events: list[dict] = []
         self.errors: list[str] = []
         self.index = 0
@@ -199,6 +200,8 @@ class WorkerPool:
             "region": self.stack.region})
         self._event("stopped", task, seconds=seconds, exit_code=codes[0] if codes else None,
                     killed=killed)
+        with self.lock:
+            self.stopped.add(t["taskId"])
 
     def _event(self, kind: str, task, **detail) -> None:
         entry = {"kind": kind, "task": task.name, "ip": task.host.ip, "time": time.time(),
@@ -214,6 +217,20 @@ class WorkerPool:
         with self.lock:
             return [t for i, t in self.started.items() if t is not None
                     and i not in self.stopping]
+
+    def settled(self, count: int) -> bool:
+        """True when exactly `count` tasks run and every stop ECS decided is finished and
+        recorded: none the emulator still has on its way to STOPPED, none the pool is still
+        stopping. A desired count that just went down is not enough: ECS stops the task
+        after that, and the container takes seconds to exit."""
+        tasks = self.state()["tasks"]
+        if any(t["desiredStatus"] == "STOPPED" and t["lastStatus"] != "STOPPED"
+               for t in tasks):
+            return False
+        with self.lock:
+            if not self.stopping <= self.stopped:
+                return False
+        return len(self.running()) == count
 
     def wait_running(self, count: int, timeout: float = 120) -> None:
         wait_for(f"{count} worker task(s) started", lambda: len(self.running()) >= count
