@@ -316,7 +316,7 @@ fn an_alarm_fires_when_the_scaler_cannot_read_airflow() {
 }
 
 #[test]
-fn the_alarm_exists_where_the_scaler_publishes_its_metrics() {
+fn the_alarm_exists_wherever_the_scaler_runs() {
     let t = common::default_template();
     assert!(t["Resources"].get("ScalerApiReadAlarm").is_none());
     // Autoscaling without alerts: an alarm without actions (visible in the console).
@@ -330,10 +330,20 @@ fn the_alarm_exists_where_the_scaler_publishes_its_metrics() {
     ));
     let a = &t["Resources"]["ScalerApiReadAlarm"]["Properties"];
     assert_eq!(a["AlarmActions"], serde_json::json!([arn]));
-    // Alerts alone: the scaler publishes no metrics (lambdas/scaler/src/handler.rs), so
-    // an alarm treating missing data as breaching would never clear.
+    // Alerts alone: the scaler still reads Airflow and publishes the read-failure metric
+    // on every tick (lambdas/scaler/src/handler.rs), so alerts that stop because it cannot
+    // read Airflow are not silent either.
     let t = template(&format!("alerts:\n  enabled: true\n  sns_topic: {arn}\n"));
-    assert!(t["Resources"].get("ScalerApiReadAlarm").is_none());
+    let a = &t["Resources"]["ScalerApiReadAlarm"]["Properties"];
+    assert_eq!(a["AlarmActions"], serde_json::json!([arn]));
+    let env = &t["Resources"]["ScalerFunction"]["Properties"]["Environment"]["Variables"];
+    assert_eq!(env["METRIC_NAMESPACE"], "AirflowStack");
+    assert!(env.get("AUTOSCALING_ENABLED").is_none());
+    let metrics = statement_for(&t, "cloudwatch:PutMetricData");
+    assert_eq!(
+        metrics["Condition"]["StringEquals"]["cloudwatch:namespace"],
+        "AirflowStack"
+    );
 }
 
 fn env_of(t: &Value, container: &str) -> std::collections::BTreeMap<String, Value> {
@@ -419,7 +429,17 @@ fn alerts_only_with_existing_targets_and_no_scaling_permissions() {
     assert!(env.get("AUTOSCALING_ENABLED").is_none());
     assert_eq!(env["UI_BASE_URL"], "http://api-server.airflow:8080");
     let actions = serde_json::to_string(&statements(&t)).unwrap();
-    assert!(!actions.contains("ecs:") && !actions.contains("cloudwatch:"));
+    assert!(!actions.contains("ecs:"), "{actions}");
+    // Its one CloudWatch permission: the read-failure metric, in its namespace.
+    let cloudwatch: Vec<Value> = statements(&t)
+        .into_iter()
+        .filter(|s| s["Action"].to_string().contains("cloudwatch:"))
+        .collect();
+    assert_eq!(cloudwatch.len(), 1, "{cloudwatch:?}");
+    assert_eq!(
+        cloudwatch[0]["Action"],
+        serde_json::json!(["cloudwatch:PutMetricData"])
+    );
     assert_eq!(
         t["Resources"]["WorkerService"]["Properties"]["DesiredCount"], 1,
         "without autoscaling the template keeps the count"
@@ -553,8 +573,8 @@ fn with_autoscaling_workers_protect_themselves_and_honour_the_drain_tag() {
         t["Resources"]["ScalerFunction"]["Properties"]["Environment"]["Variables"]["DRAIN_MINUTES"],
         "7"
     );
-    // The worker's task role: the agent's protection endpoint and taskWithTags, on the
-    // cluster's tasks.
+    // The worker's task role: the agent's protection endpoint and the worker's own
+    // ListTagsForResource (its drain tag), on the cluster's tasks.
     let role = &t["Resources"]["WorkerTaskRole"]["Properties"]["Policies"][0]["PolicyDocument"]
         ["Statement"];
     let protection = role
@@ -621,4 +641,98 @@ fn the_scaler_may_set_and_remove_the_drain_tag_only() {
     for s in [&tag, &untag, &statement_for(&t, "ecs:GetTaskProtection")] {
         assert!(s["Resource"].to_string().contains("task/"), "{s}");
     }
+}
+
+#[test]
+fn the_scaler_logs_in_as_its_own_user_with_a_secret_of_its_own() {
+    let t = template(BOTH);
+    let secret = &t["Resources"]["ScalerPasswordSecret"];
+    assert_eq!(secret["Type"], "AWS::SecretsManager::Secret");
+    assert_eq!(
+        secret["DeletionPolicy"], "Retain",
+        "the user in the database outlives it"
+    );
+    assert!(secret["Properties"].get("SecretString").is_none());
+    assert_eq!(
+        t["Resources"]["GeneratedSecrets"]["Properties"]["ScalerPasswordSecretArn"],
+        serde_json::json!({"Ref": "ScalerPasswordSecret"})
+    );
+    let env = &t["Resources"]["ScalerFunction"]["Properties"]["Environment"]["Variables"];
+    assert_eq!(env["API_USERNAME"], "airflow-stack-scaler");
+    assert_eq!(
+        env["API_PASSWORD_SECRET_ARN"],
+        serde_json::json!({"Ref": "ScalerPasswordSecret"})
+    );
+    let read = statement_for(&t, "secretsmanager:GetSecretValue");
+    let resources = read["Resource"].to_string();
+    assert!(resources.contains("ScalerPasswordSecret"), "{resources}");
+    assert!(!resources.contains("AdminPasswordSecret"), "{resources}");
+    // A stack without the scaler has neither the secret nor the user.
+    let t = common::default_template();
+    assert!(t["Resources"].get("ScalerPasswordSecret").is_none());
+    assert!(!t.to_string().contains("airflow-stack-scaler"));
+}
+
+/// `schedule:` pauses the scaler with the services: DynamoDB PutItem/DeleteItem of the
+/// paused item through Scheduler's universal targets, with a role allowed exactly that.
+#[test]
+fn office_hours_mark_the_scaler_paused_and_resumed() {
+    let t = template(
+        "autoscaling:\n  enabled: true\nschedule:\n  timezone: Europe/Berlin\n  resume: \"cron(0 7 ? * MON-FRI *)\"\n  pause: \"cron(0 19 ? * MON-FRI *)\"\n",
+    );
+    let r = &t["Resources"];
+    // The input with the table's Ref replaced by a name, as Scheduler would send it.
+    let input = |id: &str| -> Value {
+        let target = &r[id]["Properties"]["Target"];
+        let parts = target["Input"]["Fn::Join"][1].as_array().unwrap();
+        let text: String = parts
+            .iter()
+            .map(|p| match p {
+                Value::String(s) => s.clone(),
+                other => {
+                    assert_eq!(other, &serde_json::json!({"Ref": "ScalerStateTable"}));
+                    "tbl".to_owned()
+                }
+            })
+            .collect();
+        serde_json::from_str(&text).unwrap()
+    };
+    let arn = |id: &str| r[id]["Properties"]["Target"]["Arn"].to_string();
+    assert!(arn("ScalerPauseSchedule").contains(":scheduler:::aws-sdk:dynamodb:putItem"));
+    assert_eq!(
+        input("ScalerPauseSchedule"),
+        serde_json::json!({"TableName": "tbl", "Item": {
+            "pk": {"S": "paused"}, "since": {"S": "<aws.scheduler.scheduled-time>"}}})
+    );
+    assert!(arn("ScalerResumeSchedule").contains(":scheduler:::aws-sdk:dynamodb:deleteItem"));
+    assert_eq!(
+        input("ScalerResumeSchedule"),
+        serde_json::json!({"TableName": "tbl", "Key": {"pk": {"S": "paused"}}})
+    );
+    for (id, when) in [
+        ("ScalerPauseSchedule", "cron(0 19 ? * MON-FRI *)"),
+        ("ScalerResumeSchedule", "cron(0 7 ? * MON-FRI *)"),
+    ] {
+        assert_eq!(r[id]["Properties"]["ScheduleExpression"], when);
+        assert_eq!(r[id]["Properties"]["ScheduleExpressionTimezone"], "Europe/Berlin");
+    }
+    let policy = &r["ScheduleRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"];
+    let dynamo = policy
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["Action"].to_string().contains("dynamodb"))
+        .expect("a DynamoDB statement");
+    assert_eq!(
+        dynamo["Action"],
+        serde_json::json!(["dynamodb:PutItem", "dynamodb:DeleteItem"])
+    );
+    assert_eq!(
+        dynamo["Resource"],
+        serde_json::json!([{"Fn::GetAtt": ["ScalerStateTable", "Arn"]}])
+    );
+    // Without the scaler, the schedule touches the services only.
+    let t = template("schedule:\n  timezone: UTC\n  resume: \"cron(0 7 * * ? *)\"\n  pause: \"cron(0 19 * * ? *)\"\n");
+    assert!(t["Resources"].get("ScalerPauseSchedule").is_none());
+    assert!(!t["Resources"]["ScheduleRole"].to_string().contains("dynamodb"));
 }

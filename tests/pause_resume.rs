@@ -1,6 +1,7 @@
 //! `airflow-stack pause` / `resume` against the local AWS emulator
 //! (tests/aws_emulator/server.py): a stack with ECS services created through
-//! CloudFormation, paused to 0 and resumed to exactly the stack file's counts.
+//! CloudFormation, paused to 0 and resumed to exactly the stack file's counts, with the
+//! scaler's paused item set before the services stop and cleared on resume.
 
 mod common;
 
@@ -109,6 +110,11 @@ fn template() -> String {
         "WorkerService": service(3),
         "RedisService": service(1),
         "LegacyService": service(1),
+        // The scaler's state table (stack::SCALER_STATE_TABLE), as monitoring.rs makes it.
+        "ScalerStateTable": {"Type": "AWS::DynamoDB::Table", "Properties": {
+            "AttributeDefinitions": [{"AttributeName": "pk", "AttributeType": "S"}],
+            "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"}],
+            "BillingMode": "PAY_PER_REQUEST"}},
     }})
     .to_string()
 }
@@ -149,6 +155,42 @@ async fn desired(url: &str) -> Vec<(String, i32)> {
         out.push((id.to_string(), services.services()[0].desired_count()));
     }
     out
+}
+
+/// The scaler's paused item (`since`), read back from the stack's state table.
+async fn paused_item(url: &str) -> Option<String> {
+    let cfn = aws_sdk_cloudformation::Client::from_conf(config(url));
+    let table = cfn
+        .describe_stack_resource()
+        .stack_name("pause-test")
+        .logical_resource_id("ScalerStateTable")
+        .send()
+        .await
+        .unwrap()
+        .stack_resource_detail()
+        .and_then(|r| r.physical_resource_id().map(str::to_owned))
+        .unwrap();
+    let conf = aws_sdk_dynamodb::Config::builder()
+        .behavior_version(aws_sdk_dynamodb::config::BehaviorVersion::latest())
+        .region(aws_sdk_dynamodb::config::Region::new(REGION))
+        .endpoint_url(url)
+        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
+            "testing", "testing", None, None, "test",
+        ))
+        .build();
+    let item = aws_sdk_dynamodb::Client::from_conf(conf)
+        .get_item()
+        .table_name(table)
+        .key(
+            "pk",
+            aws_sdk_dynamodb::types::AttributeValue::S("paused".into()),
+        )
+        .consistent_read(true)
+        .send()
+        .await
+        .unwrap();
+    item.item()
+        .map(|i| i["since"].as_s().expect("since is a string").clone())
 }
 
 fn run_cli(url: &str, verb: &str, file: &std::path::Path) -> String {
@@ -220,13 +262,24 @@ fn pause_scales_every_service_to_zero_and_resume_restores_the_stack_file_counts(
     ];
     assert_eq!(rt.block_on(desired(&emulator.url)), deployed);
 
+    assert_eq!(rt.block_on(paused_item(&emulator.url)), None);
+
     let paused = run_cli(&emulator.url, "pause", &file);
     assert!(paused.contains("pause-test paused:"), "{paused}");
     let zero: Vec<_> = deployed.iter().map(|(id, _)| (id.clone(), 0)).collect();
     assert_eq!(rt.block_on(desired(&emulator.url)), zero);
+    // The scaler is told before the services stop (its ticks then do nothing).
+    let since = rt.block_on(paused_item(&emulator.url)).expect("paused item");
+    assert!(since.starts_with("20") && since.ends_with('Z'), "{since}");
+    let (mark, first_service) = (
+        paused.find("scaler").expect("names the scaler"),
+        paused.find("CoreService").unwrap(),
+    );
+    assert!(mark < first_service, "{paused}");
 
     let resumed = run_cli(&emulator.url, "resume", &file);
     assert!(resumed.contains("pause-test resumed:"), "{resumed}");
+    assert_eq!(rt.block_on(paused_item(&emulator.url)), None, "{resumed}");
     assert!(
         resumed.contains("LegacyService") && resumed.contains("left as is"),
         "{resumed}"

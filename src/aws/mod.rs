@@ -68,6 +68,11 @@ impl Aws {
         aws_sdk_ecs::Client::new(&self.config)
     }
 
+    /// A DynamoDB client (the scaler's state table).
+    pub fn dynamodb(&self) -> aws_sdk_dynamodb::Client {
+        aws_sdk_dynamodb::Client::new(&self.config)
+    }
+
     /// The overridden endpoint (a local emulator), if any.
     pub fn endpoint_url(&self) -> Option<String> {
         self.config.endpoint_url().map(String::from)

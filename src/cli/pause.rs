@@ -1,5 +1,8 @@
 //! `airflow-stack pause` / `resume`: every ECS service of the stack to 0 tasks and back
-//! to the counts of the stack file, leaving the database and all data in place.
+//! to the counts of the stack file, leaving the database and all data in place. With the
+//! scaler, `pause` first marks it paused in its state table (its ticks then neither scale,
+//! alert nor count the stopped api-server as a read failure) and `resume` clears that
+//! last.
 
 use std::collections::BTreeMap;
 
@@ -10,6 +13,7 @@ use super::{Failure, StackFile};
 use crate::aws::services::{self, StackResource};
 use crate::aws::{Aws, AwsOptions};
 use crate::{spec, stack};
+use airflow_stack_contract::scaler::{PAUSED_KEY, PAUSED_SINCE, STATE_TABLE_KEY};
 
 /// Arguments of `pause` and `resume`.
 #[derive(Debug, clap::Args)]
@@ -83,6 +87,44 @@ pub fn database_note(
     })
 }
 
+/// The scaler's state table, when the stack runs the scaler.
+fn scaler_table(resources: &[StackResource]) -> Option<String> {
+    resources
+        .iter()
+        .find(|r| r.logical_id == stack::SCALER_STATE_TABLE && !r.physical_id.is_empty())
+        .map(|r| r.physical_id.clone())
+}
+
+/// Writes the paused item the scaler checks first on every tick
+/// (`airflow_stack_contract::scaler::PAUSED_KEY`).
+async fn set_paused(dynamodb: &aws_sdk_dynamodb::Client, table: &str) -> anyhow::Result<()> {
+    use aws_sdk_dynamodb::primitives::{DateTime, DateTimeFormat};
+    use aws_sdk_dynamodb::types::AttributeValue;
+    let since = DateTime::from(std::time::SystemTime::now()).fmt(DateTimeFormat::DateTime)?;
+    dynamodb
+        .put_item()
+        .table_name(table)
+        .item(STATE_TABLE_KEY, AttributeValue::S(PAUSED_KEY.into()))
+        .item(PAUSED_SINCE, AttributeValue::S(since))
+        .send()
+        .await
+        .map_err(|e| anyhow!("marking the scaler paused in table {table}: {e}"))?;
+    Ok(())
+}
+
+/// Deletes the paused item (deleting a missing item succeeds: resume twice is fine).
+async fn clear_paused(dynamodb: &aws_sdk_dynamodb::Client, table: &str) -> anyhow::Result<()> {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    dynamodb
+        .delete_item()
+        .table_name(table)
+        .key(STATE_TABLE_KEY, AttributeValue::S(PAUSED_KEY.into()))
+        .send()
+        .await
+        .map_err(|e| anyhow!("clearing the scaler's paused mark in table {table}: {e}"))?;
+    Ok(())
+}
+
 pub fn run(args: Args, direction: Direction) -> Result<(), Failure> {
     let spec = spec::load(&args.stack.file)?;
     let template = stack::build(&spec)
@@ -103,6 +145,7 @@ pub fn run(args: Args, direction: Direction) -> Result<(), Failure> {
             .filter(|r| r.resource_type == "AWS::ECS::Service" && !r.physical_id.is_empty())
             .collect();
         let ecs = aws.ecs();
+        let scaler_table = scaler_table(&resources);
         let verb = if direction == Direction::Pause {
             "pausing"
         } else {
@@ -114,6 +157,12 @@ pub fn run(args: Args, direction: Direction) -> Result<(), Failure> {
             aws.region(),
             scaled.len()
         );
+        // Before the services stop: a tick that ran in between would find the api-server
+        // gone, count a read failure and could start workers for work still queued.
+        if let (Direction::Pause, Some(table)) = (direction, &scaler_table) {
+            set_paused(&aws.dynamodb(), table).await?;
+            println!("  {:<16} paused: its ticks do nothing until resume", "scaler");
+        }
         let mut done = Vec::new();
         for r in &scaled {
             let Some(count) = target(direction, &r.logical_id, &counts) else {
@@ -135,6 +184,10 @@ pub fn run(args: Args, direction: Direction) -> Result<(), Failure> {
             .zip(&now)
             .map(|(r, c)| format!("{} {}/{}", r.logical_id, c.running, c.desired))
             .collect();
+        if let (Direction::Resume, Some(table)) = (direction, &scaler_table) {
+            clear_paused(&aws.dynamodb(), table).await?;
+            println!("  {:<16} resumed: scaling and alerts from its next tick", "scaler");
+        }
         if let Some(note) = database_note(direction, &resources, &template) {
             println!("  {note}");
         }

@@ -236,6 +236,12 @@ impl Spec {
             .clone()
             .unwrap_or_else(|| format!("apache/airflow:{}-python3.12", self.airflow.version))
     }
+
+    /// Whether the stack runs the scaler Lambda (autoscaling, failed-run alerts or
+    /// both); only then does it have the scaler's Airflow user and its secret.
+    pub fn runs_scaler(&self) -> bool {
+        self.autoscaling.enabled || self.alerts.enabled
+    }
 }
 
 #[cfg(test)]

@@ -2,6 +2,8 @@
 //! same configuration across all the Airflow components"): one environment, and the
 //! secrets, of which each container gets only those its component needs.
 
+use airflow_stack_contract::scaler::{DEFAULT_ADMIN_USERNAME, SCALER_USERNAME};
+
 use super::component::{AirflowSecret, Component};
 use super::keys::Keys;
 use super::storage::Bucket;
@@ -22,6 +24,7 @@ pub struct SharedConfig {
     broker_url: Secret,
     result_backend: Secret,
     admin_password: Secret,
+    scaler_password: Option<Secret>,
 }
 
 /// An environment variable of a container. Never a secret value: those are
@@ -35,6 +38,9 @@ pub fn env_var(name: &str, value: impl Into<Expr>) -> KeyValuePair {
 
 /// Name of the environment variable carrying the admin password where it is needed.
 pub const ADMIN_PASSWORD_ENV: &str = "AIRFLOW_STACK_ADMIN_PASSWORD";
+/// Name of the environment variable carrying the scaler user's password where it is
+/// needed (the migration task with FAB, the api-server with the simple auth manager).
+pub const SCALER_PASSWORD_ENV: &str = "AIRFLOW_STACK_SCALER_PASSWORD";
 
 impl SharedConfig {
     /// The configuration of this stack file, reading secrets from `keys`.
@@ -103,7 +109,7 @@ impl SharedConfig {
         if spec.airflow.auth_manager == AuthManager::Simple {
             env.push(env_var(
                 "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS",
-                "admin:admin",
+                simple_auth_manager_users(spec),
             ));
         }
         env.extend(
@@ -138,6 +144,10 @@ impl SharedConfig {
             // broker: result keys (`celery-task-meta-*`) and queues do not collide.
             result_backend: secret("AIRFLOW__CELERY__RESULT_BACKEND", &keys.broker_url()),
             admin_password: secret(ADMIN_PASSWORD_ENV, &keys.admin_password),
+            scaler_password: keys
+                .scaler_password
+                .as_ref()
+                .map(|arn| secret(SCALER_PASSWORD_ENV, arn)),
         }
     }
 
@@ -160,8 +170,24 @@ impl SharedConfig {
             AirflowSecret::BrokerUrl => &self.broker_url,
             AirflowSecret::ResultBackend => &self.result_backend,
             AirflowSecret::AdminPassword => &self.admin_password,
+            // Component::secrets names it only in stacks that run the scaler, which are
+            // the stacks that have the secret.
+            AirflowSecret::ScalerPassword => self
+                .scaler_password
+                .as_ref()
+                .expect("the scaler password secret exists when the scaler runs"),
         }
     }
+}
+
+/// `[core] simple_auth_manager_users` (`user:role,...`): the admin, and the scaler's
+/// read-only user when the stack runs the scaler.
+fn simple_auth_manager_users(spec: &Spec) -> String {
+    let mut users = format!("{DEFAULT_ADMIN_USERNAME}:admin");
+    if spec.runs_scaler() {
+        users.push_str(&format!(",{SCALER_USERNAME}:viewer"));
+    }
+    users
 }
 
 /// `[core] parallelism`: task instances one scheduler keeps queued and running at once.

@@ -59,6 +59,8 @@ pub enum AirflowSecret {
     ResultBackend,
     /// The admin user's password, for the containers that create or check it.
     AdminPassword,
+    /// The scaler's read-only user's password, likewise (stacks that run the scaler).
+    ScalerPassword,
 }
 
 /// What a component does with the bucket: every component with a task role reads the
@@ -201,22 +203,36 @@ impl Component {
     /// API tokens, `[api] secret_key` forge UI sessions and log tokens, the Fernet key
     /// decrypt every connection, and the database URL bypass the API altogether. The
     /// scheduler, dag-processor, triggerer and api-server keep them: they use the
-    /// metadata database directly. The migration task needs the database, and the admin
-    /// password to create the admin user; so does the api-server with the simple auth
-    /// manager, which seeds its passwords file from it.
+    /// metadata database directly. The migration task needs the database, and with FAB
+    /// the users' passwords to create the admin and the scaler's user; the api-server
+    /// needs those passwords instead with the simple auth manager, which seeds its
+    /// passwords file from them.
     pub fn secrets(self, spec: &Spec) -> Vec<AirflowSecret> {
         use AirflowSecret::*;
         let core = [FernetKey, ApiSecretKey, JwtSecret, SqlAlchemyConn];
         let celery = [BrokerUrl, ResultBackend];
+        let users = Self::user_passwords(spec);
         match self {
             Component::Scheduler => core.into_iter().chain(celery).collect(),
             Component::ApiServer if spec.airflow.auth_manager == AuthManager::Simple => {
-                core.into_iter().chain([AdminPassword]).collect()
+                core.into_iter().chain(users).collect()
             }
             Component::ApiServer | Component::DagProcessor | Component::Triggerer => core.to_vec(),
             Component::Worker | Component::Flower => celery.to_vec(),
-            Component::Migrate => vec![SqlAlchemyConn, AdminPassword],
+            Component::Migrate if spec.airflow.auth_manager == AuthManager::Fab => {
+                [SqlAlchemyConn].into_iter().chain(users).collect()
+            }
+            Component::Migrate => vec![SqlAlchemyConn],
         }
+    }
+
+    /// The passwords of the Airflow users the stack creates.
+    fn user_passwords(spec: &Spec) -> Vec<AirflowSecret> {
+        let mut users = vec![AirflowSecret::AdminPassword];
+        if spec.runs_scaler() {
+            users.push(AirflowSecret::ScalerPassword);
+        }
+        users
     }
 
     /// What it does with the bucket; `None` for the containers without a task role

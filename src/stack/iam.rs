@@ -97,12 +97,12 @@ fn task_role(s: &mut Scope, id: &str, what: &str, statements: Vec<Statement>) ->
 ///   UpdateTaskProtection, and its error example is an `AccessDeniedException` for
 ///   `assumed-role/<task role>/... is not authorized to perform:
 ///   ecs:GetTaskProtection`.
-/// - `ecs:ListTagsForResource`: the task metadata endpoint v4's `/taskWithTags` gets
-///   the tags with ListTagsForResource. The guide names the container instance role
-///   for tasks on EC2 and does not say whose credentials Fargate uses; the task role
-///   is the only role a Fargate task has, and a read of tags is harmless, so it is
-///   granted here. (The worker module may also read the tags itself with the same
-///   permission.)
+/// - `ecs:ListTagsForResource`: the worker module reads its own task's tags (the
+///   drain tag) by calling ListTagsForResource itself, on its task ARN, with the task
+///   role's credentials. The task metadata endpoint's `/taskWithTags` is documented
+///   for tasks on EC2 only ("Amazon ECS task metadata endpoint version 4"); the
+///   Fargate page ("Amazon ECS task metadata endpoint version 4 for tasks on Fargate")
+///   does not list it.
 ///
 /// All three on the cluster's task ARNs, `task/<cluster>/*`: a task does not know its
 /// own ARN before it starts, and a task ARN does not name its service. So DAG code on a

@@ -1,4 +1,5 @@
-//! The generated secrets: five Secrets Manager secrets, created empty, and
+//! The generated secrets: five Secrets Manager secrets (six with the scaler), created
+//! empty, and
 //! `Custom::AirflowSecrets`, whose Rust Lambda (lambdas/secrets) fills them once with
 //! the Fernet key, the API and JWT secrets and the passwords. A leaf of the construct
 //! graph: the database, the broker and the connection URLs are built on it.
@@ -19,7 +20,7 @@ use crate::cfn::l1::secretsmanager::Secret;
 use crate::cfn::l1::{Statement, Tag};
 use crate::cfn::{Attributes, Expr, LogicalId, Policy, Pseudo};
 
-/// The stack's five secrets, by ARN (a `Ref` to a secret is its ARN, never its value).
+/// The stack's secrets, by ARN (a `Ref` to a secret is its ARN, never its value).
 ///
 /// Values that the same readers need are kept together in one JSON secret, because
 /// every secret costs $0.40 a month and merging them widens no access: whoever reads
@@ -36,6 +37,9 @@ pub struct Keys {
     pub redis: Expr,
     /// The admin user's password (plain).
     pub admin_password: Expr,
+    /// The scaler's read-only Airflow user's password (plain); only when the stack runs
+    /// the scaler.
+    pub scaler_password: Option<Expr>,
     /// The generator; resources reading the passwords depend on it.
     pub generated: LogicalId,
     /// ARN of the secrets Lambda, which also serves `Custom::AirflowConnectionUrls`.
@@ -76,19 +80,25 @@ impl Keys {
     pub fn redis_password_reference(&self) -> Expr {
         Expr::resolve_secret_key(self.redis.clone(), key::PASSWORD)
     }
-    /// The secrets every Airflow container reads.
+    /// The secrets Airflow containers read (each container only its own keys).
     pub fn airflow_secret_arns(&self) -> Vec<Expr> {
-        vec![
-            self.fernet_key.clone(),
-            self.signing_keys.clone(),
-            self.database.clone(),
-            self.redis.clone(),
-            self.admin_password.clone(),
+        [
+            &self.fernet_key,
+            &self.signing_keys,
+            &self.database,
+            &self.redis,
+            &self.admin_password,
         ]
+        .into_iter()
+        .chain(&self.scaler_password)
+        .cloned()
+        .collect()
     }
 }
 
-/// `(logical id prefix, name suffix, description, kept after deletion)`.
+/// `(logical id prefix, name suffix, description, kept after deletion)`. Every secret a
+/// database row depends on is kept: the Fernet key (encrypted connections), the database
+/// password, and the passwords of the users the migration creates.
 const SECRETS: &[(&str, &str, &str, bool)] = &[
     (
         "FernetKey",
@@ -122,6 +132,14 @@ const SECRETS: &[(&str, &str, &str, bool)] = &[
     ),
 ];
 
+/// The scaler's secret, created only when the stack runs the scaler.
+const SCALER_SECRET: (&str, &str, &str, bool) = (
+    "ScalerPassword",
+    "scaler-password",
+    "Password of the scaler's read-only Airflow user (airflow-stack-scaler)",
+    true,
+);
+
 /// A secret created without a value: no `SecretString` and no
 /// `GenerateSecretString`, so no secret value ever passes through the template (or the
 /// stack's events and drift reports); a custom resource or the user writes the first
@@ -138,8 +156,10 @@ pub fn empty_secret(name: Expr, description: &str, tags: Vec<Tag>) -> Secret {
 
 /// Adds the secrets, the secrets Lambda and the generator resource.
 pub fn add(s: &mut Scope) -> Keys {
-    let arns: Vec<Expr> = SECRETS
+    let scaler = s.spec.runs_scaler().then_some(&SCALER_SECRET);
+    let mut arns: Vec<Expr> = SECRETS
         .iter()
+        .chain(scaler)
         .map(|(id, suffix, description, keep)| {
             let secret = empty_secret(
                 unique_name(Expr::Pseudo(Pseudo::StackName), &format!("/{suffix}-")),
@@ -155,6 +175,7 @@ pub fn add(s: &mut Scope) -> Keys {
         })
         .collect();
     let function = add_function(s, &arns);
+    let scaler_password = scaler.and_then(|_| arns.pop());
     let [fernet_key, signing_keys, database, redis, admin_password] =
         <[Expr; 5]>::try_from(arns).expect("five secrets");
     let properties = SecretsProperties {
@@ -163,6 +184,7 @@ pub fn add(s: &mut Scope) -> Keys {
         database_secret_arn: database.clone(),
         redis_secret_arn: redis.clone(),
         admin_password_secret_arn: admin_password.clone(),
+        scaler_password_secret_arn: scaler_password.clone(),
         password_length: s.spec.secrets.password_length,
         // Written even when empty: a rotation token removed from the stack file is a
         // change the Lambda must see.
@@ -177,6 +199,7 @@ pub fn add(s: &mut Scope) -> Keys {
         database,
         redis,
         admin_password,
+        scaler_password,
         generated,
         function,
     }

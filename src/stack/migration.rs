@@ -9,9 +9,9 @@ use std::collections::BTreeMap;
 use airflow_stack_contract::migration::{
     MigrationProperties, MAX_WAIT_SECONDS, RESOURCE_TYPE, SERVICE_TIMEOUT_SECONDS,
 };
-use airflow_stack_contract::scaler::DEFAULT_ADMIN_USERNAME;
+use airflow_stack_contract::scaler::{DEFAULT_ADMIN_USERNAME, SCALER_USERNAME};
 
-use super::airflow_config::{SharedConfig, ADMIN_PASSWORD_ENV};
+use super::airflow_config::{SharedConfig, ADMIN_PASSWORD_ENV, SCALER_PASSWORD_ENV};
 use super::component::Component;
 use super::connections::Backends;
 use super::fargate::{self, Infra, TaskDefinitionSpec};
@@ -33,22 +33,60 @@ pub struct Migration {
     pub ready: Vec<LogicalId>,
 }
 
-/// The migration container's command: migrate, then (FAB) create the admin user.
-/// `users create` prints "already exists" and exits 0 on later runs, so it is idempotent;
-/// `set -e` makes a failed migration fail the task instead of being swallowed.
+/// The migration container's command: migrate, then (FAB) create the admin user and,
+/// in stacks that run the scaler, the scaler's read-only user.
+///
+/// `set -e` makes a failed migration fail the task instead of being swallowed. Passwords
+/// never reach a command line (where `ps` and /proc show them): `printf`, a bash builtin,
+/// feeds them to `users create`'s prompt, which reads standard input when the container
+/// has no terminal (the FAB provider's `users create` and `users reset-password` ask
+/// twice through `getpass` when `--password` is absent).
 pub fn migrate_command(spec: &Spec) -> Vec<Expr> {
     match spec.airflow.auth_manager {
         AuthManager::Simple => vec!["db".into(), "migrate".into()],
-        AuthManager::Fab => vec![
-            "bash".into(),
-            "-c".into(),
-            format!(
-                "set -euo pipefail; airflow db migrate; airflow users create --username {DEFAULT_ADMIN_USERNAME} --password \"${ADMIN_PASSWORD_ENV}\" \
-                 --role Admin --firstname Airflow --lastname Admin --email admin@example.invalid"
-            )
-            .into(),
-        ],
+        AuthManager::Fab => {
+            let mut script = vec![
+                "set -euo pipefail".to_owned(),
+                "airflow db migrate".to_owned(),
+                create_user(DEFAULT_ADMIN_USERNAME, "Admin", ADMIN_PASSWORD_ENV),
+            ];
+            if spec.runs_scaler() {
+                script.push(create_user(SCALER_USERNAME, "Viewer", SCALER_PASSWORD_ENV));
+                script.push(reset_password_if_existing(
+                    SCALER_USERNAME,
+                    SCALER_PASSWORD_ENV,
+                ));
+            }
+            vec!["bash".into(), "-c".into(), script.join("; ").into()]
+        }
     }
+}
+
+/// Feeds the password in `$env` to a FAB password prompt (password, then confirmation).
+fn password_from(env: &str) -> String {
+    format!("printf '%s\\n%s\\n' \"${env}\" \"${env}\"")
+}
+
+/// `users create`, idempotent: on later runs it prints "already exists" and exits 0,
+/// leaving the user as it is (the admin keeps a password changed in the UI). Its output
+/// is kept in `$created` for [`reset_password_if_existing`].
+fn create_user(username: &str, role: &str, password_env: &str) -> String {
+    format!(
+        "created=$({} | airflow users create --username {username} --role {role} \
+         --firstname airflow-stack --lastname {role} --email {username}@example.invalid); \
+         echo \"$created\"",
+        password_from(password_env)
+    )
+}
+
+/// The scaler's password is the stack's, not a person's: when its user already exists
+/// (a stack that turned the scaler off and on again gets a new secret), the password is
+/// set to the secret's again, so the scaler can always log in.
+fn reset_password_if_existing(username: &str, password_env: &str) -> String {
+    format!(
+        "case \"$created\" in *\"already exists\"*) {} | airflow users reset-password --username {username};; esac",
+        password_from(password_env)
+    )
 }
 
 /// Adds the migration task, its Lambda and `Custom::AirflowMigration`; returns what
@@ -164,4 +202,106 @@ fn add_function(
         },
     );
     f.arn()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(yaml: &str) -> Spec {
+        serde_yaml_ng::from_str(&format!("name: t\nregion: us-east-1\n{yaml}")).unwrap()
+    }
+
+    fn script(spec: &Spec) -> String {
+        match migrate_command(spec).as_slice() {
+            [Expr::Lit(bash), Expr::Lit(c), Expr::Lit(script)] if bash == "bash" && c == "-c" => {
+                script.clone()
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// Runs the script with `airflow` replaced by a stub that records its arguments and
+    /// the lines it reads, as FAB's prompt would (password, then confirmation).
+    fn run_with_stub(script: &str, existing: bool) -> String {
+        let dir = std::env::temp_dir().join(format!("migrate-{}-{existing}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let stub = dir.join("airflow");
+        let already = if existing {
+            "echo \"$3 already exists in the db\""
+        } else {
+            ":"
+        };
+        std::fs::write(
+            &stub,
+            format!(
+                "#!/bin/bash\nread -r a; read -r b; echo \"args=$* stdin=$a,$b\" >> \"{}/calls\"\n\
+                 [ \"$1 $2\" = \"users create\" ] && {already}\nexit 0\n",
+                dir.display()
+            ),
+        )
+        .unwrap();
+        std::process::Command::new("chmod")
+            .args(["+x", stub.to_str().unwrap()])
+            .status()
+            .unwrap();
+        let path = format!("{}:{}", dir.display(), std::env::var("PATH").unwrap());
+        let status = std::process::Command::new("bash")
+            .args(["-c", script])
+            .env("PATH", path)
+            .env(ADMIN_PASSWORD_ENV, "Admin123")
+            .env(SCALER_PASSWORD_ENV, "Scaler456")
+            .stdin(std::process::Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let calls = std::fs::read_to_string(dir.join("calls")).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        calls
+    }
+
+    #[test]
+    fn users_get_their_passwords_on_standard_input_never_as_arguments() {
+        let s = spec("autoscaling: {enabled: true}\n");
+        let script = script(&s);
+        assert!(!script.contains("--password"), "{script}");
+        let calls = run_with_stub(&script, false);
+        let lines: Vec<&str> = calls.lines().collect();
+        assert_eq!(lines.len(), 3, "{calls}");
+        assert!(lines[0].starts_with("args=db migrate"), "{calls}");
+        assert!(
+            lines[1].contains("users create --username admin --role Admin")
+                && lines[1].ends_with("stdin=Admin123,Admin123"),
+            "{calls}"
+        );
+        assert!(
+            lines[2].contains("users create --username airflow-stack-scaler --role Viewer")
+                && lines[2].ends_with("stdin=Scaler456,Scaler456"),
+            "{calls}"
+        );
+        assert!(!calls.contains("args=users create --username admin --password"));
+    }
+
+    #[test]
+    fn an_existing_scaler_user_gets_the_secrets_password_again_and_the_admin_does_not() {
+        let s = spec("alerts: {enabled: true}\n");
+        let calls = run_with_stub(&script(&s), true);
+        let resets: Vec<&str> = calls
+            .lines()
+            .filter(|l| l.contains("users reset-password"))
+            .collect();
+        assert_eq!(resets.len(), 1, "{calls}");
+        assert!(
+            resets[0].contains("--username airflow-stack-scaler")
+                && resets[0].ends_with("stdin=Scaler456,Scaler456"),
+            "{calls}"
+        );
+    }
+
+    #[test]
+    fn without_the_scaler_only_the_admin_is_created() {
+        let calls = run_with_stub(&script(&spec("")), false);
+        assert_eq!(calls.lines().count(), 2, "{calls}");
+        assert!(!calls.contains("airflow-stack-scaler"));
+    }
 }

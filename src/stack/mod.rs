@@ -34,6 +34,7 @@ use crate::spec::Spec;
 pub use assets::{AssetParameters, ASSET_LAMBDAS, LAMBDA_ARCHITECTURE};
 pub use bootstrap::{bootstrap_template, BOOTSTRAP_STACK};
 pub use component::Component;
+pub use monitoring::STATE_TABLE as SCALER_STATE_TABLE;
 pub use scope::unique_name;
 
 /// Builds the template of a stack and checks it against CloudFormation's limits.
@@ -65,8 +66,8 @@ pub fn build(spec: &Spec) -> Result<Template, TemplateError> {
         keys: &keys,
         worker: &worker,
     };
-    monitoring::add(s, &scaled);
-    schedule::add(s, &cluster);
+    let scaler_table = monitoring::add(s, &scaled);
+    schedule::add(s, &cluster, scaler_table.as_ref());
     add_outputs(&mut s.t, spec, &bucket, &keys, &cluster);
     s.t.check()?;
     Ok(std::mem::take(&mut s.t))

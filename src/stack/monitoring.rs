@@ -17,8 +17,7 @@
 use std::collections::BTreeMap;
 
 use airflow_stack_contract::scaler::{
-    metrics, Alerts, Autoscaling, ScalerSettings, DEFAULT_ADMIN_USERNAME, DEFAULT_QUEUE,
-    STATE_TABLE_KEY,
+    metrics, Alerts, Autoscaling, ScalerSettings, DEFAULT_QUEUE, SCALER_USERNAME, STATE_TABLE_KEY,
 };
 use airflow_stack_contract::worker;
 
@@ -73,15 +72,20 @@ const MAX_EVENT_AGE_SECONDS: i64 = 60;
 /// Consecutive one-minute periods with a failed (or no) reading before the alarm fires.
 const ALARM_MINUTES: i64 = 5;
 
-/// Adds the scaler when autoscaling or alerts are on.
-pub fn add(s: &mut Scope, inputs: &Inputs) {
+/// Logical id of the scaler's DynamoDB state table: `pause` and `resume` set and clear
+/// its paused item.
+pub const STATE_TABLE: &str = "ScalerStateTable";
+
+/// Adds the scaler when autoscaling or alerts are on; returns its state table (where
+/// pausing marks it paused).
+pub fn add(s: &mut Scope, inputs: &Inputs) -> Option<Handle<Table>> {
     let spec = s.spec;
-    if !spec.autoscaling.enabled && !spec.alerts.enabled {
-        return;
+    if !spec.runs_scaler() {
+        return None;
     }
     let code_key = assets::add_scaler_key(&mut s.t);
     let group = add_network_access(s, inputs);
-    let table = s.t.add("ScalerStateTable", state_table(s.tags.all()));
+    let table = s.t.add(STATE_TABLE, state_table(s.tags.all()));
     let targets = add_targets(&mut s.t, spec, &s.tags);
     let net = inputs.infra.net;
     let f = rust_function::add(
@@ -141,19 +145,9 @@ pub fn add(s: &mut Scope, inputs: &Inputs) {
             ..Permission::default()
         },
     );
-    if publishes_metrics(spec) {
-        add_read_failure_alarm(t, spec, &targets);
-    }
+    add_read_failure_alarm(t, spec, &targets);
     add_outputs(t, &targets, spec);
-}
-
-/// Whether the scaler publishes its metrics, `AirflowApiReadFailures` among them: with
-/// autoscaling on, as lambdas/scaler/src/handler.rs does it (the metric namespace is an
-/// autoscaling setting of the contract). The read-failure alarm and the
-/// `cloudwatch:PutMetricData` permission follow it: with alerts alone, an alarm that
-/// treats missing data as breaching would never leave the ALARM state.
-fn publishes_metrics(spec: &Spec) -> bool {
-    spec.autoscaling.enabled
+    Some(table)
 }
 
 /// Lambda's asynchronous invocation settings of the scaler: no retries (by default
@@ -308,7 +302,6 @@ fn environment(
     let autoscaling = a.enabled.then(|| Autoscaling {
         cluster: inputs.infra.cluster.handle.r#ref(),
         worker_service: inputs.worker.name(),
-        metric_namespace: Expr::lit(metrics::NAMESPACE),
         worker_concurrency: spec.services.worker.concurrency,
         min_workers: a.min_workers,
         max_workers: a.max_workers,
@@ -325,10 +318,13 @@ fn environment(
     });
     let settings = ScalerSettings {
         airflow_api_url: Expr::lit(api),
-        admin_username: Expr::lit(DEFAULT_ADMIN_USERNAME),
-        admin_secret_arn: inputs.keys.admin_password.clone(),
+        api_username: Expr::lit(SCALER_USERNAME),
+        api_password_secret_arn: scaler_password(inputs),
         stack_name: Expr::lit(spec.name.clone()),
         state_table: table.r#ref(),
+        // Every tick publishes AirflowApiReadFailures (the alarm's metric), alerts-only
+        // stacks too; with autoscaling also the load (lambdas/scaler/src/handler.rs).
+        metric_namespace: Expr::lit(metrics::NAMESPACE),
         autoscaling,
         alerts,
     };
@@ -351,14 +347,12 @@ fn statements(
     if spec.autoscaling.enabled {
         statements.extend(scaling_statements(spec, inputs));
     }
-    if publishes_metrics(spec) {
-        statements.push(put_metric_data());
-    }
+    statements.push(put_metric_data());
     statements.push(Statement::allow(
         &["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query"],
         vec![table.arn()],
     ));
-    let mut secrets = vec![inputs.keys.admin_password.clone()];
+    let mut secrets = vec![scaler_password(inputs)];
     secrets.extend(targets.slack_secret.clone());
     statements.push(Statement::allow(
         &["secretsmanager:GetSecretValue"],
@@ -368,6 +362,16 @@ fn statements(
         statements.push(Statement::allow(&["sns:Publish"], vec![topic.clone()]));
     }
     statements
+}
+
+/// The scaler's own Airflow password: the keys construct makes the secret whenever
+/// [`Spec::runs_scaler`], which is when this module adds anything.
+fn scaler_password(inputs: &Inputs) -> Expr {
+    inputs
+        .keys
+        .scaler_password
+        .clone()
+        .expect("a stack that runs the scaler has its password secret")
 }
 
 /// CloudWatch metrics in the stack's namespace only: PutMetricData has no resource to

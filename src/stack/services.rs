@@ -3,7 +3,7 @@
 //! ([`SharedConfig`]). With `services.packing: core` the four core components become
 //! containers of one task ([`packing`](super::packing)).
 
-use super::airflow_config::{env_var, SharedConfig, ADMIN_PASSWORD_ENV};
+use super::airflow_config::{env_var, SharedConfig, ADMIN_PASSWORD_ENV, SCALER_PASSWORD_ENV};
 use super::component::Component;
 use super::fargate::{self, Deployment, Infra, ServiceSpec, TaskDefinitionSpec};
 use super::iam::Roles;
@@ -14,6 +14,7 @@ use crate::cfn::l1::ecs::task_definition::{ContainerDefinition, HealthCheck, Key
 use crate::cfn::l1::ecs::Service;
 use crate::cfn::{Attributes, Expr, Handle, LogicalId};
 use crate::spec::{AuthManager, Spec};
+use airflow_stack_contract::scaler::{DEFAULT_ADMIN_USERNAME, SCALER_USERNAME};
 use airflow_stack_contract::worker;
 
 fn shell_check(command: &str, interval: i64, timeout: i64, start_period: i64) -> HealthCheck {
@@ -30,16 +31,32 @@ fn words(s: &str) -> Vec<Expr> {
     s.split_whitespace().map(Expr::lit).collect()
 }
 
-/// The api-server command. With the simple auth manager the admin password is seeded
-/// from the secret into the passwords file, so every replica accepts the same one.
+/// The api-server command. With the simple auth manager the users' passwords are seeded
+/// from their secrets into the passwords file, so every replica accepts the same ones.
+/// The generated passwords are alphanumeric, so they need no JSON escaping.
 fn api_server_command(spec: &Spec) -> Vec<Expr> {
     match spec.airflow.auth_manager {
         AuthManager::Fab => words("api-server"),
-        AuthManager::Simple => vec![
-            "bash".into(),
-            "-c".into(),
-            format!("printf '{{\"admin\": \"%s\"}}' \"${ADMIN_PASSWORD_ENV}\" > \"$AIRFLOW_HOME/simple_auth_manager_passwords.json.generated\" && exec airflow api-server").into(),
-        ],
+        AuthManager::Simple => {
+            let mut users = vec![(DEFAULT_ADMIN_USERNAME, ADMIN_PASSWORD_ENV)];
+            if spec.runs_scaler() {
+                users.push((SCALER_USERNAME, SCALER_PASSWORD_ENV));
+            }
+            let format = users
+                .iter()
+                .map(|(user, _)| format!("\"{user}\": \"%s\""))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let values: String = users
+                .iter()
+                .map(|(_, env)| format!(" \"${env}\""))
+                .collect();
+            vec![
+                "bash".into(),
+                "-c".into(),
+                format!("printf '{{{format}}}'{values} > \"$AIRFLOW_HOME/simple_auth_manager_passwords.json.generated\" && exec airflow api-server").into(),
+            ]
+        }
     }
 }
 
@@ -216,4 +233,52 @@ pub fn add(
     };
     core.finish(s, infra, core_roles);
     worker.expect("every stack has a worker service")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(yaml: &str) -> Spec {
+        serde_yaml_ng::from_str(&format!("name: t\nregion: us-east-1\n{yaml}")).unwrap()
+    }
+
+    /// Runs the api-server command's seeding step (everything before `exec airflow`)
+    /// with bash and returns the passwords file it wrote.
+    fn seeded_passwords(spec: &Spec) -> serde_json::Value {
+        let command = api_server_command(spec);
+        let Some(Expr::Lit(script)) = command.get(2) else {
+            panic!("{command:?}")
+        };
+        let (seed, rest) = script.split_once(" && ").unwrap();
+        assert_eq!(rest, "exec airflow api-server");
+        let home = std::env::temp_dir().join(format!("seed-{}", std::process::id()));
+        std::fs::create_dir_all(&home).unwrap();
+        let status = std::process::Command::new("bash")
+            .args(["-c", seed])
+            .env("AIRFLOW_HOME", &home)
+            .env(ADMIN_PASSWORD_ENV, "Admin123")
+            .env(SCALER_PASSWORD_ENV, "Scaler456")
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let file = home.join("simple_auth_manager_passwords.json.generated");
+        let written = std::fs::read_to_string(&file).unwrap();
+        std::fs::remove_dir_all(&home).unwrap();
+        serde_json::from_str(&written).unwrap()
+    }
+
+    #[test]
+    fn the_simple_auth_manager_gets_both_users_passwords_from_their_secrets() {
+        let s = spec("airflow: {auth_manager: simple}\nalerts: {enabled: true}\n");
+        assert_eq!(
+            seeded_passwords(&s),
+            serde_json::json!({"admin": "Admin123", "airflow-stack-scaler": "Scaler456"})
+        );
+        let s = spec("airflow: {auth_manager: simple}\n");
+        assert_eq!(
+            seeded_passwords(&s),
+            serde_json::json!({"admin": "Admin123"})
+        );
+    }
 }

@@ -402,10 +402,6 @@ def _set_eni_ip(task, ip: str) -> None:
 # --- the agent's endpoints --------------------------------------------------------------
 
 
-def tags_of(task) -> dict:
-    return {t["key"]: t.get("value", "") for t in (task.tags or [])}
-
-
 def task_metadata(backend, task, container: str | None) -> dict:
     """Task metadata v4 (`/task`), trimmed to what a task on Fargate gets."""
     definition = backend.describe_task_definition(task.task_definition_arn)

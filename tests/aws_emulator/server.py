@@ -1718,8 +1718,13 @@ def agent_api(environ, start_response):
 
     PUT/GET <agent>/task-protection/v1/state are UpdateTaskProtection/GetTaskProtection
     made by the agent with the task role's credentials: authorized against that role and
-    recorded. GET <metadata>, <metadata>/task and <metadata>/taskWithTags serve task
-    metadata v4 (taskWithTags adds TaskTags, the task's tags as a map)."""
+    recorded. GET <metadata> and <metadata>/task serve task metadata v4 as a task on
+    Fargate gets it. <metadata>/taskWithTags is 404: AWS documents it for tasks on EC2
+    only ("Amazon ECS task metadata endpoint version 4"); the Fargate page ("Amazon ECS
+    task metadata endpoint version 4 for tasks on Fargate") lists only the container
+    path, /task, /stats and /task/stats, and these tasks are Fargate tasks. A task reads
+    its tags with the ECS API instead (ListTagsForResource on its ARN, authorized
+    against its task role by authz.py like every API call)."""
     path, method = environ["PATH_INFO"], environ["REQUEST_METHOD"]
     parts = path.strip("/").split("/")
     if len(parts) < 3 or parts[1] not in ("agent", "metadata"):
@@ -1731,12 +1736,14 @@ def agent_api(environ, start_response):
     if parts[1] == "metadata":
         container = parts[3] if len(parts) > 3 else None
         rest = parts[4:]
+        if rest == ["taskWithTags"]:
+            return _json_reply(start_response, "404 Not Found", {
+                "error": f"no metadata path {path}: taskWithTags is documented for tasks "
+                         "on EC2 only, not on Fargate (use the ECS API's "
+                         "ListTagsForResource on the task ARN)"})
         with ecs_service.LOCK:
             meta = ecs_service.task_metadata(backend, task, container)
-            if rest == ["taskWithTags"]:
-                meta["TaskTags"] = ecs_service.tags_of(task)
-                meta["ContainerInstanceTags"] = {}
-            elif rest == []:
+            if rest == []:
                 meta = meta["Containers"][0] if meta["Containers"] else {}
             elif rest != ["task"]:
                 return _json_reply(start_response, "404 Not Found",

@@ -219,30 +219,63 @@ def test_agent_endpoint_refuses_a_task_role_without_the_permission(aws, endpoint
     assert got["protectedTasks"][0]["protectionEnabled"] is False
 
 
-def test_task_with_tags_shows_tags_set_through_the_api(aws, endpoint):
-    ecs, tasks = _two_running(aws, endpoint)
+def test_a_fargate_task_reads_its_tags_through_the_api_not_task_with_tags(aws, endpoint):
+    """What the worker module does to see the drain tag. On Fargate the task metadata
+    endpoint v4 has no /taskWithTags (AWS docs: "Amazon ECS task metadata endpoint
+    version 4 for tasks on Fargate" lists the container path, /task, /stats and
+    /task/stats; taskWithTags is on "Amazon ECS task metadata endpoint version 4", for
+    tasks on EC2), so the task takes its ARN from /task and calls ListTagsForResource
+    with its task role's credentials."""
+    role = register(endpoint, "worker-task", allow(
+        "ecs:ListTagsForResource", f"{BASE}:task/jobs/*"))
+    ecs, tasks = _two_running(aws, endpoint, role_key=role)
     task_id, arn = tasks[0]["taskId"], tasks[0]["taskArn"]
-    status, meta = _agent(endpoint, "GET", task_id, "metadata/{id}/worker/taskWithTags")
-    assert status == 200 and meta["TaskARN"] == arn and meta["TaskTags"] == {}
+    # (a) No taskWithTags for a Fargate task; /task gives the ARN, as on Fargate.
+    status, body = _agent(endpoint, "GET", task_id, "metadata/{id}/worker/taskWithTags")
+    assert status == 404, body
+    assert "EC2 only" in body["error"] and "Fargate" in body["error"]
+    status, meta = _agent(endpoint, "GET", task_id, "metadata/{id}/worker/task")
+    assert status == 200 and meta["TaskARN"] == arn and meta["LaunchType"] == "FARGATE"
+    assert "TaskTags" not in meta
+    # (b) The task role reads the drain tag the tagger sets, and sees it go.
+    worker = client(endpoint, "ecs", role)
+    assert worker.list_tags_for_resource(resourceArn=arn)["tags"] == []
     tagger = client(endpoint, "ecs", register(
         endpoint, "tagger", allow(["ecs:TagResource", "ecs:UntagResource"],
                                   f"{BASE}:task/jobs/*")))
     tagger.tag_resource(resourceArn=arn, tags=[{"key": "airflow-stack:drain",
                                                 "value": "true"}])
-    status, meta = _agent(endpoint, "GET", task_id, "metadata/{id}/worker/taskWithTags")
-    assert meta["TaskTags"] == {"airflow-stack:drain": "true"}
+    assert worker.list_tags_for_resource(resourceArn=arn)["tags"] == [
+        {"key": "airflow-stack:drain", "value": "true"}]
+    # The other task of the service is not tagged.
+    assert worker.list_tags_for_resource(resourceArn=tasks[1]["taskArn"])["tags"] == []
     described = ecs.describe_tasks(cluster="jobs", tasks=[arn], include=["TAGS"])["tasks"][0]
     assert described["tags"] == [{"key": "airflow-stack:drain", "value": "true"}]
     tagger.untag_resource(resourceArn=arn, tagKeys=["airflow-stack:drain"])
-    assert _agent(endpoint, "GET", task_id,
-                  "metadata/{id}/worker/taskWithTags")[1]["TaskTags"] == {}
+    assert worker.list_tags_for_resource(resourceArn=arn)["tags"] == []
+    reads = [(c["action"], c["resource"], c["context"].get("ecs:cluster"), c["allowed"])
+             for c in calls(endpoint, "worker-task")]
+    assert reads == [("ecs:ListTagsForResource", arn, f"{BASE}:cluster/jobs", True),
+                     ("ecs:ListTagsForResource", arn, f"{BASE}:cluster/jobs", True),
+                     ("ecs:ListTagsForResource", tasks[1]["taskArn"],
+                      f"{BASE}:cluster/jobs", True),
+                     ("ecs:ListTagsForResource", arn, f"{BASE}:cluster/jobs", True)]
+    # (c) A role without ecs:ListTagsForResource is refused, and the refusal recorded;
+    # so is a tag it may not set.
     no_tags = client(endpoint, "ecs", register(endpoint, "no-tags", allow(
         "ecs:DescribeTasks", f"{BASE}:task/jobs/*")))
     with pytest.raises(ClientError) as e:
+        no_tags.list_tags_for_resource(resourceArn=arn)
+    assert e.value.response["Error"]["Code"] == "AccessDeniedException"
+    assert "ecs:ListTagsForResource" in e.value.response["Error"]["Message"]
+    with pytest.raises(ClientError) as e:
         no_tags.tag_resource(resourceArn=arn, tags=[{"key": "k", "value": "v"}])
     assert e.value.response["Error"]["Code"] == "AccessDeniedException"
-    (denied,) = calls(endpoint, "no-tags")
-    assert denied["context"]["aws:TagKeys"] == ["k"]
+    listed, tagged = calls(endpoint, "no-tags")
+    assert (listed["action"], listed["resource"], listed["allowed"]) == (
+        "ecs:ListTagsForResource", arn, False)
+    assert (tagged["action"], tagged["allowed"]) == ("ecs:TagResource", False)
+    assert tagged["context"]["aws:TagKeys"] == ["k"]
     assert [e["kind"] for e in _events(endpoint) if e["kind"].startswith("task-t")
             or e["kind"].startswith("task-u")] == ["task-tagged", "task-untagged"]
 

@@ -46,6 +46,7 @@ from pathlib import Path
 import pytest
 
 from harness import infra
+from harness.api import Airflow, ApiError
 from harness.nsbind import listen_in
 from harness.procs import run, wait_for
 from harness.template import Context, Template
@@ -363,7 +364,13 @@ def test_failed_run_alerts_once(stack, airflow, scaler, sink):
     before = len(sink.notifications())
 
     run_id = airflow.trigger("e2e_fails")
-    assert _wait_run(airflow, "e2e_fails", run_id, timeout=180) == "failed"
+    # Tick while the run goes on, as the stack's schedule would: the first tick may have
+    # begun draining the idle worker (no work, min_workers 0), and only a later tick
+    # cancels that drain once the run's task is queued. Waiting without ticks would wait
+    # on a worker told to stop consuming.
+    _tick_until(scaler, stack, lambda: airflow.run_state("e2e_fails", run_id)
+                in ("success", "failed"), timeout=240, every=5)
+    assert airflow.run_state("e2e_fails", run_id) == "failed"
     failed = [ti["task_id"] for ti in airflow.task_instances("e2e_fails", run_id)
               if ti["state"] == "failed"]
     assert failed == ["boom"], failed
@@ -387,6 +394,41 @@ def test_failed_run_alerts_once(stack, airflow, scaler, sink):
     again = sink.notifications()[before + 1:]
     assert again == [], f"a second tick alerted again: {again}"
     stack.timings.mark("scaler: one alert per failure")
+
+
+def test_the_scaler_reads_airflow_as_its_own_read_only_user(stack, airflow, scaler):
+    """The scaler logs in with its own user and secret, not the admin's; that user can
+    read what the scaler reads and change nothing; no password is on a command line."""
+    assert scaler.env["API_USERNAME"] == "airflow-stack-scaler", scaler.env
+    secret_arn = scaler.env["API_PASSWORD_SECRET_ARN"]
+    assert secret_arn == stack.ctx.refs["ScalerPasswordSecret"], secret_arn
+    assert secret_arn != stack.ctx.refs["AdminPasswordSecret"]
+    password = stack.secret("ScalerPasswordSecret")
+    assert password != airflow.password and password.isalnum(), "a password of its own"
+
+    reader = Airflow(stack.api_url, "airflow-stack-scaler", password)
+    reader.login()
+    runs = reader.get("/api/v2/dags/~/dagRuns", limit=5)
+    assert runs["total_entries"] > 0, runs
+    reader.get("/api/v2/dags/~/dagRuns/~/taskInstances", limit=5, state="running")
+    writes = {
+        "pause a DAG": lambda: reader.patch("/api/v2/dags/e2e_fails", {"is_paused": True}),
+        "trigger a run": lambda: reader.post("/api/v2/dags/e2e_fails/dagRuns",
+                                             {"logical_date": None}),
+        "set a Variable": lambda: reader.post("/api/v2/variables",
+                                              {"key": "e2e_scaler_wrote", "value": "x"}),
+    }
+    for what, call in writes.items():
+        with pytest.raises(ApiError) as refused:
+            call()
+        assert refused.value.status == 403, f"{what}: {refused.value}"
+
+    # The migration task created the user with the password fed on standard input.
+    _, migrate = stack.template.container("migrate")
+    script = " ".join(migrate["Command"])
+    assert "--password" not in script and "airflow-stack-scaler --role Viewer" in script, script
+    log = (stack.workdir / "migrate.migrate.log").read_text(errors="replace")
+    assert password not in log and airflow.password not in log, "a password in the log"
 
 
 def _ti_busy_at(tis: list[dict], ip: str, when: float) -> list[str]:
@@ -419,13 +461,17 @@ def _tick_until(scaler, stack, done, timeout: float, every: float = 10.0) -> lis
                          f"{stack.pool.events}\nlast tick: {reports[-1:]}")
 
 
-def _drained_at(stack, task_name: str) -> float | None:
-    """Epoch time of the worker's own "drained" log line (its module's), if any."""
+def _drained_at(stack, task_name: str, since: float) -> float | None:
+    """Epoch time of the worker's first "drained" log line (its module's) at or after
+    `since`, if any: a worker may have drained before, for a drain a later tick cancelled
+    when work came back."""
     path = stack.workdir / f"{task_name}.worker.log"
     for line in path.read_text(errors="replace").splitlines():
         if "[airflow_stack.worker]" in line and " drained " in f"{line} ":
             stamp = line.split()[0].replace("Z", "+00:00")
-            return dt.datetime.fromisoformat(stamp).timestamp()
+            at = dt.datetime.fromisoformat(stamp).timestamp()
+            if at >= since:
+                return at
     return None
 
 
@@ -527,7 +573,7 @@ def test_scale_in_never_stops_a_busy_worker(stack, airflow, scaler, metrics):
         assert lowered, f"{stop}: stopped with no count lowered before it"
         worker = stopped.get(stop["ip"])
         assert worker is not None and not worker["killed"], f"{stop}: {worker}"
-        drained = _drained_at(stack, worker["task"])
+        drained = _drained_at(stack, worker["task"], since=tagged[stop["task"]])
         assert drained is not None, f"{worker['task']}: no 'drained' line in its log"
         assert tagged[stop["task"]] <= drained <= lowered[-1]["time"], (
             "the count went down before the chosen worker drained",

@@ -1,7 +1,8 @@
 """Fixtures of the worker-protection tests (src/stack/worker/airflow_stack_worker.py):
-a redis-server broker, a fake ECS agent + task metadata endpoint, and real Celery worker
-processes of worker_protection_app.py. Everything binds 127.0.0.1 on a free port and is
-stopped by its fixture, also when the test fails.
+a redis-server broker, a fake ECS (agent, task metadata endpoint, the ECS API's
+ListTagsForResource) and real Celery worker processes of worker_protection_app.py.
+Everything binds 127.0.0.1 on a free port and is stopped by its fixture, also when the
+test fails.
 
 test_airflow_config.py is collected only when AIRFLOW_STACK_AIRFLOW_PYTHON names the
 python of an Airflow 3 venv (e.g. /var/cache/airflow-stack/airflow-3.3.2/bin/python)."""
@@ -107,10 +108,23 @@ def redis(redis_server):
     return redis_server
 
 
-# --- fake ECS agent (task-protection) and task metadata v4 (taskWithTags) -----------------
+# --- fake ECS: agent (task-protection), task metadata v4 and the ECS API's tags ------------
+
+# What a Fargate task can use (AWS docs): "Amazon ECS task metadata endpoint version 4 for
+# tasks on Fargate" lists ${ECS_CONTAINER_METADATA_URI_V4}, /task, /stats and /task/stats;
+# /taskWithTags is on "Amazon ECS task metadata endpoint version 4", for tasks on EC2
+# only, so here it is 404 as on Fargate. The tags come from the ECS API's
+# ListTagsForResource (Amazon ECS API Reference; JSON 1.1 protocol, the operation named by
+# X-Amz-Target), which the worker reaches through AWS_ENDPOINT_URL.
+ECS_TARGET_PREFIX = "AmazonEC2ContainerServiceV20141113."
+ACCESS_KEY_ID = "AKIDWORKERTASKROLE01"
+SECRET_ACCESS_KEY = "worker-protection-secret-never-logged"
+
 
 class FakeEcs:
-    """Records every PUT to the protection endpoint as (time.time(), enabled, expires)."""
+    """Records every PUT to the protection endpoint as (time.time(), enabled, expires),
+    every request to the task metadata endpoint as (method, path), and every ECS API call
+    as a dict (operation, resourceArn, the signature's access key and region)."""
 
     task_arn = "arn:aws:ecs:eu-west-1:123456789012:task/airflow/0123456789abcdef"
 
@@ -119,10 +133,14 @@ class FakeEcs:
         self.enabled = False
         self.puts: list[tuple[float, bool, int | None]] = []
         self.tags: dict[str, str] = {}
+        self.metadata_requests: list[tuple[str, str]] = []
+        self.api_calls: list[dict] = []
+        self.api_status: int | None = None  # set: the ECS API answers this error status
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         port = self.server.server_address[1]
         self.agent_uri = f"http://127.0.0.1:{port}/api/agent-0123"
         self.metadata_uri = f"http://127.0.0.1:{port}/v4/meta-0123"
+        self.api_endpoint = f"http://127.0.0.1:{port}"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def state(self):
@@ -132,6 +150,11 @@ class FakeEcs:
         with self.lock:
             self.tags = dict(tags)
 
+    def fail_api(self, status):
+        """The ECS API answers `status` (None: normally again)."""
+        with self.lock:
+            self.api_status = status
+
     def _handler(self):
         fake = self
 
@@ -139,10 +162,10 @@ class FakeEcs:
             def log_message(self, *args):
                 pass
 
-            def reply(self, code, body):
+            def reply(self, code, body, content_type="application/json"):
                 data = json.dumps(body).encode()
                 self.send_response(code)
-                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Type", content_type)
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
                 self.wfile.write(data)
@@ -151,9 +174,17 @@ class FakeEcs:
                 with fake.lock:
                     if self.path == "/api/agent-0123/task-protection/v1/state":
                         return self.reply(200, fake.state())
-                    if self.path == "/v4/meta-0123/taskWithTags":
-                        return self.reply(200, {"TaskARN": fake.task_arn,
-                                                "TaskTags": dict(fake.tags)})
+                    if self.path.startswith("/v4/meta-0123"):
+                        fake.metadata_requests.append(("GET", self.path))
+                        if self.path == "/v4/meta-0123/task":
+                            return self.reply(200, {
+                                "Cluster": fake.task_arn.split(":task/")[0] + ":cluster/"
+                                           "airflow",
+                                "TaskARN": fake.task_arn, "LaunchType": "FARGATE",
+                                "Containers": [{"Name": "worker"}]})
+                        if self.path == "/v4/meta-0123/taskWithTags":
+                            return self.reply(404, {"error": "taskWithTags is documented "
+                                                    "for tasks on EC2 only, not Fargate"})
                 self.reply(404, {"error": {"Code": "NotFound", "Message": self.path}})
 
             def do_PUT(self):
@@ -164,6 +195,45 @@ class FakeEcs:
                     fake.enabled = bool(body["ProtectionEnabled"])
                     fake.puts.append((time.time(), fake.enabled, body.get("ExpiresInMinutes")))
                     self.reply(200, fake.state())
+
+            def api_error(self, code, kind, message):
+                self.reply(code, {"__type": kind, "message": message},
+                           "application/x-amz-json-1.1")
+
+            def do_POST(self):
+                """The ECS JSON API: ListTagsForResource only."""
+                raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                target = self.headers.get("X-Amz-Target") or ""
+                # SigV4: "AWS4-HMAC-SHA256 Credential=<key>/<date>/<region>/ecs/aws4_request"
+                auth = self.headers.get("Authorization") or ""
+                scope = auth.split("Credential=", 1)[1].split(",")[0].split("/") \
+                    if "Credential=" in auth else []
+                try:
+                    body = json.loads(raw or b"{}")
+                except ValueError:
+                    body = None
+                with fake.lock:
+                    fake.api_calls.append({
+                        "path": self.path, "target": target,
+                        "operation": target.removeprefix(ECS_TARGET_PREFIX),
+                        "resourceArn": (body or {}).get("resourceArn"),
+                        "access_key": scope[0] if scope else None,
+                        "region": scope[2] if len(scope) > 2 else None,
+                        "service": scope[3] if len(scope) > 3 else None})
+                    if self.path != "/" or target != ECS_TARGET_PREFIX + "ListTagsForResource":
+                        return self.api_error(400, "UnknownOperationException", target)
+                    if body is None:
+                        return self.api_error(400, "SerializationException", "not JSON")
+                    if len(scope) < 4 or scope[3] != "ecs":
+                        return self.api_error(403, "MissingAuthenticationTokenException",
+                                              "no SigV4 signature for ecs")
+                    if fake.api_status is not None:
+                        return self.api_error(fake.api_status, "ServerException", "failing")
+                    if body.get("resourceArn") != fake.task_arn:
+                        return self.api_error(400, "InvalidParameterException",
+                                              f"not this task: {body.get('resourceArn')}")
+                    tags = [{"key": k, "value": v} for k, v in fake.tags.items()]
+                self.reply(200, {"tags": tags}, "application/x-amz-json-1.1")
 
         return Handler
 
@@ -262,7 +332,7 @@ def start_worker(redis, tmp_path, request):
         log_path = tmp_path / f"worker-{len(started)}.log"
         record_path = tmp_path / f"records-{len(started)}.jsonl"
         full_env = {k: v for k, v in os.environ.items()
-                    if not k.startswith(("ECS_", "AIRFLOW_STACK_"))}
+                    if not k.startswith(("ECS_", "AIRFLOW_STACK_", "AWS_"))}
         full_env.update({
             "PYTHONPATH": os.pathsep.join([str(MODULE_DIR), str(HERE)]),
             "PYTHONDONTWRITEBYTECODE": "1",  # no __pycache__ in src/stack/worker

@@ -1,6 +1,8 @@
 """The worker side of "autoscaling never stops a busy worker": a real Celery worker (prefork,
 concurrency 2, prefetch 1, acks late) with src/stack/worker/airflow_stack_worker.py, a
-redis-server broker and a fake ECS agent/metadata endpoint (see conftest.py).
+redis-server broker and a fake ECS: agent, task metadata endpoint (as on Fargate: no
+taskWithTags) and the ECS API's ListTagsForResource, reached through AWS_ENDPOINT_URL
+(see conftest.py).
 
 Timings are the FAST ones of conftest.py: protection renewed every 2 s, cleared after 3 s
 idle, tags polled every 0.5 s."""
@@ -11,14 +13,23 @@ import subprocess
 import sys
 import time
 
-from conftest import DRAIN_TAG, FAST, MODULE_DIR, wait_for
+from conftest import (ACCESS_KEY_ID, DRAIN_TAG, FAST, MODULE_DIR, SECRET_ACCESS_KEY,
+                      wait_for)
 
 GRACE = float(FAST["AIRFLOW_STACK_IDLE_GRACE_SECONDS"])
 
 
 def on_ecs(ecs):
+    """What ECS gives a worker container, with the task role's credentials as keys in the
+    environment (botocore's default chain; on Fargate the container credentials
+    endpoint) and the ECS API at the fake. The default region is not the task's: the
+    module must take the region from the task ARN."""
     return {**FAST, "ECS_AGENT_URI": ecs.agent_uri,
-            "ECS_CONTAINER_METADATA_URI_V4": ecs.metadata_uri}
+            "ECS_CONTAINER_METADATA_URI_V4": ecs.metadata_uri,
+            "AWS_ENDPOINT_URL": ecs.api_endpoint,
+            "AWS_ACCESS_KEY_ID": ACCESS_KEY_ID, "AWS_SECRET_ACCESS_KEY": SECRET_ACCESS_KEY,
+            "AWS_DEFAULT_REGION": "us-west-2",
+            "AWS_CONFIG_FILE": "/dev/null", "AWS_SHARED_CREDENTIALS_FILE": "/dev/null"}
 
 
 def puts_off(ecs):
@@ -109,6 +120,49 @@ def test_drain_tag_stops_consuming_clears_protection_when_done_and_resumes(
     assert redis.client.llen("default") == 0
 
 
+def test_tags_are_read_with_list_tags_for_resource_on_the_task_s_own_arn(ecs, start_worker):
+    worker = start_worker(on_ecs(ecs))
+    # Several polls (every 0.5 s), then the drain tag: seen through the same API.
+    wait_for("3 ListTagsForResource calls", lambda: len(ecs.api_calls) >= 3, 15)
+    assert "draining" not in worker.log()
+    ecs.set_tags({DRAIN_TAG: "true"})
+    worker.wait_log("drained", timeout=10)
+
+    calls = list(ecs.api_calls)
+    assert {(c["path"], c["operation"], c["resourceArn"]) for c in calls} == {
+        ("/", "ListTagsForResource", ecs.task_arn)}, calls
+    # Signed for ECS in the ARN's region (not AWS_DEFAULT_REGION) with the task role's key.
+    assert {(c["access_key"], c["region"], c["service"]) for c in calls} == {
+        (ACCESS_KEY_ID, "eu-west-1", "ecs")}, calls
+    # The ARN is read once from /task and kept; taskWithTags (EC2 only) is never asked.
+    assert ecs.metadata_requests == [("GET", "/v4/meta-0123/task")], ecs.metadata_requests
+    assert SECRET_ACCESS_KEY not in worker.log()
+
+
+def test_unreadable_tags_keep_the_last_known_drain_state(ecs, start_worker):
+    worker = start_worker(on_ecs(ecs))
+    ecs.set_tags({DRAIN_TAG: "true"})
+    worker.wait_log("drained", timeout=10)
+
+    # The API fails while the tag is gone: the worker cannot know, so it stays drained.
+    ecs.fail_api(500)
+    ecs.set_tags({})
+    failing_from = len(ecs.api_calls)
+    worker.wait_log("task tags unreadable", timeout=10)
+    wait_for("3 failed polls", lambda: len(ecs.api_calls) - failing_from >= 3, 15)
+    assert "drain cancelled" not in worker.log()
+    worker.send("held back", 0.2)
+    time.sleep(1.5)
+    assert worker.record("held back", "start") is None, "consumed while drained"
+
+    # The API answers again: the tag is gone, consumption resumes.
+    ecs.fail_api(None)
+    worker.wait_log("drain cancelled", timeout=10)
+    assert worker.wait_record("held back", "end", timeout=10)
+    log = worker.log()
+    assert "ServerException" in log and SECRET_ACCESS_KEY not in log
+
+
 def test_scaler_protection_is_left_alone_unless_draining(ecs, start_worker):
     # The scaler protected this idle worker to keep it through a scale-in: not ours to clear.
     ecs.enabled = True
@@ -131,9 +185,11 @@ def test_without_ecs_agent_uri_it_only_logs_and_tasks_run(ecs, start_worker):
     assert worker.record("plain", "start")["protected"] is None
     assert worker.log().count("ECS_AGENT_URI not set") == 1
 
-    # And the module imports with no Airflow: CELERY_CONFIG is then empty.
+    # And the module imports with no Airflow (CELERY_CONFIG is then empty) and no boto3
+    # (blocked: importing it raises ImportError).
     out = subprocess.run(
         [sys.executable, "-c",
+         "import sys; sys.modules['boto3'] = sys.modules['botocore'] = None\n"
          "import airflow_stack_worker as m; assert m.CELERY_CONFIG == {}, m.CELERY_CONFIG"],
         env={"PYTHONPATH": str(MODULE_DIR), "PYTHONDONTWRITEBYTECODE": "1",
              "PATH": "/usr/bin:/bin"},

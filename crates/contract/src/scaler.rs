@@ -2,21 +2,34 @@
 //! the function's environment variables, and the names both sides use for its
 //! CloudWatch metrics and DynamoDB state table.
 //!
-//! None of the settings is a secret: the admin password and the Slack webhook URL are
-//! passed by secret ARN and read from Secrets Manager at run time.
+//! None of the settings is a secret: the scaler's own Airflow password and the Slack
+//! webhook URL are passed by secret ARN and read from Secrets Manager at run time.
 
 use std::collections::BTreeMap;
 
 use crate::wire;
 
-/// The Airflow user the scaler logs in as when `ADMIN_USERNAME` is absent: the admin
-/// user the migration task creates (with FAB) and whose password the admin-password
-/// secret holds.
+/// The Airflow admin user the migration task creates (with FAB) or the api-server
+/// declares (simple auth manager); the admin-password secret holds its first password.
 pub const DEFAULT_ADMIN_USERNAME: &str = "admin";
+
+/// The scaler's own Airflow user: read-only (FAB role `Viewer`, simple auth manager role
+/// `viewer`), its password in a secret only the scaler, the migration task and (with the
+/// simple auth manager) the api-server read. The scaler only lists DAG runs and task
+/// instances, so a leaked password or a bug in it can change nothing in Airflow.
+pub const SCALER_USERNAME: &str = "airflow-stack-scaler";
 
 /// The partition key (a string) of the scaler's DynamoDB state table: the template
 /// creates the table with it, the Lambda reads and writes items by it.
 pub const STATE_TABLE_KEY: &str = "pk";
+
+/// The state table item (by [`STATE_TABLE_KEY`]) that `airflow-stack pause` writes and
+/// `resume` deletes: while it exists the scaler neither scales nor alerts, and reports
+/// the Airflow API as readable (the api-server is stopped on purpose, which is no reason
+/// for the read-failure alarm). Its attribute [`PAUSED_SINCE`] says since when.
+pub const PAUSED_KEY: &str = "paused";
+/// When the stack was paused (RFC 3339), an attribute of the [`PAUSED_KEY`] item.
+pub const PAUSED_SINCE: &str = "since";
 
 /// The CloudWatch metrics the scaler publishes.
 pub mod metrics {
@@ -50,10 +63,10 @@ pub const DEFAULT_QUEUE: &str = "default";
 pub mod variable {
     /// The api-server's base URL (`http://api-server.<namespace>:8080`).
     pub const AIRFLOW_API_URL: &str = "AIRFLOW_API_URL";
-    /// The user to log in as.
-    pub const ADMIN_USERNAME: &str = "ADMIN_USERNAME";
-    /// The secret holding that user's password.
-    pub const ADMIN_SECRET_ARN: &str = "ADMIN_SECRET_ARN";
+    /// The Airflow user to log in as ([`super::SCALER_USERNAME`]).
+    pub const API_USERNAME: &str = "API_USERNAME";
+    /// The secret holding that user's password (a plain string).
+    pub const API_PASSWORD_SECRET_ARN: &str = "API_PASSWORD_SECRET_ARN";
     /// The stack's name (metric dimension, alert texts).
     pub const STACK_NAME: &str = "STACK_NAME";
     /// The DynamoDB state table.
@@ -96,14 +109,17 @@ pub mod variable {
 pub struct ScalerSettings<V> {
     /// `AIRFLOW_API_URL`.
     pub airflow_api_url: V,
-    /// `ADMIN_USERNAME`: [`DEFAULT_ADMIN_USERNAME`] when unset.
-    pub admin_username: V,
-    /// `ADMIN_SECRET_ARN`.
-    pub admin_secret_arn: V,
+    /// `API_USERNAME`.
+    pub api_username: V,
+    /// `API_PASSWORD_SECRET_ARN`.
+    pub api_password_secret_arn: V,
     /// `STACK_NAME`.
     pub stack_name: V,
     /// `STATE_TABLE`.
     pub state_table: V,
+    /// `METRIC_NAMESPACE` (the template writes [`metrics::NAMESPACE`]): every tick
+    /// publishes `AirflowApiReadFailures` there, with autoscaling also the load.
+    pub metric_namespace: V,
     /// Present when `AUTOSCALING_ENABLED` is `true`.
     pub autoscaling: Option<Autoscaling<V>>,
     /// Present when `ALERTS_ENABLED` is `true`.
@@ -117,8 +133,6 @@ pub struct Autoscaling<V> {
     pub cluster: V,
     /// `WORKER_SERVICE`.
     pub worker_service: V,
-    /// `METRIC_NAMESPACE` (the template writes [`metrics::NAMESPACE`]).
-    pub metric_namespace: V,
     /// `WORKER_CONCURRENCY`.
     pub worker_concurrency: u32,
     /// `MIN_WORKERS`.
@@ -173,17 +187,20 @@ impl<V> ScalerSettings<V> {
         let flag = || V::from(wire::TRUE.to_owned());
         let mut env = BTreeMap::from([
             (AIRFLOW_API_URL, self.airflow_api_url.clone()),
-            (ADMIN_USERNAME, self.admin_username.clone()),
-            (ADMIN_SECRET_ARN, self.admin_secret_arn.clone()),
+            (API_USERNAME, self.api_username.clone()),
+            (
+                API_PASSWORD_SECRET_ARN,
+                self.api_password_secret_arn.clone(),
+            ),
             (STACK_NAME, self.stack_name.clone()),
             (STATE_TABLE, self.state_table.clone()),
+            (METRIC_NAMESPACE, self.metric_namespace.clone()),
         ]);
         if let Some(a) = &self.autoscaling {
             env.extend([
                 (AUTOSCALING_ENABLED, flag()),
                 (CLUSTER, a.cluster.clone()),
                 (WORKER_SERVICE, a.worker_service.clone()),
-                (METRIC_NAMESPACE, a.metric_namespace.clone()),
                 (WORKER_CONCURRENCY, number(a.worker_concurrency)),
                 (MIN_WORKERS, number(a.min_workers)),
                 (MAX_WORKERS, number(a.max_workers)),
@@ -245,7 +262,6 @@ impl ScalerSettings<String> {
             Some(Autoscaling {
                 cluster: required(CLUSTER)?,
                 worker_service: required(WORKER_SERVICE)?,
-                metric_namespace: required(METRIC_NAMESPACE)?,
                 worker_concurrency: number(WORKER_CONCURRENCY)?,
                 min_workers: number(MIN_WORKERS)?,
                 max_workers: number(MAX_WORKERS)?,
@@ -270,11 +286,11 @@ impl ScalerSettings<String> {
         };
         Ok(ScalerSettings {
             airflow_api_url: required(AIRFLOW_API_URL)?,
-            admin_username: optional(ADMIN_USERNAME)
-                .unwrap_or_else(|| DEFAULT_ADMIN_USERNAME.to_owned()),
-            admin_secret_arn: required(ADMIN_SECRET_ARN)?,
+            api_username: required(API_USERNAME)?,
+            api_password_secret_arn: required(API_PASSWORD_SECRET_ARN)?,
             stack_name: required(STACK_NAME)?,
             state_table: required(STATE_TABLE)?,
+            metric_namespace: required(METRIC_NAMESPACE)?,
             autoscaling,
             alerts,
         })
@@ -315,14 +331,14 @@ mod tests {
     fn cli(autoscaling: bool, alerts: bool) -> ScalerSettings<Expr> {
         ScalerSettings {
             airflow_api_url: Expr::Lit("http://api-server.airflow.local:8080".into()),
-            admin_username: Expr::Lit(DEFAULT_ADMIN_USERNAME.into()),
-            admin_secret_arn: Expr::Ref("AdminPasswordSecret"),
+            api_username: Expr::Lit(SCALER_USERNAME.into()),
+            api_password_secret_arn: Expr::Ref("ScalerPasswordSecret"),
             stack_name: Expr::Lit("airflow-dev".into()),
             state_table: Expr::Ref("ScalerStateTable"),
+            metric_namespace: Expr::Lit(metrics::NAMESPACE.into()),
             autoscaling: autoscaling.then(|| Autoscaling {
                 cluster: Expr::Ref("Cluster"),
                 worker_service: Expr::Ref("WorkerService"),
-                metric_namespace: Expr::Lit(metrics::NAMESPACE.into()),
                 worker_concurrency: 8,
                 min_workers: 0,
                 max_workers: 4,
@@ -349,7 +365,11 @@ mod tests {
             let read = lambda(cli(autoscaling, alerts)).unwrap();
             assert_eq!(read.stack_name, "airflow-dev");
             assert_eq!(read.state_table, "resolved-ScalerStateTable");
-            assert_eq!(read.admin_username, DEFAULT_ADMIN_USERNAME);
+            assert_eq!(read.api_username, SCALER_USERNAME);
+            assert_eq!(
+                read.api_password_secret_arn,
+                "resolved-ScalerPasswordSecret"
+            );
             assert_eq!(read.autoscaling.is_some(), autoscaling);
             assert_eq!(read.alerts.is_some(), alerts);
             if let Some(a) = read.autoscaling {
@@ -358,7 +378,6 @@ mod tests {
                     Autoscaling {
                         cluster: "resolved-Cluster".into(),
                         worker_service: "resolved-WorkerService".into(),
-                        metric_namespace: metrics::NAMESPACE.into(),
                         worker_concurrency: 8,
                         min_workers: 0,
                         max_workers: 4,
@@ -384,9 +403,10 @@ mod tests {
         assert_eq!(
             env.keys().copied().collect::<Vec<_>>(),
             [
-                "ADMIN_SECRET_ARN",
-                "ADMIN_USERNAME",
                 "AIRFLOW_API_URL",
+                "API_PASSWORD_SECRET_ARN",
+                "API_USERNAME",
+                "METRIC_NAMESPACE",
                 "STACK_NAME",
                 "STATE_TABLE"
             ]
@@ -420,9 +440,14 @@ mod tests {
             read.autoscaling, None,
             "a flag is on only when it is exactly true"
         );
-        env.remove("ADMIN_USERNAME");
-        let read = ScalerSettings::from_env(|n| env.get(n).cloned()).unwrap();
-        assert_eq!(read.admin_username, DEFAULT_ADMIN_USERNAME);
+        env.remove("API_USERNAME");
+        let error = ScalerSettings::from_env(|n| env.get(n).cloned()).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "environment variable API_USERNAME: is not set",
+            "no silent fallback to another user"
+        );
+        env.insert("API_USERNAME".into(), SCALER_USERNAME.into());
         env.insert("AUTOSCALING_ENABLED".into(), "true".into());
         env.insert("WORKER_QUEUES".into(), " ,".into());
         let read = ScalerSettings::from_env(|n| env.get(n).cloned()).unwrap();

@@ -44,6 +44,9 @@ pub mod property {
     pub const REDIS_SECRET_ARN: &str = "RedisSecretArn";
     /// ARN of the admin password secret (a plain string).
     pub const ADMIN_PASSWORD_SECRET_ARN: &str = "AdminPasswordSecretArn";
+    /// ARN of the scaler's Airflow password secret (a plain string); only in stacks that
+    /// run the scaler.
+    pub const SCALER_PASSWORD_SECRET_ARN: &str = "ScalerPasswordSecretArn";
     /// Length of generated passwords, in [`super::PASSWORD_LENGTHS`].
     pub const PASSWORD_LENGTH: &str = "PasswordLength";
     /// Fernet rotation token: a new non-empty value rotates the key on Update.
@@ -96,7 +99,8 @@ pub fn ecs_value_from_suffix(json_key: &str) -> String {
     format!(":{json_key}::")
 }
 
-/// The five secrets the template creates and `Custom::AirflowSecrets` fills.
+/// The secrets the template creates and `Custom::AirflowSecrets` fills: five always,
+/// [`Secret::ScalerPassword`] when the stack runs the scaler.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Secret {
     /// The Fernet key (plain; `new,old` during a rotation).
@@ -109,17 +113,27 @@ pub enum Secret {
     Redis,
     /// The Airflow admin user's password (plain).
     AdminPassword,
+    /// The password of the scaler's read-only Airflow user (plain;
+    /// [`crate::scaler::SCALER_USERNAME`]).
+    ScalerPassword,
 }
 
 impl Secret {
     /// Every secret, in the order the template creates them.
-    pub const ALL: [Secret; 5] = [
+    pub const ALL: [Secret; 6] = [
         Secret::FernetKey,
         Secret::SigningKeys,
         Secret::Database,
         Secret::Redis,
         Secret::AdminPassword,
+        Secret::ScalerPassword,
     ];
+
+    /// Whether every stack has it (the others exist only with the feature that reads
+    /// them).
+    pub const fn always(self) -> bool {
+        !matches!(self, Secret::ScalerPassword)
+    }
 
     /// The property that carries this secret's ARN (also its name in the Lambda's
     /// errors and version ids).
@@ -130,13 +144,14 @@ impl Secret {
             Secret::Database => property::DATABASE_SECRET_ARN,
             Secret::Redis => property::REDIS_SECRET_ARN,
             Secret::AdminPassword => property::ADMIN_PASSWORD_SECRET_ARN,
+            Secret::ScalerPassword => property::SCALER_PASSWORD_SECRET_ARN,
         }
     }
 
     /// The keys of a JSON-object secret (both resources' keys); empty for a plain one.
     pub const fn json_keys(self) -> &'static [&'static str] {
         match self {
-            Secret::FernetKey | Secret::AdminPassword => &[],
+            Secret::FernetKey | Secret::AdminPassword | Secret::ScalerPassword => &[],
             Secret::SigningKeys => &[key::API_SECRET_KEY, key::JWT_SECRET],
             Secret::Database => &[key::PASSWORD, key::SQL_ALCHEMY_CONN],
             Secret::Redis => &[key::PASSWORD, key::BROKER_URL],
@@ -160,6 +175,8 @@ pub struct SecretsProperties<V> {
     pub redis_secret_arn: V,
     /// `AdminPasswordSecretArn`.
     pub admin_password_secret_arn: V,
+    /// `ScalerPasswordSecretArn`: present when the stack runs the scaler.
+    pub scaler_password_secret_arn: Option<V>,
     /// `PasswordLength`: [`DEFAULT_PASSWORD_LENGTH`] when absent; must be in
     /// [`PASSWORD_LENGTHS`].
     pub password_length: u32,
@@ -169,15 +186,23 @@ pub struct SecretsProperties<V> {
 }
 
 impl<V> SecretsProperties<V> {
-    /// The ARN of `secret`.
-    pub fn arn(&self, secret: Secret) -> &V {
+    /// The ARN of `secret`; `None` for an optional secret the stack does not have.
+    pub fn arn(&self, secret: Secret) -> Option<&V> {
         match secret {
-            Secret::FernetKey => &self.fernet_key_secret_arn,
-            Secret::SigningKeys => &self.signing_keys_secret_arn,
-            Secret::Database => &self.database_secret_arn,
-            Secret::Redis => &self.redis_secret_arn,
-            Secret::AdminPassword => &self.admin_password_secret_arn,
+            Secret::FernetKey => Some(&self.fernet_key_secret_arn),
+            Secret::SigningKeys => Some(&self.signing_keys_secret_arn),
+            Secret::Database => Some(&self.database_secret_arn),
+            Secret::Redis => Some(&self.redis_secret_arn),
+            Secret::AdminPassword => Some(&self.admin_password_secret_arn),
+            Secret::ScalerPassword => self.scaler_password_secret_arn.as_ref(),
         }
+    }
+
+    /// The secrets this stack has, with their ARNs, in [`Secret::ALL`]'s order.
+    pub fn present(&self) -> impl Iterator<Item = (Secret, &V)> {
+        Secret::ALL
+            .into_iter()
+            .filter_map(|secret| self.arn(secret).map(|arn| (secret, arn)))
     }
 
     /// The properties as the template holds them, by name.
@@ -185,9 +210,9 @@ impl<V> SecretsProperties<V> {
     where
         V: Clone + From<String>,
     {
-        let mut map: PropertyMap<V> = Secret::ALL
-            .iter()
-            .map(|s| (s.property(), PropertyValue::One(self.arn(*s).clone())))
+        let mut map: PropertyMap<V> = self
+            .present()
+            .map(|(s, arn)| (s.property(), PropertyValue::One(arn.clone())))
             .collect();
         map.insert(
             property::PASSWORD_LENGTH,
@@ -212,6 +237,11 @@ impl SecretsProperties<String> {
             database_secret_arn: arn(property::DATABASE_SECRET_ARN)?,
             redis_secret_arn: arn(property::REDIS_SECRET_ARN)?,
             admin_password_secret_arn: arn(property::ADMIN_PASSWORD_SECRET_ARN)?,
+            scaler_password_secret_arn: wire::optional(
+                properties,
+                property::SCALER_PASSWORD_SECRET_ARN,
+            )?
+            .map(str::to_owned),
             password_length: wire::number_in(
                 properties,
                 property::PASSWORD_LENGTH,
@@ -406,6 +436,7 @@ mod tests {
             database_secret_arn: reference("DatabaseSecret"),
             redis_secret_arn: reference("RedisSecret"),
             admin_password_secret_arn: reference("AdminPasswordSecret"),
+            scaler_password_secret_arn: Some(reference("ScalerPasswordSecret")),
             password_length: 40,
             fernet_rotation: Some(Expr::Lit(rotation.into())),
         }
@@ -430,13 +461,38 @@ mod tests {
                 database_secret_arn: resolved(&cli.database_secret_arn),
                 redis_secret_arn: resolved(&cli.redis_secret_arn),
                 admin_password_secret_arn: resolved(&cli.admin_password_secret_arn),
+                scaler_password_secret_arn: cli.scaler_password_secret_arn.as_ref().map(resolved),
                 password_length: 40,
                 fernet_rotation: Some("r1".into()),
             }
         );
         for secret in Secret::ALL {
-            assert_eq!(lambda.arn(secret), &resolved(cli.arn(secret)));
+            assert_eq!(lambda.arn(secret), cli.arn(secret).map(resolved).as_ref());
         }
+    }
+
+    #[test]
+    fn the_scaler_password_is_optional_and_the_others_are_not() {
+        let mut cli = cli_secrets("");
+        cli.scaler_password_secret_arn = None;
+        let template = serde_json::to_value(&cli).unwrap();
+        assert!(template.get("ScalerPasswordSecretArn").is_none());
+        let lambda =
+            SecretsProperties::read(cloudformation(template.clone()).as_object().unwrap()).unwrap();
+        assert_eq!(lambda.scaler_password_secret_arn, None);
+        assert_eq!(
+            lambda.present().map(|(s, _)| s).collect::<Vec<_>>(),
+            Secret::ALL
+                .into_iter()
+                .filter(|s| s.always())
+                .collect::<Vec<_>>()
+        );
+        let mut without_admin = cloudformation(template);
+        without_admin
+            .as_object_mut()
+            .unwrap()
+            .remove("AdminPasswordSecretArn");
+        assert!(SecretsProperties::read(without_admin.as_object().unwrap()).is_err());
     }
 
     #[test]
@@ -562,7 +618,7 @@ mod tests {
         let mut unique = properties.clone();
         unique.sort_unstable();
         unique.dedup();
-        assert_eq!(unique.len(), 5);
+        assert_eq!(unique.len(), Secret::ALL.len());
         assert_eq!(
             Secret::Database.json_keys(),
             ["password", "sql_alchemy_conn"]

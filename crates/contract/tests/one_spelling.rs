@@ -55,6 +55,7 @@ fn contract_names() -> BTreeSet<String> {
         database_secret_arn: s(),
         redis_secret_arn: s(),
         admin_password_secret_arn: s(),
+        scaler_password_secret_arn: Some(s()),
         password_length: 32,
         fernet_rotation: Some(s()),
     };
@@ -90,14 +91,14 @@ fn contract_names() -> BTreeSet<String> {
     names.extend(migration.to_properties().into_keys().map(str::to_owned));
     let scaler = ScalerSettings {
         airflow_api_url: s(),
-        admin_username: s(),
-        admin_secret_arn: s(),
+        api_username: s(),
+        api_password_secret_arn: s(),
         stack_name: s(),
         state_table: s(),
+        metric_namespace: s(),
         autoscaling: Some(Autoscaling {
             cluster: s(),
             worker_service: s(),
-            metric_namespace: s(),
             worker_concurrency: 1,
             min_workers: 0,
             max_workers: 1,

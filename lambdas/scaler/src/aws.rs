@@ -359,7 +359,7 @@ impl Notifier for SnsTopic {
     }
 }
 
-/// Reads a secret's string value (the admin password, the Slack webhook URL). The value
+/// Reads a secret's string value (the scaler's Airflow password, the Slack webhook URL). The value
 /// is returned, never logged.
 pub async fn secret_string(
     client: &aws_sdk_secretsmanager::Client,

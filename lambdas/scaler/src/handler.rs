@@ -4,10 +4,11 @@
 //! retried by Lambda on top of the next scheduled one, doubling ticks. Problems are
 //! logged and returned in the [`TickReport`] instead.
 //!
-//! With autoscaling on, the tick ends by publishing its metrics in one call: what the
-//! scaling half learnt ([`Readings`]) and `AirflowApiReadFailures`, 1 when logging in or
-//! any Airflow read of either half failed, so the alarm on it fires even when every
-//! other figure is missing because the API is down.
+//! The tick ends by publishing its metrics in one call: what the scaling half learnt
+//! ([`Readings`], with autoscaling on) and, always, `AirflowApiReadFailures`, 1 when
+//! logging in or any Airflow read of either half failed, so the alarm on it fires even
+//! when every other figure is missing because the API is down, in an alerts-only stack
+//! too (its alerts would otherwise stop silently).
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -18,6 +19,7 @@ use crate::budget::Deadline;
 use crate::ports::{AirflowApi, Metrics, Notifier, PortError, StateStore, WorkerService};
 use crate::scaling::{self, Drain, Outcome, Readings, ScaleError, ScalePorts, TickInput};
 use crate::settings::Settings;
+use airflow_stack_contract::scaler::{PAUSED_KEY, PAUSED_SINCE};
 
 /// The outside world of one tick. `airflow` is the login's result: when the API is
 /// unreachable nothing is changed and the reason is logged.
@@ -46,6 +48,35 @@ pub struct TickReport {
     pub api_read_failed: bool,
     /// Whether work was left undone because the invocation was close to its deadline.
     pub out_of_time: bool,
+    /// Since when the stack is paused (`airflow-stack pause`), when it is: the tick did
+    /// nothing else.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub paused_since: Option<String>,
+}
+
+/// Since when `airflow-stack pause` paused the stack, if it did: the [`PAUSED_KEY`] item
+/// of the state table. An unreadable table counts as not paused (the tick then runs and
+/// reports what fails), so a paused flag can never hide a broken scaler for good.
+pub async fn paused_since(state: &dyn StateStore) -> Option<String> {
+    match state.get(PAUSED_KEY).await {
+        Ok(item) => item.map(|i| i.get(PAUSED_SINCE).cloned().unwrap_or_default()),
+        Err(e) => {
+            warn!(error = %e, "could not read the paused flag; ticking as usual");
+            None
+        }
+    }
+}
+
+/// The tick of a paused stack: no Airflow call (its api-server is stopped), no scaling,
+/// no alert, and `AirflowApiReadFailures` 0, so the read-failure alarm, which treats a
+/// missing value as a failure, stays quiet while the stack is paused on purpose.
+pub async fn paused_tick(metrics: &dyn Metrics, since: String) -> TickReport {
+    publish(metrics, &Readings::default(), false).await;
+    info!(since = %since, "paused: nothing to do");
+    TickReport {
+        paused_since: Some(since),
+        ..TickReport::default()
+    }
 }
 
 /// One half's result in a line.
@@ -137,9 +168,7 @@ pub async fn run_tick(
         }
         report.alerts = Some(summary(result, describe_alerts));
     }
-    if settings.scaling.is_some() {
-        publish(ports.metrics, &readings, report.api_read_failed).await;
-    }
+    publish(ports.metrics, &readings, report.api_read_failed).await;
     info!(report = %serde_json::to_string(&report).unwrap_or_default(), "tick done");
     report
 }

@@ -7,7 +7,7 @@ use airflow_scaler::aws::{self, CloudWatchMetrics, DynamoState, EcsWorkers, SnsT
 use airflow_scaler::budget::Deadline;
 use airflow_scaler::notify::SlackWebhook;
 use airflow_scaler::ports::{AirflowApi, Notifier, PortError, WorkerService};
-use airflow_scaler::{run_tick, Settings, TickPorts};
+use airflow_scaler::{handler, run_tick, Settings, TickPorts};
 use aws_config::BehaviorVersion;
 use lambda_runtime::{service_fn, LambdaEvent};
 use serde_json::Value;
@@ -34,16 +34,8 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let clients = Arc::new(Clients {
         metrics: CloudWatchMetrics {
             client: aws_sdk_cloudwatch::Client::new(&config),
-            namespace: settings
-                .scaling
-                .as_ref()
-                .map(|s| s.metric_namespace.clone())
-                .unwrap_or_default(),
-            stack: settings
-                .scaling
-                .as_ref()
-                .map(|s| s.stack.clone())
-                .unwrap_or_default(),
+            namespace: settings.metric_namespace.clone(),
+            stack: settings.stack.clone(),
         },
         state: DynamoState {
             client: aws_sdk_dynamodb::Client::new(&config),
@@ -67,6 +59,10 @@ async fn main() -> Result<(), lambda_runtime::Error> {
 
 async fn tick(c: &Clients, deadline: Deadline) -> Result<Value, lambda_runtime::Error> {
     let s = &c.settings;
+    // Before logging in: a paused stack's api-server is stopped.
+    if let Some(since) = handler::paused_since(&c.state).await {
+        return Ok(serde_json::to_value(handler::paused_tick(&c.metrics, since).await)?);
+    }
     let login = login(c).await;
     let airflow: Result<&dyn AirflowApi, PortError> = match &login {
         Ok(client) => Ok(client),
@@ -91,8 +87,8 @@ async fn tick(c: &Clients, deadline: Deadline) -> Result<Value, lambda_runtime::
 
 async fn login(c: &Clients) -> Result<AirflowClient, PortError> {
     let s = &c.settings;
-    let password = aws::secret_string(&c.secrets, &s.admin_secret_arn).await?;
-    AirflowClient::login(c.http.clone(), &s.api_url, &s.admin_username, &password).await
+    let password = aws::secret_string(&c.secrets, &s.api_password_secret_arn).await?;
+    AirflowClient::login(c.http.clone(), &s.api_url, &s.api_username, &password).await
 }
 
 /// The alert targets; a Slack secret that is unset, still the placeholder or not a

@@ -1,5 +1,5 @@
 //! The function's configuration, from environment variables the template sets. None
-//! of them is a secret: the admin password and the Slack webhook URL are read from
+//! of them is a secret: the scaler's Airflow password and the Slack webhook URL are read from
 //! Secrets Manager by ARN at run time.
 
 use airflow_stack_contract::scaler::ScalerSettings;
@@ -13,12 +13,16 @@ use crate::scaling::Limits;
 pub struct Settings {
     /// `http://api-server.<namespace>:8080`.
     pub api_url: String,
-    /// User the scaler logs in as.
-    pub admin_username: String,
+    /// The scaler's own read-only Airflow user.
+    pub api_username: String,
     /// Secret holding that user's password.
-    pub admin_secret_arn: String,
+    pub api_password_secret_arn: String,
     /// DynamoDB state table.
     pub state_table: String,
+    /// CloudWatch namespace of the metrics (`AirflowApiReadFailures` always).
+    pub metric_namespace: String,
+    /// `Stack` dimension value.
+    pub stack: String,
     /// Autoscaling, when on.
     pub scaling: Option<ScalingSettings>,
     /// Alerts, when on.
@@ -32,10 +36,6 @@ pub struct ScalingSettings {
     pub cluster: String,
     /// The worker service.
     pub service: String,
-    /// CloudWatch namespace.
-    pub metric_namespace: String,
-    /// `Stack` dimension value.
-    pub stack: String,
     /// Formula limits.
     pub limits: Limits,
     /// The Celery queues the worker service consumes: only task instances on these
@@ -66,8 +66,6 @@ impl Settings {
         let scaling = read.autoscaling.map(|a| ScalingSettings {
             cluster: a.cluster,
             service: a.worker_service,
-            metric_namespace: a.metric_namespace,
-            stack: read.stack_name.clone(),
             limits: Limits {
                 concurrency: a.worker_concurrency,
                 min: a.min_workers,
@@ -84,9 +82,11 @@ impl Settings {
         });
         Ok(Settings {
             api_url: read.airflow_api_url,
-            admin_username: read.admin_username,
-            admin_secret_arn: read.admin_secret_arn,
+            api_username: read.api_username,
+            api_password_secret_arn: read.api_password_secret_arn,
             state_table: read.state_table,
+            metric_namespace: read.metric_namespace,
+            stack: read.stack_name,
             scaling,
             alerts,
         })
@@ -105,14 +105,14 @@ mod tests {
     ) -> std::collections::BTreeMap<&'static str, String> {
         ScalerSettings {
             airflow_api_url: "http://api-server.airflow.local:8080".to_owned(),
-            admin_username: "admin".into(),
-            admin_secret_arn: "arn:admin".into(),
+            api_username: "airflow-stack-scaler".into(),
+            api_password_secret_arn: "arn:scaler".into(),
             stack_name: "airflow-dev".into(),
             state_table: "table".into(),
+            metric_namespace: metrics::NAMESPACE.into(),
             autoscaling: autoscaling.then(|| Autoscaling {
                 cluster: "cluster".into(),
                 worker_service: "worker".into(),
-                metric_namespace: metrics::NAMESPACE.into(),
                 worker_concurrency: 8,
                 min_workers: 1,
                 max_workers: 4,
@@ -133,8 +133,9 @@ mod tests {
     fn reads_what_the_template_writes() {
         let env = environment(true, true);
         let settings = Settings::from_vars(|name| env.get(name).cloned()).unwrap();
+        assert_eq!(settings.stack, "airflow-dev");
+        assert_eq!(settings.metric_namespace, metrics::NAMESPACE);
         let scaling = settings.scaling.unwrap();
-        assert_eq!(scaling.stack, "airflow-dev");
         assert_eq!(scaling.service, "worker");
         assert_eq!(
             scaling.limits,

@@ -2,6 +2,7 @@
 
 mod common;
 
+use airflow_scaler::alerts::AlertSettings;
 use airflow_scaler::budget::Deadline;
 use airflow_scaler::handler::{describe_scaling, run_tick, TickPorts, TickReport};
 use airflow_scaler::ports::{AirflowApi, PortError, TaskInstance};
@@ -9,7 +10,7 @@ use airflow_scaler::scaling::{
     self, decide, desired_workers, host_to_ip, target_workers, Drain, Limits, Readings, ScalePorts,
     TickInput, KEEPER_PROTECTION_MINUTES,
 };
-use airflow_scaler::settings::{ScalingSettings, Settings};
+use airflow_scaler::settings::{AlertTargets, ScalingSettings, Settings};
 use chrono::{DateTime, Duration, Utc};
 use common::{EcsCall, FakeAirflow, FakeMetrics, FakeWorkers, MemoryState};
 
@@ -142,14 +143,14 @@ async fn run(
 fn settings(limits: Limits, queues: &[&str]) -> Settings {
     Settings {
         api_url: "http://api-server.airflow:8080".into(),
-        admin_username: "admin".into(),
-        admin_secret_arn: "arn:secret".into(),
+        api_username: "airflow-stack-scaler".into(),
+        api_password_secret_arn: "arn:secret".into(),
         state_table: "t".into(),
+        metric_namespace: "AirflowStack".into(),
+        stack: "dev".into(),
         scaling: Some(ScalingSettings {
             cluster: "c".into(),
             service: "s".into(),
-            metric_namespace: "AirflowStack".into(),
-            stack: "dev".into(),
             limits,
             queues: queues.iter().map(|q| q.to_string()).collect(),
         }),
@@ -213,6 +214,49 @@ async fn scales_from_zero_when_work_appears_and_publishes_every_metric() {
         message,
         "queued 3 running 0 busy 0 desired 1 tasks 0: set 0 -> 1"
     );
+}
+
+/// An alerts-only stack publishes `AirflowApiReadFailures` too: its alarm is what tells
+/// that alerts stopped because the scaler cannot read Airflow.
+#[tokio::test]
+async fn an_alerts_only_tick_publishes_the_read_failure_metric_and_nothing_else() {
+    let mut s = settings(limits(16, 0, 5), &["default"]);
+    s.scaling = None;
+    s.alerts = Some(AlertTargets {
+        settings: AlertSettings::new("dev".into(), "https://airflow.example".into()),
+        slack_secret_arn: None,
+        sns_topic_arn: None,
+    });
+    let (workers, state) = (FakeWorkers::new(0, &[]), MemoryState::default());
+    let metrics = FakeMetrics::default();
+    let healthy = FakeAirflow::default();
+    handler_tick(
+        Ok(&healthy),
+        &workers,
+        &metrics,
+        &state,
+        &s,
+        t0(),
+        Deadline::unlimited(),
+    )
+    .await;
+    assert_eq!(metrics.all(), vec![("AirflowApiReadFailures", 0.0)]);
+
+    let metrics = FakeMetrics::default();
+    let down = Err(PortError("connection refused".into()));
+    let report = handler_tick(
+        down,
+        &workers,
+        &metrics,
+        &state,
+        &s,
+        t0(),
+        Deadline::unlimited(),
+    )
+    .await;
+    assert!(report.api_read_failed, "{report:?}");
+    assert_eq!(metrics.all(), vec![("AirflowApiReadFailures", 1.0)]);
+    assert!(workers.calls().is_empty());
 }
 
 #[test]
@@ -877,4 +921,29 @@ async fn a_tagged_worker_with_no_drain_pending_is_untagged() {
     );
     assert!(workers.tagged().is_empty());
     assert_eq!(workers.calls(), vec![EcsCall::Untag(strings(&["arn:b"]))]);
+}
+
+/// `airflow-stack pause` writes the paused item: ticks then read nothing from Airflow,
+/// change nothing, and keep the read-failure metric at 0; `resume` deletes it and the
+/// next tick scales again.
+#[tokio::test]
+async fn a_paused_stack_is_left_alone_and_keeps_its_alarm_quiet() {
+    use airflow_scaler::handler::{paused_since, paused_tick};
+    let state = MemoryState::default();
+    assert_eq!(paused_since(&state).await, None);
+    state.insert(
+        "paused",
+        [("since".to_string(), "2026-12-01T00:00:00Z".to_string())].into(),
+    );
+    let since = paused_since(&state).await.expect("paused");
+    assert_eq!(since, "2026-12-01T00:00:00Z");
+    let metrics = FakeMetrics::default();
+    let report = paused_tick(&metrics, since).await;
+    assert_eq!(metrics.all(), vec![("AirflowApiReadFailures", 0.0)]);
+    assert!(report.scaling.is_none() && report.alerts.is_none() && !report.api_read_failed);
+    let json = serde_json::to_value(&report).unwrap();
+    assert_eq!(json["paused_since"], "2026-12-01T00:00:00Z");
+
+    state.0.lock().unwrap().remove("paused");
+    assert_eq!(paused_since(&state).await, None);
 }

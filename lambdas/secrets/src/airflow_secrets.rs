@@ -1,7 +1,8 @@
 //! `Custom::AirflowSecrets`: generates the Fernet key, the API secret key, the JWT
-//! secret and the db, redis and admin passwords into the five secrets the template
+//! secret and the db, redis, admin and scaler passwords into the secrets the template
 //! created empty:
-//! - `FernetKeySecretArn` (plain string) and `AdminPasswordSecretArn` (plain string);
+//! - `FernetKeySecretArn`, `AdminPasswordSecretArn` and (when the stack runs the
+//!   scaler) `ScalerPasswordSecretArn`, each a plain string;
 //! - `SigningKeysSecretArn`, a JSON object `{"api_secret_key", "jwt_secret"}`;
 //! - `DatabaseSecretArn` and `RedisSecretArn`, JSON objects whose `"password"` this
 //!   resource writes (`Custom::AirflowConnectionUrls` adds the URL keys later).
@@ -60,7 +61,7 @@ const fn shape(secret: Secret) -> Shape {
             (key::JWT_SECRET, Generator::Signing),
         ]),
         Secret::Database | Secret::Redis => Shape::Json(&[(key::PASSWORD, Generator::Password)]),
-        Secret::AdminPassword => Shape::Plain(Generator::Password),
+        Secret::AdminPassword | Secret::ScalerPassword => Shape::Plain(Generator::Password),
     }
 }
 
@@ -71,8 +72,8 @@ type SecretsProps = SecretsProperties<String>;
 /// checks that each secret property holds a Secrets Manager ARN.
 fn parse(props: &Properties) -> Result<SecretsProps, HandlerError> {
     let parsed = SecretsProperties::read(&props.0)?;
-    for secret in Secret::ALL {
-        secret_arn(secret.property(), parsed.arn(secret))?;
+    for (secret, arn) in parsed.present() {
+        secret_arn(secret.property(), arn)?;
     }
     Ok(parsed)
 }
@@ -107,7 +108,7 @@ async fn ensure_all_initial_values(
     props: &SecretsProps,
     store: &dyn SecretStore,
 ) -> Result<(), HandlerError> {
-    for secret in Secret::ALL {
+    for (secret, arn) in props.present() {
         let property = secret.property();
         let version = version_id(&[
             &request.stack_id,
@@ -115,7 +116,6 @@ async fn ensure_all_initial_values(
             property,
             "initial",
         ]);
-        let arn = props.arn(secret);
         let password_length = props.password_length as usize;
         match shape(secret) {
             Shape::Plain(generator) => {
@@ -263,7 +263,7 @@ async fn rotate_fernet_key(
     store: &dyn SecretStore,
 ) -> Result<(), HandlerError> {
     const PROPERTY: &str = Secret::FernetKey.property();
-    let arn = props.arn(Secret::FernetKey);
+    let arn = &props.fernet_key_secret_arn;
     let version = version_id(&[
         &request.stack_id,
         &request.logical_resource_id,

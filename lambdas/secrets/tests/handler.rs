@@ -878,3 +878,37 @@ async fn error_paths_answer_failed_with_a_helpful_reason() {
         "{body}"
     );
 }
+
+/// A stack that runs the scaler passes a sixth secret: it gets its own password, once.
+#[tokio::test]
+async fn the_scaler_password_is_generated_once_when_the_stack_has_one() {
+    const SCALER: &str = "ScalerPasswordSecretArn";
+    let mut arns: Vec<String> = SECRET_ROLES.iter().map(|r| arn(r)).collect();
+    arns.push(arn(SCALER));
+    let refs: Vec<&str> = arns.iter().map(String::as_str).collect();
+    let h = Harness::new(std::sync::Arc::new(
+        airflow_secrets::store::MemoryStore::with_empty_secrets(&refs),
+    ));
+    let mut props = secrets_props();
+    props[SCALER] = json!(arn(SCALER));
+    h.answer(event("Create", SECRETS, &h.url(), props.clone()))
+        .await;
+    let scaler = h.store.value(&arn(SCALER)).unwrap();
+    assert_eq!(scaler.len(), 32);
+    assert!(is_alphanumeric(&scaler));
+    assert_ne!(
+        scaler,
+        h.store.value(&arn("AdminPasswordSecretArn")).unwrap(),
+        "not the admin's"
+    );
+    assert_eq!(h.store.put_count(), 6);
+    // A repeated Create and an Update keep it.
+    h.answer(event("Create", SECRETS, &h.url(), props.clone()))
+        .await;
+    let mut update = event("Update", SECRETS, &h.url(), props.clone());
+    update["OldResourceProperties"] = props;
+    h.answer(update).await;
+    assert_eq!(h.store.value(&arn(SCALER)).unwrap(), scaler);
+    assert_eq!(h.store.put_count(), 6);
+    h.assert_no_secret_leaked(&[]);
+}

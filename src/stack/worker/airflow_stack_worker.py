@@ -34,13 +34,21 @@ What it does (in the worker's main process)
   (``celery.worker.state`` reserved ∪ active). While any: keep protection on, renewing
   it once half of ``ExpiresInMinutes`` has passed. After ~5 s with none: PUT protection
   off, if this module set it.
-* The same thread reads the task's tags (task metadata v4, ``taskWithTags``) every ~5 s.
+* The same thread reads the task's tags every ~10 s with the ECS API's
+  ``ListTagsForResource`` on the task's own ARN (read once from task metadata v4,
+  ``GET $ECS_CONTAINER_METADATA_URI_V4/task``, field ``TaskARN``; the region is the ARN's),
+  signed with the task role's credentials (boto3's default chain: on Fargate, the
+  container credentials endpoint). Not the metadata endpoint's ``/taskWithTags``: AWS
+  documents it for tasks on EC2 only, and the stack runs on Fargate. Short timeouts, few
+  retries; a failed read is logged and the last known drain state kept.
   The drain tag (``AIRFLOW_STACK_DRAIN_TAG`` = ``true``) stops consumption from every
   queue, through Celery's remote control addressed to this worker only (the consumer's
   event loop is not thread-safe), and once nothing is held, clears protection whoever set
   it (a drained worker must be stoppable). When the tag goes away, consumption resumes.
 
-Off ECS (``ECS_AGENT_URI`` unset) it does nothing but log once. Standard library only.
+Off ECS (``ECS_AGENT_URI`` unset) it does nothing but log once. The standard library,
+Celery, and boto3/botocore from the image (the apache/airflow image has them), imported
+only when the tags are first read: off ECS the module imports without boto3.
 Log lines go to the ``airflow_stack.worker`` logger: "protected", "unprotected",
 "draining", "drained", "drain cancelled".
 """
@@ -81,8 +89,13 @@ EXPIRES_MINUTES = max(1, int(_seconds("AIRFLOW_STACK_PROTECTION_MINUTES", 60)))
 RENEW_SECONDS = _seconds("AIRFLOW_STACK_PROTECTION_RENEW_SECONDS", EXPIRES_MINUTES * 60 / 2)
 TICK_SECONDS = _seconds("AIRFLOW_STACK_WORKER_TICK_SECONDS", 2)
 IDLE_GRACE_SECONDS = _seconds("AIRFLOW_STACK_IDLE_GRACE_SECONDS", 5)
-TAG_POLL_SECONDS = _seconds("AIRFLOW_STACK_TAG_POLL_SECONDS", 5)
+# Each tag poll is one ECS API call (ListTagsForResource) per worker, against the
+# account's ECS request quota: every 10 s, not more often.
+TAG_POLL_SECONDS = _seconds("AIRFLOW_STACK_TAG_POLL_SECONDS", 10)
 HTTP_TIMEOUT_SECONDS = 2
+# The ECS API client's: a slow API must not hold the monitor thread for long.
+API_TIMEOUT_SECONDS = 2
+API_MAX_ATTEMPTS = 2
 CONTROL_TIMEOUT_SECONDS = 5
 
 
@@ -93,6 +106,43 @@ def _http(method, url, body=None):
                                  headers={"Content-Type": "application/json"})
     with urllib.request.urlopen(req, timeout=HTTP_TIMEOUT_SECONDS) as resp:
         return json.loads(resp.read() or b"{}")
+
+
+class _TaskTags:
+    """Reads this task's tags with the ECS API (ListTagsForResource on its own ARN).
+
+    AWS docs: "Amazon ECS task metadata endpoint version 4 for tasks on Fargate" lists
+    only ``${ECS_CONTAINER_METADATA_URI_V4}``, ``/task``, ``/stats`` and ``/task/stats``;
+    ``/taskWithTags`` is on "Amazon ECS task metadata endpoint version 4", the page for
+    tasks on EC2. The ARN is ``TaskARN`` of ``/task`` ("Amazon ECS task metadata v4 JSON
+    response for tasks on Fargate"); the call is ``ListTagsForResource`` (Amazon ECS API
+    Reference), allowed to the task role by the stack on ``task/<cluster>/*``. Used by the
+    monitor thread only; the ARN and the client are made once and kept."""
+
+    def __init__(self):
+        self.task_arn = None
+        self.client = None
+
+    def read(self):
+        """The task's tags as a map; raises on any failure (the caller logs it)."""
+        if self.task_arn is None:
+            arn = _http("GET", f"{METADATA_URI}/task").get("TaskARN") or ""
+            if not arn.startswith("arn:") or len(arn.split(":")) < 6:
+                raise RuntimeError(f"no task ARN in task metadata: {arn!r}")
+            self.task_arn = arn
+        if self.client is None:
+            self.client = self._client(self.task_arn.split(":")[3])
+        answer = self.client.list_tags_for_resource(resourceArn=self.task_arn)
+        return {t.get("key"): t.get("value", "") for t in answer.get("tags") or []}
+
+    @staticmethod
+    def _client(region):
+        import boto3  # lazily: off ECS the module imports without boto3
+        from botocore.config import Config
+
+        return boto3.session.Session().client("ecs", region_name=region, config=Config(
+            connect_timeout=API_TIMEOUT_SECONDS, read_timeout=API_TIMEOUT_SECONDS,
+            retries={"mode": "standard", "total_max_attempts": API_MAX_ATTEMPTS}))
 
 
 class _Protection:
@@ -169,6 +219,7 @@ class _Monitor(threading.Thread):
         self.hostname = consumer.hostname
         self.consumer = consumer
         self.next_tag_poll = 0.0
+        self.tags = _TaskTags()
         self.drain_tag = False
         self.drain_queues = None  # the queues to stop consuming; None while not draining
         self.cancelled = set()  # those whose cancel_consumer this worker acknowledged
@@ -204,7 +255,7 @@ class _Monitor(threading.Thread):
 
     def read_drain_tag(self):
         try:
-            tags = _http("GET", f"{METADATA_URI}/taskWithTags").get("TaskTags") or {}
+            tags = self.tags.read()
         except Exception as exc:  # noqa: BLE001 - keep the last known state
             log.warning("task tags unreadable: %s", exc)
             return
