@@ -714,7 +714,10 @@ fn office_hours_mark_the_scaler_paused_and_resumed() {
         ("ScalerResumeSchedule", "cron(0 7 ? * MON-FRI *)"),
     ] {
         assert_eq!(r[id]["Properties"]["ScheduleExpression"], when);
-        assert_eq!(r[id]["Properties"]["ScheduleExpressionTimezone"], "Europe/Berlin");
+        assert_eq!(
+            r[id]["Properties"]["ScheduleExpressionTimezone"],
+            "Europe/Berlin"
+        );
     }
     let policy = &r["ScheduleRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"];
     let dynamo = policy
@@ -734,5 +737,7 @@ fn office_hours_mark_the_scaler_paused_and_resumed() {
     // Without the scaler, the schedule touches the services only.
     let t = template("schedule:\n  timezone: UTC\n  resume: \"cron(0 7 * * ? *)\"\n  pause: \"cron(0 19 * * ? *)\"\n");
     assert!(t["Resources"].get("ScalerPauseSchedule").is_none());
-    assert!(!t["Resources"]["ScheduleRole"].to_string().contains("dynamodb"));
+    assert!(!t["Resources"]["ScheduleRole"]
+        .to_string()
+        .contains("dynamodb"));
 }

@@ -269,7 +269,9 @@ fn pause_scales_every_service_to_zero_and_resume_restores_the_stack_file_counts(
     let zero: Vec<_> = deployed.iter().map(|(id, _)| (id.clone(), 0)).collect();
     assert_eq!(rt.block_on(desired(&emulator.url)), zero);
     // The scaler is told before the services stop (its ticks then do nothing).
-    let since = rt.block_on(paused_item(&emulator.url)).expect("paused item");
+    let since = rt
+        .block_on(paused_item(&emulator.url))
+        .expect("paused item");
     assert!(since.starts_with("20") && since.ends_with('Z'), "{since}");
     let (mark, first_service) = (
         paused.find("scaler").expect("names the scaler"),

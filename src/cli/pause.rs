@@ -161,7 +161,10 @@ pub fn run(args: Args, direction: Direction) -> Result<(), Failure> {
         // gone, count a read failure and could start workers for work still queued.
         if let (Direction::Pause, Some(table)) = (direction, &scaler_table) {
             set_paused(&aws.dynamodb(), table).await?;
-            println!("  {:<16} paused: its ticks do nothing until resume", "scaler");
+            println!(
+                "  {:<16} paused: its ticks do nothing until resume",
+                "scaler"
+            );
         }
         let mut done = Vec::new();
         for r in &scaled {
@@ -186,7 +189,10 @@ pub fn run(args: Args, direction: Direction) -> Result<(), Failure> {
             .collect();
         if let (Direction::Resume, Some(table)) = (direction, &scaler_table) {
             clear_paused(&aws.dynamodb(), table).await?;
-            println!("  {:<16} resumed: scaling and alerts from its next tick", "scaler");
+            println!(
+                "  {:<16} resumed: scaling and alerts from its next tick",
+                "scaler"
+            );
         }
         if let Some(note) = database_note(direction, &resources, &template) {
             println!("  {note}");

@@ -15,12 +15,12 @@
 use super::cluster::Cluster;
 use super::scope::{ScaledService, Scope};
 use super::service_role::{self, ServiceRole};
+use crate::cfn::l1::dynamodb::Table;
 use crate::cfn::l1::scheduler::schedule::{
     FlexibleTimeWindow, FlexibleTimeWindowMode, RetryPolicy, ScheduleState, Target,
 };
 use crate::cfn::l1::scheduler::Schedule;
 use crate::cfn::l1::Statement;
-use crate::cfn::l1::dynamodb::Table;
 use crate::cfn::{Expr, Handle, LogicalId, Pseudo};
 use airflow_stack_contract::scaler::{PAUSED_KEY, PAUSED_SINCE, STATE_TABLE_KEY};
 
@@ -108,7 +108,11 @@ pub fn add(s: &mut Scope, cluster: &Cluster, scaler_table: Option<&Handle<Table>
     let target_arn = universal_target("ecs:updateService");
     let scaler = scaler_table.map(scaler_targets).into_iter().flatten();
     for (verb, operation, input) in scaler {
-        let expression = if verb == "Pause" { &plan.pause } else { &plan.resume };
+        let expression = if verb == "Pause" {
+            &plan.pause
+        } else {
+            &plan.resume
+        };
         t.add(
             &format!("Scaler{verb}Schedule"),
             schedule(

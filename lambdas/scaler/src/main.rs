@@ -61,7 +61,9 @@ async fn tick(c: &Clients, deadline: Deadline) -> Result<Value, lambda_runtime::
     let s = &c.settings;
     // Before logging in: a paused stack's api-server is stopped.
     if let Some(since) = handler::paused_since(&c.state).await {
-        return Ok(serde_json::to_value(handler::paused_tick(&c.metrics, since).await)?);
+        return Ok(serde_json::to_value(
+            handler::paused_tick(&c.metrics, since).await,
+        )?);
     }
     let login = login(c).await;
     let airflow: Result<&dyn AirflowApi, PortError> = match &login {
