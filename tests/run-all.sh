@@ -81,6 +81,17 @@ cp "$CARGO_TARGET_DIR/debug/airflow-stack" "$CARGO_TARGET_DIR/bundled/airflow-st
 phase "Rust tests (unit, CLI, cfn-lint, Lambda processes against moto)"
 cargo test --workspace --quiet 2>&1 | tee "$cache/cargo-test.log"
 
+phase "security scan (tests/security_scan: checkov on every rendered template, SECURITY.md)"
+# checkov (pinned) in a virtualenv of its own: its many pinned dependencies must not move
+# those of cfn-lint and moto in $AIRFLOW_STACK_VENV. scan.py renders stacks/*.yaml and
+# tests/cfn_lint.rs's variations with the debug CLI, runs checkov once, offline, and fails
+# on a finding SECURITY.md does not justify, or a justification that matches nothing.
+checkov_venv="$cache/checkov-venv"
+[ -x "$checkov_venv/bin/pip" ] || python3 -m venv "$checkov_venv"
+"$checkov_venv/bin/pip" install -q --disable-pip-version-check -r tests/security_scan/requirements.txt
+cargo build --quiet -p airflow-stack
+"$checkov_venv/bin/python" tests/security_scan/scan.py
+
 phase "AWS emulator self-tests (tests/aws_emulator: IAM evaluator, strict emulator)"
 "$AIRFLOW_STACK_VENV/bin/pip" install -q --disable-pip-version-check pytest
 "$AIRFLOW_STACK_VENV/bin/python" -m pytest -q -p no:cacheprovider tests/aws_emulator
