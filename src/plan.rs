@@ -169,7 +169,8 @@ pub struct Plan {
     /// Resource changes, additions first, then modifications and removals, each by
     /// logical id.
     pub changes: Vec<ResourceChange>,
-    /// Human-readable descriptions of access-broadening changes.
+    /// Human-readable descriptions of changes that widen access or change what code
+    /// runs with the stack's secrets.
     pub broadening: Vec<String>,
     /// Parameters or outputs differ (no resource may change).
     pub other_changes: bool,
@@ -185,7 +186,8 @@ pub struct Plan {
 pub enum FailOn {
     /// Any change.
     Any,
-    /// New IAM statements or ingress rules.
+    /// New IAM grants, trust, managed policies, invoke permissions or ingress rules, or
+    /// new code or configuration where the stack's secrets are.
     Broadening,
     /// Deletion or replacement of any resource.
     Destructive,
@@ -227,12 +229,8 @@ impl Plan {
         let mut reasons: Vec<String> = per_resource
             .into_iter()
             .map(|(resource, n)| {
-                let what = if n == 1 {
-                    "rule or statement"
-                } else {
-                    "rules or statements"
-                };
-                format!("broadens access: {resource} ({n} new {what})")
+                let what = if n == 1 { "change" } else { "changes" };
+                format!("broadens access or what runs with its secrets: {resource} ({n} {what})")
             })
             .collect();
         for c in self.data_destructive() {
@@ -697,7 +695,11 @@ fn downgrade(before: &BTreeMap<&str, Entry>, after: &BTreeMap<&str, Entry>) -> O
             })
         })
 }
-/// New ingress rules and new IAM allow statements, described for a person.
+/// What widens who can do what, or changes what code runs with the stack's secrets,
+/// described for a person: new ingress rules; new allow grants in identity policies,
+/// trust policies and resource policies; new managed policies; new or changed Lambda
+/// invoke permissions; and, in task definitions whose containers receive secrets and in
+/// Lambda functions, a new image, command, entry point, environment or code.
 fn broadening(before: &BTreeMap<&str, Entry>, after: &BTreeMap<&str, Entry>) -> Vec<String> {
     let mut found = Vec::new();
     for (id, res) in after {
@@ -715,19 +717,124 @@ fn broadening(before: &BTreeMap<&str, Entry>, after: &BTreeMap<&str, Entry>) -> 
                     found.push(format!("{id}: new inline ingress rule {rule}"));
                 }
             }
-            "AWS::IAM::Role"
-            | "AWS::IAM::Policy"
-            | "AWS::IAM::ManagedPolicy"
-            | "AWS::S3::BucketPolicy" => {
+            "AWS::Lambda::Permission" if prev != Some(res.whole) => found.push(format!(
+                "{id}: {} may invoke {} (source {})",
+                res.properties["Principal"],
+                res.properties["FunctionName"],
+                res.properties["SourceArn"]
+            )),
+            "AWS::ECS::TaskDefinition" => found.extend(code_with_secrets(id, prev, res.whole)),
+            "AWS::Lambda::Function" => {
+                if let Some(prev) = prev {
+                    found.extend(changed_fields(
+                        id,
+                        &prev["Properties"],
+                        res.properties,
+                        &["Code", "Handler", "Runtime", "Layers", "Environment"],
+                        "the function's",
+                    ));
+                }
+            }
+            _ if is_policy_holder(res.type_name) => {
                 let old_statements = prev.map(allow_statements).unwrap_or_default();
                 for statement in allow_statements(res.whole).difference(&old_statements) {
                     found.push(format!("{id}: new IAM statement {statement}"));
+                }
+                let old_trust = prev.map(trust_statements).unwrap_or_default();
+                for statement in trust_statements(res.whole).difference(&old_trust) {
+                    found.push(format!("{id}: new trust {statement}"));
+                }
+                let old_managed = prev.map(managed_policies).unwrap_or_default();
+                for arn in managed_policies(res.whole).difference(&old_managed) {
+                    found.push(format!("{id}: new managed policy {arn}"));
                 }
             }
             _ => {}
         }
     }
     found
+}
+
+/// Resource types that carry IAM policy documents: roles, users, groups, policies and
+/// every resource policy (`AWS::S3::BucketPolicy`, `AWS::SNS::TopicPolicy`,
+/// `AWS::SQS::QueuePolicy`, `AWS::SecretsManager::ResourcePolicy`, ...).
+fn is_policy_holder(type_name: &str) -> bool {
+    matches!(
+        type_name,
+        "AWS::IAM::Role" | "AWS::IAM::User" | "AWS::IAM::Group" | "AWS::IAM::Policy"
+    ) || type_name.ends_with("Policy")
+}
+
+/// The trust policy's allow grants (`AssumeRolePolicyDocument`), as [`grants`] writes them.
+fn trust_statements(resource: &Value) -> BTreeSet<String> {
+    resource["Properties"]["AssumeRolePolicyDocument"]["Statement"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|s| s["Effect"] == "Allow")
+        .flat_map(grants)
+        .collect()
+}
+
+/// `ManagedPolicyArns`, each as compact JSON (an ARN may be an expression).
+fn managed_policies(resource: &Value) -> BTreeSet<String> {
+    rule_set(&resource["Properties"]["ManagedPolicyArns"])
+}
+
+/// A task definition's containers that receive secrets: a new one, or a change of what
+/// such a container runs (image, command, entry point, environment), is code that runs
+/// with the stack's secrets. Containers without secrets are not reported.
+fn code_with_secrets(id: &str, prev: Option<&Value>, whole: &Value) -> Vec<String> {
+    let containers = |resource: &Value| -> BTreeMap<String, Value> {
+        resource["Properties"]["ContainerDefinitions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|c| (c["Name"].to_string(), c.clone()))
+            .collect()
+    };
+    let old = prev.map(containers).unwrap_or_default();
+    let mut found = Vec::new();
+    for (name, container) in containers(whole) {
+        let holds_secrets = container["Secrets"]
+            .as_array()
+            .is_some_and(|s| !s.is_empty());
+        if !holds_secrets {
+            continue;
+        }
+        match old.get(&name) {
+            None => found.push(format!(
+                "{id}: new container {name} with the stack's secrets, image {}",
+                container["Image"]
+            )),
+            Some(before) => found.extend(changed_fields(
+                id,
+                before,
+                &container,
+                &["Image", "Command", "EntryPoint", "Environment"],
+                &format!("container {name}'s (it receives the stack's secrets)"),
+            )),
+        }
+    }
+    found
+}
+
+/// One line per field of `fields` that differs between `old` and `new`.
+fn changed_fields(id: &str, old: &Value, new: &Value, fields: &[&str], whose: &str) -> Vec<String> {
+    fields
+        .iter()
+        .filter(|f| old[**f] != new[**f])
+        .map(|f| format!("{id}: {whose} {f} changes to {}", short(&new[*f])))
+        .collect()
+}
+
+/// A value for a one-line message: compact JSON, cut after 120 characters.
+fn short(value: &Value) -> String {
+    let text = value.to_string();
+    match text.char_indices().nth(120) {
+        Some((cut, _)) => format!("{}...", &text[..cut]),
+        None => text,
+    }
 }
 
 /// One ingress rule for a person. Values print as JSON (`null` where absent: the rule
@@ -1228,6 +1335,106 @@ mod tests {
     }
 
     #[test]
+    fn a_new_trust_policy_or_managed_policy_is_broadening() {
+        let trust = |principal: &str| {
+            json!({"Type": "AWS::IAM::Role", "Properties": {
+                "AssumeRolePolicyDocument": {"Statement": [{"Effect": "Allow",
+                    "Principal": {"Service": principal}, "Action": "sts:AssumeRole"}]}}})
+        };
+        let old = template(json!({"R": trust("ecs-tasks.amazonaws.com")}));
+        let new = template(json!({"R": trust("lambda.amazonaws.com")}));
+        let plan = diff(Some(&old), &new);
+        assert_eq!(plan.broadening.len(), 1, "{:?}", plan.broadening);
+        assert!(
+            plan.broadening[0].starts_with("R: new trust"),
+            "{:?}",
+            plan.broadening
+        );
+        assert!(plan.broadening[0].contains("lambda.amazonaws.com"));
+        assert!(diff(Some(&old), &old).broadening.is_empty());
+
+        let mut managed = trust("ecs-tasks.amazonaws.com");
+        managed["Properties"]["ManagedPolicyArns"] =
+            json!(["arn:aws:iam::aws:policy/AdministratorAccess"]);
+        let plan = diff(Some(&old), &template(json!({"R": managed})));
+        assert_eq!(
+            plan.broadening,
+            ["R: new managed policy \"arn:aws:iam::aws:policy/AdministratorAccess\""]
+        );
+    }
+
+    #[test]
+    fn resource_policies_and_invoke_permissions_are_broadening() {
+        let topic_policy = json!({"Type": "AWS::SNS::TopicPolicy", "Properties": {
+            "Topics": [{"Ref": "T"}], "PolicyDocument": {"Statement": [{"Effect": "Allow",
+            "Principal": "*", "Action": "sns:Publish", "Resource": {"Ref": "T"}}]}}});
+        let plan = diff(
+            Some(&template(json!({}))),
+            &template(json!({"P": topic_policy})),
+        );
+        assert_eq!(plan.broadening.len(), 1, "{:?}", plan.broadening);
+        assert!(plan.broadening[0].contains("sns:Publish"));
+
+        let permission = |principal: &str| {
+            json!({"Type": "AWS::Lambda::Permission", "Properties": {
+                "Action": "lambda:InvokeFunction", "FunctionName": {"Ref": "F"},
+                "Principal": principal}})
+        };
+        let old = template(json!({"P": permission("events.amazonaws.com")}));
+        let new = template(json!({"P": permission("*")}));
+        let plan = diff(Some(&old), &new);
+        assert_eq!(plan.broadening.len(), 1);
+        assert!(
+            plan.broadening[0].starts_with("P: \"*\" may invoke"),
+            "{:?}",
+            plan.broadening
+        );
+        assert!(diff(Some(&old), &old).broadening.is_empty());
+    }
+
+    fn task_definition(image: &str, env: &str, secrets: bool) -> Value {
+        let mut container = json!({"Name": "scheduler", "Image": image,
+            "Environment": [{"Name": "X", "Value": env}]});
+        if secrets {
+            container["Secrets"] = json!([{"Name": "K", "ValueFrom": {"Ref": "S"}}]);
+        }
+        json!({"Type": "AWS::ECS::TaskDefinition", "Properties": {
+            "ContainerDefinitions": [container]}})
+    }
+
+    #[test]
+    fn new_code_or_environment_where_the_secrets_are_needs_approval() {
+        let old = template(json!({"T": task_definition("apache/airflow:3.1.0", "a", true)}));
+        let image = template(json!({"T": task_definition("evil/airflow:3.1.0", "a", true)}));
+        let plan = diff(Some(&old), &image);
+        assert_eq!(plan.broadening.len(), 1, "{:?}", plan.broadening);
+        assert!(
+            plan.broadening[0].contains("container \"scheduler\"'s (it receives the stack's secrets) Image changes to \"evil/airflow:3.1.0\""),
+            "{:?}",
+            plan.broadening
+        );
+        assert!(plan.matches(FailOn::Broadening));
+        assert_eq!(plan.approval_reasons().len(), 1);
+        let env = template(json!({"T": task_definition("apache/airflow:3.1.0", "b", true)}));
+        assert!(diff(Some(&old), &env).broadening[0].contains("Environment changes"));
+        // The same changes in a container without secrets ask nothing.
+        let plain = template(json!({"T": task_definition("apache/airflow:3.1.0", "a", false)}));
+        let plain_image = template(json!({"T": task_definition("evil/airflow:3.1.0", "b", false)}));
+        assert!(diff(Some(&plain), &plain_image).broadening.is_empty());
+
+        let function = |key: &str| {
+            json!({"Type": "AWS::Lambda::Function", "Properties": {
+                "Code": {"S3Bucket": "b", "S3Key": key}, "Handler": "bootstrap"}})
+        };
+        let plan = diff(
+            Some(&template(json!({"F": function("assets/aaa.zip")}))),
+            &template(json!({"F": function("assets/bbb.zip")})),
+        );
+        assert_eq!(plan.broadening.len(), 1);
+        assert!(plan.broadening[0].starts_with("F: the function's Code changes to"));
+    }
+
+    #[test]
     fn a_predicted_replacement_of_data_needs_approval_before_any_change_set() {
         let old = template(
             json!({"Db": db(json!({"DBInstanceClass": "db.t4g.micro", "MasterUsername": "airflow"}))}),
@@ -1368,7 +1575,7 @@ mod tests {
             Approval::Proceed
         );
         assert!(
-            matches!(approve(&plan, false, false, |_| panic!("must not ask")), Approval::Refused(m) if m.contains("--yes") && m.contains("broadens access: In (1 new rule or statement)"))
+            matches!(approve(&plan, false, false, |_| panic!("must not ask")), Approval::Refused(m) if m.contains("--yes") && m.contains("broadens access or what runs with its secrets: In (1 change)"))
         );
         assert_eq!(approve(&plan, false, true, |_| true), Approval::Proceed);
         assert_eq!(approve(&plan, false, true, |_| false), Approval::Declined);

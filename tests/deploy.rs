@@ -346,6 +346,7 @@ async fn deploy_lifecycle_against_the_emulator() {
 
     first_deploy_runs_the_real_lambdas(&s, &dev).await;
     second_deploy_is_a_fast_no_op(&s, &dev);
+    a_replaced_asset_is_refused(&s, &dev).await;
     update_applies_a_changed_setting(&s).await;
     diff_flags_a_new_ingress_rule_as_broadening(&s);
     failed_deploy_names_the_resource_and_reason(&s);
@@ -435,6 +436,89 @@ fn second_deploy_is_a_fast_no_op(s: &Session, dev: &Path) {
         !text(&out).contains("UPDATE_"),
         "no change set may be executed"
     );
+}
+
+/// Someone with write access to the assets bucket puts other code under an asset's key
+/// (the key is the zip's SHA-256, which a reproducible build makes predictable): deploy
+/// refuses, naming the object, instead of trusting the name. Once the object is deleted,
+/// deploy uploads the real zip again (with its checksum) and is a no-op again.
+async fn a_replaced_asset_is_refused(s: &Session, dev: &Path) {
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&s.sdk_config().await)
+            .force_path_style(true)
+            .build(),
+    );
+    let buckets = s3.list_buckets().send().await.unwrap();
+    let mut found = None;
+    for b in buckets.buckets() {
+        let name = b.name().unwrap().to_string();
+        let listed = s3
+            .list_objects_v2()
+            .bucket(&name)
+            .prefix("assets/")
+            .send()
+            .await
+            .unwrap();
+        if let Some(object) = listed.contents().first() {
+            found = Some((name, object.key().unwrap().to_string()));
+            break;
+        }
+    }
+    let (bucket, key) = found.expect("the first deploy uploaded its assets");
+    let original = s3
+        .get_object()
+        .bucket(&bucket)
+        .key(&key)
+        .send()
+        .await
+        .unwrap()
+        .body
+        .collect()
+        .await
+        .unwrap()
+        .into_bytes();
+    s3.put_object()
+        .bucket(&bucket)
+        .key(&key)
+        .body(b"PK other code".to_vec().into())
+        .send()
+        .await
+        .unwrap();
+    let out = s.run(&["deploy", path(dev), "--yes"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let log = text(&out);
+    assert!(
+        log.contains(&format!("s3://{bucket}/{key} holds other code")),
+        "{log}"
+    );
+    assert!(!log.contains("UPDATE_"), "nothing may be deployed: {log}");
+
+    s3.delete_object()
+        .bucket(&bucket)
+        .key(&key)
+        .send()
+        .await
+        .unwrap();
+    let out = s.run(&["deploy", path(dev)]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("No changes"),
+        "the same key again: {}",
+        text(&out)
+    );
+    let again = s3
+        .get_object()
+        .bucket(&bucket)
+        .key(&key)
+        .send()
+        .await
+        .unwrap()
+        .body
+        .collect()
+        .await
+        .unwrap()
+        .into_bytes();
+    assert_eq!(again, original, "the real zip is back under its key");
 }
 
 async fn update_applies_a_changed_setting(s: &Session) {

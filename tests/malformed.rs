@@ -228,6 +228,18 @@ fn cases() -> Vec<(&'static str, String, &'static str, Option<usize>)> {
             "tags.aws:owner",
             None,
         ),
+        (
+            "dynamic reference in extra_env",
+            with("airflow:\n  extra_env:\n    AIRFLOW__CORE__X: \"{{resolve:secretsmanager:db:SecretString:password}}\"\n"),
+            "airflow.extra_env.AIRFLOW__CORE__X",
+            Some(5),
+        ),
+        (
+            "dynamic reference in a tag",
+            with("tags:\n  team: \"{{resolve:ssm-secure:/team/token}}\"\n"),
+            "tags.team",
+            Some(4),
+        ),
         ("not a mapping", "just a string\n".into(), "(file)", None),
         (
             "invalid YAML",

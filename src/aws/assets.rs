@@ -335,7 +335,96 @@ async fn exists(s3: &aws_sdk_s3::Client, bucket: &str, key: &str) -> bool {
         .is_ok()
 }
 
-/// Uploads the assets missing from the bucket; returns how many were uploaded.
+/// What the bucket holds under an asset's key.
+enum Stored {
+    /// Nothing: upload it.
+    Missing,
+    /// Exactly this asset's bytes.
+    Same,
+    /// Other bytes, with this SHA-256 (hex).
+    Different(String),
+}
+
+/// Compares the object under the asset's key with the asset. The key names the zip's
+/// SHA-256, but a key is only a name: anyone who may write the bucket could put other
+/// code under it (the hash of a reproducible build is predictable), and the function
+/// that reads every secret of the stack would run it. S3's stored SHA-256 checksum is
+/// compared when the object has one (uploads by this CLI do); otherwise the object is
+/// read and hashed.
+async fn stored(s3: &aws_sdk_s3::Client, bucket: &str, asset: &Asset) -> anyhow::Result<Stored> {
+    use aws_sdk_s3::types::ChecksumMode;
+    let head = s3
+        .head_object()
+        .bucket(bucket)
+        .key(asset.key())
+        .checksum_mode(ChecksumMode::Enabled)
+        .send()
+        .await;
+    let head = match head {
+        Ok(head) => head,
+        Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => {
+            return Ok(Stored::Missing)
+        }
+        Err(e) => {
+            return Err(anyhow!(
+                "cannot check s3://{bucket}/{}: {}",
+                asset.key(),
+                describe(&e)
+            ))
+        }
+    };
+    let sha256 = match head.checksum_sha256() {
+        Some(stored) => hex_of_base64(stored),
+        None => {
+            let object = s3
+                .get_object()
+                .bucket(bucket)
+                .key(asset.key())
+                .send()
+                .await
+                .map_err(|e| {
+                    anyhow!(
+                        "cannot read s3://{bucket}/{}: {}",
+                        asset.key(),
+                        describe(&e)
+                    )
+                })?;
+            let bytes = object
+                .body
+                .collect()
+                .await
+                .map_err(|e| anyhow!("cannot read s3://{bucket}/{}: {e}", asset.key()))?
+                .into_bytes();
+            hex::encode(Sha256::digest(&bytes))
+        }
+    };
+    Ok(if sha256 == asset.sha256 {
+        Stored::Same
+    } else {
+        Stored::Different(sha256)
+    })
+}
+
+/// A base64 checksum as S3 returns it, in hex; an undecodable one as itself (it then
+/// matches nothing).
+fn hex_of_base64(value: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD
+        .decode(value)
+        .map(hex::encode)
+        .unwrap_or_else(|_| value.to_owned())
+}
+
+/// The asset's SHA-256 as S3's `x-amz-checksum-sha256` takes it (base64).
+fn checksum_sha256(asset: &Asset) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(Sha256::digest(&asset.bytes))
+}
+
+/// Uploads the assets missing from the bucket, each with its SHA-256 checksum (S3
+/// refuses the upload if the bytes it received differ), and checks the ones already
+/// there; returns how many were uploaded. An asset whose key holds other bytes is an
+/// error: the bucket was written by someone else, and deploying would run their code.
 pub async fn upload(
     s3: &aws_sdk_s3::Client,
     bucket: &str,
@@ -343,12 +432,26 @@ pub async fn upload(
 ) -> anyhow::Result<usize> {
     let mut uploaded = 0;
     for asset in assets {
-        if exists(s3, bucket, &asset.key()).await {
-            continue;
+        match stored(s3, bucket, asset).await? {
+            Stored::Same => continue,
+            Stored::Different(found) => {
+                return Err(anyhow!(
+                    "s3://{bucket}/{key} holds other code than {origin}: its SHA-256 is {found}, \
+                     the key promises {want}. Someone with write access to the assets bucket \
+                     replaced it; deploying would run that code with the stack's secrets. \
+                     Find out who changed it (the bucket is versioned), then delete the object \
+                     and deploy again",
+                    key = asset.key(),
+                    origin = asset.origin,
+                    want = asset.sha256,
+                ))
+            }
+            Stored::Missing => {}
         }
         s3.put_object()
             .bucket(bucket)
             .key(asset.key())
+            .checksum_sha256(checksum_sha256(asset))
             .body(asset.bytes.to_vec().into())
             .send()
             .await

@@ -244,6 +244,10 @@ pub fn deploy(args: DeployArgs) -> Result<(), Failure> {
         }
         // Without a stack, parameters_changed is true: an unchanged stack exists.
         if let Some(current) = p.existing.as_ref().filter(|_| plan.is_empty() && !parameters_changed(&p)) {
+            // Even with nothing to change, the code under the assets' keys is checked
+            // (and a missing zip uploaded again): a replaced asset is reported now, not
+            // at the next update that makes CloudFormation read it.
+            assets::upload(&aws.s3(), &p.assets_bucket, &p.assets).await?;
             println!("No changes: stack {} is up to date ({}, checked in {}).", p.name, current.status, elapsed(started));
             sync_termination_protection(&aws, &p, &current.stack_id).await?;
             return finish(&aws, &p.name, &current.stack_id, args.outputs_file.as_ref()).await;

@@ -110,7 +110,8 @@ pub fn load(path: &Path) -> Result<Spec, SpecError> {
 /// Parses and validates stack-file text; `path` is used in messages.
 pub fn parse(text: &str, path: &Path) -> Result<Spec, SpecError> {
     let spec = deserialize(text, path)?;
-    let problems = validate::check(&spec);
+    let mut problems = validate::check(&spec);
+    problems.extend(validate::dynamic_references(text));
     if problems.is_empty() {
         return Ok(spec);
     }

@@ -444,8 +444,9 @@ impl Default for Logs {
 pub struct Secrets {
     /// Length of the generated alphanumeric passwords (16 to 128).
     pub password_length: u32,
-    /// Change this token to rotate the Fernet key: the stack then holds `new,old` and
-    /// you run `airflow rotate-fernet-key` (see the README). Empty: never rotate.
+    /// Change this token to rotate the Fernet key: the stack then holds
+    /// `new,<every key it held>`, the services that read it restart, and you run
+    /// `airflow rotate-fernet-key` (see the README). Empty: never rotate.
     pub fernet_rotation: String,
 }
 

@@ -22,6 +22,59 @@ pub fn check(spec: &Spec) -> Problems {
     p
 }
 
+/// What CloudFormation resolves inside any string of a template (`{{resolve:ssm:...}}`,
+/// `{{resolve:ssm-secure:...}}`, `{{resolve:secretsmanager:...}}`).
+const DYNAMIC_REFERENCE: &str = "{{resolve:";
+
+/// Every string of the stack file that holds a dynamic reference. The stack file's
+/// strings land in plain template fields (task environments, tags, names), where
+/// CloudFormation would resolve the reference and store the secret in plain text (a
+/// task definition's environment is shown to anyone who may describe it). Secrets reach
+/// containers through ECS `Secrets` only. The text is walked as YAML, so every field is
+/// covered, including ones added later.
+pub fn dynamic_references(text: &str) -> Problems {
+    let mut found = Problems::new();
+    if let Ok(document) = serde_yaml_ng::from_str::<serde_yaml_ng::Value>(text) {
+        walk_for_references(&document, "", &mut found);
+    }
+    found
+}
+
+fn walk_for_references(value: &serde_yaml_ng::Value, path: &str, found: &mut Problems) {
+    use serde_yaml_ng::Value;
+    let refused = "a CloudFormation dynamic reference ({{resolve:...}}) would be resolved into the template in plain text; pass secrets to Airflow through a secrets backend or a connection, not the stack file";
+    match value {
+        Value::String(s) if s.contains(DYNAMIC_REFERENCE) => problem(found, path, refused),
+        Value::Mapping(map) => {
+            for (key, item) in map {
+                let name = match key {
+                    Value::String(k) => k.clone(),
+                    other => serde_yaml_ng::to_string(other)
+                        .unwrap_or_default()
+                        .trim()
+                        .to_string(),
+                };
+                let child = if path.is_empty() {
+                    name.clone()
+                } else {
+                    format!("{path}.{name}")
+                };
+                if name.contains(DYNAMIC_REFERENCE) {
+                    problem(found, &child, refused);
+                }
+                walk_for_references(item, &child, found);
+            }
+        }
+        Value::Sequence(items) => {
+            for (i, item) in items.iter().enumerate() {
+                walk_for_references(item, &format!("{path}[{i}]"), found);
+            }
+        }
+        Value::Tagged(tagged) => walk_for_references(&tagged.value, path, found),
+        _ => {}
+    }
+}
+
 /// `schedule`: a plausible time zone and EventBridge Scheduler expressions.
 fn check_schedule(spec: &Spec, p: &mut Problems) {
     let Some(s) = &spec.schedule else {

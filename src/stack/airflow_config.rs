@@ -151,6 +151,18 @@ impl SharedConfig {
         }
     }
 
+    /// The environment of `component`'s container: the shared one, plus, in containers
+    /// that read the Fernet key while `secrets.fernet_rotation` is set, that token's
+    /// hash ([`FERNET_ROTATION_ENV`]).
+    pub fn env_for(&self, spec: &Spec, component: Component) -> Vec<KeyValuePair> {
+        let mut env = self.env.clone();
+        let token = &spec.secrets.fernet_rotation;
+        if !token.is_empty() && component.secrets(spec).contains(&AirflowSecret::FernetKey) {
+            env.push(env_var(FERNET_ROTATION_ENV, rotation_hash(token)));
+        }
+        env
+    }
+
     /// The secrets `component`'s container gets ([`Component::secrets`] says which and
     /// why).
     pub fn secrets_for(&self, spec: &Spec, component: Component) -> Vec<Secret> {
@@ -178,6 +190,19 @@ impl SharedConfig {
                 .expect("the scaler password secret exists when the scaler runs"),
         }
     }
+}
+
+/// Set in every container that reads the Fernet key while a rotation token is set: a
+/// new token changes these task definitions, so ECS restarts the services and they read
+/// the rotated key (`new,<every old key>`). A secret's new value alone restarts nothing:
+/// ECS reads secrets when a task starts.
+pub const FERNET_ROTATION_ENV: &str = "AIRFLOW_STACK_FERNET_ROTATION";
+
+/// The first 16 hex digits of the token's SHA-256: enough to differ per token, and it
+/// puts no free text of the stack file into the task definitions.
+fn rotation_hash(token: &str) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(&Sha256::digest(token.as_bytes())[..8])
 }
 
 /// `[core] simple_auth_manager_users` (`user:role,...`): the admin, and the scaler's
@@ -262,6 +287,53 @@ mod tests {
         );
         // Without autoscaling, Airflow's default stays.
         assert!(capacity_defaults(&spec("")).is_empty());
+    }
+
+    /// `FERNET_ROTATION_ENV` of each container of the built template, by container name.
+    fn rotation_values(spec: &Spec) -> std::collections::BTreeMap<String, Option<String>> {
+        let template = crate::stack::build(spec).unwrap().to_value();
+        let mut found = std::collections::BTreeMap::new();
+        for resource in template["Resources"].as_object().unwrap().values() {
+            if resource["Type"] != "AWS::ECS::TaskDefinition" {
+                continue;
+            }
+            for c in resource["Properties"]["ContainerDefinitions"]
+                .as_array()
+                .unwrap()
+            {
+                let value = c["Environment"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .find(|e| e["Name"] == FERNET_ROTATION_ENV)
+                    .map(|e| e["Value"].as_str().unwrap().to_owned());
+                found.insert(c["Name"].as_str().unwrap().to_owned(), value);
+            }
+        }
+        found
+    }
+
+    #[test]
+    fn a_rotation_token_changes_every_task_definition_that_reads_the_fernet_key() {
+        let flower = "services:\n  flower: {enabled: true}\n";
+        let none = rotation_values(&spec(flower));
+        let first = rotation_values(&spec(&format!(
+            "{flower}secrets: {{fernet_rotation: r1}}\n"
+        )));
+        let second = rotation_values(&spec(&format!(
+            "{flower}secrets: {{fernet_rotation: r2}}\n"
+        )));
+        assert!(none.values().all(Option::is_none), "{none:?}");
+        for c in ["api-server", "scheduler", "dag-processor", "triggerer"] {
+            let (a, b) = (first[c].clone().unwrap(), second[c].clone().unwrap());
+            assert_ne!(a, b, "{c}: a new token must change the task definition");
+            assert_eq!(a, rotation_hash("r1"));
+        }
+        // Containers without the key do not restart for it.
+        for c in ["worker", "flower", "migrate", "redis"] {
+            assert_eq!(first.get(c), Some(&None), "{c}: {first:?}");
+        }
+        assert_eq!(rotation_hash("r1").len(), 16);
     }
 
     #[test]

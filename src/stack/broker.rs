@@ -64,10 +64,12 @@ fn add_fargate(s: &mut Scope, infra: &Infra, keys: &Keys) -> Broker {
             value_from: Some(keys.redis_password()),
         }],
         port_mappings: vec![fargate::tcp_port("redis", 6379)],
+        // redis-cli takes the password from REDISCLI_AUTH, so it is not in its argument
+        // list (which `ps` shows to every process of the task), as `-a` would put it.
         health_check: Some(HealthCheck {
             command: vec![
                 "CMD-SHELL".into(),
-                "redis-cli --no-auth-warning -a \"$REDIS_PASSWORD\" ping | grep -q PONG".into(),
+                "REDISCLI_AUTH=\"$REDIS_PASSWORD\" redis-cli ping | grep -q PONG".into(),
             ],
             interval: Some(15),
             timeout: Some(5),

@@ -27,7 +27,7 @@ use crate::cfn::{Attributes, Expr, LogicalId, Policy, Pseudo};
 /// the database URL could read the password inside it anyway. ECS reads one key of a
 /// JSON secret with `valueFrom: <arn>:<key>::`.
 pub struct Keys {
-    /// The Fernet key (plain; `new,old` during a rotation).
+    /// The Fernet key (plain; `new,<older keys>` after a rotation).
     pub fernet_key: Expr,
     /// `{"api_secret_key", "jwt_secret"}`.
     pub signing_keys: Expr,

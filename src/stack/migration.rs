@@ -103,7 +103,7 @@ pub fn add(
     let log_group = fargate::log_group(s, me.id(), me.name());
     let container = ContainerDefinition {
         command: migrate_command(spec),
-        environment: shared.env.clone(),
+        environment: shared.env_for(spec, me),
         secrets: shared.secrets_for(spec, me),
         ..fargate::container(me.name(), spec.airflow_image(), &log_group)
     };

@@ -151,7 +151,7 @@ fn component_container(
 ) -> ContainerDefinition {
     let spec = s.spec;
     let log_group = fargate::log_group(s, component.id(), component.name());
-    let mut environment = shared.env.clone();
+    let mut environment = shared.env_for(spec, component);
     environment.extend(own_env(spec, component));
     ContainerDefinition {
         command: command(spec, component),

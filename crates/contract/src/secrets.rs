@@ -103,7 +103,7 @@ pub fn ecs_value_from_suffix(json_key: &str) -> String {
 /// [`Secret::ScalerPassword`] when the stack runs the scaler.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Secret {
-    /// The Fernet key (plain; `new,old` during a rotation).
+    /// The Fernet key (plain; `new,<older keys>` after a rotation).
     FernetKey,
     /// `{"api_secret_key", "jwt_secret"}`.
     SigningKeys,

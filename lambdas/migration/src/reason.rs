@@ -28,18 +28,87 @@ pub fn with_log_tail(headline: &str, lines: &[String], fits: impl Fn(&str) -> bo
 }
 
 /// One log line made safe and short for a stack event: control characters (ANSI
-/// colours, tabs) become spaces, trailing whitespace goes, long lines are cut.
+/// colours, tabs) become spaces, anything shaped like a secret is redacted, trailing
+/// whitespace goes, long lines are cut.
 fn clean_line(line: &str) -> String {
     let visible: String = line
         .trim_end()
         .chars()
         .map(|c| if c.is_control() { ' ' } else { c })
         .collect();
+    let visible = redact_secret_shapes(&visible);
     if visible.chars().count() <= MAX_LINE_CHARS {
         return visible;
     }
     let cut: String = visible.chars().take(MAX_LINE_CHARS - 3).collect();
     format!("{cut}...")
+}
+
+/// What replaces a redacted value.
+const REDACTED: &str = "[redacted]";
+
+/// Shortest run of characters taken for a generated secret: the stack's passwords are
+/// at least 16 alphanumerics (`PASSWORD_LENGTHS`), the API and JWT secrets 86, a Fernet
+/// key 44 characters of URL-safe base64.
+const SECRET_MIN_CHARS: usize = 16;
+
+/// Redacts what could be one of the stack's secrets. CloudFormation keeps stack events
+/// (and so this reason) for 90 days, visible to anyone who may describe the stack, and a
+/// failing migration may print its database URL. This Lambda may not read the secrets,
+/// on purpose, so it cannot compare with their values; it redacts by shape instead:
+/// - the password in a URL's user info (`scheme://user:password@host`);
+/// - every run of at least [`SECRET_MIN_CHARS`] letters, digits and `-_+/=` that mixes
+///   upper case, lower case and digits (a generated password, a Fernet key). Task ids,
+///   hashes and words are lower case or single-case, so they stay readable.
+fn redact_secret_shapes(line: &str) -> String {
+    let line = redact_url_passwords(line);
+    let is_secret_char = |c: char| c.is_ascii_alphanumeric() || "-_+/=".contains(c);
+    let mut out = String::with_capacity(line.len());
+    let mut run = String::new();
+    let flush = |run: &mut String, out: &mut String| {
+        let mixed = run.chars().any(|c| c.is_ascii_uppercase())
+            && run.chars().any(|c| c.is_ascii_lowercase())
+            && run.chars().any(|c| c.is_ascii_digit());
+        if run.chars().count() >= SECRET_MIN_CHARS && mixed {
+            out.push_str(REDACTED);
+        } else {
+            out.push_str(run);
+        }
+        run.clear();
+    };
+    for c in line.chars() {
+        if is_secret_char(c) {
+            run.push(c);
+        } else {
+            flush(&mut run, &mut out);
+            out.push(c);
+        }
+    }
+    flush(&mut run, &mut out);
+    out
+}
+
+/// `scheme://user:password@` becomes `scheme://user:[redacted]@`, whatever the password.
+fn redact_url_passwords(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut rest = line;
+    while let Some(i) = rest.find("://") {
+        let (head, tail) = rest.split_at(i + 3);
+        out.push_str(head);
+        let authority_end = tail.find(['/', ' ', '?', '#']).unwrap_or(tail.len());
+        let authority = &tail[..authority_end];
+        match (authority.rfind('@'), authority.find(':')) {
+            (Some(at), Some(colon)) if colon < at => {
+                out.push_str(&authority[..=colon]);
+                out.push_str(REDACTED);
+                out.push_str(&authority[at..]);
+            }
+            _ => out.push_str(authority),
+        }
+        rest = &tail[authority_end..];
+    }
+    out.push_str(rest);
+    out
 }
 
 #[cfg(test)]
@@ -61,6 +130,33 @@ mod tests {
         assert!(reason.contains(" [31mred x"));
         assert!(reason.chars().count() <= MAX_REASON_CHARS);
         assert!(reason.ends_with("..."));
+    }
+
+    #[test]
+    fn secret_shaped_values_never_reach_the_reason() {
+        let password = "q7XkP2mZr9TbW4nLs8VyC3dF";
+        let fernet = "Zq3x-9_Ab4CdEf5GhIj6KlMn7OpQr8StUv9WxYz0ab1=";
+        let lines = vec![
+            format!("sqlalchemy.exc.OperationalError: postgresql+psycopg2://airflow:{password}@db.internal:5432/airflow"),
+            format!("redis://:{password}@redis.airflow:6379/0 refused"),
+            format!("InvalidToken with key {fernet}"),
+            "task 0123456789abcdef0123456789abcdef exited 1: ERROR relation \"dag\" does not exist".to_string(),
+        ];
+        let reason = with_log_tail("migration failed", &lines, |_| true);
+        assert!(
+            !reason.contains(password) && !reason.contains(fernet),
+            "{reason}"
+        );
+        assert!(
+            reason.contains("postgresql+psycopg2://airflow:[redacted]@db.internal:5432/airflow")
+        );
+        assert!(reason.contains("redis://:[redacted]@redis.airflow:6379/0 refused"));
+        assert!(reason.contains("InvalidToken with key [redacted]"));
+        // What explains the failure stays readable.
+        assert!(reason.contains(
+            "task 0123456789abcdef0123456789abcdef exited 1: ERROR relation \"dag\" does not exist"
+        ));
+        assert!(reason.contains("sqlalchemy.exc.OperationalError"));
     }
 
     #[test]

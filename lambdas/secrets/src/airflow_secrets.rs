@@ -255,7 +255,10 @@ fn rotation_requested<'a>(
     (old != Some(new)).then_some(new)
 }
 
-/// Writes `new,old` (Airflow's multi-key form) where old is the current first key.
+/// Writes `new,<every current key>` (Airflow's multi-key form: it encrypts with the first
+/// key and decrypts with any). Every current key is kept, not only the first: a second
+/// rotation before `airflow rotate-fernet-key` re-encrypted everything must not drop a
+/// key that stored data still needs.
 async fn rotate_fernet_key(
     request: &CustomResourceRequest,
     props: &SecretsProps,
@@ -284,11 +287,16 @@ async fn rotate_fernet_key(
         .await
         .map_err(HandlerError::store("GetSecretValue", PROPERTY))?
         .ok_or(HandlerError::EmptySecret(PROPERTY))?;
-    let old_first = current.split(',').next().unwrap_or_default().trim();
-    if old_first.is_empty() {
+    let mut keys: Vec<&str> = Vec::new();
+    for key in current.split(',').map(str::trim).filter(|k| !k.is_empty()) {
+        if !keys.contains(&key) {
+            keys.push(key);
+        }
+    }
+    if keys.is_empty() {
         return Err(HandlerError::EmptySecret(PROPERTY));
     }
-    let rotated = format!("{},{}", fernet_key(), old_first);
+    let rotated = format!("{},{}", fernet_key(), keys.join(","));
     match store.put_value(arn, &version, &rotated).await {
         Ok(()) | Err(StoreError::TokenConflict) => {
             tracing::info!(

@@ -296,7 +296,7 @@ async fn update_without_changes_regenerates_nothing() {
 }
 
 #[tokio::test]
-async fn update_with_a_new_rotation_token_writes_new_comma_old() {
+async fn update_with_a_new_rotation_token_writes_new_comma_every_current_key() {
     let h = Harness::new(empty_store());
     created(&h).await;
     let old_key = h.store.value(&arn("FernetKeySecretArn")).unwrap();
@@ -329,13 +329,17 @@ async fn update_with_a_new_rotation_token_writes_new_comma_old() {
     .await;
     assert_eq!(h.store.value(&arn("FernetKeySecretArn")).unwrap(), rotated);
 
-    // A later rotation keeps only the newest previous key (the current first one).
+    // A second rotation before the re-encryption keeps every key data may still need:
+    // new, then the previous new, then the original.
     let mut next = secrets_props();
     next["FernetRotation"] = json!("2026-06");
     h.answer(update_event(&h.url(), SECRETS, next, props)).await;
     let again = h.store.value(&arn("FernetKeySecretArn")).unwrap();
-    assert_eq!(again.split(',').nth(1), Some(new_key));
-    assert_eq!(again.split(',').count(), 2);
+    let keys: Vec<&str> = again.split(',').collect();
+    assert_eq!(keys.len(), 3, "{} keys", keys.len());
+    assert_eq!(&keys[1..], [new_key, old_key.as_str()]);
+    assert!(fernet::Fernet::new(keys[0]).is_some());
+    assert!(!keys[1..].contains(&keys[0]));
     h.assert_no_secret_leaked(&[]);
 }
 
