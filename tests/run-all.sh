@@ -18,6 +18,11 @@ mkdir -p "$cache"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$cache/target}"
 export AIRFLOW_STACK_VENV="$cache/venv"
 export CARGO_TERM_COLOR=never
+# No incremental compilation: every clone has a new path, so the cached target dir
+# would keep one incremental copy of the workspace crates per clone (15 GB seen, a full
+# disk), and it only speeds up rebuilds, not a first build. Dependencies are never
+# incremental, so the cache keeps what matters.
+export CARGO_INCREMENTAL=0
 started=$(date +%s)
 
 phase() { printf '\n== %s (%ss) ==\n' "$1" "$(( $(date +%s) - started ))"; }
