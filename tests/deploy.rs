@@ -465,18 +465,7 @@ async fn a_replaced_asset_is_refused(s: &Session, dev: &Path) {
         }
     }
     let (bucket, key) = found.expect("the first deploy uploaded its assets");
-    let original = s3
-        .get_object()
-        .bucket(&bucket)
-        .key(&key)
-        .send()
-        .await
-        .unwrap()
-        .body
-        .collect()
-        .await
-        .unwrap()
-        .into_bytes();
+    let original = object_bytes(&s3, &bucket, &key).await;
     s3.put_object()
         .bucket(&bucket)
         .key(&key)
@@ -506,19 +495,20 @@ async fn a_replaced_asset_is_refused(s: &Session, dev: &Path) {
         "the same key again: {}",
         text(&out)
     );
-    let again = s3
+    let again = object_bytes(&s3, &bucket, &key).await;
+    assert_eq!(again, original, "the real zip is back under its key");
+}
+
+/// The bytes of `s3://bucket/key`.
+async fn object_bytes(s3: &aws_sdk_s3::Client, bucket: &str, key: &str) -> Vec<u8> {
+    let object = s3
         .get_object()
-        .bucket(&bucket)
-        .key(&key)
+        .bucket(bucket)
+        .key(key)
         .send()
         .await
-        .unwrap()
-        .body
-        .collect()
-        .await
-        .unwrap()
-        .into_bytes();
-    assert_eq!(again, original, "the real zip is back under its key");
+        .unwrap();
+    object.body.collect().await.unwrap().into_bytes().to_vec()
 }
 
 async fn update_applies_a_changed_setting(s: &Session) {
