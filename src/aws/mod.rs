@@ -3,6 +3,7 @@
 
 pub mod assets;
 pub mod dags;
+pub mod one_off;
 pub mod services;
 pub mod stack;
 
@@ -71,6 +72,16 @@ impl Aws {
     /// A DynamoDB client (the scaler's state table).
     pub fn dynamodb(&self) -> aws_sdk_dynamodb::Client {
         aws_sdk_dynamodb::Client::new(&self.config)
+    }
+
+    /// A Secrets Manager client (the Fernet key of `rotate-fernet`).
+    pub fn secrets_manager(&self) -> aws_sdk_secretsmanager::Client {
+        aws_sdk_secretsmanager::Client::new(&self.config)
+    }
+
+    /// A CloudWatch Logs client (the output of one-off tasks).
+    pub fn logs(&self) -> aws_sdk_cloudwatchlogs::Client {
+        aws_sdk_cloudwatchlogs::Client::new(&self.config)
     }
 
     /// The overridden endpoint (a local emulator), if any.

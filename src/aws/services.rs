@@ -1,5 +1,5 @@
 //! The stack's ECS services: found through the stack's resources, scaled with
-//! UpdateService (`pause` / `resume`).
+//! UpdateService (`pause` / `resume`), restarted to read a secret again (`rotate-fernet`).
 
 use anyhow::anyhow;
 
@@ -51,12 +51,34 @@ pub struct Counts {
     pub running: i32,
 }
 
-/// The counts of `services` (physical ids) in `cluster`, in the same order.
-pub async fn counts(
+/// What ECS says about one service: its counts, rollout and network.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceState {
+    /// Desired and running tasks.
+    pub counts: Counts,
+    /// Deployments ECS is running: more than one while a rollout is under way.
+    pub deployments: usize,
+    /// The task definition of the primary deployment.
+    pub task_definition: String,
+    /// Its tasks' subnets.
+    pub subnets: Vec<String>,
+    /// Whether its tasks get public IPs.
+    pub assign_public_ip: bool,
+}
+
+impl ServiceState {
+    /// Not rolling out: one deployment, and as many tasks running as desired.
+    pub fn is_steady(&self) -> bool {
+        self.deployments <= 1 && self.counts.running == self.counts.desired
+    }
+}
+
+/// The state of `services` (physical ids) in `cluster`, in the same order.
+pub async fn states(
     ecs: &aws_sdk_ecs::Client,
     cluster: &str,
     services: &[String],
-) -> anyhow::Result<Vec<Counts>> {
+) -> anyhow::Result<Vec<ServiceState>> {
     let mut all = Vec::new();
     // DescribeServices takes at most 10 services per call.
     for chunk in services.chunks(10) {
@@ -74,13 +96,57 @@ pub async fn counts(
             });
             let found =
                 found.ok_or_else(|| anyhow!("service {wanted} is not in cluster {cluster}"))?;
-            all.push(Counts {
-                desired: found.desired_count(),
-                running: found.running_count(),
-            });
+            all.push(state_of(found));
         }
     }
     Ok(all)
+}
+
+fn state_of(service: &aws_sdk_ecs::types::Service) -> ServiceState {
+    let vpc = service
+        .network_configuration()
+        .and_then(|n| n.awsvpc_configuration());
+    ServiceState {
+        counts: Counts {
+            desired: service.desired_count(),
+            running: service.running_count(),
+        },
+        deployments: service.deployments().len(),
+        task_definition: service.task_definition().unwrap_or_default().to_owned(),
+        subnets: vpc.map(|v| v.subnets().to_vec()).unwrap_or_default(),
+        assign_public_ip: vpc.and_then(|v| v.assign_public_ip())
+            == Some(&aws_sdk_ecs::types::AssignPublicIp::Enabled),
+    }
+}
+
+/// The counts of `services` (physical ids) in `cluster`, in the same order.
+pub async fn counts(
+    ecs: &aws_sdk_ecs::Client,
+    cluster: &str,
+    services: &[String],
+) -> anyhow::Result<Vec<Counts>> {
+    Ok(states(ecs, cluster, services)
+        .await?
+        .into_iter()
+        .map(|s| s.counts)
+        .collect())
+}
+
+/// Starts a new deployment of a service with its current task definition: its tasks
+/// are replaced and read their secrets again.
+pub async fn restart(
+    ecs: &aws_sdk_ecs::Client,
+    cluster: &str,
+    service: &str,
+) -> anyhow::Result<()> {
+    ecs.update_service()
+        .cluster(cluster)
+        .service(service)
+        .force_new_deployment(true)
+        .send()
+        .await
+        .map_err(|e| anyhow!("cannot restart {service}: {}", describe(&e)))?;
+    Ok(())
 }
 
 /// Sets a service's desired count.

@@ -9,6 +9,7 @@ mod init;
 mod output;
 mod pause;
 mod progress;
+mod rotate_fernet;
 mod schema;
 mod synth;
 mod validate;
@@ -55,6 +56,9 @@ enum Command {
     Pause(pause::Args),
     /// Scale every ECS service back to its count in the stack file.
     Resume(pause::Args),
+    /// Re-encrypt every stored secret under the newest Fernet key (after a deploy with a
+    /// new secrets.fernet_rotation), then optionally drop the old keys.
+    RotateFernet(rotate_fernet::Args),
     /// Work with the stack's DAG bundle.
     #[command(subcommand)]
     Dags(dags::DagsCommand),
@@ -93,6 +97,7 @@ pub fn main() -> ExitCode {
         Command::Cost(args) => cost::run(args),
         Command::Pause(args) => pause::run(args, pause::Direction::Pause),
         Command::Resume(args) => pause::run(args, pause::Direction::Resume),
+        Command::RotateFernet(args) => rotate_fernet::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

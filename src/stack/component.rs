@@ -10,7 +10,7 @@ use crate::spec::{AuthManager, Packing, Spec};
 pub const CORE_ID: &str = "Core";
 
 /// An Airflow container of the stack: the five services, Flower, and the one-off
-/// migration task.
+/// migration and Fernet re-encryption tasks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Component {
     /// `airflow api-server`: UI, REST API and the Execution API.
@@ -27,6 +27,9 @@ pub enum Component {
     Flower,
     /// The migration task (`airflow db migrate`), run once per deploy.
     Migrate,
+    /// The one-off re-encryption task (`airflow rotate-fernet-key`) that
+    /// `airflow-stack rotate-fernet` runs after a Fernet key rotation.
+    FernetRotation,
 }
 
 /// CPU units, MiB, task count and capacity of a component's task.
@@ -116,6 +119,7 @@ impl Component {
             Component::Worker => "Worker",
             Component::Flower => "Flower",
             Component::Migrate => "Migrate",
+            Component::FernetRotation => "FernetRotation",
         }
     }
 
@@ -129,6 +133,7 @@ impl Component {
             Component::Worker => "worker",
             Component::Flower => "flower",
             Component::Migrate => "migrate",
+            Component::FernetRotation => "fernet-rotation",
         }
     }
 
@@ -137,6 +142,7 @@ impl Component {
         match self {
             Component::Worker => "celery worker",
             Component::Migrate => "database migration",
+            Component::FernetRotation => "Fernet key re-encryption",
             other => other.name(),
         }
     }
@@ -149,7 +155,10 @@ impl Component {
             Component::Triggerer => Some(8794),
             Component::Worker => Some(8793),
             Component::Flower => Some(5555),
-            Component::Scheduler | Component::DagProcessor | Component::Migrate => None,
+            Component::Scheduler
+            | Component::DagProcessor
+            | Component::Migrate
+            | Component::FernetRotation => None,
         }
     }
 
@@ -185,7 +194,8 @@ impl Component {
                 count: 1,
                 spot: false,
             },
-            Component::Migrate => Size {
+            // `airflow rotate-fernet-key` loads Airflow like `db migrate` does.
+            Component::Migrate | Component::FernetRotation => Size {
                 cpu: 1024,
                 memory: 2048,
                 count: 1,
@@ -223,6 +233,8 @@ impl Component {
                 [SqlAlchemyConn].into_iter().chain(users).collect()
             }
             Component::Migrate => vec![SqlAlchemyConn],
+            // Reads every encrypted value with any key and writes it back with the first.
+            Component::FernetRotation => vec![FernetKey, SqlAlchemyConn],
         }
     }
 
@@ -253,7 +265,7 @@ impl Component {
             Component::DagProcessor => access(false, true),
             // Writes its trigger logs and reads them back for the UI.
             Component::Triggerer | Component::Worker => access(true, true),
-            Component::Flower | Component::Migrate => None,
+            Component::Flower | Component::Migrate | Component::FernetRotation => None,
         }
     }
 
@@ -280,7 +292,7 @@ mod tests {
 
     #[test]
     fn names_and_ids_are_distinct() {
-        let all = [Component::Migrate]
+        let all = [Component::Migrate, Component::FernetRotation]
             .into_iter()
             .chain(Component::SERVICES)
             .collect::<Vec<_>>();

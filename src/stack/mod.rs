@@ -13,7 +13,9 @@ mod cluster;
 mod component;
 mod connections;
 mod database;
+mod encryption;
 mod fargate;
+mod fernet_rotation;
 mod iam;
 mod keys;
 mod migration;
@@ -31,9 +33,10 @@ mod storage;
 use crate::cfn::{Expr, Template, TemplateError};
 use crate::spec::Spec;
 
-pub use assets::{AssetParameters, ASSET_LAMBDAS, LAMBDA_ARCHITECTURE};
+pub use assets::{AssetLambda, AssetParameters, ASSET_LAMBDAS, LAMBDA_ARCHITECTURE};
 pub use bootstrap::{bootstrap_template, BOOTSTRAP_STACK};
 pub use component::Component;
+pub use fernet_rotation::TASK_DEFINITION as FERNET_ROTATION_TASK_DEFINITION;
 pub use monitoring::STATE_TABLE as SCALER_STATE_TABLE;
 pub use scope::unique_name;
 
@@ -60,6 +63,7 @@ pub fn build(spec: &Spec) -> Result<Template, TemplateError> {
     let roles = iam::add(s, &keys, &bucket, &cluster);
     let shared = airflow_config::SharedConfig::new(spec, &keys, &bucket);
     let migrate = migration::add(s, &infra, &roles, &shared, &backends);
+    fernet_rotation::add(s, &roles, &shared);
     let worker = services::add(s, &infra, &roles, &shared, &migrate.ready);
     let scaled = monitoring::Inputs {
         infra: &infra,
