@@ -67,9 +67,9 @@ pub struct ServiceState {
 }
 
 impl ServiceState {
-    /// Not rolling out: one deployment, and as many tasks running as desired.
+    /// Not rolling out: ECS runs one deployment (two while old tasks are replaced).
     pub fn is_steady(&self) -> bool {
-        self.deployments <= 1 && self.counts.running == self.counts.desired
+        self.deployments <= 1
     }
 }
 
@@ -130,6 +130,45 @@ pub async fn counts(
         .into_iter()
         .map(|s| s.counts)
         .collect())
+}
+
+/// Tasks of a service (running or on their way) that ECS created before `since`.
+pub async fn tasks_created_before(
+    ecs: &aws_sdk_ecs::Client,
+    cluster: &str,
+    service: &str,
+    since: std::time::SystemTime,
+) -> anyhow::Result<Vec<String>> {
+    // ListTasks takes a service *name*; a service's physical id is its ARN.
+    let name = service.rsplit('/').next().unwrap_or(service);
+    let listed = ecs
+        .list_tasks()
+        .cluster(cluster)
+        .service_name(name)
+        .send()
+        .await
+        .map_err(|e| anyhow!("cannot list the tasks of {name}: {}", describe(&e)))?;
+    let arns = listed.task_arns().to_vec();
+    let mut old = Vec::new();
+    // DescribeTasks takes at most 100 tasks per call.
+    for chunk in arns.chunks(100) {
+        let out = ecs
+            .describe_tasks()
+            .cluster(cluster)
+            .set_tasks(Some(chunk.to_vec()))
+            .send()
+            .await
+            .map_err(|e| anyhow!("cannot describe the tasks of {name}: {}", describe(&e)))?;
+        for task in out.tasks() {
+            let created = task
+                .created_at()
+                .and_then(|d| std::time::SystemTime::try_from(*d).ok());
+            if created.is_some_and(|c| c < since) {
+                old.push(task.task_arn().unwrap_or_default().to_owned());
+            }
+        }
+    }
+    Ok(old)
 }
 
 /// Starts a new deployment of a service with its current task definition: its tasks

@@ -181,7 +181,7 @@ pub fn run(args: Args) -> Result<(), Failure> {
         let aws = Aws::connect(&args.aws, &spec.region).await;
         let resources = services::stack_resources(&aws.cloudformation(), &spec.name).await?;
         let d = deployed(&resources, &template, &spec.name)?;
-        let value = read_secret(&aws, &d.secret).await?;
+        let (value, keys_since) = read_secret(&aws, &d.secret).await?;
         let current = keys(&value);
         if current.len() < 2 {
             return Err(Failure::Failed(anyhow!(
@@ -196,7 +196,7 @@ pub fn run(args: Args) -> Result<(), Failure> {
             aws.region(),
             current.len()
         );
-        let network = steady_network(&aws, &d).await?;
+        let network = steady_network(&aws, &d, keys_since).await?;
         let stopped = reencrypt(&aws, &d, network, &args).await?;
         if stopped.exit_code != Some(0) {
             return Err(Failure::Failed(failure(&aws, &d, &stopped, &current).await));
@@ -218,7 +218,8 @@ pub fn run(args: Args) -> Result<(), Failure> {
     })
 }
 
-async fn read_secret(aws: &Aws, arn: &str) -> anyhow::Result<String> {
+/// The secret's value and when its current version was written.
+async fn read_secret(aws: &Aws, arn: &str) -> anyhow::Result<(String, std::time::SystemTime)> {
     let out = aws
         .secrets_manager()
         .get_secret_value()
@@ -226,45 +227,60 @@ async fn read_secret(aws: &Aws, arn: &str) -> anyhow::Result<String> {
         .send()
         .await
         .map_err(|e| anyhow!("cannot read the Fernet secret {arn}: {}", describe(&e)))?;
-    out.secret_string()
+    let value = out
+        .secret_string()
         .map(str::to_owned)
-        .ok_or_else(|| anyhow!("the Fernet secret {arn} has no value; deploy the stack first"))
+        .ok_or_else(|| anyhow!("the Fernet secret {arn} has no value; deploy the stack first"))?;
+    let written = out
+        .created_date()
+        .and_then(|d| std::time::SystemTime::try_from(*d).ok())
+        .ok_or_else(|| anyhow!("the Fernet secret {arn} has no creation date"))?;
+    Ok((value, written))
 }
 
-/// The subnets the services run in, once none of the services that read the key is
-/// rolling out: a task still holding only an old key would write values the dropped
-/// keys alone could read.
-async fn steady_network(aws: &Aws, d: &Deployed) -> anyhow::Result<(Vec<String>, bool)> {
+/// The subnets the services run in, once every task of the services that read the key
+/// started after the secret got its current keys: a task still holding only an old key
+/// would write values that only the dropped keys could read.
+async fn steady_network(
+    aws: &Aws,
+    d: &Deployed,
+    keys_since: std::time::SystemTime,
+) -> anyhow::Result<(Vec<String>, bool)> {
+    let ecs = aws.ecs();
     let ids: Vec<String> = d.readers.iter().map(|(_, p)| p.clone()).collect();
-    let states = services::states(&aws.ecs(), &d.cluster, &ids).await?;
-    let busy: Vec<String> = d
-        .readers
-        .iter()
-        .zip(&states)
-        .filter(|(_, s)| !s.is_steady())
-        .map(|((logical, _), s)| {
-            format!(
-                "{logical} ({} deployments, {}/{} running)",
-                s.deployments, s.counts.running, s.counts.desired
-            )
-        })
-        .collect();
+    let states = services::states(&ecs, &d.cluster, &ids).await?;
+    let mut busy = Vec::new();
+    for ((logical, physical), state) in d.readers.iter().zip(&states) {
+        if !state.is_steady() {
+            busy.push(format!(
+                "{logical} is rolling out ({} deployments)",
+                state.deployments
+            ));
+            continue;
+        }
+        let old = services::tasks_created_before(&ecs, &d.cluster, physical, keys_since).await?;
+        if !old.is_empty() {
+            busy.push(format!(
+                "{logical} runs {} task(s) started before the keys changed",
+                old.len()
+            ));
+        }
+    }
     if !busy.is_empty() {
         return Err(anyhow!(
-            "services are still rolling out: {}; wait until the deploy has finished (tasks with only an old key may still write) and run this again",
-            busy.join(", ")
+            "not every task reads the current keys yet: {}. Wait until the deploy has finished (or restart those services) and run this again",
+            busy.join("; ")
         ));
     }
-    let first = &states[0];
     println!(
-        "  services reading the key are steady: {}",
+        "  every task of {} started with the current keys",
         d.readers
             .iter()
             .map(|(l, _)| l.as_str())
             .collect::<Vec<_>>()
             .join(", ")
     );
-    Ok((first.subnets.clone(), first.assign_public_ip))
+    Ok((states[0].subnets.clone(), states[0].assign_public_ip))
 }
 
 async fn reencrypt(

@@ -444,3 +444,44 @@ def parse_agent_body(raw: bytes) -> tuple[dict | None, str | None]:
     if minutes is not None and validate_minutes(minutes):
         return None, f"Invalid request: {validate_minutes(minutes)}"
     return body, None
+
+
+# --- a service's network configuration from CloudFormation --------------------------------
+#
+# moto's AWS::ECS::Service drops NetworkConfiguration, so DescribeServices showed no
+# subnets for a service CloudFormation created; on ECS it is part of the service
+# (API_NetworkConfiguration: awsvpcConfiguration {subnets, securityGroups,
+# assignPublicIp}). `airflow-stack rotate-fernet` starts its one-off task in the
+# services' subnets and reads them there.
+
+
+def _network_from_template(properties: dict) -> dict:
+    vpc = (properties.get("NetworkConfiguration") or {}).get("AwsvpcConfiguration") or {}
+    if not vpc:
+        return {}
+    return {"awsvpcConfiguration": {
+        "subnets": list(vpc.get("Subnets") or []),
+        "securityGroups": list(vpc.get("SecurityGroups") or []),
+        "assignPublicIp": vpc.get("AssignPublicIp", "DISABLED"),
+    }}
+
+
+def _keep_network(original):
+    def wrapped(cls, *args, **kwargs):
+        service = original.__func__(cls, *args, **kwargs)
+        template = kwargs.get("cloudformation_json") or next(
+            (a for a in args if isinstance(a, dict) and "Properties" in a), {})
+        network = _network_from_template(template.get("Properties") or {})
+        if network:
+            service.network_configuration = network
+        return service
+    return classmethod(wrapped)
+
+
+def _patch_service_network() -> None:
+    from moto.ecs.models import Service
+    for name in ("create_from_cloudformation_json", "update_from_cloudformation_json"):
+        setattr(Service, name, _keep_network(getattr(Service, name)))
+
+
+_patch_service_network()
