@@ -29,6 +29,9 @@ fn variations() -> Vec<(&'static str, &'static str, &'static str)> {
         ("autoscaling-and-alerts-created-targets", "network:\n  nat_gateways: 1\nautoscaling:\n  enabled: true\n  max_workers: 8\nalerts:\n  enabled: true\n  slack_webhook_secret: create\n  sns_topic: create\n  ui_base_url: https://airflow.example.com\n", "json"),
         ("autoscaling-only-existing-vpc", "network:\n  vpc_id: vpc-0a1b2c3d4e5f60718\n  subnet_ids: [subnet-0a1b2c3d, subnet-1a2b3c4d]\nautoscaling:\n  enabled: true\n  min_workers: 1\n", "yaml"),
         ("schedule-with-scaler", "network:\n  nat_gateways: 1\nautoscaling:\n  enabled: true\nschedule:\n  timezone: Europe/Berlin\n  resume: \"cron(0 7 ? * MON-FRI *)\"\n  pause: \"cron(0 19 ? * MON-FRI *)\"\n", "yaml"),
+        ("kms-key-created", "network:\n  nat_gateways: 1\nredis:\n  engine: fargate\nencryption:\n  kms_key: create\nautoscaling:\n  enabled: true\nalerts:\n  enabled: true\n  slack_webhook_secret: create\n", "json"),
+        ("rds-monitoring-on", "database:\n  engine: rds-postgres\n  monitoring_interval: 30\nmonitoring:\n  container_insights: enhanced\n", "yaml"),
+        ("kms-key-existing", "encryption:\n  kms_key: arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab\n", "yaml"),
         ("alerts-only-existing-targets", "network:\n  nat_gateways: 2\nalerts:\n  enabled: true\n  slack_webhook_secret: arn:aws:secretsmanager:us-east-1:123456789012:secret:slack-AbCdEf\n  sns_topic: arn:aws:sns:us-east-1:123456789012:ops\n", "json"),
     ]
 }

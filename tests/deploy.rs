@@ -439,9 +439,15 @@ fn second_deploy_is_a_fast_no_op(s: &Session, dev: &Path) {
 }
 
 /// Someone with write access to the assets bucket puts other code under an asset's key
-/// (the key is the zip's SHA-256, which a reproducible build makes predictable): deploy
-/// refuses, naming the object, instead of trusting the name. Once the object is deleted,
-/// deploy uploads the real zip again (with its checksum) and is a no-op again.
+/// (the key is the zip's SHA-256, which a reproducible build makes predictable).
+///
+/// The function's code is pinned: the stack's version parameter for the asset is the
+/// version id of the object deploy verified, so when CloudFormation reads the code
+/// again after the swap (a function update), the function gets the verified bytes, not
+/// the new version under the same key. The next deploy refuses, naming the object,
+/// instead of trusting the name. Once the object is deleted, deploy uploads the real
+/// zip again (with its checksum) as a new version and pins the function to it; the
+/// deploy after that is a no-op again.
 async fn a_replaced_asset_is_refused(s: &Session, dev: &Path) {
     let s3 = aws_sdk_s3::Client::from_conf(
         aws_sdk_s3::config::Builder::from(&s.sdk_config().await)
@@ -466,13 +472,33 @@ async fn a_replaced_asset_is_refused(s: &Session, dev: &Path) {
     }
     let (bucket, key) = found.expect("the first deploy uploaded its assets");
     let original = object_bytes(&s3, &bucket, &key).await;
+    let verified = object_version(&s3, &bucket, &key).await;
+    let (function, version_parameter) = asset_user(s, &key).await;
+    assert_eq!(
+        stack_parameters(s).await[&version_parameter],
+        verified,
+        "{function}'s code is pinned to the object version deploy verified"
+    );
+
+    let other = b"PK other code".to_vec();
     s3.put_object()
         .bucket(&bucket)
         .key(&key)
-        .body(b"PK other code".to_vec().into())
+        .body(other.clone().into())
         .send()
         .await
         .unwrap();
+    assert_ne!(object_version(&s3, &bucket, &key).await, verified);
+    // CloudFormation reads the code again when it updates the function (here its
+    // timeout, through a change set with the stack's own parameters).
+    let code_sha = s.emulator.python(FORCE_FUNCTION_UPDATE, &[&function]);
+    assert_eq!(
+        code_sha.trim(),
+        base64_sha256(&original),
+        "after the swap, {function} must still run the verified zip (the other code's CodeSha256 is {})",
+        base64_sha256(&other)
+    );
+
     let out = s.run(&["deploy", path(dev), "--yes"]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let log = text(&out);
@@ -488,15 +514,109 @@ async fn a_replaced_asset_is_refused(s: &Session, dev: &Path) {
         .send()
         .await
         .unwrap();
+    // The re-uploaded zip is a new object version: the function is updated to it (and
+    // its timeout back to the template's), with no approval (the same verified bytes).
     let out = s.run(&["deploy", path(dev)]);
     assert!(out.status.success(), "{}", text(&out));
-    assert!(
-        text(&out).contains("No changes"),
-        "the same key again: {}",
-        text(&out)
-    );
     let again = object_bytes(&s3, &bucket, &key).await;
     assert_eq!(again, original, "the real zip is back under its key");
+    let reuploaded = object_version(&s3, &bucket, &key).await;
+    assert_ne!(reuploaded, verified);
+    assert_eq!(stack_parameters(s).await[&version_parameter], reuploaded);
+    let out = s.run(&["deploy", path(dev)]);
+    assert!(
+        out.status.success() && text(&out).contains("No changes"),
+        "the same key and version again: {}",
+        text(&out)
+    );
+}
+
+/// Updates one function of `airflow-dev` by a change set that only raises its timeout,
+/// with the stack's current parameters, so CloudFormation reads its code again; prints
+/// the function's CodeSha256 afterwards.
+const FORCE_FUNCTION_UPDATE: &str = r#"
+import json, sys, time
+import boto3
+logical = sys.argv[1]
+cfn = boto3.client("cloudformation", region_name="us-east-1")
+lam = boto3.client("lambda", region_name="us-east-1")
+stack = cfn.describe_stacks(StackName="airflow-dev")["Stacks"][0]
+body = cfn.get_template(StackName="airflow-dev")["TemplateBody"]
+template = body if isinstance(body, dict) else json.loads(body)
+template["Resources"][logical]["Properties"]["Timeout"] += 1
+cs = cfn.create_change_set(
+    StackName="airflow-dev", ChangeSetName="force-code-read", ChangeSetType="UPDATE",
+    TemplateBody=json.dumps(template), Capabilities=["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM"],
+    Parameters=[{"ParameterKey": p["ParameterKey"], "ParameterValue": p["ParameterValue"]}
+                for p in stack["Parameters"]],
+    Tags=stack.get("Tags", []))
+cfn.get_waiter("change_set_create_complete").wait(ChangeSetName=cs["Id"],
+                                                  WaiterConfig={"Delay": 1})
+cfn.execute_change_set(ChangeSetName=cs["Id"])
+for _ in range(120):
+    status = cfn.describe_stacks(StackName=cs["StackId"])["Stacks"][0]["StackStatus"]
+    if not status.endswith("IN_PROGRESS"):
+        break
+    time.sleep(1)
+assert status == "UPDATE_COMPLETE", status
+name = cfn.describe_stack_resource(StackName="airflow-dev", LogicalResourceId=logical)[
+    "StackResourceDetail"]["PhysicalResourceId"]
+print(lam.get_function(FunctionName=name)["Configuration"]["CodeSha256"])
+"#;
+
+/// Lambda's CodeSha256 of a zip: its SHA-256, base64.
+fn base64_sha256(bytes: &[u8]) -> String {
+    use base64::Engine;
+    use sha2::Digest;
+    base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(bytes))
+}
+
+/// The current version id of `s3://bucket/key`.
+async fn object_version(s3: &aws_sdk_s3::Client, bucket: &str, key: &str) -> String {
+    let head = s3
+        .head_object()
+        .bucket(bucket)
+        .key(key)
+        .send()
+        .await
+        .unwrap();
+    head.version_id()
+        .expect("the assets bucket is versioned")
+        .to_string()
+}
+
+/// `airflow-dev`'s parameters by name.
+async fn stack_parameters(s: &Session) -> std::collections::BTreeMap<String, String> {
+    let cfn = aws_sdk_cloudformation::Client::new(&s.sdk_config().await);
+    let out = cfn
+        .describe_stacks()
+        .stack_name("airflow-dev")
+        .send()
+        .await
+        .unwrap();
+    out.stacks()[0]
+        .parameters()
+        .iter()
+        .map(|p| {
+            (
+                p.parameter_key().unwrap().to_string(),
+                p.parameter_value().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+/// The function whose code is under `key` (its logical id) and its version parameter,
+/// from the stack's asset parameters (`<Function>CodeKey`, `<Function>CodeVersion`).
+async fn asset_user(s: &Session, key: &str) -> (String, String) {
+    let parameters = stack_parameters(s).await;
+    let key_parameter = parameters
+        .iter()
+        .find(|(name, value)| name.ends_with("CodeKey") && value.as_str() == key)
+        .map(|(name, _)| name.clone())
+        .expect("an asset parameter names the key");
+    let function = key_parameter.trim_end_matches("CodeKey").to_string();
+    (function.clone(), format!("{function}CodeVersion"))
 }
 
 /// The bytes of `s3://bucket/key`.

@@ -200,7 +200,7 @@ fn rotation_reencrypts_before_it_drops_a_key() {
     let tasks = s.rotation_tasks();
     assert_eq!(tasks.len(), 2, "{tasks:?}");
     for t in &tasks {
-        assert_eq!(t["family"], "airflow-dev-fernet-rotation", "{t}");
+        assert_eq!(t["family"], "airflow-dev-rotate-fernet", "{t}");
         assert_eq!(t["migrate_sg_only"], true, "{t}");
     }
 

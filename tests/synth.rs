@@ -158,7 +158,16 @@ const SECRETS_BY_CONTAINER: &[(&str, &[&str])] = &[
     ("triggerer", &["FERNET", "API_SECRET", "JWT", "DB"]),
     ("worker", &["BROKER", "RESULTS"]),
     ("flower", &["BROKER", "RESULTS"]),
-    ("migrate", &["DB", "ADMIN"]),
+    (
+        "migrate",
+        &[
+            "MASTER_DB",
+            "AIRFLOW_DB_URL",
+            "AIRFLOW_DB_PASSWORD",
+            "ADMIN",
+        ],
+    ),
+    ("rotate-fernet", &["FERNET", "DB"]),
 ];
 
 /// Environment variable of each secret above.
@@ -170,6 +179,11 @@ const SECRET_ENV: &[(&str, &str)] = &[
     ("BROKER", "AIRFLOW__CELERY__BROKER_URL"),
     ("RESULTS", "AIRFLOW__CELERY__RESULT_BACKEND"),
     ("ADMIN", "AIRFLOW_STACK_ADMIN_PASSWORD"),
+    // The migration's: the image's entrypoint checks the database as the master, and the
+    // migration creates the Airflow user with it; then it migrates as that user.
+    ("MASTER_DB", "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"),
+    ("AIRFLOW_DB_URL", "AIRFLOW_STACK_AIRFLOW_DB_URL"),
+    ("AIRFLOW_DB_PASSWORD", "AIRFLOW_STACK_AIRFLOW_DB_PASSWORD"),
 ];
 
 /// The secret a `ValueFrom` names: `{"Ref": S}` or one JSON key of it,
@@ -192,11 +206,11 @@ fn each_airflow_container_gets_only_its_secrets_each_from_one_secret_resource() 
             .into_iter()
             .filter(|(_, c)| c["Image"].as_str().unwrap().starts_with("apache/airflow"))
             .collect();
-        let expected = if file.contains("prod") { 7 } else { 6 };
+        let expected = if file.contains("prod") { 8 } else { 7 };
         assert_eq!(
             airflow.len(),
             expected,
-            "{file}: api-server, scheduler, dag-processor, triggerer, worker, migrate (+flower)"
+            "{file}: api-server, scheduler, dag-processor, triggerer, worker, migrate, rotate-fernet (+flower)"
         );
         let mut sources: std::collections::BTreeMap<&str, std::collections::BTreeSet<String>> =
             Default::default();
@@ -230,6 +244,19 @@ fn each_airflow_container_gets_only_its_secrets_each_from_one_secret_resource() 
                     template["Resources"][target]["Type"],
                     "AWS::SecretsManager::Secret"
                 );
+                let from = s["ValueFrom"].to_string();
+                if s["Name"] == "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN" {
+                    // Only the migration connects as the master.
+                    let key = if name == "migrate" {
+                        "\":sql_alchemy_conn::\""
+                    } else {
+                        "\":airflow_sql_alchemy_conn::\""
+                    };
+                    assert!(from.contains(key), "{file}: {name} gets {from}");
+                    if name == "migrate" {
+                        continue;
+                    }
+                }
                 sources
                     .entry(s["Name"].as_str().unwrap())
                     .or_default()

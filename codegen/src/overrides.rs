@@ -17,6 +17,7 @@ const POLICY_DOCUMENTS: &[(&str, &str)] = &[
     ),
     ("AWS::ECR::Repository", "/properties/RepositoryPolicyText"),
     ("AWS::IAM::Role", "/properties/AssumeRolePolicyDocument"),
+    ("AWS::KMS::Key", "/properties/KeyPolicy"),
     (
         "AWS::IAM::Role",
         "/definitions/Policy/properties/PolicyDocument",

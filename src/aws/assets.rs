@@ -1,6 +1,8 @@
 //! Lambda code assets and large templates in the bootstrap bucket, named by content
-//! hash: an unchanged zip is not uploaded again and keeps its key, so CloudFormation
-//! sees no change; a changed one gets a new key and forces a Lambda update.
+//! hash: an unchanged zip is not uploaded again and keeps its key and its object
+//! version, so CloudFormation sees no change; a changed one gets a new key and forces a
+//! Lambda update. Each function's code is pinned to the object version deploy verified
+//! (`S3ObjectVersion`), so bytes written under the key after the check never run.
 //!
 //! Where the zips come from, first match wins:
 //! 1. `--assets-dir` or `$AIRFLOW_STACK_ASSETS_DIR`: `<dir>/<crate>/bootstrap.zip`.
@@ -23,7 +25,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use super::describe;
-use crate::stack::ASSET_LAMBDAS;
+use crate::stack::{AssetLambda, ASSET_LAMBDAS};
 
 /// Lambda zips compiled into the binary: `(architecture, crate, zip)`. Empty unless the
 /// cargo feature `bundled-lambdas` is on (build.rs writes this file).
@@ -40,6 +42,8 @@ const DEFAULT_ARCHITECTURE: &str = "x86_64";
 pub struct Asset {
     /// The template parameter that takes its key.
     pub parameter: &'static str,
+    /// The template parameter that takes the version id of its object.
+    pub version_parameter: &'static str,
     /// The Lambda crate it comes from.
     pub crate_name: &'static str,
     /// Where it comes from, for messages: its path, or `bundled`.
@@ -51,15 +55,11 @@ pub struct Asset {
 }
 
 impl Asset {
-    fn new(
-        parameter: &'static str,
-        crate_name: &'static str,
-        origin: String,
-        bytes: Cow<'static, [u8]>,
-    ) -> Asset {
+    fn new(lambda: &AssetLambda, origin: String, bytes: Cow<'static, [u8]>) -> Asset {
         Asset {
-            parameter,
-            crate_name,
+            parameter: lambda.key_parameter,
+            version_parameter: lambda.version_parameter,
+            crate_name: lambda.crate_name,
             origin,
             sha256: hex::encode(Sha256::digest(&bytes)),
             bytes,
@@ -76,10 +76,8 @@ impl Asset {
 /// architecture of the function whose `Code.S3Key` refers to the parameter.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Needed {
-    /// The template parameter.
-    pub parameter: &'static str,
-    /// The Lambda crate.
-    pub crate_name: &'static str,
+    /// The Lambda crate and its parameters.
+    pub lambda: AssetLambda,
     /// `arm64` or `x86_64`.
     pub architecture: String,
 }
@@ -95,14 +93,30 @@ pub fn needed(template: &Value) -> Result<Vec<Needed>, String> {
         .filter(|r| r["Type"] == "AWS::Lambda::Function")
         .collect();
     let mut out = Vec::new();
-    for (parameter, crate_name) in ASSET_LAMBDAS.iter().copied() {
+    for lambda in ASSET_LAMBDAS.iter().copied() {
+        let parameter = lambda.key_parameter;
         if template["Parameters"].get(parameter).is_none() {
             continue;
         }
         let reference = serde_json::json!({ "Ref": parameter });
-        let mut architectures: Vec<String> = functions
+        let users: Vec<&&Value> = functions
             .iter()
             .filter(|f| f["Properties"]["Code"]["S3Key"] == reference)
+            .collect();
+        // The version deploy verified must be the one Lambda reads: a function that names
+        // the key without pinning the version would run whatever the key holds then.
+        let pinned = serde_json::json!({ "Ref": lambda.version_parameter });
+        if users
+            .iter()
+            .any(|f| f["Properties"]["Code"]["S3ObjectVersion"] != pinned)
+        {
+            return Err(format!(
+                "a Lambda function uses {parameter} as Code.S3Key without Code.S3ObjectVersion {{\"Ref\": \"{}\"}}; its code would not be the object deploy verifies",
+                lambda.version_parameter
+            ));
+        }
+        let mut architectures: Vec<String> = users
+            .iter()
             .map(|f| match &f["Properties"]["Architectures"][0] {
                 Value::String(a) => a.clone(),
                 _ => DEFAULT_ARCHITECTURE.to_string(),
@@ -116,8 +130,7 @@ pub fn needed(template: &Value) -> Result<Vec<Needed>, String> {
             many => return Err(format!("the functions using {parameter} run on different architectures ({}); one zip cannot serve both", many.join(", "))),
         };
         out.push(Needed {
-            parameter,
-            crate_name,
+            lambda,
             architecture,
         });
     }
@@ -132,9 +145,9 @@ pub fn checkout() -> Option<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"));
     let complete = dir.join("Cargo.toml").is_file()
         && dir.join("lambdas/build.sh").is_file()
-        && ASSET_LAMBDAS.iter().all(|(_, crate_name)| {
+        && ASSET_LAMBDAS.iter().all(|a| {
             dir.join("lambdas")
-                .join(lambda_folder(crate_name))
+                .join(lambda_folder(a.crate_name))
                 .join("Cargo.toml")
                 .is_file()
         });
@@ -166,14 +179,9 @@ fn from_bundle(needs: &[Needed], bundle: &'static Bundle) -> Option<Vec<Asset>> 
         .map(|n| {
             bundle
                 .iter()
-                .find(|(arch, name, _)| *arch == n.architecture && *name == n.crate_name)
+                .find(|(arch, name, _)| *arch == n.architecture && *name == n.lambda.crate_name)
                 .map(|(arch, _, zip)| {
-                    Asset::new(
-                        n.parameter,
-                        n.crate_name,
-                        format!("bundled ({arch})"),
-                        Cow::Borrowed(*zip),
-                    )
+                    Asset::new(&n.lambda, format!("bundled ({arch})"), Cow::Borrowed(*zip))
                 })
         })
         .collect()
@@ -181,11 +189,10 @@ fn from_bundle(needs: &[Needed], bundle: &'static Bundle) -> Option<Vec<Asset>> 
 
 /// The zip of `need` in `dir`, if it is there.
 fn from_dir(dir: &Path, need: &Needed) -> Result<Option<Asset>, String> {
-    let path = dir.join(need.crate_name).join("bootstrap.zip");
+    let path = dir.join(need.lambda.crate_name).join("bootstrap.zip");
     match std::fs::read(&path) {
         Ok(bytes) => Ok(Some(Asset::new(
-            need.parameter,
-            need.crate_name,
+            &need.lambda,
             path.display().to_string(),
             Cow::Owned(bytes),
         ))),
@@ -242,7 +249,7 @@ pub fn resolve(template: &Value, explicit: Option<&Path>) -> anyhow::Result<Vec<
                 Some(&dir)
             )));
         };
-        let crates: Vec<&str> = missing.iter().map(|n| n.crate_name).collect();
+        let crates: Vec<&str> = missing.iter().map(|n| n.lambda.crate_name).collect();
         // The script runs in the checkout: a relative folder must still mean this one.
         let dir = std::path::absolute(&dir)
             .map_err(|e| anyhow!("cannot resolve {}: {e}", dir.display()))?;
@@ -254,13 +261,17 @@ pub fn resolve(template: &Value, explicit: Option<&Path>) -> anyhow::Result<Vec<
                     anyhow!(
                         "lambdas/build.sh succeeded but wrote no {}/{}/bootstrap.zip",
                         dir.display(),
-                        need.crate_name
+                        need.lambda.crate_name
                     )
                 })?;
             assets.push(asset);
         }
     }
-    assets.sort_by_key(|a| ASSET_LAMBDAS.iter().position(|(p, _)| *p == a.parameter));
+    assets.sort_by_key(|a| {
+        ASSET_LAMBDAS
+            .iter()
+            .position(|l| l.key_parameter == a.parameter)
+    });
     Ok(assets)
 }
 
@@ -304,7 +315,7 @@ fn build(checkout: &Path, architecture: &str, out: &Path, crates: &[&str]) -> an
 fn not_found(missing: &[Needed], dir: Option<&Path>) -> String {
     let names: Vec<String> = missing
         .iter()
-        .map(|n| format!("{} ({})", n.crate_name, n.architecture))
+        .map(|n| format!("{} ({})", n.lambda.crate_name, n.architecture))
         .collect();
     let place = match dir {
         Some(dir) => format!("in {}", dir.display()),
@@ -316,12 +327,21 @@ fn not_found(missing: &[Needed], dir: Option<&Path>) -> String {
     )
 }
 
-/// The template parameters naming the bucket and each asset's key.
-pub fn parameters(bucket: &str, assets: &[Asset]) -> BTreeMap<String, String> {
-    let mut p: BTreeMap<String, String> = assets
-        .iter()
-        .map(|a| (a.parameter.to_string(), a.key()))
-        .collect();
+/// The S3 version id of each asset's verified object, by the asset's key parameter.
+pub type Versions = BTreeMap<&'static str, String>;
+
+/// The template parameters naming the bucket, each asset's key and, for the assets in
+/// `versions`, the version id of the object deploy verified. An asset without a version
+/// (not uploaded yet) leaves its version parameter out, so the parameters differ from a
+/// deployed stack's until [`upload`] has put it there.
+pub fn parameters(bucket: &str, assets: &[Asset], versions: &Versions) -> BTreeMap<String, String> {
+    let mut p = BTreeMap::new();
+    for a in assets {
+        p.insert(a.parameter.to_string(), a.key());
+        if let Some(version) = versions.get(a.parameter) {
+            p.insert(a.version_parameter.to_string(), version.clone());
+        }
+    }
     p.insert("AssetsBucket".into(), bucket.to_string());
     p
 }
@@ -339,8 +359,8 @@ async fn exists(s3: &aws_sdk_s3::Client, bucket: &str, key: &str) -> bool {
 enum Stored {
     /// Nothing: upload it.
     Missing,
-    /// Exactly this asset's bytes.
-    Same,
+    /// Exactly this asset's bytes, as the object version with this id.
+    Same(String),
     /// Other bytes, with this SHA-256 (hex).
     Different(String),
 }
@@ -349,8 +369,9 @@ enum Stored {
 /// SHA-256, but a key is only a name: anyone who may write the bucket could put other
 /// code under it (the hash of a reproducible build is predictable), and the function
 /// that reads every secret of the stack would run it. S3's stored SHA-256 checksum is
-/// compared when the object has one (uploads by this CLI do); otherwise the object is
-/// read and hashed.
+/// compared when the object has one (uploads by this CLI do); otherwise that very
+/// version is read and hashed. The version id returned is the one compared: the
+/// function is pinned to it.
 async fn stored(s3: &aws_sdk_s3::Client, bucket: &str, asset: &Asset) -> anyhow::Result<Stored> {
     use aws_sdk_s3::types::ChecksumMode;
     let head = s3
@@ -373,6 +394,7 @@ async fn stored(s3: &aws_sdk_s3::Client, bucket: &str, asset: &Asset) -> anyhow:
             ))
         }
     };
+    let version = pinnable_version(bucket, &asset.key(), head.version_id())?;
     let sha256 = match head.checksum_sha256() {
         Some(stored) => hex_of_base64(stored),
         None => {
@@ -380,6 +402,7 @@ async fn stored(s3: &aws_sdk_s3::Client, bucket: &str, asset: &Asset) -> anyhow:
                 .get_object()
                 .bucket(bucket)
                 .key(asset.key())
+                .version_id(&version)
                 .send()
                 .await
                 .map_err(|e| {
@@ -399,10 +422,28 @@ async fn stored(s3: &aws_sdk_s3::Client, bucket: &str, asset: &Asset) -> anyhow:
         }
     };
     Ok(if sha256 == asset.sha256 {
-        Stored::Same
+        Stored::Same(version)
     } else {
         Stored::Different(sha256)
     })
+}
+
+/// The version id S3 returned for an asset object, if it is one a function can be
+/// pinned to. Without one (or with `null`, an object written while versioning was off
+/// or suspended) a later write would replace the object in place, so the pin would
+/// mean nothing: the assets bucket must be versioned, as `airflow-stack bootstrap`
+/// makes it.
+fn pinnable_version(bucket: &str, key: &str, version: Option<&str>) -> anyhow::Result<String> {
+    match version {
+        Some(v) if !v.is_empty() && v != "null" => Ok(v.to_string()),
+        _ => Err(anyhow!(
+            "s3://{bucket}/{key} has no object version: the assets bucket is not versioned, \
+             so the Lambda code cannot be pinned to the object deploy checks. Turn on \
+             versioning (`airflow-stack bootstrap` does; or `aws s3api put-bucket-versioning \
+             --bucket {bucket} --versioning-configuration Status=Enabled`), delete \
+             s3://{bucket}/{key} and deploy again"
+        )),
+    }
 }
 
 /// A base64 checksum as S3 returns it, in hex; an undecodable one as itself (it then
@@ -421,34 +462,64 @@ fn checksum_sha256(asset: &Asset) -> String {
     base64::engine::general_purpose::STANDARD.encode(Sha256::digest(&asset.bytes))
 }
 
+/// The error for an asset whose key holds other bytes.
+fn replaced(bucket: &str, asset: &Asset, found: &str) -> anyhow::Error {
+    anyhow!(
+        "s3://{bucket}/{key} holds other code than {origin}: its SHA-256 is {found}, \
+         the key promises {want}. Someone with write access to the assets bucket \
+         replaced it; deploying would run that code with the stack's secrets. \
+         Find out who changed it (the bucket is versioned), then delete the object \
+         and deploy again",
+        key = asset.key(),
+        origin = asset.origin,
+        want = asset.sha256,
+    )
+}
+
+/// Checks the assets already in the bucket without writing anything: the version id of
+/// each one whose object holds its bytes. Missing ones are left out (they are uploaded
+/// later); one holding other bytes is an error, as in [`upload`].
+pub async fn verify(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    assets: &[Asset],
+) -> anyhow::Result<Versions> {
+    let mut versions = Versions::new();
+    for asset in assets {
+        match stored(s3, bucket, asset).await? {
+            Stored::Same(version) => {
+                versions.insert(asset.parameter, version);
+            }
+            Stored::Different(found) => return Err(replaced(bucket, asset, &found)),
+            Stored::Missing => {}
+        }
+    }
+    Ok(versions)
+}
+
 /// Uploads the assets missing from the bucket, each with its SHA-256 checksum (S3
 /// refuses the upload if the bytes it received differ), and checks the ones already
-/// there; returns how many were uploaded. An asset whose key holds other bytes is an
-/// error: the bucket was written by someone else, and deploying would run their code.
+/// there. Returns the version id of every asset's object:
+/// PutObject's for an upload, HeadObject's for a checked one. An asset whose key holds
+/// other bytes is an error: the bucket was written by someone else, and deploying would
+/// run their code.
 pub async fn upload(
     s3: &aws_sdk_s3::Client,
     bucket: &str,
     assets: &[Asset],
-) -> anyhow::Result<usize> {
-    let mut uploaded = 0;
+) -> anyhow::Result<Versions> {
+    let mut versions = Versions::new();
     for asset in assets {
         match stored(s3, bucket, asset).await? {
-            Stored::Same => continue,
-            Stored::Different(found) => {
-                return Err(anyhow!(
-                    "s3://{bucket}/{key} holds other code than {origin}: its SHA-256 is {found}, \
-                     the key promises {want}. Someone with write access to the assets bucket \
-                     replaced it; deploying would run that code with the stack's secrets. \
-                     Find out who changed it (the bucket is versioned), then delete the object \
-                     and deploy again",
-                    key = asset.key(),
-                    origin = asset.origin,
-                    want = asset.sha256,
-                ))
+            Stored::Same(version) => {
+                versions.insert(asset.parameter, version);
+                continue;
             }
+            Stored::Different(found) => return Err(replaced(bucket, asset, &found)),
             Stored::Missing => {}
         }
-        s3.put_object()
+        let put = s3
+            .put_object()
             .bucket(bucket)
             .key(asset.key())
             .checksum_sha256(checksum_sha256(asset))
@@ -462,9 +533,11 @@ pub async fn upload(
                     describe(&e)
                 )
             })?;
-        uploaded += 1;
+        // S3 accepted exactly these bytes (the checksum), as this version.
+        let version = pinnable_version(bucket, &asset.key(), put.version_id())?;
+        versions.insert(asset.parameter, version);
     }
-    Ok(uploaded)
+    Ok(versions)
 }
 
 /// Uploads a template body as `templates/<sha256>.json` and returns its key.
@@ -513,7 +586,8 @@ mod tests {
     /// `Architectures`, so x86_64).
     fn template(arch: Option<&str>) -> Value {
         let function = |key: &str| {
-            let mut props = json!({ "Code": { "S3Bucket": { "Ref": "AssetsBucket" }, "S3Key": { "Ref": key } } });
+            let version = key.replace("CodeKey", "CodeVersion");
+            let mut props = json!({ "Code": { "S3Bucket": { "Ref": "AssetsBucket" }, "S3Key": { "Ref": key }, "S3ObjectVersion": { "Ref": version } } });
             if let Some(a) = arch {
                 props["Architectures"] = json!([a]);
             }
@@ -533,7 +607,7 @@ mod tests {
         let needs = needed(&template(Some("arm64"))).unwrap();
         let got: Vec<(&str, &str)> = needs
             .iter()
-            .map(|n| (n.crate_name, n.architecture.as_str()))
+            .map(|n| (n.lambda.crate_name, n.architecture.as_str()))
             .collect();
         // The scaler's parameter is not declared: not needed.
         assert_eq!(
@@ -544,6 +618,19 @@ mod tests {
         assert!(
             needs.iter().all(|n| n.architecture == "x86_64"),
             "{needs:?}"
+        );
+    }
+
+    #[test]
+    fn a_function_that_does_not_pin_the_verified_version_is_an_error() {
+        let mut t = template(Some("arm64"));
+        let code = &mut t["Resources"]["MigrationFunction"]["Properties"]["Code"];
+        code.as_object_mut().unwrap().remove("S3ObjectVersion");
+        let err = needed(&t).unwrap_err();
+        assert!(
+            err.contains("MigrationFunctionCodeKey")
+                && err.contains("MigrationFunctionCodeVersion"),
+            "{err}"
         );
     }
 
@@ -561,7 +648,7 @@ mod tests {
     #[test]
     fn zips_are_found_hashed_and_keyed_by_content() {
         let dir = tempfile::tempdir().unwrap();
-        for (_, crate_name) in ASSET_LAMBDAS {
+        for AssetLambda { crate_name, .. } in ASSET_LAMBDAS {
             std::fs::create_dir_all(dir.path().join(crate_name)).unwrap();
             std::fs::write(
                 dir.path().join(crate_name).join("bootstrap.zip"),
@@ -578,9 +665,14 @@ mod tests {
             hex::encode(Sha256::digest(b"airflow-secrets"))
         );
         assert_eq!(secrets.key(), format!("assets/{}.zip", secrets.sha256));
-        let params = parameters("bkt", &assets);
+        let versions = Versions::from([("SecretsFunctionCodeKey", "v1".to_string())]);
+        let params = parameters("bkt", &assets, &versions);
         assert_eq!(params["AssetsBucket"], "bkt");
         assert_eq!(params["SecretsFunctionCodeKey"], secrets.key());
+        assert_eq!(params["SecretsFunctionCodeVersion"], "v1");
+        // Not verified yet (missing from the bucket): no version parameter, so the
+        // parameters differ from any deployed stack's until it is uploaded.
+        assert!(!params.contains_key("MigrationFunctionCodeVersion"));
     }
 
     #[test]
@@ -623,6 +715,24 @@ mod tests {
             checkout().as_deref(),
             Some(Path::new(env!("CARGO_MANIFEST_DIR")))
         );
+    }
+
+    #[test]
+    fn only_a_real_version_id_can_pin_the_code() {
+        assert_eq!(
+            pinnable_version("b", "k", Some("3sL4kq+X")).unwrap(),
+            "3sL4kq+X"
+        );
+        // An unversioned bucket returns no version id; a suspended one returns "null".
+        for missing in [None, Some("null"), Some("")] {
+            let err = pinnable_version("b", "assets/x.zip", missing)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("not versioned") && err.contains("put-bucket-versioning"),
+                "{err}"
+            );
+        }
     }
 
     #[test]

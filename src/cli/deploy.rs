@@ -124,12 +124,17 @@ async fn prepare(aws: &Aws, spec: &spec::Spec, common: &Common) -> Result<Prepar
     // on), each built for its function's architecture; missing zips are built here
     // from a checkout.
     let assets = assets::resolve(&template, common.assets_dir.as_deref())?;
+    // Read-only: the version id of every asset already in the bucket (a replaced one is
+    // an error here, before anything is written). The parameters carry those versions,
+    // so an unchanged deploy compares equal to the stack; a missing asset leaves its
+    // version out until `change_set` uploads it.
+    let versions = assets::verify(&aws.s3(), &assets_bucket, &assets).await?;
     let existing = cfn_stack::describe_stack(&aws.cloudformation(), &spec.name).await?;
     Ok(Prepared {
         name: spec.name.clone(),
         body: serde_json::to_string(&template).expect("JSON values serialise"),
         template,
-        parameters: assets::parameters(&assets_bucket, &assets),
+        parameters: assets::parameters(&assets_bucket, &assets, &versions),
         tags: stack_tags(spec),
         assets,
         assets_bucket,
@@ -149,10 +154,12 @@ async fn deployed(aws: &Aws, p: &Prepared) -> anyhow::Result<Option<Value>> {
     }
 }
 
-/// Uploads assets (and a large template) and asks CloudFormation for a change set.
+/// Uploads assets (and a large template) and asks CloudFormation for a change set, with
+/// each function's code pinned to the object version just uploaded or checked.
 async fn change_set(aws: &Aws, p: &Prepared) -> anyhow::Result<cfn_stack::ChangeSet> {
     let s3 = aws.s3();
-    assets::upload(&s3, &p.assets_bucket, &p.assets).await?;
+    let versions = assets::upload(&s3, &p.assets_bucket, &p.assets).await?;
+    let parameters = assets::parameters(&p.assets_bucket, &p.assets, &versions);
     let template = if p.body.len() > MAX_INLINE_TEMPLATE_BYTES {
         let key = assets::upload_template(&s3, &p.assets_bucket, &p.body).await?;
         eprintln!(
@@ -173,7 +180,7 @@ async fn change_set(aws: &Aws, p: &Prepared) -> anyhow::Result<cfn_stack::Change
     let request = ChangeSetRequest {
         stack: &p.name,
         template,
-        parameters: &p.parameters,
+        parameters: &parameters,
         tags: &p.tags,
         exists,
     };
@@ -244,10 +251,10 @@ pub fn deploy(args: DeployArgs) -> Result<(), Failure> {
         }
         // Without a stack, parameters_changed is true: an unchanged stack exists.
         if let Some(current) = p.existing.as_ref().filter(|_| plan.is_empty() && !parameters_changed(&p)) {
-            // Even with nothing to change, the code under the assets' keys is checked
-            // (and a missing zip uploaded again): a replaced asset is reported now, not
-            // at the next update that makes CloudFormation read it.
-            assets::upload(&aws.s3(), &p.assets_bucket, &p.assets).await?;
+            // Even with nothing to change, the code under the assets' keys was checked
+            // (`prepare`): a replaced asset is reported now, not at the next update that
+            // makes CloudFormation read it. A missing zip has no version, so the
+            // parameters differ and the deploy goes on to upload it.
             println!("No changes: stack {} is up to date ({}, checked in {}).", p.name, current.status, elapsed(started));
             sync_termination_protection(&aws, &p, &current.stack_id).await?;
             return finish(&aws, &p.name, &current.stack_id, args.outputs_file.as_ref()).await;

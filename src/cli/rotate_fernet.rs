@@ -4,7 +4,7 @@
 //! Lambda puts a new key in front of every current one (`new,<old keys>`) and the
 //! services that read the key roll, so every task decrypts with any key and encrypts
 //! with the new one. This command then runs `airflow rotate-fernet-key` as a one-off
-//! task (the stack's `FernetRotationTaskDefinition`), which re-encrypts every stored
+//! task (the stack's `RotateFernetTaskDefinition`), which re-encrypts every stored
 //! connection, variable and trigger value under the new key, and only once it exited 0
 //! offers to drop the old keys and restart those services. Dropping before the
 //! re-encryption would make every value still under an old key unreadable.
@@ -138,7 +138,7 @@ struct Deployed {
 }
 
 fn deployed(resources: &[StackResource], template: &Value, name: &str) -> anyhow::Result<Deployed> {
-    let me = Component::FernetRotation;
+    let me = Component::RotateFernet;
     let wanted = services_reading_the_key(template);
     let readers = resources
         .iter()
@@ -299,7 +299,7 @@ async fn reencrypt(
         started_by: "airflow-stack rotate-fernet".into(),
     };
     let arn = one_off::run(&ecs, &launch).await?;
-    let container = Component::FernetRotation.name();
+    let container = Component::RotateFernet.name();
     println!(
         "  started {container} task {}",
         arn.rsplit('/').next().unwrap_or(&arn)
@@ -313,7 +313,7 @@ async fn reencrypt(
 
 /// The failure, with the end of the task's log (keys and URL passwords removed).
 async fn failure(aws: &Aws, d: &Deployed, stopped: &Stopped, keys: &[&str]) -> anyhow::Error {
-    let name = Component::FernetRotation.name();
+    let name = Component::RotateFernet.name();
     let stream = format!("{name}/{name}/{}", stopped.task_id());
     let exit = stopped
         .exit_code

@@ -500,9 +500,11 @@ fn load_balancer_lines(r: &Resources, p: &Prices) -> Result<Vec<Line>, CostError
         .collect())
 }
 
-/// Secrets, log ingestion and S3: small, but honest.
+/// Secrets, log ingestion, S3 and a created KMS key: small, but honest.
 fn fixed_lines(r: &Resources, tasks: &[FargateTask], p: &Prices) -> Result<Vec<Line>, CostError> {
     let secrets = r.count("AWS::SecretsManager::Secret")? as f64;
+    // Only a key the stack creates is billed to it; a key given by ARN is the owner's.
+    let keys = r.count("AWS::KMS::Key")? as f64;
     let running: f64 = tasks.iter().map(|t| t.count).sum();
     let log_gb = running * ASSUMPTIONS.log_gb_per_task_month;
     let s3 = ASSUMPTIONS.s3_gb * p.s3_gb_month;
@@ -528,7 +530,43 @@ fn fixed_lines(r: &Resources, tasks: &[FargateTask], p: &Prices) -> Result<Vec<L
             always_on: s3,
             paused: s3,
         },
-    ])
+    ]
+    .into_iter()
+    .chain((keys > 0.0).then(|| Line {
+        item: "KMS".into(),
+        detail: format!(
+            "{keys} customer-managed key, first year (each yearly rotation adds its price; requests within the free tier, assumed)"
+        ),
+        always_on: keys * p.kms_key_month,
+        paused: keys * p.kms_key_month,
+    }))
+    .collect())
+}
+
+/// The monitoring the template turns on that the estimate does not price, by name:
+/// Container Insights (the cluster setting) and RDS Enhanced Monitoring (an
+/// instance's `MonitoringInterval`).
+fn unpriced_monitoring(r: &Resources) -> Result<Vec<String>, CostError> {
+    let mut on = Vec::new();
+    for cluster in r.of_type("AWS::ECS::Cluster")? {
+        let properties: Value = cluster.properties()?;
+        let insights = properties["ClusterSettings"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|s| s["Name"] == "containerInsights")
+            .and_then(|s| s["Value"].as_str());
+        if let Some(level) = insights.filter(|v| *v != "disabled") {
+            on.push(format!("Container Insights ({level})"));
+        }
+    }
+    for instance in r.of_type("AWS::RDS::DBInstance")? {
+        let properties: Value = instance.properties()?;
+        if let Some(seconds) = properties["MonitoringInterval"].as_i64().filter(|s| *s > 0) {
+            on.push(format!("RDS Enhanced Monitoring every {seconds} s"));
+        }
+    }
+    Ok(on)
 }
 
 /// What the estimate assumes, in words, for the table footer and the JSON.
@@ -542,6 +580,14 @@ fn assumptions(r: &Resources, p: &Prices) -> Result<Vec<String>, CostError> {
         out.push("Aurora Serverless v2 is priced at max(MinCapacity, 0.5) ACU while Airflow runs (its scheduler keeps the cluster active); paused, a cluster at MinCapacity 0 pauses itself and one above 0 keeps billing its minimum.".into());
     } else if r.count("AWS::RDS::DBInstance")? > 0 {
         out.push("Paused: the RDS instance is stopped (`airflow-stack pause` prints the command); storage keeps billing and AWS starts a stopped instance again after 7 days.".into());
+    }
+    let unpriced = unpriced_monitoring(r)?;
+    if !unpriced.is_empty() {
+        // Both bill CloudWatch by use, not by the hour: a figure here would be a guess.
+        out.push(format!(
+            "Not priced: {}. CloudWatch bills them by use (Container Insights per metric and per GB of performance log events, for every task and container; Enhanced Monitoring as CloudWatch Logs ingestion into RDSOSMetrics), which grows with the number of tasks and the interval.",
+            unpriced.join(", ")
+        ));
     }
     out.push(format!(
         "Usage: {} GB logs per running task, {} GB in S3, {} GB database data (Aurora), {} GB per NAT gateway, {} LCU per load balancer; Lambda (deploy-time only), data transfer and backups within the free allowance are left out.",

@@ -75,6 +75,11 @@ pub mod pages {
         url: "https://aws.amazon.com/s3/pricing/",
         checked: false,
     };
+    /// AWS KMS pricing (customer-managed keys).
+    pub const KMS: Source = Source {
+        url: "https://aws.amazon.com/kms/pricing/",
+        checked: false,
+    };
     /// Amazon MWAA pricing (environment classes).
     pub const MWAA: Source = Source {
         url: "https://aws.amazon.com/managed-workflows-for-apache-airflow/pricing/",
@@ -125,6 +130,10 @@ pub struct Prices {
     pub alb_lcu_hour: f64,
     /// A Secrets Manager secret, USD per month.
     pub secret_month: f64,
+    /// A customer-managed KMS key in its first year, USD per month. With automatic
+    /// rotation each new yearly backing key adds as much again ("Key Storage" on the
+    /// pricing page); requests are left out (20,000 a month are free).
+    pub kms_key_month: f64,
     /// CloudWatch Logs ingestion (standard), USD per GB.
     pub logs_ingest_gb: f64,
     /// S3 Standard, USD per GB-month (first 50 TB).
@@ -175,6 +184,7 @@ const US_EAST_1: Prices = Prices {
     alb_hour: 0.0225,
     alb_lcu_hour: 0.008,
     secret_month: 0.40,
+    kms_key_month: 1.00,
     logs_ingest_gb: 0.50,
     s3_gb_month: 0.023,
     mwaa: &[
@@ -224,6 +234,7 @@ const EU_WEST_1: Prices = Prices {
     alb_hour: 0.0252,
     alb_lcu_hour: 0.008,
     secret_month: 0.40,
+    kms_key_month: 1.00,
     logs_ingest_gb: 0.57,
     s3_gb_month: 0.023,
     mwaa: &[

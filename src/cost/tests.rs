@@ -307,3 +307,48 @@ fn the_prod_stack_is_priced() {
     let e = estimate_file("stacks/prod.yaml");
     assert!(e.always_on > e.paused && e.paused > 0.0);
 }
+
+/// A key the stack creates costs $1 a month, on or paused; a key given by ARN is not
+/// the stack's to pay, and the default has none.
+#[test]
+fn a_created_kms_key_is_priced_and_a_given_one_is_not() {
+    let estimate_of = |kms_key: &str| {
+        let text =
+            format!("name: cost-test\nregion: us-east-1\nencryption:\n  kms_key: {kms_key}\n");
+        let spec = crate::spec::parse(&text, Path::new("cost-test.yaml")).unwrap();
+        let template = crate::stack::build(&spec).unwrap().to_value();
+        estimate(&template, &spec).unwrap()
+    };
+    let created = estimate_of("create");
+    let kms = line(&created, "KMS");
+    close(kms.always_on, 1.00);
+    close(kms.paused, 1.00);
+    let given =
+        estimate_of("arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab");
+    assert!(given.lines.iter().all(|l| l.item != "KMS"));
+    close(created.always_on - given.always_on, 1.00);
+    assert!(estimate_of("aws-managed")
+        .lines
+        .iter()
+        .all(|l| l.item != "KMS"));
+}
+
+/// Container Insights and Enhanced Monitoring bill by use: the estimate says it leaves
+/// them out when they are on (the prod example), and says nothing when they are off.
+#[test]
+fn monitoring_by_use_is_named_as_not_priced() {
+    let note = |e: &Estimate| {
+        e.assumptions
+            .iter()
+            .find(|a| a.starts_with("Not priced:"))
+            .cloned()
+    };
+    let prod = estimate_file("stacks/prod.yaml");
+    let said = note(&prod).expect("prod turns both on");
+    assert!(
+        said.contains("Container Insights (enabled)")
+            && said.contains("RDS Enhanced Monitoring every 60 s"),
+        "{said}"
+    );
+    assert_eq!(note(&estimate_file("stacks/dev.yaml")), None);
+}

@@ -45,6 +45,12 @@ pub struct Spec {
     /// Generated secrets.
     #[serde(default)]
     pub secrets: Secrets,
+    /// Which KMS key encrypts the stack's data at rest (log groups, secrets, the bucket).
+    #[serde(default)]
+    pub encryption: Encryption,
+    /// Extra metrics for the ECS cluster (CloudWatch Container Insights). Off by default.
+    #[serde(default)]
+    pub monitoring: Monitoring,
     /// Queue-driven worker autoscaling by the scaler Lambda. Off by default.
     #[serde(default)]
     pub autoscaling: Autoscaling,
@@ -180,6 +186,10 @@ pub struct Database {
     pub name: String,
     /// Master user name.
     pub username: String,
+    /// RDS Enhanced Monitoring: seconds between OS metrics (memory, swap, processes) of
+    /// the database instance, sent to the `RDSOSMetrics` log group; one of 0 (off, the
+    /// default), 1, 5, 10, 15, 30, 60. CloudWatch Logs bills what it sends.
+    pub monitoring_interval: u32,
 }
 
 impl Default for Database {
@@ -195,6 +205,7 @@ impl Default for Database {
             deletion_protection: false,
             name: "airflow".into(),
             username: "airflow".into(),
+            monitoring_interval: 0,
         }
     }
 }
@@ -455,6 +466,94 @@ impl Default for Secrets {
         Secrets {
             password_length: airflow_stack_contract::secrets::DEFAULT_PASSWORD_LENGTH,
             fernet_rotation: String::new(),
+        }
+    }
+}
+
+/// Observability of the ECS cluster.
+#[derive(Clone, Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct Monitoring {
+    /// CloudWatch Container Insights on the cluster: `disabled` (default), `enabled`
+    /// (per-task and per-service CPU, memory, network and storage metrics) or
+    /// `enhanced` (also per container). CloudWatch bills the metrics and the
+    /// performance log events it collects, per task.
+    pub container_insights: ContainerInsights,
+}
+
+/// The ECS cluster setting `containerInsights`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum ContainerInsights {
+    /// No Container Insights.
+    #[default]
+    Disabled,
+    /// Container Insights.
+    Enabled,
+    /// Container Insights with enhanced observability.
+    Enhanced,
+}
+
+impl ContainerInsights {
+    /// The value of the cluster setting, as ECS spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ContainerInsights::Disabled => "disabled",
+            ContainerInsights::Enabled => "enabled",
+            ContainerInsights::Enhanced => "enhanced",
+        }
+    }
+}
+
+/// Encryption at rest. Every log group, secret and the data bucket is always encrypted;
+/// this chooses the key.
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct Encryption {
+    /// `aws-managed` (default): each service's own key (S3 SSE-S3, the Secrets Manager
+    /// key `aws/secretsmanager`, CloudWatch Logs' key); nothing to manage, but access
+    /// to the data cannot be cut off by key policy. `create`: one customer-managed key
+    /// for the stack, rotated yearly and kept when the stack is deleted (the secrets
+    /// cannot be read without it), whose policy lets the account's IAM policies and
+    /// CloudWatch Logs (for this stack's log groups) use it. Or the ARN of a key of your
+    /// own in the stack's region, `arn:aws:kms:<region>:<account>:key/<id>`, whose
+    /// policy must do the same. With a customer-managed key, the roles that read or
+    /// write the secrets and the bucket are granted `kms:Decrypt` /
+    /// `kms:GenerateDataKey` on it, through those services only.
+    pub kms_key: String,
+}
+
+impl Default for Encryption {
+    fn default() -> Self {
+        Encryption {
+            kms_key: AWS_MANAGED_KEY.into(),
+        }
+    }
+}
+
+/// `encryption.kms_key` for the services' own keys.
+pub const AWS_MANAGED_KEY: &str = "aws-managed";
+/// `encryption.kms_key` for a key created by the stack.
+pub const CREATE_KEY: &str = "create";
+
+/// What `encryption.kms_key` asks for (valid after [`super::validate`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum KmsKey {
+    /// Each service's AWS managed key.
+    AwsManaged,
+    /// One customer-managed key created by the stack.
+    Create,
+    /// A customer-managed key by ARN.
+    Existing(String),
+}
+
+impl Encryption {
+    /// The key choice, typed.
+    pub fn key(&self) -> KmsKey {
+        match self.kms_key.as_str() {
+            AWS_MANAGED_KEY => KmsKey::AwsManaged,
+            CREATE_KEY => KmsKey::Create,
+            arn => KmsKey::Existing(arn.to_string()),
         }
     }
 }

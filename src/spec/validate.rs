@@ -2,7 +2,10 @@
 //! valid. Patterns are checked by small functions instead of a regex crate: they are few
 //! and simple, and this keeps `synth` start-up cheap.
 
-use super::{DatabaseEngine, Packing, RedisEngine, Service, Spec, MANAGED_ENV};
+use super::{
+    DatabaseEngine, Packing, RedisEngine, Service, Spec, AWS_MANAGED_KEY, CREATE_KEY, MANAGED_ENV,
+};
+use airflow_stack_contract::secrets::AIRFLOW_DATABASE_USER;
 
 /// `(field path, message)` pairs; empty when the spec is valid.
 pub type Problems = Vec<(String, String)>;
@@ -19,6 +22,7 @@ pub fn check(spec: &Spec) -> Problems {
     check_storage_logs_secrets(spec, &mut p);
     check_monitoring(spec, &mut p);
     check_schedule(spec, &mut p);
+    check_encryption(spec, &mut p);
     p
 }
 
@@ -343,8 +347,21 @@ fn is_cidr(s: &str) -> bool {
     ip_ok && bits_ok
 }
 
+/// The intervals RDS Enhanced Monitoring takes (`MonitoringInterval`), in seconds.
+const MONITORING_INTERVALS: [u32; 7] = [0, 1, 5, 10, 15, 30, 60];
+
 fn check_database(spec: &Spec, p: &mut Problems) {
     let d = &spec.database;
+    if !MONITORING_INTERVALS.contains(&d.monitoring_interval) {
+        problem(
+            p,
+            "database.monitoring_interval",
+            format!(
+                "{} is not an Enhanced Monitoring interval: use 0 (off), 1, 5, 10, 15, 30 or 60 seconds",
+                d.monitoring_interval
+            ),
+        );
+    }
     let major = d
         .engine_version
         .split('.')
@@ -430,6 +447,17 @@ fn check_database(spec: &Spec, p: &mut Problems) {
             p,
             "database.username",
             format!("{:?} is reserved by RDS; use e.g. airflow", d.username),
+        );
+    }
+    // PostgreSQL folds unquoted names to lower case, so `Airflow_App` is the same role.
+    if d.username.eq_ignore_ascii_case(AIRFLOW_DATABASE_USER) {
+        problem(
+            p,
+            "database.username",
+            format!(
+                "{:?} is the database user Airflow connects as, which the migration creates next to the master; the master needs another name, e.g. airflow",
+                d.username
+            ),
         );
     }
 }
@@ -732,6 +760,48 @@ fn check_alert_targets(spec: &Spec, p: &mut Problems) {
     }
 }
 
+/// `encryption.kms_key`: `aws-managed`, `create`, or a KMS key ARN in the stack's
+/// region (log groups and secrets can only use a key of their own region). An alias ARN
+/// is refused: the grants name the key, and an alias can be moved to another key.
+fn check_encryption(spec: &Spec, p: &mut Problems) {
+    let value = &spec.encryption.kms_key;
+    if value == AWS_MANAGED_KEY || value == CREATE_KEY {
+        return;
+    }
+    let example = format!(
+        "arn:aws:kms:{}:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab",
+        spec.region
+    );
+    let id = value
+        .splitn(6, ':')
+        .nth(5)
+        .and_then(|r| r.strip_prefix("key/"));
+    let id_ok = id.is_some_and(|id| !id.is_empty() && is_alnum_or(id, &['-']));
+    let resource = value.splitn(6, ':').nth(5).unwrap_or_default();
+    if is_arn(value, "kms") && resource.starts_with("alias/") {
+        problem(
+            p,
+            "encryption.kms_key",
+            format!("{value:?} is an alias: name the key itself (the grants and the key policy name it, and an alias can be moved to another key), such as {example}"),
+        );
+    } else if !is_arn(value, "kms") || !id_ok {
+        problem(
+            p,
+            "encryption.kms_key",
+            format!("{value:?} is not `aws-managed`, `create` or a KMS key ARN such as {example}"),
+        );
+    } else if value.split(':').nth(3) != Some(spec.region.as_str()) {
+        problem(
+            p,
+            "encryption.kms_key",
+            format!(
+                "the key is in another region than the stack ({}): log groups and secrets need a key of their own region, such as {example}",
+                spec.region
+            ),
+        );
+    }
+}
+
 /// `arn:<partition>:<service>:<region>:<12-digit account>:<resource>`.
 fn is_arn(s: &str, service: &str) -> bool {
     let parts: Vec<&str> = s.splitn(6, ':').collect();
@@ -749,6 +819,38 @@ fn is_arn(s: &str, service: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn kms_key_choices() {
+        let problems = |kms_key: &str| {
+            let text = format!("name: a\nregion: eu-west-1\nencryption:\n  kms_key: {kms_key}\n");
+            let spec: Spec = serde_yaml_ng::from_str(&text).unwrap();
+            let mut p = Problems::new();
+            check_encryption(&spec, &mut p);
+            p
+        };
+        for ok in [
+            "aws-managed",
+            "create",
+            "arn:aws:kms:eu-west-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab",
+            "arn:aws:kms:eu-west-1:123456789012:key/mrk-1234abcd12ab34cd56ef1234567890ab",
+        ] {
+            assert!(problems(ok).is_empty(), "{ok}: {:?}", problems(ok));
+        }
+        for (bad, says) in [
+            ("managed", "is not `aws-managed`, `create` or a KMS key ARN"),
+            ("arn:aws:kms:eu-west-1:123456789012:key/", "is not"),
+            ("arn:aws:kms:eu-west-1:123456789012:alias/a", "is an alias"),
+            ("arn:aws:kms:us-east-1:123456789012:key/k", "another region"),
+            ("arn:aws:sns:eu-west-1:123456789012:key/k", "is not"),
+        ] {
+            let p = problems(bad);
+            assert!(
+                p.len() == 1 && p[0].0 == "encryption.kms_key" && p[0].1.contains(says),
+                "{bad}: {p:?}"
+            );
+        }
+    }
 
     #[test]
     fn arns() {

@@ -21,6 +21,9 @@ pub struct SharedConfig {
     api_secret_key: Secret,
     jwt_secret: Secret,
     sql_alchemy_conn: Secret,
+    master_sql_alchemy_conn: Secret,
+    airflow_database_url: Secret,
+    airflow_database_password: Secret,
     broker_url: Secret,
     result_backend: Secret,
     admin_password: Secret,
@@ -35,6 +38,11 @@ pub fn env_var(name: &str, value: impl Into<Expr>) -> KeyValuePair {
         value: Some(value.into()),
     }
 }
+
+/// The Airflow database user's URL, in the migration task (which migrates as that user).
+pub const AIRFLOW_DATABASE_URL_ENV: &str = "AIRFLOW_STACK_AIRFLOW_DB_URL";
+/// The Airflow database user's password, in the migration task (which sets it).
+pub const AIRFLOW_DATABASE_PASSWORD_ENV: &str = "AIRFLOW_STACK_AIRFLOW_DB_PASSWORD";
 
 /// Name of the environment variable carrying the admin password where it is needed.
 pub const ADMIN_PASSWORD_ENV: &str = "AIRFLOW_STACK_ADMIN_PASSWORD";
@@ -137,6 +145,15 @@ impl SharedConfig {
                 "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN",
                 &keys.sql_alchemy_conn(),
             ),
+            master_sql_alchemy_conn: secret(
+                "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN",
+                &keys.master_sql_alchemy_conn(),
+            ),
+            airflow_database_url: secret(AIRFLOW_DATABASE_URL_ENV, &keys.sql_alchemy_conn()),
+            airflow_database_password: secret(
+                AIRFLOW_DATABASE_PASSWORD_ENV,
+                &keys.airflow_database_password(),
+            ),
             broker_url: secret("AIRFLOW__CELERY__BROKER_URL", &keys.broker_url()),
             // Celery task results go to Redis, not to the metadata database (Airflow's
             // default, `db+` and the database URL): that default is the one reason a
@@ -179,6 +196,9 @@ impl SharedConfig {
             AirflowSecret::ApiSecretKey => &self.api_secret_key,
             AirflowSecret::JwtSecret => &self.jwt_secret,
             AirflowSecret::SqlAlchemyConn => &self.sql_alchemy_conn,
+            AirflowSecret::MasterSqlAlchemyConn => &self.master_sql_alchemy_conn,
+            AirflowSecret::AirflowDatabaseUrl => &self.airflow_database_url,
+            AirflowSecret::AirflowDatabasePassword => &self.airflow_database_password,
             AirflowSecret::BrokerUrl => &self.broker_url,
             AirflowSecret::ResultBackend => &self.result_backend,
             AirflowSecret::AdminPassword => &self.admin_password,

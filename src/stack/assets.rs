@@ -1,5 +1,14 @@
 //! Template parameters naming the Lambda code assets. `synth` leaves them open (so it
-//! needs no build and no AWS account); `deploy` fills them with content-hash keys.
+//! needs no build and no AWS account); `deploy` fills them with content-hash keys and
+//! the S3 version id of each object it verified.
+//!
+//! Why a version as well as a key: the key names the zip's SHA-256, and deploy checks
+//! the object under it, but anyone who may write the assets bucket could put other bytes
+//! under the same key between that check and CloudFormation's read. With
+//! `Code.S3ObjectVersion` pinned to the version deploy checked, Lambda gets exactly
+//! those bytes; a later object under the key is a new version and is never read. The
+//! bootstrap bucket is versioned ([`super::storage::private_bucket`]), so every object
+//! has a version id.
 
 use crate::cfn::{Expr, Parameter, Template};
 
@@ -8,40 +17,97 @@ use crate::cfn::{Expr, Parameter, Template};
 /// <https://aws.amazon.com/lambda/pricing/>
 pub const LAMBDA_ARCHITECTURE: &str = "arm64";
 
+/// One Lambda crate whose `bootstrap.zip` the template needs, and the two parameters
+/// that locate it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AssetLambda {
+    /// The parameter holding the S3 key, `assets/<sha256>.zip`.
+    pub key_parameter: &'static str,
+    /// The parameter holding the S3 version id of the object deploy verified.
+    pub version_parameter: &'static str,
+    /// The Lambda crate.
+    pub crate_name: &'static str,
+}
+
 /// The Lambda crates whose `bootstrap.zip` the template needs, by parameter id.
-pub const ASSET_LAMBDAS: &[(&str, &str)] = &[
-    ("SecretsFunctionCodeKey", "airflow-secrets"),
-    ("MigrationFunctionCodeKey", "airflow-migration"),
-    ("ScalerFunctionCodeKey", "airflow-scaler"),
+pub const ASSET_LAMBDAS: &[AssetLambda] = &[
+    AssetLambda {
+        key_parameter: "SecretsFunctionCodeKey",
+        version_parameter: "SecretsFunctionCodeVersion",
+        crate_name: "airflow-secrets",
+    },
+    AssetLambda {
+        key_parameter: "MigrationFunctionCodeKey",
+        version_parameter: "MigrationFunctionCodeVersion",
+        crate_name: "airflow-migration",
+    },
+    AssetLambda {
+        key_parameter: "ScalerFunctionCodeKey",
+        version_parameter: "ScalerFunctionCodeVersion",
+        crate_name: "airflow-scaler",
+    },
 ];
+
+/// `Ref`s to one asset's parameters: where a function's code is.
+#[derive(Clone, Debug)]
+pub struct AssetCode {
+    /// `Ref` to the S3 key parameter.
+    pub key: Expr,
+    /// `Ref` to the S3 object version parameter.
+    pub version: Expr,
+}
 
 /// `Ref`s to the asset parameters.
 pub struct AssetParameters {
     /// Bucket holding the assets (from `airflow-stack bootstrap`).
     pub bucket: Expr,
-    /// Key of the secrets Lambda's zip.
-    pub secrets_key: Expr,
-    /// Key of the migration Lambda's zip.
-    pub migration_key: Expr,
+    /// Key and version of the secrets Lambda's zip.
+    pub secrets_key: AssetCode,
+    /// Key and version of the migration Lambda's zip.
+    pub migration_key: AssetCode,
 }
 
-/// The scaler Lambda's key parameter, declared only by templates with autoscaling or
+/// The scaler Lambda's parameters, declared only by templates with autoscaling or
 /// alerts on (an unused parameter is a cfn-lint warning); deploy passes only the asset
 /// parameters a template declares.
-pub fn add_scaler_key(t: &mut Template) -> Expr {
-    let (id, crate_name) = ASSET_LAMBDAS[2];
-    t.parameter(id, key_parameter(crate_name))
+pub fn add_scaler_key(t: &mut Template) -> AssetCode {
+    add_code(t, &ASSET_LAMBDAS[2])
 }
 
-fn key_parameter(crate_name: &str) -> Parameter {
-    Parameter {
-        type_name: "String",
-        description: format!("S3 key of the {crate_name} Lambda zip, named by its SHA-256"),
-        allowed_pattern: Some("^assets/[0-9a-f]{64}\\.zip$".into()),
-        default: None,
-    }
+/// Declares an asset's key and version parameters.
+fn add_code(t: &mut Template, asset: &AssetLambda) -> AssetCode {
+    let key = t.parameter(
+        asset.key_parameter,
+        Parameter {
+            type_name: "String",
+            description: format!(
+                "S3 key of the {} Lambda zip, named by its SHA-256",
+                asset.crate_name
+            ),
+            allowed_pattern: Some("^assets/[0-9a-f]{64}\\.zip$".into()),
+            default: None,
+        },
+    );
+    let version = t.parameter(
+        asset.version_parameter,
+        Parameter {
+            type_name: "String",
+            description: format!(
+                "S3 version id of the {} Lambda zip that deploy verified",
+                asset.crate_name
+            ),
+            // S3 version ids are opaque, URL-ready strings of at most 1,024 bytes.
+            // Deploy refuses "null" (an object written while versioning was off, which
+            // a later write can replace in place) before it gets here.
+            allowed_pattern: Some("^\\S{1,1024}$".into()),
+            default: None,
+        },
+    );
+    AssetCode { key, version }
 }
 
+/// Declares the bucket parameter and the secrets and migration Lambdas' asset
+/// parameters.
 pub fn add(t: &mut Template) -> AssetParameters {
     let bucket = t.parameter(
         "AssetsBucket",
@@ -53,10 +119,8 @@ pub fn add(t: &mut Template) -> AssetParameters {
             default: None,
         },
     );
-    let key =
-        |t: &mut Template, id: &str, crate_name: &str| t.parameter(id, key_parameter(crate_name));
-    let secrets_key = key(t, ASSET_LAMBDAS[0].0, ASSET_LAMBDAS[0].1);
-    let migration_key = key(t, ASSET_LAMBDAS[1].0, ASSET_LAMBDAS[1].1);
+    let secrets_key = add_code(t, &ASSET_LAMBDAS[0]);
+    let migration_key = add_code(t, &ASSET_LAMBDAS[1]);
     AssetParameters {
         bucket,
         secrets_key,

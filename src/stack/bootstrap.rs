@@ -16,7 +16,9 @@ pub fn bootstrap_template() -> Result<Template, TemplateError> {
     let tags = vec![Tag::new("airflow-stack:stack", BOOTSTRAP_STACK)];
     let bucket = t.add_with(
         "AssetsBucket",
-        private_bucket(tags),
+        // S3's own keys: the bucket is shared by every stack of the account and region
+        // and holds only Lambda code and templates, no data or secrets.
+        private_bucket(tags, None),
         Attributes::default().keep_on_delete(Policy::Retain),
     );
     t.add("AssetsBucketPolicy", tls_only_policy(&bucket));

@@ -35,6 +35,15 @@ pub fn add(s: &mut Scope, infra: &Infra, keys: &Keys) -> Broker {
 fn add_fargate(s: &mut Scope, infra: &Infra, keys: &Keys) -> Broker {
     let spec = s.spec;
     let log_group = fargate::log_group(s, "Redis", "redis");
+    let mut statements = vec![
+        Statement::allow(&["secretsmanager:GetSecretValue"], vec![keys.redis.clone()]),
+        Statement::allow(
+            &["logs:CreateLogStream", "logs:PutLogEvents"],
+            vec![log_group.arn()],
+        ),
+    ];
+    // With a customer-managed key, reading the password needs kms:Decrypt.
+    statements.extend(s.key_use(&statements));
     let (t, tags) = (&mut s.t, &s.tags);
     let execution_role = t.add(
         "RedisExecutionRole",
@@ -43,13 +52,7 @@ fn add_fargate(s: &mut Scope, infra: &Infra, keys: &Keys) -> Broker {
                 service: "ecs-tasks.amazonaws.com",
                 description: "Starts the Redis task: reads its password, writes its logs".into(),
                 policy_name: "start-redis",
-                statements: vec![
-                    Statement::allow(&["secretsmanager:GetSecretValue"], vec![keys.redis.clone()]),
-                    Statement::allow(
-                        &["logs:CreateLogStream", "logs:PutLogEvents"],
-                        vec![log_group.arn()],
-                    ),
-                ],
+                statements,
             },
             tags.all(),
         ),

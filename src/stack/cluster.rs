@@ -72,9 +72,11 @@ pub fn add(s: &mut Scope, net: &Network) -> Cluster {
                 weight: Some(1),
                 base: Some(0),
             }],
+            // Container Insights as the stack file says (default `disabled`): it bills
+            // metrics and performance log events per task.
             cluster_settings: vec![cluster::ClusterSettings {
                 name: Some("containerInsights".into()),
-                value: Some("disabled".into()),
+                value: Some(spec.monitoring.container_insights.as_str().into()),
             }],
             tags: tags.all(),
             ..ecs::Cluster::default()

@@ -29,7 +29,7 @@ pub enum Component {
     Migrate,
     /// The one-off re-encryption task (`airflow rotate-fernet-key`) that
     /// `airflow-stack rotate-fernet` runs after a Fernet key rotation.
-    FernetRotation,
+    RotateFernet,
 }
 
 /// CPU units, MiB, task count and capacity of a component's task.
@@ -54,8 +54,17 @@ pub enum AirflowSecret {
     ApiSecretKey,
     /// `[api_auth] jwt_secret`.
     JwtSecret,
-    /// `[database] sql_alchemy_conn`.
+    /// `[database] sql_alchemy_conn`: the Airflow database user's URL.
     SqlAlchemyConn,
+    /// `[database] sql_alchemy_conn` as the master user, for the migration alone: the
+    /// image's entrypoint checks the database with it, and the migration creates the
+    /// Airflow user with it.
+    MasterSqlAlchemyConn,
+    /// The Airflow user's URL, for the migration, which migrates as that user (so the
+    /// user owns every table).
+    AirflowDatabaseUrl,
+    /// The Airflow user's password, for the migration, which gives it to the user.
+    AirflowDatabasePassword,
     /// `[celery] broker_url`.
     BrokerUrl,
     /// `[celery] result_backend` (the broker's Redis).
@@ -119,7 +128,7 @@ impl Component {
             Component::Worker => "Worker",
             Component::Flower => "Flower",
             Component::Migrate => "Migrate",
-            Component::FernetRotation => "FernetRotation",
+            Component::RotateFernet => "RotateFernet",
         }
     }
 
@@ -133,7 +142,7 @@ impl Component {
             Component::Worker => "worker",
             Component::Flower => "flower",
             Component::Migrate => "migrate",
-            Component::FernetRotation => "fernet-rotation",
+            Component::RotateFernet => "rotate-fernet",
         }
     }
 
@@ -142,7 +151,7 @@ impl Component {
         match self {
             Component::Worker => "celery worker",
             Component::Migrate => "database migration",
-            Component::FernetRotation => "Fernet key re-encryption",
+            Component::RotateFernet => "Fernet key re-encryption",
             other => other.name(),
         }
     }
@@ -158,7 +167,7 @@ impl Component {
             Component::Scheduler
             | Component::DagProcessor
             | Component::Migrate
-            | Component::FernetRotation => None,
+            | Component::RotateFernet => None,
         }
     }
 
@@ -195,7 +204,7 @@ impl Component {
                 spot: false,
             },
             // `airflow rotate-fernet-key` loads Airflow like `db migrate` does.
-            Component::Migrate | Component::FernetRotation => Size {
+            Component::Migrate | Component::RotateFernet => Size {
                 cpu: 1024,
                 memory: 2048,
                 count: 1,
@@ -213,8 +222,9 @@ impl Component {
     /// API tokens, `[api] secret_key` forge UI sessions and log tokens, the Fernet key
     /// decrypt every connection, and the database URL bypass the API altogether. The
     /// scheduler, dag-processor, triggerer and api-server keep them: they use the
-    /// metadata database directly. The migration task needs the database, and with FAB
-    /// the users' passwords to create the admin and the scaler's user; the api-server
+    /// metadata database directly, as the Airflow database user, never as the master.
+    /// The migration task needs the master (to create that user) and the user, and with
+    /// FAB the users' passwords to create the admin and the scaler's user; the api-server
     /// needs those passwords instead with the simple auth manager, which seeds its
     /// passwords file from them.
     pub fn secrets(self, spec: &Spec) -> Vec<AirflowSecret> {
@@ -229,12 +239,21 @@ impl Component {
             }
             Component::ApiServer | Component::DagProcessor | Component::Triggerer => core.to_vec(),
             Component::Worker | Component::Flower => celery.to_vec(),
-            Component::Migrate if spec.airflow.auth_manager == AuthManager::Fab => {
-                [SqlAlchemyConn].into_iter().chain(users).collect()
-            }
-            Component::Migrate => vec![SqlAlchemyConn],
+            Component::Migrate if spec.airflow.auth_manager == AuthManager::Fab => [
+                MasterSqlAlchemyConn,
+                AirflowDatabaseUrl,
+                AirflowDatabasePassword,
+            ]
+            .into_iter()
+            .chain(users)
+            .collect(),
+            Component::Migrate => vec![
+                MasterSqlAlchemyConn,
+                AirflowDatabaseUrl,
+                AirflowDatabasePassword,
+            ],
             // Reads every encrypted value with any key and writes it back with the first.
-            Component::FernetRotation => vec![FernetKey, SqlAlchemyConn],
+            Component::RotateFernet => vec![FernetKey, SqlAlchemyConn],
         }
     }
 
@@ -265,7 +284,7 @@ impl Component {
             Component::DagProcessor => access(false, true),
             // Writes its trigger logs and reads them back for the UI.
             Component::Triggerer | Component::Worker => access(true, true),
-            Component::Flower | Component::Migrate | Component::FernetRotation => None,
+            Component::Flower | Component::Migrate | Component::RotateFernet => None,
         }
     }
 
@@ -292,7 +311,7 @@ mod tests {
 
     #[test]
     fn names_and_ids_are_distinct() {
-        let all = [Component::Migrate, Component::FernetRotation]
+        let all = [Component::Migrate, Component::RotateFernet]
             .into_iter()
             .chain(Component::SERVICES)
             .collect::<Vec<_>>();

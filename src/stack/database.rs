@@ -1,14 +1,18 @@
 //! The metadata database: Aurora Serverless v2 PostgreSQL (a cluster, its writer
 //! `db.serverless` instance, a subnet group) or one RDS PostgreSQL instance. Encrypted,
 //! backed up, snapshotted on delete or replacement; the master password comes from the
-//! generated secret through a dynamic reference, never as text in the template.
+//! generated secret through a dynamic reference, never as text in the template. With
+//! `database.monitoring_interval`, RDS Enhanced Monitoring and the role it sends the OS
+//! metrics with.
 
 use super::keys::Keys;
 use super::network::Network;
 use super::scope::Scope;
 use super::security::{self, SecurityGroups};
+use super::service_role::{self, ServiceRole};
 use crate::cfn::l1::rds::db_cluster::ServerlessV2ScalingConfiguration;
 use crate::cfn::l1::rds::{DbCluster, DbInstance, DbSubnetGroup};
+use crate::cfn::l1::Statement;
 use crate::cfn::{Attributes, Expr, LogicalId, Policy};
 use crate::spec::DatabaseEngine;
 
@@ -32,8 +36,49 @@ const AURORA: &str = "aurora-postgresql";
 /// PostgreSQL's port.
 const PORT: u16 = 5432;
 
+/// The role RDS Enhanced Monitoring sends an instance's OS metrics with, when
+/// `database.monitoring_interval` is not 0: trusted by `monitoring.rds.amazonaws.com`,
+/// with the permissions of the AWS managed `AmazonRDSEnhancedMonitoringRole` (the
+/// project attaches no AWS managed policy) narrowed from `RDS*` to the one log group
+/// Enhanced Monitoring writes, `RDSOSMetrics`. Returns the `MonitoringInterval` and
+/// `MonitoringRoleArn` for the instance.
+fn add_monitoring_role(s: &mut Scope) -> (Option<i64>, Option<Expr>) {
+    let interval = s.spec.database.monitoring_interval;
+    if interval == 0 {
+        return (None, None);
+    }
+    let group = || Expr::arn("logs", Expr::lit("log-group:RDSOSMetrics"));
+    let role = service_role::role(
+        ServiceRole {
+            service: "monitoring.rds.amazonaws.com",
+            description: "Sends the database's Enhanced Monitoring metrics to CloudWatch Logs"
+                .into(),
+            policy_name: "enhanced-monitoring",
+            statements: vec![
+                Statement::allow(
+                    &["logs:CreateLogGroup", "logs:PutRetentionPolicy"],
+                    vec![group()],
+                ),
+                Statement::allow(
+                    &[
+                        "logs:CreateLogStream",
+                        "logs:PutLogEvents",
+                        "logs:DescribeLogStreams",
+                        "logs:GetLogEvents",
+                    ],
+                    vec![Expr::concat(vec![group(), Expr::lit(":log-stream:*")])],
+                ),
+            ],
+        },
+        s.tags.all(),
+    );
+    let role = s.t.add("DatabaseMonitoringRole", role);
+    (Some(interval.into()), Some(role.arn()))
+}
+
 /// Adds the database in the stack's subnets, behind its security group.
 pub fn add(s: &mut Scope, net: &Network, sg: &SecurityGroups, keys: &Keys) -> Database {
+    let (monitoring_interval, monitoring_role_arn) = add_monitoring_role(s);
     let (t, spec, tags) = (&mut s.t, s.spec, &s.tags);
     let d = &spec.database;
     let subnets = t.add(
@@ -88,6 +133,8 @@ pub fn add(s: &mut Scope, net: &Network, sg: &SecurityGroups, keys: &Keys) -> Da
                     db_cluster_identifier: Some(cluster.r#ref()),
                     publicly_accessible: Some(false),
                     auto_minor_version_upgrade: Some(true),
+                    monitoring_interval,
+                    monitoring_role_arn,
                     tags: tags.all(),
                     ..DbInstance::default()
                 },
@@ -122,6 +169,8 @@ pub fn add(s: &mut Scope, net: &Network, sg: &SecurityGroups, keys: &Keys) -> Da
                     publicly_accessible: Some(false),
                     auto_minor_version_upgrade: Some(true),
                     copy_tags_to_snapshot: Some(true),
+                    monitoring_interval,
+                    monitoring_role_arn,
                     tags: tags.all(),
                     ..DbInstance::default()
                 },

@@ -37,6 +37,7 @@ pub fn log_group(s: &mut Scope, id: &str, name: &str) -> Handle<LogGroup> {
     let resource = LogGroup {
         log_group_name: Some(s.log_group_name(name)),
         retention_in_days: Some(s.spec.logs.retention_days.into()),
+        kms_key_id: s.kms_key_arn(),
         tags: s.tags.all(),
         ..LogGroup::default()
     };

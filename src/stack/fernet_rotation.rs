@@ -16,7 +16,7 @@ use super::scope::Scope;
 use crate::cfn::l1::ecs::task_definition::ContainerDefinition;
 
 /// Logical id of the task definition `rotate-fernet` runs.
-pub const TASK_DEFINITION: &str = "FernetRotationTaskDefinition";
+pub const TASK_DEFINITION: &str = "RotateFernetTaskDefinition";
 
 /// The image's entrypoint runs `airflow <args>` for an Airflow subcommand.
 const COMMAND: &str = "rotate-fernet-key";
@@ -24,7 +24,7 @@ const COMMAND: &str = "rotate-fernet-key";
 /// Adds the task definition and its log group.
 pub fn add(s: &mut Scope, roles: &Roles, shared: &SharedConfig) {
     let spec = s.spec;
-    let me = Component::FernetRotation;
+    let me = Component::RotateFernet;
     let log_group = fargate::log_group(s, me.id(), me.name());
     let container = ContainerDefinition {
         command: vec![COMMAND.into()],

@@ -81,7 +81,7 @@ fn task_role(s: &mut Scope, id: &str, what: &str, statements: Vec<Statement>) ->
             service: "ecs-tasks.amazonaws.com",
             description: format!("Airflow {what}: S3 DAG bundle and task logs"),
             policy_name: "airflow-bucket",
-            statements,
+            statements: with_key_use(s, statements),
         },
         s.tags.all(),
     );
@@ -119,6 +119,13 @@ fn worker_protection_statements(cluster: &Cluster) -> Vec<Statement> {
     )]
 }
 
+/// The statements and, with a customer-managed key, the key use they imply (reading
+/// secrets, reading and writing the bucket's objects).
+fn with_key_use(s: &Scope, mut statements: Vec<Statement>) -> Vec<Statement> {
+    statements.extend(s.key_use(&statements));
+    statements
+}
+
 fn add_execution_role(s: &mut Scope, keys: &Keys) -> Handle<Role> {
     let secrets = keys.airflow_secret_arns();
     let log_groups = Expr::arn(
@@ -130,13 +137,16 @@ fn add_execution_role(s: &mut Scope, keys: &Keys) -> Handle<Role> {
             service: "ecs-tasks.amazonaws.com",
             description: "Starts Airflow tasks: reads their secrets, writes their logs".into(),
             policy_name: "start-airflow-tasks",
-            statements: vec![
-                Statement::allow(&["secretsmanager:GetSecretValue"], secrets),
-                Statement::allow(
-                    &["logs:CreateLogStream", "logs:PutLogEvents"],
-                    vec![log_groups],
-                ),
-            ],
+            statements: with_key_use(
+                s,
+                vec![
+                    Statement::allow(&["secretsmanager:GetSecretValue"], secrets),
+                    Statement::allow(
+                        &["logs:CreateLogStream", "logs:PutLogEvents"],
+                        vec![log_groups],
+                    ),
+                ],
+            ),
         },
         s.tags.all(),
     );

@@ -10,11 +10,12 @@
 use std::collections::BTreeMap;
 
 use airflow_stack_contract::secrets::{
-    ecs_value_from_suffix, key, SecretsProperties, SECRETS_RESOURCE_TYPE,
+    ecs_value_from_suffix, key, SecretsProperties, NAMESPACE_ENV, SECRETS_RESOURCE_TYPE,
 };
 
 use super::rust_function::{self, RustFunctionSpec};
 use super::scope::{unique_name, Scope};
+use super::service_role::describe_own_stack_resources;
 use crate::cfn::custom::CustomResource;
 use crate::cfn::l1::secretsmanager::Secret;
 use crate::cfn::l1::{Statement, Tag};
@@ -31,7 +32,7 @@ pub struct Keys {
     pub fernet_key: Expr,
     /// `{"api_secret_key", "jwt_secret"}`.
     pub signing_keys: Expr,
-    /// `{"password", "sql_alchemy_conn"}`.
+    /// `{"password", "airflow_password", "sql_alchemy_conn", "airflow_sql_alchemy_conn"}`.
     pub database: Expr,
     /// `{"password", "broker_url"}`.
     pub redis: Expr,
@@ -60,9 +61,17 @@ impl Keys {
     pub fn jwt_secret(&self) -> Expr {
         json_key(&self.signing_keys, key::JWT_SECRET)
     }
-    /// `[database] sql_alchemy_conn` for ECS.
+    /// `[database] sql_alchemy_conn` for ECS: the Airflow database user's URL.
     pub fn sql_alchemy_conn(&self) -> Expr {
+        json_key(&self.database, key::AIRFLOW_SQL_ALCHEMY_CONN)
+    }
+    /// The master user's URL for ECS (the migration task alone).
+    pub fn master_sql_alchemy_conn(&self) -> Expr {
         json_key(&self.database, key::SQL_ALCHEMY_CONN)
+    }
+    /// The Airflow database user's password for ECS (the migration task alone).
+    pub fn airflow_database_password(&self) -> Expr {
+        json_key(&self.database, key::AIRFLOW_PASSWORD)
     }
     /// `[celery] broker_url` for ECS.
     pub fn broker_url(&self) -> Expr {
@@ -161,11 +170,14 @@ pub fn add(s: &mut Scope) -> Keys {
         .iter()
         .chain(scaler)
         .map(|(id, suffix, description, keep)| {
-            let secret = empty_secret(
-                unique_name(Expr::Pseudo(Pseudo::StackName), &format!("/{suffix}-")),
-                description,
-                s.tags.all(),
-            );
+            let secret = Secret {
+                kms_key_id: s.kms_key_arn(),
+                ..empty_secret(
+                    unique_name(Expr::Pseudo(Pseudo::StackName), &format!("/{suffix}-")),
+                    description,
+                    s.tags.all(),
+                )
+            };
             let attrs = if *keep {
                 Attributes::default().keep_on_delete(Policy::Retain)
             } else {
@@ -205,9 +217,11 @@ pub fn add(s: &mut Scope) -> Keys {
     }
 }
 
-/// The secrets Lambda: may read and write exactly the five secrets.
+/// The secrets Lambda: may read and write exactly the five secrets, and describe its
+/// own stack's resources (to confirm each request with CloudFormation).
 fn add_function(s: &mut Scope, secret_arns: &[Expr]) -> Expr {
     let code_key = s.assets.secrets_key.clone();
+    let namespace = s.spec.network.namespace.clone();
     let f = rust_function::add(
         s,
         RustFunctionSpec {
@@ -217,17 +231,24 @@ fn add_function(s: &mut Scope, secret_arns: &[Expr]) -> Expr {
             description: "airflow-stack secrets custom resource: Fernet key, API/JWT secrets, passwords, connection URLs",
             role_description: "Writes the generated Airflow secrets",
             policy_name: "write-airflow-secrets",
-            statements: vec![Statement::allow(
-                &[
-                    "secretsmanager:DescribeSecret",
-                    "secretsmanager:GetSecretValue",
-                    "secretsmanager:PutSecretValue",
-                ],
-                secret_arns.to_vec(),
-            )],
+            statements: vec![
+                Statement::allow(
+                    &[
+                        "secretsmanager:DescribeSecret",
+                        "secretsmanager:GetSecretValue",
+                        "secretsmanager:PutSecretValue",
+                    ],
+                    secret_arns.to_vec(),
+                ),
+                describe_own_stack_resources(),
+            ],
             code_key,
             timeout: 120,
-            environment: BTreeMap::new(),
+            // The Cloud Map namespace: `redis.<namespace>` is a RedisHost it accepts.
+            environment: BTreeMap::from([(
+                NAMESPACE_ENV.to_owned(),
+                Expr::lit(namespace),
+            )]),
             vpc_config: None,
             reserved_concurrency: None,
         },

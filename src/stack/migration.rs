@@ -10,8 +10,12 @@ use airflow_stack_contract::migration::{
     MigrationProperties, MAX_WAIT_SECONDS, RESOURCE_TYPE, SERVICE_TIMEOUT_SECONDS,
 };
 use airflow_stack_contract::scaler::{DEFAULT_ADMIN_USERNAME, SCALER_USERNAME};
+use airflow_stack_contract::secrets::AIRFLOW_DATABASE_USER;
 
-use super::airflow_config::{SharedConfig, ADMIN_PASSWORD_ENV, SCALER_PASSWORD_ENV};
+use super::airflow_config::{
+    SharedConfig, ADMIN_PASSWORD_ENV, AIRFLOW_DATABASE_PASSWORD_ENV, AIRFLOW_DATABASE_URL_ENV,
+    SCALER_PASSWORD_ENV,
+};
 use super::component::Component;
 use super::connections::Backends;
 use super::fargate::{self, Infra, TaskDefinitionSpec};
@@ -19,6 +23,7 @@ use super::iam::Roles;
 use super::rust_function::{self, RustFunctionSpec};
 use super::scope::Scope;
 use super::security;
+use super::service_role::describe_own_stack_resources;
 use crate::cfn::custom::CustomResource;
 use crate::cfn::l1::ecs::task_definition::ContainerDefinition;
 use crate::cfn::l1::ecs::TaskDefinition;
@@ -42,24 +47,61 @@ pub struct Migration {
 /// has no terminal (the FAB provider's `users create` and `users reset-password` ask
 /// twice through `getpass` when `--password` is absent).
 pub fn migrate_command(spec: &Spec) -> Vec<Expr> {
-    match spec.airflow.auth_manager {
-        AuthManager::Simple => vec!["db".into(), "migrate".into()],
-        AuthManager::Fab => {
-            let mut script = vec![
-                "set -euo pipefail".to_owned(),
-                "airflow db migrate".to_owned(),
-                create_user(DEFAULT_ADMIN_USERNAME, "Admin", ADMIN_PASSWORD_ENV),
-            ];
-            if spec.runs_scaler() {
-                script.push(create_user(SCALER_USERNAME, "Viewer", SCALER_PASSWORD_ENV));
-                script.push(reset_password_if_existing(
-                    SCALER_USERNAME,
-                    SCALER_PASSWORD_ENV,
-                ));
-            }
-            vec!["bash".into(), "-c".into(), script.join("; ").into()]
+    let mut script = vec![
+        "set -euo pipefail".to_owned(),
+        format!("python -c '{}'", airflow_user_setup()),
+        // From here on as the Airflow user: the tables `db migrate` creates are its own.
+        format!("export AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=\"${AIRFLOW_DATABASE_URL_ENV}\""),
+        "airflow db migrate".to_owned(),
+    ];
+    if spec.airflow.auth_manager == AuthManager::Fab {
+        script.push(create_user(
+            DEFAULT_ADMIN_USERNAME,
+            "Admin",
+            ADMIN_PASSWORD_ENV,
+        ));
+        if spec.runs_scaler() {
+            script.push(create_user(SCALER_USERNAME, "Viewer", SCALER_PASSWORD_ENV));
+            script.push(reset_password_if_existing(
+                SCALER_USERNAME,
+                SCALER_PASSWORD_ENV,
+            ));
         }
     }
+    vec!["bash".into(), "-c".into(), script.join("; ").into()]
+}
+
+/// Python, run as the master user (the container's `[database] sql_alchemy_conn`, which
+/// the image's entrypoint has just checked), that makes the Airflow database user
+/// ([`AIRFLOW_DATABASE_USER`]) own the Airflow database: creates it when missing, gives
+/// it the password from the secret on every run (a regenerated password takes effect at
+/// the next deploy), makes the master a member (needed to hand objects over) and hands
+/// over the database and whatever the master owns in it, which is every table of a
+/// stack deployed before the user existed. `REASSIGN OWNED` in the Airflow database
+/// moves its objects and the databases the master owns, and on RDS and Aurora those are
+/// the Airflow database alone (`rdsadmin` owns the others).
+///
+/// The password goes through a bound parameter from the environment, never the command
+/// line. Only double quotes inside: the script is one single-quoted shell word.
+fn airflow_user_setup() -> String {
+    let user = AIRFLOW_DATABASE_USER;
+    [
+        "import os, sqlalchemy as sa".to_owned(),
+        "url = os.environ[\"AIRFLOW__DATABASE__SQL_ALCHEMY_CONN\"]".to_owned(),
+        "db = sa.create_engine(url, isolation_level=\"AUTOCOMMIT\").connect()".to_owned(),
+        "run = lambda sql, **p: db.execute(sa.text(sql), p)".to_owned(),
+        format!("exists = run(\"SELECT 1 FROM pg_roles WHERE rolname = :u\", u=\"{user}\").first()"),
+        format!("exists or run(\"CREATE ROLE {user} LOGIN\")"),
+        format!(
+            "run(\"ALTER ROLE {user} WITH LOGIN PASSWORD :pw\", pw=os.environ[\"{AIRFLOW_DATABASE_PASSWORD_ENV}\"])"
+        ),
+        format!("run(\"GRANT {user} TO CURRENT_USER\")"),
+        "name = run(\"SELECT current_database()\").scalar()".to_owned(),
+        format!("run(f\"ALTER DATABASE \\\"{{name}}\\\" OWNER TO {user}\")"),
+        format!("run(\"REASSIGN OWNED BY CURRENT_USER TO {user}\")"),
+        format!("print(\"database user {user} owns\", name)"),
+    ]
+    .join("\n")
 }
 
 /// Feeds the password in `$env` to a FAB password prompt (password, then confirmation).
@@ -156,7 +198,8 @@ pub fn add(
 }
 
 /// The migration Lambda and its least-privilege role: run and watch exactly the
-/// migration task, read its log group, re-invoke itself.
+/// migration task, read its log group, re-invoke itself, describe its own stack's
+/// resources (to confirm each request with CloudFormation).
 fn add_function(
     s: &mut Scope,
     infra: &Infra,
@@ -181,6 +224,7 @@ fn add_function(
         Statement::allow(&["iam:PassRole"], vec![roles.execution.arn()]),
         Statement::allow(&["logs:GetLogEvents"], vec![task_log_group.arn()]),
         Statement::allow(&["lambda:InvokeFunction"], vec![self_arn]),
+        describe_own_stack_resources(),
     ];
     let code_key = s.assets.migration_key.clone();
     let f = rust_function::add(
@@ -221,11 +265,13 @@ mod tests {
         }
     }
 
-    /// Runs the script with `airflow` replaced by a stub that records its arguments and
-    /// the lines it reads, as FAB's prompt would (password, then confirmation).
+    /// Runs the script with `airflow` replaced by a stub that records its arguments, the
+    /// database URL it got and the lines it reads, as FAB's prompt would (password, then
+    /// confirmation), and `python` by one that records the URL it ran with.
     fn run_with_stub(script: &str, existing: bool) -> String {
-        let dir = std::env::temp_dir().join(format!("migrate-{}-{existing}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        // A directory of its own per run: the tests run in parallel in one process.
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
         let stub = dir.join("airflow");
         let already = if existing {
             "echo \"$3 already exists in the db\""
@@ -235,29 +281,70 @@ mod tests {
         std::fs::write(
             &stub,
             format!(
-                "#!/bin/bash\nread -r a; read -r b; echo \"args=$* stdin=$a,$b\" >> \"{}/calls\"\n\
+                "#!/bin/bash\nread -r a; read -r b; echo \"url=$AIRFLOW__DATABASE__SQL_ALCHEMY_CONN args=$* stdin=$a,$b\" >> \"{}/calls\"\n\
                  [ \"$1 $2\" = \"users create\" ] && {already}\nexit 0\n",
                 dir.display()
             ),
         )
         .unwrap();
-        std::process::Command::new("chmod")
-            .args(["+x", stub.to_str().unwrap()])
-            .status()
-            .unwrap();
+        let python = dir.join("python");
+        std::fs::write(
+            &python,
+            format!(
+                "#!/bin/bash\nprintf 'url=%s python %s %s\\n' \"$AIRFLOW__DATABASE__SQL_ALCHEMY_CONN\" \"$1\" \"$(printf '%s' \"$2\" | head -n1)\" >> \"{}/calls\"\n",
+                dir.display()
+            ),
+        )
+        .unwrap();
+        for exe in [&stub, &python] {
+            std::process::Command::new("chmod")
+                .args(["+x", exe.to_str().unwrap()])
+                .status()
+                .unwrap();
+        }
         let path = format!("{}:{}", dir.display(), std::env::var("PATH").unwrap());
         let status = std::process::Command::new("bash")
             .args(["-c", script])
             .env("PATH", path)
+            .env("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", "master-url")
+            .env(AIRFLOW_DATABASE_URL_ENV, "airflow-user-url")
             .env(ADMIN_PASSWORD_ENV, "Admin123")
             .env(SCALER_PASSWORD_ENV, "Scaler456")
             .stdin(std::process::Stdio::null())
             .status()
             .unwrap();
         assert!(status.success());
-        let calls = std::fs::read_to_string(dir.join("calls")).unwrap();
-        std::fs::remove_dir_all(&dir).unwrap();
-        calls
+        std::fs::read_to_string(dir.join("calls")).unwrap()
+    }
+
+    #[test]
+    fn the_master_sets_up_the_airflow_user_and_everything_else_runs_as_that_user() {
+        for yaml in ["", "airflow: {auth_manager: simple}\n"] {
+            let calls = run_with_stub(&script(&spec(yaml)), false);
+            let lines: Vec<&str> = calls.lines().collect();
+            assert!(
+                lines[0].starts_with("url=master-url python -c import"),
+                "{calls}"
+            );
+            assert!(lines[1].contains("args=db migrate"), "{calls}");
+            for line in &lines[1..] {
+                assert!(line.starts_with("url=airflow-user-url "), "{calls}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_airflow_user_setup_takes_its_password_from_the_environment_only() {
+        let setup = airflow_user_setup();
+        assert!(
+            !setup.contains('\''),
+            "one single-quoted shell word: {setup}"
+        );
+        assert!(setup.contains(&format!("os.environ[\"{AIRFLOW_DATABASE_PASSWORD_ENV}\"]")));
+        assert!(setup.contains("PASSWORD :pw"), "a bound parameter: {setup}");
+        assert!(setup.contains(&format!(
+            "REASSIGN OWNED BY CURRENT_USER TO {AIRFLOW_DATABASE_USER}"
+        )));
     }
 
     #[test]
@@ -266,9 +353,9 @@ mod tests {
         let script = script(&s);
         assert!(!script.contains("--password"), "{script}");
         let calls = run_with_stub(&script, false);
-        let lines: Vec<&str> = calls.lines().collect();
+        let lines: Vec<&str> = calls.lines().skip(1).collect();
         assert_eq!(lines.len(), 3, "{calls}");
-        assert!(lines[0].starts_with("args=db migrate"), "{calls}");
+        assert!(lines[0].contains("args=db migrate"), "{calls}");
         assert!(
             lines[1].contains("users create --username admin --role Admin")
                 && lines[1].ends_with("stdin=Admin123,Admin123"),
@@ -301,7 +388,7 @@ mod tests {
     #[test]
     fn without_the_scaler_only_the_admin_is_created() {
         let calls = run_with_stub(&script(&spec("")), false);
-        assert_eq!(calls.lines().count(), 2, "{calls}");
+        assert_eq!(calls.lines().count(), 3, "{calls}");
         assert!(!calls.contains("airflow-stack-scaler"));
     }
 }

@@ -38,6 +38,7 @@ use crate::cfn::l1::ecs::Service;
 use crate::cfn::l1::events::{rule, Rule};
 use crate::cfn::l1::lambda::function::VpcConfig;
 use crate::cfn::l1::lambda::{EventInvokeConfig, Function, Permission};
+use crate::cfn::l1::secretsmanager::Secret;
 use crate::cfn::l1::sns::Topic;
 use crate::cfn::l1::{Statement, Tag};
 use crate::cfn::{Expr, Handle, Template};
@@ -86,7 +87,8 @@ pub fn add(s: &mut Scope, inputs: &Inputs) -> Option<Handle<Table>> {
     let code_key = assets::add_scaler_key(&mut s.t);
     let group = add_network_access(s, inputs);
     let table = s.t.add(STATE_TABLE, state_table(s.tags.all()));
-    let targets = add_targets(&mut s.t, spec, &s.tags);
+    let key = s.kms_key_arn();
+    let targets = add_targets(&mut s.t, spec, &s.tags, key);
     let net = inputs.infra.net;
     let f = rust_function::add(
         s,
@@ -245,8 +247,9 @@ fn add_network_access(s: &mut Scope, inputs: &Inputs) -> Handle<SecurityGroup> {
     group
 }
 
-/// The SNS topic and the Slack webhook secret, created or referenced.
-fn add_targets(t: &mut Template, spec: &Spec, tags: &Tags) -> Targets {
+/// The SNS topic and the Slack webhook secret, created or referenced; a created secret
+/// is encrypted with the customer-managed `key`, if there is one.
+fn add_targets(t: &mut Template, spec: &Spec, tags: &Tags, key: Option<Expr>) -> Targets {
     let a = &spec.alerts;
     if !a.enabled {
         return Targets {
@@ -274,11 +277,14 @@ fn add_targets(t: &mut Template, spec: &Spec, tags: &Tags) -> Targets {
         "create" => t
             .add(
                 "SlackWebhookSecret",
-                keys::empty_secret(
-                    unique_name(Expr::lit(spec.name.clone()), "-slack-webhook-"),
-                    "Slack incoming-webhook URL for Airflow alerts: set its value to the URL",
-                    tags.all(),
-                ),
+                Secret {
+                    kms_key_id: key.clone(),
+                    ..keys::empty_secret(
+                        unique_name(Expr::lit(spec.name.clone()), "-slack-webhook-"),
+                        "Slack incoming-webhook URL for Airflow alerts: set its value to the URL",
+                        tags.all(),
+                    )
+                },
             )
             .r#ref(),
         arn => Expr::lit(arn),

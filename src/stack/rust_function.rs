@@ -1,7 +1,7 @@
 //! One construct for every Rust Lambda of the stack: its log group, a least-privilege
 //! role (the caller's statements, writing its own logs and, for a function in the VPC,
 //! its network interfaces) and the function on `provided.al2023`, with code from the
-//! content-addressed asset the CLI uploads.
+//! content-addressed asset the CLI uploads, pinned to the object version it verified.
 //!
 //! No role gets an AWS managed policy: `AWSLambdaBasicExecutionRole` and
 //! `AWSLambdaVPCAccessExecutionRole` grant `logs:CreateLogGroup`, `logs:CreateLogStream`
@@ -11,6 +11,7 @@
 
 use std::collections::BTreeMap;
 
+use super::assets::AssetCode;
 use super::scope::Scope;
 use super::service_role::{self, ServiceRole};
 use crate::cfn::l1::lambda::function::{
@@ -39,8 +40,9 @@ pub struct RustFunctionSpec {
     /// The permissions it needs besides writing its own logs (and, with `vpc_config`,
     /// managing its network interfaces, which this construct adds).
     pub statements: Vec<Statement>,
-    /// The asset parameter holding the S3 key of its zip.
-    pub code_key: Expr,
+    /// The asset parameters holding the S3 key of its zip and the version deploy
+    /// verified; the function's code is pinned to that version.
+    pub code_key: AssetCode,
     /// Seconds per invocation.
     pub timeout: u32,
     /// Environment variables (never secret values); empty for none.
@@ -82,6 +84,7 @@ pub fn add(s: &mut Scope, f: RustFunctionSpec) -> Handle<Function> {
         LogGroup {
             log_group_name: Some(s.log_group_name(f.log_name)),
             retention_in_days: Some(s.spec.logs.retention_days.into()),
+            kms_key_id: s.kms_key_arn(),
             tags: s.tags.all(),
             ..LogGroup::default()
         },
@@ -96,6 +99,8 @@ pub fn add(s: &mut Scope, f: RustFunctionSpec) -> Handle<Function> {
     if f.vpc_config.is_some() {
         statements.extend(network_interface_statements());
     }
+    // With a customer-managed key: the key use its secret reads and writes imply.
+    statements.extend(s.key_use(&statements));
     let role = service_role::role(
         ServiceRole {
             service: "lambda.amazonaws.com",
@@ -114,7 +119,10 @@ pub fn add(s: &mut Scope, f: RustFunctionSpec) -> Handle<Function> {
         architectures: vec![declared_architecture()],
         code: Some(Code {
             s3_bucket: Some(s.assets.bucket.clone()),
-            s3_key: Some(f.code_key),
+            s3_key: Some(f.code_key.key),
+            // The object deploy checked, not whatever the key holds when CloudFormation
+            // reads it (see stack/assets.rs).
+            s3_object_version: Some(f.code_key.version),
             ..Code::default()
         }),
         role: Some(role.arn()),

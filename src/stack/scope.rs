@@ -5,7 +5,8 @@
 //! is a leaf of the construct graph, so every construct may use it.
 
 use super::assets::{self, AssetParameters};
-use crate::cfn::l1::Tag;
+use super::encryption::{self, StackKey};
+use crate::cfn::l1::{Statement, Tag};
 use crate::cfn::{Expr, ListExpr, LogicalId, Pseudo, Template};
 use crate::spec::Spec;
 
@@ -19,6 +20,8 @@ pub struct Scope<'a> {
     pub tags: Tags,
     /// The Lambda code asset parameters.
     pub assets: AssetParameters,
+    /// The customer-managed KMS key, when `encryption.kms_key` asks for one.
+    key: Option<StackKey>,
     services: Vec<ScaledService>,
 }
 
@@ -42,11 +45,14 @@ impl<'a> Scope<'a> {
             env!("CARGO_PKG_VERSION")
         ));
         let assets = assets::add(&mut t);
+        let tags = Tags::new(spec);
+        let key = encryption::add(&mut t, spec, tags.all());
         Scope {
             t,
             spec,
-            tags: Tags::new(spec),
+            tags,
             assets,
+            key,
             services: Vec::new(),
         }
     }
@@ -61,6 +67,21 @@ impl<'a> Scope<'a> {
         let mut all = self.services.clone();
         all.sort_by(|a, b| a.id.cmp(&b.id));
         all
+    }
+
+    /// The ARN of the customer-managed key for a resource's `KmsKeyId`; `None` keeps
+    /// the service's own key.
+    pub fn kms_key_arn(&self) -> Option<Expr> {
+        self.key.as_ref().map(|k| k.arn.clone())
+    }
+
+    /// The KMS grants a role with these statements needs (none without a
+    /// customer-managed key); see [`encryption::key_use`].
+    pub fn key_use(&self, statements: &[Statement]) -> Vec<Statement> {
+        self.key
+            .as_ref()
+            .map(|k| encryption::key_use(k, statements))
+            .unwrap_or_default()
     }
 
     /// `/airflow-stack/<stack>/<name>`: the stack's log group names.

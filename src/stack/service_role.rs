@@ -4,6 +4,7 @@
 
 use crate::cfn::l1::iam::{role, Role};
 use crate::cfn::l1::{PolicyDocument, Statement, Tag};
+use crate::cfn::{Expr, Pseudo};
 
 /// What a role is for and what it may do.
 pub struct ServiceRole<'a> {
@@ -31,4 +32,22 @@ pub fn role(r: ServiceRole, tags: Vec<Tag>) -> Role {
         tags,
         ..Role::default()
     }
+}
+
+/// `cloudformation:DescribeStackResource` on this stack only
+/// (`arn:${Partition}:cloudformation:${Region}:${AccountId}:stack/${StackName}/*`): a
+/// custom-resource Lambda asks it whether CloudFormation really is creating or updating
+/// the resource an event names before acting on the event (lambdas/cfn-custom-resource,
+/// `origin`). Scoped to the stack, so a forged event naming another stack's resource
+/// that happens to be in progress is denied, not confirmed.
+pub fn describe_own_stack_resources() -> Statement {
+    let own_stack = Expr::arn(
+        "cloudformation",
+        Expr::concat(vec![
+            Expr::lit("stack/"),
+            Expr::Pseudo(Pseudo::StackName),
+            Expr::lit("/*"),
+        ]),
+    );
+    Statement::allow(&["cloudformation:DescribeStackResource"], vec![own_stack])
 }

@@ -70,7 +70,7 @@ fn command(spec: &Spec, component: Component) -> Vec<Expr> {
         Component::Worker if drains(spec) => worker::command().map(Expr::lit).to_vec(),
         Component::Worker => words("celery worker"),
         Component::Flower => words("celery flower -H 0.0.0.0 -p 5555"),
-        Component::Migrate | Component::FernetRotation => {
+        Component::Migrate | Component::RotateFernet => {
             unreachable!("the one-off tasks are not services")
         }
     }
@@ -101,7 +101,7 @@ fn health_check(component: Component) -> HealthCheck {
             120,
         ),
         Component::Flower => shell_check("curl -fsS http://localhost:5555/", 30, 10, 60),
-        Component::Migrate | Component::FernetRotation => {
+        Component::Migrate | Component::RotateFernet => {
             unreachable!("the one-off tasks are not services")
         }
     }

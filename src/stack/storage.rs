@@ -1,5 +1,6 @@
-//! One S3 bucket for the DAG bundle and task logs: encrypted, private, versioned,
-//! TLS-only, kept when the stack is deleted.
+//! One S3 bucket for the DAG bundle and task logs: encrypted (SSE-S3, or SSE-KMS with the
+//! stack's customer-managed key), private, versioned, TLS-only, kept when the stack is
+//! deleted.
 
 use super::scope::Scope;
 use crate::cfn::l1::s3::bucket::{
@@ -27,8 +28,9 @@ impl Bucket {
 
 /// Adds the data bucket and its TLS-only policy.
 pub fn add(s: &mut Scope) -> Bucket {
+    let key = s.kms_key_arn();
     let (t, spec, tags) = (&mut s.t, s.spec, &s.tags);
-    let bucket = private_bucket(tags.named(&format!("{}-data", spec.name)));
+    let bucket = private_bucket(tags.named(&format!("{}-data", spec.name)), key);
     let handle = t.add_with(
         "DataBucket",
         bucket,
@@ -39,15 +41,25 @@ pub fn add(s: &mut Scope) -> Bucket {
 }
 
 /// A bucket that is encrypted, blocks every kind of public access, disables ACLs, keeps
-/// versions (and expires old ones after 30 days).
-pub fn private_bucket(tags: Vec<Tag>) -> s3::Bucket {
+/// versions (and expires old ones after 30 days). Encrypted with S3's own keys
+/// (SSE-S3), or with `kms_key` (SSE-KMS). The S3 Bucket Key is on either way: with
+/// SSE-KMS it makes S3 ask KMS for a bucket-level key instead of one data key per
+/// object, which cuts the KMS requests (and their cost) by up to 99 %.
+pub fn private_bucket(tags: Vec<Tag>, kms_key: Option<Expr>) -> s3::Bucket {
+    let by_default = match kms_key {
+        None => ServerSideEncryptionByDefault {
+            sse_algorithm: Some(SseAlgorithm::Aes256),
+            ..ServerSideEncryptionByDefault::default()
+        },
+        Some(key) => ServerSideEncryptionByDefault {
+            sse_algorithm: Some(SseAlgorithm::AwsKms),
+            kms_master_key_id: Some(key),
+        },
+    };
     s3::Bucket {
         bucket_encryption: Some(BucketEncryption {
             server_side_encryption_configuration: vec![ServerSideEncryptionRule {
-                server_side_encryption_by_default: Some(ServerSideEncryptionByDefault {
-                    sse_algorithm: Some(SseAlgorithm::Aes256),
-                    ..ServerSideEncryptionByDefault::default()
-                }),
+                server_side_encryption_by_default: Some(by_default),
                 bucket_key_enabled: Some(true),
                 ..ServerSideEncryptionRule::default()
             }],

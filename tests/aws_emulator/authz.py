@@ -222,7 +222,15 @@ def _unmodelled(service: str, name: str, protocol: str) -> Operation:
 
 
 def classify(req: Request, resolver: Resolver) -> Operation:
-    """The operation of a request and the authorizations it needs."""
+    """The operation of a request and the authorizations it needs: the service's own,
+    then the KMS ones data under a customer-managed key adds (kms_grants.py)."""
+    op = _classify(req, resolver)
+    import kms_grants  # reads moto's state; imported here so this module needs no moto
+    op.checks.extend(kms_grants.key_checks(req, op, Check))
+    return op
+
+
+def _classify(req: Request, resolver: Resolver) -> Operation:
     req.resolver = resolver
     target = req.header("x-amz-target")
     content_type = req.header("content-type")
@@ -613,6 +621,15 @@ def _query(req: Request, service: str, params: dict) -> Operation:
         return _sts(action, "query")
     if service == "monitoring" or action == "PutMetricData":
         return _cloudwatch(req, action, {"Namespace": params.get("Namespace")}, "query")
+    if service == "cloudformation" and action == "DescribeStackResource":
+        # Resource: the stack ARN (Service Authorization Reference, CloudFormation:
+        # DescribeStackResource on resource type `stack`); a stack named by name is
+        # matched as stack/<name>/*.
+        stack = params.get("StackName") or ""
+        arn = stack if stack.startswith("arn:") else (
+            f"arn:aws:cloudformation:{req.region}:{req.account}:stack/{stack}/*")
+        return Operation("cloudformation", action, "query",
+                         [Check("cloudformation:DescribeStackResource", arn)])
     return _unmodelled(service or "unknown", action or "?", "query")
 
 

@@ -26,6 +26,7 @@ It is as strict as AWS where a deploy or the end-to-end run depends on it:
 
 import argparse
 import copy
+import hashlib
 import io
 import ipaddress
 import json
@@ -41,6 +42,7 @@ import sys
 import tempfile
 import threading
 import time
+import types
 import uuid
 import zipfile
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -64,7 +66,8 @@ from moto.cloudformation import utils as cfn_utils
 from moto.cloudformation.custom_model import CustomModel
 from moto.cloudformation.exceptions import ValidationError
 from moto.core.common_models import CloudFormationModel
-from moto.core.responses import EmptyResult
+from moto.core.responses import ActionResult, EmptyResult
+from moto.core.utils import utcnow
 from moto.ec2.models import ec2_backends
 from moto.moto_server.werkzeug_app import (
     DomainDispatcherApplication,
@@ -606,7 +609,8 @@ class StubResource(CloudFormationModel):
 
     A stub has a generated physical id (the name property if given, an id with the usual
     prefix, or an ARN where Ref is an ARN) and GetAtt placeholders: ARNs for *Arn, 5432 or
-    6379 for *Port, `<logical>.<stack>.emulator.local` for *Address, the id otherwise.
+    6379 for *Port, AWS-shaped endpoint names for the *Address of RDS and ElastiCache
+    (`<logical>.<stack>.emulator.local` for other types), the id otherwise.
     No service object exists, except for AWS::SecretsManager::Secret, which is created in
     moto's Secrets Manager (value from SecretString/GenerateSecretString, else none).
     """
@@ -685,8 +689,26 @@ class StubResource(CloudFormationModel):
         if attr.endswith("Port"):
             return "6379" if "ElastiCache" in self.cf_resource_type else "5432"
         if attr.endswith("Address"):
-            return f"{self.logical_resource_id.lower()}.{self.stack_name.lower()}.emulator.local"
+            return self._address()
         return self.id
+
+    def _address(self) -> str:
+        """Host names shaped like AWS's: the secrets Lambda accepts only RDS and
+        ElastiCache endpoint names (lambdas/secrets/src/connection_urls.rs). Stable per
+        resource (GetAtt is resolved many times), so the hash is of stack and id."""
+        digest = hashlib.sha256(f"{self.stack_name}/{self.logical_resource_id}".encode())
+        tag, name = digest.hexdigest()[:12], self.name.lower()
+        area, zone, number = (self.region.split("-") + ["", "", ""])[:3]
+        short = f"{area}{zone[:1]}{number}"  # us-east-1 -> use1, as ElastiCache names it
+        if self.cf_resource_type == "AWS::RDS::DBCluster":
+            return f"{name}.cluster-{tag}.{self.region}.rds.amazonaws.com"
+        if self.cf_resource_type == "AWS::RDS::DBInstance":
+            return f"{name}.{tag}.{self.region}.rds.amazonaws.com"
+        if self.cf_resource_type == "AWS::ElastiCache::ReplicationGroup":
+            return f"master.{name}.{tag[:6]}.{short}.cache.amazonaws.com"
+        if self.cf_resource_type == "AWS::ElastiCache::CacheCluster":
+            return f"{name}.{tag[:6]}.0001.{short}.cache.amazonaws.com"
+        return f"{self.logical_resource_id.lower()}.{self.stack_name.lower()}.emulator.local"
 
     @classmethod
     def create_from_cloudformation_json(cls, resource_name, cloudformation_json, account_id,
@@ -1194,6 +1216,52 @@ def _validate(backend, name, template: dict, parameters: dict) -> None:
     dependency_order(template.get("Resources") or {})
 
 
+# --- DescribeStackResource: the engine's per-resource status -----------------------------
+
+# (stack id, logical id) -> {"type", "status"}: a resource that the e2e harness, standing
+# in for CloudFormation, says it is running (POST /_emulator/cfn-running). The harness
+# invokes custom resources itself for a stack the engine never deployed.
+HARNESS_RUNNING: dict[tuple[str, str], dict] = {}
+HARNESS_LOCK = threading.Lock()
+
+
+def _stack_resource_detail(backend, stack_name: str, logical_id: str):
+    """The resource as CloudFormation reports it now, or ValidationError like AWS."""
+    with HARNESS_LOCK:
+        recorded = HARNESS_RUNNING.get((stack_name, logical_id))
+    if recorded is not None:
+        return types.SimpleNamespace(
+            stack_id=stack_name, stack_name=stack_name.split("/")[1],
+            logical_resource_id=logical_id, physical_resource_id="",
+            resource_type=recorded["type"], resource_status=recorded["status"],
+            resource_status_reason=None, last_updated_timestamp=utcnow())
+    stack = backend.get_stack(stack_name)
+    # The newest event of the resource holds its status: the engine writes one per
+    # transition (converge/cleanup), as CloudFormation does.
+    for event in reversed(stack.events):
+        if (event.logical_resource_id == logical_id
+                and event.resource_type != "AWS::CloudFormation::Stack"):
+            return types.SimpleNamespace(
+                stack_id=stack.stack_id, stack_name=stack.name,
+                logical_resource_id=logical_id,
+                physical_resource_id=event.physical_resource_id or None,
+                resource_type=event.resource_type, resource_status=event.resource_status,
+                resource_status_reason=event.resource_status_reason,
+                last_updated_timestamp=event.timestamp)
+    raise ValidationError(stack_name,
+                          f"Resource {logical_id} does not exist for stack {stack_name}")
+
+
+def describe_stack_resource_response(self):
+    """Gap: moto answered every resource with the *stack's* status (StackResourceDTO sets
+    ResourceStatus = stack.status) and knew a custom resource only once it was complete,
+    so "is CloudFormation creating this resource now?" (the Lambdas' origin check,
+    lambdas/cfn-custom-resource/src/origin.rs) had no true answer."""
+    detail = _stack_resource_detail(self.cloudformation_backend, self._get_param("StackName"),
+                                    self._get_param("LogicalResourceId"))
+    return ActionResult({"StackResourceDetail": detail})
+
+
 # --- patched backend and model methods ------------------------------------------------
 
 
@@ -1558,6 +1626,10 @@ def emulator_api(environ, start_response):
     POST /_emulator/ecs-task-exit/<n> exit code of the next one-off task (then 0 again)
     POST /_emulator/ecs-task-output   {"lines": [...]}: output of the next one-off task
     GET  /_emulator/schema            the migration schema model (tasks.SCHEMA)
+    POST /_emulator/cfn-running       {"stack_id", "logical_id", "resource_type", "status"}:
+                                      DescribeStackResource answers that status for it
+                                      (the e2e harness plays CloudFormation for a stack
+                                      the engine did not deploy)
     POST /_emulator/fail-resource     {"logical_id", "reason"}: the next create or update
                                       of that resource fails with the reason (once)
     PUT  /_emulator/cfn-response/<id> a custom resource's response (its ResponseURL)
@@ -1609,6 +1681,16 @@ def emulator_api(environ, start_response):
                 REGISTRY.calls.clear()
             start_response("200 OK", [("Content-Length", "0")])
             return [b""]
+        if path == "/_emulator/cfn-running" and method == "POST":
+            body = json.loads(_read_body(environ) or b"{}")
+            stack_id, logical_id = body["stack_id"], body["logical_id"]
+            if not re.fullmatch(r"arn:[^:]+:cloudformation:[^:]+:\d{12}:stack/[^/]+/.+",
+                                stack_id):
+                raise ValueError("stack_id must be a stack ARN")
+            with HARNESS_LOCK:
+                HARNESS_RUNNING[(stack_id, logical_id)] = {
+                    "type": body["resource_type"], "status": body["status"]}
+            return _json_reply(start_response, "200 OK", {})
         if path == "/_emulator/fail-resource" and method == "POST":
             body = json.loads(_read_body(environ) or b"{}")
             if not isinstance(body.get("logical_id"), str) or not body["logical_id"]:
@@ -1919,6 +2001,8 @@ ORIGINAL = {}
 
 def apply_patches() -> None:
     """Install every patch above into moto."""
+    import object_versions  # bucket versioning, Code.S3ObjectVersion (object_versions.py)
+    object_versions.install()
     from moto.ecs.models import EC2ContainerServiceBackend
     from moto.ecs.responses import EC2ContainerServiceResponse
     ORIGINAL["describe_tasks"] = EC2ContainerServiceBackend.describe_tasks
@@ -1979,6 +2063,8 @@ def apply_patches() -> None:
     backend.describe_change_set = describe_change_set
     backend.delete_change_set = delete_change_set
     backend.delete_stack = delete_stack
+    cfn_responses.CloudFormationResponse.describe_stack_resource = (
+        describe_stack_resource_response)
     cfn_responses.CloudFormationResponse.describe_change_set = describe_change_set_response
     cfn_responses.CloudFormationResponse.delete_change_set = delete_change_set_response
     cfn_responses.CloudFormationResponse.update_termination_protection = (
@@ -2020,6 +2106,8 @@ def main() -> None:
             return agent_api(environ, start_response)
         if path == "/moto-api/reset":  # the emulator's own state goes with moto's
             REGISTRY.reset()
+            with HARNESS_LOCK:
+                HARNESS_RUNNING.clear()
             tasks.reset()
             ecs_service.reset()
             with FAIL_NEXT_LOCK:

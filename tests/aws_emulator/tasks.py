@@ -44,6 +44,7 @@ from moto.secretsmanager.models import secretsmanager_backends
 
 import authz
 import iam_eval
+import kms_grants
 import moto_state
 
 LOCK = threading.Lock()
@@ -310,10 +311,10 @@ def _execution_role(account, region, task, definition, container, registry) -> O
                               policies)
     request_no = registry.next_request()
 
-    def check(operation, action, resource) -> iam_eval.Decision:
-        decision = iam_eval.evaluate(statements, action, resource, {})
+    def check(operation, action, resource, context=None) -> iam_eval.Decision:
+        decision = iam_eval.evaluate(statements, action, resource, context or {})
         registry.record(identity, request_no, action.split(":")[0], operation, action,
-                        resource, {}, decision.allowed, decision.reason)
+                        resource, context or {}, decision.allowed, decision.reason)
         return decision
 
     backend = secretsmanager_backends[account][region]
@@ -326,11 +327,17 @@ def _execution_role(account, region, task, definition, container, registry) -> O
             return Outcome(None, [], reason, reason, "TaskFailedToStart", write_logs=False)
         arn = _secret_base_arn(value_from)
         decision = check("GetSecretValue", "secretsmanager:GetSecretValue", arn)
+        denied_action, denied_resource = "secretsmanager:GetSecretValue", arn
+        # A secret under a customer-managed key also needs kms:Decrypt (kms_grants.py).
+        key_check = kms_grants.secret_read(account, region, arn)
+        if decision.allowed and key_check:
+            decision = check("GetSecretValue", *key_check)
+            denied_action, denied_resource = key_check[0], key_check[1]
         prefix = ("ResourceInitializationError: unable to pull secrets or registry auth: "
                   "execution resource retrieval failed: unable to retrieve secret from asm: "
                   "service call has been retried 1 time(s): ")
         if not decision.allowed:
-            message = authz.denial_message(principal, "secretsmanager:GetSecretValue", arn,
+            message = authz.denial_message(principal, denied_action, denied_resource,
                                            decision.kind == "explicit-deny")
             reason = f"{prefix}AccessDeniedException: {message}"
             return Outcome(None, [], reason, reason, "TaskFailedToStart", write_logs=False)

@@ -124,6 +124,11 @@ def synth(stack_file) -> dict:
     return json.loads(_synth(stack_file))
 
 
+def version_parameter(key_parameter: str) -> str:
+    """The version parameter of an asset (src/stack/assets.rs ASSET_LAMBDAS)."""
+    return key_parameter.removesuffix("CodeKey") + "CodeVersion"
+
+
 def asset_keys(template) -> dict:
     """The asset parameters deploy passes for this template (bucket excepted)."""
     keys = {}
@@ -165,11 +170,14 @@ def create_stack(endpoint, stack_file, template):
     location = {} if region == "us-east-1" else {
         "CreateBucketConfiguration": {"LocationConstraint": region}}
     s3.create_bucket(Bucket=bucket, **location)
+    s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
     parameters = {"AssetsBucket": bucket, **asset_keys(template)}
-    for parameter, key in parameters.items():
+    for parameter, key in list(parameters.items()):
         if parameter != "AssetsBucket":
             with open(zip_path(template, parameter), "rb") as f:
-                s3.put_object(Bucket=bucket, Key=key, Body=f.read())
+                put = s3.put_object(Bucket=bucket, Key=key, Body=f.read())
+            # deploy pins each function's code to the object version it verified
+            parameters[version_parameter(parameter)] = put["VersionId"]
     body = json.dumps(template, separators=(",", ":"))
     source = {"TemplateBody": body}
     if len(body) > MAX_INLINE_TEMPLATE_BYTES:  # src/cli/deploy.rs `change_set`
@@ -242,7 +250,9 @@ def test_the_cli_deploys_the_stack_file(endpoint, stack_file):
     # The parameters create_stack passes for mutated templates are the CLI's own.
     template = synth(stack_file)
     passed = {p["ParameterKey"]: p["ParameterValue"] for p in stack["Parameters"]}
-    assert {k: v for k, v in passed.items() if k != "AssetsBucket"} == asset_keys(template)
+    assert {k: v for k, v in passed.items() if k in ASSET_LAMBDAS} == asset_keys(template)
+    assert {k for k in passed if k.endswith("CodeVersion")} == {
+        version_parameter(k) for k in asset_keys(template)}
     assert_dependencies_came_first(cfn, stack["StackId"], template)
 
     counts = decisions(endpoint, stack_file)

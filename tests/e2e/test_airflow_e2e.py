@@ -28,6 +28,9 @@ from harness.api import ApiError
 
 DAGS = ["e2e_python", "e2e_xcom", "e2e_deferrable", "e2e_connection"]
 CONN_ID = "e2e_secret_conn"
+# The database user every Airflow component connects as (the contract's
+# AIRFLOW_DATABASE_USER); the master is for the migration alone.
+AIRFLOW_DB_USER = "airflow_app"
 TERMINAL = {"success", "failed"}
 # The keys task code must not hold (issue 11, defect 3).
 WORKER_FORBIDDEN = ["AIRFLOW__CORE__FERNET_KEY", "AIRFLOW__API__SECRET_KEY",
@@ -103,7 +106,7 @@ def test_dags_run_to_success_with_remote_logs(stack, airflow, connection_passwor
     # The metadata database is reached over TLS (DbSslMode "require"; the local server also
     # rejects plain TCP), by every Airflow container that holds a connection now.
     ssl = stack.pg.sql("SELECT count(*), count(*) FILTER (WHERE s.ssl) FROM pg_stat_activity a "
-                       "JOIN pg_stat_ssl s USING (pid) WHERE a.usename = 'airflow'").strip()
+                       f"JOIN pg_stat_ssl s USING (pid) WHERE a.usename = '{AIRFLOW_DB_USER}'").strip()
     total, encrypted = (int(x) for x in ssl.split("|"))
     assert total > 0 and total == encrypted, f"airflow DB sessions: {total}, over TLS: {encrypted}"
 
@@ -383,6 +386,97 @@ def test_fernet_key_change_makes_stored_connections_unreadable(stack, airflow, c
     stack.timings.mark("mutation: api-server Fernet")
     assert results["e2e_python"][1] == "success", results
     assert results["e2e_connection"][1] == "failed", results
+
+
+def test_airflow_connects_as_its_own_database_user_not_the_master(stack):
+    """Airflow runs as a database user of its own (issue 19): every session of the
+    services is that user's, it owns the database and every table (created by the
+    migration as that user), it has no role attribute, and no running container holds
+    the master password, which only the migration task gets."""
+    _, urls = stack.template.one_of_type("Custom::AirflowConnectionUrls")
+    db, master = urls["Properties"]["DbName"], urls["Properties"]["DbUser"]
+    user = AIRFLOW_DB_USER
+
+    def rows(sql: str, database: str = "postgres") -> list[str]:
+        return stack.pg.sql(f"COPY ({sql}) TO STDOUT", db=database).split("\n")[:-1]
+
+    sessions = rows("SELECT DISTINCT usename FROM pg_stat_activity "
+                    f"WHERE datname = '{db}' AND backend_type = 'client backend'")
+    assert sessions == [user], f"sessions of {db} by {sessions}"
+    assert rows(f"SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = '{db}'") == [user]
+    owners = rows("SELECT DISTINCT tableowner FROM pg_tables WHERE schemaname = 'public'", db)
+    assert owners == [user], f"tables owned by {owners}"
+    assert rows("SELECT rolsuper, rolcreaterole, rolcreatedb, rolbypassrls FROM pg_roles "
+                f"WHERE rolname = '{user}'") == ["f\tf\tf\tf"]
+    assert user != master
+    master_password = stack.secret(urls["Properties"]["DatabaseSecretArn"]["Ref"], "password")
+    for task in stack.tasks.values():
+        for c in task.containers.values():
+            held = [k for k, v in c.env.items() if master_password in v]
+            assert not held, f"{task.name}/{c.name} holds the master password in {held}"
+
+
+@dev_only
+def test_fernet_rotation_keeps_connections_readable(stack, airflow, connection_password):
+    """A Fernet key rotation as the stack does it (issue 19): the deploy with a new
+    `secrets.fernet_rotation` token (the real secrets Lambda's Update puts a new key in
+    front of the old one, the services that read the key restart), `airflow-stack
+    rotate-fernet`'s re-encryption task (the real `airflow rotate-fernet-key` against
+    PostgreSQL), then the old key dropped. The connection is read by a task before,
+    during and after; the stored value moves from the old key to the new one only when
+    the task ran, and a value written in between is under the new key at once."""
+    from cryptography.fernet import Fernet, InvalidToken
+
+    digest = hashlib.sha256(connection_password.encode()).hexdigest()
+
+    def read_by_a_task(when: str) -> None:
+        results, _ = _run_all(airflow, ["e2e_connection"], timeout=180)
+        run_id, state = results["e2e_connection"]
+        assert state == "success", f"{when}: {results}"
+        got = airflow.xcom("e2e_connection", run_id, "read_connection")
+        assert got["password_sha256"] == digest, f"{when}: another password was read"
+
+    def under(token: str, key: str) -> bool:
+        try:
+            Fernet(key.encode()).decrypt(token.encode())
+            return True
+        except InvalidToken:
+            return False
+
+    read_by_a_task("before the rotation")
+    (old,) = stack.fernet_keys()
+    stored = stack.stored_connection_password(CONN_ID)
+    assert under(stored, old)
+
+    stack.update_custom_resource("Custom::AirflowSecrets", {"FernetRotation": "e2e-rotation-1"})
+    keys = stack.fernet_keys()
+    assert len(keys) == 2 and keys[1] == old, "the old key must stay behind the new one"
+    new = keys[0]
+    readers = stack.fernet_readers()
+    assert readers == ["api-server", "dag-processor", "scheduler", "triggerer"], readers
+    for name in readers:
+        stack.restart(name, wait=False)
+    stack.wait_healthy(readers)
+    stack.timings.mark("Fernet rotation: new key deployed")
+    read_by_a_task("during the rotation (two keys, the value still under the old one)")
+    assert stack.stored_connection_password(CONN_ID) == stored
+    airflow.post("/api/v2/connections", {"connection_id": "e2e_rotation_new", "conn_type": "generic",
+                                         "password": "written-between-the-halves"})
+    assert under(stack.stored_connection_password("e2e_rotation_new"), new)
+
+    code, tail = stack.reencrypt_fernet()
+    stack.timings.mark("Fernet rotation: re-encryption task")
+    assert code == 0, f"airflow rotate-fernet-key exited {code}:\n{tail}"
+    stored = stack.stored_connection_password(CONN_ID)
+    assert under(stored, new) and not under(stored, old), "not re-encrypted under the new key"
+
+    stack.put_fernet_keys([new])
+    for name in readers:
+        stack.restart(name, wait=False)
+    stack.wait_healthy(readers)
+    read_by_a_task("after the rotation (the new key alone)")
+    airflow.delete("/api/v2/connections/e2e_rotation_new")
+    stack.timings.mark("Fernet rotation: old key dropped")
 
 
 # --- Redis on Fargate: one broker behind one name, also during a deployment --------------

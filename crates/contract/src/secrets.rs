@@ -18,6 +18,16 @@ pub const SECRETS_RESOURCE_TYPE: &str = "Custom::AirflowSecrets";
 /// Resource type of the connection-URL writer, served by the same Lambda.
 pub const CONNECTION_URLS_RESOURCE_TYPE: &str = "Custom::AirflowConnectionUrls";
 
+/// Environment variable of the secrets Lambda: the stack's Cloud Map namespace. The
+/// Fargate Redis is registered there as `redis`, and `redis.<namespace>` is the one
+/// `RedisHost` besides an ElastiCache endpoint that the Lambda accepts.
+pub const NAMESPACE_ENV: &str = "AIRFLOW_STACK_NAMESPACE";
+
+/// The database user Airflow connects as: it owns the Airflow database and nothing
+/// else, and is not the master user, whose password only the migration task gets.
+/// Created (or given its password again) by the migration on every deploy.
+pub const AIRFLOW_DATABASE_USER: &str = "airflow_app";
+
 /// Length of the generated alphanumeric passwords when `PasswordLength` is absent; the
 /// stack file's `secrets.password_length` defaults to it too.
 pub const DEFAULT_PASSWORD_LENGTH: u32 = 32;
@@ -83,9 +93,17 @@ pub mod key {
     /// secret); written by `Custom::AirflowSecrets`, read by RDS and ElastiCache through
     /// dynamic references and by `Custom::AirflowConnectionUrls`.
     pub const PASSWORD: &str = "password";
-    /// `[database] sql_alchemy_conn`, in the database secret; written by
-    /// `Custom::AirflowConnectionUrls`.
+    /// The master user's URL, in the database secret; written by
+    /// `Custom::AirflowConnectionUrls`. Only the migration task gets it: it creates the
+    /// Airflow user ([`super::AIRFLOW_DATABASE_USER`]) with it. (The key kept its name
+    /// from the versions in which every component connected as the master.)
     pub const SQL_ALCHEMY_CONN: &str = "sql_alchemy_conn";
+    /// The password of the Airflow database user, in the database secret; written by
+    /// `Custom::AirflowSecrets`, set on the user by the migration task.
+    pub const AIRFLOW_PASSWORD: &str = "airflow_password";
+    /// `[database] sql_alchemy_conn` of every Airflow component: the Airflow user's URL,
+    /// in the database secret; written by `Custom::AirflowConnectionUrls`.
+    pub const AIRFLOW_SQL_ALCHEMY_CONN: &str = "airflow_sql_alchemy_conn";
     /// `[celery] broker_url`, in the Redis secret; written by
     /// `Custom::AirflowConnectionUrls`.
     pub const BROKER_URL: &str = "broker_url";
@@ -107,7 +125,7 @@ pub enum Secret {
     FernetKey,
     /// `{"api_secret_key", "jwt_secret"}`.
     SigningKeys,
-    /// `{"password", "sql_alchemy_conn"}`.
+    /// `{"password", "airflow_password", "sql_alchemy_conn", "airflow_sql_alchemy_conn"}`.
     Database,
     /// `{"password", "broker_url"}`.
     Redis,
@@ -153,7 +171,12 @@ impl Secret {
         match self {
             Secret::FernetKey | Secret::AdminPassword | Secret::ScalerPassword => &[],
             Secret::SigningKeys => &[key::API_SECRET_KEY, key::JWT_SECRET],
-            Secret::Database => &[key::PASSWORD, key::SQL_ALCHEMY_CONN],
+            Secret::Database => &[
+                key::PASSWORD,
+                key::AIRFLOW_PASSWORD,
+                key::SQL_ALCHEMY_CONN,
+                key::AIRFLOW_SQL_ALCHEMY_CONN,
+            ],
             Secret::Redis => &[key::PASSWORD, key::BROKER_URL],
         }
     }
@@ -621,7 +644,12 @@ mod tests {
         assert_eq!(unique.len(), Secret::ALL.len());
         assert_eq!(
             Secret::Database.json_keys(),
-            ["password", "sql_alchemy_conn"]
+            [
+                "password",
+                "airflow_password",
+                "sql_alchemy_conn",
+                "airflow_sql_alchemy_conn"
+            ]
         );
         assert!(Secret::FernetKey.json_keys().is_empty());
         assert_eq!(ecs_value_from_suffix(key::BROKER_URL), ":broker_url::");

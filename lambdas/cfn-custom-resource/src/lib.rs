@@ -12,6 +12,8 @@
 //! - [`sender`]: the PUT with an empty `Content-Type`, bounded retry and back-off;
 //! - [`guard`]: [`guard::respond_guarded`], which runs a handler under a deadline guard
 //!   and a panic guard and always answers;
+//! - [`origin`]: [`origin::OriginCheck`], which confirms with CloudFormation that it is
+//!   really running the Create or Update an event claims, before any work is done;
 //! - [`physical_id`]: stable physical ids derived from `StackId` + `LogicalResourceId`;
 //! - [`testing`]: a std-only HTTP capture server for tests (stands in for the S3
 //!   presigned URL).
@@ -28,6 +30,7 @@
 
 pub mod guard;
 pub mod logging;
+pub mod origin;
 pub mod physical_id;
 pub mod request;
 pub mod response;
@@ -35,6 +38,7 @@ pub mod sender;
 pub mod testing;
 
 pub use guard::{respond_guarded, GuardConfig, GuardOutcome, HandlerOutput};
+pub use origin::{CloudFormationStacks, OriginCheck, Refusal, StackResources};
 pub use physical_id::stable_physical_id;
 pub use request::{
     CustomResourceRequest, Envelope, Properties, PropertyError, RequestError, RequestType,

@@ -11,8 +11,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use cfn_custom_resource::guard::{instant_for, physical_id_for};
 use cfn_custom_resource::{
-    CustomResourceRequest, Envelope, RequestType, ResponseDocument, ResponseSender, SendError,
-    MAX_RESPONSE_BYTES,
+    CustomResourceRequest, Envelope, OriginCheck, RequestType, ResponseDocument, ResponseSender,
+    SendError, StackResources, MAX_RESPONSE_BYTES,
 };
 use serde_json::{json, Value};
 use tokio::time::Instant;
@@ -77,6 +77,8 @@ pub struct Ports {
     pub lambda: Arc<dyn SelfInvoker>,
     /// CloudWatch Logs GetLogEvents.
     pub logs: Arc<dyn LogTail>,
+    /// CloudFormation DescribeStackResource, to confirm a request before acting on it.
+    pub stacks: Arc<dyn StackResources>,
 }
 
 /// Why an invocation ends as a Lambda error. Lambda then retries the asynchronous
@@ -122,6 +124,7 @@ pub async fn invoke(
         .unwrap_or(hard_deadline);
     let job = Job {
         work,
+        origin: OriginCheck::new(&invocation.function_arn, Arc::clone(&ports.stacks)),
         ports: ports.clone(),
         settings: settings.clone(),
         responder: responder.clone(),
@@ -245,6 +248,7 @@ impl Responder {
 /// Everything the decision task owns.
 struct Job {
     work: Work,
+    origin: OriginCheck,
     ports: Ports,
     settings: Settings,
     responder: Responder,
@@ -262,6 +266,13 @@ impl Job {
         };
         tracing::info!(request_type = ?request.request_type, request_id = %request.request_id,
                        logical_resource_id = %request.logical_resource_id, "custom-resource request");
+        // Every hop is confirmed, not only the first: a continuation payload can be
+        // forged like any event, and CloudFormation keeps the resource in progress until
+        // the last hop answers. Delete passes unasked.
+        if let Err(refusal) = self.origin.confirm(&request).await {
+            tracing::error!(%refusal, "request not confirmed by CloudFormation");
+            return Step::Failed(refusal.to_string());
+        }
         match &self.work {
             Work::Continue(continuation) => self.resume(&request, continuation).await,
             _ => self.start(&request).await,

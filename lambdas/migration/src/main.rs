@@ -5,7 +5,7 @@ use std::sync::Arc;
 use airflow_migration::aws::{CloudWatchTail, EcsTasks, LambdaSelf};
 use airflow_migration::{Invocation, Ports, Settings};
 use aws_config::BehaviorVersion;
-use cfn_custom_resource::{ResponseSender, RetryPolicy};
+use cfn_custom_resource::{CloudFormationStacks, ResponseSender, RetryPolicy};
 use lambda_runtime::{service_fn, LambdaEvent};
 use serde_json::Value;
 
@@ -18,6 +18,9 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         ecs: Arc::new(EcsTasks(aws_sdk_ecs::Client::new(&config))),
         lambda: Arc::new(LambdaSelf(aws_sdk_lambda::Client::new(&config))),
         logs: Arc::new(CloudWatchTail(aws_sdk_cloudwatchlogs::Client::new(&config))),
+        stacks: Arc::new(CloudFormationStacks(aws_sdk_cloudformation::Client::new(
+            &config,
+        ))),
     };
     let settings = Settings::default();
     let sender = ResponseSender::new(RetryPolicy::default())?;

@@ -14,6 +14,7 @@ use airflow_migration::ports::{
 use airflow_migration::token::request_token;
 use airflow_migration::{invoke, Invocation, InvokeError, Ports, Settings};
 use async_trait::async_trait;
+use cfn_custom_resource::origin::fake::FakeStacks;
 use cfn_custom_resource::testing::{CaptureServer, CapturedRequest};
 use cfn_custom_resource::{stable_physical_id, ResponseSender, RetryPolicy, MAX_RESPONSE_BYTES};
 use serde_json::{json, Value};
@@ -178,6 +179,8 @@ struct Harness {
     ecs: Arc<FakeEcs>,
     lambda: Arc<FakeLambda>,
     logs: Arc<FakeLogs>,
+    /// CloudFormation: by default it is creating the Migration resource of STACK_ID.
+    stacks: Arc<FakeStacks>,
     settings: Settings,
 }
 
@@ -192,6 +195,12 @@ impl Harness {
             ecs: Arc::new(ecs),
             lambda: Arc::new(lambda),
             logs: Arc::new(logs),
+            stacks: Arc::new(FakeStacks::with(
+                STACK_ID,
+                "Migration",
+                "Custom::AirflowMigration",
+                "CREATE_IN_PROGRESS",
+            )),
             settings: Settings {
                 poll_interval: Duration::from_millis(20),
                 handover_margin: Duration::from_millis(400),
@@ -228,6 +237,7 @@ impl Harness {
             ecs: self.ecs.clone(),
             lambda: self.lambda.clone(),
             logs: self.logs.clone(),
+            stacks: self.stacks.clone(),
         };
         let invocation = Invocation {
             deadline: SystemTime::now() + time_left,
@@ -819,4 +829,89 @@ async fn too_many_hand_overs_fail_with_a_clear_reason() {
         .unwrap()
         .starts_with("gave up after 20 hand-overs"));
     assert_eq!(h.ecs.calls(), 0);
+}
+
+/// An event CloudFormation did not send: answered FAILED, and no task is started,
+/// watched or handed over.
+async fn assert_refused(h: &Harness, payload: Value, reason_part: &str) {
+    h.invoke(payload, PLENTY).await.unwrap();
+    let body = h.only_answer();
+    assert_eq!(body["Status"], "FAILED", "{body}");
+    let reason = body["Reason"].as_str().unwrap();
+    assert!(reason.starts_with("request refused: "), "{reason}");
+    assert!(reason.contains(reason_part), "{reason}");
+    assert_eq!(h.ecs.calls(), 0, "no RunTask or DescribeTasks");
+    assert!(h.lambda.payloads().is_empty(), "no hand-over");
+}
+
+#[tokio::test]
+async fn a_request_for_a_settled_resource_is_refused() {
+    let mut h = Harness::new(FakeEcs::finishing_with(Some(0)));
+    h.stacks = Arc::new(FakeStacks::with(
+        STACK_ID,
+        "Migration",
+        "Custom::AirflowMigration",
+        "UPDATE_COMPLETE",
+    ));
+    let event = h.event("Update");
+    assert_refused(&h, event, "Migration is UPDATE_COMPLETE").await;
+}
+
+#[tokio::test]
+async fn a_resource_missing_from_the_stack_or_of_another_type_is_refused() {
+    let mut h = Harness::new(FakeEcs::finishing_with(Some(0)));
+    h.stacks = Arc::new(FakeStacks::default());
+    let event = h.event("Create");
+    assert_refused(&h, event, "has no resource Migration").await;
+
+    let mut h = Harness::new(FakeEcs::finishing_with(Some(0)));
+    h.stacks = Arc::new(FakeStacks::with(
+        STACK_ID,
+        "Migration",
+        "Custom::AirflowSecrets",
+        "CREATE_IN_PROGRESS",
+    ));
+    let event = h.event("Create");
+    assert_refused(&h, event, "is a Custom::AirflowSecrets").await;
+}
+
+#[tokio::test]
+async fn a_stack_of_another_region_is_refused() {
+    let h = Harness::new(FakeEcs::finishing_with(Some(0)));
+    let mut event = h.event("Create");
+    event["StackId"] = json!("arn:aws:cloudformation:us-east-1:123456789012:stack/dev/abc");
+    assert_refused(&h, event, "not in this function's account").await;
+    assert_eq!(h.stacks.call_count(), 0);
+}
+
+#[tokio::test]
+async fn a_forged_continuation_is_refused_too() {
+    // A continuation is an event like any other: once the resource has settled, a
+    // payload that claims to continue its wait is not from this function.
+    let mut h = Harness::new(FakeEcs::never_stopping());
+    h.stacks = Arc::new(FakeStacks::with(
+        STACK_ID,
+        "Migration",
+        "Custom::AirflowMigration",
+        "CREATE_COMPLETE",
+    ));
+    let continuation = json!({MARKER: {
+        "Event": h.event("Create"),
+        "TaskArn": format!("arn:aws:ecs:eu-west-1:123456789012:task/{CLUSTER}/task0001"),
+        "StartedAtEpochMillis": epoch_millis(),
+        "Hop": 1
+    }});
+    assert_refused(&h, continuation, "Migration is CREATE_COMPLETE").await;
+}
+
+#[tokio::test]
+async fn every_hop_of_a_genuine_wait_is_confirmed() {
+    let h = Harness::new(FakeEcs::never_stopping());
+    let short = Duration::from_millis(600);
+    h.invoke(h.event("Create"), short).await.unwrap();
+    let payloads = h.lambda.payloads();
+    h.ecs.stopped.store(true, Ordering::SeqCst);
+    h.invoke(payloads[0].clone(), short).await.unwrap();
+    assert_eq!(h.only_answer()["Status"], "SUCCESS");
+    assert_eq!(h.stacks.call_count(), 2, "the first invocation and the hop");
 }

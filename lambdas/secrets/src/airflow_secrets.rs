@@ -60,7 +60,13 @@ const fn shape(secret: Secret) -> Shape {
             (key::API_SECRET_KEY, Generator::Signing),
             (key::JWT_SECRET, Generator::Signing),
         ]),
-        Secret::Database | Secret::Redis => Shape::Json(&[(key::PASSWORD, Generator::Password)]),
+        // The master password, and the Airflow user's (added to the secret of a stack
+        // deployed before there was one by the first Update).
+        Secret::Database => Shape::Json(&[
+            (key::PASSWORD, Generator::Password),
+            (key::AIRFLOW_PASSWORD, Generator::Password),
+        ]),
+        Secret::Redis => Shape::Json(&[(key::PASSWORD, Generator::Password)]),
         Secret::AdminPassword | Secret::ScalerPassword => Shape::Plain(Generator::Password),
     }
 }
@@ -179,6 +185,23 @@ async fn ensure_initial_value(
     }
 }
 
+/// Keys whose value the stack gives to their user again on every deploy: the Airflow
+/// database user's password (the migration task sets it). A new value for one of them
+/// loses nothing, so it may be added long after the secret was first filled.
+const RESETTABLE_KEYS: [&str; 1] = [key::AIRFLOW_PASSWORD];
+
+/// The version id of a write that adds `added`: the resource's initial version, unless
+/// only resettable keys are added. Those get a version of their own: the initial one
+/// exists already in a stack deployed before they did (reusing it would conflict), and
+/// two racing duplicates still compute the same id.
+fn version_for(initial: &str, added: &[&str]) -> String {
+    if added.iter().all(|k| RESETTABLE_KEYS.contains(k)) {
+        version_id(&[initial, &added.join(",")])
+    } else {
+        initial.to_owned()
+    }
+}
+
 /// Adds each of `keys` that the JSON secret does not hold yet (read-modify-write,
 /// every other key kept) under `version`; returns the keys added.
 ///
@@ -211,8 +234,9 @@ async fn ensure_json_keys(
     if added.is_empty() {
         return Ok(added);
     }
+    let version = version_for(version, &added);
     match store
-        .put_value(arn, version, &json_secret::to_text(&document))
+        .put_value(arn, &version, &json_secret::to_text(&document))
         .await
     {
         Ok(()) => Ok(added),

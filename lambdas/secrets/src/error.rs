@@ -1,7 +1,7 @@
 //! Handler errors. Every message names properties or secrets by role, never a value,
 //! because it becomes the `Reason` CloudFormation shows in stack events.
 
-use cfn_custom_resource::PropertyError;
+use cfn_custom_resource::{PropertyError, Refusal};
 
 use crate::store::StoreError;
 
@@ -11,6 +11,9 @@ pub enum HandlerError {
     /// A property is missing or invalid.
     #[error(transparent)]
     Property(#[from] PropertyError),
+    /// CloudFormation did not confirm that it sent this request.
+    #[error(transparent)]
+    Refused(#[from] Refusal),
     /// This function does not serve the resource type.
     #[error(
         "unsupported ResourceType {0} (expected {secrets} or {urls})",

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use cfn_custom_resource::{CustomResourceRequest, HandlerOutput, RequestType};
+use cfn_custom_resource::{CustomResourceRequest, HandlerOutput, OriginCheck, RequestType};
 
 use crate::error::HandlerError;
 use crate::store::SecretStore;
@@ -15,13 +15,19 @@ pub const CONNECTION_URLS: &str = airflow_stack_contract::secrets::CONNECTION_UR
 
 /// Handles one validated request.
 ///
+/// A Create or Update is first confirmed with CloudFormation ([`OriginCheck`]): anyone
+/// allowed to invoke the function could otherwise have a connection URL with the real
+/// password written for a host of their choosing. A refused request touches no secret.
+///
 /// Delete never touches a secret (the values may encrypt data that outlives the stack)
 /// and always succeeds, whatever the resource type, properties or physical id: a
 /// failing Delete would block the stack.
 pub async fn handle(
     request: CustomResourceRequest,
     store: Arc<dyn SecretStore>,
+    origin: OriginCheck,
 ) -> Result<HandlerOutput, HandlerError> {
+    origin.confirm(&request).await?;
     let store = store.as_ref();
     match (request.request_type, request.resource_type.as_str()) {
         (RequestType::Delete, _) => {
@@ -31,7 +37,8 @@ pub async fn handle(
         (RequestType::Create, AIRFLOW_SECRETS) => airflow_secrets::create(&request, store).await,
         (RequestType::Update, AIRFLOW_SECRETS) => airflow_secrets::update(&request, store).await,
         (RequestType::Create | RequestType::Update, CONNECTION_URLS) => {
-            connection_urls::write_urls(&request, store).await
+            connection_urls::write_urls(&request, store, &connection_urls::HostRules::from_env())
+                .await
         }
         (_, other) => Err(HandlerError::UnknownResourceType(other.to_owned())),
     }

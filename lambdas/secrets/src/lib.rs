@@ -27,7 +27,9 @@ pub mod store;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use cfn_custom_resource::{respond_guarded, GuardConfig, GuardOutcome, ResponseSender};
+use cfn_custom_resource::{
+    respond_guarded, GuardConfig, GuardOutcome, OriginCheck, ResponseSender,
+};
 use serde_json::{json, Value};
 
 pub use error::HandlerError;
@@ -46,16 +48,18 @@ pub enum InvokeError {
 }
 
 /// Handles one Lambda invocation: answers CloudFormation through the guard and returns
-/// a small, secret-free summary as the Lambda result.
+/// a small, secret-free summary as the Lambda result. `origin` confirms a Create or
+/// Update with CloudFormation before any secret is read or written.
 pub async fn invoke(
     event: Value,
     deadline: SystemTime,
     config: &GuardConfig,
     sender: &ResponseSender,
     store: Arc<dyn SecretStore>,
+    origin: OriginCheck,
 ) -> Result<Value, InvokeError> {
     let outcome = respond_guarded(event, deadline, config, sender, move |request| {
-        handler::handle(request, store)
+        handler::handle(request, store, origin)
     })
     .await;
     match outcome {

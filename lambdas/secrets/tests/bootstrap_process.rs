@@ -1,7 +1,8 @@
-//! The built Lambda binary (`bootstrap` in the zip) as a real process: a local Lambda Runtime API, moto as Secrets
-//! Manager, a local HTTP server as ResponseURL.
+//! The built Lambda binary (`bootstrap` in the zip) as a real process: a local Lambda
+//! Runtime API, the AWS emulator as Secrets Manager and CloudFormation, a local HTTP
+//! server as ResponseURL.
 //!
-//! Needs moto (see `common::moto`); fails, never skips, without it.
+//! Needs the emulator (see `common::moto`); fails, never skips, without it.
 //! `cargo test -p airflow-secrets --test bootstrap_process -- --nocapture` prints the
 //! cold-start and Create timings; set AIRFLOW_SECRETS_BOOTSTRAP to time another build
 //! (e.g. the size-optimised one from lambdas/build.sh).
@@ -74,8 +75,15 @@ impl Secrets {
     }
 }
 
-/// Sends one event through the runtime API and returns the ResponseURL PUT.
-fn round_trip(api: &RuntimeApi, responses: &CaptureServer, event: &Value) -> CapturedRequest {
+/// Sends one event through the runtime API, as CloudFormation does (the resource it
+/// names is in progress meanwhile), and returns the ResponseURL PUT.
+fn round_trip(
+    moto: &Moto,
+    api: &RuntimeApi,
+    responses: &CaptureServer,
+    event: &Value,
+) -> CapturedRequest {
+    moto.cloudformation_status(event, false);
     let before = responses.requests().len();
     let id = api.queue(event);
     let posted = api
@@ -95,6 +103,7 @@ fn round_trip(api: &RuntimeApi, responses: &CaptureServer, event: &Value) -> Cap
         put.header("content-length"),
         Some(put.body.len().to_string().as_str())
     );
+    moto.cloudformation_status(event, true);
     put
 }
 
@@ -132,6 +141,7 @@ async fn lifecycle_against_moto() {
     // Create.
     let started = Instant::now();
     let put = round_trip(
+        &moto,
         &api,
         &responses,
         &event(
@@ -165,14 +175,16 @@ async fn lifecycle_against_moto() {
     }
     let database = secrets.doc(&client, "DatabaseSecretArn").await;
     assert_eq!(database["username"], "airflow", "the unrelated key is kept");
-    assert_eq!(database.len(), 2);
+    assert_eq!(database.len(), 3, "username, password, airflow_password");
     let redis = secrets.doc(&client, "RedisSecretArn").await;
     assert_eq!(redis.len(), 1);
     let db_password = database["password"].as_str().unwrap().to_owned();
     let redis_password = redis["password"].as_str().unwrap().to_owned();
     let admin_password = moto::value(&client, &secrets.arn("AdminPasswordSecretArn")).await;
+    let airflow_db_password = database["airflow_password"].as_str().unwrap().to_owned();
     for (what, value) in [
         ("db", &db_password),
+        ("airflow db", &airflow_db_password),
         ("redis", &redis_password),
         ("admin", &admin_password),
     ] {
@@ -182,6 +194,7 @@ async fn lifecycle_against_moto() {
 
     // Duplicate Create (Lambda's async retry): same values, same physical id.
     let again = round_trip(
+        &moto,
         &api,
         &responses,
         &event(
@@ -210,19 +223,47 @@ async fn lifecycle_against_moto() {
     urls_event["LogicalResourceId"] = json!("ConnectionUrls");
     let started = Instant::now();
     assert_eq!(
-        round_trip(&api, &responses, &urls_event).json()["Status"],
+        round_trip(&moto, &api, &responses, &urls_event).json()["Status"],
         "SUCCESS"
     );
     let urls_took = started.elapsed();
     let database = secrets.doc(&client, "DatabaseSecretArn").await;
     let conn = database["sql_alchemy_conn"].as_str().unwrap().to_owned();
+
+    // The same resource again, now CREATE_COMPLETE, aimed at another RDS endpoint: not
+    // sent by CloudFormation, so refused, and the URL stays.
+    let mut forged = urls_event.clone();
+    forged["RequestId"] = json!("forged-1");
+    forged["ResourceProperties"]["DbHost"] = json!("db.cluster-evil.us-east-1.rds.amazonaws.com");
+    let before = responses.requests().len();
+    let id = api.queue(&forged);
+    assert_eq!(api.wait_result(&id, WAIT).unwrap().kind, "response");
+    let refused = responses.wait_for(before + 1, WAIT)[before].json();
+    assert_eq!(refused["Status"], "FAILED");
+    assert!(
+        refused["Reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("request refused: resource ConnectionUrls is CREATE_COMPLETE"),
+        "{refused}"
+    );
+    assert_eq!(secrets.doc(&client, "DatabaseSecretArn").await, database);
     assert_eq!(
         conn,
         format!("postgresql+psycopg2://airflow:{db_password}@db.cluster-abc.us-east-1.rds.amazonaws.com:5432/airflow?sslmode=require")
     );
+    let airflow_conn = database["airflow_sql_alchemy_conn"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        airflow_conn,
+        format!("postgresql+psycopg2://airflow%5Fapp:{airflow_db_password}@db.cluster-abc.us-east-1.rds.amazonaws.com:5432/airflow?sslmode=require")
+    );
     assert_eq!(database["password"], db_password.as_str());
+    assert_eq!(database["airflow_password"], airflow_db_password.as_str());
     assert_eq!(database["username"], "airflow");
-    assert_eq!(database.len(), 3);
+    assert_eq!(database.len(), 5);
     let redis = secrets.doc(&client, "RedisSecretArn").await;
     let broker = redis["broker_url"].as_str().unwrap().to_owned();
     assert_eq!(
@@ -231,12 +272,13 @@ async fn lifecycle_against_moto() {
     );
     assert_eq!(redis["password"], redis_password.as_str());
     assert_eq!(redis.len(), 2);
-    generated.extend([conn.clone(), broker.clone()]);
+    generated.extend([conn.clone(), airflow_conn.clone(), broker.clone()]);
 
     // Update with a rotation token: new,old.
     let mut rotated_props = secrets.secrets_props();
     rotated_props["FernetRotation"] = json!("2026-05");
     let put = round_trip(
+        &moto,
         &api,
         &responses,
         &update_event(
@@ -261,7 +303,7 @@ async fn lifecycle_against_moto() {
 
     // Endpoint change rewrites the URLs.
     let mut moved = secrets.url_props();
-    moved["DbHost"] = json!("db2.internal");
+    moved["DbHost"] = json!("db2.cluster-abc.us-east-1.rds.amazonaws.com");
     let mut update = update_event(
         &url,
         "Custom::AirflowConnectionUrls",
@@ -269,13 +311,16 @@ async fn lifecycle_against_moto() {
         secrets.url_props(),
     );
     update["LogicalResourceId"] = json!("ConnectionUrls");
-    round_trip(&api, &responses, &update);
+    assert_eq!(
+        round_trip(&moto, &api, &responses, &update).json()["Status"],
+        "SUCCESS"
+    );
     let moved_database = secrets.doc(&client, "DatabaseSecretArn").await;
     assert_eq!(
         moved_database["sql_alchemy_conn"],
         conn.replace(
             "@db.cluster-abc.us-east-1.rds.amazonaws.com:",
-            "@db2.internal:"
+            "@db2.cluster-abc.us-east-1.rds.amazonaws.com:"
         )
     );
     assert_eq!(
@@ -294,7 +339,7 @@ async fn lifecycle_against_moto() {
         secrets.secrets_props(),
     );
     assert_eq!(
-        round_trip(&api, &responses, &delete).json()["Status"],
+        round_trip(&moto, &api, &responses, &delete).json()["Status"],
         "SUCCESS"
     );
     assert_eq!(
@@ -347,6 +392,7 @@ async fn process_level_faults_are_answered_and_the_process_survives() {
     // Secrets that do not exist in moto: FAILED with Secrets Manager's reason.
     let missing = common::secrets_props();
     let body = round_trip(
+        &moto,
         &api,
         &responses,
         &event("Create", "Custom::AirflowSecrets", &url, missing),
@@ -363,7 +409,7 @@ async fn process_level_faults_are_answered_and_the_process_survives() {
     let client = moto::client(&moto.endpoint).await;
     let hidden = "HiddenMalformedPassw0rd";
     let malformed = format!(r#"{{"password":"{hidden}""#);
-    let prefilled = r#"{"password":"PrefilledDbPassw0rd","note":"kept"}"#;
+    let prefilled = r#"{"airflow_password":"PrefilledAppPassw0rd","password":"PrefilledDbPassw0rd","note":"kept"}"#;
     let secrets = create_secrets(
         &client,
         "faults",
@@ -374,6 +420,7 @@ async fn process_level_faults_are_answered_and_the_process_survives() {
     )
     .await;
     let body = round_trip(
+        &moto,
         &api,
         &responses,
         &event(
@@ -433,7 +480,7 @@ async fn process_level_faults_are_answered_and_the_process_survives() {
     // And it still serves a normal request afterwards.
     let delete = event("Delete", "Custom::AirflowSecrets", &url, json!({}));
     assert_eq!(
-        round_trip(&api, &responses, &delete).json()["Status"],
+        round_trip(&moto, &api, &responses, &delete).json()["Status"],
         "SUCCESS"
     );
     assert!(function.is_running());

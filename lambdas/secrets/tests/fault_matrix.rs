@@ -387,7 +387,9 @@ async fn every_hostile_event_is_answered_quickly_and_leaks_nothing() {
         store.set_value(
             &arn("DatabaseSecretArn"),
             "v",
-            &format!(r#"{{"password":"{SENTINEL}","username":"airflow"}}"#),
+            &format!(
+                r#"{{"airflow_password":"{SENTINEL}3","password":"{SENTINEL}","username":"airflow"}}"#
+            ),
         );
         store.set_value(
             &arn("RedisSecretArn"),

@@ -60,17 +60,25 @@ async fn create_generates_every_secret_in_its_format() {
     }
     assert_ne!(signing["api_secret_key"], signing["jwt_secret"]);
 
-    for role in ["DatabaseSecretArn", "RedisSecretArn"] {
+    for (role, keys) in [
+        ("DatabaseSecretArn", &["airflow_password", "password"][..]),
+        ("RedisSecretArn", &["password"][..]),
+    ] {
         let doc = h.doc(role);
-        assert_eq!(doc.keys().collect::<Vec<_>>(), ["password"], "{role}");
-        let value = doc["password"].as_str().unwrap();
-        assert_eq!(value.len(), 32);
-        assert!(is_alphanumeric(value));
+        // Sorted: serde_json keeps insertion order when a crate of the build enables
+        // its `preserve_order` feature, and sorts keys otherwise.
+        let mut found: Vec<_> = doc.keys().collect();
+        found.sort();
+        assert_eq!(found, keys, "{role}");
+        for key in keys {
+            let value = doc[*key].as_str().unwrap();
+            assert_eq!(value.len(), 32);
+            assert!(is_alphanumeric(value));
+        }
     }
-    assert_ne!(
-        h.doc("DatabaseSecretArn")["password"],
-        h.doc("RedisSecretArn")["password"]
-    );
+    let database = h.doc("DatabaseSecretArn");
+    assert_ne!(database["password"], h.doc("RedisSecretArn")["password"]);
+    assert_ne!(database["password"], database["airflow_password"]);
     let admin = h.store.value(&arn("AdminPasswordSecretArn")).unwrap();
     assert_eq!(admin.len(), 32);
     assert!(is_alphanumeric(&admin));
@@ -138,7 +146,7 @@ async fn create_keeps_a_value_someone_else_wrote() {
 #[tokio::test]
 async fn a_json_secret_that_already_has_its_keys_is_kept() {
     let h = Harness::new(empty_store());
-    let database = r#"{"password":"PrefilledDbPassw0rd","username":"airflow"}"#;
+    let database = r#"{"airflow_password":"PrefilledAppPassw0rd","password":"PrefilledDbPassw0rd","username":"airflow"}"#;
     let signing = r#"{"api_secret_key":"PrefilledApiKey1","jwt_secret":"PrefilledJwtKey1"}"#;
     h.store
         .set_value(&arn("DatabaseSecretArn"), "foreign-db", database);
@@ -194,7 +202,9 @@ async fn missing_json_keys_are_added_and_every_other_key_is_kept() {
     assert_eq!(database["nested"], json!({"a": "b"}));
     let password = database["password"].as_str().unwrap();
     assert!(password.len() == 32 && is_alphanumeric(password));
-    assert_eq!(database.as_object().unwrap().len(), 5);
+    let airflow_password = database["airflow_password"].as_str().unwrap();
+    assert!(airflow_password.len() == 32 && is_alphanumeric(airflow_password));
+    assert_eq!(database.as_object().unwrap().len(), 6);
 
     let signing = h.doc("SigningKeysSecretArn");
     assert_eq!(signing["jwt_secret"], "KeptJwtSecretValue");
@@ -240,6 +250,39 @@ async fn racing_duplicate_creates_store_one_value_per_secret() {
     for role in JSON_ROLES {
         parse_flat(&store.value(&arn(role)).unwrap());
     }
+}
+
+#[tokio::test]
+async fn a_database_secret_from_before_the_airflow_user_gets_its_password_on_update() {
+    // A stack deployed before the Airflow database user existed: its generator wrote
+    // the master password alone, under the resource's initial version. (Simulated by
+    // taking the key out of a current Create's value: the initial version exists, and
+    // the current value lacks the key.)
+    let h = Harness::new(empty_store());
+    created(&h).await;
+    let mut older = h.doc("DatabaseSecretArn");
+    older.remove("airflow_password");
+    let older = serde_json::to_string(&older).unwrap();
+    h.store
+        .set_value(&arn("DatabaseSecretArn"), "older-release", &older);
+    let writes = h.store.put_count();
+    let update = || update_event(&h.url(), SECRETS, secrets_props(), secrets_props());
+    let body = h.answer(update()).await.json();
+    assert_eq!(body["Status"], "SUCCESS", "{body}");
+    let database = h.doc("DatabaseSecretArn");
+    let master: serde_json::Value = serde_json::from_str(&older).unwrap();
+    assert_eq!(
+        database["password"], master["password"],
+        "the master password is kept"
+    );
+    let airflow = database["airflow_password"].as_str().unwrap();
+    assert!(airflow.len() == 32 && is_alphanumeric(airflow));
+    assert_eq!(h.store.put_count(), writes + 1);
+    // A redelivered Update writes nothing more.
+    h.answer(update()).await;
+    assert_eq!(h.store.put_count(), writes + 1);
+    assert_eq!(h.doc("DatabaseSecretArn")["airflow_password"], airflow);
+    h.assert_no_secret_leaked(&[]);
 }
 
 #[tokio::test]
@@ -412,7 +455,10 @@ async fn delete_touches_nothing_and_echoes_any_physical_id() {
     assert_eq!(h.store.put_count(), 5);
 }
 
-const DB_DOC: &str = r#"{"password":"p@ss:w/rd#1","username":"airflow"}"#;
+const DB_DOC: &str =
+    r#"{"airflow_password":"App1Pass2Word3","password":"p@ss:w/rd#1","username":"airflow"}"#;
+/// The Airflow database user's URL in [`DB_DOC`]'s secret.
+const AIRFLOW_DB_URL: &str = "postgresql+psycopg2://airflow%5Fapp:App1Pass2Word3@db.cluster-abc.us-east-1.rds.amazonaws.com:5432/airflow?sslmode=require";
 const REDIS_DOC: &str = r#"{"password":"r@d:is/pw#1%","broker_url":"redis://stale"}"#;
 const DB_URL: &str = "postgresql+psycopg2://airflow:p%40ss%3Aw%2Frd%231@db.cluster-abc.us-east-1.rds.amazonaws.com:5432/airflow?sslmode=require";
 const BROKER: &str =
@@ -437,9 +483,11 @@ async fn connection_urls_are_written_into_the_json_secrets() {
     assert_eq!(body["Status"], "SUCCESS", "{body}");
     let database = h.doc("DatabaseSecretArn");
     assert_eq!(database["sql_alchemy_conn"], DB_URL);
+    assert_eq!(database["airflow_sql_alchemy_conn"], AIRFLOW_DB_URL);
     assert_eq!(database["password"], "p@ss:w/rd#1", "password untouched");
+    assert_eq!(database["airflow_password"], "App1Pass2Word3");
     assert_eq!(database["username"], "airflow", "other keys kept");
-    assert_eq!(database.len(), 3);
+    assert_eq!(database.len(), 5);
     assert!(!database.contains_key("result_backend"));
     let redis = h.doc("RedisSecretArn");
     assert_eq!(redis["broker_url"], BROKER);
@@ -530,7 +578,7 @@ async fn url_update_rewrites_only_on_change_and_can_go_back() {
     // and the other keys stay.
     let redis_before = h.store.value(&arn("RedisSecretArn")).unwrap();
     let mut moved = url_props();
-    moved["DbHost"] = json!("db2.example.internal");
+    moved["DbHost"] = json!("db2.cluster-abc.us-east-1.rds.amazonaws.com");
     let mut update = update_event(&h.url(), URLS, moved.clone(), url_props());
     update["RequestId"] = json!("req-move");
     h.answer(update).await;
@@ -540,7 +588,7 @@ async fn url_update_rewrites_only_on_change_and_can_go_back() {
         database["sql_alchemy_conn"],
         DB_URL.replace(
             "@db.cluster-abc.us-east-1.rds.amazonaws.com:",
-            "@db2.example.internal:"
+            "@db2.cluster-abc.us-east-1.rds.amazonaws.com:"
         )
     );
     assert_eq!(database["password"], "p@ss:w/rd#1");

@@ -148,6 +148,9 @@ pub enum Principal {
     Service(String),
     /// Everyone (`"*"`), for deny statements in resource policies.
     Any,
+    /// An AWS account or IAM principal by ARN, e.g. the account
+    /// (`arn:<partition>:iam::<account>:root`) in a KMS key policy.
+    Aws(Expr),
 }
 
 impl Serialize for Principal {
@@ -157,6 +160,11 @@ impl Serialize for Principal {
             Principal::Service(name) => {
                 let mut map = s.serialize_map(Some(1))?;
                 map.serialize_entry("Service", name)?;
+                map.end()
+            }
+            Principal::Aws(arn) => {
+                let mut map = s.serialize_map(Some(1))?;
+                map.serialize_entry("AWS", arn)?;
                 map.end()
             }
         }

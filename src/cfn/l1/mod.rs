@@ -35,6 +35,7 @@ pub mod elasticache;
 pub mod elasticloadbalancingv2;
 pub mod events;
 pub mod iam;
+pub mod kms;
 pub mod lambda;
 pub mod logs;
 pub mod rds;
@@ -76,6 +77,7 @@ pub const RESOURCE_TYPES: &[&str] = &[
     "AWS::ElasticLoadBalancingV2::TargetGroup",
     "AWS::Events::Rule",
     "AWS::IAM::Role",
+    "AWS::KMS::Key",
     "AWS::Lambda::EventInvokeConfig",
     "AWS::Lambda::EventSourceMapping",
     "AWS::Lambda::Function",
@@ -134,6 +136,7 @@ pub fn create_only_properties(type_name: &str) -> Option<&'static [&'static str]
         }
         "AWS::Events::Rule" => events::Rule::CREATE_ONLY,
         "AWS::IAM::Role" => iam::Role::CREATE_ONLY,
+        "AWS::KMS::Key" => kms::Key::CREATE_ONLY,
         "AWS::Lambda::EventInvokeConfig" => lambda::EventInvokeConfig::CREATE_ONLY,
         "AWS::Lambda::EventSourceMapping" => lambda::EventSourceMapping::CREATE_ONLY,
         "AWS::Lambda::Function" => lambda::Function::CREATE_ONLY,
@@ -204,6 +207,7 @@ pub fn conditional_create_only_properties(type_name: &str) -> Option<&'static [&
         }
         "AWS::Events::Rule" => events::Rule::CONDITIONAL_CREATE_ONLY,
         "AWS::IAM::Role" => iam::Role::CONDITIONAL_CREATE_ONLY,
+        "AWS::KMS::Key" => kms::Key::CONDITIONAL_CREATE_ONLY,
         "AWS::Lambda::EventInvokeConfig" => lambda::EventInvokeConfig::CONDITIONAL_CREATE_ONLY,
         "AWS::Lambda::EventSourceMapping" => lambda::EventSourceMapping::CONDITIONAL_CREATE_ONLY,
         "AWS::Lambda::Function" => lambda::Function::CONDITIONAL_CREATE_ONLY,
@@ -263,6 +267,7 @@ pub fn required_properties(type_name: &str) -> Option<&'static [&'static str]> {
         "AWS::ElasticLoadBalancingV2::TargetGroup" => elasticloadbalancingv2::TargetGroup::REQUIRED,
         "AWS::Events::Rule" => events::Rule::REQUIRED,
         "AWS::IAM::Role" => iam::Role::REQUIRED,
+        "AWS::KMS::Key" => kms::Key::REQUIRED,
         "AWS::Lambda::EventInvokeConfig" => lambda::EventInvokeConfig::REQUIRED,
         "AWS::Lambda::EventSourceMapping" => lambda::EventSourceMapping::REQUIRED,
         "AWS::Lambda::Function" => lambda::Function::REQUIRED,

@@ -181,8 +181,11 @@ max_connections = 300
         return res.stdout
 
     def create_app_db(self, user: str, password: str, db: str) -> None:
+        """The database and master user RDS creates: not a superuser, but CREATEROLE and
+        CREATEDB (the RDS master is a member of rds_superuser, which has both), owning
+        the database it was created with."""
         pw = password.replace("'", "''")
-        self.sql(f"CREATE ROLE \"{user}\" LOGIN PASSWORD '{pw}'")
+        self.sql(f"CREATE ROLE \"{user}\" LOGIN CREATEROLE CREATEDB PASSWORD '{pw}'")
         self.sql(f"CREATE DATABASE \"{db}\" OWNER \"{user}\"")
 
 

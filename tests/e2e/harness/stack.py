@@ -29,6 +29,7 @@ import re
 import subprocess
 import threading
 import time
+import urllib.request
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -149,6 +150,7 @@ class LocalStack:
         self.cli = target_dir / "debug" / "airflow-stack"
         infra.need(str(self.cli), "the airflow-stack CLI (cargo build -p airflow-stack)")
         self.tasks: dict[str, Task] = {}
+        self.physical_ids: dict[str, str] = {}  # custom resources, as their Lambda named them
         self.closers: list = []
         self.lab = None
         self.monitor_stop = threading.Event()
@@ -292,7 +294,10 @@ class LocalStack:
         """The secrets Lambda (no VPC: it runs outside the lab, reaching AWS as any Lambda
         does), under its own role."""
         exe = infra.find_secrets_lambda(self.target_dir)
-        self.runtime = infra.RuntimeApi()
+        # Its own ARN, in the stack's account and region: the Lambda refuses requests
+        # for stacks elsewhere (lambdas/cfn-custom-resource/src/origin.rs).
+        self.runtime = infra.RuntimeApi(function_arn=(
+            f"arn:aws:lambda:{self.region}:{ACCOUNT}:function:airflow-secrets"))
         self.responses = infra.ResponseServer()
         self.closers += [self.runtime.close, self.responses.close]
         fn_logical = next(k for k in self.template.of_type("AWS::Lambda::Function")
@@ -316,25 +321,54 @@ class LocalStack:
         self.lambda_proc = Proc("secrets-lambda", [str(exe)], env,
                                       self.workdir / "secrets-lambda.log")
 
-    def invoke_custom_resource(self, type_: str) -> dict:
+    def cloudformation_running(self, logical: str, type_: str, status: str) -> None:
+        """What DescribeStackResource answers for `logical` of this stack: the harness
+        plays CloudFormation, and the Lambda confirms each request with it (as its role
+        allows) before doing anything."""
+        body = {"stack_id": self.ctx.stack_id, "logical_id": logical, "resource_type": type_,
+                "status": status}
+        req = urllib.request.Request(self.aws.endpoint + "/_emulator/cfn-running",
+                                     method="POST", data=json.dumps(body).encode(),
+                                     headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            assert resp.status == 200, resp.status
+
+    def invoke_custom_resource(self, type_: str, changes: dict | None = None) -> dict:
+        """A Create of the template's `type_` resource, sent as CloudFormation sends it:
+        the resource is CREATE_IN_PROGRESS while the Lambda works, CREATE_COMPLETE (or
+        CREATE_FAILED) once it has answered. With `changes`, an Update of the created
+        resource to its properties with these changed (a deploy of an edited stack
+        file), UPDATE_IN_PROGRESS and so on."""
         logical, res = self.template.one_of_type(type_)
+        verb = "UPDATE" if changes else "CREATE"
+        self.cloudformation_running(logical, type_, f"{verb}_IN_PROGRESS")
         props = self.ctx.resolve(res["Properties"])
-        path = f"/cfn/{logical}?X-Amz-Signature=e2e"
+        path = f"/cfn/{logical}/{uuid.uuid4().hex}?X-Amz-Signature=e2e"
         event = {
-            "RequestType": "Create",
+            "RequestType": verb.capitalize(),
             "ServiceToken": props["ServiceToken"],
             "ResponseURL": self.responses.url + path,
             "StackId": self.ctx.stack_id,
             "RequestId": str(uuid.uuid4()),
             "ResourceType": type_,
             "LogicalResourceId": logical,
-            "ResourceProperties": props,
+            "ResourceProperties": {**props, **(changes or {})},
         }
+        if changes:
+            event["OldResourceProperties"] = props
+            event["PhysicalResourceId"] = self.physical_ids[logical]
         kind, body = self.runtime.invoke(event, timeout=120)
         assert kind == "response", f"{logical}: the Lambda reported an error: {body}"
         put = self.responses.wait_put(path, timeout=30)
+        self.cloudformation_running(logical, type_, f"{verb}_COMPLETE"
+                                    if put["Status"] == "SUCCESS" else f"{verb}_FAILED")
         assert put["Status"] == "SUCCESS", f"{logical}: {put}"
+        self.physical_ids[logical] = put["PhysicalResourceId"]
         return put
+
+    def update_custom_resource(self, type_: str, changes: dict) -> dict:
+        """See `invoke_custom_resource`."""
+        return self.invoke_custom_resource(type_, changes)
 
     def secret(self, logical: str, key: str | None = None) -> str:
         """A secret's value, or one key of a JSON secret (as the operator)."""
@@ -806,13 +840,18 @@ class LocalStack:
     def migrate(self) -> None:
         _, res = self.template.one_of_type("Custom::AirflowMigration")
         props = res["Properties"]
-        td_logical = props["TaskDefinition"]["Ref"]
+        code, tail, took = self.run_one_off("migrate", props["TaskDefinition"]["Ref"],
+                                            props["SecurityGroups"])
+        assert code == 0, f"migrate exited {code} after {took:.0f}s:\n{tail}"
+
+    def run_one_off(self, name: str, td_logical: str, groups: list) -> tuple[int, str, float]:
+        """Runs a task definition's one container to its end in a host of its own behind
+        `groups` (security group refs), as RunTask would: exit code, log tail, seconds."""
         td = self.template.resources[td_logical]["Properties"]
-        groups = [_group_of(g) for g in props["SecurityGroups"]]
-        host = self.lab.add_host("migrate", groups, cpu_units=int(td["Cpu"]),
-                                 memory_mib=int(td["Memory"]))
-        task = Task(name="migrate", family=td["Family"], service=None, host=host)
-        self.tasks["migrate"] = task
+        host = self.lab.add_host(name, [_group_of(g) for g in groups],
+                                 cpu_units=int(td["Cpu"]), memory_mib=int(td["Memory"]))
+        task = Task(name=name, family=td["Family"], service=None, host=host)
+        self.tasks[name] = task
         (definition,) = td["ContainerDefinitions"]
         started = time.monotonic()
         c = self.start_container(task, td, definition)
@@ -821,12 +860,41 @@ class LocalStack:
         finally:
             if c.proc.running():
                 c.proc.stop()
-        self.fail_on_violations("during the migration")
-        assert c.proc.popen.returncode == 0, (
-            f"migrate exited {c.proc.popen.returncode} after {time.monotonic() - started:.0f}s:\n"
-            f"{c.proc.tail(60)}")
+        self.fail_on_violations(f"during the one-off task {name}")
         c.status = "STOPPED"
-        self.tasks.pop("migrate")
+        self.tasks.pop(name)
+        return c.proc.popen.returncode, c.proc.tail(60), time.monotonic() - started
+
+    def reencrypt_fernet(self) -> tuple[int, str]:
+        """What `airflow-stack rotate-fernet` starts: the stack's re-encryption task
+        definition, in the migration's security group (src/cli/rotate_fernet.rs)."""
+        _, res = self.template.one_of_type("Custom::AirflowMigration")
+        code, tail, _ = self.run_one_off("rotate-fernet", "RotateFernetTaskDefinition",
+                                         res["Properties"]["SecurityGroups"])
+        return code, tail
+
+    def fernet_keys(self) -> list[str]:
+        """The Fernet secret's keys, newest first."""
+        return self.secret("FernetKeySecret").split(",")
+
+    def put_fernet_keys(self, keys: list[str]) -> None:
+        """What `rotate-fernet --drop-old-keys` writes (as the operator)."""
+        self.sm.put_secret_value(SecretId=self.ctx.refs["FernetKeySecret"],
+                                 SecretString=",".join(keys))
+
+    def fernet_readers(self) -> list[str]:
+        """Names of the running containers that get the Fernet key."""
+        return sorted({c.name for t in self.tasks.values() for c in t.containers.values()
+                       if any(s["Name"] == "AIRFLOW__CORE__FERNET_KEY"
+                              for s in c.definition.get("Secrets", []))})
+
+    def stored_connection_password(self, conn_id: str) -> str:
+        """The `connection.password` column as Airflow stored it (Fernet token)."""
+        _, urls = self.template.one_of_type("Custom::AirflowConnectionUrls")
+        db = urls["Properties"]["DbName"]
+        out = self.pg.sql(f"COPY (SELECT password FROM connection WHERE conn_id = '{conn_id}') "
+                          "TO STDOUT", db=db)
+        return out.strip()
 
     def push_dags(self, folder: Path) -> None:
         env = dict(os.environ, AWS_ENDPOINT_URL=self.aws.endpoint, AWS_ACCESS_KEY_ID="testing",

@@ -7,12 +7,33 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use airflow_secrets::{invoke, InvokeError, MemoryStore, SecretStore};
+use cfn_custom_resource::origin::fake::FakeStacks;
 use cfn_custom_resource::testing::{CaptureServer, CapturedRequest};
-use cfn_custom_resource::{GuardConfig, ResponseSender, RetryPolicy};
+use cfn_custom_resource::{GuardConfig, OriginCheck, ResponseSender, RetryPolicy, StackResources};
 use serde_json::{json, Value};
 
 pub const STACK: &str = "arn:aws:cloudformation:us-east-1:123456789012:stack/airflow-dev/1b2c";
 pub const LOG_STREAM: &str = "2026/05/01/[$LATEST]0123456789abcdef";
+/// The function's own ARN: the same account and region as [`STACK`].
+pub const FUNCTION_ARN: &str = "arn:aws:lambda:us-east-1:123456789012:function:secrets";
+
+/// CloudFormation's view while it sends `event`: the resource the event names exists
+/// with the event's type and is being created (or updated). The harness plays
+/// CloudFormation, so this is what a genuine request finds.
+pub fn running(event: &Value) -> FakeStacks {
+    let text = |key: &str| event[key].as_str().unwrap_or_default().to_owned();
+    let status = if text("RequestType") == "Update" {
+        "UPDATE_IN_PROGRESS"
+    } else {
+        "CREATE_IN_PROGRESS"
+    };
+    FakeStacks::with(
+        &text("StackId"),
+        &text("LogicalResourceId"),
+        &text("ResourceType"),
+        status,
+    )
+}
 
 /// A Secrets Manager ARN for a short name.
 pub fn arn(name: &str) -> String {
@@ -151,6 +172,8 @@ pub struct Harness {
     pub sender: ResponseSender,
     pub config: GuardConfig,
     pub logs: LogBuffer,
+    /// CloudFormation's answers; `None`: [`running`] for each event (a genuine request).
+    pub stacks: Option<Arc<FakeStacks>>,
 }
 
 impl Harness {
@@ -176,6 +199,7 @@ impl Harness {
             sender,
             config,
             logs: LogBuffer::default(),
+            stacks: None,
         }
     }
 
@@ -198,8 +222,13 @@ impl Harness {
             .finish();
         let _guard = tracing::subscriber::set_default(subscriber);
         let store: Arc<dyn SecretStore> = self.store.clone();
+        let stacks: Arc<dyn StackResources> = match &self.stacks {
+            Some(stacks) => stacks.clone(),
+            None => Arc::new(running(&event)),
+        };
+        let origin = OriginCheck::new(FUNCTION_ARN, stacks);
         let deadline = SystemTime::now() + deadline_in;
-        let call = invoke(event, deadline, &self.config, &self.sender, store);
+        let call = invoke(event, deadline, &self.config, &self.sender, store, origin);
         tokio::time::timeout(Duration::from_secs(20), call)
             .await
             .expect("invocation must finish within 20 s")

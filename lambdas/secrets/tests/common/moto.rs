@@ -1,10 +1,18 @@
-//! moto's server mode as the Secrets Manager endpoint.
+//! The project's AWS emulator (tests/aws_emulator/server.py: moto 5.2.5, patched) as the
+//! Secrets Manager and CloudFormation endpoint.
 //!
-//! `MOTO_ENDPOINT` points at a running moto; otherwise moto is started from
-//! `$AIRFLOW_STACK_VENV/bin/moto_server` (default `$HOME/.cache/airflow-stack/venv`),
-//! which the project's test script creates. Neither available: the test fails, it
-//! never skips.
+//! The Lambda confirms each Create and Update with CloudFormation
+//! (`DescribeStackResource`) before it touches a secret; the emulator answers that for a
+//! stack it did not deploy once the test, playing CloudFormation, says which resource
+//! it is running ([`Moto::cloudformation_running`]). Plain moto cannot: it would answer
+//! that the stack does not exist, and every request would be refused.
+//!
+//! `MOTO_ENDPOINT` points at a running emulator; otherwise it is started with
+//! `$AIRFLOW_STACK_VENV/bin/python` (default `$HOME/.cache/airflow-stack/venv`), which
+//! the project's test script creates. Neither available: the test fails, it never
+//! skips.
 
+use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -16,10 +24,11 @@ pub struct Moto {
     child: Option<Child>,
 }
 
-const HOW_TO: &str = "the integration tests need moto 5.2.5 in server mode. Run the project's test \
-command (it creates the venv), or by hand: python3 -m venv ~/.cache/airflow-stack/venv && \
-~/.cache/airflow-stack/venv/bin/pip install \"moto[server]==5.2.5\"; then export \
-AIRFLOW_STACK_VENV=~/.cache/airflow-stack/venv (or MOTO_ENDPOINT=http://127.0.0.1:<port> for a running moto)";
+const HOW_TO: &str = "the integration tests need the AWS emulator (moto 5.2.5 in the project's \
+venv). Run the project's test command (it creates the venv), or by hand: python3 -m venv \
+~/.cache/airflow-stack/venv && ~/.cache/airflow-stack/venv/bin/pip install -r \
+tests/requirements.txt; then export AIRFLOW_STACK_VENV=~/.cache/airflow-stack/venv (or \
+MOTO_ENDPOINT=http://127.0.0.1:<port> for a running tests/aws_emulator/server.py)";
 
 impl Moto {
     pub fn start() -> Self {
@@ -35,11 +44,14 @@ impl Moto {
                 PathBuf::from(std::env::var("HOME").unwrap_or_default())
                     .join(".cache/airflow-stack/venv")
             });
-        let server = venv.join("bin/moto_server");
-        assert!(server.exists(), "{} not found: {HOW_TO}", server.display());
+        let python = venv.join("bin/python");
+        assert!(python.exists(), "{} not found: {HOW_TO}", python.display());
+        let server =
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/aws_emulator/server.py");
         let port = free_port();
-        let child = Command::new(&server)
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        let child = Command::new(&python)
+            .arg(&server)
+            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -51,6 +63,38 @@ impl Moto {
         };
         wait_until_listening(port, Duration::from_secs(30));
         moto
+    }
+}
+
+impl Moto {
+    /// What DescribeStackResource answers for the resource `event` names (with the
+    /// event's type) from now on: `*_IN_PROGRESS` while CloudFormation waits for this
+    /// event's response, `*_COMPLETE` once it has one.
+    pub fn cloudformation_status(&self, event: &serde_json::Value, done: bool) {
+        let verb = if event["RequestType"] == "Update" {
+            "UPDATE"
+        } else {
+            "CREATE"
+        };
+        let status = format!("{verb}_{}", if done { "COMPLETE" } else { "IN_PROGRESS" });
+        let body = serde_json::json!({
+            "stack_id": event["StackId"], "logical_id": event["LogicalResourceId"],
+            "resource_type": event["ResourceType"], "status": status,
+        })
+        .to_string();
+        let address = self.endpoint.trim_start_matches("http://");
+        let mut stream = TcpStream::connect(address).expect("the emulator listens");
+        write!(
+            stream,
+            "POST /_emulator/cfn-running HTTP/1.1\r\nHost: {address}\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\n\
+             Connection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        let mut reply = String::new();
+        stream.read_to_string(&mut reply).unwrap();
+        assert!(reply.starts_with("HTTP/1.1 200"), "cfn-running: {reply}");
     }
 }
 
@@ -76,7 +120,7 @@ fn wait_until_listening(port: u16, timeout: Duration) {
     while TcpStream::connect(("127.0.0.1", port)).is_err() {
         assert!(
             Instant::now() < until,
-            "moto_server did not listen on {port} within {timeout:?}"
+            "the emulator did not listen on {port} within {timeout:?}"
         );
         std::thread::sleep(Duration::from_millis(50));
     }
