@@ -25,6 +25,23 @@ export CARGO_TERM_COLOR=never
 export CARGO_INCREMENTAL=0
 started=$(date +%s)
 
+# The cached target dir grows with every clone (about 6 GB each: test binaries and the
+# workspace's crates). When the disk runs low, files no build has read for a day are
+# removed; cargo rebuilds whatever it then misses. (atime: the root file system is
+# mounted relatime, which refreshes a file's atime at least once a day when it is read.)
+# AIRFLOW_STACK_MIN_FREE_GB sets the threshold.
+prune_target_dir() {
+    local min_gb="${AIRFLOW_STACK_MIN_FREE_GB:-20}" free_gb
+    [ -d "$CARGO_TARGET_DIR" ] || return 0
+    free_gb=$(df -Pk "$CARGO_TARGET_DIR" | awk 'NR==2 {print int($4 / 1048576)}')
+    [ "$free_gb" -lt "$min_gb" ] || return 0
+    echo "only ${free_gb} GB free (< ${min_gb}): removing files unread for a day from $CARGO_TARGET_DIR"
+    find "$CARGO_TARGET_DIR" -type f -amin +1440 -delete
+    find "$CARGO_TARGET_DIR" -mindepth 1 -type d -empty -delete
+    echo "now $(df -Pk "$CARGO_TARGET_DIR" | awk 'NR==2 {print int($4 / 1048576)}') GB free"
+}
+prune_target_dir
+
 phase() { printf '\n== %s (%ss) ==\n' "$1" "$(( $(date +%s) - started ))"; }
 
 # Debian packages the tests use, installed only when missing.
