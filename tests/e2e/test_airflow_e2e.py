@@ -416,6 +416,25 @@ def test_airflow_connects_as_its_own_database_user_not_the_master(stack):
             assert not held, f"{task.name}/{c.name} holds the master password in {held}"
 
 
+def test_a_later_migration_hands_over_what_the_master_owned(stack):
+    """The upgrade path of the Airflow database user: a stack migrated before the user
+    existed has its tables owned by the master. A table the master creates stands in
+    for them; the next deploy's migration (run again here, with the services up, as a
+    deploy runs it) gives it to the Airflow user, and a migration that finds the user
+    already there succeeds."""
+    _, urls = stack.template.one_of_type("Custom::AirflowConnectionUrls")
+    db, master = urls["Properties"]["DbName"], urls["Properties"]["DbUser"]
+    stack.pg.sql(f"SET ROLE \"{master}\"; CREATE TABLE e2e_owned_by_master (id int)", db=db)
+    owner = "SELECT tableowner FROM pg_tables WHERE tablename = 'e2e_owned_by_master'"
+    assert stack.pg.sql(f"COPY ({owner}) TO STDOUT", db=db).strip() == master
+    stack.migrate()
+    stack.timings.mark("second migration")
+    try:
+        assert stack.pg.sql(f"COPY ({owner}) TO STDOUT", db=db).strip() == AIRFLOW_DB_USER
+    finally:
+        stack.pg.sql("DROP TABLE e2e_owned_by_master", db=db)
+
+
 @dev_only
 def test_fernet_rotation_keeps_connections_readable(stack, airflow, connection_password):
     """A Fernet key rotation as the stack does it (issue 19): the deploy with a new

@@ -848,6 +848,10 @@ class LocalStack:
         """Runs a task definition's one container to its end in a host of its own behind
         `groups` (security group refs), as RunTask would: exit code, log tail, seconds."""
         td = self.template.resources[td_logical]["Properties"]
+        # A task runs in a host of its own; the second run of one (a later deploy's
+        # migration) gets a new host, as RunTask gets a new ENI.
+        runs = sum(1 for h in self.lab.hosts if h == name or h.startswith(f"{name}-"))
+        name = name if runs == 0 else f"{name}-{runs + 1}"
         host = self.lab.add_host(name, [_group_of(g) for g in groups],
                                  cpu_units=int(td["Cpu"]), memory_mib=int(td["Memory"]))
         task = Task(name=name, family=td["Family"], service=None, host=host)
