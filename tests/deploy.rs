@@ -11,7 +11,7 @@ use std::process::{Command, Output};
 use std::time::Instant;
 
 use common::emulator::{assets_dir, lambda_architecture, target_dir, Emulator};
-use common::{cli, default_template, root};
+use common::{default_template, root};
 
 struct Session {
     emulator: Emulator,
@@ -36,15 +36,8 @@ impl Session {
     /// The CLI against the emulator, with stdin not a terminal (as in CI), and the
     /// Session's target dir: deploy looks for the zips in `<target>/lambda/<arch>`.
     fn command(&self, args: &[&str]) -> Command {
-        let mut cmd = cli();
-        cmd.args(args)
-            .env("CARGO_TARGET_DIR", &self.target)
-            .env_remove("AIRFLOW_STACK_ASSETS_DIR")
-            .env_remove("AWS_PROFILE")
-            .stdin(std::process::Stdio::null());
-        for (k, v) in self.emulator.env() {
-            cmd.env(k, v);
-        }
+        let mut cmd = self.emulator.cli(&self.target);
+        cmd.args(args);
         cmd
     }
 

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 
 use common::emulator::{target_dir, Emulator};
-use common::{cli, root};
+use common::root;
 
 struct Session {
     emulator: Emulator,
@@ -21,16 +21,12 @@ struct Session {
 
 impl Session {
     fn run(&self, args: &[&str]) -> Output {
-        let mut cmd = cli();
-        cmd.args(args)
-            .env("CARGO_TARGET_DIR", target_dir())
-            .env_remove("AIRFLOW_STACK_ASSETS_DIR")
-            .env_remove("AWS_PROFILE")
-            .stdin(std::process::Stdio::null());
-        for (k, v) in self.emulator.env() {
-            cmd.env(k, v);
-        }
-        let out = cmd.output().expect("run airflow-stack");
+        let out = self
+            .emulator
+            .cli(&target_dir())
+            .args(args)
+            .output()
+            .expect("run airflow-stack");
         eprintln!(
             "$ airflow-stack {}\n{}{}",
             args.join(" "),

@@ -333,7 +333,7 @@ pub type Versions = BTreeMap<&'static str, String>;
 /// The template parameters naming the bucket, each asset's key and, for the assets in
 /// `versions`, the version id of the object deploy verified. An asset without a version
 /// (not uploaded yet) leaves its version parameter out, so the parameters differ from a
-/// deployed stack's until [`upload`] has put it there.
+/// deployed stack's until [`upload_missing`] has put it there.
 pub fn parameters(bucket: &str, assets: &[Asset], versions: &Versions) -> BTreeMap<String, String> {
     let mut p = BTreeMap::new();
     for a in assets {
@@ -478,7 +478,8 @@ fn replaced(bucket: &str, asset: &Asset, found: &str) -> anyhow::Error {
 
 /// Checks the assets already in the bucket without writing anything: the version id of
 /// each one whose object holds its bytes. Missing ones are left out (they are uploaded
-/// later); one holding other bytes is an error, as in [`upload`].
+/// later); one holding other bytes is an error: the bucket was written by someone else, and
+/// deploying would run their code.
 pub async fn verify(
     s3: &aws_sdk_s3::Client,
     bucket: &str,
@@ -497,26 +498,21 @@ pub async fn verify(
     Ok(versions)
 }
 
-/// Uploads the assets missing from the bucket, each with its SHA-256 checksum (S3
-/// refuses the upload if the bytes it received differ), and checks the ones already
-/// there. Returns the version id of every asset's object:
-/// PutObject's for an upload, HeadObject's for a checked one. An asset whose key holds
-/// other bytes is an error: the bucket was written by someone else, and deploying would
-/// run their code.
-pub async fn upload(
+/// Uploads the assets [`verify`] found missing (`verified` holds the others), each with
+/// its SHA-256 checksum: S3 refuses the upload if the bytes it received differ. Returns
+/// the version id of every asset's object: PutObject's for an upload, the verified one
+/// for the rest, which the function's code reference pins, so the object cannot be
+/// swapped between the check and CloudFormation's read.
+pub async fn upload_missing(
     s3: &aws_sdk_s3::Client,
     bucket: &str,
     assets: &[Asset],
+    verified: &Versions,
 ) -> anyhow::Result<Versions> {
-    let mut versions = Versions::new();
+    let mut versions = verified.clone();
     for asset in assets {
-        match stored(s3, bucket, asset).await? {
-            Stored::Same(version) => {
-                versions.insert(asset.parameter, version);
-                continue;
-            }
-            Stored::Different(found) => return Err(replaced(bucket, asset, &found)),
-            Stored::Missing => {}
+        if versions.contains_key(asset.parameter) {
+            continue;
         }
         let put = s3
             .put_object()

@@ -88,6 +88,8 @@ struct Prepared {
     parameters: BTreeMap<String, String>,
     tags: BTreeMap<String, String>,
     assets: Vec<assets::Asset>,
+    /// Version ids of the assets already in the bucket, verified by `prepare`.
+    verified: assets::Versions,
     assets_bucket: String,
     existing: Option<StackInfo>,
     termination_protection: bool,
@@ -137,6 +139,7 @@ async fn prepare(aws: &Aws, spec: &spec::Spec, common: &Common) -> Result<Prepar
         parameters: assets::parameters(&assets_bucket, &assets, &versions),
         tags: stack_tags(spec),
         assets,
+        verified: versions,
         assets_bucket,
         existing,
         termination_protection: spec.termination_protection,
@@ -158,7 +161,7 @@ async fn deployed(aws: &Aws, p: &Prepared) -> anyhow::Result<Option<Value>> {
 /// each function's code pinned to the object version just uploaded or checked.
 async fn change_set(aws: &Aws, p: &Prepared) -> anyhow::Result<cfn_stack::ChangeSet> {
     let s3 = aws.s3();
-    let versions = assets::upload(&s3, &p.assets_bucket, &p.assets).await?;
+    let versions = assets::upload_missing(&s3, &p.assets_bucket, &p.assets, &p.verified).await?;
     let parameters = assets::parameters(&p.assets_bucket, &p.assets, &versions);
     let template = if p.body.len() > MAX_INLINE_TEMPLATE_BYTES {
         let key = assets::upload_template(&s3, &p.assets_bucket, &p.body).await?;

@@ -10,10 +10,9 @@
 
 use super::airflow_config::SharedConfig;
 use super::component::Component;
-use super::fargate::{self, TaskDefinitionSpec};
 use super::iam::Roles;
+use super::migration::one_off_task;
 use super::scope::Scope;
-use crate::cfn::l1::ecs::task_definition::ContainerDefinition;
 
 /// Logical id of the task definition `rotate-fernet` runs.
 pub const TASK_DEFINITION: &str = "RotateFernetTaskDefinition";
@@ -23,27 +22,12 @@ const COMMAND: &str = "rotate-fernet-key";
 
 /// Adds the task definition and its log group.
 pub fn add(s: &mut Scope, roles: &Roles, shared: &SharedConfig) {
-    let spec = s.spec;
-    let me = Component::RotateFernet;
-    let log_group = fargate::log_group(s, me.id(), me.name());
-    let container = ContainerDefinition {
-        command: vec![COMMAND.into()],
-        environment: shared.env_for(spec, me),
-        secrets: shared.secrets_for(spec, me),
-        ..fargate::container(me.name(), spec.airflow_image(), &log_group)
-    };
-    let size = me.size(spec);
-    let definition = fargate::task_definition(
+    let (definition, _) = one_off_task(
         s,
-        me.id(),
-        TaskDefinitionSpec {
-            family_suffix: me.name(),
-            cpu: size.cpu,
-            memory: size.memory,
-            containers: vec![container],
-            execution_role: roles.execution.arn(),
-            task_role: None,
-        },
+        Component::RotateFernet,
+        vec![COMMAND.into()],
+        roles,
+        shared,
     );
     debug_assert_eq!(definition.id().as_str(), TASK_DEFINITION);
 }

@@ -145,26 +145,7 @@ pub fn add(
 ) -> Migration {
     let spec = s.spec;
     let me = Component::Migrate;
-    let log_group = fargate::log_group(s, me.id(), me.name());
-    let container = ContainerDefinition {
-        command: migrate_command(spec),
-        environment: shared.env_for(spec, me),
-        secrets: shared.secrets_for(spec, me),
-        ..fargate::container(me.name(), spec.airflow_image(), &log_group)
-    };
-    let size = me.size(spec);
-    let definition = fargate::task_definition(
-        s,
-        me.id(),
-        TaskDefinitionSpec {
-            family_suffix: me.name(),
-            cpu: size.cpu,
-            memory: size.memory,
-            containers: vec![container],
-            execution_role: roles.execution.arn(),
-            task_role: None,
-        },
-    );
+    let (definition, log_group) = one_off_task(s, me, migrate_command(spec), roles, shared);
     let function = add_function(s, infra, roles, &definition, &log_group);
     let (net, sg, cluster) = (infra.net, infra.sg, infra.cluster);
     let properties = MigrationProperties {
@@ -198,6 +179,40 @@ pub fn add(
     Migration {
         ready: vec![handle.id().clone(), backends.broker.ready.clone()],
     }
+}
+
+/// A one-off task of `me` (the migration, the Fernet re-encryption): its log group and a
+/// task definition of one Airflow container running `command`, with the component's
+/// environment and secrets and no task role (it makes no AWS call).
+pub(super) fn one_off_task(
+    s: &mut Scope,
+    me: Component,
+    command: Vec<Expr>,
+    roles: &Roles,
+    shared: &SharedConfig,
+) -> (Handle<TaskDefinition>, Handle<LogGroup>) {
+    let spec = s.spec;
+    let log_group = fargate::log_group(s, me.id(), me.name());
+    let container = ContainerDefinition {
+        command,
+        environment: shared.env_for(spec, me),
+        secrets: shared.secrets_for(spec, me),
+        ..fargate::container(me.name(), spec.airflow_image(), &log_group)
+    };
+    let size = me.size(spec);
+    let definition = fargate::task_definition(
+        s,
+        me.id(),
+        TaskDefinitionSpec {
+            family_suffix: me.name(),
+            cpu: size.cpu,
+            memory: size.memory,
+            containers: vec![container],
+            execution_role: roles.execution.arn(),
+            task_role: None,
+        },
+    );
+    (definition, log_group)
 }
 
 /// The migration Lambda and its least-privilege role: run and watch exactly the

@@ -57,6 +57,20 @@ impl Emulator {
         ]
     }
 
+    /// The CLI against this emulator as CI runs it: stdin not a terminal, no AWS
+    /// profile, and deploy looking for the Lambda zips in `<target>/lambda/<arch>`.
+    pub fn cli(&self, target: &std::path::Path) -> Command {
+        let mut cmd = super::cli();
+        cmd.env("CARGO_TARGET_DIR", target)
+            .env_remove("AIRFLOW_STACK_ASSETS_DIR")
+            .env_remove("AWS_PROFILE")
+            .stdin(Stdio::null());
+        for (k, v) in self.env() {
+            cmd.env(k, v);
+        }
+        cmd
+    }
+
     /// Makes the next one-off ECS task (a migration) exit with `code`.
     pub fn set_task_exit_code(&self, code: i32) {
         let (status, body) =
