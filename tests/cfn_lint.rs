@@ -32,6 +32,11 @@ fn variations() -> Vec<(&'static str, &'static str, &'static str)> {
         ("kms-key-created", "network:\n  nat_gateways: 1\nredis:\n  engine: fargate\nencryption:\n  kms_key: create\nautoscaling:\n  enabled: true\nalerts:\n  enabled: true\n  slack_webhook_secret: create\n", "json"),
         ("rds-monitoring-on", "database:\n  engine: rds-postgres\n  monitoring_interval: 30\nmonitoring:\n  container_insights: enhanced\n", "yaml"),
         ("kms-key-existing", "encryption:\n  kms_key: arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab\n", "yaml"),
+        ("access-load-balancer-internal-created-certificate", "network:\n  nat_gateways: 1\naccess:\n  mode: load_balancer\n  domain: airflow.example.com\n  hosted_zone_id: Z0123456789EXAMPLEZONE\n  allowed_cidrs: [10.0.0.0/8]\n  allowed_security_groups: [sg-0a1b2c3d4e5f60718]\n", "json"),
+        ("access-load-balancer-internet-facing-given-certificate", "access:\n  mode: load_balancer\n  scheme: internet-facing\n  domain: airflow.example.org\n  certificate_arn: arn:aws:acm:us-east-1:123456789012:certificate/1234abcd-12ab-34cd-56ef-1234567890ab\n  allowed_cidrs: [203.0.113.0/24, 198.51.100.7/32]\n", "yaml"),
+        ("access-load-balancer-open-existing-vpc-packed", "network:\n  vpc_id: vpc-0a1b2c3d4e5f60718\n  subnet_ids: [subnet-0a1b2c3d, subnet-1a2b3c4d]\nservices:\n  packing: core\naccess:\n  mode: load_balancer\n  scheme: internet-facing\n  domain: airflow.example.org\n  hosted_zone_id: Z0123456789EXAMPLEZONE\n  open_to_the_whole_internet: true\n  subnet_ids: [subnet-2a2b3c4d, subnet-3a2b3c4d]\n", "json"),
+        ("access-in-vpc-with-flower", "services:\n  flower: {enabled: true}\naccess:\n  mode: in_vpc\n  allowed_cidrs: [10.8.0.0/16]\n  allowed_security_groups: [sg-0a1b2c3d]\n", "yaml"),
+        ("access-tunnel-packed-kms", "services:\n  packing: core\nencryption:\n  kms_key: create\naccess:\n  mode: tunnel\n", "json"),
         ("alerts-only-existing-targets", "network:\n  nat_gateways: 2\nalerts:\n  enabled: true\n  slack_webhook_secret: arn:aws:secretsmanager:us-east-1:123456789012:secret:slack-AbCdEf\n  sns_topic: arn:aws:sns:us-east-1:123456789012:ops\n", "json"),
     ]
 }

@@ -1,8 +1,10 @@
 //! The only code that talks to AWS: clients from the standard credential chain,
-//! DAG upload, deploy through change sets, stack events and outputs.
+//! DAG upload, deploy through change sets, stack events and outputs, the services and
+//! the database that `pause` and `resume` stop and start.
 
 pub mod assets;
 pub mod dags;
+pub mod database;
 pub mod one_off;
 pub mod services;
 pub mod stack;
@@ -72,6 +74,11 @@ impl Aws {
     /// A DynamoDB client (the scaler's state table).
     pub fn dynamodb(&self) -> aws_sdk_dynamodb::Client {
         aws_sdk_dynamodb::Client::new(&self.config)
+    }
+
+    /// An RDS client (the database `pause` stops and `resume` starts).
+    pub fn rds(&self) -> aws_sdk_rds::Client {
+        aws_sdk_rds::Client::new(&self.config)
     }
 
     /// A Secrets Manager client (the Fernet key of `rotate-fernet`).

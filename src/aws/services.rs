@@ -1,5 +1,6 @@
 //! The stack's ECS services: found through the stack's resources, scaled with
-//! UpdateService (`pause` / `resume`), restarted to read a secret again (`rotate-fernet`).
+//! UpdateService and waited for until their tasks have stopped (`pause` / `resume`),
+//! restarted to read a secret again (`rotate-fernet`).
 
 use anyhow::anyhow;
 
@@ -203,4 +204,32 @@ pub async fn set_desired_count(
         .await
         .map_err(|e| anyhow!("cannot scale {service} to {count}: {}", describe(&e)))?;
     Ok(())
+}
+
+/// Waits until none of `services` (physical ids) in `cluster` runs a task any more, or
+/// `timeout` has passed; returns each service that still runs tasks, with their number.
+/// A Fargate task gets up to 120 s between SIGTERM and SIGKILL (its `stopTimeout`), and
+/// a worker under task scale-in protection is not stopped until it clears it.
+pub async fn wait_drained(
+    ecs: &aws_sdk_ecs::Client,
+    cluster: &str,
+    services: &[String],
+    timeout: std::time::Duration,
+) -> anyhow::Result<Vec<(String, i32)>> {
+    let started = std::time::Instant::now();
+    let mut delay = std::time::Duration::from_secs(1);
+    loop {
+        let now = counts(ecs, cluster, services).await?;
+        let running: Vec<(String, i32)> = services
+            .iter()
+            .zip(&now)
+            .filter(|(_, c)| c.running > 0)
+            .map(|(s, c)| (s.clone(), c.running))
+            .collect();
+        if running.is_empty() || started.elapsed() >= timeout {
+            return Ok(running);
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(std::time::Duration::from_secs(10));
+    }
 }

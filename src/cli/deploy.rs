@@ -97,7 +97,7 @@ struct Prepared {
 
 fn stack_tags(spec: &spec::Spec) -> BTreeMap<String, String> {
     let mut tags = spec.tags.clone();
-    tags.insert("airflow-stack:stack".into(), spec.name.clone());
+    tags.insert("airflow-stack:stack".into(), spec.name.to_string());
     tags
 }
 
@@ -133,7 +133,7 @@ async fn prepare(aws: &Aws, spec: &spec::Spec, common: &Common) -> Result<Prepar
     let versions = assets::verify(&aws.s3(), &assets_bucket, &assets).await?;
     let existing = cfn_stack::describe_stack(&aws.cloudformation(), &spec.name).await?;
     Ok(Prepared {
-        name: spec.name.clone(),
+        name: spec.name.to_string(),
         body: serde_json::to_string(&template).expect("JSON values serialise"),
         template,
         parameters: assets::parameters(&assets_bucket, &assets, &versions),

@@ -204,7 +204,7 @@ fn render(answers: &Answers, args: &Args, stack_name: &str) -> Result<(String, S
         subnet_ids => &args.subnet_ids,
         file => stack_name,
         airflow_version => &defaults.airflow.version,
-        database_version => &defaults.database.engine_version,
+        database_version => defaults.database.engine_version.as_str(),
     };
     let render = |name: &str, source: &str| {
         env.render_named_str(name, source, &ctx)

@@ -12,6 +12,7 @@ mod progress;
 mod rotate_fernet;
 mod schema;
 mod synth;
+mod ui;
 mod validate;
 
 use std::path::PathBuf;
@@ -59,6 +60,9 @@ enum Command {
     /// Re-encrypt every stored secret under the newest Fernet key (after a deploy with a
     /// new secrets.fernet_rotation), then optionally drop the old keys.
     RotateFernet(rotate_fernet::Args),
+    /// Open the Airflow UI of a stack with access.mode tunnel on a local port (a
+    /// Session Manager port forward to a running api-server task).
+    Ui(ui::Args),
     /// Work with the stack's DAG bundle.
     #[command(subcommand)]
     Dags(dags::DagsCommand),
@@ -98,6 +102,7 @@ pub fn main() -> ExitCode {
         Command::Pause(args) => pause::run(args, pause::Direction::Pause),
         Command::Resume(args) => pause::run(args, pause::Direction::Resume),
         Command::RotateFernet(args) => rotate_fernet::run(args),
+        Command::Ui(args) => ui::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -145,7 +145,7 @@ impl CostError {
 /// Estimates the monthly cost of `template` (synthesized from `spec`).
 pub fn estimate(template: &Value, spec: &Spec) -> Result<Estimate, CostError> {
     let p = prices::for_region(&spec.region).ok_or_else(|| CostError::UnknownRegion {
-        region: spec.region.clone(),
+        region: spec.region.to_string(),
         known: prices::known_regions().join(", "),
     })?;
     let resources = Resources::of(template)?;
@@ -159,7 +159,7 @@ pub fn estimate(template: &Value, spec: &Spec) -> Result<Estimate, CostError> {
     let always_on = lines.iter().map(|l| l.always_on).sum();
     let paused = lines.iter().map(|l| l.paused).sum();
     Ok(Estimate {
-        stack: spec.name.clone(),
+        stack: spec.name.to_string(),
         region: p.region.to_string(),
         prices_as_of: PRICES_AS_OF.to_string(),
         hours_per_month: HOURS_PER_MONTH,
@@ -484,20 +484,72 @@ fn network_lines(r: &Resources, tasks: &[FargateTask], p: &Prices) -> Result<Vec
     Ok(lines)
 }
 
-/// Load balancers: hourly plus the assumed capacity units; they bill while paused.
+/// Load balancers: hourly plus the assumed capacity units; the hours bill while paused
+/// (no traffic then, so no LCUs). An internet-facing balancer also holds one public
+/// IPv4 address per subnet (AZ) it has a node in, billed like any other ("Public IPv4
+/// Address" on the VPC pricing page; Elastic Load Balancing pricing, "LCU"). Its
+/// certificate (ACM, public) and alias record (Route 53 answers alias queries to a
+/// load balancer free of charge; the hosted zone is the owner's) cost nothing.
 fn load_balancer_lines(r: &Resources, p: &Prices) -> Result<Vec<Line>, CostError> {
-    Ok(r.of_type("AWS::ElasticLoadBalancingV2::LoadBalancer")?
-        .into_iter()
-        .map(|lb| {
-            let monthly = (p.alb_hour + ASSUMPTIONS.alb_lcu * p.alb_lcu_hour) * HOURS_PER_MONTH;
-            Line {
-                item: lb.id.to_string(),
-                detail: format!("load balancer + {} LCU (assumed)", ASSUMPTIONS.alb_lcu),
-                always_on: monthly,
-                paused: monthly,
-            }
-        })
-        .collect())
+    let mut lines = Vec::new();
+    for lb in r.of_type("AWS::ElasticLoadBalancingV2::LoadBalancer")? {
+        let properties: Value = lb.properties()?;
+        let hours = p.alb_hour * HOURS_PER_MONTH;
+        let lcu = ASSUMPTIONS.alb_lcu * p.alb_lcu_hour * HOURS_PER_MONTH;
+        lines.push(Line {
+            item: lb.id.to_string(),
+            detail: format!(
+                "load balancer hours + {} LCU (assumed; none while paused)",
+                ASSUMPTIONS.alb_lcu
+            ),
+            always_on: hours + lcu,
+            paused: hours,
+        });
+        // CloudFormation's default scheme is internet-facing.
+        let public =
+            properties["Scheme"].as_str().unwrap_or("internet-facing") == "internet-facing";
+        if !public {
+            continue;
+        }
+        let subnets = properties["Subnets"]
+            .as_array()
+            .or_else(|| properties["SubnetMappings"].as_array())
+            .map(Vec::len)
+            .filter(|n| *n > 0)
+            .ok_or_else(|| {
+                lb.error("Properties: an internet-facing balancer without Subnets or SubnetMappings cannot be priced (one public IPv4 address per subnet)".into())
+            })? as f64;
+        let ips = subnets * p.public_ipv4_hour * HOURS_PER_MONTH;
+        lines.push(Line {
+            item: format!("{} public IPv4", lb.id),
+            detail: format!("{subnets} addresses, one per subnet of the internet-facing balancer (more while it scales out)"),
+            always_on: ips,
+            paused: ips,
+        });
+    }
+    let zero = |item: &str, count: usize, detail: &str| Line {
+        item: item.to_string(),
+        detail: format!("{count} x {detail}"),
+        always_on: 0.0,
+        paused: 0.0,
+    };
+    let certificates = r.count("AWS::CertificateManager::Certificate")?;
+    if certificates > 0 {
+        lines.push(zero(
+            "ACM certificate",
+            certificates,
+            "public certificate (free)",
+        ));
+    }
+    let records = r.count("AWS::Route53::RecordSet")?;
+    if records > 0 {
+        lines.push(zero(
+            "Route 53 record",
+            records,
+            "alias record to the balancer (alias queries free; the hosted zone is yours)",
+        ));
+    }
+    Ok(lines)
 }
 
 /// Secrets, log ingestion, S3 and a created KMS key: small, but honest.
@@ -569,6 +621,17 @@ fn unpriced_monitoring(r: &Resources) -> Result<Vec<String>, CostError> {
     Ok(on)
 }
 
+/// Whether a cluster logs ECS Exec sessions (the tunnel's exec logging).
+fn exec_logging(r: &Resources) -> Result<bool, CostError> {
+    for cluster in r.of_type("AWS::ECS::Cluster")? {
+        let properties: Value = cluster.properties()?;
+        if properties["Configuration"]["ExecuteCommandConfiguration"].is_object() {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
 /// What the estimate assumes, in words, for the table footer and the JSON.
 fn assumptions(r: &Resources, p: &Prices) -> Result<Vec<String>, CostError> {
     let mut out = vec![
@@ -580,6 +643,9 @@ fn assumptions(r: &Resources, p: &Prices) -> Result<Vec<String>, CostError> {
         out.push("Aurora Serverless v2 is priced at max(MinCapacity, 0.5) ACU while Airflow runs (its scheduler keeps the cluster active); paused, a cluster at MinCapacity 0 pauses itself and one above 0 keeps billing its minimum.".into());
     } else if r.count("AWS::RDS::DBInstance")? > 0 {
         out.push("Paused: the RDS instance is stopped (`airflow-stack pause` prints the command); storage keeps billing and AWS starts a stopped instance again after 7 days.".into());
+    }
+    if exec_logging(r)? {
+        out.push("ECS Exec (access.mode tunnel) costs nothing to keep on; shell sessions (`aws ecs execute-command`) log to CloudWatch Logs at the ingestion price above, and port forwards (`airflow-stack ui`) log nothing.".into());
     }
     let unpriced = unpriced_monitoring(r)?;
     if !unpriced.is_empty() {

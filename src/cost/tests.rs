@@ -85,7 +85,8 @@ fn aurora_elasticache_nat_and_load_balancer_in_eu_west_1() {
             "CacheNodeType": "cache.t4g.small", "NumCacheClusters": 2}},
         "Nat1": {"Type": "AWS::EC2::NatGateway"}, "Nat2": {"Type": "AWS::EC2::NatGateway"},
         "Eip1": {"Type": "AWS::EC2::EIP"}, "Eip2": {"Type": "AWS::EC2::EIP"},
-        "Alb": {"Type": "AWS::ElasticLoadBalancingV2::LoadBalancer"},
+        "Alb": {"Type": "AWS::ElasticLoadBalancingV2::LoadBalancer", "Properties": {
+            "Scheme": "internal", "Subnets": ["subnet-1", "subnet-2"]}},
     }});
     let e = estimate(&t, &spec("eu-west-1")).unwrap();
     // Aurora: 1 x 0.5 ACU x 0.13 x 730 = 47.45, billed while paused (min > 0)
@@ -101,10 +102,12 @@ fn aurora_elasticache_nat_and_load_balancer_in_eu_west_1() {
     // Elastic IPs: 2 x 0.005 x 730 = 7.30; ALB: (0.0252 + 1 x 0.008) x 730 = 24.236
     close(line(&e, "Public IPv4 (Elastic IPs)").paused, 7.30);
     close(line(&e, "Alb").always_on, 24.236);
+    // paused: the hours only (no traffic, no LCU): 0.0252 x 730 = 18.396
+    close(line(&e, "Alb").paused, 18.396);
     // 47.45 + 0.55 + 51.392 + 71.04 + 7.30 + 24.236 + 0 secrets + 0 logs + 0.023 S3 = 201.991
     close(e.always_on, 201.991);
-    // paused: the same minus NAT data (0.96) = 201.031
-    close(e.paused, 201.031);
+    // paused: the same minus NAT data (0.96) and the LCU (5.84) = 195.191
+    close(e.paused, 195.191);
 }
 
 #[test]
@@ -351,4 +354,29 @@ fn monitoring_by_use_is_named_as_not_priced() {
         "{said}"
     );
     assert_eq!(note(&estimate_file("stacks/dev.yaml")), None);
+}
+
+#[test]
+fn an_internet_facing_balancer_adds_its_public_addresses() {
+    let t = json!({"Resources": {
+        "LoadBalancer": {"Type": "AWS::ElasticLoadBalancingV2::LoadBalancer", "Properties": {
+            "Scheme": "internet-facing", "Subnets": [{"Ref": "A"}, {"Ref": "B"}]}},
+        "Certificate": {"Type": "AWS::CertificateManager::Certificate"},
+        "UiDnsRecord": {"Type": "AWS::Route53::RecordSet"},
+    }});
+    let e = estimate(&t, &spec("us-east-1")).unwrap();
+    // (0.0225 + 1 x 0.008) x 730 = 22.265; paused 0.0225 x 730 = 16.425
+    close(line(&e, "LoadBalancer").always_on, 22.265);
+    close(line(&e, "LoadBalancer").paused, 16.425);
+    // 2 subnets -> 2 public IPv4 addresses: 2 x 0.005 x 730 = 7.30, paused too
+    close(line(&e, "LoadBalancer public IPv4").paused, 7.30);
+    close(line(&e, "ACM certificate").always_on, 0.0);
+    close(line(&e, "Route 53 record").always_on, 0.0);
+    // CloudFormation's default scheme is internet-facing: without subnets, no guess.
+    let t = json!({"Resources": {"Lb": {"Type": "AWS::ElasticLoadBalancingV2::LoadBalancer"}}});
+    let err = estimate(&t, &spec("us-east-1")).unwrap_err().to_string();
+    assert!(
+        err.contains("Lb (AWS::ElasticLoadBalancingV2::LoadBalancer)"),
+        "{err}"
+    );
 }

@@ -1,17 +1,29 @@
 //! The stack file: parsing with field paths and lines, semantic validation, JSON Schema.
 //!
-//! YAML is read with `serde_yaml_ng`, the maintained fork of serde_yaml 0.9: same API,
-//! and its errors carry the line and column, which `serde_path_to_error` completes with
-//! the field path. (serde_norway would do as well; serde_yaml_ng's errors and release
-//! cadence decided it.)
+//! The text is first read as YAML events with spans ([`source`], saphyr-parser): that
+//! gives every key's and value's line and column by field path, and refuses duplicate
+//! keys, deep nesting and nulls the schema has no room for. Then `serde_yaml_ng` (the
+//! maintained fork of serde_yaml 0.9) turns it into [`Spec`], with `serde_path_to_error`
+//! naming the field of a type error; the checks that need more than one field run on
+//! the parsed `Spec` ([`validate`]). Every problem is located by its field path.
 
+mod access;
+mod schema_rules;
+mod schema_walk;
+mod source;
 mod types;
 mod validate;
+mod values;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+pub use access::*;
+pub use source::{Pos, Positions, MAX_FILE_BYTES};
 pub use types::*;
+pub use values::{
+    PostgresVersion, Region, ScheduleExpression, SecretArn, StackName, SubnetId, VpcCidr, VpcId,
+};
 
 /// Environment variables the stack itself sets: `airflow.extra_env` may not override
 /// them, nor their `_CMD`/`_SECRET` forms, or containers would disagree on them.
@@ -35,6 +47,11 @@ pub const MANAGED_ENV: &[&str] = &[
     "AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST",
     "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK",
 ];
+
+/// What the stack sets when `airflow.auth_manager` is `simple` (its users and their
+/// roles, src/stack/airflow_config.rs); `airflow.extra_env` may not set it then, or
+/// containers get the variable twice.
+pub const SIMPLE_AUTH_MANAGED_ENV: &[&str] = &["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS"];
 
 /// A stack file that cannot be used, with where and why. Displayed as
 /// `FILE:LINE:COLUMN: FIELD: MESSAGE`, one line per problem.
@@ -100,40 +117,34 @@ impl SpecError {
     }
 }
 
-/// Reads, parses and validates a stack file.
+/// Reads, parses and validates a stack file. A file over [`MAX_FILE_BYTES`] is refused
+/// before it is read.
 pub fn load(path: &Path) -> Result<Spec, SpecError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| SpecError::single(path, "", format!("cannot read the stack file: {e}")))?;
+    let cannot_read =
+        |e: std::io::Error| SpecError::single(path, "", format!("cannot read the stack file: {e}"));
+    let size = std::fs::metadata(path).map_err(cannot_read)?.len();
+    if size > MAX_FILE_BYTES as u64 {
+        return Err(too_large(path, size));
+    }
+    let text = std::fs::read_to_string(path).map_err(cannot_read)?;
     parse(&text, path)
+}
+
+fn too_large(path: &Path, size: u64) -> SpecError {
+    SpecError::single(
+        path,
+        "",
+        format!(
+            "the stack file is {size} bytes; a stack file is at most {MAX_FILE_BYTES} bytes (1 MiB)"
+        ),
+    )
 }
 
 /// Parses and validates stack-file text; `path` is used in messages.
 pub fn parse(text: &str, path: &Path) -> Result<Spec, SpecError> {
-    let spec = deserialize(text, path)?;
-    let mut problems = validate::check(&spec);
-    problems.extend(validate::dynamic_references(text));
-    if problems.is_empty() {
-        return Ok(spec);
+    if text.len() > MAX_FILE_BYTES {
+        return Err(too_large(path, text.len() as u64));
     }
-    let problems = problems
-        .into_iter()
-        .map(|(field, message)| {
-            let line = locate(text, &field);
-            Problem {
-                field,
-                line,
-                column: None,
-                message,
-            }
-        })
-        .collect();
-    Err(SpecError {
-        file: path.to_path_buf(),
-        problems,
-    })
-}
-
-fn deserialize(text: &str, path: &Path) -> Result<Spec, SpecError> {
     if text.trim().is_empty() {
         return Err(SpecError::single(
             path,
@@ -141,6 +152,64 @@ fn deserialize(text: &str, path: &Path) -> Result<Spec, SpecError> {
             "the stack file is empty; it needs at least `name` and `region`".into(),
         ));
     }
+    let located = |problems: Vec<(String, String)>, positions: &Positions| SpecError {
+        file: path.to_path_buf(),
+        problems: problems
+            .into_iter()
+            .map(|(field, message)| at(positions.locate(&field), field, message))
+            .collect(),
+    };
+    let positions = source::read(text).map_err(|p| SpecError {
+        file: path.to_path_buf(),
+        problems: vec![at(p.pos, p.field, p.message)],
+    })?;
+    let shape = shape_problems(&positions);
+    if !shape.is_empty() {
+        return Err(located(shape, &positions));
+    }
+    let spec = deserialize(text, path, &positions)?;
+    let mut problems = validate::check(&spec);
+    problems.extend(validate::dynamic_references(&positions));
+    if problems.is_empty() {
+        return Ok(spec);
+    }
+    Err(located(problems, &positions))
+}
+
+fn at(pos: Pos, field: String, message: String) -> Problem {
+    Problem {
+        field,
+        line: Some(pos.line),
+        column: Some(pos.column),
+        message,
+    }
+}
+
+/// What is wrong with the document's shape before serde reads it: not a map, or a plain
+/// `null` where the schema takes none (serde_yaml_ng reads `name: null` as the text
+/// "null", and `services: ~` as every default, silently).
+fn shape_problems(positions: &Positions) -> Vec<(String, String)> {
+    if !positions.root_is_map() {
+        return vec![(
+            String::new(),
+            "a stack file is a map of settings with at least `name` and `region`, e.g. `name: airflow-dev` and `region: eu-west-1` on two lines".into(),
+        )];
+    }
+    let schema = json_schema();
+    positions
+        .nulls()
+        .iter()
+        .filter(|field| !schema_walk::allows_null(&schema, field))
+        .map(|field| {
+            (
+                field.clone(),
+                "has no value (null); give a value or leave the key out to take the default".into(),
+            )
+        })
+        .collect()
+}
+
+fn deserialize(text: &str, path: &Path, positions: &Positions) -> Result<Spec, SpecError> {
     let de = serde_yaml_ng::Deserializer::from_str(text);
     serde_path_to_error::deserialize(de).map_err(|e| {
         let field = match e.path().to_string() {
@@ -148,19 +217,22 @@ fn deserialize(text: &str, path: &Path) -> Result<Spec, SpecError> {
             p => p,
         };
         let inner = e.into_inner();
-        let (line, column) = inner
-            .location()
-            .map(|l| (Some(l.line()), Some(l.column())))
-            .unwrap_or((None, None));
-        let problem = Problem {
-            field,
-            line,
-            column,
-            message: strip_location(&inner.to_string()),
-        };
+        let message = strip_location(&inner.to_string());
+        // The parser's position of the field, unless the field is not in the file (a
+        // missing or unknown key), where serde_yaml_ng's own position is the closer one.
+        let pos = positions
+            .value(&field)
+            .map(|_| positions.locate(&field))
+            .or_else(|| {
+                inner.location().map(|l| Pos {
+                    line: l.line(),
+                    column: l.column(),
+                })
+            })
+            .unwrap_or_else(|| positions.locate(&field));
         SpecError {
             file: path.to_path_buf(),
-            problems: vec![problem],
+            problems: vec![at(pos, field, message)],
         }
     })
 }
@@ -196,34 +268,6 @@ fn strip_location(message: &str) -> String {
     cut.trim().to_string()
 }
 
-/// Finds the line of a dotted field path in block-style YAML (best effort: the
-/// semantic checks run on parsed values, which carry no positions).
-fn locate(text: &str, field: &str) -> Option<usize> {
-    let wanted: Vec<&str> = field
-        .split('.')
-        .filter(|s| !s.is_empty() && !s.starts_with('['))
-        .collect();
-    let mut stack: Vec<(usize, &str)> = Vec::new();
-    for (n, raw) in text.lines().enumerate() {
-        let content = raw.trim_start();
-        if content.starts_with('#') || content.starts_with('-') || content.is_empty() {
-            continue;
-        }
-        let Some((key, _)) = content.split_once(':') else {
-            continue;
-        };
-        let indent = raw.len() - content.len();
-        while stack.last().is_some_and(|(i, _)| *i >= indent) {
-            stack.pop();
-        }
-        stack.push((indent, key.trim()));
-        if stack.len() == wanted.len() && stack.iter().zip(&wanted).all(|((_, k), w)| k == w) {
-            return Some(n + 1);
-        }
-    }
-    None
-}
-
 /// The JSON Schema of the stack file, for editors and CI checks.
 pub fn json_schema() -> serde_json::Value {
     serde_json::to_value(schemars::schema_for!(Spec)).expect("schemas serialise")
@@ -250,15 +294,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn locate_finds_nested_keys() {
-        let text = "name: x\nservices:\n  # c\n  worker:\n    cpu: 3\n  scheduler:\n    cpu: 1\n";
-        assert_eq!(locate(text, "services.worker.cpu"), Some(5));
-        assert_eq!(locate(text, "services.scheduler.cpu"), Some(7));
-        assert_eq!(locate(text, "name"), Some(1));
-        assert_eq!(locate(text, "services.flower"), None);
-    }
-
-    #[test]
     fn strip_location_removes_the_trailing_position() {
         assert_eq!(
             strip_location("unknown field `x` at line 3 column 5"),
@@ -279,6 +314,38 @@ mod tests {
         assert_eq!(spec.network.namespace, "airflow");
         assert_eq!(spec.services.worker.concurrency, 8);
         assert!(!spec.services.flower.enabled);
+    }
+
+    #[test]
+    fn a_partial_service_block_keeps_the_components_other_defaults() {
+        let spec = parse(
+            "name: a\nregion: us-east-1\nservices:\n  scheduler: { count: 2 }\n  dag_processor:\n    spot: true\n",
+            Path::new("s.yaml"),
+        )
+        .unwrap();
+        let s = &spec.services;
+        assert_eq!(
+            (s.scheduler.cpu, s.scheduler.memory, s.scheduler.count),
+            (1024, 2048, 2)
+        );
+        // Each component's own defaults, not one shared default.
+        let d = &s.dag_processor;
+        assert_eq!((d.cpu, d.memory, d.count, d.spot), (512, 1024, 1, true));
+        assert_eq!(s.api_server.cpu, 1024);
+    }
+
+    #[test]
+    fn a_partial_block_that_breaks_a_cross_field_rule_is_reported_at_the_block() {
+        let err = parse(
+            "name: a\nregion: us-east-1\nservices:\n  triggerer: { cpu: 2048 }\n",
+            Path::new("s.yaml"),
+        )
+        .unwrap_err();
+        // 2048 CPU units with the triggerer's default 1024 MiB: memory is not in the
+        // file, so the message points at the triggerer's block.
+        let p = &err.problems[0];
+        assert_eq!(p.field, "services.triggerer.memory");
+        assert_eq!((p.line, p.column), (Some(4), Some(3)));
     }
 
     #[test]

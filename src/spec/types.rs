@@ -3,6 +3,11 @@
 
 use std::collections::BTreeMap;
 
+use super::access::Access;
+use super::values::{
+    PostgresVersion, Region, ScheduleExpression, SecretArn, StackName, SubnetId, VpcCidr, VpcId,
+};
+
 use schemars::JsonSchema;
 use serde::Deserialize;
 
@@ -12,11 +17,12 @@ use serde::Deserialize;
 pub struct Spec {
     /// CloudFormation stack name and the prefix of every named resource. Letters, digits
     /// and hyphens, starting with a letter, at most 32 characters.
-    pub name: String,
+    pub name: StackName,
     /// AWS region the stack is deployed to, e.g. `us-east-1`.
-    pub region: String,
+    pub region: Region,
     /// Tags put on the stack and on every resource that takes tags.
     #[serde(default)]
+    #[schemars(schema_with = "super::schema_rules::tags")]
     pub tags: BTreeMap<String, String>,
     /// Turn on CloudFormation termination protection (recommended for production).
     #[serde(default)]
@@ -61,6 +67,9 @@ pub struct Spec {
     /// ECS UpdateService). Empty (the default): no schedule; use `airflow-stack pause`.
     #[serde(default)]
     pub schedule: Option<Schedule>,
+    /// How people reach the Airflow UI, the REST API and Flower.
+    #[serde(default)]
+    pub access: Access,
 }
 
 /// When to pause (every service at 0 tasks) and resume (the stack file's counts). The
@@ -70,12 +79,13 @@ pub struct Spec {
 pub struct Schedule {
     /// IANA time zone of both expressions, e.g. `Europe/Berlin`. Default: `UTC`.
     #[serde(default = "utc")]
+    #[schemars(regex(pattern = r"^(UTC|[A-Za-z][A-Za-z0-9_+-]*(/[A-Za-z0-9_+-]+)+)$"))]
     pub timezone: String,
     /// When to resume: an EventBridge Scheduler `cron(...)` or `rate(...)` expression,
     /// e.g. `cron(0 7 ? * MON-FRI *)`.
-    pub resume: String,
+    pub resume: ScheduleExpression,
     /// When to pause, e.g. `cron(0 19 ? * MON-FRI *)`.
-    pub pause: String,
+    pub pause: ScheduleExpression,
 }
 
 fn utc() -> String {
@@ -87,9 +97,11 @@ fn utc() -> String {
 #[serde(deny_unknown_fields, default)]
 pub struct Airflow {
     /// Airflow version (3.x). Also picks the default image.
+    #[schemars(regex(pattern = r"^3\.[0-9]+\.[0-9]+$"))]
     pub version: String,
     /// Container image for every Airflow component. Default:
     /// `apache/airflow:<version>-python3.12`.
+    #[schemars(regex(pattern = r"^\S+$"))]
     pub image: Option<String>,
     /// Auth manager: `fab` (users in the metadata database; an admin user is created
     /// with the generated password) or `simple` (development only).
@@ -98,11 +110,64 @@ pub struct Airflow {
     pub load_examples: bool,
     /// Seconds before Celery hands an unacknowledged task to another worker; keep it
     /// above your longest task, or a long task runs twice.
+    #[schemars(range(min = 60, max = 604800))]
     pub celery_visibility_timeout_seconds: u32,
     /// Extra Airflow configuration as environment variables (`AIRFLOW__SECTION__KEY`).
     /// Keys the stack manages (executor, database, broker, secrets, logging, bundles)
     /// are rejected.
+    #[schemars(schema_with = "super::schema_rules::extra_env")]
     pub extra_env: BTreeMap<String, String>,
+    /// Environment variables whose values come from Secrets Manager, for your own
+    /// secrets (an SMTP password, a connection's URI, an API key). ECS reads each secret
+    /// when a task starts and gives it to the chosen components through the task
+    /// definition's `Secrets`; the template holds only the ARN, and the execution role
+    /// may read exactly these ARNs. A secret encrypted with a customer-managed KMS key
+    /// also needs that key's policy to let the stack's execution role decrypt.
+    #[schemars(schema_with = "super::schema_rules::secret_env")]
+    pub secret_env: BTreeMap<String, SecretEnv>,
+}
+
+/// One `airflow.secret_env` variable.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SecretEnv {
+    /// The secret's full ARN, with the six characters Secrets Manager appends to its
+    /// name: `arn:aws:secretsmanager:<region>:<account>:secret:<name>-AbCdEf`.
+    pub secret: SecretArn,
+    /// A key of the secret's JSON value to take instead of the whole value.
+    #[serde(default)]
+    #[schemars(regex(pattern = r"^[A-Za-z0-9_.@/+=-]{1,128}$"))]
+    pub json_key: Option<String>,
+    /// Which components get it. Default: the api-server, scheduler, dag-processor,
+    /// triggerer and workers (not Flower).
+    #[serde(default = "SecretEnv::default_components")]
+    #[schemars(extend("uniqueItems" = true, "minItems" = 1))]
+    pub components: Vec<SecretEnvComponent>,
+}
+
+impl SecretEnv {
+    fn default_components() -> Vec<SecretEnvComponent> {
+        use SecretEnvComponent::*;
+        vec![ApiServer, Scheduler, DagProcessor, Triggerer, Worker]
+    }
+}
+
+/// A component that can be given an `airflow.secret_env` variable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SecretEnvComponent {
+    /// The api-server.
+    ApiServer,
+    /// The scheduler.
+    Scheduler,
+    /// The dag-processor.
+    DagProcessor,
+    /// The triggerer.
+    Triggerer,
+    /// The Celery workers (where tasks run).
+    Worker,
+    /// Flower.
+    Flower,
 }
 
 impl Default for Airflow {
@@ -114,6 +179,7 @@ impl Default for Airflow {
             load_examples: false,
             celery_visibility_timeout_seconds: 21_600,
             extra_env: BTreeMap::new(),
+            secret_env: BTreeMap::new(),
         }
     }
 }
@@ -133,18 +199,26 @@ pub enum AuthManager {
 #[serde(deny_unknown_fields, default)]
 pub struct Network {
     /// Id of an existing VPC (`vpc-…`). Empty: the stack creates a VPC over 2 AZs.
-    pub vpc_id: Option<String>,
+    pub vpc_id: Option<VpcId>,
     /// With `vpc_id`: at least 2 subnet ids (`subnet-…`) in different AZs for tasks and
     /// the database.
-    pub subnet_ids: Vec<String>,
+    #[schemars(schema_with = "super::schema_rules::subnet_ids")]
+    pub subnet_ids: Vec<SubnetId>,
     /// With `vpc_id`: give tasks public IPs (needed in public subnets without NAT).
     pub assign_public_ip: bool,
     /// CIDR block of a created VPC (a /16 to /24).
-    pub cidr: String,
+    pub cidr: VpcCidr,
     /// NAT gateways of a created VPC: 0 puts tasks in public subnets with public IPs and
     /// no inbound rule (cheapest), 1 or 2 puts them in private subnets behind NAT.
+    #[schemars(range(max = 2))]
     pub nat_gateways: u8,
     /// Cloud Map private DNS namespace: the api-server is `api-server.<namespace>`.
+    #[schemars(
+        length(min = 1, max = 253),
+        regex(
+            pattern = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$"
+        )
+    )]
     pub namespace: String,
 }
 
@@ -154,7 +228,7 @@ impl Default for Network {
             vpc_id: None,
             subnet_ids: Vec::new(),
             assign_public_ip: false,
-            cidr: "10.40.0.0/16".into(),
+            cidr: "10.40.0.0/16".parse().expect("the default CIDR block is valid"),
             nat_gateways: 0,
             namespace: "airflow".into(),
         }
@@ -169,26 +243,34 @@ pub struct Database {
     /// when always on).
     pub engine: DatabaseEngine,
     /// PostgreSQL engine version.
-    pub engine_version: String,
+    pub engine_version: PostgresVersion,
     /// Aurora: minimum capacity in ACUs (0 allows auto-pause, 0.5 steps).
+    #[schemars(range(min = 0, max = 256), extend("multipleOf" = 0.5))]
     pub min_capacity: f64,
     /// Aurora: maximum capacity in ACUs (1 to 256).
+    #[schemars(range(min = 1, max = 256), extend("multipleOf" = 0.5))]
     pub max_capacity: f64,
     /// RDS: instance class, e.g. `db.t4g.micro`.
+    #[schemars(regex(pattern = r"^db\.[a-z0-9]+\.[a-z0-9]+$"))]
     pub instance_class: String,
     /// RDS: storage in GiB (20 to 65536).
+    #[schemars(range(min = 20, max = 65536))]
     pub storage_gb: u32,
     /// Days of automated backups (1 to 35).
+    #[schemars(range(min = 1, max = 35))]
     pub backup_retention_days: u32,
     /// Refuse to delete the database (set in production).
     pub deletion_protection: bool,
     /// Database name.
+    #[schemars(regex(pattern = r"^[A-Za-z][A-Za-z0-9_]{0,62}$"))]
     pub name: String,
     /// Master user name.
+    #[schemars(schema_with = "super::schema_rules::master_username")]
     pub username: String,
     /// RDS Enhanced Monitoring: seconds between OS metrics (memory, swap, processes) of
     /// the database instance, sent to the `RDSOSMetrics` log group; one of 0 (off, the
     /// default), 1, 5, 10, 15, 30, 60. CloudWatch Logs bills what it sends.
+    #[schemars(extend("enum" = [0, 1, 5, 10, 15, 30, 60]))]
     pub monitoring_interval: u32,
 }
 
@@ -196,7 +278,7 @@ impl Default for Database {
     fn default() -> Self {
         Database {
             engine: DatabaseEngine::AuroraServerlessV2,
-            engine_version: "17.7".into(),
+            engine_version: "17.7".parse().expect("the default version is valid"),
             min_capacity: 0.5,
             max_capacity: 4.0,
             instance_class: "db.t4g.micro".into(),
@@ -228,12 +310,15 @@ pub struct Redis {
     /// (a managed replication group with TLS and an auth token).
     pub engine: RedisEngine,
     /// Fargate: the Redis image.
+    #[schemars(regex(pattern = r"^\S+$"))]
     pub image: String,
     /// Fargate: task size.
+    #[schemars(extend("enum" = [256, 512, 1024, 2048, 4096, 8192, 16384]))]
     pub cpu: u32,
     /// Fargate: task memory in MiB.
     pub memory: u32,
     /// ElastiCache: node type.
+    #[schemars(regex(pattern = r"^cache\.[^.]+\.[^.]+$"))]
     pub node_type: String,
     /// ElastiCache: engine version.
     pub engine_version: String,
@@ -272,19 +357,31 @@ pub enum Architecture {
     Arm64,
 }
 
-/// The Airflow components.
+/// The Airflow components. A component's block names only what differs from its
+/// defaults (`scheduler: { count: 2 }` keeps the scheduler's CPU and memory).
 #[derive(Clone, Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct Services {
     /// CPU architecture of every task.
     pub architecture: Architecture,
-    /// The api-server (UI, REST API, Execution API for workers).
+    /// The api-server (UI, REST API, Execution API for workers). Default: 1024 CPU
+    /// units, 2048 MiB, 1 task (1 to 10).
+    #[serde(deserialize_with = "service_over::<ApiServerDefaults, _>")]
+    #[schemars(with = "ServicePatch", extend("properties" = {"count": {"minimum": 1}}))]
     pub api_server: Service,
-    /// The scheduler.
+    /// The scheduler. Default: 1024 CPU units, 2048 MiB, 1 task (1 to 10).
+    #[serde(deserialize_with = "service_over::<SchedulerDefaults, _>")]
+    #[schemars(with = "ServicePatch", extend("properties" = {"count": {"minimum": 1}}))]
     pub scheduler: Service,
-    /// The dag-processor (parses DAGs from the S3 bundle).
+    /// The dag-processor (parses DAGs from the S3 bundle). Default: 512 CPU units,
+    /// 1024 MiB, 1 task (1 to 10).
+    #[serde(deserialize_with = "service_over::<DagProcessorDefaults, _>")]
+    #[schemars(with = "ServicePatch", extend("properties" = {"count": {"minimum": 1}}))]
     pub dag_processor: Service,
-    /// The triggerer (runs deferred tasks).
+    /// The triggerer (runs deferred tasks). Default: 512 CPU units, 1024 MiB, 1 task
+    /// (0 to 10).
+    #[serde(deserialize_with = "service_over::<TriggererDefaults, _>")]
+    #[schemars(with = "ServicePatch")]
     pub triggerer: Service,
     /// Celery workers.
     pub worker: Worker,
@@ -296,8 +393,76 @@ pub struct Services {
     /// addresses; their own `cpu`, `memory`, `count` and `spot` are then not used.
     /// Workers, Redis and Flower keep their own services.
     pub packing: Packing,
-    /// With `packing: core`: size, count and capacity of the shared task.
+    /// With `packing: core`: size, count and capacity of the shared task. Default: 1024
+    /// CPU units, 4096 MiB, 1 task (1 to 10).
+    #[serde(deserialize_with = "service_over::<CoreDefaults, _>")]
+    #[schemars(with = "ServicePatch", extend("properties" = {"count": {"minimum": 1}}))]
     pub core: Service,
+}
+
+/// A component's default size, for the fields its block leaves out.
+pub trait ServiceDefaults {
+    /// The component's service when its block says nothing.
+    fn service() -> Service;
+}
+
+macro_rules! service_defaults {
+    ($($name:ident => $field:ident),* $(,)?) => {$(
+        #[doc = concat!("`services.", stringify!($field), "`'s defaults.")]
+        pub struct $name;
+        impl ServiceDefaults for $name {
+            fn service() -> Service {
+                Services::default().$field
+            }
+        }
+    )*};
+}
+
+service_defaults! {
+    ApiServerDefaults => api_server,
+    SchedulerDefaults => scheduler,
+    DagProcessorDefaults => dag_processor,
+    TriggererDefaults => triggerer,
+    CoreDefaults => core,
+}
+
+/// Reads a component's block and fills what it leaves out from `D`.
+fn service_over<'de, D: ServiceDefaults, De: serde::Deserializer<'de>>(
+    de: De,
+) -> Result<Service, De::Error> {
+    let patch = ServicePatch::deserialize(de)?;
+    let base = D::service();
+    Ok(Service {
+        cpu: patch.cpu.unwrap_or(base.cpu),
+        memory: patch.memory.unwrap_or(base.memory),
+        count: patch.count.unwrap_or(base.count),
+        spot: patch.spot.unwrap_or(base.spot),
+    })
+}
+
+/// A component's block as written: each field optional, taken from the component's
+/// defaults when left out.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct ServicePatch {
+    /// CPU units (256 = 0.25 vCPU); a Fargate size: 256, 512, 1024, 2048, 4096, 8192, 16384.
+    #[serde(default)]
+    #[schemars(with = "u32", extend("enum" = [256, 512, 1024, 2048, 4096, 8192, 16384]))]
+    cpu: Option<u32>,
+    /// Memory in MiB, valid for the CPU size (256: 512, 1024 or 2048; 512: 1024 to
+    /// 4096; 1024: 2048 to 8192; 2048: 4096 to 16384, in 1024 steps; larger sizes: see
+    /// the Fargate documentation).
+    #[serde(default)]
+    #[schemars(with = "u32", range(min = 512, max = 122880))]
+    memory: Option<u32>,
+    /// Number of tasks.
+    #[serde(default)]
+    #[schemars(with = "u32", range(max = 10))]
+    count: Option<u32>,
+    /// Run on Fargate Spot (cheaper; tasks can be stopped with 2 minutes' notice).
+    #[serde(default)]
+    #[schemars(with = "bool")]
+    spot: Option<bool>,
 }
 
 impl Default for Services {
@@ -327,7 +492,7 @@ pub enum Packing {
 }
 
 /// Size, count and capacity of one component.
-#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Service {
     /// CPU units (256 = 0.25 vCPU); a Fargate size: 256, 512, 1024, 2048, 4096, 8192, 16384.
@@ -362,10 +527,12 @@ impl Service {
 #[serde(deny_unknown_fields, default)]
 pub struct Worker {
     /// CPU units per worker task.
+    #[schemars(extend("enum" = [256, 512, 1024, 2048, 4096, 8192, 16384]))]
     pub cpu: u32,
     /// Memory in MiB per worker task.
     pub memory: u32,
     /// Worker tasks at deploy time.
+    #[schemars(range(max = 100))]
     pub count: u32,
     /// Run workers on Fargate Spot. Operators that set no retries then get one
     /// (`[core] default_task_retries` 1, unless `airflow.extra_env` sets it): a task
@@ -374,6 +541,7 @@ pub struct Worker {
     /// Task slots per worker (`[celery] worker_concurrency`). Memory must be at least
     /// 600 MiB + 120 MiB per slot (an idle worker and the smallest running task, as the
     /// end-to-end run measured them); size for your own tasks above that.
+    #[schemars(range(min = 1, max = 256))]
     pub concurrency: u32,
 }
 
@@ -397,6 +565,7 @@ pub struct Flower {
     /// Run Flower, registered as `flower.<namespace>:5555`.
     pub enabled: bool,
     /// CPU units.
+    #[schemars(extend("enum" = [256, 512, 1024, 2048, 4096, 8192, 16384]))]
     pub cpu: u32,
     /// Memory in MiB.
     pub memory: u32,
@@ -417,10 +586,13 @@ impl Default for Flower {
 #[serde(deny_unknown_fields, default)]
 pub struct Storage {
     /// Key prefix of the DAG bundle.
+    #[schemars(schema_with = "super::schema_rules::key_prefix")]
     pub dags_prefix: String,
     /// Key prefix of task logs.
+    #[schemars(schema_with = "super::schema_rules::key_prefix")]
     pub logs_prefix: String,
     /// How often (seconds) the dag-processor refreshes DAGs from S3.
+    #[schemars(range(min = 10, max = 86400))]
     pub dags_refresh_seconds: u32,
 }
 
@@ -440,6 +612,7 @@ impl Default for Storage {
 pub struct Logs {
     /// Retention of every log group, in days (a CloudWatch value: 1, 3, 5, 7, 14, 30,
     /// 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653).
+    #[schemars(extend("enum" = [1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653]))]
     pub retention_days: u32,
 }
 
@@ -454,10 +627,12 @@ impl Default for Logs {
 #[serde(deny_unknown_fields, default)]
 pub struct Secrets {
     /// Length of the generated alphanumeric passwords (16 to 128).
+    #[schemars(range(min = 16, max = 128))]
     pub password_length: u32,
     /// Change this token to rotate the Fernet key: the stack then holds
     /// `new,<every key it held>`, the services that read it restart, and you run
     /// `airflow rotate-fernet-key` (see the README). Empty: never rotate.
+    #[schemars(regex(pattern = r"^[A-Za-z0-9._-]{0,64}$"))]
     pub fernet_rotation: String,
 }
 
@@ -520,6 +695,9 @@ pub struct Encryption {
     /// policy must do the same. With a customer-managed key, the roles that read or
     /// write the secrets and the bucket are granted `kms:Decrypt` /
     /// `kms:GenerateDataKey` on it, through those services only.
+    #[schemars(regex(
+        pattern = r"^(aws-managed|create|arn:aws[a-z-]*:kms:[a-z0-9-]+:[0-9]{12}:key/[A-Za-z0-9-]+)$"
+    ))]
     pub kms_key: String,
 }
 
@@ -583,15 +761,18 @@ pub struct Autoscaling {
     /// Fewest workers; 0 lets idle workers scale to zero.
     pub min_workers: u32,
     /// Most workers (1 to 100).
+    #[schemars(range(min = 1, max = 100))]
     pub max_workers: u32,
     /// Minutes fewer workers must be wanted before any scale-in (0 to 1440; 0 starts a
     /// drain on the first tick that wants fewer).
+    #[schemars(range(max = 1440))]
     pub cooldown_minutes: u32,
     /// Minutes a drain may take (2 to 1440). To scale in, the scaler tags the idle
     /// workers it chose `airflow-stack:drain=true`; they stop taking tasks, and once
     /// every one of them is idle and unprotected the count is lowered so that ECS stops
     /// exactly those. A drain still waiting after this long (a tagged worker kept a
     /// task) is cancelled: the tag is removed and the worker takes tasks again.
+    #[schemars(range(min = 2, max = 1440))]
     pub drain_minutes: u32,
 }
 
@@ -618,12 +799,17 @@ pub struct Alerts {
     /// Slack incoming webhook: `create` makes an empty secret (output
     /// `SlackWebhookSecretArn`) whose value you set to the webhook URL, or the ARN of a
     /// Secrets Manager secret you own holding the URL. Empty: no Slack.
+    #[schemars(regex(
+        pattern = r"^(create|arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:[0-9]{12}:secret:\S+)$"
+    ))]
     pub slack_webhook_secret: Option<String>,
     /// SNS topic: `create` makes one (output `AlertTopicArn`; subscribe to it), or the
     /// ARN of an existing topic. Empty: no SNS. With autoscaling on, the scaler's
     /// "cannot read Airflow" alarm notifies the topic too.
+    #[schemars(regex(pattern = r"^(create|arn:aws[a-z-]*:sns:[a-z0-9-]+:[0-9]{12}:\S+)$"))]
     pub sns_topic: Option<String>,
     /// Base URL of the Airflow UI used in links, e.g. `https://airflow.example.com`.
     /// Default: `http://api-server.<namespace>:8080` (reachable inside the VPC only).
+    #[schemars(length(max = 512), regex(pattern = r"^https?://\S+$"))]
     pub ui_base_url: Option<String>,
 }

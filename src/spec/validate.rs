@@ -3,7 +3,8 @@
 //! and simple, and this keeps `synth` start-up cheap.
 
 use super::{
-    DatabaseEngine, Packing, RedisEngine, Service, Spec, AWS_MANAGED_KEY, CREATE_KEY, MANAGED_ENV,
+    AuthManager, DatabaseEngine, Packing, RedisEngine, Service, Spec, AWS_MANAGED_KEY, CREATE_KEY,
+    MANAGED_ENV, SIMPLE_AUTH_MANAGED_ENV,
 };
 use airflow_stack_contract::secrets::AIRFLOW_DATABASE_USER;
 
@@ -23,60 +24,23 @@ pub fn check(spec: &Spec) -> Problems {
     check_monitoring(spec, &mut p);
     check_schedule(spec, &mut p);
     check_encryption(spec, &mut p);
+    p.extend(super::access::check(spec));
     p
 }
-
-/// What CloudFormation resolves inside any string of a template (`{{resolve:ssm:...}}`,
-/// `{{resolve:ssm-secure:...}}`, `{{resolve:secretsmanager:...}}`).
-const DYNAMIC_REFERENCE: &str = "{{resolve:";
 
 /// Every string of the stack file that holds a dynamic reference. The stack file's
 /// strings land in plain template fields (task environments, tags, names), where
 /// CloudFormation would resolve the reference and store the secret in plain text (a
 /// task definition's environment is shown to anyone who may describe it). Secrets reach
-/// containers through ECS `Secrets` only. The text is walked as YAML, so every field is
-/// covered, including ones added later.
-pub fn dynamic_references(text: &str) -> Problems {
-    let mut found = Problems::new();
-    if let Ok(document) = serde_yaml_ng::from_str::<serde_yaml_ng::Value>(text) {
-        walk_for_references(&document, "", &mut found);
-    }
-    found
-}
-
-fn walk_for_references(value: &serde_yaml_ng::Value, path: &str, found: &mut Problems) {
-    use serde_yaml_ng::Value;
-    let refused = "a CloudFormation dynamic reference ({{resolve:...}}) would be resolved into the template in plain text; pass secrets to Airflow through a secrets backend or a connection, not the stack file";
-    match value {
-        Value::String(s) if s.contains(DYNAMIC_REFERENCE) => problem(found, path, refused),
-        Value::Mapping(map) => {
-            for (key, item) in map {
-                let name = match key {
-                    Value::String(k) => k.clone(),
-                    other => serde_yaml_ng::to_string(other)
-                        .unwrap_or_default()
-                        .trim()
-                        .to_string(),
-                };
-                let child = if path.is_empty() {
-                    name.clone()
-                } else {
-                    format!("{path}.{name}")
-                };
-                if name.contains(DYNAMIC_REFERENCE) {
-                    problem(found, &child, refused);
-                }
-                walk_for_references(item, &child, found);
-            }
-        }
-        Value::Sequence(items) => {
-            for (i, item) in items.iter().enumerate() {
-                walk_for_references(item, &format!("{path}[{i}]"), found);
-            }
-        }
-        Value::Tagged(tagged) => walk_for_references(&tagged.value, path, found),
-        _ => {}
-    }
+/// containers through ECS `Secrets` only. Every key and scalar of the text is looked at
+/// ([`super::source`] collects them), so fields added later are covered too.
+pub fn dynamic_references(positions: &super::Positions) -> Problems {
+    let refused = "a CloudFormation dynamic reference ({{resolve:...}}) would be resolved into the template in plain text; pass secrets to Airflow through airflow.secret_env, a secrets backend or a connection, not the stack file";
+    positions
+        .dynamic_references()
+        .iter()
+        .map(|path| (path.clone(), refused.to_string()))
+        .collect()
 }
 
 /// `schedule`: a plausible time zone and EventBridge Scheduler expressions.
@@ -98,34 +62,9 @@ fn check_schedule(spec: &Spec, p: &mut Problems) {
             ),
         );
     }
-    for (field, expression) in [("schedule.resume", &s.resume), ("schedule.pause", &s.pause)] {
-        if let Some(why) = schedule_expression_problem(expression) {
-            problem(p, field, format!("{expression:?}: {why}"));
-        }
-    }
     if s.resume == s.pause {
         problem(p, "schedule.pause", "must differ from schedule.resume");
     }
-}
-
-/// Why `e` is not a `cron(...)` with six fields or a `rate(N unit)`, if it is not.
-fn schedule_expression_problem(e: &str) -> Option<&'static str> {
-    if let Some(body) = e.strip_prefix("cron(").and_then(|b| b.strip_suffix(')')) {
-        let fields = body.split_whitespace().count();
-        return (fields != 6).then_some("a cron expression has six fields: minutes hours day-of-month month day-of-week year, e.g. cron(0 7 ? * MON-FRI *)");
-    }
-    if let Some(body) = e.strip_prefix("rate(").and_then(|b| b.strip_suffix(')')) {
-        let mut parts = body.split_whitespace();
-        let n_ok = parts
-            .next()
-            .is_some_and(|n| n.parse::<u32>().is_ok_and(|n| n > 0));
-        let unit_ok = parts
-            .next()
-            .is_some_and(|u| ["minute", "minutes", "hour", "hours", "day", "days"].contains(&u));
-        return (!(n_ok && unit_ok) || parts.next().is_some())
-            .then_some("a rate expression is rate(<positive number> minutes|hours|days)");
-    }
-    Some("use cron(minutes hours day-of-month month day-of-week year), e.g. cron(0 19 ? * MON-FRI *), or rate(12 hours)")
 }
 
 fn problem(p: &mut Problems, field: &str, message: impl Into<String>) {
@@ -142,22 +81,14 @@ fn starts_with_letter(s: &str) -> bool {
 }
 
 fn check_identity(spec: &Spec, p: &mut Problems) {
-    let n = &spec.name;
-    if n.is_empty()
-        || n.len() > 32
-        || !starts_with_letter(n)
-        || !is_alnum_or(n, &['-'])
-        || n.ends_with('-')
-    {
-        problem(p, "name", format!("{n:?} is not a valid stack name: use 1-32 letters, digits and hyphens, starting with a letter"));
-    }
-    if !is_region(&spec.region) {
+    if spec.tags.len() > MAX_USER_TAGS {
         problem(
             p,
-            "region",
+            "tags",
             format!(
-                "{:?} is not an AWS region name such as us-east-1 or eu-west-1",
-                spec.region
+                "{} tags: AWS allows 50 per resource, and the stack puts {} of its own (`Name` and `airflow-stack:stack`) on each, so at most {MAX_USER_TAGS}",
+                spec.tags.len(),
+                50 - MAX_USER_TAGS
             ),
         );
     }
@@ -169,6 +100,12 @@ fn check_identity(spec: &Spec, p: &mut Problems) {
                 &field,
                 "tag keys are 1-128 characters and may not start with `aws:`",
             );
+        } else if k == "Name" || k.starts_with("airflow-stack:") {
+            problem(
+                p,
+                &field,
+                "the stack sets `Name` and the `airflow-stack:` tags itself; a resource cannot carry a key twice",
+            );
         }
         if v.len() > 256 {
             problem(p, &field, "tag values are at most 256 characters");
@@ -176,8 +113,17 @@ fn check_identity(spec: &Spec, p: &mut Problems) {
     }
 }
 
+/// Most subnets an ECS service's `awsvpcConfiguration` takes (ECS API reference,
+/// AwsVpcConfiguration: "You can specify up to 16 subnets").
+pub const MAX_SUBNETS: usize = 16;
+
+/// Tags a user may add: AWS's 50 per resource ("Tag naming limits and requirements",
+/// Tagging AWS Resources) less the stack's `Name` and `airflow-stack:stack`.
+/// CloudFormation's own `aws:` tags do not count.
+pub const MAX_USER_TAGS: usize = 48;
+
 /// `xx-name-N` or `xx-gov-name-N`.
-fn is_region(r: &str) -> bool {
+pub(super) fn is_region(r: &str) -> bool {
     let parts: Vec<&str> = r.split('-').collect();
     let ends_in_digit = parts
         .last()
@@ -217,39 +163,182 @@ fn check_airflow(spec: &Spec, p: &mut Problems) {
             "must be 60 to 604800 seconds (7 days), above your longest task",
         );
     }
-    for key in a.extra_env.keys() {
+    for (key, value) in &a.extra_env {
         let field = format!("airflow.extra_env.{key}");
-        if MANAGED_ENV.iter().any(|m| {
-            key == m
-                || key
-                    .strip_prefix(m)
-                    .is_some_and(|s| s == "_CMD" || s == "_SECRET")
-        }) {
+        if let Some(why) = extra_env_key_problem(key, a.auth_manager) {
+            problem(p, &field, why);
+        } else if value.len() > MAX_ENV_VALUE {
             problem(
                 p,
                 &field,
-                "this setting is managed by the stack and cannot be overridden",
+                format!("{} characters: a value is at most {MAX_ENV_VALUE} (the whole task definition is at most 64 KiB)", value.len()),
             );
-        } else if !key.starts_with("AIRFLOW__")
-            || !is_alnum_or(key, &['_'])
-            || key.matches("__").count() < 2
-        {
-            problem(p, &field, "keys must have the form AIRFLOW__SECTION__KEY (upper case, digits and underscores)");
         }
     }
+    check_secret_env(spec, p);
+    let total: usize = a.extra_env.iter().map(|(k, v)| k.len() + v.len()).sum();
+    if total > MAX_ENV_TOTAL {
+        problem(
+            p,
+            "airflow.extra_env",
+            format!("{total} characters of names and values: at most {MAX_ENV_TOTAL} fit beside the stack's own settings in a task definition (at most 64 KiB)"),
+        );
+    }
+}
+
+/// `airflow.secret_env`: names the stack leaves free, full secret ARNs, distinct
+/// components that run.
+fn check_secret_env(spec: &Spec, p: &mut Problems) {
+    let a = &spec.airflow;
+    for (name, entry) in &a.secret_env {
+        let field = format!("airflow.secret_env.{name}");
+        if let Some(why) = secret_env_name_problem(name, a) {
+            problem(p, &field, why);
+        }
+        if let Some(key) = &entry.json_key {
+            if key.is_empty()
+                || key.len() > 128
+                || !is_alnum_or(key, &['_', '.', '@', '/', '+', '=', '-'])
+            {
+                problem(
+                    p,
+                    &format!("{field}.json_key"),
+                    "a JSON key is 1-128 letters, digits or _ . @ / + = -",
+                );
+            }
+        }
+        check_secret_env_components(spec, &field, &entry.components, p);
+    }
+}
+
+fn secret_env_name_problem(name: &str, a: &super::Airflow) -> Option<String> {
+    if is_managed_env(&name.to_ascii_uppercase(), a.auth_manager)
+        || name.starts_with("AIRFLOW_STACK_")
+    {
+        return Some("the stack sets this variable itself".into());
+    }
+    let valid = name.len() <= 255
+        && name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_uppercase() || c == '_')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
+    if !valid {
+        return Some("a variable name is upper-case letters, digits and underscores, not starting with a digit".into());
+    }
+    a.extra_env
+        .contains_key(name)
+        .then(|| "also in airflow.extra_env; give it in one of them".into())
+}
+
+fn check_secret_env_components(
+    spec: &Spec,
+    field: &str,
+    components: &[super::SecretEnvComponent],
+    p: &mut Problems,
+) {
+    let field = format!("{field}.components");
+    if components.is_empty() {
+        problem(
+            p,
+            &field,
+            "name at least one component, or leave the key out for all but Flower",
+        );
+    }
+    for (i, c) in components.iter().enumerate() {
+        if components[..i].contains(c) {
+            problem(p, &format!("{field}[{i}]"), "listed twice");
+        } else if *c == super::SecretEnvComponent::Flower && !spec.services.flower.enabled {
+            problem(
+                p,
+                &format!("{field}[{i}]"),
+                "Flower is not enabled (services.flower.enabled)",
+            );
+        }
+    }
+}
+
+
+/// Longest `extra_env` value, and most characters of names and values together: every
+/// container definition repeats them, and ECS refuses a task definition over 64 KiB
+/// (Amazon ECS service quotas, "Task definition size").
+pub const MAX_ENV_VALUE: usize = 4096;
+/// See [`MAX_ENV_VALUE`].
+pub const MAX_ENV_TOTAL: usize = 16 * 1024;
+
+/// Why `key` cannot be in `airflow.extra_env`, if it cannot.
+fn extra_env_key_problem(key: &str, auth_manager: AuthManager) -> Option<String> {
+    // Airflow upper-cases the names it looks up (configuration.py, `_env_var_name`); a
+    // key in another case is never read, or on a case-insensitive reader overrides a
+    // managed one, so the case is checked after the managed names.
+    let upper = key.to_ascii_uppercase();
+    if is_managed_env(&upper, auth_manager) {
+        return Some("this setting is managed by the stack and cannot be overridden".into());
+    }
+    if !is_env_key(key) {
+        return Some(format!("keys must have the form {ENV_KEY_FORM}"));
+    }
+    if looks_secret(key) {
+        return Some(
+            "the name says it holds a secret, and extra_env is written into the template in plain text; \
+             put the value in Secrets Manager and name it in airflow.secret_env instead"
+                .into(),
+        );
+    }
+    None
+}
+
+/// How an `extra_env` key is spelled, in words.
+pub const ENV_KEY_FORM: &str = "AIRFLOW__SECTION__KEY: upper-case letters, digits and underscores";
+
+/// `AIRFLOW__<SECTION>__<KEY>` in upper case.
+pub fn is_env_key(key: &str) -> bool {
+    let upper_or_digit = |c: char| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_';
+    key.strip_prefix("AIRFLOW__")
+        .and_then(|rest| rest.split_once("__"))
+        .is_some_and(|(section, name)| !section.is_empty() && !name.is_empty())
+        && key.chars().all(upper_or_digit)
+}
+
+/// Words in a variable name that say it holds a secret.
+pub const SECRET_WORDS: &[&str] = &[
+    "PASSWORD",
+    "PASSWD",
+    "SECRET",
+    "TOKEN",
+    "KEY",
+    "APIKEY",
+    "CREDENTIAL",
+    "CREDENTIALS",
+];
+
+/// Whether a name has one of [`SECRET_WORDS`] as an underscore-separated word.
+pub fn looks_secret(key: &str) -> bool {
+    key.split('_').any(|word| SECRET_WORDS.contains(&word))
+}
+
+/// A name the stack sets (in any of its `_CMD`/`_SECRET` forms), with the auth manager's
+/// own settings when it is `simple`.
+fn is_managed_env(upper: &str, auth_manager: AuthManager) -> bool {
+    let simple: &[&str] = if auth_manager == AuthManager::Simple {
+        SIMPLE_AUTH_MANAGED_ENV
+    } else {
+        &[]
+    };
+    MANAGED_ENV.iter().chain(simple).any(|m| {
+        upper == *m
+            || upper
+                .strip_prefix(m)
+                .is_some_and(|s| s == "_CMD" || s == "_SECRET")
+    })
 }
 
 fn check_network(spec: &Spec, p: &mut Problems) {
     let n = &spec.network;
     match &n.vpc_id {
-        Some(vpc) => {
-            if !is_aws_id(vpc, "vpc-") {
-                problem(
-                    p,
-                    "network.vpc_id",
-                    format!("{vpc:?} is not a VPC id such as vpc-0a1b2c3d4e5f60718"),
-                );
-            }
+        Some(_) => {
             if n.subnet_ids.len() < 2 {
                 problem(
                     p,
@@ -257,12 +346,20 @@ fn check_network(spec: &Spec, p: &mut Problems) {
                     "an existing VPC needs at least 2 subnet ids in different AZs",
                 );
             }
+            if n.subnet_ids.len() > MAX_SUBNETS {
+                problem(
+                    p,
+                    "network.subnet_ids",
+                    format!("{} subnets: an ECS service takes at most {MAX_SUBNETS} (awsvpcConfiguration)", n.subnet_ids.len()),
+                );
+            }
+            let mut seen = std::collections::HashMap::new();
             for (i, s) in n.subnet_ids.iter().enumerate() {
-                if !is_aws_id(s, "subnet-") {
+                if let Some(first) = seen.insert(s, i) {
                     problem(
                         p,
                         &format!("network.subnet_ids[{i}]"),
-                        format!("{s:?} is not a subnet id such as subnet-0a1b2c3d"),
+                        format!("{s:?} is listed twice (also subnet_ids[{first}]); the subnets must be distinct, in different AZs"),
                     );
                 }
             }
@@ -287,16 +384,6 @@ fn check_network(spec: &Spec, p: &mut Problems) {
                     p,
                     "network.assign_public_ip",
                     "applies to an existing VPC only; a created VPC decides from nat_gateways",
-                );
-            }
-            if !is_cidr(&n.cidr) {
-                problem(
-                    p,
-                    "network.cidr",
-                    format!(
-                        "{:?} is not an IPv4 CIDR block from /16 to /24, e.g. 10.40.0.0/16",
-                        n.cidr
-                    ),
                 );
             }
             if n.nat_gateways > 2 {
@@ -330,7 +417,7 @@ fn check_network(spec: &Spec, p: &mut Problems) {
     }
 }
 
-fn is_aws_id(s: &str, prefix: &str) -> bool {
+pub(super) fn is_aws_id(s: &str, prefix: &str) -> bool {
     s.strip_prefix(prefix).is_some_and(|h| {
         (8..=17).contains(&h.len())
             && h.chars()
@@ -338,14 +425,6 @@ fn is_aws_id(s: &str, prefix: &str) -> bool {
     })
 }
 
-fn is_cidr(s: &str) -> bool {
-    let Some((ip, bits)) = s.split_once('/') else {
-        return false;
-    };
-    let ip_ok = ip.parse::<std::net::Ipv4Addr>().is_ok();
-    let bits_ok = bits.parse::<u8>().is_ok_and(|b| (16..=24).contains(&b));
-    ip_ok && bits_ok
-}
 
 /// The intervals RDS Enhanced Monitoring takes (`MonitoringInterval`), in seconds.
 const MONITORING_INTERVALS: [u32; 7] = [0, 1, 5, 10, 15, 30, 60];
@@ -359,21 +438,6 @@ fn check_database(spec: &Spec, p: &mut Problems) {
             format!(
                 "{} is not an Enhanced Monitoring interval: use 0 (off), 1, 5, 10, 15, 30 or 60 seconds",
                 d.monitoring_interval
-            ),
-        );
-    }
-    let major = d
-        .engine_version
-        .split('.')
-        .next()
-        .and_then(|m| m.parse::<u32>().ok());
-    if !major.is_some_and(|m| (14..=17).contains(&m)) || !is_alnum_or(&d.engine_version, &['.']) {
-        problem(
-            p,
-            "database.engine_version",
-            format!(
-                "{:?} is not a PostgreSQL version Airflow 3 supports (14 to 17), e.g. 17.7",
-                d.engine_version
             ),
         );
     }
@@ -401,7 +465,12 @@ fn check_database(spec: &Spec, p: &mut Problems) {
             let parts: Vec<&str> = d.instance_class.split('.').collect();
             if parts.len() != 3
                 || parts[0] != "db"
-                || parts.iter().any(|s| s.is_empty() || !is_alnum_or(s, &[]))
+                || parts.iter().any(|s| {
+                    s.is_empty()
+                        || !s
+                            .bytes()
+                            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+                })
             {
                 problem(
                     p,
@@ -461,6 +530,7 @@ fn check_database(spec: &Spec, p: &mut Problems) {
         );
     }
 }
+
 
 fn check_redis(spec: &Spec, p: &mut Problems) {
     let r = &spec.redis;
@@ -886,9 +956,12 @@ mod tests {
 
     #[test]
     fn cidr_and_ids() {
-        assert!(is_cidr("10.0.0.0/16"));
-        assert!(!is_cidr("10.0.0.0/8"));
-        assert!(!is_cidr("10.0.0/16"));
+        assert!(is_env_key("AIRFLOW__CORE__PARALLELISM"));
+        assert!(!is_env_key("airflow__core__fernet_key") && !is_env_key("AIRFLOW__CORE"));
+        assert!(
+            looks_secret("AIRFLOW__SMTP__SMTP_PASSWORD") && looks_secret("AIRFLOW__X__API_KEY")
+        );
+        assert!(!looks_secret("AIRFLOW__CORE__PARALLELISM") && !looks_secret("AIRFLOW__X__MONKEY"));
         assert!(is_aws_id("vpc-0a1b2c3d", "vpc-"));
         assert!(!is_aws_id("vpc-XYZ", "vpc-"));
     }

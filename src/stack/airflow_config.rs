@@ -9,7 +9,7 @@ use super::keys::Keys;
 use super::storage::Bucket;
 use crate::cfn::l1::ecs::task_definition::{KeyValuePair, Secret};
 use crate::cfn::{Expr, Pseudo};
-use crate::spec::{AuthManager, Spec};
+use crate::spec::{AuthManager, SecretEnvComponent, Spec};
 
 /// The Airflow configuration: one environment for every Airflow container, and the
 /// secrets, of which each container gets only those its component needs
@@ -43,6 +43,9 @@ pub fn env_var(name: &str, value: impl Into<Expr>) -> KeyValuePair {
 pub const AIRFLOW_DATABASE_URL_ENV: &str = "AIRFLOW_STACK_AIRFLOW_DB_URL";
 /// The Airflow database user's password, in the migration task (which sets it).
 pub const AIRFLOW_DATABASE_PASSWORD_ENV: &str = "AIRFLOW_STACK_AIRFLOW_DB_PASSWORD";
+
+/// `[api] base_url` as an environment variable.
+pub const BASE_URL_ENV: &str = "AIRFLOW__API__BASE_URL";
 
 /// Name of the environment variable carrying the admin password where it is needed.
 pub const ADMIN_PASSWORD_ENV: &str = "AIRFLOW_STACK_ADMIN_PASSWORD";
@@ -114,6 +117,16 @@ impl SharedConfig {
                 bundle_config(spec, bucket),
             ),
         ];
+        // `[api] base_url`: the URL the UI is served at (stack/access.rs), for the
+        // login redirects and the links Airflow writes (task log URLs in alerts and
+        // callbacks). Every component gets it: callbacks run outside the api-server.
+        // A value in `airflow.extra_env` wins, as for the capacity defaults.
+        if !spec.airflow.extra_env.contains_key(BASE_URL_ENV) {
+            env.push(env_var(
+                BASE_URL_ENV,
+                spec.access.base_url(&spec.network.namespace),
+            ));
+        }
         if spec.airflow.auth_manager == AuthManager::Simple {
             env.push(env_var(
                 "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS",
@@ -187,6 +200,7 @@ impl SharedConfig {
             .secrets(spec)
             .into_iter()
             .map(|secret| self.secret(secret).clone())
+            .chain(user_secrets(spec, component))
             .collect()
     }
 
@@ -210,6 +224,52 @@ impl SharedConfig {
                 .expect("the scaler password secret exists when the scaler runs"),
         }
     }
+}
+
+/// The `airflow.secret_env` variables `component` gets, as ECS `Secrets`: the ARN, or
+/// `<ARN>:<json key>::` for one key of a JSON secret (ECS's `valueFrom` form
+/// `arn:json-key:version-stage:version-id`, "Pass Secrets Manager secrets through Amazon
+/// ECS environment variables", Amazon ECS Developer Guide).
+fn user_secrets(spec: &Spec, component: Component) -> Vec<Secret> {
+    spec.airflow
+        .secret_env
+        .iter()
+        .filter(|(_, entry)| {
+            entry
+                .components
+                .iter()
+                .any(|c| component_of(*c) == component)
+        })
+        .map(|(name, entry)| Secret {
+            name: Some(Expr::lit(name.clone())),
+            value_from: Some(Expr::lit(match &entry.json_key {
+                Some(key) => format!("{}:{key}::", entry.secret),
+                None => entry.secret.to_string(),
+            })),
+        })
+        .collect()
+}
+
+fn component_of(c: SecretEnvComponent) -> Component {
+    match c {
+        SecretEnvComponent::ApiServer => Component::ApiServer,
+        SecretEnvComponent::Scheduler => Component::Scheduler,
+        SecretEnvComponent::DagProcessor => Component::DagProcessor,
+        SecretEnvComponent::Triggerer => Component::Triggerer,
+        SecretEnvComponent::Worker => Component::Worker,
+        SecretEnvComponent::Flower => Component::Flower,
+    }
+}
+
+/// The ARNs of every `airflow.secret_env` secret, once each, for the execution role.
+pub fn user_secret_arns(spec: &Spec) -> Vec<Expr> {
+    let arns: std::collections::BTreeSet<&str> = spec
+        .airflow
+        .secret_env
+        .values()
+        .map(|e| e.secret.as_str())
+        .collect();
+    arns.into_iter().map(Expr::lit).collect()
 }
 
 /// Set in every container that reads the Fernet key while a rotation token is set: a

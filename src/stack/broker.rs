@@ -106,6 +106,7 @@ fn add_fargate(s: &mut Scope, infra: &Infra, keys: &Keys) -> Broker {
                     .chain(infra.net.egress_ready.iter().cloned()),
             ),
             deployment: Deployment::StopFirst,
+            reach: fargate::Reach::default(),
         },
     );
     Broker {

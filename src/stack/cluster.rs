@@ -60,8 +60,13 @@ impl Cluster {
     }
 }
 
-/// Adds the cluster and its Cloud Map namespace in the stack's VPC.
-pub fn add(s: &mut Scope, net: &Network) -> Cluster {
+/// Adds the cluster and its Cloud Map namespace in the stack's VPC. `configuration`
+/// is the ECS Exec set-up of the access construct (the tunnel), if any.
+pub fn add(
+    s: &mut Scope,
+    net: &Network,
+    configuration: Option<cluster::ClusterConfiguration>,
+) -> Cluster {
     let (t, spec, tags) = (&mut s.t, s.spec, &s.tags);
     let handle = t.add(
         "Cluster",
@@ -78,6 +83,7 @@ pub fn add(s: &mut Scope, net: &Network) -> Cluster {
                 name: Some("containerInsights".into()),
                 value: Some(spec.monitoring.container_insights.as_str().into()),
             }],
+            configuration,
             tags: tags.all(),
             ..ecs::Cluster::default()
         },

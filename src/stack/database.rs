@@ -25,6 +25,8 @@ pub struct Database {
     /// A resource that must exist before anything connects and that the endpoint does
     /// not already imply: Aurora's writer instance (the endpoint belongs to the cluster).
     pub writer: Option<LogicalId>,
+    /// What `pause` and the schedule stop: the Aurora cluster or the RDS instance.
+    pub stoppable: LogicalId,
 }
 
 /// Seconds of no connections before an Aurora cluster at 0 ACU pauses.
@@ -102,7 +104,7 @@ pub fn add(s: &mut Scope, net: &Network, sg: &SecurityGroups, keys: &Keys) -> Da
                 "DatabaseCluster",
                 DbCluster {
                     engine: Some(AURORA.into()),
-                    engine_version: Some(d.engine_version.clone().into()),
+                    engine_version: Some(d.engine_version.to_string().into()),
                     database_name: Some(d.name.clone().into()),
                     master_username: Some(d.username.clone().into()),
                     master_user_password: Some(password),
@@ -144,6 +146,7 @@ pub fn add(s: &mut Scope, net: &Network, sg: &SecurityGroups, keys: &Keys) -> Da
                 host: cluster.endpoint_address(),
                 port: cluster.endpoint_port(),
                 writer: Some(writer.id().clone()),
+                stoppable: cluster.id().clone(),
             }
         }
         DatabaseEngine::RdsPostgres => {
@@ -151,7 +154,7 @@ pub fn add(s: &mut Scope, net: &Network, sg: &SecurityGroups, keys: &Keys) -> Da
                 "DatabaseInstance",
                 DbInstance {
                     engine: Some("postgres".into()),
-                    engine_version: Some(d.engine_version.clone().into()),
+                    engine_version: Some(d.engine_version.to_string().into()),
                     db_instance_class: Some(d.instance_class.clone().into()),
                     db_name: Some(d.name.clone().into()),
                     master_username: Some(d.username.clone().into()),
@@ -180,6 +183,7 @@ pub fn add(s: &mut Scope, net: &Network, sg: &SecurityGroups, keys: &Keys) -> Da
                 host: instance.endpoint_address(),
                 port: instance.endpoint_port(),
                 writer: None,
+                stoppable: instance.id().clone(),
             }
         }
     }

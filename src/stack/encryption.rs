@@ -55,7 +55,7 @@ pub fn add(t: &mut Template, spec: &Spec, tags: Vec<Tag>) -> Option<StackKey> {
     };
     Some(StackKey {
         arn,
-        region: spec.region.clone(),
+        region: spec.region.to_string(),
     })
 }
 

@@ -10,7 +10,7 @@ use super::scope::{ScaledService, Scope};
 use super::security::SecurityGroups;
 use crate::cfn::l1::ecs::service::{
     AssignPublicIp, AwsVpcConfiguration, CapacityProviderStrategyItem, DeploymentCircuitBreaker,
-    DeploymentConfiguration, NetworkConfiguration, PropagateTags, ServiceRegistry,
+    DeploymentConfiguration, LoadBalancer, NetworkConfiguration, PropagateTags, ServiceRegistry,
 };
 use crate::cfn::l1::ecs::task_definition::{
     ContainerDefinition, CpuArchitecture, LogConfiguration, NetworkMode, OperatingSystemFamily,
@@ -142,6 +142,20 @@ pub struct ServiceSpec {
     pub depends_on: Attributes,
     /// How tasks are replaced.
     pub deployment: Deployment,
+    /// How people reach the service's tasks (ECS Exec, a load balancer); nothing for
+    /// every service but the api-server's.
+    pub reach: Reach,
+}
+
+/// How people reach a service's tasks, from the access construct.
+#[derive(Clone, Default)]
+pub struct Reach {
+    /// ECS Exec (`EnableExecuteCommand`).
+    pub execute_command: bool,
+    /// The load balancer target group the tasks register in.
+    pub load_balancer: Option<LoadBalancer>,
+    /// Seconds before the balancer's health checks count against a new task.
+    pub health_check_grace_seconds: Option<i64>,
 }
 
 /// How ECS replaces a service's tasks on a deployment.
@@ -216,7 +230,9 @@ pub fn add_service(s: &mut Scope, infra: &Infra, service: ServiceSpec) -> Handle
                 ..ServiceRegistry::default()
             }]
         }),
-        enable_execute_command: Some(false),
+        enable_execute_command: Some(service.reach.execute_command),
+        load_balancers: service.reach.load_balancer.map(|lb| vec![lb]),
+        health_check_grace_period_seconds: service.reach.health_check_grace_seconds,
         propagate_tags: Some(PropagateTags::Service),
         tags: s.tags.named(&format!("{}-{family_suffix}", s.spec.name)),
         ..Service::default()

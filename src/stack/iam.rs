@@ -34,7 +34,15 @@ impl Roles {
 }
 
 /// Adds the execution role and one task role per component that needs one.
-pub fn add(s: &mut Scope, keys: &Keys, bucket: &Bucket, cluster: &Cluster) -> Roles {
+/// `api_server` are extra statements for the api-server's task role (or the packed
+/// core's): ECS Exec's, with the tunnel (stack/access.rs).
+pub fn add(
+    s: &mut Scope,
+    keys: &Keys,
+    bucket: &Bucket,
+    cluster: &Cluster,
+    api_server: &[Statement],
+) -> Roles {
     let spec = s.spec;
     let execution = add_execution_role(s, keys);
     let own_task = |c: &Component| !c.is_packed(spec);
@@ -45,6 +53,9 @@ pub fn add(s: &mut Scope, keys: &Keys, bucket: &Bucket, cluster: &Cluster) -> Ro
             let mut statements = bucket_statements(spec, bucket, access);
             if c == Component::Worker && spec.autoscaling.enabled {
                 statements.extend(worker_protection_statements(cluster));
+            }
+            if c == Component::ApiServer {
+                statements.extend(api_server.iter().cloned());
             }
             let role = task_role(s, c.id(), c.description(), statements);
             (c, role)
@@ -58,7 +69,8 @@ pub fn add(s: &mut Scope, keys: &Keys, bucket: &Bucket, cluster: &Cluster) -> Ro
             .filter(|c| c.packable())
             .filter_map(Component::s3_access)
             .fold(S3Access::default(), S3Access::union);
-        let statements = bucket_statements(spec, bucket, access);
+        let mut statements = bucket_statements(spec, bucket, access);
+        statements.extend(api_server.iter().cloned());
         task_role(
             s,
             CORE_ID,
@@ -146,11 +158,22 @@ fn add_execution_role(s: &mut Scope, keys: &Keys) -> Handle<Role> {
                         vec![log_groups],
                     ),
                 ],
-            ),
+            )
+            .into_iter()
+            .chain(user_secrets_statement(s.spec))
+            .collect(),
         },
         s.tags.all(),
     );
     s.t.add("AirflowExecutionRole", role)
+}
+
+/// Reading the `airflow.secret_env` secrets: exactly their ARNs, in a statement of its
+/// own (the customer-managed key grants of [`with_key_use`] are for the stack's own
+/// secrets; a user secret's key policy is the user's).
+fn user_secrets_statement(spec: &Spec) -> Option<Statement> {
+    let arns = super::airflow_config::user_secret_arns(spec);
+    (!arns.is_empty()).then(|| Statement::allow(&["secretsmanager:GetSecretValue"], arns))
 }
 
 fn bucket_statements(spec: &Spec, bucket: &Bucket, access: S3Access) -> Vec<Statement> {

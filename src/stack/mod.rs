@@ -5,6 +5,7 @@
 //! (endpoints, security groups, secret ARNs), so a reader finds every resource of a
 //! concern in one file and the wiring in this one.
 
+mod access;
 mod airflow_config;
 mod assets;
 mod bootstrap;
@@ -49,29 +50,31 @@ pub fn build(spec: &Spec) -> Result<Template, TemplateError> {
     let s = &mut scope::Scope::new(spec);
     let net = network::add(s);
     let sg = security::add(s, &net);
+    let exposure = access::add(s, &net, &sg);
     let bucket = storage::add(s);
     let keys = keys::add(s);
-    let cluster = cluster::add(s, &net);
+    let cluster = cluster::add(s, &net, exposure.cluster_configuration.clone());
     let infra = fargate::Infra {
         net: &net,
         sg: &sg,
         cluster: &cluster,
     };
     let database = database::add(s, &net, &sg, &keys);
+    let stoppable_database = database.stoppable.clone();
     let broker = broker::add(s, &infra, &keys);
     let backends = connections::add(s, &keys, database, broker);
-    let roles = iam::add(s, &keys, &bucket, &cluster);
+    let roles = iam::add(s, &keys, &bucket, &cluster, &exposure.task_role_statements);
     let shared = airflow_config::SharedConfig::new(spec, &keys, &bucket);
     let migrate = migration::add(s, &infra, &roles, &shared, &backends);
     fernet_rotation::add(s, &roles, &shared);
-    let worker = services::add(s, &infra, &roles, &shared, &migrate.ready);
+    let worker = services::add(s, &infra, &roles, &shared, &migrate.ready, &exposure);
     let scaled = monitoring::Inputs {
         infra: &infra,
         keys: &keys,
         worker: &worker,
     };
     let scaler_table = monitoring::add(s, &scaled);
-    schedule::add(s, &cluster, scaler_table.as_ref());
+    schedule::add(s, &cluster, scaler_table.as_ref(), &stoppable_database);
     add_outputs(&mut s.t, spec, &bucket, &keys, &cluster);
     s.t.check()?;
     Ok(std::mem::take(&mut s.t))

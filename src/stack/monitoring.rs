@@ -194,7 +194,7 @@ fn add_read_failure_alarm(t: &mut Template, spec: &Spec, targets: &Targets) {
             metric_name: Some(metrics::API_READ_FAILURES.into()),
             dimensions: vec![alarm::Dimension {
                 name: Some(metrics::STACK_DIMENSION.into()),
-                value: Some(spec.name.clone().into()),
+                value: Some(spec.name.to_string().into()),
             }],
             statistic: Some(alarm::Statistic::Maximum),
             period: Some(60),
@@ -317,8 +317,11 @@ fn environment(
         // in the stack file yet).
         worker_queues: vec![DEFAULT_QUEUE.to_owned()],
     });
+    // Links in alerts go where people open the UI: the access mode's URL unless the
+    // stack file names another.
+    let ui = spec.access.base_url(ns);
     let alerts = spec.alerts.enabled.then(|| Alerts {
-        ui_base_url: Expr::lit(spec.alerts.ui_base_url.clone().unwrap_or(api.clone())),
+        ui_base_url: Expr::lit(spec.alerts.ui_base_url.clone().unwrap_or(ui)),
         slack_secret_arn: targets.slack_secret.clone(),
         sns_topic_arn: targets.topic.clone(),
     });

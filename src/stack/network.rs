@@ -8,7 +8,7 @@ use crate::cfn::l1::ec2::{
     VpcGatewayAttachment,
 };
 use crate::cfn::{Attributes, Expr, ListExpr, LogicalId, Template};
-use crate::spec::Spec;
+use crate::spec::{Spec, VpcCidr};
 
 /// What the other constructs need from the network.
 pub struct Network {
@@ -16,6 +16,9 @@ pub struct Network {
     pub vpc_id: Expr,
     /// Subnets for tasks, the database and the broker (two AZs).
     pub subnets: Vec<Expr>,
+    /// Subnets with a route to the internet gateway, for an internet-facing load
+    /// balancer: a created VPC's public subnets; an existing VPC's `subnet_ids`.
+    pub public_subnets: Vec<Expr>,
     /// Whether tasks get a public IP: they sit in public subnets without NAT and need
     /// one to pull images and reach AWS APIs.
     pub assign_public_ip: bool,
@@ -37,12 +40,8 @@ pub fn add(s: &mut Scope) -> Network {
     match &spec.network.vpc_id {
         Some(vpc) => Network {
             vpc_id: Expr::lit(vpc.clone()),
-            subnets: spec
-                .network
-                .subnet_ids
-                .iter()
-                .map(|s| Expr::lit(s.clone()))
-                .collect(),
+            subnets: subnet_ids(spec),
+            public_subnets: subnet_ids(spec),
             assign_public_ip: spec.network.assign_public_ip,
             egress_ready: Vec::new(),
         },
@@ -50,9 +49,17 @@ pub fn add(s: &mut Scope) -> Network {
     }
 }
 
+fn subnet_ids(spec: &Spec) -> Vec<Expr> {
+    spec.network
+        .subnet_ids
+        .iter()
+        .map(|s| Expr::lit(s.clone()))
+        .collect()
+}
+
 fn create_vpc(t: &mut Template, spec: &Spec, tags: &Tags) -> Network {
     let name = &spec.name;
-    let cidr = Expr::lit(spec.network.cidr.clone());
+    let cidr = Expr::lit(spec.network.cidr.to_string());
     let vpc = t.add(
         "Vpc",
         Vpc {
@@ -132,6 +139,7 @@ fn create_vpc(t: &mut Template, spec: &Spec, tags: &Tags) -> Network {
         return Network {
             vpc_id: vpc.r#ref(),
             subnets: public.iter().map(|s| s.r#ref()).collect(),
+            public_subnets: public.iter().map(|s| s.r#ref()).collect(),
             assign_public_ip: true,
             egress_ready: public_ready,
         };
@@ -209,25 +217,22 @@ fn create_vpc(t: &mut Template, spec: &Spec, tags: &Tags) -> Network {
     Network {
         vpc_id: vpc.r#ref(),
         subnets: private.iter().map(|s| s.r#ref()).collect(),
+        public_subnets: public.iter().map(|s| s.r#ref()).collect(),
         assign_public_ip: false,
         egress_ready: private_ready,
     }
 }
 
 /// Host bits of each of four equal subnets carved from the VPC block.
-fn host_bits(cidr: &str) -> u32 {
-    let prefix: u32 = cidr
-        .split_once('/')
-        .and_then(|(_, b)| b.parse().ok())
-        .unwrap_or(16);
-    32 - (prefix + 2)
+fn host_bits(cidr: &VpcCidr) -> u32 {
+    32 - (u32::from(cidr.prefix()) + 2)
 }
 
 #[cfg(test)]
 mod tests {
     #[test]
     fn four_subnets_fit_the_block() {
-        assert_eq!(super::host_bits("10.0.0.0/16"), 14);
-        assert_eq!(super::host_bits("10.0.0.0/24"), 6);
+        assert_eq!(super::host_bits(&"10.0.0.0/16".parse().unwrap()), 14);
+        assert_eq!(super::host_bits(&"10.0.0.0/24".parse().unwrap()), 6);
     }
 }

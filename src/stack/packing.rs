@@ -8,7 +8,7 @@
 //! own public IPv4 address; four small always-on tasks cost more than one.
 
 use super::component::CORE_ID;
-use super::fargate::{self, Deployment, Infra, ServiceSpec, TaskDefinitionSpec};
+use super::fargate::{self, Deployment, Infra, Reach, ServiceSpec, TaskDefinitionSpec};
 use super::scope::Scope;
 use crate::cfn::l1::ecs::task_definition::ContainerDefinition;
 use crate::cfn::l1::ecs::Service;
@@ -30,6 +30,8 @@ pub struct Core {
     registry: Option<Expr>,
     /// What the components wait for, together (migration, network paths, routes).
     ready: Vec<LogicalId>,
+    /// How people reach the task: the api-server container's ECS Exec or target group.
+    pub reach: Reach,
 }
 
 impl Core {
@@ -78,6 +80,7 @@ impl Core {
                 registry: self.registry,
                 depends_on: Attributes::depends_on(self.ready),
                 deployment: Deployment::StartFirst,
+                reach: self.reach,
             },
         ))
     }

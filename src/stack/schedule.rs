@@ -9,19 +9,45 @@
 //! starts workers nor raises its read-failure alarm over an api-server stopped on
 //! purpose.
 //!
-//! The database is left alone: Aurora at MinCapacity 0 pauses itself once nothing
-//! connects; an RDS instance keeps running (see `airflow-stack pause`).
+//! The database, as `airflow-stack pause`/`resume` treat it: an RDS instance, or an
+//! Aurora cluster above MinCapacity 0, gets a schedule that stops it
+//! (`rds:stopDBInstance`/`stopDBCluster`) 10 minutes after the pause, once the services'
+//! tasks have stopped (Fargate gives them at most 120 s), and one that starts it 15
+//! minutes before the resume, so it answers when the services start. Where the
+//! expression does not allow that shift (a `rate(...)`, or a cron whose minute and hour
+//! are not single numbers or whose shifted time would change the day), both fire on the
+//! services' time, and the image's entrypoint holds each Airflow container until the
+//! database answers (`airflow db check`, 20 tries by default; a container that gives up
+//! exits, and ECS starts another). Aurora at MinCapacity 0 pauses itself once nothing
+//! connects and gets no schedule.
+//!
+//! AWS starts a stopped database again by itself after 7 days (RDS API Reference,
+//! StopDBInstance): the next pause of the schedule stops it again. A daily "stop it
+//! again" schedule is not added: a schedule cannot tell a database that AWS restarted
+//! from one that a resume started, and stopping the latter would take Airflow down.
+//!
+//! Every schedule has a dead-letter queue (SQS, SSE-SQS encrypted, 14 days' retention):
+//! a call that still fails after the retries (no permission, a database that is not
+//! in a state to stop or start) leaves a message there with the target's error
+//! (EventBridge Scheduler User Guide, "Configuring a dead-letter queue",
+//! configuring-schedule-dlq.html; the execution role needs `sqs:SendMessage` on it).
+//! The universal targets take the SDK's JSON casing, `DbInstanceIdentifier` (Scheduler
+//! User Guide, "Using universal targets", managing-targets-universal.html).
 
+use crate::spec::ScheduleExpression;
 use super::cluster::Cluster;
 use super::scope::{ScaledService, Scope};
 use super::service_role::{self, ServiceRole};
 use crate::cfn::l1::dynamodb::Table;
 use crate::cfn::l1::scheduler::schedule::{
-    FlexibleTimeWindow, FlexibleTimeWindowMode, RetryPolicy, ScheduleState, Target,
+    DeadLetterConfig, FlexibleTimeWindow, FlexibleTimeWindowMode, RetryPolicy, ScheduleState,
+    Target,
 };
 use crate::cfn::l1::scheduler::Schedule;
+use crate::cfn::l1::sqs::Queue;
 use crate::cfn::l1::Statement;
 use crate::cfn::{Expr, Handle, LogicalId, Pseudo};
+use crate::spec::{DatabaseEngine, Spec};
 use airflow_stack_contract::scaler::{PAUSED_KEY, PAUSED_SINCE, STATE_TABLE_KEY};
 
 /// `{"Cluster": "<name>", "Service": "<name>", "DesiredCount": n}` as JSON text.
@@ -77,35 +103,151 @@ fn scaler_targets(table: &Handle<Table>) -> [(&'static str, &'static str, Expr);
     ]
 }
 
-/// Adds the schedules and their role when the stack file has a `schedule`.
-pub fn add(s: &mut Scope, cluster: &Cluster, scaler_table: Option<&Handle<Table>>) {
-    let scaled = s.services();
-    let (t, spec, tags) = (&mut s.t, s.spec, &s.tags);
-    let Some(plan) = &spec.schedule else {
+/// The database's stop and start calls for the schedule, when pausing stops it.
+struct DatabaseCalls {
+    /// `(universal target operation, IAM action)` of the stop and of the start.
+    stop: (&'static str, &'static str),
+    start: (&'static str, &'static str),
+    /// `{"DbInstanceIdentifier": "<id>"}` or `{"DbClusterIdentifier": "<id>"}`.
+    input: Expr,
+    /// The instance's or cluster's ARN, for the role.
+    arn: Expr,
+}
+
+/// What the schedule calls to stop and start the database: an RDS instance, or an
+/// Aurora cluster above MinCapacity 0 (at 0 it pauses itself: nothing to call).
+fn database_calls(spec: &Spec, database: &LogicalId) -> Option<DatabaseCalls> {
+    let d = &spec.database;
+    let (stop, start, key, arn_kind) = match d.engine {
+        DatabaseEngine::RdsPostgres => (
+            ("rds:stopDBInstance", "rds:StopDBInstance"),
+            ("rds:startDBInstance", "rds:StartDBInstance"),
+            "DbInstanceIdentifier",
+            "db",
+        ),
+        DatabaseEngine::AuroraServerlessV2 if d.min_capacity > 0.0 => (
+            ("rds:stopDBCluster", "rds:StopDBCluster"),
+            ("rds:startDBCluster", "rds:StartDBCluster"),
+            "DbClusterIdentifier",
+            "cluster",
+        ),
+        DatabaseEngine::AuroraServerlessV2 => return None,
+    };
+    let id = Expr::Ref(database.clone());
+    Some(DatabaseCalls {
+        stop,
+        start,
+        input: Expr::concat(vec![
+            Expr::lit(format!(r#"{{"{key}":""#)),
+            id.clone(),
+            Expr::lit(r#""}"#),
+        ]),
+        // `Ref` of a DBInstance or DBCluster is its identifier; the ARN is built from it.
+        arn: Expr::arn(
+            "rds",
+            Expr::concat(vec![Expr::lit(format!("{arn_kind}:")), id]),
+        ),
+    })
+}
+
+/// Minutes after the pause at which the database stops: the services' tasks have
+/// stopped by then (at most 120 s each), with room for the pause's own retries.
+const DATABASE_STOP_AFTER_MINUTES: i32 = 10;
+
+/// Minutes before the resume at which the database starts: RDS takes minutes to start
+/// an instance, and the services should find it answering.
+const DATABASE_START_BEFORE_MINUTES: i32 = 15;
+
+/// A cron expression whose minute and hour fields are single numbers: the minute of the
+/// day and the other four fields (day-of-month, month, day-of-week, year); `None` for
+/// any other expression.
+fn cron_time(expression: &ScheduleExpression) -> Option<(i32, [String; 4])> {
+    let [minute, hour, rest @ ..] = expression.cron_fields()?.clone();
+    let minute: i32 = minute.parse().ok()?;
+    let hour: i32 = hour.parse().ok()?;
+    ((0..60).contains(&minute) && (0..24).contains(&hour)).then(|| (hour * 60 + minute, rest))
+}
+
+/// A cron expression moved by `minutes`, when its minute and hour are single numbers and
+/// the moved time stays on the same day (so the day fields still hold); otherwise `None`.
+pub fn shifted(expression: &ScheduleExpression, minutes: i32) -> Option<ScheduleExpression> {
+    let (at, [dom, month, dow, year]) = cron_time(expression)?;
+    let at = at + minutes;
+    (0..24 * 60).contains(&at).then(|| {
+        ScheduleExpression::Cron([(at % 60).to_string(), (at / 60).to_string(), dom, month, dow, year])
+    })
+}
+
+/// The database's `(stop, start)` expressions: 10 minutes after the pause and 15 before
+/// the resume where [`shifted`] can move them, else the services' own times. When the
+/// pause and the resume fall on the same days within 55 minutes of each other, neither
+/// moves: moved, the stop could come after the start and take the database away from
+/// running services.
+fn database_times(
+    pause: &ScheduleExpression,
+    resume: &ScheduleExpression,
+) -> (ScheduleExpression, ScheduleExpression) {
+    let close = match (cron_time(pause), cron_time(resume)) {
+        (Some((p, p_days)), Some((r, r_days))) => {
+            let gap = (r - p).rem_euclid(24 * 60).min((p - r).rem_euclid(24 * 60));
+            p_days == r_days
+                && gap < 30 + DATABASE_STOP_AFTER_MINUTES + DATABASE_START_BEFORE_MINUTES
+        }
+        _ => false,
+    };
+    let moved = |e: &ScheduleExpression, by: i32| {
+        (!close)
+            .then(|| shifted(e, by))
+            .flatten()
+            .unwrap_or_else(|| e.clone())
+    };
+    (
+        moved(pause, DATABASE_STOP_AFTER_MINUTES),
+        moved(resume, -DATABASE_START_BEFORE_MINUTES),
+    )
+}
+
+/// The dead-letter queue of every schedule: SSE-SQS encrypted, messages kept 14 days
+/// (SQS's maximum), so a failed pause or resume can be read days later.
+fn dead_letter_queue(s: &mut Scope) -> Handle<Queue> {
+    let tags = s.tags.all();
+    s.t.add(
+        "ScheduleDeadLetterQueue",
+        Queue {
+            sqs_managed_sse_enabled: Some(true),
+            message_retention_period: Some(14 * 24 * 3600),
+            tags,
+            ..Queue::default()
+        },
+    )
+}
+
+/// Adds the schedules, their role and their dead-letter queue when the stack file has a
+/// `schedule`. `database` is what pausing stops: the RDS instance or the Aurora cluster.
+pub fn add(
+    s: &mut Scope,
+    cluster: &Cluster,
+    scaler_table: Option<&Handle<Table>>,
+    database: &LogicalId,
+) {
+    let Some(plan) = s.spec.schedule.clone() else {
         return;
     };
-    let service_arns = scaled.iter().map(|s| Expr::Ref(s.id.clone())).collect();
-    let mut statements = vec![Statement::allow(&["ecs:UpdateService"], service_arns)];
-    if let Some(table) = scaler_table {
-        statements.push(Statement::allow(
-            &["dynamodb:PutItem", "dynamodb:DeleteItem"],
-            vec![table.arn()],
-        ));
-    }
-    let role = t.add(
-        "ScheduleRole",
-        service_role::role(
-            ServiceRole {
-                service: "scheduler.amazonaws.com",
-                description: "Pauses and resumes the Airflow services on the stack file's schedule"
-                    .into(),
-                policy_name: "scale-airflow-services",
-                statements,
-            },
-            tags.all(),
-        ),
-    );
-    let target_arn = universal_target("ecs:updateService");
+    let scaled = s.services();
+    let dlq = dead_letter_queue(s);
+    let db = database_calls(s.spec, database);
+    let role = add_role(s, &scaled, scaler_table, db.as_ref(), &dlq);
+    let target = |arn: Expr, input: Expr| Target {
+        arn: Some(arn),
+        role_arn: Some(role.arn()),
+        input: Some(input),
+        retry_policy: Some(retries()),
+        dead_letter_config: Some(DeadLetterConfig {
+            arn: Some(dlq.arn()),
+        }),
+        ..Target::default()
+    };
+    let t = &mut s.t;
     let scaler = scaler_table.map(scaler_targets).into_iter().flatten();
     for (verb, operation, input) in scaler {
         let expression = if verb == "Pause" {
@@ -119,13 +261,7 @@ pub fn add(s: &mut Scope, cluster: &Cluster, scaler_table: Option<&Handle<Table>
                 format!("{verb} the scaler (its paused item)"),
                 expression,
                 &plan.timezone,
-                Target {
-                    arn: Some(universal_target(operation)),
-                    role_arn: Some(role.arn()),
-                    input: Some(input),
-                    retry_policy: Some(retries()),
-                    ..Target::default()
-                },
+                target(universal_target(operation), input),
             ),
         );
     }
@@ -140,17 +276,75 @@ pub fn add(s: &mut Scope, cluster: &Cluster, scaler_table: Option<&Handle<Table>
                     format!("{verb} {}: DesiredCount {count}", s.id),
                     expression,
                     &plan.timezone,
-                    Target {
-                        arn: Some(target_arn.clone()),
-                        role_arn: Some(role.arn()),
-                        input: Some(update_service_input(cluster, &s.id, count)),
-                        retry_policy: Some(retries()),
-                        ..Target::default()
-                    },
+                    target(
+                        universal_target("ecs:updateService"),
+                        update_service_input(cluster, &s.id, count),
+                    ),
                 ),
             );
         }
     }
+    if let Some(db) = db {
+        let (stop_at, start_at) = database_times(&plan.pause, &plan.resume);
+        for (verb, (operation, _), expression) in
+            [("Pause", db.stop, stop_at), ("Resume", db.start, start_at)]
+        {
+            t.add(
+                &format!("Database{verb}Schedule"),
+                schedule(
+                    format!("{verb}: {operation} of {database}"),
+                    &expression,
+                    &plan.timezone,
+                    target(universal_target(operation), db.input.clone()),
+                ),
+            );
+        }
+    }
+    t.output(
+        "ScheduleDeadLetterQueueUrl",
+        "Failed scheduled pauses and resumes, with the target's error (14 days)",
+        dlq.r#ref(),
+    );
+}
+
+/// The role the schedules run as: UpdateService on the stack's services, the scaler's
+/// paused item, the database's stop and start, and sending to the dead-letter queue.
+fn add_role(
+    s: &mut Scope,
+    scaled: &[ScaledService],
+    scaler_table: Option<&Handle<Table>>,
+    db: Option<&DatabaseCalls>,
+    dlq: &Handle<Queue>,
+) -> Handle<crate::cfn::l1::iam::Role> {
+    let service_arns = scaled.iter().map(|s| Expr::Ref(s.id.clone())).collect();
+    let mut statements = vec![Statement::allow(&["ecs:UpdateService"], service_arns)];
+    if let Some(table) = scaler_table {
+        statements.push(Statement::allow(
+            &["dynamodb:PutItem", "dynamodb:DeleteItem"],
+            vec![table.arn()],
+        ));
+    }
+    if let Some(db) = db {
+        statements.push(Statement::allow(
+            &[db.stop.1, db.start.1],
+            vec![db.arn.clone()],
+        ));
+    }
+    statements.push(Statement::allow(&["sqs:SendMessage"], vec![dlq.arn()]));
+    let tags = s.tags.all();
+    s.t.add(
+        "ScheduleRole",
+        service_role::role(
+            ServiceRole {
+                service: "scheduler.amazonaws.com",
+                description: "Pauses and resumes the Airflow services and database on the stack file's schedule"
+                    .into(),
+                policy_name: "scale-airflow-services",
+                statements,
+            },
+            tags,
+        ),
+    )
 }
 
 /// `arn:<partition>:scheduler:::aws-sdk:<service>:<operation>`: a universal target.
@@ -171,10 +365,15 @@ fn retries() -> RetryPolicy {
 }
 
 /// One enabled schedule, on time (no flexible window), in the plan's timezone.
-fn schedule(description: String, expression: &str, timezone: &str, target: Target) -> Schedule {
+fn schedule(
+    description: String,
+    expression: &ScheduleExpression,
+    timezone: &str,
+    target: Target,
+) -> Schedule {
     Schedule {
         description: Some(description.into()),
-        schedule_expression: Some(expression.to_owned().into()),
+        schedule_expression: Some(expression.to_string().into()),
         schedule_expression_timezone: Some(timezone.to_owned().into()),
         flexible_time_window: Some(FlexibleTimeWindow {
             mode: Some(FlexibleTimeWindowMode::Off),
@@ -183,5 +382,141 @@ fn schedule(description: String, expression: &str, timezone: &str, target: Targe
         state: Some(ScheduleState::Enabled),
         target: Some(target),
         ..Schedule::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{json, Value};
+
+    #[test]
+    fn a_cron_moves_within_its_day_and_nothing_else_moves() {
+        let shifted = |e: &str, by| shifted(&e.parse().unwrap(), by).map(|e| e.to_string());
+        assert_eq!(
+            shifted("cron(0 19 ? * MON-FRI *)", 10).as_deref(),
+            Some("cron(10 19 ? * MON-FRI *)")
+        );
+        assert_eq!(
+            shifted("cron(5 7 ? * MON-FRI *)", -15).as_deref(),
+            Some("cron(50 6 ? * MON-FRI *)")
+        );
+        assert_eq!(shifted("cron(55 23 * * ? *)", 10), None); // the next day
+        assert_eq!(shifted("cron(5 0 * * ? *)", -15), None); // the day before
+        assert_eq!(shifted("cron(0/30 7 * * ? *)", 10), None);
+        assert_eq!(shifted("cron(0 7,19 * * ? *)", 10), None);
+        assert_eq!(shifted("rate(12 hours)", 10), None);
+    }
+
+    #[test]
+    fn a_pause_and_resume_close_together_keep_the_services_times() {
+        let times = |p: &str, r: &str| {
+            let (stop, start) = database_times(&p.parse().unwrap(), &r.parse().unwrap());
+            (stop.to_string(), start.to_string())
+        };
+        assert_eq!(
+            times("cron(0 19 ? * MON-FRI *)", "cron(0 7 ? * MON-FRI *)"),
+            (
+                "cron(10 19 ? * MON-FRI *)".into(),
+                "cron(45 6 ? * MON-FRI *)".into()
+            )
+        );
+        // Shifted, the stop (19:10) would follow the start (19:05) and hit the services.
+        assert_eq!(
+            times("cron(0 19 * * ? *)", "cron(20 19 * * ? *)"),
+            ("cron(0 19 * * ? *)".into(), "cron(20 19 * * ? *)".into())
+        );
+        assert_eq!(
+            times("rate(12 hours)", "cron(0 7 * * ? *)"),
+            ("rate(12 hours)".into(), "cron(45 6 * * ? *)".into())
+        );
+    }
+
+    fn template(extra: &str) -> Value {
+        let text = format!("name: sched\nregion: us-east-1\n{extra}schedule:\n  timezone: Europe/Berlin\n  resume: \"cron(0 7 ? * MON-FRI *)\"\n  pause: \"cron(0 19 ? * MON-FRI *)\"\n");
+        let spec = crate::spec::parse(&text, std::path::Path::new("sched.yaml")).unwrap();
+        crate::stack::build(&spec).unwrap().to_value()
+    }
+
+    #[test]
+    fn an_rds_instance_stops_after_the_services_and_starts_before_them() {
+        let t = template("database:\n  engine: rds-postgres\n");
+        let r = &t["Resources"];
+        let target = |id: &str| &r[id]["Properties"]["Target"];
+        let stop = &r["DatabasePauseSchedule"]["Properties"];
+        assert_eq!(stop["ScheduleExpression"], "cron(10 19 ? * MON-FRI *)");
+        assert!(target("DatabasePauseSchedule")["Arn"]
+            .to_string()
+            .contains(":scheduler:::aws-sdk:rds:stopDBInstance"));
+        assert_eq!(
+            target("DatabasePauseSchedule")["Input"],
+            json!({"Fn::Join": ["", [
+                "{\"DbInstanceIdentifier\":\"", {"Ref": "DatabaseInstance"}, "\"}"]]})
+        );
+        let start = &r["DatabaseResumeSchedule"]["Properties"];
+        assert_eq!(start["ScheduleExpression"], "cron(45 6 ? * MON-FRI *)");
+        assert!(target("DatabaseResumeSchedule")["Arn"]
+            .to_string()
+            .contains("rds:startDBInstance"));
+        let policy = r["ScheduleRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
+            .as_array()
+            .unwrap()
+            .clone();
+        let rds = policy
+            .iter()
+            .find(|s| s["Action"].to_string().contains("rds:"))
+            .expect("an RDS statement");
+        assert_eq!(
+            rds["Action"],
+            json!(["rds:StopDBInstance", "rds:StartDBInstance"])
+        );
+        assert!(rds["Resource"].to_string().contains("\":rds:\""), "{rds}");
+        assert!(rds["Resource"].to_string().contains("db:"), "{rds}");
+    }
+
+    #[test]
+    fn every_schedule_sends_its_failures_to_one_encrypted_queue() {
+        let t = template("database:\n  engine: rds-postgres\n");
+        let r = r_of(&t);
+        let schedules: Vec<&String> = r
+            .iter()
+            .filter(|(_, v)| v["Type"] == "AWS::Scheduler::Schedule")
+            .map(|(k, _)| k)
+            .collect();
+        assert!(schedules.len() >= 4, "{schedules:?}");
+        for id in schedules {
+            assert_eq!(
+                r[id]["Properties"]["Target"]["DeadLetterConfig"]["Arn"],
+                json!({"Fn::GetAtt": ["ScheduleDeadLetterQueue", "Arn"]}),
+                "{id}"
+            );
+        }
+        let queue = &r["ScheduleDeadLetterQueue"]["Properties"];
+        assert_eq!(queue["SqsManagedSseEnabled"], true);
+        assert_eq!(queue["MessageRetentionPeriod"], 1_209_600);
+        let role = r["ScheduleRole"].to_string();
+        assert!(role.contains("sqs:SendMessage"), "{role}");
+        assert_eq!(
+            t["Outputs"]["ScheduleDeadLetterQueueUrl"]["Value"],
+            json!({"Ref": "ScheduleDeadLetterQueue"})
+        );
+    }
+
+    fn r_of(t: &Value) -> &serde_json::Map<String, Value> {
+        t["Resources"].as_object().unwrap()
+    }
+
+    #[test]
+    fn aurora_is_stopped_only_above_min_capacity_0() {
+        let t = template("database:\n  engine: aurora-serverless-v2\n  min_capacity: 0.5\n");
+        let stop = &t["Resources"]["DatabasePauseSchedule"]["Properties"]["Target"];
+        assert!(stop["Arn"].to_string().contains("rds:stopDBCluster"));
+        assert!(stop["Input"].to_string().contains("DbClusterIdentifier"));
+        assert!(t["Resources"]["ScheduleRole"]
+            .to_string()
+            .contains("rds:StartDBCluster"));
+        let t = template("database:\n  engine: aurora-serverless-v2\n  min_capacity: 0\n");
+        assert!(t["Resources"].get("DatabasePauseSchedule").is_none());
+        assert!(!t["Resources"]["ScheduleRole"].to_string().contains("rds:"));
     }
 }

@@ -98,7 +98,7 @@ pub struct Tags {
 
 impl Tags {
     fn new(spec: &Spec) -> Tags {
-        let mut base = vec![("airflow-stack:stack".to_string(), spec.name.clone())];
+        let mut base = vec![("airflow-stack:stack".to_string(), spec.name.to_string())];
         base.extend(spec.tags.iter().map(|(k, v)| (k.clone(), v.clone())));
         Tags { base }
     }

@@ -3,6 +3,7 @@
 //! ([`SharedConfig`]). With `services.packing: core` the four core components become
 //! containers of one task ([`packing`](super::packing)).
 
+use super::access::Exposure;
 use super::airflow_config::{env_var, SharedConfig, ADMIN_PASSWORD_ENV, SCALER_PASSWORD_ENV};
 use super::component::Component;
 use super::fargate::{self, Deployment, Infra, ServiceSpec, TaskDefinitionSpec};
@@ -175,13 +176,15 @@ fn component_container(
 }
 
 /// Adds every Airflow service; they start once `ready` (the migration, the broker)
-/// exists. Returns the worker service, which the scaler scales.
+/// exists. The api-server's service (or the packed core's) is reached as `exposure`
+/// says. Returns the worker service, which the scaler scales.
 pub fn add(
     s: &mut Scope,
     infra: &Infra,
     roles: &Roles,
     shared: &SharedConfig,
     ready: &[LogicalId],
+    exposure: &Exposure,
 ) -> Handle<Service> {
     let spec = s.spec;
     let mut worker = None;
@@ -192,15 +195,31 @@ pub fn add(
             .discoverable()
             .then(|| infra.cluster.register(s, component.id(), component.name()));
         let group = infra.sg.of(component);
-        // Start once the migration is done and this component's network paths exist.
+        // Start once the migration is done and this component's network paths exist
+        // (for the api-server also its load balancer listener, if any).
+        let exposed = component == Component::ApiServer;
         let ready: Vec<LogicalId> = ready
             .iter()
             .cloned()
             .chain(infra.sg.paths_of(component))
             .chain(infra.net.egress_ready.iter().cloned())
+            .chain(
+                exposed
+                    .then(|| exposure.ready.clone())
+                    .into_iter()
+                    .flatten(),
+            )
             .collect();
+        let reach = if exposed {
+            exposure.reach()
+        } else {
+            fargate::Reach::default()
+        };
         if component.is_packed(spec) {
             core.push(container, security::ids(&[group]), registry, ready);
+            if exposed {
+                core.reach = reach;
+            }
             continue;
         }
         let size = component.size(spec);
@@ -225,6 +244,7 @@ pub fn add(
                 registry,
                 depends_on: Attributes::depends_on(ready),
                 deployment: Deployment::StartFirst,
+                reach,
             },
         );
         if component == Component::Worker {

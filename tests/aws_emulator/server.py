@@ -50,10 +50,13 @@ from urllib.parse import parse_qs
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+import acm_certificates  # noqa: E402
 import authz  # noqa: E402  (the emulator's own modules, next to this file)
 import ecs_service  # noqa: E402
+import ecs_exec  # noqa: E402,F401  (ECS Exec on service tasks; patches on import)
 import iam_eval  # noqa: E402
 import moto_state  # noqa: E402
+import rds_state  # noqa: E402
 import tasks  # noqa: E402
 
 from botocore import xform_name
@@ -651,6 +654,11 @@ class StubResource(CloudFormationModel):
             self.id = self.name
         if resource_type == "AWS::SecretsManager::Secret":
             self._create_secret()
+        if resource_type == "AWS::CertificateManager::Certificate":
+            try:  # a DNS-validated certificate in moto's ACM (acm_certificates.py)
+                self.id = self.arn = acm_certificates.create(props, account_id, region)
+            except ValueError as e:
+                raise ResourceFailed(str(e)) from None
 
     def _create_secret(self):
         value = self.props.get("SecretString")
@@ -724,6 +732,8 @@ class StubResource(CloudFormationModel):
         return original_resource
 
     def delete(self, account_id, region_name):
+        if self.cf_resource_type == "AWS::CertificateManager::Certificate":
+            acm_certificates.delete(self.arn, account_id, region_name)
         if self.cf_resource_type == "AWS::SecretsManager::Secret":
             secretsmanager_backends[account_id][region_name].delete_secret(
                 self.arn, recovery_window_in_days=None, force_delete_without_recovery=True)
@@ -1639,7 +1649,10 @@ def emulator_api(environ, start_response):
     GET  /_emulator/ecs-services/<cluster>/<service>  its tasks, for the harness to run
     POST /_emulator/ecs-tasks/<id>/running  {"ip", "task_role_key", "host"}: started
     POST /_emulator/ecs-tasks/<id>/stopped  {"exit_code", "killed", "seconds"}: stopped
-    GET  /_emulator/ecs-events        desired counts, task starts/stops, protection, tags
+    GET  /_emulator/ecs-events        desired counts, task starts/stops, protection, tags,
+                                      RDS stop/start requests and status changes
+    POST /_emulator/rds-transition    {"seconds": s}: how long an RDS stop or start takes
+                                      (rds_state.py; default 1 s)
     POST /_emulator/clock             {"advance": seconds}: moves protection expiry time
     """
     path, method = environ["PATH_INFO"], environ["REQUEST_METHOD"]
@@ -1703,6 +1716,10 @@ def emulator_api(environ, start_response):
             found = _ecs_emulator_api(path, method, environ)
             if found is not None:
                 return _json_reply(start_response, *found)
+        if path == "/_emulator/rds-transition" and method == "POST":
+            body = json.loads(_read_body(environ) or b"{}")
+            return _json_reply(start_response, "200 OK",
+                               {"seconds": rds_state.set_transition(body.get("seconds"))})
         if path == "/_emulator/schema" and method == "GET":
             with tasks.LOCK:
                 return _json_reply(start_response, "200 OK", {"schema": dict(tasks.SCHEMA)})
@@ -2003,6 +2020,7 @@ def apply_patches() -> None:
     """Install every patch above into moto."""
     import object_versions  # bucket versioning, Code.S3ObjectVersion (object_versions.py)
     object_versions.install()
+    rds_state.install()  # RDS stop/start through stopping/starting (rds_state.py)
     from moto.ecs.models import EC2ContainerServiceBackend
     from moto.ecs.responses import EC2ContainerServiceResponse
     ORIGINAL["describe_tasks"] = EC2ContainerServiceBackend.describe_tasks
@@ -2110,6 +2128,7 @@ def main() -> None:
                 HARNESS_RUNNING.clear()
             tasks.reset()
             ecs_service.reset()
+            rds_state.reset()
             with FAIL_NEXT_LOCK:
                 FAIL_NEXT.clear()
             return moto_app(environ, start_response)

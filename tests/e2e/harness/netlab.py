@@ -404,7 +404,7 @@ class Blocked:
 @dataclass(frozen=True)
 class _Rule:
     to_sg: str
-    source: str  # "sg", "operator" or "any"
+    source: str  # "sg", "operator", "any" or "cidr" (from_sg holds the block)
     from_sg: str | None
     port: int
 
@@ -618,6 +618,12 @@ table inet {_TABLE} {{
         """Ingress to members of `to_sg` on `port` from the test process (operator_ip)."""
         self._add_rule(_Rule(to_sg, "operator", None, _port(port, "tcp")))
 
+    def allow_cidr(self, to_sg: str, cidr: str, port: int) -> None:
+        """Ingress to members of `to_sg` on `port` from every address in `cidr` (a CidrIp
+        rule): the lab hosts and the test process (operator_ip) inside the block."""
+        ipaddress.ip_network(cidr)  # a malformed block fails here, not in nft
+        self._add_rule(_Rule(to_sg, "cidr", cidr, _port(port, "tcp")))
+
     def allow_any(self, to_sg: str, port: int) -> None:
         """Ingress to members of `to_sg` on `port` from any address (a 0.0.0.0/0 rule)."""
         self._add_rule(_Rule(to_sg, "any", None, _port(port, "tcp")))
@@ -638,6 +644,11 @@ table inet {_TABLE} {{
                 open_ports.add(r.port)
             elif r.source == "operator":
                 allowed.add((self.operator_ip, r.port))
+            elif r.source == "cidr":
+                block = ipaddress.ip_network(r.from_sg)
+                inside = [self.operator_ip] + [h.ip for h in self.hosts.values()]
+                allowed.update((ip, r.port) for ip in inside
+                               if ipaddress.ip_address(ip) in block)
             else:
                 allowed.update((h.ip, r.port) for h in self.hosts.values()
                                if r.from_sg in h.security_groups)

@@ -226,10 +226,22 @@ class LocalStack:
         named by their logical ids."""
         for _, rule in template.of_type("AWS::EC2::SecurityGroupIngress").items():
             p = rule["Properties"]
-            to_sg, from_sg = _group_of(p["GroupId"]), _group_of(p.get("SourceSecurityGroupId"))
-            assert from_sg, f"ingress rule without a source group: {p}"
             assert p["FromPort"] == p["ToPort"] and p["IpProtocol"] == "tcp", p
-            self.lab.allow(to_sg, from_sg, int(p["FromPort"]))
+            to_sg, port = _group_of(p["GroupId"]), int(p["FromPort"])
+            source = p.get("SourceSecurityGroupId")
+            if "CidrIp" in p:  # access.allowed_cidrs / open_to_the_whole_internet
+                if p["CidrIp"] == "0.0.0.0/0":
+                    self.lab.allow_any(to_sg, port)
+                else:
+                    self.lab.allow_cidr(to_sg, p["CidrIp"], port)
+            elif isinstance(source, str):
+                # access.allowed_security_groups: a group of the account, not of this
+                # stack; no lab host is in it.
+                assert source.startswith("sg-"), p
+            else:
+                from_sg = _group_of(source)
+                assert from_sg, f"ingress rule without a source: {p}"
+                self.lab.allow(to_sg, from_sg, port)
 
     def create_stack_resources(self) -> None:
         """What CloudFormation creates before the custom resources run: the (empty)

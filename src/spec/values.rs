@@ -1,0 +1,489 @@
+//! Typed stack-file values: parsed once, at the edge, into what the rest of the code
+//! uses ("parse, don't validate"). Each refuses what AWS refuses, with AWS's rule in the
+//! message, and writes the same rule into the JSON Schema.
+//!
+//! The rules across fields (a KMS key in the stack's region, subnets only with a VPC id)
+//! stay in [`super::validate`], which runs on these parsed values.
+
+use std::fmt;
+use std::net::Ipv4Addr;
+use std::str::FromStr;
+
+use schemars::{json_schema, JsonSchema, Schema, SchemaGenerator};
+use serde::Deserialize;
+
+/// A text value with a rule: parsed with [`FromStr`] (the rule and AWS's wording in the
+/// error), read from YAML through it, and written into the JSON Schema as `pattern`.
+/// Reads as `&str` everywhere else.
+macro_rules! checked_text {
+    ($(#[$doc:meta])* $name:ident, pattern: $pattern:expr, check: $check:expr) => {
+        $(#[$doc])*
+        #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
+        #[serde(try_from = "String")]
+        pub struct $name(String);
+
+        impl $name {
+            /// The value as written.
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = String;
+
+            fn from_str(s: &str) -> Result<Self, String> {
+                let check: fn(&str) -> Result<(), String> = $check;
+                check(s).map(|()| $name(s.to_string()))
+            }
+        }
+
+        impl TryFrom<String> for $name {
+            type Error = String;
+
+            fn try_from(s: String) -> Result<Self, String> {
+                s.parse()
+            }
+        }
+
+        impl std::ops::Deref for $name {
+            type Target = str;
+
+            fn deref(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl AsRef<str> for $name {
+            fn as_ref(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl PartialEq<str> for $name {
+            fn eq(&self, other: &str) -> bool {
+                self.0 == other
+            }
+        }
+
+        impl PartialEq<&str> for $name {
+            fn eq(&self, other: &&str) -> bool {
+                self.0 == *other
+            }
+        }
+
+        impl From<$name> for String {
+            fn from(v: $name) -> String {
+                v.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl JsonSchema for $name {
+            fn schema_name() -> std::borrow::Cow<'static, str> {
+                stringify!($name).into()
+            }
+
+            fn json_schema(_: &mut SchemaGenerator) -> Schema {
+                json_schema!({"type": "string", "pattern": $pattern})
+            }
+        }
+    };
+}
+
+checked_text!(
+    /// A CloudFormation stack name, also the prefix of every named resource: 1-32
+    /// letters, digits and hyphens, starting with a letter and not ending with a hyphen
+    /// (CloudFormation allows 128; the prefix is kept short so that resource names built
+    /// from it stay within their own limits, such as 32 for a target group).
+    StackName,
+    pattern: "^[A-Za-z]([A-Za-z0-9-]{0,30}[A-Za-z0-9])?$",
+    check: |n| {
+        let ok = (1..=32).contains(&n.len())
+            && n.starts_with(|c: char| c.is_ascii_alphabetic())
+            && !n.ends_with('-')
+            && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+        if ok {
+            Ok(())
+        } else {
+            Err(format!("{n:?} is not a valid stack name: use 1-32 letters, digits and hyphens, starting with a letter"))
+        }
+    }
+);
+
+checked_text!(
+    /// An AWS region name, `xx-name-N` or `xx-gov-name-N` (e.g. `us-east-1`).
+    Region,
+    pattern: "^[a-z]{2}(-[a-z]+){1,2}-[0-9]+$",
+    check: |r| {
+        if super::validate::is_region(r) {
+            Ok(())
+        } else {
+            Err(format!("{r:?} is not an AWS region name such as us-east-1 or eu-west-1"))
+        }
+    }
+);
+
+checked_text!(
+    /// An EC2 VPC id, `vpc-` and 8 or 17 lower-case hex digits.
+    VpcId,
+    pattern: "^vpc-[0-9a-f]{8,17}$",
+    check: |v| {
+        if super::validate::is_aws_id(v, "vpc-") {
+            Ok(())
+        } else {
+            Err(format!("{v:?} is not a VPC id such as vpc-0a1b2c3d4e5f60718"))
+        }
+    }
+);
+
+checked_text!(
+    /// An EC2 subnet id, `subnet-` and 8 or 17 lower-case hex digits.
+    SubnetId,
+    pattern: "^subnet-[0-9a-f]{8,17}$",
+    check: |v| {
+        if super::validate::is_aws_id(v, "subnet-") {
+            Ok(())
+        } else {
+            Err(format!("{v:?} is not a subnet id such as subnet-0a1b2c3d"))
+        }
+    }
+);
+
+/// The CIDR block of a VPC the stack creates: IPv4, /16 (the largest a VPC takes) to
+/// /24, with no host bits set (EC2 CreateVpc refuses `10.40.7.0/16`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct VpcCidr {
+    network: Ipv4Addr,
+    prefix: u8,
+}
+
+impl VpcCidr {
+    /// The prefix length (16 to 24).
+    pub fn prefix(&self) -> u8 {
+        self.prefix
+    }
+}
+
+impl FromStr for VpcCidr {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let parsed = s.split_once('/').and_then(|(ip, bits)| {
+            let ip = ip.parse::<Ipv4Addr>().ok()?;
+            let bits = bits.parse::<u8>().ok().filter(|b| (16..=24).contains(b))?;
+            Some((ip, bits))
+        });
+        let Some((ip, prefix)) = parsed else {
+            return Err(format!(
+                "{s:?} is not an IPv4 CIDR block from /16 to /24, e.g. 10.40.0.0/16"
+            ));
+        };
+        let network = Ipv4Addr::from(u32::from(ip) & (u32::MAX << (32 - u32::from(prefix))));
+        if network != ip {
+            return Err(format!(
+                "{s:?} has host bits set: a /{prefix} block starts at {network}/{prefix}, which is what AWS accepts"
+            ));
+        }
+        Ok(VpcCidr { network, prefix })
+    }
+}
+
+impl TryFrom<String> for VpcCidr {
+    type Error = String;
+
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+
+impl fmt::Display for VpcCidr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.network, self.prefix)
+    }
+}
+
+impl JsonSchema for VpcCidr {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "VpcCidr".into()
+    }
+
+    fn json_schema(generator: &mut SchemaGenerator) -> Schema {
+        super::schema_rules::vpc_cidr(generator)
+    }
+}
+
+/// A PostgreSQL engine version as RDS names it, `MAJOR` or `MAJOR.MINOR`, of a major
+/// version Airflow 3 supports (14 to 17).
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct PostgresVersion(String);
+
+impl PostgresVersion {
+    /// The version as RDS takes it (`EngineVersion`).
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl FromStr for PostgresVersion {
+    type Err = String;
+
+    fn from_str(v: &str) -> Result<Self, String> {
+        let digits = |s: &str| (1..=2).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_digit());
+        let (major, minor_ok) = match v.split_once('.') {
+            Some((major, minor)) => (major, digits(minor)),
+            None => (v, true),
+        };
+        let supported = digits(major) && major.parse::<u32>().is_ok_and(|m| (14..=17).contains(&m));
+        if supported && minor_ok {
+            Ok(PostgresVersion(v.to_string()))
+        } else {
+            Err(format!(
+                "{v:?} is not a PostgreSQL version Airflow 3 supports (14 to 17), as RDS names them: MAJOR or MAJOR.MINOR, e.g. 17.7"
+            ))
+        }
+    }
+}
+
+impl TryFrom<String> for PostgresVersion {
+    type Error = String;
+
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+
+impl fmt::Display for PostgresVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl JsonSchema for PostgresVersion {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "PostgresVersion".into()
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "type": "string",
+            "pattern": "^1[4-7](\\.[0-9]{1,2})?$",
+            "description": "PostgreSQL MAJOR or MAJOR.MINOR, 14 to 17, e.g. 17.7"
+        })
+    }
+}
+
+/// A Secrets Manager secret's full ARN,
+/// `arn:<partition>:secretsmanager:<region>:<account>:secret:<name>-<6 characters>`. The
+/// full one: a partial ARN (without the suffix) works for reading, but not as the IAM
+/// resource the execution role is limited to.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
+#[serde(try_from = "String")]
+pub struct SecretArn(String);
+
+impl SecretArn {
+    /// The ARN.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl FromStr for SecretArn {
+    type Err = String;
+
+    fn from_str(arn: &str) -> Result<Self, String> {
+        let parts: Vec<&str> = arn.splitn(7, ':').collect();
+        let name_ok = |resource: &str| {
+            resource.rsplit_once('-').is_some_and(|(name, suffix)| {
+                !name.is_empty()
+                    && name.chars().all(|c| c.is_ascii_alphanumeric() || "/_+=.@-".contains(c))
+                    && suffix.len() == 6
+                    && suffix.chars().all(|c| c.is_ascii_alphanumeric())
+            })
+        };
+        let ok = parts.len() == 7
+            && parts[0] == "arn"
+            && parts[1].starts_with("aws")
+            && parts[2] == "secretsmanager"
+            && super::validate::is_region(parts[3])
+            && parts[4].len() == 12
+            && parts[4].bytes().all(|b| b.is_ascii_digit())
+            && parts[5] == "secret"
+            && name_ok(parts[6]);
+        if ok {
+            Ok(SecretArn(arn.to_string()))
+        } else {
+            Err(format!(
+                "{arn:?} is not a secret's full ARN such as arn:aws:secretsmanager:us-east-1:123456789012:secret:smtp-AbCdEf (with the 6 characters Secrets Manager adds to the name; the execution role is allowed exactly this ARN)"
+            ))
+        }
+    }
+}
+
+impl TryFrom<String> for SecretArn {
+    type Error = String;
+
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+
+impl fmt::Display for SecretArn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl JsonSchema for SecretArn {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "SecretArn".into()
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "type": "string",
+            "pattern": "^arn:aws[a-z-]*:secretsmanager:[a-z]{2}(-[a-z]+){1,2}-[0-9]+:[0-9]{12}:secret:[A-Za-z0-9/_+=.@-]+-[A-Za-z0-9]{6}$",
+            "description": "A secret's full ARN, ending in the 6 characters Secrets Manager adds to its name"
+        })
+    }
+}
+
+/// An EventBridge Scheduler expression: `cron(minutes hours day-of-month month
+/// day-of-week year)` with exactly one of the day fields `?`, or `rate(N unit)`.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub enum ScheduleExpression {
+    /// `cron(...)`, its six fields in order.
+    Cron([String; 6]),
+    /// `rate(N minutes|hours|days)`, as written.
+    Rate(String),
+}
+
+impl ScheduleExpression {
+    /// The cron fields, for a cron expression.
+    pub fn cron_fields(&self) -> Option<&[String; 6]> {
+        match self {
+            ScheduleExpression::Cron(fields) => Some(fields),
+            ScheduleExpression::Rate(_) => None,
+        }
+    }
+}
+
+impl FromStr for ScheduleExpression {
+    type Err = String;
+
+    fn from_str(e: &str) -> Result<Self, String> {
+        if let Some(body) = e.strip_prefix("cron(").and_then(|b| b.strip_suffix(')')) {
+            let fields: Vec<String> = body.split_whitespace().map(str::to_string).collect();
+            let fields: [String; 6] = fields.try_into().map_err(|_| {
+                format!("{e:?}: a cron expression has six fields: minutes hours day-of-month month day-of-week year, e.g. cron(0 7 ? * MON-FRI *)")
+            })?;
+            // EventBridge: "You can't specify the Day-of-month and Day-of-week fields in
+            // the same cron expression. If you specify a value or a * in one of the
+            // fields, you must use a ? in the other." (Scheduler User Guide, "Cron
+            // expressions").
+            if (fields[2] == "?") == (fields[4] == "?") {
+                return Err(format!("{e:?}: exactly one of day-of-month (3rd field) and day-of-week (5th field) must be `?`, as EventBridge requires, e.g. cron(0 7 ? * MON-FRI *) or cron(0 7 1 * ? *)"));
+            }
+            return Ok(ScheduleExpression::Cron(fields));
+        }
+        if let Some(body) = e.strip_prefix("rate(").and_then(|b| b.strip_suffix(')')) {
+            let parts: Vec<&str> = body.split_whitespace().collect();
+            let ok = matches!(parts.as_slice(), [n, unit]
+                if n.parse::<u32>().is_ok_and(|n| n > 0) && !n.starts_with('0')
+                    && ["minute", "minutes", "hour", "hours", "day", "days"].contains(unit));
+            return if ok {
+                Ok(ScheduleExpression::Rate(e.to_string()))
+            } else {
+                Err(format!("{e:?}: a rate expression is rate(<positive number> minutes|hours|days)"))
+            };
+        }
+        Err(format!("{e:?}: use cron(minutes hours day-of-month month day-of-week year), e.g. cron(0 19 ? * MON-FRI *), or rate(12 hours)"))
+    }
+}
+
+impl TryFrom<String> for ScheduleExpression {
+    type Error = String;
+
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+
+impl fmt::Display for ScheduleExpression {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ScheduleExpression::Cron(fields) => write!(f, "cron({})", fields.join(" ")),
+            ScheduleExpression::Rate(text) => f.write_str(text),
+        }
+    }
+}
+
+impl JsonSchema for ScheduleExpression {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "ScheduleExpression".into()
+    }
+
+    fn json_schema(generator: &mut SchemaGenerator) -> Schema {
+        super::schema_rules::schedule_expression(generator)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schedule_expressions_parse_into_their_fields() {
+        let e: ScheduleExpression = "cron(0 7 ? * MON-FRI *)".parse().unwrap();
+        assert_eq!(e.cron_fields().unwrap()[4], "MON-FRI");
+        assert_eq!(e.to_string(), "cron(0 7 ? * MON-FRI *)");
+        assert!("rate(12 hours)".parse::<ScheduleExpression>().is_ok());
+        for bad in ["cron(0 7 * * MON-FRI *)", "cron(0 7 ? * ? *)", "cron(0 7 * *)", "rate(0 hours)", "rate(5 weeks)", "at(2026-01-01T00:00:00)"] {
+            assert!(bad.parse::<ScheduleExpression>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_cidr_parses_into_its_block_and_refuses_host_bits() {
+        let c: VpcCidr = "10.40.128.0/17".parse().unwrap();
+        assert_eq!((c.prefix(), c.to_string().as_str()), (17, "10.40.128.0/17"));
+        let e = "10.40.7.0/16".parse::<VpcCidr>().unwrap_err();
+        assert!(e.contains("starts at 10.40.0.0/16"), "{e}");
+        for bad in ["10.0.0.0/8", "10.0.0/16", "10.0.0.0/25", "x"] {
+            assert!(bad.parse::<VpcCidr>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_postgres_version_is_major_or_major_minor() {
+        for ok in ["17", "17.7", "14.12"] {
+            assert!(ok.parse::<PostgresVersion>().is_ok(), "{ok}");
+        }
+        for bad in ["17.x", "17.", "17.7.1", "11.22", "18.1", "v17"] {
+            assert!(bad.parse::<PostgresVersion>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_secret_arn_must_be_the_full_one() {
+        assert!("arn:aws:secretsmanager:eu-west-1:123456789012:secret:team/api-x1Y2z3"
+            .parse::<SecretArn>()
+            .is_ok());
+        for bad in [
+            "arn:aws:secretsmanager:eu-west-1:123456789012:secret:smtp",
+            "arn:aws:secretsmanager:eu-west-1:12345:secret:smtp-AbCdEf",
+            "arn:aws:ssm:eu-west-1:123456789012:secret:smtp-AbCdEf",
+            "smtp-AbCdEf",
+        ] {
+            assert!(bad.parse::<SecretArn>().is_err(), "{bad}");
+        }
+    }
+}
