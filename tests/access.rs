@@ -532,3 +532,39 @@ print(json.dumps(sorted([p['FromPort'], r['CidrIp']] for p in g['IpPermissions']
     );
     assert_eq!(rules, serde_json::json!([[8080, "10.8.0.0/16"]]));
 }
+
+#[test]
+fn an_internet_facing_balancer_with_the_users_certificate_deploys_in_the_public_subnets() {
+    let s = Session::new();
+    // The certificate exists before the stack, issued in the stack's region.
+    let arn = s.python(
+        "acm = boto3.client('acm')\narn = acm.request_certificate(DomainName='airflow.example.org', ValidationMethod='DNS')['CertificateArn']\nprint(json.dumps(arn))",
+        &[],
+    );
+    let arn = arn.as_str().unwrap();
+    let access = format!(
+        "access:\n  mode: load_balancer\n  scheme: internet-facing\n  domain: airflow.example.org\n  certificate_arn: {arn}\n  allowed_cidrs: [203.0.113.0/24]\n"
+    );
+    let file = dev_with_access(s.dir.path(), &access);
+    s.deploy(&file);
+    let deployed = s.python(
+        r#"
+elb, ec2 = boto3.client('elbv2'), boto3.client('ec2')
+lb = elb.describe_load_balancers()['LoadBalancers'][0]
+https = [l for l in elb.describe_listeners(LoadBalancerArn=lb['LoadBalancerArn'])['Listeners'] if l['Protocol'] == 'HTTPS'][0]
+g = ec2.describe_security_groups(GroupIds=[phys['LoadBalancerSecurityGroup']])['SecurityGroups'][0]
+print(json.dumps({'scheme': lb['Scheme'], 'subnets': sorted(a['SubnetId'] for a in lb['AvailabilityZones']),
+  'public': sorted([phys['PublicSubnet1'], phys['PublicSubnet2']]),
+  'certificate': https['Certificates'][0]['CertificateArn'],
+  'ingress': sorted([p['FromPort'], r['CidrIp']] for p in g['IpPermissions'] for r in p.get('IpRanges', []))}))
+"#,
+        &["stack"],
+    );
+    assert_eq!(deployed["scheme"], "internet-facing", "{deployed}");
+    assert_eq!(deployed["subnets"], deployed["public"], "{deployed}");
+    assert_eq!(deployed["certificate"], arn);
+    assert_eq!(
+        deployed["ingress"],
+        serde_json::json!([[80, "203.0.113.0/24"], [443, "203.0.113.0/24"]])
+    );
+}

@@ -37,6 +37,7 @@ fn variations() -> Vec<(&'static str, &'static str, &'static str)> {
         ("access-load-balancer-open-existing-vpc-packed", "network:\n  vpc_id: vpc-0a1b2c3d4e5f60718\n  subnet_ids: [subnet-0a1b2c3d, subnet-1a2b3c4d]\nservices:\n  packing: core\naccess:\n  mode: load_balancer\n  scheme: internet-facing\n  domain: airflow.example.org\n  hosted_zone_id: Z0123456789EXAMPLEZONE\n  open_to_the_whole_internet: true\n  subnet_ids: [subnet-2a2b3c4d, subnet-3a2b3c4d]\n", "json"),
         ("access-in-vpc-with-flower", "services:\n  flower: {enabled: true}\naccess:\n  mode: in_vpc\n  allowed_cidrs: [10.8.0.0/16]\n  allowed_security_groups: [sg-0a1b2c3d]\n", "yaml"),
         ("access-tunnel-packed-kms", "services:\n  packing: core\nencryption:\n  kms_key: create\naccess:\n  mode: tunnel\n", "json"),
+        ("secrets-backend-packed-kms", "services:\n  packing: core\nencryption:\n  kms_key: create\nairflow:\n  secrets_backend:\n    connections_prefix: team/conns\n    components: [worker, scheduler]\n", "yaml"),
         ("alerts-only-existing-targets", "network:\n  nat_gateways: 2\nalerts:\n  enabled: true\n  slack_webhook_secret: arn:aws:secretsmanager:us-east-1:123456789012:secret:slack-AbCdEf\n  sns_topic: arn:aws:sns:us-east-1:123456789012:ops\n", "json"),
     ]
 }

@@ -567,6 +567,69 @@ fn cases() -> Vec<Case> {
             Across("components against services.flower.enabled"),
         ),
         case(
+            "secrets_backend prefix with a wildcard",
+            with("airflow:\n  secrets_backend:\n    connections_prefix: airflow/*\n"),
+            "airflow.secrets_backend.connections_prefix",
+            (5, 5),
+            Field,
+        ),
+        case(
+            "secrets_backend prefix ending in a slash",
+            with("airflow:\n  secrets_backend: { variables_prefix: airflow/variables/ }\n"),
+            "airflow.secrets_backend.variables_prefix",
+            (4, 22),
+            Field,
+        ),
+        case(
+            "secrets_backend for Flower",
+            with("airflow:\n  secrets_backend:\n    components: [worker, flower]\n"),
+            "airflow.secrets_backend.components[1]",
+            (5, 26),
+            Field,
+        ),
+        case(
+            "secrets_backend component listed twice",
+            with("airflow:\n  secrets_backend:\n    components: [worker, triggerer, worker]\n"),
+            "airflow.secrets_backend.components[2]",
+            (5, 37),
+            Field,
+        ),
+        case(
+            "secrets_backend with no component",
+            with("airflow:\n  secrets_backend:\n    components: []\n"),
+            "airflow.secrets_backend.components",
+            (5, 5),
+            Field,
+        ),
+        case(
+            "secrets_backend prefix over the stack's own secrets",
+            with("airflow:\n  secrets_backend:\n    variables_prefix: a/vars\n"),
+            "airflow.secrets_backend.variables_prefix",
+            (5, 5),
+            Across("a prefix against the stack name, under which the stack's own secrets are"),
+        ),
+        case(
+            "secrets_backend with one prefix for both",
+            with("airflow:\n  secrets_backend:\n    connections_prefix: team/airflow\n    variables_prefix: team/airflow\n"),
+            "airflow.secrets_backend.variables_prefix",
+            (6, 5),
+            Across("variables_prefix against connections_prefix"),
+        ),
+        case(
+            "extra_env setting the secrets backend while the stack does",
+            with("airflow:\n  secrets_backend: {}\n  extra_env:\n    AIRFLOW__SECRETS__BACKEND_KWARG__CONNECTIONS_PREFIX: other\n"),
+            "airflow.extra_env.AIRFLOW__SECRETS__BACKEND_KWARG__CONNECTIONS_PREFIX",
+            (6, 5),
+            Across("extra_env against airflow.secrets_backend (free while it is off)"),
+        ),
+        case(
+            "secret_env setting the workers' backend while the stack sets one",
+            with("airflow:\n  secret_env:\n    AIRFLOW__WORKERS__SECRETS_BACKEND_KWARGS: { secret: arn:aws:secretsmanager:us-east-1:123456789012:secret:k-AbCdEf }\n  secrets_backend: { components: [worker] }\n"),
+            "airflow.secret_env.AIRFLOW__WORKERS__SECRETS_BACKEND_KWARGS",
+            (5, 5),
+            Across("secret_env against airflow.secrets_backend (free while it is off)"),
+        ),
+        case(
             "more subnets than a service takes",
             with(&format!(
                 "network:\n  vpc_id: vpc-12345678\n  subnet_ids: [{}]\n",
@@ -736,16 +799,19 @@ fn the_json_schema_refuses_every_single_field_mistake_the_cli_refuses() {
 fn the_json_schema_accepts_the_example_stacks_and_a_partial_service_block() {
     let validator = schema_validator();
     let partial = with("services:\n  scheduler: { count: 2 }\n  worker: { memory: 4096 }\n");
+    let backend = with(
+        "airflow:\n  secrets_backend:\n    connections_prefix: team/conns\n    components: [worker]\n",
+    );
     let examples = ["stacks/dev.yaml", "stacks/prod.yaml"].map(|f| {
         (
             f.to_string(),
             std::fs::read_to_string(root().join(f)).unwrap(),
         )
     });
-    for (name, text) in examples
-        .into_iter()
-        .chain([("partial".to_string(), partial)])
-    {
+    for (name, text) in examples.into_iter().chain([
+        ("partial".to_string(), partial),
+        ("secrets backend".to_string(), backend),
+    ]) {
         let value = as_json(&text);
         let errors: Vec<String> = validator
             .iter_errors(&value)

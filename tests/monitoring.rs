@@ -427,7 +427,8 @@ fn alerts_only_with_existing_targets_and_no_scaling_permissions() {
         "arn:aws:sns:us-east-1:123456789012:ops"
     );
     assert!(env.get("AUTOSCALING_ENABLED").is_none());
-    assert_eq!(env["UI_BASE_URL"], "http://api-server.airflow:8080");
+    // Links go where people open the UI: the access mode's URL (the tunnel's by default).
+    assert_eq!(env["UI_BASE_URL"], "http://localhost:8080/");
     let actions = serde_json::to_string(&statements(&t)).unwrap();
     assert!(!actions.contains("ecs:"), "{actions}");
     // Its one CloudWatch permission: the read-failure metric, in its namespace.

@@ -289,6 +289,8 @@ async fn tasks_of(
     Ok(tasks)
 }
 
+/// Runs `ui`: checks the stack file's mode and the tools, finds the task, then starts
+/// (or prints) the session.
 pub fn run(args: Args) -> Result<(), Failure> {
     let file = args.stack.file.clone();
     let spec = spec::load(&file)?;

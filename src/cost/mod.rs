@@ -333,13 +333,14 @@ fn database_lines(r: &Resources, p: &Prices) -> Result<Vec<Line>, CostError> {
         // smallest capacity of an active cluster.
         let active = min.max(0.5);
         let compute = instances * active * p.aurora_acu_hour * HOURS_PER_MONTH;
-        // With the services at 0, a cluster at min 0 pauses itself; above 0 it bills its minimum.
-        let paused_compute = instances * min * p.aurora_acu_hour * HOURS_PER_MONTH;
+        // Paused, no ACU bills: a cluster at min 0 pauses itself once nothing connects,
+        // and `airflow-stack pause` (or the schedule) stops one above 0.
+        let paused_how = if min == 0.0 { "auto-paused" } else { "stopped" };
         lines.push(Line {
             item: id.to_string(),
-            detail: format!("Aurora Serverless v2, {instances} x {active} ACU (MinCapacity {min}; paused at {min})"),
+            detail: format!("Aurora Serverless v2, {instances} x {active} ACU (MinCapacity {min}; {paused_how} while paused)"),
             always_on: compute,
-            paused: paused_compute,
+            paused: 0.0,
         });
         let storage = ASSUMPTIONS.database_gb * p.aurora_storage_gb_month;
         lines.push(Line {
@@ -640,9 +641,9 @@ fn assumptions(r: &Resources, p: &Prices) -> Result<Vec<String>, CostError> {
         "Paused: every ECS service at DesiredCount 0 (`airflow-stack pause`), so no task, task IPv4 address or log ingestion is billed.".into(),
     ];
     if r.count("AWS::RDS::DBCluster")? > 0 {
-        out.push("Aurora Serverless v2 is priced at max(MinCapacity, 0.5) ACU while Airflow runs (its scheduler keeps the cluster active); paused, a cluster at MinCapacity 0 pauses itself and one above 0 keeps billing its minimum.".into());
+        out.push("Aurora Serverless v2 is priced at max(MinCapacity, 0.5) ACU while Airflow runs (its scheduler keeps the cluster active); paused, a cluster at MinCapacity 0 pauses itself and `airflow-stack pause` (or the schedule) stops one above 0, so only storage bills; AWS starts a stopped cluster again after 7 days.".into());
     } else if r.count("AWS::RDS::DBInstance")? > 0 {
-        out.push("Paused: the RDS instance is stopped (`airflow-stack pause` prints the command); storage keeps billing and AWS starts a stopped instance again after 7 days.".into());
+        out.push("Paused: the RDS instance is stopped (`airflow-stack pause`, or the schedule); storage keeps billing and AWS starts a stopped instance again after 7 days (the next scheduled pause stops it again).".into());
     }
     if exec_logging(r)? {
         out.push("ECS Exec (access.mode tunnel) costs nothing to keep on; shell sessions (`aws ecs execute-command`) log to CloudWatch Logs at the ingestion price above, and port forwards (`airflow-stack ui`) log nothing.".into());

@@ -89,9 +89,10 @@ fn aurora_elasticache_nat_and_load_balancer_in_eu_west_1() {
             "Scheme": "internal", "Subnets": ["subnet-1", "subnet-2"]}},
     }});
     let e = estimate(&t, &spec("eu-west-1")).unwrap();
-    // Aurora: 1 x 0.5 ACU x 0.13 x 730 = 47.45, billed while paused (min > 0)
+    // Aurora: 1 x 0.5 ACU x 0.13 x 730 = 47.45; paused, `pause` stops the cluster
+    // (min > 0), so no ACU bills
     close(line(&e, "Cluster").always_on, 47.45);
-    close(line(&e, "Cluster").paused, 47.45);
+    close(line(&e, "Cluster").paused, 0.0);
     // storage: 5 GB (assumed) x 0.11 = 0.55
     close(line(&e, "Cluster storage").always_on, 0.55);
     // ElastiCache: 2 x 0.0352 x 730 = 51.392
@@ -106,8 +107,9 @@ fn aurora_elasticache_nat_and_load_balancer_in_eu_west_1() {
     close(line(&e, "Alb").paused, 18.396);
     // 47.45 + 0.55 + 51.392 + 71.04 + 7.30 + 24.236 + 0 secrets + 0 logs + 0.023 S3 = 201.991
     close(e.always_on, 201.991);
-    // paused: the same minus NAT data (0.96) and the LCU (5.84) = 195.191
-    close(e.paused, 195.191);
+    // paused: the same minus the cluster's ACUs (47.45), NAT data (0.96) and the LCU
+    // (5.84) = 147.741
+    close(e.paused, 147.741);
 }
 
 #[test]

@@ -22,7 +22,8 @@ pub use access::*;
 pub use source::{Pos, Positions, MAX_FILE_BYTES};
 pub use types::*;
 pub use values::{
-    PostgresVersion, Region, ScheduleExpression, SecretArn, StackName, SubnetId, VpcCidr, VpcId,
+    PostgresVersion, Region, ScheduleExpression, SecretArn, SecretPrefix, StackName, SubnetId,
+    VpcCidr, VpcId,
 };
 
 /// Environment variables the stack itself sets: `airflow.extra_env` may not override
@@ -52,6 +53,28 @@ pub const MANAGED_ENV: &[&str] = &[
 /// roles, src/stack/airflow_config.rs); `airflow.extra_env` may not set it then, or
 /// containers get the variable twice.
 pub const SIMPLE_AUTH_MANAGED_ENV: &[&str] = &["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS"];
+
+/// What the stack sets when `airflow.secrets_backend` is on: Airflow's secrets backend
+/// and its arguments, also in the `[workers]` form that workers prefer to `[secrets]`
+/// (apache-airflow-core 3.3.2, `_get_custom_secret_backend`). `airflow.extra_env` and
+/// `airflow.secret_env` may not set them then: a backend of their own would replace the
+/// stack's, with permissions the task roles do not have. With the backend off they are
+/// free (another backend, such as HashiCorp Vault, is yours to configure).
+pub const SECRETS_BACKEND_MANAGED_ENV: &[&str] = &[
+    "AIRFLOW__SECRETS__BACKEND",
+    "AIRFLOW__SECRETS__BACKEND_KWARGS",
+    "AIRFLOW__WORKERS__SECRETS_BACKEND",
+    "AIRFLOW__WORKERS__SECRETS_BACKEND_KWARGS",
+];
+
+/// Prefixes of the per-argument overrides of the backend's arguments
+/// (`AIRFLOW__SECRETS__BACKEND_KWARG__<KEY>`, apache-airflow-core 3.3.2,
+/// `_build_kwarg_env_prefix`), refused like [`SECRETS_BACKEND_MANAGED_ENV`]: one could
+/// move a prefix outside what the task roles may read.
+pub const SECRETS_BACKEND_MANAGED_ENV_PREFIXES: &[&str] = &[
+    "AIRFLOW__SECRETS__BACKEND_KWARG__",
+    "AIRFLOW__WORKERS__SECRETS_BACKEND_KWARG__",
+];
 
 /// A stack file that cannot be used, with where and why. Displayed as
 /// `FILE:LINE:COLUMN: FIELD: MESSAGE`, one line per problem.

@@ -64,6 +64,17 @@ pub fn secret_env(generator: &mut SchemaGenerator) -> Schema {
     })
 }
 
+/// `airflow.secrets_backend.components`: distinct Airflow components that run DAG code
+/// or serve it; not Flower (see [`super::SecretsBackend::components`]).
+pub fn secrets_backend_components(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({
+        "type": "array",
+        "minItems": 1,
+        "uniqueItems": true,
+        "items": {"enum": ["api_server", "scheduler", "dag_processor", "triggerer", "worker"]}
+    })
+}
+
 /// An environment-variable name as `airflow.secret_env` takes it.
 pub const SECRET_ENV_NAME_PATTERN: &str = "^[A-Z_][A-Z0-9_]{0,254}$";
 

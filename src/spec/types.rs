@@ -5,7 +5,8 @@ use std::collections::BTreeMap;
 
 use super::access::Access;
 use super::values::{
-    PostgresVersion, Region, ScheduleExpression, SecretArn, StackName, SubnetId, VpcCidr, VpcId,
+    PostgresVersion, Region, ScheduleExpression, SecretArn, SecretPrefix, StackName, SubnetId,
+    VpcCidr, VpcId,
 };
 
 use schemars::JsonSchema;
@@ -125,6 +126,50 @@ pub struct Airflow {
     /// also needs that key's policy to let the stack's execution role decrypt.
     #[schemars(schema_with = "super::schema_rules::secret_env")]
     pub secret_env: BTreeMap<String, SecretEnv>,
+    /// Secrets Manager as Airflow's secrets backend (`[secrets] backend`, the amazon
+    /// provider's `SecretsManagerBackend`): connections and variables are looked up
+    /// under two name prefixes first, then in the environment and the metadata
+    /// database. Only the chosen components get the setting, and only their task roles
+    /// may read `<prefix>/*`. Empty (the default): off. `{}`: on, with the defaults.
+    pub secrets_backend: Option<SecretsBackend>,
+}
+
+/// `airflow.secrets_backend`: where connections and variables live in Secrets Manager,
+/// and which components read them there.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SecretsBackend {
+    /// The connection `my_db` is the secret `<connections_prefix>/my_db` (a URI, or a
+    /// JSON object of the connection's fields). Default: `airflow/connections`.
+    #[serde(default = "SecretsBackend::default_connections_prefix")]
+    pub connections_prefix: SecretPrefix,
+    /// The variable `my_var` is the secret `<variables_prefix>/my_var`. Default:
+    /// `airflow/variables`.
+    #[serde(default = "SecretsBackend::default_variables_prefix")]
+    pub variables_prefix: SecretPrefix,
+    /// Which components look connections and variables up in Secrets Manager (and whose
+    /// task roles may read them). Default: `worker` (task code), `triggerer` (deferred
+    /// tasks' triggers) and `dag_processor` (top-level code of DAG files and DAG
+    /// callbacks). The scheduler and the api-server run no DAG code; Flower reads no
+    /// connection and cannot be named.
+    #[serde(default = "SecretsBackend::default_components")]
+    #[schemars(schema_with = "super::schema_rules::secrets_backend_components")]
+    pub components: Vec<SecretEnvComponent>,
+}
+
+impl SecretsBackend {
+    fn default_connections_prefix() -> SecretPrefix {
+        "airflow/connections".parse().expect("a valid prefix")
+    }
+
+    fn default_variables_prefix() -> SecretPrefix {
+        "airflow/variables".parse().expect("a valid prefix")
+    }
+
+    fn default_components() -> Vec<SecretEnvComponent> {
+        use SecretEnvComponent::*;
+        vec![DagProcessor, Triggerer, Worker]
+    }
 }
 
 /// One `airflow.secret_env` variable.
@@ -180,6 +225,7 @@ impl Default for Airflow {
             celery_visibility_timeout_seconds: 21_600,
             extra_env: BTreeMap::new(),
             secret_env: BTreeMap::new(),
+            secrets_backend: None,
         }
     }
 }
@@ -228,7 +274,9 @@ impl Default for Network {
             vpc_id: None,
             subnet_ids: Vec::new(),
             assign_public_ip: false,
-            cidr: "10.40.0.0/16".parse().expect("the default CIDR block is valid"),
+            cidr: "10.40.0.0/16"
+                .parse()
+                .expect("the default CIDR block is valid"),
             nat_gateways: 0,
             namespace: "airflow".into(),
         }
@@ -309,7 +357,10 @@ pub struct Redis {
     /// `fargate` (a Redis task registered as `redis.<namespace>`) or `elasticache`
     /// (a managed replication group with TLS and an auth token).
     pub engine: RedisEngine,
-    /// Fargate: the Redis image.
+    /// Fargate: the Redis image. Default: Docker's official `redis:7.4-alpine` from ECR
+    /// Public's mirror of the Docker official images,
+    /// `public.ecr.aws/docker/library/redis:7.4-alpine` (not Docker Hub, which limits
+    /// anonymous pulls per address).
     #[schemars(regex(pattern = r"^\S+$"))]
     pub image: String,
     /// Fargate: task size.
@@ -328,7 +379,10 @@ impl Default for Redis {
     fn default() -> Self {
         Redis {
             engine: RedisEngine::Fargate,
-            image: "redis:7.4-alpine".into(),
+            // Docker's official image as ECR Public mirrors it: Docker Hub limits anonymous
+            // pulls per source address (tasks behind one NAT share the allowance), ECR
+            // Public does not count them that way (README, "Where the images come from").
+            image: DEFAULT_REDIS_IMAGE.into(),
             cpu: 256,
             memory: 512,
             node_type: "cache.t4g.micro".into(),
@@ -336,6 +390,10 @@ impl Default for Redis {
         }
     }
 }
+
+/// The default `redis.image`: Docker's official Redis image through ECR Public's mirror
+/// of the Docker official images (the `docker/library` namespace of `public.ecr.aws`).
+pub const DEFAULT_REDIS_IMAGE: &str = "public.ecr.aws/docker/library/redis:7.4-alpine";
 
 /// Where Redis runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, JsonSchema)]
@@ -809,7 +867,7 @@ pub struct Alerts {
     #[schemars(regex(pattern = r"^(create|arn:aws[a-z-]*:sns:[a-z0-9-]+:[0-9]{12}:\S+)$"))]
     pub sns_topic: Option<String>,
     /// Base URL of the Airflow UI used in links, e.g. `https://airflow.example.com`.
-    /// Default: `http://api-server.<namespace>:8080` (reachable inside the VPC only).
+    /// Default: the URL of the access mode (`access`; the `UiUrl` output).
     #[schemars(length(max = 512), regex(pattern = r"^https?://\S+$"))]
     pub ui_base_url: Option<String>,
 }

@@ -3,8 +3,9 @@
 //! and simple, and this keeps `synth` start-up cheap.
 
 use super::{
-    AuthManager, DatabaseEngine, Packing, RedisEngine, Service, Spec, AWS_MANAGED_KEY, CREATE_KEY,
-    MANAGED_ENV, SIMPLE_AUTH_MANAGED_ENV,
+    AuthManager, DatabaseEngine, Packing, RedisEngine, SecretEnvComponent, Service, Spec,
+    AWS_MANAGED_KEY, CREATE_KEY, MANAGED_ENV, SECRETS_BACKEND_MANAGED_ENV,
+    SECRETS_BACKEND_MANAGED_ENV_PREFIXES, SIMPLE_AUTH_MANAGED_ENV,
 };
 use airflow_stack_contract::secrets::AIRFLOW_DATABASE_USER;
 
@@ -165,7 +166,7 @@ fn check_airflow(spec: &Spec, p: &mut Problems) {
     }
     for (key, value) in &a.extra_env {
         let field = format!("airflow.extra_env.{key}");
-        if let Some(why) = extra_env_key_problem(key, a.auth_manager) {
+        if let Some(why) = extra_env_key_problem(key, a) {
             problem(p, &field, why);
         } else if value.len() > MAX_ENV_VALUE {
             problem(
@@ -176,6 +177,7 @@ fn check_airflow(spec: &Spec, p: &mut Problems) {
         }
     }
     check_secret_env(spec, p);
+    check_secrets_backend(spec, p);
     let total: usize = a.extra_env.iter().map(|(k, v)| k.len() + v.len()).sum();
     if total > MAX_ENV_TOTAL {
         problem(
@@ -212,6 +214,9 @@ fn check_secret_env(spec: &Spec, p: &mut Problems) {
 }
 
 fn secret_env_name_problem(name: &str, a: &super::Airflow) -> Option<String> {
+    if let Some(why) = secrets_backend_env_problem(&name.to_ascii_uppercase(), a) {
+        return Some(why);
+    }
     if is_managed_env(&name.to_ascii_uppercase(), a.auth_manager)
         || name.starts_with("AIRFLOW_STACK_")
     {
@@ -260,6 +265,82 @@ fn check_secret_env_components(
     }
 }
 
+/// Why a variable name cannot be given while `airflow.secrets_backend` is on, if it
+/// cannot: the stack sets the backend ([`SECRETS_BACKEND_MANAGED_ENV`]).
+fn secrets_backend_env_problem(upper: &str, a: &super::Airflow) -> Option<String> {
+    a.secrets_backend.as_ref()?;
+    let managed = SECRETS_BACKEND_MANAGED_ENV.iter().any(|m| {
+        upper == *m
+            || upper
+                .strip_prefix(m)
+                .is_some_and(|s| s == "_CMD" || s == "_SECRET")
+    }) || SECRETS_BACKEND_MANAGED_ENV_PREFIXES
+        .iter()
+        .any(|prefix| upper.starts_with(prefix));
+    managed.then(|| {
+        "with airflow.secrets_backend on, the stack sets Airflow's secrets backend and its \
+         arguments; set the prefixes there, or turn airflow.secrets_backend off to configure \
+         a backend of your own"
+            .into()
+    })
+}
+
+/// `airflow.secrets_backend`: distinct prefixes outside the stack's own secrets, and
+/// distinct components that run DAG code.
+fn check_secrets_backend(spec: &Spec, p: &mut Problems) {
+    let Some(b) = &spec.airflow.secrets_backend else {
+        return;
+    };
+    let field = "airflow.secrets_backend";
+    for (name, prefix) in [
+        ("connections_prefix", &b.connections_prefix),
+        ("variables_prefix", &b.variables_prefix),
+    ] {
+        // The stack's own secrets (the Fernet key, the signing keys, the database
+        // password) are named `<stack name>/...` (src/stack/keys.rs): a prefix there
+        // would let the components' task roles read them.
+        if prefix.split('/').next() == Some(spec.name.as_str()) {
+            problem(
+                p,
+                &format!("{field}.{name}"),
+                format!(
+                    "the stack keeps its own secrets (the Fernet key, the signing keys, the database password) under {}/, which the task roles must not read; choose another prefix, such as airflow/connections",
+                    spec.name
+                ),
+            );
+        }
+    }
+    if b.variables_prefix == b.connections_prefix {
+        problem(
+            p,
+            &format!("{field}.variables_prefix"),
+            "must differ from connections_prefix, or a variable and a connection of one name would be one secret",
+        );
+    }
+    check_backend_components(&b.components, p);
+}
+
+fn check_backend_components(components: &[SecretEnvComponent], p: &mut Problems) {
+    let field = "airflow.secrets_backend.components";
+    if components.is_empty() {
+        problem(
+            p,
+            field,
+            "name at least one component, or leave the key out for dag_processor, triggerer and worker",
+        );
+    }
+    for (i, c) in components.iter().enumerate() {
+        if components[..i].contains(c) {
+            problem(p, &format!("{field}[{i}]"), "listed twice");
+        } else if *c == SecretEnvComponent::Flower {
+            problem(
+                p,
+                &format!("{field}[{i}]"),
+                "Flower runs no DAG code and reads no connection or variable; name api_server, scheduler, dag_processor, triggerer or worker",
+            );
+        }
+    }
+}
 
 /// Longest `extra_env` value, and most characters of names and values together: every
 /// container definition repeats them, and ECS refuses a task definition over 64 KiB
@@ -269,12 +350,15 @@ pub const MAX_ENV_VALUE: usize = 4096;
 pub const MAX_ENV_TOTAL: usize = 16 * 1024;
 
 /// Why `key` cannot be in `airflow.extra_env`, if it cannot.
-fn extra_env_key_problem(key: &str, auth_manager: AuthManager) -> Option<String> {
+fn extra_env_key_problem(key: &str, a: &super::Airflow) -> Option<String> {
     // Airflow upper-cases the names it looks up (configuration.py, `_env_var_name`); a
     // key in another case is never read, or on a case-insensitive reader overrides a
     // managed one, so the case is checked after the managed names.
     let upper = key.to_ascii_uppercase();
-    if is_managed_env(&upper, auth_manager) {
+    if let Some(why) = secrets_backend_env_problem(&upper, a) {
+        return Some(why);
+    }
+    if is_managed_env(&upper, a.auth_manager) {
         return Some("this setting is managed by the stack and cannot be overridden".into());
     }
     if !is_env_key(key) {
@@ -425,7 +509,6 @@ pub(super) fn is_aws_id(s: &str, prefix: &str) -> bool {
     })
 }
 
-
 /// The intervals RDS Enhanced Monitoring takes (`MonitoringInterval`), in seconds.
 const MONITORING_INTERVALS: [u32; 7] = [0, 1, 5, 10, 15, 30, 60];
 
@@ -531,7 +614,6 @@ fn check_database(spec: &Spec, p: &mut Problems) {
     }
 }
 
-
 fn check_redis(spec: &Spec, p: &mut Problems) {
     let r = &spec.redis;
     match r.engine {
@@ -540,7 +622,7 @@ fn check_redis(spec: &Spec, p: &mut Problems) {
                 problem(
                     p,
                     "redis.image",
-                    "the image must be a non-empty reference without spaces, e.g. redis:7.4-alpine",
+                    "the image must be a non-empty reference without spaces, e.g. public.ecr.aws/docker/library/redis:7.4-alpine",
                 );
             }
             check_fargate_size("redis", r.cpu, r.memory, p);

@@ -155,6 +155,29 @@ checked_text!(
     }
 );
 
+checked_text!(
+    /// A Secrets Manager name prefix for `airflow.secrets_backend`: parts of the
+    /// characters a secret name may hold (letters, digits and `_+=.@-`, "CreateSecret",
+    /// Secrets Manager API reference) joined by single `/`, without a `/` at either end.
+    /// No `*` or `?`: the prefix is also written into an IAM resource ARN
+    /// (`...:secret:<prefix>/*`), where those would be wildcards.
+    SecretPrefix,
+    pattern: "^[A-Za-z0-9_+=.@-]+(/[A-Za-z0-9_+=.@-]+)*$",
+    check: |p| {
+        let part_ok = |part: &str| {
+            !part.is_empty()
+                && part
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "_+=.@-".contains(c))
+        };
+        if p.split('/').all(part_ok) {
+            Ok(())
+        } else {
+            Err(format!("{p:?} is not a secret name prefix such as airflow/connections: letters, digits and _ + = . @ - in parts joined by single /, no / at either end"))
+        }
+    }
+);
+
 /// The CIDR block of a VPC the stack creates: IPv4, /16 (the largest a VPC takes) to
 /// /24, with no host bits set (EC2 CreateVpc refuses `10.40.7.0/16`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
@@ -219,23 +242,12 @@ impl JsonSchema for VpcCidr {
     }
 }
 
-/// A PostgreSQL engine version as RDS names it, `MAJOR` or `MAJOR.MINOR`, of a major
-/// version Airflow 3 supports (14 to 17).
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
-#[serde(try_from = "String")]
-pub struct PostgresVersion(String);
-
-impl PostgresVersion {
-    /// The version as RDS takes it (`EngineVersion`).
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl FromStr for PostgresVersion {
-    type Err = String;
-
-    fn from_str(v: &str) -> Result<Self, String> {
+checked_text!(
+    /// A PostgreSQL engine version as RDS names it, `MAJOR` or `MAJOR.MINOR`, of a major
+    /// version Airflow 3 supports (14 to 17).
+    PostgresVersion,
+    pattern: "^1[4-7](\\.[0-9]{1,2})?$",
+    check: |v| {
         let digits = |s: &str| (1..=2).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_digit());
         let (major, minor_ok) = match v.split_once('.') {
             Some((major, minor)) => (major, digits(minor)),
@@ -243,62 +255,21 @@ impl FromStr for PostgresVersion {
         };
         let supported = digits(major) && major.parse::<u32>().is_ok_and(|m| (14..=17).contains(&m));
         if supported && minor_ok {
-            Ok(PostgresVersion(v.to_string()))
+            Ok(())
         } else {
-            Err(format!(
-                "{v:?} is not a PostgreSQL version Airflow 3 supports (14 to 17), as RDS names them: MAJOR or MAJOR.MINOR, e.g. 17.7"
-            ))
+            Err(format!("{v:?} is not a PostgreSQL version Airflow 3 supports (14 to 17), as RDS names them: MAJOR or MAJOR.MINOR, e.g. 17.7"))
         }
     }
-}
+);
 
-impl TryFrom<String> for PostgresVersion {
-    type Error = String;
-
-    fn try_from(s: String) -> Result<Self, String> {
-        s.parse()
-    }
-}
-
-impl fmt::Display for PostgresVersion {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl JsonSchema for PostgresVersion {
-    fn schema_name() -> std::borrow::Cow<'static, str> {
-        "PostgresVersion".into()
-    }
-
-    fn json_schema(_: &mut SchemaGenerator) -> Schema {
-        json_schema!({
-            "type": "string",
-            "pattern": "^1[4-7](\\.[0-9]{1,2})?$",
-            "description": "PostgreSQL MAJOR or MAJOR.MINOR, 14 to 17, e.g. 17.7"
-        })
-    }
-}
-
-/// A Secrets Manager secret's full ARN,
-/// `arn:<partition>:secretsmanager:<region>:<account>:secret:<name>-<6 characters>`. The
-/// full one: a partial ARN (without the suffix) works for reading, but not as the IAM
-/// resource the execution role is limited to.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
-#[serde(try_from = "String")]
-pub struct SecretArn(String);
-
-impl SecretArn {
-    /// The ARN.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl FromStr for SecretArn {
-    type Err = String;
-
-    fn from_str(arn: &str) -> Result<Self, String> {
+checked_text!(
+    /// A Secrets Manager secret's full ARN,
+    /// `arn:<partition>:secretsmanager:<region>:<account>:secret:<name>-<6 characters>`.
+    /// The full one: a partial ARN (without the suffix) works for reading, but not as the
+    /// IAM resource the execution role is limited to.
+    SecretArn,
+    pattern: "^arn:aws[a-z-]*:secretsmanager:[a-z]{2}(-[a-z]+){1,2}-[0-9]+:[0-9]{12}:secret:[A-Za-z0-9/_+=.@-]+-[A-Za-z0-9]{6}$",
+    check: |arn| {
         let parts: Vec<&str> = arn.splitn(7, ':').collect();
         let name_ok = |resource: &str| {
             resource.rsplit_once('-').is_some_and(|(name, suffix)| {
@@ -318,42 +289,12 @@ impl FromStr for SecretArn {
             && parts[5] == "secret"
             && name_ok(parts[6]);
         if ok {
-            Ok(SecretArn(arn.to_string()))
+            Ok(())
         } else {
-            Err(format!(
-                "{arn:?} is not a secret's full ARN such as arn:aws:secretsmanager:us-east-1:123456789012:secret:smtp-AbCdEf (with the 6 characters Secrets Manager adds to the name; the execution role is allowed exactly this ARN)"
-            ))
+            Err(format!("{arn:?} is not a secret's full ARN such as arn:aws:secretsmanager:us-east-1:123456789012:secret:smtp-AbCdEf (with the 6 characters Secrets Manager adds to the name; the execution role is allowed exactly this ARN)"))
         }
     }
-}
-
-impl TryFrom<String> for SecretArn {
-    type Error = String;
-
-    fn try_from(s: String) -> Result<Self, String> {
-        s.parse()
-    }
-}
-
-impl fmt::Display for SecretArn {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl JsonSchema for SecretArn {
-    fn schema_name() -> std::borrow::Cow<'static, str> {
-        "SecretArn".into()
-    }
-
-    fn json_schema(_: &mut SchemaGenerator) -> Schema {
-        json_schema!({
-            "type": "string",
-            "pattern": "^arn:aws[a-z-]*:secretsmanager:[a-z]{2}(-[a-z]+){1,2}-[0-9]+:[0-9]{12}:secret:[A-Za-z0-9/_+=.@-]+-[A-Za-z0-9]{6}$",
-            "description": "A secret's full ARN, ending in the 6 characters Secrets Manager adds to its name"
-        })
-    }
-}
+);
 
 /// An EventBridge Scheduler expression: `cron(minutes hours day-of-month month
 /// day-of-week year)` with exactly one of the day fields `?`, or `rate(N unit)`.
@@ -402,7 +343,9 @@ impl FromStr for ScheduleExpression {
             return if ok {
                 Ok(ScheduleExpression::Rate(e.to_string()))
             } else {
-                Err(format!("{e:?}: a rate expression is rate(<positive number> minutes|hours|days)"))
+                Err(format!(
+                    "{e:?}: a rate expression is rate(<positive number> minutes|hours|days)"
+                ))
             };
         }
         Err(format!("{e:?}: use cron(minutes hours day-of-month month day-of-week year), e.g. cron(0 19 ? * MON-FRI *), or rate(12 hours)"))
@@ -446,7 +389,14 @@ mod tests {
         assert_eq!(e.cron_fields().unwrap()[4], "MON-FRI");
         assert_eq!(e.to_string(), "cron(0 7 ? * MON-FRI *)");
         assert!("rate(12 hours)".parse::<ScheduleExpression>().is_ok());
-        for bad in ["cron(0 7 * * MON-FRI *)", "cron(0 7 ? * ? *)", "cron(0 7 * *)", "rate(0 hours)", "rate(5 weeks)", "at(2026-01-01T00:00:00)"] {
+        for bad in [
+            "cron(0 7 * * MON-FRI *)",
+            "cron(0 7 ? * ? *)",
+            "cron(0 7 * *)",
+            "rate(0 hours)",
+            "rate(5 weeks)",
+            "at(2026-01-01T00:00:00)",
+        ] {
             assert!(bad.parse::<ScheduleExpression>().is_err(), "{bad}");
         }
     }
@@ -473,10 +423,22 @@ mod tests {
     }
 
     #[test]
+    fn a_secret_prefix_is_parts_joined_by_single_slashes() {
+        for ok in ["airflow/connections", "team-a/airflow.vars", "x"] {
+            assert!(ok.parse::<SecretPrefix>().is_ok(), "{ok}");
+        }
+        for bad in ["", "/airflow", "airflow/", "a//b", "airflow/*", "a b", "a?"] {
+            assert!(bad.parse::<SecretPrefix>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
     fn a_secret_arn_must_be_the_full_one() {
-        assert!("arn:aws:secretsmanager:eu-west-1:123456789012:secret:team/api-x1Y2z3"
-            .parse::<SecretArn>()
-            .is_ok());
+        assert!(
+            "arn:aws:secretsmanager:eu-west-1:123456789012:secret:team/api-x1Y2z3"
+                .parse::<SecretArn>()
+                .is_ok()
+        );
         for bad in [
             "arn:aws:secretsmanager:eu-west-1:123456789012:secret:smtp",
             "arn:aws:secretsmanager:eu-west-1:12345:secret:smtp-AbCdEf",

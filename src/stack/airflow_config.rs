@@ -117,10 +117,14 @@ impl SharedConfig {
                 bundle_config(spec, bucket),
             ),
         ];
-        // `[api] base_url`: the URL the UI is served at (stack/access.rs), for the
-        // login redirects and the links Airflow writes (task log URLs in alerts and
-        // callbacks). Every component gets it: callbacks run outside the api-server.
-        // A value in `airflow.extra_env` wins, as for the capacity defaults.
+        // `[api] base_url`: the URL the UI is served at (stack/access.rs). Airflow 3.3.2
+        // reads it for the login's redirects (FAB's `www/views.py` sends the browser to
+        // it after the login), the UI's root path and cookie path (`api_fastapi/app.py`),
+        // the allowed targets of a `next` redirect (`core_api/security.py`), and the
+        // links it writes: a task instance's `log_url` in failure emails and callbacks
+        // (`sdk/execution_time/task_runner.py`, run on workers; `models/taskinstance.py`).
+        // So every component gets it. A value in `airflow.extra_env` wins, as for the
+        // capacity defaults.
         if !spec.airflow.extra_env.contains_key(BASE_URL_ENV) {
             env.push(env_var(
                 BASE_URL_ENV,
@@ -181,11 +185,15 @@ impl SharedConfig {
         }
     }
 
-    /// The environment of `component`'s container: the shared one, plus, in containers
-    /// that read the Fernet key while `secrets.fernet_rotation` is set, that token's
-    /// hash ([`FERNET_ROTATION_ENV`]).
+    /// The environment of `component`'s container: the shared one, plus the secrets
+    /// backend in the components `airflow.secrets_backend` names
+    /// ([`secrets_backend_env`]), plus, in containers that read the Fernet key while
+    /// `secrets.fernet_rotation` is set, that token's hash ([`FERNET_ROTATION_ENV`]).
     pub fn env_for(&self, spec: &Spec, component: Component) -> Vec<KeyValuePair> {
         let mut env = self.env.clone();
+        if reads_secrets_backend(spec, component) {
+            env.extend(secrets_backend_env(spec));
+        }
         let token = &spec.secrets.fernet_rotation;
         if !token.is_empty() && component.secrets(spec).contains(&AirflowSecret::FernetKey) {
             env.push(env_var(FERNET_ROTATION_ENV, rotation_hash(token)));
@@ -259,6 +267,58 @@ fn component_of(c: SecretEnvComponent) -> Component {
         SecretEnvComponent::Worker => Component::Worker,
         SecretEnvComponent::Flower => Component::Flower,
     }
+}
+
+/// The amazon provider's Secrets Manager backend (apache-airflow-providers-amazon 9.39.0,
+/// `airflow/providers/amazon/aws/secrets/secrets_manager.py`).
+pub const SECRETS_MANAGER_BACKEND: &str =
+    "airflow.providers.amazon.aws.secrets.secrets_manager.SecretsManagerBackend";
+
+/// Whether `component` looks connections and variables up in Secrets Manager
+/// (`airflow.secrets_backend.components`).
+pub fn reads_secrets_backend(spec: &Spec, component: Component) -> bool {
+    spec.airflow
+        .secrets_backend
+        .as_ref()
+        .is_some_and(|b| b.components.iter().any(|c| component_of(*c) == component))
+}
+
+/// `[secrets] backend` and `backend_kwargs` for `airflow.secrets_backend`. Only the
+/// connection and variable prefixes: `config_prefix` is null, so no configuration
+/// option is ever looked up there (the task roles may read nothing else), and the
+/// region is the stack's own. Workers read `[secrets]` too when `[workers]
+/// secrets_backend` is unset (`_get_custom_secret_backend`, apache-airflow-core 3.3.2),
+/// which the stack file cannot set while this is on.
+fn secrets_backend_env(spec: &Spec) -> Vec<KeyValuePair> {
+    let Some(b) = &spec.airflow.secrets_backend else {
+        return Vec::new();
+    };
+    // The prefixes hold no character JSON escapes (SecretPrefix).
+    let kwargs = Expr::concat(vec![
+        Expr::lit(format!(
+            r#"{{"connections_prefix": "{}", "variables_prefix": "{}", "config_prefix": null, "region_name": ""#,
+            b.connections_prefix, b.variables_prefix
+        )),
+        Expr::Pseudo(Pseudo::Region),
+        Expr::lit(r#""}"#),
+    ]);
+    vec![
+        env_var("AIRFLOW__SECRETS__BACKEND", SECRETS_MANAGER_BACKEND),
+        env_var("AIRFLOW__SECRETS__BACKEND_KWARGS", kwargs),
+    ]
+}
+
+/// The secret ARNs `airflow.secrets_backend` reads: every secret under each prefix
+/// (`arn:<partition>:secretsmanager:<region>:<account>:secret:<prefix>/*`; the backend
+/// joins prefix and id with `/`, and Secrets Manager appends six random characters to a
+/// name in its ARN, which the `*` covers).
+pub fn secrets_backend_arns(spec: &Spec) -> Vec<Expr> {
+    spec.airflow
+        .secrets_backend
+        .iter()
+        .flat_map(|b| [&b.connections_prefix, &b.variables_prefix])
+        .map(|prefix| Expr::arn("secretsmanager", Expr::lit(format!("secret:{prefix}/*"))))
+        .collect()
 }
 
 /// The ARNs of every `airflow.secret_env` secret, once each, for the execution role.

@@ -57,7 +57,8 @@ pub fn add(
             if c == Component::ApiServer {
                 statements.extend(api_server.iter().cloned());
             }
-            let role = task_role(s, c.id(), c.description(), statements);
+            let backend = secrets_backend_statement(spec, &[c]);
+            let role = task_role(s, c.id(), c.description(), statements, backend);
             (c, role)
         })
         .collect();
@@ -71,11 +72,17 @@ pub fn add(
             .fold(S3Access::default(), S3Access::union);
         let mut statements = bucket_statements(spec, bucket, access);
         statements.extend(api_server.iter().cloned());
+        let packed: Vec<Component> = Component::SERVICES
+            .into_iter()
+            .filter(|c| c.packable())
+            .collect();
+        let backend = secrets_backend_statement(spec, &packed);
         task_role(
             s,
             CORE_ID,
             "core (api-server, scheduler, dag-processor, triggerer)",
             statements,
+            backend,
         )
     });
     Roles {
@@ -86,18 +93,43 @@ pub fn add(
 }
 
 /// A task role `<id>TaskRole` with these statements (the bucket access, and for
-/// workers with autoscaling their own task protection).
-fn task_role(s: &mut Scope, id: &str, what: &str, statements: Vec<Statement>) -> Handle<Role> {
+/// workers with autoscaling their own task protection) and the key use they imply, plus
+/// the secrets backend's statement, which implies none (the user's secrets are under the
+/// user's keys, as for `airflow.secret_env`).
+fn task_role(
+    s: &mut Scope,
+    id: &str,
+    what: &str,
+    statements: Vec<Statement>,
+    secrets_backend: Option<Statement>,
+) -> Handle<Role> {
+    let statements = with_key_use(s, statements)
+        .into_iter()
+        .chain(secrets_backend)
+        .collect();
     let role = service_role::role(
         ServiceRole {
             service: "ecs-tasks.amazonaws.com",
             description: format!("Airflow {what}: S3 DAG bundle and task logs"),
             policy_name: "airflow-bucket",
-            statements: with_key_use(s, statements),
+            statements,
         },
         s.tags.all(),
     );
     s.t.add(&format!("{id}TaskRole"), role)
+}
+
+/// Reading `airflow.secrets_backend`'s connections and variables, for a task that runs
+/// one of `components` that the stack file names: `secretsmanager:GetSecretValue` (the
+/// backend's only call, `get_secret_value` in the amazon provider's
+/// `SecretsManagerBackend`) on exactly the two prefixes. A component not named gets
+/// nothing, and neither does a task none of whose components is named.
+fn secrets_backend_statement(spec: &Spec, components: &[Component]) -> Option<Statement> {
+    let reads = components
+        .iter()
+        .any(|c| super::airflow_config::reads_secrets_backend(spec, *c));
+    let arns = super::airflow_config::secrets_backend_arns(spec);
+    (reads && !arns.is_empty()).then(|| Statement::allow(&["secretsmanager:GetSecretValue"], arns))
 }
 
 /// What a worker needs to protect itself and read its drain tag (with autoscaling):

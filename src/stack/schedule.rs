@@ -34,7 +34,6 @@
 //! The universal targets take the SDK's JSON casing, `DbInstanceIdentifier` (Scheduler
 //! User Guide, "Using universal targets", managing-targets-universal.html).
 
-use crate::spec::ScheduleExpression;
 use super::cluster::Cluster;
 use super::scope::{ScaledService, Scope};
 use super::service_role::{self, ServiceRole};
@@ -47,6 +46,7 @@ use crate::cfn::l1::scheduler::Schedule;
 use crate::cfn::l1::sqs::Queue;
 use crate::cfn::l1::Statement;
 use crate::cfn::{Expr, Handle, LogicalId, Pseudo};
+use crate::spec::ScheduleExpression;
 use crate::spec::{DatabaseEngine, Spec};
 use airflow_stack_contract::scaler::{PAUSED_KEY, PAUSED_SINCE, STATE_TABLE_KEY};
 
@@ -174,7 +174,14 @@ pub fn shifted(expression: &ScheduleExpression, minutes: i32) -> Option<Schedule
     let (at, [dom, month, dow, year]) = cron_time(expression)?;
     let at = at + minutes;
     (0..24 * 60).contains(&at).then(|| {
-        ScheduleExpression::Cron([(at % 60).to_string(), (at / 60).to_string(), dom, month, dow, year])
+        ScheduleExpression::Cron([
+            (at % 60).to_string(),
+            (at / 60).to_string(),
+            dom,
+            month,
+            dow,
+            year,
+        ])
     })
 }
 

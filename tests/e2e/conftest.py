@@ -22,12 +22,14 @@ sys.path.insert(0, str(Path(__file__).parent))
 from harness.api import Airflow  # noqa: E402
 from harness.procs import stop_all  # noqa: E402
 from harness.stack import LocalStack, scaled_stack_file  # noqa: E402
+from harness.secrets_backend import secrets_backend_stack_file  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 CACHE = Path(os.environ.get("AIRFLOW_STACK_CACHE", Path.home() / ".cache" / "airflow-stack"))
 SHAPES = {"dev": "stacks/dev.yaml", "prod": "stacks/prod.yaml",
-          "scaled": "scaled.yaml"}  # dev.yaml with the scaler on (stack.scaled_stack_file)
-DEFAULT_SHAPES = ["dev", "prod"]  # a test that wants "scaled" asks for it by name
+          "scaled": "scaled.yaml",  # dev.yaml with the scaler on (stack.scaled_stack_file)
+          "secrets": "secrets.yaml"}  # dev.yaml with the Secrets Manager backend on
+DEFAULT_SHAPES = ["dev", "prod"]  # a test that wants "scaled" or "secrets" asks by name
 
 
 def _dir(var: str, default: Path) -> Path:
@@ -35,7 +37,8 @@ def _dir(var: str, default: Path) -> Path:
 
 
 def pytest_generate_tests(metafunc):
-    """`stack` is dev and prod unless a test names its shapes (scaled only by name)."""
+    """`stack` is dev and prod unless a test names its shapes (scaled and secrets only
+    by name)."""
     if "stack" not in metafunc.fixturenames:
         return
     named = any("stack" in str(m.args[0]) for m in metafunc.definition.iter_markers("parametrize"))
@@ -51,6 +54,8 @@ def stack(request):
     stack_file = SHAPES[shape]
     if shape == "scaled":
         stack_file = str(scaled_stack_file(REPO, workdir))
+    if shape == "secrets":
+        stack_file = str(secrets_backend_stack_file(REPO, workdir))
     s = LocalStack(repo=REPO, target_dir=_dir("CARGO_TARGET_DIR", CACHE / "target"),
                    tools_venv=_dir("AIRFLOW_STACK_VENV", CACHE / "venv"), cache=CACHE,
                    workdir=workdir, stack_file=stack_file)

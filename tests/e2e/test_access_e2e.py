@@ -120,6 +120,33 @@ class Inputs(html.parser.HTMLParser):
             self.fields[a["name"]] = a.get("value") or ""
 
 
+def _ui_login(b: Balancer, username: str, password: str):
+    """FAB's login form through the balancer, following redirects while they stay on the
+    balancer: (every redirect target, last status, last page, cookie jar)."""
+    base = f"https://{b.domain}"
+    jar = http.cookiejar.CookieJar()
+    ui = opener(b, jar)
+    status, headers, page = fetch(ui, f"{base}/auth/login/")
+    assert status == 200, (status, page[:500])
+    form = Inputs()
+    form.feed(page)
+    assert "csrf_token" in form.fields, page[:2000]
+    fields = {**form.fields, "username": username, "password": password}
+    url = f"{base}/auth/login/"
+    status, headers, page = fetch(ui, url, urllib.parse.urlencode(fields).encode(),
+                                  {"Content-Type": "application/x-www-form-urlencoded",
+                                   "Referer": url})
+    assert status in (302, 303), (status, page[:1000])
+    hops = []
+    while status in (301, 302, 303, 307, 308) and len(hops) < 5:
+        url = urllib.parse.urljoin(url, headers["Location"])
+        hops.append(url)
+        if not url.startswith(f"{base}/"):
+            break  # off the balancer: this process cannot follow it
+        status, headers, page = fetch(ui, url)
+    return hops, status, page, jar
+
+
 @prod_only
 def test_the_balancer_is_configured_from_the_template(stack, balancer):
     c = balancer.config
@@ -149,31 +176,13 @@ def test_login_trigger_and_task_log_through_the_balancer(stack, airflow, balance
     balancer.wait_states("healthy", timeout=120)
     base = f"https://{balancer.domain}"
     with resolving(balancer.domain, balancer.ip):
-        # The UI's login (FAB's form, with its CSRF token), then the UI itself, with
-        # every redirect on the balancer's https URL.
-        jar = http.cookiejar.CookieJar()
-        ui = opener(balancer, jar)
-        status, headers, page = fetch(ui, f"{base}/auth/login/")
-        assert status == 200, (status, page[:500])
-        form = Inputs()
-        form.feed(page)
-        assert "csrf_token" in form.fields, page[:2000]
-        fields = {**form.fields, "username": airflow.username, "password": airflow.password}
-        status, headers, page = fetch(ui, f"{base}/auth/login/",
-                                      urllib.parse.urlencode(fields).encode(),
-                                      {"Content-Type": "application/x-www-form-urlencoded",
-                                       "Referer": f"{base}/auth/login/"})
-        # FAB answers with redirects (/auth/, then the base URL); every one must stay on
-        # the balancer's https URL, which only the base URL makes them do.
-        hops = []
-        url = f"{base}/auth/login/"
-        while status in (301, 302, 303, 307, 308) and len(hops) < 5:
-            url = urllib.parse.urljoin(url, headers["Location"])
-            assert url.startswith(f"{base}/"), f"redirected off the balancer: {hops + [url]}"
-            hops.append(url)
-            status, headers, page = fetch(ui, url)
-        assert hops and status == 200, (status, hops, page[:500])
-        assert "<html" in page.lower(), page[:500]
+        # The UI's login (FAB's form, with its CSRF token), then the UI itself: FAB
+        # answers with redirects (/auth/, then the base URL), and every one must stay on
+        # the balancer's https URL, which only the right base URL makes them do.
+        hops, status, page, jar = _ui_login(balancer, airflow.username, airflow.password)
+        off = [h for h in hops if not h.startswith(f"{base}/")]
+        assert hops and not off, f"redirected off the balancer: {hops}"
+        assert status == 200 and "<html" in page.lower(), (status, hops, page[:500])
         print(f"[e2e]   UI login redirected through {hops}; cookies "
               f"{sorted(c.name for c in jar)}", flush=True)
         assert "_token" in {c.name for c in jar}, "no UI session token after the login"
@@ -236,3 +245,18 @@ def test_the_health_check_passes_only_while_the_api_server_is_healthy(stack, bal
     waited = balancer.wait_states("healthy", timeout=(h["healthy"] + 1) * h["interval"] + 30)
     print(f"[e2e]   balancer: thawed ({len(pids)} processes) -> healthy after {waited:.1f}s",
           flush=True)
+
+
+@prod_only
+@pytest.mark.mutation
+def test_mutation_a_base_url_other_than_the_balancers_sends_the_login_elsewhere(
+        stack, airflow, balancer):
+    """The login check can fail: api-servers configured with the in-VPC URL (what
+    `[api] base_url` would be without access.mode) send the browser off the balancer
+    after the login."""
+    stack.mutate("api-server", env_override={
+        "AIRFLOW__API__BASE_URL": f"http://api-server.{stack.namespace}:8080/"})
+    balancer.wait_states("healthy", timeout=120)
+    with resolving(balancer.domain, balancer.ip):
+        hops, _, _, _ = _ui_login(balancer, airflow.username, airflow.password)
+    assert hops[-1].startswith(f"http://api-server.{stack.namespace}:8080/"), hops
