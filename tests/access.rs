@@ -276,8 +276,13 @@ fn in_vpc_opens_8080_and_flower_to_the_allow_list_only() {
         vec![(5555, "10.8.0.0/16".into()), (5555, "sg-0a1b2c3d".into())]
     );
     assert_eq!(base_urls(&t), vec!["http://api-server.airflow:8080/"]);
-    for (_, service) in of_type(&t, "AWS::ECS::Service") {
-        assert_eq!(service["Properties"]["EnableExecuteCommand"], false);
+    // ECS Exec for Flower's own session (`ui --flower`) only; the api-server has none.
+    for (id, service) in of_type(&t, "AWS::ECS::Service") {
+        let flower = id.as_str() == "FlowerService";
+        assert_eq!(
+            service["Properties"]["EnableExecuteCommand"], flower,
+            "{id}"
+        );
     }
 }
 
@@ -512,6 +517,104 @@ print(json.dumps({'url': out.get('UiUrl'), 'scheme': lbs[0]['Scheme'],
     let out = s.run(&["ui", file.to_str().unwrap(), "--print-command"]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(text(&out).contains("access.mode: `ui` opens the tunnel of access.mode tunnel; this stack is load_balancer and served at https://airflow.example.com/"), "{}", text(&out));
+}
+
+/// Flower is never behind the balancer; in every mode its service runs with ECS Exec
+/// and a task role with the agent's permissions only, and `ui --flower` forwards to its
+/// 5555 through Session Manager.
+#[test]
+fn flower_is_reached_through_its_own_session_in_every_mode() {
+    let s = Session::new();
+    let zone = s.python(
+        "r53 = boto3.client('route53')\nz = r53.create_hosted_zone(Name='example.com', CallerReference='flower-test')\nprint(json.dumps(z['HostedZone']['Id'].rsplit('/', 1)[-1]))",
+        &[],
+    );
+    let access = format!(
+        "access:\n  mode: load_balancer\n  domain: airflow.example.com\n  hosted_zone_id: {}\n  allowed_cidrs: [10.0.0.0/8]\n",
+        zone.as_str().unwrap()
+    );
+    let file = dev_with_access(s.dir.path(), &access);
+    let text_of = std::fs::read_to_string(&file).unwrap();
+    std::fs::write(
+        &file,
+        text_of.replace("flower: { enabled: false }", "flower: { enabled: true }"),
+    )
+    .unwrap();
+
+    let t = template(&file);
+    let flower = &t["Resources"]["FlowerService"]["Properties"];
+    assert_eq!(flower["EnableExecuteCommand"], true, "{flower}");
+    let role = &t["Resources"]["FlowerTaskRole"]["Properties"];
+    let actions: Vec<String> = role["Policies"][0]["PolicyDocument"]["Statement"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|st| st["Action"].as_array().cloned().unwrap_or_default())
+        .map(|a| a.as_str().unwrap().to_string())
+        .collect();
+    assert!(
+        actions
+            .iter()
+            .all(|a| a.starts_with("ssmmessages:") || a.starts_with("logs:")),
+        "Flower's role holds ECS Exec's permissions only: {actions:?}"
+    );
+    // The balancer forwards to the api-server alone.
+    let targets: Vec<&Value> = of_type(&t, "AWS::ElasticLoadBalancingV2::TargetGroup")
+        .into_iter()
+        .map(|(_, r)| &r["Properties"]["Port"])
+        .collect();
+    assert_eq!(targets, [&serde_json::json!(8080)]);
+
+    s.deploy(&file);
+    let f = file.to_str().unwrap();
+    let out = s.run(&["ui", f, "--flower", "--print-command"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("no flower task is running in service"),
+        "{}",
+        text(&out)
+    );
+    let started = s.python(
+        r#"
+import time, urllib.request
+ecs = boto3.client('ecs')
+cluster, service = phys['Cluster'], phys['FlowerService'].rsplit('/', 1)[-1]
+def call(method, path, body=None):
+    req = urllib.request.Request(sys.argv[2] + path, method=method, data=json.dumps(body or {}).encode(), headers={'Content-Type': 'application/json'})
+    return json.load(urllib.request.urlopen(req))
+call('POST', '/_emulator/ecs-services', {'cluster': cluster, 'service': service})
+for _ in range(100):
+    tasks = call('GET', f'/_emulator/ecs-services/{cluster}/{service}')['tasks']
+    if tasks:
+        break
+    time.sleep(0.1)
+call('POST', f"/_emulator/ecs-tasks/{tasks[0]['taskId']}/running", {'ip': '10.40.0.11'})
+t = ecs.describe_tasks(cluster=cluster, tasks=[tasks[0]['taskArn']])['tasks'][0]
+c = next(c for c in t['containers'] if c['name'] == 'flower')
+print(json.dumps({'cluster': cluster, 'task': t['taskArn'].rsplit('/', 1)[-1], 'runtime': c['runtimeId']}, default=str))
+"#,
+        &["stack", &s.emulator.endpoint],
+    );
+    let out = s.run(&["ui", f, "--flower", "--print-command"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!(
+            r#"aws ssm start-session --target ecs:{}_{}_{} --document-name AWS-StartPortForwardingSession --parameters '{{"portNumber":["5555"],"localPortNumber":["5555"]}}' --region us-east-1"#,
+            started["cluster"].as_str().unwrap(),
+            started["task"].as_str().unwrap(),
+            started["runtime"].as_str().unwrap()
+        )
+    );
+    // A stack without Flower: bad input naming the setting.
+    let dev = root().join("stacks/dev.yaml");
+    let out = s.run(&["ui", dev.to_str().unwrap(), "--flower", "--print-command"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        text(&out).contains("services.flower.enabled"),
+        "{}",
+        text(&out)
+    );
 }
 
 #[test]

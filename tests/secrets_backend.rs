@@ -88,12 +88,12 @@ fn the_default_components_get_the_backend_and_their_roles_read_exactly_the_two_p
             .clone()
     };
     assert_eq!(env("AIRFLOW__SECRETS__BACKEND"), BACKEND);
-    // The JSON the provider reads: both prefixes, no configuration lookups, the stack's
-    // region.
+    // The JSON the provider reads: both prefixes, never the stack's own connection
+    // (aws_default, in the environment), no configuration lookups, the stack's region.
     assert_eq!(
         env("AIRFLOW__SECRETS__BACKEND_KWARGS"),
         serde_json::json!({"Fn::Join": ["", [
-            "{\"connections_prefix\": \"airflow/connections\", \"variables_prefix\": \"airflow/variables\", \"config_prefix\": null, \"region_name\": \"",
+            "{\"connections_prefix\": \"airflow/connections\", \"connections_lookup_pattern\": \"^(?!aws_default$)\", \"variables_prefix\": \"airflow/variables\", \"config_prefix\": null, \"region_name\": \"",
             {"Ref": "AWS::Region"},
             "\"}"
         ]]})

@@ -18,6 +18,10 @@
 //! port forwarding, in the Systems Manager User Guide). The AWS CLI hands the session
 //! to Session Manager's plugin, which must be installed. The admin password is never
 //! printed: the command says which secret holds it.
+//!
+//! `--flower` does the same for Flower's 5555, in every access mode: Flower is never
+//! behind the balancer, and its service runs with ECS Exec whenever it runs, so the
+//! session (an IAM-authorized, logged `ssm:StartSession`) is its login.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -36,6 +40,8 @@ use crate::{spec, stack};
 const EXEC_AGENT: &str = "ExecuteCommandAgent";
 /// The port the api-server listens on in its task.
 const API_PORT: u16 = 8080;
+/// The port Flower listens on in its task.
+const FLOWER_PORT: u16 = 5555;
 /// Logical id of the admin password's secret (stack/keys.rs).
 const ADMIN_SECRET: &str = "AdminPasswordSecret";
 /// Where Session Manager's plugin comes from.
@@ -51,14 +57,59 @@ pub struct Args {
     stack: StackFile,
     #[command(flatten)]
     aws: AwsOptions,
-    /// The local port to forward. Airflow's own links (alerts, log URLs) name
-    /// http://localhost:8080/, the tunnel's base URL.
-    #[arg(long, default_value_t = TUNNEL_LOCAL_PORT)]
-    local_port: u16,
+    /// The local port to forward. Default: 8080 (Airflow's own links, in alerts and log
+    /// URLs, name http://localhost:8080/, the tunnel's base URL), 5555 with --flower.
+    #[arg(long)]
+    local_port: Option<u16>,
+    /// Forward to Flower (its port 5555) instead of the api-server. Works in every
+    /// access mode: Flower is never behind the balancer, and its service always runs
+    /// with ECS Exec.
+    #[arg(long)]
+    flower: bool,
     /// Print the session command instead of running it (no Session Manager plugin
     /// needed).
     #[arg(long)]
     print_command: bool,
+}
+
+/// Where the session goes: the api-server's 8080 or Flower's 5555.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Destination {
+    /// The Airflow UI and REST API.
+    ApiServer,
+    /// Flower.
+    Flower,
+}
+
+impl Destination {
+    /// The container the session forwards to.
+    pub fn component(self) -> Component {
+        match self {
+            Destination::ApiServer => Component::ApiServer,
+            Destination::Flower => Component::Flower,
+        }
+    }
+
+    /// The port it listens on in its task.
+    pub fn port(self) -> u16 {
+        match self {
+            Destination::ApiServer => API_PORT,
+            Destination::Flower => FLOWER_PORT,
+        }
+    }
+
+    /// The local port when none is given: the one the UI's own links name.
+    pub fn default_local_port(self) -> u16 {
+        match self {
+            Destination::ApiServer => TUNNEL_LOCAL_PORT,
+            Destination::Flower => FLOWER_PORT,
+        }
+    }
+
+    /// Its name in messages.
+    pub fn what(self) -> &'static str {
+        self.component().name()
+    }
 }
 
 /// What `ui` needs to know of one task.
@@ -87,16 +138,18 @@ impl TaskView {
 /// off, its agent not running yet.
 pub fn pick_task<'a>(
     tasks: &'a [TaskView],
+    to: Destination,
     service: &str,
     file: &Path,
 ) -> Result<&'a TaskView, String> {
+    let what = to.what();
     let running: Vec<&TaskView> = tasks
         .iter()
         .filter(|t| t.last_status == "RUNNING")
         .collect();
     let Some(first) = running.first() else {
         return Err(format!(
-            "no api-server task is running in service {service}: the stack may be paused (airflow-stack resume {}) or still starting (aws ecs describe-services shows its events)",
+            "no {what} task is running in service {service}: the stack may be paused (airflow-stack resume {}) or still starting (aws ecs describe-services shows its events)",
             file.display()
         ));
     };
@@ -107,13 +160,13 @@ pub fn pick_task<'a>(
     }
     if !first.exec_enabled {
         return Err(format!(
-            "api-server task {} was started without ECS Exec: deploy {} with access.mode tunnel (the default); the service's new tasks then have it",
+            "{what} task {} was started without ECS Exec: deploy {} with this version of airflow-stack (the api-server gets ECS Exec with access.mode tunnel, Flower always); the service's new tasks then have it",
             first.id(),
             file.display()
         ));
     }
     Err(format!(
-        "the ECS Exec agent of api-server task {} is {}, not RUNNING: wait a minute and try again; if it stays so, the task role lacks the ssmmessages permissions or the task cannot reach Session Manager's endpoints",
+        "the ECS Exec agent of {what} task {} is {}, not RUNNING: wait a minute and try again; if it stays so, the task role lacks the ssmmessages permissions or the task cannot reach Session Manager's endpoints",
         first.id(),
         first.agent_status.as_deref().unwrap_or("missing")
     ))
@@ -129,15 +182,16 @@ pub fn target(cluster: &str, task: &TaskView) -> String {
     )
 }
 
-/// The AWS CLI command that forwards `local_port` to the api-server's 8080.
+/// The AWS CLI command that forwards `local_port` to `remote_port` of the task.
 pub fn session_command(
     target: &str,
+    remote_port: u16,
     local_port: u16,
     region: &str,
     profile: Option<&str>,
 ) -> Vec<String> {
     let parameters = serde_json::json!({
-        "portNumber": [API_PORT.to_string()],
+        "portNumber": [remote_port.to_string()],
         "localPortNumber": [local_port.to_string()],
     });
     let mut command: Vec<String> = [
@@ -202,17 +256,16 @@ fn require_tools() -> Result<(), Failure> {
     Ok(())
 }
 
-/// Logical id of the service whose task runs the api-server container, from the
-/// template the stack file renders to (`ApiServerService`, or `CoreService` when
-/// packed).
-fn api_server_service(template: &Value) -> Option<String> {
+/// Logical id of the service whose task runs `container`, from the template the stack
+/// file renders to (`ApiServerService`, or `CoreService` when packed; `FlowerService`).
+fn service_running(template: &Value, container: Component) -> Option<String> {
     let resources = template["Resources"].as_object()?;
     let runs_api = |definition: &Value| {
         definition["Properties"]["ContainerDefinitions"]
             .as_array()
             .into_iter()
             .flatten()
-            .any(|c| c["Name"] == Component::ApiServer.name())
+            .any(|c| c["Name"] == container.name())
     };
     resources
         .iter()
@@ -242,6 +295,7 @@ async fn tasks_of(
     ecs: &aws_sdk_ecs::Client,
     cluster: &str,
     service: &str,
+    container: Component,
 ) -> anyhow::Result<Vec<TaskView>> {
     let listed = ecs
         .list_tasks()
@@ -269,7 +323,7 @@ async fn tasks_of(
             let api = t
                 .containers()
                 .iter()
-                .find(|c| c.name() == Some(Component::ApiServer.name()));
+                .find(|c| c.name() == Some(container.name()));
             let agent = api.and_then(|c| {
                 c.managed_agents()
                     .iter()
@@ -294,7 +348,18 @@ async fn tasks_of(
 pub fn run(args: Args) -> Result<(), Failure> {
     let file = args.stack.file.clone();
     let spec = spec::load(&file)?;
-    if spec.access.mode != AccessMode::Tunnel {
+    let to = if args.flower {
+        Destination::Flower
+    } else {
+        Destination::ApiServer
+    };
+    if to == Destination::Flower && !spec.services.flower.enabled {
+        return Err(Failure::BadInput(format!(
+            "{}: services.flower.enabled: this stack runs no Flower",
+            file.display()
+        )));
+    }
+    if to == Destination::ApiServer && spec.access.mode != AccessMode::Tunnel {
         return Err(Failure::BadInput(format!(
             "{}: access.mode: `ui` opens the tunnel of access.mode tunnel; this stack is {} and served at {}",
             file.display(),
@@ -308,12 +373,14 @@ pub fn run(args: Args) -> Result<(), Failure> {
     let template = stack::build(&spec)
         .map_err(|e| Failure::BadInput(format!("{}: {e}", file.display())))?
         .to_value();
-    let service_id = api_server_service(&template).ok_or_else(|| {
+    let service_id = service_running(&template, to.component()).ok_or_else(|| {
         Failure::Failed(anyhow!(
-            "the template of {} runs no api-server",
-            file.display()
+            "the template of {} runs no {}",
+            file.display(),
+            to.what()
         ))
     })?;
+    let local_port = args.local_port.unwrap_or(to.default_local_port());
     let command = crate::aws::runtime().block_on(async {
         let aws = Aws::connect(&args.aws, &spec.region).await;
         let resources = services::stack_resources(&aws.cloudformation(), &spec.name).await?;
@@ -327,18 +394,22 @@ pub fn run(args: Args) -> Result<(), Failure> {
         let service = physical(&resources, &service_id, &spec.name)?;
         let service = service.rsplit('/').next().unwrap_or(service).to_owned();
         let secret = physical(&resources, ADMIN_SECRET, &spec.name)?.to_owned();
-        let tasks = tasks_of(&aws.ecs(), &cluster, &service).await?;
-        let task = pick_task(&tasks, &service, &file)
+        let tasks = tasks_of(&aws.ecs(), &cluster, &service, to.component()).await?;
+        let task = pick_task(&tasks, to, &service, &file)
             .map_err(|e| anyhow!(e))?
             .clone();
         let command = session_command(
             &target(&cluster, &task),
-            args.local_port,
+            to.port(),
+            local_port,
             &aws.region(),
             args.aws.profile.as_deref(),
         );
         if !args.print_command {
-            explain(&task, &secret, &aws.region(), args.local_port);
+            match to {
+                Destination::ApiServer => explain(&task, &secret, &aws.region(), local_port),
+                Destination::Flower => explain_flower(&task, local_port),
+            }
         }
         Ok::<_, anyhow::Error>(command)
     })?;
@@ -364,6 +435,15 @@ fn explain(task: &TaskView, secret: &str, region: &str, local_port: u16) {
             "Airflow's own links (alerts, log URLs) name http://localhost:{TUNNEL_LOCAL_PORT}/, its base URL with the tunnel."
         );
     }
+}
+
+/// What the person gets with --flower: the URL, and that the session is the login.
+fn explain_flower(task: &TaskView, local_port: u16) {
+    println!(
+        "Forwarding http://localhost:{local_port}/ to Flower of task {} (Ctrl-C ends the session).",
+        task.id()
+    );
+    println!("Flower has no login of its own: the Session Manager session is the authentication (ssm:StartSession on the task), and it is logged.");
 }
 
 /// Runs the session in the foreground; its exit status is the command's.
@@ -410,7 +490,7 @@ mod tests {
 
     #[test]
     fn the_session_command_forwards_the_api_port() {
-        let c = session_command("ecs:c_t_r", 9000, "eu-west-1", Some("dev"));
+        let c = session_command("ecs:c_t_r", 8080, 9000, "eu-west-1", Some("dev"));
         assert_eq!(
             shell_line(&c),
             r#"aws ssm start-session --target ecs:c_t_r --document-name AWS-StartPortForwardingSession --parameters '{"portNumber":["8080"],"localPortNumber":["9000"]}' --region eu-west-1 --profile dev"#
@@ -418,24 +498,45 @@ mod tests {
     }
 
     #[test]
+    fn flower_is_forwarded_to_its_own_port() {
+        let to = Destination::Flower;
+        let c = session_command(
+            "ecs:c_t_r",
+            to.port(),
+            to.default_local_port(),
+            "eu-west-1",
+            None,
+        );
+        assert!(shell_line(&c).contains(r#"'{"portNumber":["5555"],"localPortNumber":["5555"]}'"#));
+        let err = pick_task(&[], to, "svc", Path::new("s.yaml")).unwrap_err();
+        assert!(err.starts_with("no flower task is running"), "{err}");
+    }
+
+    #[test]
     fn a_task_is_picked_only_when_its_exec_agent_runs() {
+        let api = Destination::ApiServer;
         let file = Path::new("stacks/dev.yaml");
-        let err = pick_task(&[], "svc", file).unwrap_err();
+        let err = pick_task(&[], api, "svc", file).unwrap_err();
         assert!(
             err.starts_with("no api-server task is running in service svc"),
             "{err}"
         );
-        let err = pick_task(&[task("a", "PENDING", true, None)], "svc", file).unwrap_err();
+        let err = pick_task(&[task("a", "PENDING", true, None)], api, "svc", file).unwrap_err();
         assert!(err.starts_with("no api-server task is running"), "{err}");
-        let err = pick_task(&[task("a", "RUNNING", false, None)], "svc", file).unwrap_err();
+        let err = pick_task(&[task("a", "RUNNING", false, None)], api, "svc", file).unwrap_err();
         assert!(err.contains("was started without ECS Exec"), "{err}");
-        let err =
-            pick_task(&[task("a", "RUNNING", true, Some("PENDING"))], "svc", file).unwrap_err();
+        let err = pick_task(
+            &[task("a", "RUNNING", true, Some("PENDING"))],
+            api,
+            "svc",
+            file,
+        )
+        .unwrap_err();
         assert!(err.contains("is PENDING, not RUNNING"), "{err}");
         let tasks = [
             task("a", "RUNNING", false, None),
             task("b", "RUNNING", true, Some("RUNNING")),
         ];
-        assert_eq!(pick_task(&tasks, "svc", file).unwrap().id(), "b");
+        assert_eq!(pick_task(&tasks, api, "svc", file).unwrap().id(), "b");
     }
 }

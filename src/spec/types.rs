@@ -115,7 +115,7 @@ pub struct Airflow {
     pub celery_visibility_timeout_seconds: u32,
     /// Extra Airflow configuration as environment variables (`AIRFLOW__SECTION__KEY`).
     /// Keys the stack manages (executor, database, broker, secrets, logging, bundles)
-    /// are rejected.
+    /// are rejected, and so is the secrets backend while `secrets_backend` is on.
     #[schemars(schema_with = "super::schema_rules::extra_env")]
     pub extra_env: BTreeMap<String, String>,
     /// Environment variables whose values come from Secrets Manager, for your own

@@ -16,7 +16,10 @@
 //!
 //! Flower is never put behind the balancer: its only protection would be one shared
 //! basic-auth password with no lockout in front of a UI that can revoke tasks and shut
-//! workers down. It stays reachable inside the VPC (`in_vpc` allows its 5555 too).
+//! workers down. In every mode its service runs with ECS Exec, and `airflow-stack ui
+//! --flower` forwards a local port to it through Session Manager, so reaching it takes
+//! an IAM principal allowed to start a session on the task (`ssm:StartSession`), and
+//! each session is logged. `in_vpc` also allows its 5555 to the listed networks.
 //!
 //! Not offered: CloudFront with a VPC origin; see `spec/access.rs` and the README.
 
@@ -25,6 +28,7 @@ use super::fargate;
 use super::network::Network;
 use super::scope::Scope;
 use super::security::{self, SecurityGroups};
+use super::service_role::{self, ServiceRole};
 use crate::cfn::l1::certificatemanager::{certificate, Certificate};
 use crate::cfn::l1::ec2::{security_group, SecurityGroup, SecurityGroupIngress};
 use crate::cfn::l1::ecs::cluster::{
@@ -34,6 +38,7 @@ use crate::cfn::l1::ecs::service;
 use crate::cfn::l1::elasticloadbalancingv2::{
     listener, load_balancer, target_group, Listener, LoadBalancer, TargetGroup,
 };
+use crate::cfn::l1::iam::Role;
 use crate::cfn::l1::route53::{record_set, RecordSet};
 use crate::cfn::l1::{Statement, Tag};
 use crate::cfn::{Expr, Handle, LogicalId};
@@ -56,6 +61,13 @@ const SSL_POLICY: &str = "ELBSecurityPolicy-TLS13-1-2-2021-06";
 /// the api-server waits for the migration check and boots in about a minute.
 const HEALTH_CHECK_GRACE_SECONDS: i64 = 180;
 
+/// Flower's service with ECS Exec: its task role (Flower has no other) and the service
+/// settings.
+pub struct FlowerExec {
+    /// The task role the ECS Exec agent in Flower's task uses.
+    pub role: Handle<Role>,
+}
+
 /// What the api-server's service and task role get from the access construct.
 pub struct Exposure {
     /// ECS Exec on the api-server's service (the tunnel).
@@ -69,6 +81,8 @@ pub struct Exposure {
     pub task_role_statements: Vec<Statement>,
     /// The cluster's `Configuration` (exec logging), for the cluster construct.
     pub cluster_configuration: Option<ClusterConfiguration>,
+    /// Flower's ECS Exec, when Flower runs.
+    pub flower: Option<FlowerExec>,
 }
 
 impl Exposure {
@@ -89,11 +103,22 @@ impl Exposure {
 pub fn add(s: &mut Scope, net: &Network, sg: &SecurityGroups) -> Exposure {
     let access = &s.spec.access;
     let base_url = access.base_url(&s.spec.network.namespace);
-    let exposure = match access.mode {
-        AccessMode::Tunnel => tunnel(s),
-        AccessMode::LoadBalancer => balancer(s, net, sg),
-        AccessMode::InVpc => in_vpc(s, sg),
+    let exec = (access.mode == AccessMode::Tunnel || s.spec.services.flower.enabled)
+        .then(|| exec_setup(s));
+    let mut exposure = match (access.mode, &exec) {
+        (AccessMode::Tunnel, Some(exec)) => tunnel(exec),
+        (AccessMode::LoadBalancer, _) => balancer(s, net, sg),
+        _ => in_vpc(s, sg),
     };
+    if let Some(exec) = exec {
+        exposure.cluster_configuration = Some(exec.configuration.clone());
+        exposure.flower = s
+            .spec
+            .services
+            .flower
+            .enabled
+            .then(|| flower_exec(s, &exec));
+    }
     let how = match access.mode {
         AccessMode::Tunnel => "Airflow UI and REST API through `airflow-stack ui` (a Session Manager port forward to the api-server)",
         AccessMode::LoadBalancer => "Airflow UI and REST API behind the HTTPS load balancer",
@@ -103,7 +128,45 @@ pub fn add(s: &mut Scope, net: &Network, sg: &SecurityGroups) -> Exposure {
     exposure
 }
 
-fn tunnel(s: &mut Scope) -> Exposure {
+/// What ECS Exec needs once per stack (the cluster's session logging) and in every
+/// task role whose task runs with it (the agent's channels and log writes).
+struct ExecSetup {
+    statements: Vec<Statement>,
+    configuration: ClusterConfiguration,
+}
+
+fn tunnel(exec: &ExecSetup) -> Exposure {
+    Exposure {
+        execute_command: true,
+        load_balancer: None,
+        ready: Vec::new(),
+        task_role_statements: exec.statements.clone(),
+        cluster_configuration: Some(exec.configuration.clone()),
+        flower: None,
+    }
+}
+
+/// Flower's task role: ECS Exec's statements and nothing else (Flower makes no AWS
+/// call of its own).
+fn flower_exec(s: &mut Scope, exec: &ExecSetup) -> FlowerExec {
+    let role = service_role::role(
+        ServiceRole {
+            service: "ecs-tasks.amazonaws.com",
+            description: format!(
+                "{} Flower: the ECS Exec agent of `airflow-stack ui --flower`",
+                s.spec.name
+            ),
+            policy_name: "ecs-exec",
+            statements: exec.statements.clone(),
+        },
+        s.tags.all(),
+    );
+    FlowerExec {
+        role: s.t.add("FlowerTaskRole", role),
+    }
+}
+
+fn exec_setup(s: &mut Scope) -> ExecSetup {
     let group = fargate::log_group(s, "ExecSession", "exec");
     let log_group_arn = Expr::arn(
         "logs",
@@ -158,12 +221,9 @@ fn tunnel(s: &mut Scope) -> Exposure {
         }),
         ..ClusterConfiguration::default()
     };
-    Exposure {
-        execute_command: true,
-        load_balancer: None,
-        ready: Vec::new(),
-        task_role_statements: statements,
-        cluster_configuration: Some(configuration),
+    ExecSetup {
+        statements,
+        configuration,
     }
 }
 
@@ -182,6 +242,7 @@ fn in_vpc(s: &mut Scope, sg: &SecurityGroups) -> Exposure {
         ready: Vec::new(),
         task_role_statements: Vec::new(),
         cluster_configuration: None,
+        flower: None,
     }
 }
 
@@ -304,6 +365,7 @@ fn balancer(s: &mut Scope, net: &Network, sg: &SecurityGroups) -> Exposure {
         ready: vec![https.id().clone(), into_api],
         task_role_statements: Vec::new(),
         cluster_configuration: None,
+        flower: None,
     }
 }
 

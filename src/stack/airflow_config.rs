@@ -103,7 +103,7 @@ impl SharedConfig {
                     Expr::lit(format!("/{}", spec.storage.logs_prefix)),
                 ]),
             ),
-            env_var("AIRFLOW__LOGGING__REMOTE_LOG_CONN_ID", "aws_default"),
+            env_var("AIRFLOW__LOGGING__REMOTE_LOG_CONN_ID", STACK_CONNECTION),
             // Credentials come from the task role; the connection only names the region.
             env_var(
                 "AIRFLOW_CONN_AWS_DEFAULT",
@@ -269,6 +269,10 @@ fn component_of(c: SecretEnvComponent) -> Component {
     }
 }
 
+/// The connection the stack defines for its own AWS calls (remote logging, the DAG
+/// bundle): `AIRFLOW_CONN_AWS_DEFAULT`, the region only; credentials are the task role's.
+pub const STACK_CONNECTION: &str = "aws_default";
+
 /// The amazon provider's Secrets Manager backend (apache-airflow-providers-amazon 9.39.0,
 /// `airflow/providers/amazon/aws/secrets/secrets_manager.py`).
 pub const SECRETS_MANAGER_BACKEND: &str =
@@ -286,7 +290,10 @@ pub fn reads_secrets_backend(spec: &Spec, component: Component) -> bool {
 /// `[secrets] backend` and `backend_kwargs` for `airflow.secrets_backend`. Only the
 /// connection and variable prefixes: `config_prefix` is null, so no configuration
 /// option is ever looked up there (the task roles may read nothing else), and the
-/// region is the stack's own. Workers read `[secrets]` too when `[workers]
+/// region is the stack's own. The stack's own connection, [`STACK_CONNECTION`], is
+/// never looked up there (`connections_lookup_pattern`, matched with `re.match`): it is
+/// in the environment, and remote logging and the DAG bundle ask for it on every log
+/// upload and bundle refresh, each a Secrets Manager call otherwise. Workers read `[secrets]` too when `[workers]
 /// secrets_backend` is unset (`_get_custom_secret_backend`, apache-airflow-core 3.3.2),
 /// which the stack file cannot set while this is on.
 fn secrets_backend_env(spec: &Spec) -> Vec<KeyValuePair> {
@@ -296,7 +303,7 @@ fn secrets_backend_env(spec: &Spec) -> Vec<KeyValuePair> {
     // The prefixes hold no character JSON escapes (SecretPrefix).
     let kwargs = Expr::concat(vec![
         Expr::lit(format!(
-            r#"{{"connections_prefix": "{}", "variables_prefix": "{}", "config_prefix": null, "region_name": ""#,
+            r#"{{"connections_prefix": "{}", "connections_lookup_pattern": "^(?!{STACK_CONNECTION}$)", "variables_prefix": "{}", "config_prefix": null, "region_name": ""#,
             b.connections_prefix, b.variables_prefix
         )),
         Expr::Pseudo(Pseudo::Region),

@@ -210,10 +210,17 @@ pub fn add(
                     .flatten(),
             )
             .collect();
+        let flower_exec = exposure
+            .flower
+            .as_ref()
+            .filter(|_| component == Component::Flower);
         let reach = if exposed {
             exposure.reach()
         } else {
-            fargate::Reach::default()
+            fargate::Reach {
+                execute_command: flower_exec.is_some(),
+                ..fargate::Reach::default()
+            }
         };
         if component.is_packed(spec) {
             core.push(container, security::ids(&[group]), registry, ready);
@@ -236,7 +243,10 @@ pub fn add(
                     memory: size.memory,
                     containers: vec![container],
                     execution_role: roles.execution.arn(),
-                    task_role: roles.task_role(component).map(|r| r.arn()),
+                    task_role: roles
+                        .task_role(component)
+                        .or(flower_exec.map(|f| &f.role))
+                        .map(|r| r.arn()),
                 },
                 desired_count: (!scaled).then_some(size.count),
                 spot: size.spot,

@@ -102,8 +102,12 @@ def test_a_worker_reads_a_connection_and_a_variable_from_secrets_manager(stack, 
     for name in (CONN_SECRET, VARIABLE_SECRET):
         mine = [c for c in worker_calls if f":secret:{name}" in c["resource"]]
         assert mine and all(c["allowed"] for c in mine), (name, worker_calls)
-    # The components without the backend never looked there.
+    # The components without the backend never looked there, and nobody looked up the
+    # stack's own connection there (connections_lookup_pattern): remote logging asks
+    # for aws_default on every upload.
     assert not _secret_calls(stack, "CoreTaskRole")
+    assert not [c for c in worker_calls if ":secret:airflow/connections/aws_default" in c["resource"]], \
+        worker_calls
     stack.fail_on_violations("after the DAG read from Secrets Manager")
 
 
