@@ -8,6 +8,7 @@ pub mod aws;
 pub mod cfn;
 pub mod cli;
 pub mod cost;
+pub mod image;
 pub mod plan;
 pub mod spec;
 pub mod stack;

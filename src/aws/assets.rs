@@ -66,6 +66,20 @@ impl Asset {
         }
     }
 
+    /// The image build context of `airflow.build` (src/image) as an asset: uploaded,
+    /// verified and pinned to its object version like the Lambda zips, so CodeBuild
+    /// builds exactly the bytes deploy checked.
+    pub fn image_context(context: &crate::image::BuildContext, stack_file: &Path) -> Asset {
+        Asset {
+            parameter: crate::stack::IMAGE_CONTEXT_KEY,
+            version_parameter: crate::stack::IMAGE_CONTEXT_VERSION,
+            crate_name: "image build context",
+            origin: format!("airflow.build of {}", stack_file.display()),
+            bytes: Cow::Owned(context.zip.clone()),
+            sha256: context.sha256.clone(),
+        }
+    }
+
     /// `assets/<sha256>.zip`
     pub fn key(&self) -> String {
         format!("assets/{}.zip", self.sha256)

@@ -125,7 +125,11 @@ async fn prepare(aws: &Aws, spec: &spec::Spec, common: &Common) -> Result<Prepar
     // Only the Lambdas this template uses (the scaler only with autoscaling or alerts
     // on), each built for its function's architecture; missing zips are built here
     // from a checkout.
-    let assets = assets::resolve(&template, common.assets_dir.as_deref())?;
+    let mut assets = assets::resolve(&template, common.assets_dir.as_deref())?;
+    // The image's build context, read from the stack file's folder when it was loaded.
+    if let Some(context) = crate::image::context(spec) {
+        assets.push(assets::Asset::image_context(&context, &common.stack.file));
+    }
     // Read-only: the version id of every asset already in the bucket (a replaced one is
     // an error here, before anything is written). The parameters carry those versions,
     // so an unchanged deploy compares equal to the stack; a missing asset leaves its

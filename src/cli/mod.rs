@@ -5,6 +5,7 @@ mod cost;
 mod dags;
 mod deploy;
 mod destroy;
+mod image_context;
 mod init;
 mod output;
 mod pause;
@@ -63,6 +64,9 @@ enum Command {
     /// Open the Airflow UI of a stack with access.mode tunnel on a local port (a
     /// Session Manager port forward to a running api-server task).
     Ui(ui::Args),
+    /// Write the build context of the image built in the account (airflow.build) to a
+    /// folder: the Dockerfile, buildspec, install script, requirements and plugins.
+    ImageContext(image_context::Args),
     /// Work with the stack's DAG bundle.
     #[command(subcommand)]
     Dags(dags::DagsCommand),
@@ -103,6 +107,7 @@ pub fn main() -> ExitCode {
         Command::Resume(args) => pause::run(args, pause::Direction::Resume),
         Command::RotateFernet(args) => rotate_fernet::run(args),
         Command::Ui(args) => ui::run(args),
+        Command::ImageContext(args) => image_context::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

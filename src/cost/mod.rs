@@ -35,6 +35,13 @@ pub struct Assumptions {
     pub s3_gb: f64,
     /// Load balancer capacity units in use on average.
     pub alb_lcu: f64,
+    /// ECR storage of the image built in the account, GB (the compressed Airflow base
+    /// layers, stored once, plus the layers of your requirements and plugins).
+    pub image_gb: f64,
+    /// Minutes of one image build (pull the base, apt-get, pip install, push).
+    pub build_minutes: f64,
+    /// Image builds a month (deploys that change `airflow.build`).
+    pub builds_per_month: f64,
 }
 
 /// The assumptions `airflow-stack cost` uses.
@@ -44,6 +51,9 @@ pub const ASSUMPTIONS: Assumptions = Assumptions {
     database_gb: 5.0,
     s3_gb: 1.0,
     alb_lcu: 1.0,
+    image_gb: 1.5,
+    build_minutes: 10.0,
+    builds_per_month: 4.0,
 };
 
 /// One line of the estimate.
@@ -156,6 +166,7 @@ pub fn estimate(template: &Value, spec: &Spec) -> Result<Estimate, CostError> {
     lines.extend(network_lines(&resources, &tasks, p)?);
     lines.extend(load_balancer_lines(&resources, p)?);
     lines.extend(fixed_lines(&resources, &tasks, p)?);
+    lines.extend(image_build_lines(&resources, p)?);
     let always_on = lines.iter().map(|l| l.always_on).sum();
     let paused = lines.iter().map(|l| l.paused).sum();
     Ok(Estimate {
@@ -596,6 +607,48 @@ fn fixed_lines(r: &Resources, tasks: &[FargateTask], p: &Prices) -> Result<Vec<L
     .collect())
 }
 
+/// The image built in the account (`airflow.build`): ECR storage of the kept images
+/// (always, paused too) and CodeBuild minutes for the builds a month (only while the
+/// stack is in use: a paused stack is not redeployed).
+fn image_build_lines(r: &Resources, p: &Prices) -> Result<Vec<Line>, CostError> {
+    let projects = r.of_type("AWS::CodeBuild::Project")?;
+    let Some(project) = projects.first() else {
+        return Ok(Vec::new());
+    };
+    let properties: Value = project.properties()?;
+    let arm = properties
+        .pointer("/Environment/Type")
+        .and_then(Value::as_str)
+        == Some("ARM_CONTAINER");
+    let (per_minute, compute) = if arm {
+        (p.codebuild_small_arm_minute, "arm1.small")
+    } else {
+        (p.codebuild_small_x86_minute, "general1.small")
+    };
+    let per_build = ASSUMPTIONS.build_minutes * per_minute;
+    let storage = ASSUMPTIONS.image_gb * p.ecr_gb_month;
+    Ok(vec![
+        Line {
+            item: "ECR".into(),
+            detail: format!(
+                "{} GB of image layers stored (assumed: the Airflow base layers once, plus your changes; kept images share layers)",
+                ASSUMPTIONS.image_gb
+            ),
+            always_on: storage,
+            paused: storage,
+        },
+        Line {
+            item: "CodeBuild".into(),
+            detail: format!(
+                "${per_build:.3} per build ({} min on {compute}, assumed) x {} builds a month (assumed; an unchanged airflow.build builds nothing)",
+                ASSUMPTIONS.build_minutes, ASSUMPTIONS.builds_per_month
+            ),
+            always_on: per_build * ASSUMPTIONS.builds_per_month,
+            paused: 0.0,
+        },
+    ])
+}
+
 /// The monitoring the template turns on that the estimate does not price, by name:
 /// Container Insights (the cluster setting) and RDS Enhanced Monitoring (an
 /// instance's `MonitoringInterval`).
@@ -644,6 +697,9 @@ fn assumptions(r: &Resources, p: &Prices) -> Result<Vec<String>, CostError> {
         out.push("Aurora Serverless v2 is priced at max(MinCapacity, 0.5) ACU while Airflow runs (its scheduler keeps the cluster active); paused, a cluster at MinCapacity 0 pauses itself and `airflow-stack pause` (or the schedule) stops one above 0, so only storage bills; AWS starts a stopped cluster again after 7 days.".into());
     } else if r.count("AWS::RDS::DBInstance")? > 0 {
         out.push("Paused: the RDS instance is stopped (`airflow-stack pause`, or the schedule); storage keeps billing and AWS starts a stopped instance again after 7 days (the next scheduled pause stops it again).".into());
+    }
+    if r.count("AWS::ECR::Repository")? > 0 {
+        out.push("The image built in the account: every task pulls it from ECR when it starts. In public subnets that is free (same region); behind a NAT gateway each pull (about the compressed image, 1 GB and more) adds NAT data processing, which the NAT figure above does not include.".into());
     }
     if exec_logging(r)? {
         out.push("ECS Exec (access.mode tunnel) costs nothing to keep on; shell sessions (`aws ecs execute-command`) log to CloudWatch Logs at the ingestion price above, and port forwards (`airflow-stack ui`) log nothing.".into());

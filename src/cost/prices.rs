@@ -35,6 +35,16 @@ pub mod pages {
         url: "https://aws.amazon.com/fargate/pricing/ (Spot table); observed eu-west-1 x86 Spot $0.01334053/vCPU-h, https://tomgregory.com/aws/aws-fargate-spot-vs-fargate-price-comparison/",
         checked: true,
     };
+    /// Amazon ECR pricing (private repository storage).
+    pub const ECR: Source = Source {
+        url: "https://aws.amazon.com/ecr/pricing/",
+        checked: false,
+    };
+    /// AWS CodeBuild pricing (on-demand, per build minute).
+    pub const CODEBUILD: Source = Source {
+        url: "https://aws.amazon.com/codebuild/pricing/",
+        checked: false,
+    };
     /// Amazon RDS for PostgreSQL pricing.
     pub const RDS: Source = Source {
         url: "https://aws.amazon.com/rds/postgresql/pricing/",
@@ -138,6 +148,12 @@ pub struct Prices {
     pub logs_ingest_gb: f64,
     /// S3 Standard, USD per GB-month (first 50 TB).
     pub s3_gb_month: f64,
+    /// ECR private repository storage, USD per GB-month.
+    pub ecr_gb_month: f64,
+    /// CodeBuild on demand, `BUILD_GENERAL1_SMALL` Linux (x86_64), USD per build minute.
+    pub codebuild_small_x86_minute: f64,
+    /// CodeBuild on demand, `BUILD_GENERAL1_SMALL` ARM (arm1.small), USD per build minute.
+    pub codebuild_small_arm_minute: f64,
     /// MWAA environment classes: `(class, USD per hour)`.
     pub mwaa: &'static [(&'static str, f64)],
 }
@@ -187,6 +203,9 @@ const US_EAST_1: Prices = Prices {
     kms_key_month: 1.00,
     logs_ingest_gb: 0.50,
     s3_gb_month: 0.023,
+    ecr_gb_month: 0.10,
+    codebuild_small_x86_minute: 0.005,
+    codebuild_small_arm_minute: 0.0034,
     mwaa: &[
         ("mw1.micro", 0.24),
         ("mw1.small", 0.49),
@@ -237,6 +256,9 @@ const EU_WEST_1: Prices = Prices {
     kms_key_month: 1.00,
     logs_ingest_gb: 0.57,
     s3_gb_month: 0.023,
+    ecr_gb_month: 0.10,
+    codebuild_small_x86_minute: 0.005,
+    codebuild_small_arm_minute: 0.0034,
     mwaa: &[
         ("mw1.micro", 0.26),
         ("mw1.small", 0.55),

@@ -8,6 +8,7 @@
 //! the parsed `Spec` ([`validate`]). Every problem is located by its field path.
 
 mod access;
+mod build_inputs;
 mod schema_rules;
 mod schema_walk;
 mod source;
@@ -19,11 +20,12 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 pub use access::*;
+pub use build_inputs::{BuildInputs, PluginFile, MAX_PLUGIN_BYTES, MAX_PLUGIN_FILES};
 pub use source::{Pos, Positions, MAX_FILE_BYTES};
 pub use types::*;
 pub use values::{
-    PostgresVersion, Region, ScheduleExpression, SecretArn, SecretPrefix, StackName, SubnetId,
-    VpcCidr, VpcId,
+    OsPackage, PostgresVersion, Region, ScheduleExpression, SecretArn, SecretPrefix, StackName,
+    SubnetId, VpcCidr, VpcId,
 };
 
 /// Environment variables the stack itself sets: `airflow.extra_env` may not override
@@ -190,9 +192,15 @@ pub fn parse(text: &str, path: &Path) -> Result<Spec, SpecError> {
     if !shape.is_empty() {
         return Err(located(shape, &positions));
     }
-    let spec = deserialize(text, path, &positions)?;
+    let mut spec = deserialize(text, path, &positions)?;
     let mut problems = validate::check(&spec);
     problems.extend(validate::dynamic_references(&positions));
+    if let Some(build) = &spec.airflow.build {
+        match build_inputs::read(build, &build_inputs::base_dir(path)) {
+            Ok(inputs) => spec.build_inputs = Some(inputs),
+            Err(unreadable) => problems.extend(unreadable),
+        }
+    }
     if problems.is_empty() {
         return Ok(spec);
     }

@@ -4,9 +4,10 @@
 use std::collections::BTreeMap;
 
 use super::access::Access;
+use super::build_inputs::BuildInputs;
 use super::values::{
-    PostgresVersion, Region, ScheduleExpression, SecretArn, SecretPrefix, StackName, SubnetId,
-    VpcCidr, VpcId,
+    OsPackage, PostgresVersion, Region, ScheduleExpression, SecretArn, SecretPrefix, StackName,
+    SubnetId, VpcCidr, VpcId,
 };
 
 use schemars::JsonSchema;
@@ -71,6 +72,12 @@ pub struct Spec {
     /// How people reach the Airflow UI, the REST API and Flower.
     #[serde(default)]
     pub access: Access,
+    /// What `airflow.build` names, read from disk when the stack file is loaded
+    /// (the files themselves, not only their paths): the image tag is their hash, so
+    /// `synth` and `deploy` must see the same bytes. Not a stack-file key.
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub build_inputs: Option<BuildInputs>,
 }
 
 /// When to pause (every service at 0 tasks) and resume (the stack file's counts). The
@@ -132,6 +139,38 @@ pub struct Airflow {
     /// database. Only the chosen components get the setting, and only their task roles
     /// may read `<prefix>/*`. Empty (the default): off. `{}`: on, with the defaults.
     pub secrets_backend: Option<SecretsBackend>,
+    /// An Airflow image built in your account from your Python requirements, plugins
+    /// and Debian packages (CodeBuild, pushed to the stack's ECR repository, tagged by
+    /// the SHA-256 of everything that went in). Every Airflow container runs it. The
+    /// base is `image` when set, else the official image of `version`. Empty (the
+    /// default): no build.
+    pub build: Option<ImageBuild>,
+}
+
+/// `airflow.build`: what goes into the image built in the account. Paths are relative
+/// to the stack file's folder.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ImageBuild {
+    /// A pip requirements file (one requirement per line; `-r`/`-c` includes are
+    /// refused: the build context holds this one file). Installed with Airflow's
+    /// constraints for the image's Airflow and Python versions, and
+    /// `apache-airflow==<version>`, so nothing moves Airflow or its pinned dependencies.
+    #[schemars(regex(pattern = r"^\S(.*\S)?$"), length(max = 1024))]
+    pub requirements: Option<String>,
+    /// A folder copied to the image's plugins folder (`/opt/airflow/plugins`, on every
+    /// component's `sys.path`): Airflow plugins and shared modules.
+    #[schemars(regex(pattern = r"^\S(.*\S)?$"), length(max = 1024))]
+    pub plugins: Option<String>,
+    /// Debian packages installed with apt-get into the image, `name` or `name=version`.
+    #[serde(default)]
+    #[schemars(length(max = 64))]
+    pub os_packages: Vec<OsPackage>,
+    /// A Secrets Manager secret (full ARN) holding Docker Hub credentials as JSON
+    /// `{"username": ..., "password": ...}`: the build pulls the base image from Docker
+    /// Hub once per build, and anonymous pulls are rate-limited per IP address. Without
+    /// it the pull is anonymous.
+    pub docker_hub_secret: Option<SecretArn>,
 }
 
 /// `airflow.secrets_backend`: where connections and variables live in Secrets Manager,
@@ -226,6 +265,7 @@ impl Default for Airflow {
             extra_env: BTreeMap::new(),
             secret_env: BTreeMap::new(),
             secrets_backend: None,
+            build: None,
         }
     }
 }

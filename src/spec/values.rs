@@ -449,3 +449,30 @@ mod tests {
         }
     }
 }
+
+checked_text!(
+    /// A Debian package for `airflow.build.os_packages`: a package name as Debian policy
+    /// allows it (lower-case letters, digits, `+`, `-`, `.`; at least two characters,
+    /// starting with a letter or digit), optionally `=version`. Nothing else: the value is
+    /// written into the Dockerfile's `apt-get install` line, where a space or a shell
+    /// character would be another argument or another command.
+    OsPackage,
+    pattern: "^[a-z0-9][a-z0-9+.-]+(=[A-Za-z0-9.+:~-]+)?$",
+    check: |v| {
+        let (name, version) = match v.split_once('=') {
+            Some((name, version)) => (name, Some(version)),
+            None => (v, None),
+        };
+        let name_ok = name.len() >= 2
+            && name.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+            && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "+.-".contains(c));
+        let version_ok = version.is_none_or(|v| {
+            !v.is_empty() && v.chars().all(|c| c.is_ascii_alphanumeric() || ".+:~-".contains(c))
+        });
+        if name_ok && version_ok {
+            Ok(())
+        } else {
+            Err(format!("{v:?} is not a Debian package: a name of lower-case letters, digits, '+', '-' and '.' (at least two characters), optionally =version, e.g. libpq5 or curl=7.88.1-10+deb12u12"))
+        }
+    }
+);

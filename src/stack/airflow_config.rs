@@ -17,6 +17,8 @@ use crate::spec::{AuthManager, SecretEnvComponent, Spec};
 pub struct SharedConfig {
     /// The environment every Airflow container gets.
     pub env: Vec<KeyValuePair>,
+    /// The image every Airflow container runs.
+    pub image: Expr,
     fernet_key: Secret,
     api_secret_key: Secret,
     jwt_secret: Secret,
@@ -55,7 +57,7 @@ pub const SCALER_PASSWORD_ENV: &str = "AIRFLOW_STACK_SCALER_PASSWORD";
 
 impl SharedConfig {
     /// The configuration of this stack file, reading secrets from `keys`.
-    pub fn new(spec: &Spec, keys: &Keys, bucket: &Bucket) -> SharedConfig {
+    pub fn new(spec: &Spec, keys: &Keys, bucket: &Bucket, image: Expr) -> SharedConfig {
         let ns = &spec.network.namespace;
         let auth_manager = match spec.airflow.auth_manager {
             AuthManager::Fab => {
@@ -155,6 +157,7 @@ impl SharedConfig {
         };
         SharedConfig {
             env,
+            image,
             fernet_key: secret("AIRFLOW__CORE__FERNET_KEY", &keys.fernet_key),
             api_secret_key: secret("AIRFLOW__API__SECRET_KEY", &keys.api_secret_key()),
             jwt_secret: secret("AIRFLOW__API_AUTH__JWT_SECRET", &keys.jwt_secret()),

@@ -46,7 +46,18 @@ pub const ASSET_LAMBDAS: &[AssetLambda] = &[
         version_parameter: "ScalerFunctionCodeVersion",
         crate_name: "airflow-scaler",
     },
+    AssetLambda {
+        key_parameter: "ImageBuildFunctionCodeKey",
+        version_parameter: "ImageBuildFunctionCodeVersion",
+        crate_name: "airflow-image-build",
+    },
 ];
+
+/// The parameter holding the S3 key of the image build context (`airflow.build`),
+/// `assets/<sha256>.zip`; deploy fills it with the zip src/image renders.
+pub const IMAGE_CONTEXT_KEY: &str = "ImageContextKey";
+/// The parameter holding the S3 version id of the build context deploy verified.
+pub const IMAGE_CONTEXT_VERSION: &str = "ImageContextVersion";
 
 /// `Ref`s to one asset's parameters: where a function's code is.
 #[derive(Clone, Debug)]
@@ -72,6 +83,38 @@ pub struct AssetParameters {
 /// parameters a template declares.
 pub fn add_scaler_key(t: &mut Template) -> AssetCode {
     add_code(t, &ASSET_LAMBDAS[2])
+}
+
+/// The image-build Lambda's parameters, declared only by templates with
+/// `airflow.build`.
+pub fn add_image_build_key(t: &mut Template) -> AssetCode {
+    add_code(t, &ASSET_LAMBDAS[3])
+}
+
+/// The build context's key and version parameters, declared only by templates with
+/// `airflow.build`. The image's tag (a literal in the template) is the same SHA-256 as
+/// the key, so `synth` shows a change of requirements or plugins as a change.
+pub fn add_image_context(t: &mut Template) -> AssetCode {
+    let key = t.parameter(
+        IMAGE_CONTEXT_KEY,
+        Parameter {
+            type_name: "String",
+            description: "S3 key of the Airflow image's build context zip, named by its SHA-256"
+                .into(),
+            allowed_pattern: Some("^assets/[0-9a-f]{64}\\.zip$".into()),
+            default: None,
+        },
+    );
+    let version = t.parameter(
+        IMAGE_CONTEXT_VERSION,
+        Parameter {
+            type_name: "String",
+            description: "S3 version id of the build context zip that deploy verified".into(),
+            allowed_pattern: Some("^\\S{1,1024}$".into()),
+            default: None,
+        },
+    );
+    AssetCode { key, version }
 }
 
 /// Declares an asset's key and version parameters.

@@ -47,7 +47,11 @@ pub fn log_group(s: &mut Scope, id: &str, name: &str) -> Handle<LogGroup> {
 /// A container with the stack's defaults: essential, logging to `log_group` with the
 /// container's name as stream prefix. Callers set the rest with struct update syntax
 /// (`ContainerDefinition { command, ..container(..) }`).
-pub fn container(name: &str, image: String, log_group: &Handle<LogGroup>) -> ContainerDefinition {
+pub fn container(
+    name: &str,
+    image: impl Into<Expr>,
+    log_group: &Handle<LogGroup>,
+) -> ContainerDefinition {
     // The awslogs driver's options, as ECS names them:
     // https://docs.aws.amazon.com/AmazonECS/latest/developerguide/using_awslogs.html
     let options = BTreeMap::from([

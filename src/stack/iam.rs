@@ -42,9 +42,10 @@ pub fn add(
     bucket: &Bucket,
     cluster: &Cluster,
     api_server: &[Statement],
+    image_pull: &[Statement],
 ) -> Roles {
     let spec = s.spec;
-    let execution = add_execution_role(s, keys);
+    let execution = add_execution_role(s, keys, image_pull);
     let own_task = |c: &Component| !c.is_packed(spec);
     let tasks = Component::services(spec)
         .filter(own_task)
@@ -170,7 +171,7 @@ fn with_key_use(s: &Scope, mut statements: Vec<Statement>) -> Vec<Statement> {
     statements
 }
 
-fn add_execution_role(s: &mut Scope, keys: &Keys) -> Handle<Role> {
+fn add_execution_role(s: &mut Scope, keys: &Keys, image_pull: &[Statement]) -> Handle<Role> {
     let secrets = keys.airflow_secret_arns();
     let log_groups = Expr::arn(
         "logs",
@@ -193,6 +194,8 @@ fn add_execution_role(s: &mut Scope, keys: &Keys) -> Handle<Role> {
             )
             .into_iter()
             .chain(user_secrets_statement(s.spec))
+            // Pulling the image built in the account (none for a public image).
+            .chain(image_pull.iter().cloned())
             .collect(),
         },
         s.tags.all(),

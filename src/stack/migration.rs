@@ -159,7 +159,7 @@ pub fn add(
         log_stream_prefix: Expr::lit(me.name()),
         // Compared on Update: a change migrates again, a lower version does nothing.
         airflow_version: Some(Expr::lit(spec.airflow.version.clone())),
-        image: Some(Expr::lit(spec.airflow_image())),
+        image: Some(shared.image.clone()),
         database_host: Some(backends.database.host.clone()),
         max_wait_seconds: MAX_WAIT_SECONDS,
     };
@@ -197,7 +197,7 @@ pub(super) fn one_off_task(
         command,
         environment: shared.env_for(spec, me),
         secrets: shared.secrets_for(spec, me),
-        ..fargate::container(me.name(), spec.airflow_image(), &log_group)
+        ..fargate::container(me.name(), shared.image.clone(), &log_group)
     };
     let size = me.size(spec);
     let definition = fargate::task_definition(

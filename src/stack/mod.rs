@@ -18,6 +18,7 @@ mod encryption;
 mod fargate;
 mod fernet_rotation;
 mod iam;
+mod image;
 mod keys;
 mod migration;
 mod monitoring;
@@ -34,7 +35,10 @@ mod storage;
 use crate::cfn::{Expr, Template, TemplateError};
 use crate::spec::Spec;
 
-pub use assets::{AssetLambda, AssetParameters, ASSET_LAMBDAS, LAMBDA_ARCHITECTURE};
+pub use assets::{
+    AssetLambda, AssetParameters, ASSET_LAMBDAS, IMAGE_CONTEXT_KEY, IMAGE_CONTEXT_VERSION,
+    LAMBDA_ARCHITECTURE,
+};
 pub use bootstrap::{bootstrap_template, BOOTSTRAP_STACK};
 pub use component::Component;
 pub use fernet_rotation::TASK_DEFINITION as FERNET_ROTATION_TASK_DEFINITION;
@@ -63,8 +67,16 @@ pub fn build(spec: &Spec) -> Result<Template, TemplateError> {
     let stoppable_database = database.stoppable.clone();
     let broker = broker::add(s, &infra, &keys);
     let backends = connections::add(s, &keys, database, broker);
-    let roles = iam::add(s, &keys, &bucket, &cluster, &exposure.task_role_statements);
-    let shared = airflow_config::SharedConfig::new(spec, &keys, &bucket);
+    let image = image::add(s);
+    let roles = iam::add(
+        s,
+        &keys,
+        &bucket,
+        &cluster,
+        &exposure.task_role_statements,
+        &image.pull_statements,
+    );
+    let shared = airflow_config::SharedConfig::new(spec, &keys, &bucket, image.uri);
     let migrate = migration::add(s, &infra, &roles, &shared, &backends);
     fernet_rotation::add(s, &roles, &shared);
     let worker = services::add(s, &infra, &roles, &shared, &migrate.ready, &exposure);

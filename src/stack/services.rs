@@ -171,7 +171,7 @@ fn component_container(
         // Seconds between SIGTERM and SIGKILL (at most 120 on Fargate): a worker
         // finishes its running tasks within them.
         stop_timeout: (component == Component::Worker).then_some(120),
-        ..fargate::container(component.name(), spec.airflow_image(), &log_group)
+        ..fargate::container(component.name(), shared.image.clone(), &log_group)
     }
 }
 
