@@ -41,7 +41,10 @@ fn the_zip_holds_every_file_with_its_mode() {
     ))
     .unwrap();
     let mut archive = zip::ZipArchive::new(Cursor::new(ctx.zip.clone())).unwrap();
-    let names: Vec<String> = archive.file_names().map(str::to_string).collect();
+    let names: Vec<String> = archive
+        .file_names()
+        .map(|n| n.unwrap().into_owned())
+        .collect();
     for name in [DOCKERFILE, BUILDSPEC, INSTALL_SCRIPT, REQUIREMENTS] {
         assert!(
             names.contains(&name.to_string()),

@@ -183,6 +183,9 @@ fn add_project(
                 location: Some(source_location.clone()),
                 ..Source::default()
             }),
+            // The object version deploy verified (CodeBuild's S3 `sourceVersion`), not
+            // whatever the key holds when the build starts.
+            source_version: Some(context.version.clone()),
             artifacts: Some(Artifacts {
                 r#type: Some(Expr::lit("NO_ARTIFACTS")),
                 ..Artifacts::default()
