@@ -18,6 +18,8 @@ from AWS's Service Authorization Reference (one page per service):
   DynamoDB         https://docs.aws.amazon.com/service-authorization/latest/reference/list_amazondynamodb.html
   SNS              https://docs.aws.amazon.com/service-authorization/latest/reference/list_amazonsns.html
   CloudWatch       https://docs.aws.amazon.com/service-authorization/latest/reference/list_amazoncloudwatch.html
+  CodeBuild        https://docs.aws.amazon.com/service-authorization/latest/reference/list_awscodebuild.html
+  ECR              https://docs.aws.amazon.com/service-authorization/latest/reference/list_amazonelasticcontainerregistry.html
   STS              GetCallerIdentity needs no permission:
                    https://docs.aws.amazon.com/STS/latest/APIReference/API_GetCallerIdentity.html
 An operation not listed here is denied for a registered identity ("not modelled by the
@@ -383,6 +385,10 @@ def _json(req: Request, prefix: str, name: str) -> Operation:
         return _with_prefix(_unmodelled("dynamodb", name, "json"), prefix)
     if prefix == "GraniteServiceVersion20100801":
         return _cloudwatch(req, name, body, "json", prefix)
+    if prefix == "CodeBuild_20161006":
+        return _codebuild(req, name, body, prefix)
+    if prefix == "AmazonEC2ContainerRegistry_V20150921":
+        return _ecr(req, name, body, prefix)
     if prefix.startswith("AWSSecurityTokenService"):
         return _sts(name, "json", prefix)
     service = req.signing_service or prefix
@@ -510,6 +516,53 @@ def _ecs(req: Request, name: str, body: dict, prefix: str) -> Operation:
             context["aws:TagKeys"] = list(body.get("tagKeys") or [])
         return mk(Check(f"ecs:{name}", arn, context))
     return _with_prefix(_unmodelled("ecs", name, "json"), prefix)
+
+
+def _codebuild(req: Request, name: str, body: dict, prefix: str) -> Operation:
+    """Build operations are authorized on the project ARN (resource type `project`); a
+    build id is `<project>:<uuid>`, a build ARN `...:build/<project>:<uuid>`."""
+    base = f"arn:aws:codebuild:{req.region}:{req.account}:project/"
+
+    def project_arn(value: str) -> str:
+        value = value or ""
+        if value.startswith("arn:"):
+            value = value.split(":", 5)[5].split("/", 1)[-1]
+        return base + value.split(":", 1)[0]
+
+    mk = lambda *checks: Operation("codebuild", name, "json", list(checks),  # noqa: E731
+                                   target_prefix=prefix)
+    if name in ("StartBuild", "ListBuildsForProject"):
+        return mk(Check(f"codebuild:{name}", project_arn(body.get("projectName"))))
+    if name == "BatchGetBuilds":
+        ids = body.get("ids") or []
+        return mk(*[Check("codebuild:BatchGetBuilds", project_arn(i)) for i in ids] or
+                  [Check("codebuild:BatchGetBuilds", base + "*")])
+    if name == "StopBuild":
+        return mk(Check("codebuild:StopBuild", project_arn(body.get("id"))))
+    if name == "BatchGetProjects":
+        return mk(*[Check("codebuild:BatchGetProjects", project_arn(n))
+                    for n in body.get("names") or []])
+    return _with_prefix(_unmodelled("codebuild", name, "json"), prefix)
+
+
+def _ecr(req: Request, name: str, body: dict, prefix: str) -> Operation:
+    """Repository operations on the repository ARN (resource type `repository`, in the
+    registry's account); GetAuthorizationToken has no resource ("*")."""
+    account = body.get("registryId") or req.account
+    base = f"arn:aws:ecr:{req.region}:{account}:repository/"
+    mk = lambda *checks: Operation("ecr", name, "json", list(checks),  # noqa: E731
+                                   target_prefix=prefix)
+    if name == "GetAuthorizationToken":
+        return mk(Check("ecr:GetAuthorizationToken", "*"))
+    if name == "DescribeRepositories":
+        names = body.get("repositoryNames") or []
+        return mk(*[Check("ecr:DescribeRepositories", base + n) for n in names] or
+                  [Check("ecr:DescribeRepositories", base + "*")])
+    if name in ("DescribeImages", "BatchGetImage", "ListImages", "PutImage",
+                "BatchCheckLayerAvailability", "InitiateLayerUpload", "UploadLayerPart",
+                "CompleteLayerUpload", "BatchDeleteImage"):
+        return mk(Check(f"ecr:{name}", base + body.get("repositoryName", "")))
+    return _with_prefix(_unmodelled("ecr", name, "json"), prefix)
 
 
 def _task_id(value: str) -> str:

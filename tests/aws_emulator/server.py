@@ -17,6 +17,9 @@ It is as strict as AWS where a deploy or the end-to-end run depends on it:
   `POST /_emulator/identities` are authorized like AWS does it, and every decision is
   listed at `GET /_emulator/calls`; the Lambdas it runs get such an identity for their
   role (moto_state.py).
+- CodeBuild (codebuild.py): builds run for a while, phase by phase, as their service
+  role allows; they log to CloudWatch Logs, push their image to ECR, and end as a test
+  decides (POST /_emulator/codebuild-next-build).
 - One-off ECS tasks (tasks.py): network paths, the task execution role, the image's
   database check and the schema model decide how a RunTask task ends; its output goes to
   its awslogs stream.
@@ -52,6 +55,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import acm_certificates  # noqa: E402
 import authz  # noqa: E402  (the emulator's own modules, next to this file)
+import codebuild  # noqa: E402
 import ecs_service  # noqa: E402
 import ecs_exec  # noqa: E402,F401  (ECS Exec on service tasks; patches on import)
 import iam_eval  # noqa: E402
@@ -453,7 +457,11 @@ def lambda_invoke(self, body, request_headers, response_headers):
     """
     event = body.encode() if isinstance(body, str) else (body or b"{}")
     if (request_headers or {}).get("X-Amz-Invocation-Type") == "Event":
-        threading.Thread(target=run_lambda, args=(self, event), daemon=True).start()
+        slot = _pending_slot_in(event)
+        if slot is not None:
+            with PENDING_LOCK:
+                slot["carriers"] += 1  # counted before this call returns: see _after_run
+        threading.Thread(target=_run_async, args=(self, event, slot), daemon=True).start()
         return ""
     payload, error = run_lambda(self, event)
     if error:
@@ -496,8 +504,9 @@ def call_custom_resource(stack, logical_id: str, resource_type: str, request_typ
     Invokes the ServiceToken's Lambda asynchronously (as CloudFormation does) with a
     ResponseURL on http://127.0.0.1:<port>, then blocks until the response PUT arrives.
     Returns (PhysicalResourceId, Data); raises ResourceFailed for FAILED or no response.
-    If the Lambda returns without having PUT a response, this fails after RESPONSE_GRACE_S
-    instead of waiting ServiceTimeout (AWS would wait, up to an hour).
+    If the Lambda returns without having PUT a response, and without handing the request to
+    another invocation of itself (_after_run), this fails after RESPONSE_GRACE_S instead of
+    waiting ServiceTimeout (AWS would wait, up to an hour).
     """
     token = props.get("ServiceToken", "")
     try:
@@ -523,24 +532,14 @@ def call_custom_resource(stack, logical_id: str, resource_type: str, request_typ
         event["PhysicalResourceId"] = physical_id
     if old_props is not None:
         event["OldResourceProperties"] = _as_strings(old_props)
-    slot = PENDING[request_id] = {"done": threading.Event(), "response": None}
+    # carriers: invocations running with this request's event (the first, and any
+    # continuation it hands the wait to; see _after_run).
+    slot = PENDING[request_id] = {"done": threading.Event(), "response": None,
+                                  "carriers": 1, "fn": fn}
 
     def invoke():
         payload, error = run_lambda(fn, json.dumps(event).encode())
-        if not slot["done"].wait(RESPONSE_GRACE_S):
-            # AWS would wait for ServiceTimeout; saying what the function returned is
-            # what a person can act on (the role error, the crash).
-            detail = ""
-            if error:
-                try:
-                    answer = json.loads(payload)
-                    detail = f": {answer.get('errorType')}: {answer.get('errorMessage')}"
-                except ValueError:
-                    detail = f": {payload[:300].decode(errors='replace')}"
-            slot["response"] = {"Status": "FAILED", "Reason": (
-                f"The Lambda {fn.function_name} returned without sending a response to the "
-                f"ResponseURL (log group {lambda_log_group(fn)}){detail}")}
-            slot["done"].set()
+        _after_run(slot, payload, error)
 
     # The version a migration task's schema is judged by when its image has none (tasks.py).
     if props.get("AirflowVersion") and request_type != "Delete":
@@ -561,6 +560,54 @@ def call_custom_resource(stack, logical_id: str, resource_type: str, request_typ
     if not returned_id and request_type != "Delete":
         raise ResourceFailed("Invalid PhysicalResourceId")
     return returned_id or physical_id, response.get("Data") or {}
+
+
+PENDING_LOCK = threading.Lock()
+
+
+def _pending_slot_in(event: bytes) -> dict | None:
+    """The pending custom-resource request whose ResponseURL an event carries: a Lambda
+    that hands a long wait over to a new invocation of itself (lambdas/migration,
+    lambdas/image-build) passes the original event on inside its own payload."""
+    text = event.decode(errors="replace")
+    for request_id, slot in list(PENDING.items()):
+        if f"/_emulator/cfn-response/{request_id}" in text:
+            return slot
+    return None
+
+
+def _run_async(fn, event: bytes, slot: dict | None) -> None:
+    """An asynchronous invocation (InvocationType=Event)."""
+    payload, error = run_lambda(fn, event)
+    if slot is not None:
+        _after_run(slot, payload, error)
+
+
+def _after_run(slot: dict, payload: bytes, error: bool) -> None:
+    """An invocation carrying a custom-resource request returned. AWS waits for the
+    response until ServiceTimeout whatever happened; the emulator fails the resource
+    after RESPONSE_GRACE_S instead, saying what the function returned (the role error,
+    the crash), which is what a person can act on - unless another invocation still
+    carries the request (the wait was handed over), which may yet answer."""
+    with PENDING_LOCK:
+        slot["carriers"] -= 1
+    if slot["done"].wait(RESPONSE_GRACE_S):
+        return
+    with PENDING_LOCK:
+        if slot["carriers"] > 0 or slot["done"].is_set():
+            return
+    fn = slot["fn"]
+    detail = ""
+    if error:
+        try:
+            answer = json.loads(payload)
+            detail = f": {answer.get('errorType')}: {answer.get('errorMessage')}"
+        except ValueError:
+            detail = f": {payload[:300].decode(errors='replace')}"
+    slot["response"] = {"Status": "FAILED", "Reason": (
+        f"The Lambda {fn.function_name} returned without sending a response to the "
+        f"ResponseURL (log group {lambda_log_group(fn)}){detail}")}
+    slot["done"].set()
 
 
 def cfn_response_app(environ, start_response):
@@ -1654,6 +1701,8 @@ def emulator_api(environ, start_response):
     POST /_emulator/rds-transition    {"seconds": s}: how long an RDS stop or start takes
                                       (rds_state.py; default 1 s)
     POST /_emulator/clock             {"advance": seconds}: moves protection expiry time
+    POST /_emulator/codebuild-next-build  {"status", "phase", "seconds", "lines"}: how the
+                                      next CodeBuild build ends (codebuild.py; once)
     """
     path, method = environ["PATH_INFO"], environ["REQUEST_METHOD"]
     if path.startswith("/_emulator/cfn-response/"):
@@ -1720,6 +1769,9 @@ def emulator_api(environ, start_response):
             body = json.loads(_read_body(environ) or b"{}")
             return _json_reply(start_response, "200 OK",
                                {"seconds": rds_state.set_transition(body.get("seconds"))})
+        if path == "/_emulator/codebuild-next-build" and method == "POST":
+            ending = codebuild.set_next(json.loads(_read_body(environ) or b"{}"))
+            return _json_reply(start_response, "200 OK", ending)
         if path == "/_emulator/schema" and method == "GET":
             with tasks.LOCK:
                 return _json_reply(start_response, "200 OK", {"schema": dict(tasks.SCHEMA)})
@@ -2021,6 +2073,7 @@ def apply_patches() -> None:
     import object_versions  # bucket versioning, Code.S3ObjectVersion (object_versions.py)
     object_versions.install()
     rds_state.install()  # RDS stop/start through stopping/starting (rds_state.py)
+    codebuild.install()  # builds that run, fail, log and push (codebuild.py)
     from moto.ecs.models import EC2ContainerServiceBackend
     from moto.ecs.responses import EC2ContainerServiceResponse
     ORIGINAL["describe_tasks"] = EC2ContainerServiceBackend.describe_tasks
@@ -2129,6 +2182,7 @@ def main() -> None:
             tasks.reset()
             ecs_service.reset()
             rds_state.reset()
+            codebuild.reset()
             with FAIL_NEXT_LOCK:
                 FAIL_NEXT.clear()
             return moto_app(environ, start_response)

@@ -12,6 +12,8 @@
 //!   password length range;
 //! - [`migration`]: `Custom::AirflowMigration` ([`migration::MigrationProperties`]) and
 //!   its time limits;
+//! - [`image_build`]: `Custom::ImageBuild` ([`image_build::ImageBuildProperties`]),
+//!   the build's tag variable, the `ImageUri` attribute and the time limits;
 //! - [`version`]: how Airflow versions are ordered (the migration Lambda skips a
 //!   downgrade, `deploy` warns about one);
 //! - [`scaler`]: the scaler's environment ([`scaler::ScalerSettings`]), its metrics and
@@ -34,6 +36,7 @@
 // hand-written src/cfn/aws), and a member cannot add lints to the workspace set.
 #![warn(missing_docs)]
 
+pub mod image_build;
 pub mod migration;
 pub mod scaler;
 pub mod secrets;

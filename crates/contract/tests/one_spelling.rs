@@ -40,6 +40,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
+use airflow_stack_contract::image_build::{self, ImageBuildProperties};
 use airflow_stack_contract::migration::{self, MigrationProperties};
 use airflow_stack_contract::scaler::{self, Alerts, Autoscaling, ScalerSettings};
 use airflow_stack_contract::secrets::{self, ConnectionUrlsProperties, Secret, SecretsProperties};
@@ -89,6 +90,13 @@ fn contract_names() -> BTreeSet<String> {
         max_wait_seconds: 1,
     };
     names.extend(migration.to_properties().into_keys().map(str::to_owned));
+    let image = ImageBuildProperties {
+        project_name: s(),
+        repository_name: s(),
+        image_tag: s(),
+        source_location: s(),
+    };
+    names.extend(image.to_properties().into_keys().map(str::to_owned));
     let scaler = ScalerSettings {
         airflow_api_url: s(),
         api_username: s(),
@@ -126,6 +134,9 @@ fn contract_names() -> BTreeSet<String> {
             secrets::SECRETS_RESOURCE_TYPE,
             secrets::CONNECTION_URLS_RESOURCE_TYPE,
             migration::RESOURCE_TYPE,
+            image_build::RESOURCE_TYPE,
+            image_build::IMAGE_URI_ATTRIBUTE,
+            image_build::IMAGE_TAG_VARIABLE,
             scaler::STATE_TABLE_KEY,
             scaler::metrics::NAMESPACE,
             scaler::metrics::STACK_DIMENSION,

@@ -14,6 +14,8 @@
 //!   and a panic guard and always answers;
 //! - [`origin`]: [`origin::OriginCheck`], which confirms with CloudFormation that it is
 //!   really running the Create or Update an event claims, before any work is done;
+//! - [`log_tail`]: FAILED reasons that end with as much of a log's tail as fits, with
+//!   secret-shaped values redacted;
 //! - [`physical_id`]: stable physical ids derived from `StackId` + `LogicalResourceId`;
 //! - [`testing`]: a std-only HTTP capture server for tests (stands in for the S3
 //!   presigned URL).
@@ -29,6 +31,7 @@
 #![warn(missing_docs)]
 
 pub mod guard;
+pub mod log_tail;
 pub mod logging;
 pub mod origin;
 pub mod physical_id;
