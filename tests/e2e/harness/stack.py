@@ -170,9 +170,15 @@ class LocalStack:
         (self.workdir / "template.json").write_text(out)
         self.template = Template.from_json(out)
         _, api = self.template.container("api-server")
-        image = api["Image"]  # apache/airflow:3.3.2-python3.12
-        assert image.startswith("apache/airflow:"), image
-        self.airflow_version = image.split(":", 1)[1].split("-", 1)[0]
+        image = api["Image"]  # apache/airflow:3.3.2-python3.12, or the image built in the account
+        self.built_image = self.image_build_logical(image)
+        if self.built_image:
+            # Built from the official image of the stack's Airflow version (airflow.build).
+            _, migration = self.template.one_of_type("Custom::AirflowMigration")
+            self.airflow_version = migration["Properties"]["AirflowVersion"]
+        else:
+            assert image.startswith("apache/airflow:"), image
+            self.airflow_version = image.split(":", 1)[1].split("-", 1)[0]
         stack_name = _stack_name(self.template)
         self.region = _region(self.repo / self.stack_file)
         self.ctx = Context(region=self.region, stack_name=stack_name, account=ACCOUNT,
@@ -183,6 +189,34 @@ class LocalStack:
         self.namespace = ns["Properties"]["Name"]
         self.timings.mark("synth")
 
+    def image_build_logical(self, image) -> str | None:
+        """The logical id of the `Custom::ImageBuild` whose `ImageUri` a container's
+        image is, or None for an image named in the template."""
+        if not isinstance(image, dict):
+            return None
+        logical, attr = image["Fn::GetAtt"]
+        assert attr == "ImageUri", image
+        assert self.template.resources[logical]["Type"] == "Custom::ImageBuild", logical
+        return logical
+
+    def is_airflow_image(self, image) -> bool:
+        """The official Airflow image, or the image built on it in the account."""
+        if isinstance(image, dict):
+            return self.image_build_logical(image) is not None
+        return image.startswith("apache/airflow:")
+
+    def build_image(self) -> None:
+        """airflow.build, applied to the local Airflow (harness/image_build.py); the
+        containers' image reference resolves to the URI the build would answer."""
+        from .image_build import LocalImage
+        self.image = LocalImage(self.cli, self.repo, self.stack_file, self.workdir,
+                                self.airflow_venv)
+        self.image.apply()
+        props = self.template.resources[self.built_image]["Properties"]
+        self.ctx.getatts[(self.built_image, "ImageUri")] = (
+            f"{ACCOUNT}.dkr.ecr.{self.region}.amazonaws.com/{self.ctx.stack_name.lower()}"
+            f"-imagerepository:{props['ImageTag']}")
+
     # --- bring-up ---------------------------------------------------------------------
 
     def up(self) -> None:
@@ -190,6 +224,10 @@ class LocalStack:
         self.airflow_venv = ensure_airflow(self.tools_venv, self.airflow_version)
         netlab.ensure_user("airflow", *AIRFLOW_USER)
         self.timings.mark(f"install airflow {self.airflow_version}")
+        self.image = None
+        if self.built_image:
+            self.build_image()
+            self.timings.mark("image build applied (requirements, plugins)")
         self.lab = netlab.Lab("af", LAB_CIDR, enforce_cpu=self.enforce_cpu)
         self.closers.append(self.lab.close)
         self.apply_ingress_rules(self.template)
@@ -588,7 +626,7 @@ class LocalStack:
         env = self.build_env(task, td, definition, task_role_key)
         # The official Airflow image's entrypoint and user; other images run their command
         # as it is (the Redis container's `sh -c`).
-        airflow = definition["Image"].startswith("apache/airflow:")
+        airflow = self.is_airflow_image(definition["Image"])
         env.update(env_override or {})
         home = Path(env["AIRFLOW_HOME"])
         home.mkdir(parents=True, exist_ok=True)
@@ -597,6 +635,8 @@ class LocalStack:
             os.chown(home, *user)
             for parent in (home.parent, home.parent.parent):
                 os.chmod(parent, 0o755)
+        if airflow and self.image is not None:
+            self.image.install_plugins(home, user)
         command = list(definition.get("Command") or [])
         assert command, f"{definition['Name']}: no Command"
         argv = ([str(self.airflow_venv / "bin" / "python"), str(ENTRYPOINT), *command]

@@ -57,6 +57,16 @@ class Context:
             name = name_of("FunctionName")
             return name if attr is None else {
                 "Arn": f"arn:aws:lambda:{region}:{account}:function:{name}"}[attr]
+        if kind == "AWS::ECR::Repository":
+            # Generated names are lower case: ECR repository names must be.
+            name = name_of("RepositoryName").lower()
+            return name if attr is None else {
+                "Arn": f"arn:aws:ecr:{region}:{account}:repository/{name}",
+                "RepositoryUri": f"{account}.dkr.ecr.{region}.amazonaws.com/{name}"}[attr]
+        if kind == "AWS::CodeBuild::Project":
+            name = name_of("Name")
+            return name if attr is None else {
+                "Arn": f"arn:aws:codebuild:{region}:{account}:project/{name}"}[attr]
         if kind == "AWS::ECS::TaskDefinition" and attr is None:
             return f"arn:aws:ecs:{region}:{account}:task-definition/{name_of('Family')}:1"
         raise Unresolved(f"{'Ref' if attr is None else 'Fn::GetAtt'} {logical}"
