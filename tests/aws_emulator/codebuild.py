@@ -261,11 +261,15 @@ class Build:
         environment["environmentVariables"] = env_vars
         source = dict(self.project["source"])
         source["type"], source["location"] = params["source_type"], params["source_location"]
+        if params.get("source_version"):
+            source["sourceVersion"] = params["source_version"]
         number = len(backend.build_history.get(self.project["name"], [])) + 1
         self.doc = {
             "id": self.id, "arn": self.arn, "buildNumber": number, "startTime": started,
             "currentPhase": "SUBMITTED", "buildStatus": "IN_PROGRESS",
             "projectName": self.project["name"],
+            **({"sourceVersion": params["source_version"]} if params.get("source_version")
+               else {}),
             "phases": [{"phaseType": "SUBMITTED", "phaseStatus": "SUCCEEDED",
                         "startTime": started, "endTime": started, "durationInSeconds": 0},
                        {"phaseType": "QUEUED", "startTime": started}],
@@ -442,17 +446,24 @@ class Build:
         if source["type"] == "S3":
             bucket, _, key = source["location"].partition("/")
             arn = f"arn:aws:s3:::{bucket}/{key}"
-            where = f"for primary source and source version {arn}"
-            allowed, _ = self._allowed(self._role(), "s3:GetObject", arn)
+            # An S3 sourceVersion is the object's version id: that version is read
+            # (s3:GetObjectVersion), not whatever the key holds now.
+            version = self.doc.get("sourceVersion")
+            where = f"for primary source and source version {arn}" + (
+                f" (version {version})" if version else "")
+            action = "s3:GetObjectVersion" if version else "s3:GetObject"
+            allowed, _ = self._allowed(self._role(), action, arn)
             if not allowed:
                 raise PhaseFailed("CLIENT_ERROR", f"AccessDenied: Access Denied {where}")
             try:
-                obj = s3_backends[self.account]["aws"].get_object(bucket, key)
+                obj = s3_backends[self.account]["aws"].get_object(bucket, key,
+                                                                  version_id=version)
             except Exception:  # noqa: BLE001 - moto raises MissingBucket / MissingKey
                 obj = None
             if obj is None:
-                raise PhaseFailed("CLIENT_ERROR", "NoSuchKey: The specified key does not "
-                                  f"exist. {where}")
+                missing = ("NoSuchVersion: The specified version does not exist."
+                           if version else "NoSuchKey: The specified key does not exist.")
+                raise PhaseFailed("CLIENT_ERROR", f"{missing} {where}")
             self.source_bytes = bytes(obj.value)
             if not zipfile.is_zipfile(io.BytesIO(self.source_bytes)):
                 raise PhaseFailed("CLIENT_ERROR", f"zip: not a valid zip file {where}")
@@ -579,6 +590,10 @@ def start_build_response(self: CodeBuildResponse):
         "environment_variables": [
             {"name": v["name"], "value": v.get("value", ""), "type": v.get("type", "PLAINTEXT")}
             for v in self._get_param("environmentVariablesOverride") or []],
+        # "If sourceVersion is specified at the project level, then this sourceVersion (at
+        # the build level) takes precedence" (StartBuild); for S3, an object version id.
+        "source_version": self._get_param("sourceVersion")
+        or project.project_metadata.get("sourceVersion"),
     }
     if params["source_type"] == "S3":
         bucket, _, key = params["source_location"].partition("/")

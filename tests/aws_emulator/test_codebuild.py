@@ -46,7 +46,8 @@ def role_statements(*, logs=True, source=True, push=True):
                            "Resource": f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:"
                                        "/aws/codebuild/image:*"})
     if source:
-        statements.append({"Effect": "Allow", "Action": "s3:GetObject",
+        statements.append({"Effect": "Allow", "Action": ["s3:GetObject",
+                                                         "s3:GetObjectVersion"],
                            "Resource": "arn:aws:s3:::ctx/*"})
     if push:
         statements += [
@@ -196,6 +197,24 @@ def test_a_missing_source_fails_in_download_source(aws, project):
     with pytest.raises(ClientError, match="Invalid source location"):
         project.start_build(projectName="image", sourceTypeOverride="S3",
                             sourceLocationOverride="no-key")
+
+
+def test_an_s3_source_version_is_the_object_version_built(aws, project):
+    s3 = aws("s3")
+    s3.put_bucket_versioning(Bucket="ctx", VersioningConfiguration={"Status": "Enabled"})
+    first = s3.put_object(Bucket="ctx", Key="image/v.zip", Body=context_zip())["VersionId"]
+    s3.put_object(Bucket="ctx", Key="image/v.zip", Body=b"not a zip")  # a later object
+    done = wait_for_end(project, start(project, key="image/v.zip",
+                                       sourceVersion=first)["id"])[-1]
+    assert done["buildStatus"] == "SUCCEEDED", done["phases"]
+    assert done["sourceVersion"] == first
+    done = wait_for_end(project, start(project, key="image/v.zip", tag="latest1")["id"])[-1]
+    (failed,) = [p for p in done["phases"] if p.get("phaseStatus") == "FAILED"]
+    assert "zip: not a valid zip file" in failed["contexts"][0]["message"]
+    done = wait_for_end(project, start(project, key="image/v.zip", tag="gone1",
+                                       sourceVersion="no-such-version")["id"])[-1]
+    (failed,) = [p for p in done["phases"] if p.get("phaseStatus") == "FAILED"]
+    assert "NoSuchVersion" in failed["contexts"][0]["message"]
 
 
 def test_the_same_idempotency_token_returns_the_same_build(aws, project):
