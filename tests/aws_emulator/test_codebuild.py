@@ -13,7 +13,8 @@ import zipfile
 import pytest
 from botocore.exceptions import ClientError
 
-from harness import ACCOUNT, REGION, call, calls, client, deploy, outputs, register
+from harness import (_LAMBDA_PRELUDE, ACCOUNT, REGION, call, calls, client, deploy, outputs,
+                     register, zip_bytes)
 
 BUILDSPEC = """version: 0.2
 phases:
@@ -279,3 +280,73 @@ def test_codebuild_and_ecr_calls_are_authorized_on_their_arns(aws, project):
     assert ("codebuild:BatchGetBuilds", project_arn, True) in decided
     assert ("ecr:DescribeImages", repo_arn, True) in decided
     assert ("ecr:PutImage", repo_arn, False) in decided
+
+
+# A custom resource that hands its wait over, as lambdas/image-build and
+# lambdas/migration do: the first invocation invokes itself asynchronously with the event
+# and returns without answering; the second answers 3 s later, after the emulator's 2 s
+# grace for a function that returned without answering.
+HANDING_OVER = _LAMBDA_PRELUDE + r'''
+import boto3
+if "Continuation" in event:
+    time.sleep(3)
+    original = event["Continuation"]
+    body = json.dumps({
+        "Status": "SUCCESS", "PhysicalResourceId": "handed-over",
+        "StackId": original["StackId"], "RequestId": original["RequestId"],
+        "LogicalResourceId": original["LogicalResourceId"], "Data": {"Hops": "1"}}).encode()
+    assert put_response(original["ResponseURL"], body) == 200
+elif event.get("RequestType") in ("Create", "Update"):
+    boto3.client("lambda").invoke(FunctionName=os.environ["AWS_LAMBDA_FUNCTION_NAME"],
+                                  InvocationType="Event",
+                                  Payload=json.dumps({"Continuation": event}).encode())
+else:
+    body = json.dumps({"Status": "SUCCESS", "PhysicalResourceId": event["PhysicalResourceId"],
+                       "StackId": event["StackId"], "RequestId": event["RequestId"],
+                       "LogicalResourceId": event["LogicalResourceId"]}).encode()
+    put_response(event["ResponseURL"], body)
+api.request("POST", f"/2018-06-01/runtime/invocation/{request_id}/response", body="{}")
+api.getresponse().read()
+api.request("GET", "/2018-06-01/runtime/invocation/next")
+api.getresponse()
+'''
+
+
+def handing_over_template(may_invoke=True):
+    statements = [{"Effect": "Allow", "Action": ["logs:CreateLogGroup", "logs:CreateLogStream",
+                                                 "logs:PutLogEvents"], "Resource": "*"}]
+    if may_invoke:
+        statements.append({"Effect": "Allow", "Action": "lambda:InvokeFunction",
+                           "Resource": {"Fn::Sub": "arn:aws:lambda:${AWS::Region}:"
+                                                   "${AWS::AccountId}:function:hand-over"}})
+    return json.dumps({"Resources": {
+        "Role": {"Type": "AWS::IAM::Role", "Properties": {
+            "AssumeRolePolicyDocument": {"Version": "2012-10-17", "Statement": [{
+                "Effect": "Allow", "Action": "sts:AssumeRole",
+                "Principal": {"Service": "lambda.amazonaws.com"}}]},
+            "Policies": [{"PolicyName": "p", "PolicyDocument": {
+                "Version": "2012-10-17", "Statement": statements}}]}},
+        "Fn": {"Type": "AWS::Lambda::Function", "Properties": {
+            "FunctionName": "hand-over", "Code": {"S3Bucket": "code", "S3Key": "h.zip"},
+            "Handler": "bootstrap", "Runtime": "provided.al2023", "Timeout": 30,
+            "Role": {"Fn::GetAtt": ["Role", "Arn"]}}},
+        "Wait": {"Type": "Custom::Wait", "Properties": {
+            "ServiceToken": {"Fn::GetAtt": ["Fn", "Arn"]}, "ServiceTimeout": "30"}}},
+        "Outputs": {"Hops": {"Value": {"Fn::GetAtt": ["Wait", "Hops"]}}}})
+
+
+def test_a_wait_handed_to_another_invocation_is_answered_by_it(aws):
+    aws("s3").create_bucket(Bucket="code")
+    aws("s3").put_object(Bucket="code", Key="h.zip", Body=zip_bytes(HANDING_OVER))
+    stack, _ = deploy(aws("cloudformation"), "handover", handing_over_template(), "CREATE")
+    assert stack["StackStatus"] == "CREATE_COMPLETE"
+    assert outputs(stack)["Hops"] == "1"
+    # Without the right to invoke itself nobody carries the request on: the emulator
+    # fails it after its grace, naming the function.
+    stack, _ = deploy(aws("cloudformation"), "stuck", handing_over_template(False).replace(
+        '"hand-over"', '"stuck"').replace("function:hand-over", "function:stuck"), "CREATE")
+    assert stack["StackStatus"] == "ROLLBACK_COMPLETE"
+    reasons = [e.get("ResourceStatusReason") or "" for e in aws("cloudformation")
+               .describe_stack_events(StackName="stuck")["StackEvents"]
+               if e["LogicalResourceId"] == "Wait" and e["ResourceStatus"] == "CREATE_FAILED"]
+    assert reasons and "returned without sending a response" in reasons[0], reasons
