@@ -45,7 +45,7 @@ use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
 use futures_util::FutureExt;
-use lambda_runtime::{service_fn, LambdaEvent, Service};
+use lambda_runtime::{service_fn, Diagnostic, LambdaEvent, Service};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
@@ -62,8 +62,8 @@ pub use record::{
     REQUEST_ID_FIELD,
 };
 
-/// The error a tracked handler fails the invocation with: the handler's own error, or a
-/// payload that is not the handler's event type, or a panic.
+/// The handler error types a tracked handler may return: anything `lambda_runtime` itself
+/// accepts as a boxed error (a concrete error type, `Box<dyn Error>`, `String`).
 pub type Error = lambda_runtime::Error;
 
 /// Where the records go, shared by the `tracing` layer and the markers.
@@ -112,7 +112,7 @@ where
     pub fn service<T, R, E, F, Fut>(
         &self,
         handler: F,
-    ) -> impl Service<LambdaEvent<Value>, Response = R, Error = Error>
+    ) -> impl Service<LambdaEvent<Value>, Response = R, Error = InvocationFailed>
     where
         T: DeserializeOwned + Send + 'static,
         R: Serialize + Send + 'static,
@@ -135,7 +135,7 @@ where
         &self,
         event: LambdaEvent<Value>,
         handler: F,
-    ) -> Result<R, Error>
+    ) -> Result<R, InvocationFailed>
     where
         T: DeserializeOwned,
         R: Serialize,
@@ -186,7 +186,7 @@ where
             }
             Err(error) => {
                 self.write(&ids, record::error_record(&error));
-                Err(Box::new(HandlerFailed(error)))
+                Err(InvocationFailed(error))
             }
         }
     }
@@ -207,18 +207,33 @@ pub fn correlation_id_of(payload: &Value) -> Option<String> {
         .map(str::to_owned)
 }
 
-/// The error a failed invocation returns to Lambda: the error record's message, so the
-/// invoke response of a synchronous call says the same as the log.
-#[derive(Debug)]
-struct HandlerFailed(ErrorRecord);
+/// How a tracked invocation failed, as its error record says: returned to Lambda with the
+/// record's type and message (a synchronous caller's response then says what the log says).
+pub struct InvocationFailed(pub ErrorRecord);
 
-impl std::fmt::Display for HandlerFailed {
+impl std::fmt::Display for InvocationFailed {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.0.error_message)
     }
 }
 
-impl StdError for HandlerFailed {}
+impl std::fmt::Debug for InvocationFailed {
+    // The runtime logs the error with `{:?}`: the same words as the record, not its struct.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.0.error_type, self.0.error_message)
+    }
+}
+
+impl StdError for InvocationFailed {}
+
+impl From<InvocationFailed> for Diagnostic {
+    fn from(failed: InvocationFailed) -> Self {
+        Diagnostic {
+            error_type: failed.0.error_type,
+            error_message: failed.0.error_message,
+        }
+    }
+}
 
 fn error_record<E: Into<Error> + 'static>(error: E) -> ErrorRecord {
     // The type name before boxing: once boxed, only `Box<dyn Error>` is left.
