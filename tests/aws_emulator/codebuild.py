@@ -645,6 +645,17 @@ def batch_get_builds_response(self: CodeBuildResponse):
                          "buildsNotFound": [i for i in ids if i not in known]})
 
 
+def _generated_name(original):
+    """Gap: moto generates `<stack>-<LogicalId>-<suffix>` for an ECR repository without a
+    RepositoryName, which ECR itself then refuses (repository names are lower case:
+    `(?:[a-z0-9]+(?:[._-][a-z0-9]+)*/)*[a-z0-9]+(?:[._-][a-z0-9]+)*`); CloudFormation
+    generates a lower-case name for it."""
+    def generate_resource_name(resource_type: str, stack_name: str, logical_id: str) -> str:
+        name = original(resource_type, stack_name, logical_id)
+        return name.lower() if resource_type == "AWS::ECR::Repository" else name
+    return generate_resource_name
+
+
 def install() -> None:
     """Patches moto's CodeBuild (once, at server start)."""
     ORIGINAL["batch_get_builds"] = CodeBuildBackend.batch_get_builds
@@ -653,6 +664,7 @@ def install() -> None:
     CodeBuildResponse.batch_get_builds = batch_get_builds_response
     # moto caches its list of CloudFormation models (lru_cache): make it see Project.
     from moto.cloudformation import parsing
+    parsing.generate_resource_name = _generated_name(parsing.generate_resource_name)
     for cached in (parsing.get_model_list, parsing.get_model_map, parsing.get_name_type_map):
         cached.cache_clear()
     assert parsing.get_model_map()["AWS::CodeBuild::Project"] is Project

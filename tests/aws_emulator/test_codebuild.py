@@ -350,3 +350,13 @@ def test_a_wait_handed_to_another_invocation_is_answered_by_it(aws):
                .describe_stack_events(StackName="stuck")["StackEvents"]
                if e["LogicalResourceId"] == "Wait" and e["ResourceStatus"] == "CREATE_FAILED"]
     assert reasons and "returned without sending a response" in reasons[0], reasons
+
+
+def test_a_repository_without_a_name_gets_one_ecr_accepts(aws):
+    body = json.dumps({"Resources": {"ImageRepository": {"Type": "AWS::ECR::Repository"}},
+                       "Outputs": {"Name": {"Value": {"Ref": "ImageRepository"}}}})
+    stack, _ = deploy(aws("cloudformation"), "Airflow-Built", body, "CREATE")
+    assert stack["StackStatus"] == "CREATE_COMPLETE"
+    name = outputs(stack)["Name"]
+    assert name.startswith("airflow-built-imagerepository-") and name == name.lower()
+    assert aws("ecr").describe_repositories(repositoryNames=[name])["repositories"]
