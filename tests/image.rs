@@ -309,3 +309,90 @@ fn image_context_refuses_an_existing_folder_and_a_stack_without_build() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("airflow.build: not set"));
     assert!(!dir.path().join("new").exists(), "nothing written");
 }
+
+/// The example, copied next to its files into a temporary folder, as a us-east-1 stack
+/// (the emulator's region).
+fn example_in(dir: &Path) -> PathBuf {
+    let fixture = root().join("tests/fixtures/image");
+    std::fs::copy(
+        fixture.join("requirements.txt"),
+        dir.join("requirements.txt"),
+    )
+    .unwrap();
+    std::fs::create_dir_all(dir.join("plugins")).unwrap();
+    std::fs::copy(
+        fixture.join("plugins/stack_example_plugin.py"),
+        dir.join("plugins/stack_example_plugin.py"),
+    )
+    .unwrap();
+    let text = read(&fixture.join("stack.yaml")).replace("region: eu-west-1", "region: us-east-1");
+    let stack = dir.join("stack.yaml");
+    std::fs::write(&stack, text).unwrap();
+    stack
+}
+
+/// `deploy` with the build on, into the emulator: the image-build Lambda (as its own
+/// role) finds no image, starts the emulated CodeBuild build of the uploaded context's
+/// verified version, which pushes the tag; every Airflow task definition then names
+/// that image. A second deploy of the same files builds nothing.
+#[test]
+fn deploy_with_the_build_on_builds_once_and_runs_the_image() {
+    use common::emulator::{target_dir, Emulator};
+    let emulator = Emulator::start();
+    let dir = tempfile::tempdir().unwrap();
+    let stack = example_in(dir.path());
+    let file = stack.to_str().unwrap();
+    let run = |args: &[&str]| {
+        let out = emulator.cli(&target_dir()).args(args).output().unwrap();
+        eprintln!(
+            "$ airflow-stack {}\n{}{}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    };
+    assert!(run(&["bootstrap", file]).status.success());
+    let started = std::time::Instant::now();
+    let out = run(&["deploy", file, "--yes"]);
+    assert!(out.status.success(), "deploy with airflow.build failed");
+    println!(
+        "deploy with the image build: {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    let tag = template(&stack)["Resources"]["AirflowImage"]["Properties"]["ImageTag"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let state = |()| -> Value {
+        let script = r#"
+import boto3, json, sys
+boto3.setup_default_session(region_name='us-east-1')
+cfn = boto3.client('cloudformation')
+res = {r['LogicalResourceId']: r.get('PhysicalResourceId', '') for r in cfn.describe_stack_resources(StackName='airflow-built')['StackResources']}
+outputs = {o['OutputKey']: o['OutputValue'] for o in cfn.describe_stacks(StackName='airflow-built')['Stacks'][0].get('Outputs', [])}
+ecr = boto3.client('ecr')
+tags = [t for i in ecr.describe_images(repositoryName=res['ImageRepository'])['imageDetails'] for t in i.get('imageTags', [])]
+cb = boto3.client('codebuild')
+builds = cb.list_builds_for_project(projectName=res['ImageBuildProject'])['ids']
+ecs = boto3.client('ecs')
+images = sorted({c['image'] for arn in ecs.list_task_definitions()['taskDefinitionArns'] for c in ecs.describe_task_definition(taskDefinition=arn)['taskDefinition']['containerDefinitions'] if c['name'] != 'redis'})
+print(json.dumps({'uri': outputs.get('AirflowImageUri'), 'tags': tags, 'builds': len(builds), 'images': images}))
+"#;
+        serde_json::from_str(emulator.python(script, &[]).trim()).unwrap()
+    };
+    let first = state(());
+    let uri = first["uri"].as_str().expect("output AirflowImageUri");
+    assert!(uri.ends_with(&format!(":{tag}")), "{first}");
+    assert_eq!(first["tags"], serde_json::json!([tag]), "{first}");
+    assert_eq!(first["builds"], 1, "{first}");
+    assert_eq!(first["images"], serde_json::json!([uri]), "{first}");
+
+    let out = run(&["deploy", file, "--yes"]);
+    assert!(out.status.success(), "second deploy failed");
+    let second = state(());
+    assert_eq!(
+        second["builds"], 1,
+        "an unchanged airflow.build started a build: {second}"
+    );
+}
