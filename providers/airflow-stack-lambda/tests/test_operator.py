@@ -10,11 +10,21 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from airflow.sdk.exceptions import TaskDeferred
-from conftest import T0, FakeAsyncClock, FakeAsyncLogs, FakeClock, FakeLambda, FakeLogs, record
+from airflow.sdk.exceptions import AirflowException, TaskDeferred
+from conftest import (
+    T0,
+    FakeAsyncClock,
+    FakeAsyncLogs,
+    FakeClock,
+    FakeLambda,
+    FakeLogs,
+    client_error,
+    record,
+)
 
 from airflow_stack_lambda.correlation import MAX_LENGTH, PAYLOAD_KEY, make_correlation_id
 from airflow_stack_lambda.exceptions import LambdaFunctionError, LambdaInvocationTimeout
+from airflow_stack_lambda.follower import FollowSpec
 from airflow_stack_lambda.get_provider_info import get_provider_info
 from airflow_stack_lambda.operators import TrackedLambdaInvokeOperator
 from airflow_stack_lambda.triggers import TrackedLambdaTrigger
@@ -239,3 +249,32 @@ def test_provider_metadata_matches_airflows_schema_and_entry_point() -> None:
     pyproject = tomllib.loads((PACKAGE / "pyproject.toml").read_text())
     entry = pyproject["project"]["entry-points"]["apache_airflow_provider"]["provider_info"]
     assert entry == "airflow_stack_lambda.get_provider_info:get_provider_info"
+
+
+def test_an_aws_error_while_following_fails_the_task_with_awss_words(clock: FakeClock) -> None:
+    logs = FakeLogs(clock)
+    logs.errors = [client_error("AccessDeniedException")]
+    spec = FollowSpec(
+        function_name="fn",
+        log_group="/aws/lambda/fn",
+        correlation_id="c",
+        invoked_at_ms=T0,
+        timeout_ms=1000,
+    )
+    trigger = TrackedLambdaTrigger(spec=spec.to_json())
+    trigger.clock = FakeAsyncClock()
+
+    async def fake_client() -> FakeAsyncLogs:
+        return FakeAsyncLogs(logs)
+
+    trigger.logs_client = fake_client  # type: ignore[method-assign]
+
+    async def first_event() -> Any:
+        async for event in trigger.run():
+            return event
+
+    event = asyncio.run(first_event())
+    assert event.payload["outcome"]["status"] == "follow_error"
+    op = TrackedLambdaInvokeOperator(task_id="t", function_name="fn")
+    with pytest.raises(AirflowException, match="AccessDeniedException"):
+        op.execute_complete({}, event.payload)
