@@ -60,7 +60,13 @@ class Harness:
             **kwargs,
         )
         self.op.clock = clock
-        self.op.lambda_client = lambda: self.fn  # type: ignore[method-assign]
+        self.client_timeouts: list[float | None] = []
+
+        def lambda_client(call_timeout_s: float | None = None) -> FakeLambda:
+            self.client_timeouts.append(call_timeout_s)
+            return self.fn
+
+        self.op.lambda_client = lambda_client  # type: ignore[method-assign]
         self.op.logs_client = lambda: self.logs  # type: ignore[method-assign]
         self.op._copy_line = self.lines.append  # type: ignore[method-assign]
 
@@ -156,6 +162,8 @@ def test_a_synchronous_success_returns_the_response_payload(clock: FakeClock) ->
 
     h.fn.behaviour = behaviour
     assert h.op.execute(context()) == {"n": 2}
+    # The call itself ran on a client that waits out the function's 30 s timeout.
+    assert h.client_timeouts == [None, 90.0]
 
 
 def test_no_end_marker_fails_at_the_functions_timeout_plus_grace(clock: FakeClock) -> None:
@@ -278,3 +286,20 @@ def test_an_aws_error_while_following_fails_the_task_with_awss_words(clock: Fake
     op = TrackedLambdaInvokeOperator(task_id="t", function_name="fn")
     with pytest.raises(AirflowException, match="AccessDeniedException"):
         op.execute_complete({}, event.payload)
+
+
+def test_a_synchronous_call_is_not_cut_at_botocores_read_timeout_nor_retried() -> None:
+    op = TrackedLambdaInvokeOperator(
+        task_id="t", function_name="fn", region_name="eu-west-1", aws_conn_id=None
+    )
+    config = op.lambda_client(call_timeout_s=960).meta.config
+    assert config.read_timeout == 960
+    assert config.retries["total_max_attempts"] == 1
+    mine = TrackedLambdaInvokeOperator(
+        task_id="t",
+        function_name="fn",
+        region_name="eu-west-1",
+        aws_conn_id=None,
+        botocore_config={"read_timeout": 5},
+    )
+    assert mine.lambda_client(call_timeout_s=960).meta.config.read_timeout == 5

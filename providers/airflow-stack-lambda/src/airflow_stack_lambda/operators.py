@@ -28,6 +28,8 @@ REQUEST_RESPONSE = "RequestResponse"
 _EXPECTED_STATUS = {EVENT: 202, REQUEST_RESPONSE: 200}
 # Past the follower's own deadline, so Airflow's deferral timeout is only a backstop.
 _DEFERRAL_MARGIN = timedelta(minutes=15)
+# A synchronous call may outlast the function's timeout by Lambda's own overhead.
+_SYNC_CALL_MARGIN_S = 60.0
 
 
 class TrackedLambdaInvokeOperator(BaseOperator):
@@ -129,17 +131,28 @@ class TrackedLambdaInvokeOperator(BaseOperator):
 
     # -- AWS clients (overridden in tests) ----------------------------------------------
 
-    def _hook_kwargs(self) -> dict[str, Any]:
+    def _hook_kwargs(self, config: dict[str, Any] | None = None) -> dict[str, Any]:
         return {
             "aws_conn_id": self.aws_conn_id,
             "region_name": self.region_name,
             "verify": self.verify,
-            "config": self.botocore_config,
+            "config": config if config is not None else self.botocore_config,
         }
 
-    def lambda_client(self) -> Any:
-        """A boto3 ``lambda`` client from the operator's connection."""
-        return LambdaHook(**self._hook_kwargs()).conn
+    def lambda_client(self, call_timeout_s: float | None = None) -> Any:
+        """A boto3 ``lambda`` client from the operator's connection.
+
+        ``call_timeout_s``: for a synchronous invocation, which lasts as long as the
+        function. botocore's default read timeout (60 s) would cut a longer call, and its
+        retry would invoke the function a second time; so the read timeout becomes the
+        call's length and the call is not retried, unless ``botocore_config`` says
+        otherwise.
+        """
+        config = dict(self.botocore_config or {})
+        if call_timeout_s is not None:
+            config.setdefault("read_timeout", call_timeout_s)
+            config.setdefault("retries", {"total_max_attempts": 1})
+        return LambdaHook(**self._hook_kwargs(config or None)).conn
 
     def logs_client(self) -> Any:
         """A boto3 ``logs`` client from the operator's connection."""
@@ -161,6 +174,8 @@ class TrackedLambdaInvokeOperator(BaseOperator):
         self.log.info("Correlation ID of this try: %s", correlation_id)
         client = self.lambda_client()
         timeout_s, log_group = self._function_settings(client)
+        if self.invocation_type == REQUEST_RESPONSE:
+            client = self.lambda_client(call_timeout_s=timeout_s + _SYNC_CALL_MARGIN_S)
         spec = self._invoke(client, correlation_id, timeout_s, log_group)
         if self.deferrable:
             self.defer(
