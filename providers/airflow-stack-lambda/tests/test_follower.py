@@ -72,6 +72,14 @@ def test_end_marker_without_result_succeeds_with_none(clock: FakeClock) -> None:
     assert outcome.status == "success" and not outcome.has_result and outcome.result is None
 
 
+def test_an_omitted_result_says_why(clock: FakeClock) -> None:
+    logs = FakeLogs(clock)
+    logs.put(T0 + 1000, record(CID, "end", result_omitted="the result is 200000 bytes"))
+    outcome, _ = run(logs, clock)
+    assert outcome.status == "success" and not outcome.has_result
+    assert "200000 bytes" in outcome.message
+
+
 def test_error_record_fails_with_its_message_type_and_stack(clock: FakeClock) -> None:
     logs = FakeLogs(clock)
     logs.put(T0 + 1000, record(CID, "start"))

@@ -247,7 +247,12 @@ class LogFollower:
         if known is not None:
             return known
         assert self._end is not None
-        return Outcome.success(self._end.fields.get("result"), self._end.has_result)
+        outcome = Outcome.success(self._end.fields.get("result"), self._end.has_result)
+        omitted = self._end.fields.get("result_omitted")
+        if omitted:
+            note = f"the end marker left the function's result out: {omitted}"
+            outcome = dataclasses.replace(outcome, message=note)
+        return outcome
 
     def _timeout_outcome(self) -> Outcome:
         since = "its start marker" if self._start_marker_ms is not None else "the invocation"

@@ -295,6 +295,8 @@ class TrackedLambdaInvokeOperator(BaseOperator):
             ", ".join(f"{k}={v}" for k, v in sorted(outcome.stats.items())) or "no stats",
         )
         if outcome.status == "success":
+            if outcome.message:
+                self.log.warning("%s", outcome.message)
             return outcome.result if outcome.has_result else None
         if outcome.status == "error" and outcome.error is not None:
             raise LambdaFunctionError(function_name, correlation_id, outcome.error)
