@@ -28,6 +28,7 @@ build would never see one run, fail or outlast a Lambda invocation. Here:
 - BatchGetBuilds answers as AWS's `Build` does: buildStatus, currentPhase, phases with
   phaseStatus, durations and `contexts` (statusCode, message) for a failed phase, logs
   (groupName, streamName, deepLink, cloudWatchLogsArn), environment with the overrides.
+- StopBuild stops a running build at the end of its current phase (STOPPED).
 
 References: CodeBuild API reference (StartBuild, BatchGetBuilds, Build, BuildPhase,
 PhaseContext, LogsLocation), https://docs.aws.amazon.com/codebuild/latest/APIReference/;
@@ -248,6 +249,7 @@ class Build:
         self.params, self.ending = params, ending
         self.generation = GENERATION["n"]
         self.log_target: tuple[str, str] | None = None
+        self.stop_requested = False
         self.commands: dict[str, list[str]] = {}
         self.env: dict[str, str] = {}
         self.source_bytes = b""
@@ -338,6 +340,11 @@ class Build:
                 return  # the emulator was reset
             self._begin(phase)
             time.sleep(per_phase)
+            if self.stop_requested:  # StopBuild: the running phase and the build stop
+                self._log(f"Phase complete: {phase} State: STOPPED")
+                self._end_phase("STOPPED", ("BUILD_STOPPED", "Build was stopped by request"))
+                status = "STOPPED"
+                break
             try:
                 self._run_phase(phase)
             except PhaseFailed as failure:
@@ -633,6 +640,16 @@ def batch_get_builds(self: CodeBuildBackend, ids: list[str]) -> list[dict]:
     return ours + (ORIGINAL["batch_get_builds"](self, others) if others else [])
 
 
+def stop_build(self: CodeBuildBackend, build_id: str):
+    """StopBuild of a running build: it stops at the end of its current phase (moto's
+    stop_build only knew its own build records)."""
+    build = BUILDS.get(build_id)
+    if build is None:
+        return ORIGINAL["stop_build"](self, build_id)
+    build.stop_requested = True
+    return build.snapshot()
+
+
 def batch_get_builds_response(self: CodeBuildResponse):
     """BatchGetBuilds lists unknown ids in buildsNotFound, as AWS does."""
     ids = self._get_param("ids") or []
@@ -660,6 +677,8 @@ def install() -> None:
     """Patches moto's CodeBuild (once, at server start)."""
     ORIGINAL["batch_get_builds"] = CodeBuildBackend.batch_get_builds
     CodeBuildBackend.batch_get_builds = batch_get_builds
+    ORIGINAL["stop_build"] = CodeBuildBackend.stop_build
+    CodeBuildBackend.stop_build = stop_build
     CodeBuildResponse.start_build = start_build_response
     CodeBuildResponse.batch_get_builds = batch_get_builds_response
     # moto caches its list of CloudFormation models (lru_cache): make it see Project.

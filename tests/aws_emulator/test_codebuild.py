@@ -360,3 +360,16 @@ def test_a_repository_without_a_name_gets_one_ecr_accepts(aws):
     name = outputs(stack)["Name"]
     assert name.startswith("airflow-built-imagerepository-") and name == name.lower()
     assert aws("ecr").describe_repositories(repositoryNames=[name])["repositories"]
+
+
+def test_stop_build_stops_a_running_build(aws, project):
+    endpoint = aws("s3").meta.endpoint_url
+    call(endpoint, "POST", "/_emulator/codebuild-next-build", {"seconds": 8})
+    build = start(project)
+    project.stop_build(id=build["id"])
+    done = wait_for_end(project, build["id"])[-1]
+    assert done["buildStatus"] == "STOPPED"
+    (stopped,) = [p for p in done["phases"] if p.get("phaseStatus") == "STOPPED"]
+    assert stopped["contexts"][0]["statusCode"] == "BUILD_STOPPED"
+    with pytest.raises(ClientError, match="ImageNotFoundException"):
+        aws("ecr").describe_images(repositoryName="app", imageIds=[{"imageTag": "abc123"}])
