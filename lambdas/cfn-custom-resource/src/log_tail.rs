@@ -63,11 +63,13 @@ const SECRET_MIN_CHARS: usize = 16;
 /// Lambdas may not read the secrets, on purpose, so they cannot compare with their
 /// values; this redacts by shape instead:
 /// - the password in a URL's user info (`scheme://user:password@host`);
+/// - the value assigned to a name that says it is secret (`password=...`,
+///   `DB_PASSWORD: ...`, `token=...`), however short or plain;
 /// - every run of at least [`SECRET_MIN_CHARS`] letters, digits and `-_+/=` that mixes
 ///   upper case, lower case and digits (a generated password, a Fernet key). Task ids,
 ///   hashes and words are lower case or single-case, so they stay readable.
 fn redact_secret_shapes(line: &str) -> String {
-    let line = redact_url_passwords(line);
+    let line = redact_assignments(&redact_url_passwords(line));
     let is_secret_char = |c: char| c.is_ascii_alphanumeric() || "-_+/=".contains(c);
     let mut out = String::with_capacity(line.len());
     let mut run = String::new();
@@ -92,6 +94,59 @@ fn redact_secret_shapes(line: &str) -> String {
     }
     flush(&mut run, &mut out);
     out
+}
+
+/// Names whose value is a secret whatever it looks like, matched case-insensitively as a
+/// whole word or after `_`/`-` (`DB_PASSWORD`, `docker-password`), followed by `=` or `:`.
+/// A name running on (`secretsmanager:GetSecretValue`, `tokenizer:`) is not one, so IAM
+/// messages stay readable.
+const SECRET_NAMES: [&str; 6] = ["password", "passwd", "secret", "token", "apikey", "api_key"];
+
+/// `password=hunter2` becomes `password=[redacted]` (also with `:`, spaces and quotes).
+fn redact_assignments(line: &str) -> String {
+    // ASCII lower-casing keeps every byte offset, so offsets in `lower` index `line`.
+    let lower = line.to_ascii_lowercase();
+    let bytes = lower.as_bytes();
+    let mut out = String::with_capacity(line.len());
+    let mut copied = 0;
+    let mut from = 0;
+    while let Some((start, name)) = next_secret_name(&lower, from) {
+        from = start + name.len();
+        let before_ok = start == 0 || {
+            let b = bytes[start - 1];
+            !b.is_ascii_alphanumeric() || b == b'_'
+        };
+        let mut i = start + name.len();
+        while i < bytes.len() && bytes[i] == b' ' {
+            i += 1;
+        }
+        if !before_ok || i >= bytes.len() || !matches!(bytes[i], b'=' | b':') {
+            continue;
+        }
+        i += 1;
+        while i < bytes.len() && matches!(bytes[i], b' ' | b'"' | b'\'') {
+            i += 1;
+        }
+        let end = lower[i..]
+            .find(|c: char| c.is_whitespace() || "\"',;&".contains(c))
+            .map_or(lower.len(), |n| i + n);
+        if end > i && &line[i..end] != REDACTED {
+            out.push_str(&line[copied..i]);
+            out.push_str(REDACTED);
+            copied = end;
+            from = end;
+        }
+    }
+    out.push_str(&line[copied..]);
+    out
+}
+
+/// The first of [`SECRET_NAMES`] at or after `from` in `lower`: (offset, name).
+fn next_secret_name(lower: &str, from: usize) -> Option<(usize, &'static str)> {
+    SECRET_NAMES
+        .iter()
+        .filter_map(|name| lower[from..].find(name).map(|at| (from + at, *name)))
+        .min_by_key(|(at, name)| (*at, std::cmp::Reverse(name.len())))
 }
 
 /// `scheme://user:password@` becomes `scheme://user:[redacted]@`, whatever the password.
@@ -163,6 +218,41 @@ mod tests {
             "task 0123456789abcdef0123456789abcdef exited 1: ERROR relation \"dag\" does not exist"
         ));
         assert!(reason.contains("sqlalchemy.exc.OperationalError"));
+    }
+
+    #[test]
+    fn values_of_secret_names_are_redacted_and_iam_messages_are_not() {
+        let lines = vec![
+            "export DB_PASSWORD=hunter2 && run".to_string(),
+            "login with password: 'hunter2', token=abc123; next".to_string(),
+            "docker-password = s3cr3t".to_string(),
+            "User: arn:aws:sts::1:assumed-role/r/s is not authorized to perform: \
+             secretsmanager:GetSecretValue on resource: arn:aws:secretsmanager:r:1:secret:x"
+                .to_string(),
+            "the tokenizer: fine; NextToken: abc".to_string(),
+        ];
+        let reason = with_log_tail("h", &lines, |_| true);
+        assert!(
+            !reason.contains("hunter2") && !reason.contains("s3cr3t"),
+            "{reason}"
+        );
+        assert!(
+            reason.contains("export DB_PASSWORD=[redacted] && run"),
+            "{reason}"
+        );
+        assert!(
+            reason.contains("password: '[redacted]', token=[redacted]; next"),
+            "{reason}"
+        );
+        assert!(reason.contains("docker-password = [redacted]"), "{reason}");
+        assert!(
+            reason.contains("secretsmanager:GetSecretValue on resource: arn:aws:secretsmanager"),
+            "{reason}"
+        );
+        assert!(
+            reason.contains("the tokenizer: fine; NextToken: abc"),
+            "{reason}"
+        );
     }
 
     #[test]
