@@ -34,6 +34,8 @@ References: CodeBuild API reference (StartBuild, BatchGetBuilds, Build, BuildPha
 PhaseContext, LogsLocation), https://docs.aws.amazon.com/codebuild/latest/APIReference/;
 build phase transitions, https://docs.aws.amazon.com/codebuild/latest/userguide/view-build-details.html#view-build-details-phases;
 the service role's permissions, https://docs.aws.amazon.com/codebuild/latest/userguide/setting-up-service-role.html;
+the log stream (LogsConfig StreamName is the stream name's prefix; the build's own part is its
+id's UUID), https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/aws-properties-codebuild-project-cloudwatchlogsconfig.html;
 pushing to ECR, https://docs.aws.amazon.com/AmazonECR/latest/userguide/image-push.html
 (ecr:GetAuthorizationToken on *, then BatchCheckLayerAvailability, InitiateLayerUpload,
 UploadLayerPart, CompleteLayerUpload and PutImage on the repository).
