@@ -155,4 +155,17 @@ phase "e2e: Airflow from the synthesized template (tests/e2e)"
 "$AIRFLOW_STACK_VENV/bin/pytest" -s -p no:cacheprovider tests/e2e
 # <<< e2e <<<
 
+phase "providers/airflow-stack-lambda: the tracked Lambda operator in the e2e's Airflow"
+# The provider's tests (log follower, operator, trigger, a dag.test() run, and the Rust
+# example function's records under a local Lambda Runtime API) in the Airflow venv the
+# e2e harness made; pytest goes into a folder of its own, so that venv stays as the e2e
+# installed it.
+cargo build --quiet -p airflow-tracked-example
+airflow_python="$(ls -d "${AIRFLOW_STACK_SHARED_CACHE:-/var/cache/airflow-stack}"/airflow-3.*/bin/python | sort -V | tail -n 1)"
+[ -x "$AIRFLOW_STACK_VENV/bin/uv" ] || "$AIRFLOW_STACK_VENV/bin/pip" install -q --disable-pip-version-check uv
+"$AIRFLOW_STACK_VENV/bin/uv" pip install -q --target "$cache/provider-pytest" --python "$airflow_python" pytest
+PYTHONPATH="$root/providers/airflow-stack-lambda/src:$cache/provider-pytest" \
+AIRFLOW_STACK_TRACKED_EXAMPLE="$CARGO_TARGET_DIR/debug/airflow-tracked-example-bootstrap" \
+    "$airflow_python" -m pytest -q -p no:cacheprovider providers/airflow-stack-lambda/tests
+
 phase "done in $(( $(date +%s) - started ))s"

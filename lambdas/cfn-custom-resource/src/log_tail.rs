@@ -99,8 +99,16 @@ fn redact_secret_shapes(line: &str) -> String {
 /// Names whose value is a secret whatever it looks like, matched case-insensitively as a
 /// whole word or after `_`/`-` (`DB_PASSWORD`, `docker-password`), followed by `=` or `:`.
 /// A name running on (`secretsmanager:GetSecretValue`, `tokenizer:`) is not one, so IAM
-/// messages stay readable.
-const SECRET_NAMES: [&str; 6] = ["password", "passwd", "secret", "token", "apikey", "api_key"];
+/// messages stay readable. The first is the key under which our own secrets hold a
+/// password (the contract's spelling, so a renamed key stays redacted).
+const SECRET_NAMES: [&str; 6] = [
+    airflow_stack_contract::secrets::key::PASSWORD,
+    "passwd",
+    "secret",
+    "token",
+    "apikey",
+    "api_key",
+];
 
 /// `password=hunter2` becomes `password=[redacted]` (also with `:`, spaces and quotes).
 fn redact_assignments(line: &str) -> String {

@@ -30,10 +30,15 @@ from airflow_stack_lambda.correlation import PAYLOAD_KEY, make_correlation_id
 from airflow_stack_lambda.follower import FollowSpec, Outcome, follow
 
 BINARY = os.environ.get("AIRFLOW_STACK_TRACKED_EXAMPLE", "")
-pytestmark = pytest.mark.skipif(
-    not (BINARY and Path(BINARY).is_file()),
-    reason="set AIRFLOW_STACK_TRACKED_EXAMPLE to the built airflow-tracked-example-bootstrap",
-)
+
+
+@pytest.fixture(autouse=True)
+def _example_binary() -> None:
+    """The built example function; missing, the test fails (never skips): the test
+    command (tests/run-all.sh) builds it and sets the variable."""
+    assert BINARY and Path(BINARY).is_file(), (
+        "set AIRFLOW_STACK_TRACKED_EXAMPLE to the built airflow-tracked-example-bootstrap "
+        "(cargo build -p airflow-tracked-example); tests/run-all.sh does")
 API = "/2018-06-01/runtime/invocation/"
 
 
