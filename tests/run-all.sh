@@ -111,8 +111,11 @@ phase "security scan (tests/security_scan: checkov on every rendered template, S
 checkov_venv="$cache/checkov-venv"
 [ -x "$checkov_venv/bin/pip" ] || python3 -m venv "$checkov_venv"
 "$checkov_venv/bin/pip" install -q --disable-pip-version-check -r tests/security_scan/requirements.txt
-cargo build --quiet -p airflow-stack
+cargo build --quiet -p airflow-stack -p airflow-tracked-example
 "$checkov_venv/bin/python" tests/security_scan/scan.py
+# The example tracked function (crates/tracked-example): the emulator's Lambda tests, the
+# e2e (created in the emulator as a user's function) and the provider's tests run it.
+export AIRFLOW_STACK_TRACKED_EXAMPLE="$CARGO_TARGET_DIR/debug/airflow-tracked-example-bootstrap"
 
 phase "AWS emulator self-tests (tests/aws_emulator: IAM evaluator, strict emulator)"
 "$AIRFLOW_STACK_VENV/bin/pip" install -q --disable-pip-version-check pytest
@@ -160,12 +163,10 @@ phase "providers/airflow-stack-lambda: the tracked Lambda operator in the e2e's 
 # example function's records under a local Lambda Runtime API) in the Airflow venv the
 # e2e harness made; pytest goes into a folder of its own, so that venv stays as the e2e
 # installed it.
-cargo build --quiet -p airflow-tracked-example
 airflow_python="$(ls -d "${AIRFLOW_STACK_SHARED_CACHE:-/var/cache/airflow-stack}"/airflow-3.*/bin/python | sort -V | tail -n 1)"
 [ -x "$AIRFLOW_STACK_VENV/bin/uv" ] || "$AIRFLOW_STACK_VENV/bin/pip" install -q --disable-pip-version-check uv
 "$AIRFLOW_STACK_VENV/bin/uv" pip install -q --target "$cache/provider-pytest" --python "$airflow_python" pytest
 PYTHONPATH="$root/providers/airflow-stack-lambda/src:$cache/provider-pytest" \
-AIRFLOW_STACK_TRACKED_EXAMPLE="$CARGO_TARGET_DIR/debug/airflow-tracked-example-bootstrap" \
     "$airflow_python" -m pytest -q -p no:cacheprovider providers/airflow-stack-lambda/tests
 
 phase "done in $(( $(date +%s) - started ))s"

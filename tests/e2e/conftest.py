@@ -24,12 +24,14 @@ from harness.procs import stop_all  # noqa: E402
 from harness.stack import LocalStack, scaled_stack_file  # noqa: E402
 from harness.secrets_backend import secrets_backend_stack_file  # noqa: E402
 from harness.image_build import with_image_build  # noqa: E402
+from harness.tracked_lambda import with_tracked_lambdas  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 CACHE = Path(os.environ.get("AIRFLOW_STACK_CACHE", Path.home() / ".cache" / "airflow-stack"))
 SHAPES = {"dev": "stacks/dev.yaml", "prod": "stacks/prod.yaml",
           "scaled": "scaled.yaml",  # dev.yaml with the scaler on (stack.scaled_stack_file)
-          "secrets": "secrets.yaml"}  # dev.yaml with the Secrets Manager backend and airflow.build
+          "secrets": "secrets.yaml"}  # dev.yaml with the Secrets Manager backend, airflow.build
+# and airflow.lambda_functions
 DEFAULT_SHAPES = ["dev", "prod"]  # a test that wants "scaled" or "secrets" asks by name
 
 
@@ -58,7 +60,10 @@ def stack(request):
     if shape == "secrets":
         # Issue 15's shape: the Secrets Manager backend and the image built in the
         # account (harness/image_build.py), on dev.yaml.
-        stack_file = str(with_image_build(secrets_backend_stack_file(REPO, workdir), REPO))
+        # Issue 16 rides on it: the example tracked functions under airflow.lambda_functions
+        # (harness/tracked_lambda.py), so the image build installs the provider.
+        stack_file = str(with_tracked_lambdas(with_image_build(
+            secrets_backend_stack_file(REPO, workdir), REPO)))
     s = LocalStack(repo=REPO, target_dir=_dir("CARGO_TARGET_DIR", CACHE / "target"),
                    tools_venv=_dir("AIRFLOW_STACK_VENV", CACHE / "venv"), cache=CACHE,
                    workdir=workdir, stack_file=stack_file)

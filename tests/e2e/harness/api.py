@@ -97,7 +97,8 @@ class Airflow:
             return "\n".join(json.dumps(c) if isinstance(c, dict) else str(c) for c in content)
         return str(content)
 
-    def xcom(self, dag_id: str, run_id: str, task_id: str, key: str = "return_value"):
+    def xcom(self, dag_id: str, run_id: str, task_id: str, key: str = "return_value",
+             map_index: int = -1):
         q = urllib.parse.quote(run_id, safe="")
         return self.get(f"/api/v2/dags/{dag_id}/dagRuns/{q}/taskInstances/{task_id}/xcomEntries/{key}",
-                        deserialize="true")["value"]
+                        deserialize="true", map_index=map_index)["value"]

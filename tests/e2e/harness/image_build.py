@@ -12,7 +12,8 @@ uploads for CodeBuild:
 * `plugins/` into each Airflow container's `$AIRFLOW_HOME/plugins`, where the Dockerfile
   puts it in the image (`/opt/airflow/plugins`, `AIRFLOW_HOME=/opt/airflow`).
 
-The example's requirement is uninstalled first, so every run proves the install.
+The example's requirement (and the tracked Lambda provider, when the context has it) is
+uninstalled first, so every run proves the install.
 """
 
 from __future__ import annotations
@@ -24,6 +25,9 @@ from pathlib import Path
 from .procs import run
 
 FIXTURE = "tests/fixtures/image"
+# Where the context carries the tracked Lambda provider when `airflow.lambda_functions`
+# lists functions; the install script installs it.
+PROVIDER = "providers/airflow-stack-lambda"
 
 
 def with_image_build(stack_file: Path, repo: Path) -> Path:
@@ -66,6 +70,8 @@ class LocalImage:
         pip = str(self.venv / "bin" / "pip")
         requirements = self.context / "requirements.txt"
         names = requirement_names(requirements)
+        if (self.context / PROVIDER).is_dir():
+            names.append("airflow-stack-lambda")  # installed by the same script (issue 16)
         run([pip, "uninstall", "-y", "-q", *names], timeout=300)
         frozen = run([pip, "freeze", "--exclude-editable"]).stdout
         constraints = self.context.parent / "constraints-frozen.txt"
