@@ -638,7 +638,29 @@ def lambda_function_arn(name: str, region: str, account: str,
     return arn
 
 
+# The asynchronous-invocation settings (API version 2019-09-25), authorized on the function
+# ARN (qualified by ?Qualifier=) with the operation's own action, as the Service
+# Authorization Reference lists them (PutFunctionEventInvokeConfig, ...: resource type
+# function*).
+_EVENT_INVOKE_CONFIG = {
+    ("PUT", ""): "PutFunctionEventInvokeConfig",
+    ("POST", ""): "UpdateFunctionEventInvokeConfig",
+    ("GET", ""): "GetFunctionEventInvokeConfig",
+    ("DELETE", ""): "DeleteFunctionEventInvokeConfig",
+    ("GET", "/list"): "ListFunctionEventInvokeConfigs",
+}
+
+
 def _lambda(req: Request) -> Operation:
+    config = re.fullmatch(r"/2019-09-25/functions/([^/]+)/event-invoke-config(/list)?/?",
+                          req.path)
+    if config:
+        name = _EVENT_INVOKE_CONFIG.get((req.method, config.group(2) or ""))
+        if name is None:
+            return _unmodelled("lambda", f"{req.method} {req.path}", "rest-json")
+        arn = lambda_function_arn(config.group(1), req.region, req.account,
+                                  req.q("Qualifier"))
+        return Operation("lambda", name, "rest-json", [Check(f"lambda:{name}", arn)])
     match = re.fullmatch(r"/2015-03-31/functions/([^/]+)(/invocations|/configuration)?/?",
                          req.path)
     if not match:

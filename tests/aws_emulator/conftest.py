@@ -14,6 +14,9 @@ from harness import BOOTSTRAP, client, running_server, zip_bytes  # noqa: E402
 
 @pytest.fixture(scope="session")
 def endpoint(tmp_path_factory):
+    # Lambda retries a failed asynchronous invocation after 1 and 2 minutes; 1 s here
+    # (server.py RETRY_DELAYS_ENV), unless the caller chose.
+    os.environ.setdefault("AIRFLOW_STACK_EMULATOR_LAMBDA_RETRY_DELAYS", "1,1")
     log_path = tmp_path_factory.mktemp("emulator") / "server.log"
     with running_server(log_path) as port:
         yield f"http://127.0.0.1:{port}"

@@ -34,6 +34,7 @@ import io
 import ipaddress
 import json
 import logging
+import math
 import os
 import platform
 import re
@@ -101,18 +102,32 @@ log = logging.getLogger("aws_emulator")
 
 
 class _Invocation:
-    def __init__(self, fn, event: bytes):
+    def __init__(self, fn, event: bytes, request_id: str | None = None,
+                 logs: "LambdaLogs | None" = None):
         self.fn, self.event = fn, event
-        self.request_id = str(uuid.uuid4())
-        self.deadline = time.time() + float(fn.timeout or 3)
+        self.request_id = request_id or str(uuid.uuid4())
+        self.created = time.time()
+        self.deadline = self.created + float(fn.timeout or 3)
         self.delivered = False
+        self.started: float | None = None  # when the runtime took the event (START)
+        self.ended: float | None = None
         self.done = threading.Event()
         self.payload: bytes = b""
         self.error = False
+        self.timed_out = False
+        self.logs = logs or LambdaLogs(fn, None)
 
-    def finish(self, payload: bytes, error: bool) -> None:
+    def start(self) -> None:
+        """The runtime took the event: Lambda's START line (once)."""
+        if self.started is None:
+            self.started = time.time()
+            self.logs.write(f"START RequestId: {self.request_id} Version: $LATEST",
+                            self.started)
+
+    def finish(self, payload: bytes, error: bool, timed_out: bool = False) -> None:
         if not self.done.is_set():
-            self.payload, self.error = payload, error
+            self.ended = time.time()
+            self.payload, self.error, self.timed_out = payload, error, timed_out
             self.done.set()
 
 
@@ -151,6 +166,7 @@ class _RuntimeApi(BaseHTTPRequestHandler):
             inv.done.wait(inv.deadline - time.time() + 1)
             return self._reply(410, b"{}")
         inv.delivered = True
+        inv.start()
         self._reply(200, inv.event, {
             "Lambda-Runtime-Aws-Request-Id": inv.request_id,
             "Lambda-Runtime-Deadline-Ms": str(int(inv.deadline * 1000)),
@@ -253,22 +269,23 @@ def bootstrap_command(fn, bootstrap: str, request_id: str) -> list[str]:
     return [qemu, "-L", sysroot, "./bootstrap"]
 
 
-def run_lambda(fn, event: bytes) -> tuple[bytes, bool]:
+def run_lambda(fn, event: bytes, request_id: str | None = None) -> tuple[bytes, bool]:
     """Gap §3: moto runs Lambda code only inside Docker, which is not available here.
 
     Unzips the function's code (moto keeps it in fn.code_bytes, fetched from S3 or ZipFile),
     starts ./bootstrap with the AWS_LAMBDA_* environment and AWS_ENDPOINT_URL pointing at this
     server, serves it one event, and kills it once it answered or at the function's Timeout.
-    Returns (payload, is_error).
+    Returns (payload, is_error). `request_id` is the invocation's (a retry of an
+    asynchronous invocation keeps it); a new one when None.
 
     The function runs as its role, as on AWS: a fresh access key is registered as an
     identity with the role's policies (lambda_identity), so every call it makes is
     authorized against them. Its output goes to its log group only if the role may write
-    there (open_lambda_logs), as Lambda's own log delivery uses the role too.
+    there (open_lambda_logs), as Lambda's own log delivery uses the role too; it is
+    delivered while the function runs, line by line with the time the runtime wrote it,
+    between Lambda's START and END/REPORT lines (LambdaLogs, lambda_report).
     """
-    inv = _Invocation(fn, event)
     stream = time.strftime("%Y/%m/%d/") + f"[$LATEST]{secrets.token_hex(16)}"
-    output: list[str] = []
     try:
         identity = lambda_identity(fn)
     except (moto_state.RoleError, ValueError) as e:
@@ -276,11 +293,14 @@ def run_lambda(fn, event: bytes) -> tuple[bytes, bool]:
         log.error("%s", message)
         return json.dumps({"errorType": "Emulator.RoleError", "errorMessage": message}
                           ).encode(), True
-    log_target = open_lambda_logs(fn, identity, stream)
+    inv = _Invocation(fn, event, request_id,
+                      LambdaLogs(fn, open_lambda_logs(fn, identity, stream)))
     workdir = tempfile.mkdtemp(prefix=f"lambda-{fn.function_name}-")
     api = _RuntimeServer(("127.0.0.1", 0), _RuntimeApi)
     api.invocation = inv
     threading.Thread(target=api.serve_forever, daemon=True).start()
+    error_lines: list[str] = []  # what Lambda itself logs about a failed invocation
+    peak_kb = 0
     try:
         _unzip(fn.code_bytes, workdir)
         env = {
@@ -308,13 +328,13 @@ def run_lambda(fn, event: bytes) -> tuple[bytes, bool]:
         except (OSError, EntrypointError) as e:
             msg = (str(e) if isinstance(e, EntrypointError)
                    else f"Error: fork/exec /var/task/bootstrap: {e.strerror}")
-            output.extend([msg, "Runtime.InvalidEntrypoint"])
+            error_lines.extend([msg, "Runtime.InvalidEntrypoint"])
             inv.finish(json.dumps({"errorType": "Runtime.InvalidEntrypoint",
                                    "errorMessage": msg}).encode(), error=True)
             return inv.payload, inv.error
         except RuntimeError as e:  # the emulator cannot run this architecture: say so loudly
             log.error("%s", e)
-            output.append(str(e))
+            error_lines.append(str(e))
             inv.finish(json.dumps({"errorType": "Emulator.MissingQemu",
                                    "errorMessage": str(e)}).encode(), error=True)
             return inv.payload, inv.error
@@ -322,20 +342,28 @@ def run_lambda(fn, event: bytes) -> tuple[bytes, bool]:
 
         def pump():
             for line in proc.stdout:
+                # Stamped when the runtime wrote it (its stdout is a pipe read as it comes).
                 text = line.decode(errors="replace").rstrip("\n")
-                output.append(text)
+                inv.logs.write(text)
                 log.info("[lambda %s] %s", fn.function_name, text)
 
         reader = threading.Thread(target=pump, daemon=True)
         reader.start()
+        next_sample = 0.0
         while not inv.done.wait(0.02):
+            if time.time() >= next_sample:
+                peak_kb, next_sample = max(peak_kb, _peak_rss_kb(proc.pid)), time.time() + 0.25
             if time.time() > inv.deadline:
                 inv.finish(json.dumps({"errorType": "Sandbox.Timedout", "errorMessage":
-                           f"Task timed out after {fn.timeout}.00 seconds"}).encode(), True)
+                           f"Task timed out after {fn.timeout}.00 seconds"}).encode(), True,
+                           timed_out=True)
             elif proc.poll() is not None and not inv.done.wait(0.2):
-                inv.finish(json.dumps({"errorType": "Runtime.ExitError", "errorMessage":
-                           f"Runtime exited with error: exit status {proc.returncode}"}).encode(),
-                           True)
+                message = f"Runtime exited with error: exit status {proc.returncode}"
+                error_lines.extend([f"RequestId: {inv.request_id} Error: {message}",
+                                    "Runtime.ExitError"])
+                inv.finish(json.dumps({"errorType": "Runtime.ExitError",
+                                       "errorMessage": message}).encode(), True)
+        peak_kb = max(peak_kb, _peak_rss_kb(proc.pid))
         try:
             os.killpg(proc.pid, signal.SIGKILL)
         except ProcessLookupError:
@@ -349,7 +377,61 @@ def run_lambda(fn, event: bytes) -> tuple[bytes, bool]:
         api.shutdown()
         api.server_close()
         shutil.rmtree(workdir, ignore_errors=True)
-        put_lambda_logs(fn, log_target, output)
+        lambda_report(inv, error_lines, peak_kb)
+
+
+def _peak_rss_kb(pid: int) -> int:
+    """The process's peak resident set (VmHWM, kB); 0 once it is gone or unreadable."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
+
+
+def lambda_report(inv: _Invocation, error_lines: list[str], peak_kb: int) -> None:
+    """The lines Lambda writes after an invocation, in its plain-text format: a timeout's
+    "<time> <request id> Task timed out after N.NN seconds", the runtime's error, then
+    `END RequestId: <id>` and the tab-separated REPORT line (Duration and Billed Duration
+    in ms, Memory Size, Max Memory Used in MB, and Init Duration on a cold start, which
+    every emulated invocation is), as shown in "Using CloudWatch Logs with Lambda" and the
+    runtimes' logging pages, e.g.
+    https://docs.aws.amazon.com/lambda/latest/dg/rust-logging.html,
+    https://docs.aws.amazon.com/lambda/latest/dg/python-logging.html and the REPORT line
+    fields of https://docs.aws.amazon.com/lambda/latest/dg/dotnet-logging.html (billed in
+    1 ms steps). A START line is written when the runtime takes the event
+    (_Invocation.start); one that never did still gets one, as Lambda logs START before
+    an init failure's error. Newer Lambda REPORT lines may add "Status: timeout" after a
+    timeout; the emulator leaves it out (not in the pages above)."""
+    logs = inv.logs
+    try:
+        ended = inv.ended or time.time()
+        if inv.started is None:
+            inv.start()
+            init_ms = None
+        else:
+            init_ms = (inv.started - inv.created) * 1000
+        duration_ms = max((ended - inv.started) * 1000, 0.01)
+        if inv.timed_out:
+            stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ended)) + \
+                f".{int(ended * 1000) % 1000:03d}Z"
+            logs.write(f"{stamp} {inv.request_id} Task timed out after "
+                       f"{duration_ms / 1000:.2f} seconds", ended)
+        for line in error_lines:
+            logs.write(line, ended)
+        logs.write(f"END RequestId: {inv.request_id}", ended)
+        report = (f"REPORT RequestId: {inv.request_id}\tDuration: {duration_ms:.2f} ms\t"
+                  f"Billed Duration: {math.ceil(duration_ms + (init_ms or 0))} ms\t"
+                  f"Memory Size: {inv.fn.memory_size} MB\t"
+                  f"Max Memory Used: {max(math.ceil(peak_kb / 1024), 1)} MB")
+        if init_ms is not None:
+            report += f"\tInit Duration: {init_ms:.2f} ms"
+        logs.write(report, ended)
+    finally:
+        logs.close()
 
 
 def lambda_function_create(cls, resource_name, cloudformation_json, account_id, region_name,
@@ -381,6 +463,54 @@ def lambda_update_function_code(self, updated_spec):
         self.architectures = updated_spec["Architectures"]
         result = self.get_configuration()
     return result
+
+
+def put_event_invoke_config(self, function_name, config):
+    """Gap: moto's PutFunctionEventInvokeConfig appended a configuration and every reader
+    took the first, so a second Put changed nothing. AWS: "If a configuration already
+    exists for a function, version, or alias, this operation overwrites it. If you exclude
+    any settings, they are removed"
+    (https://docs.aws.amazon.com/lambda/latest/api/API_PutFunctionEventInvokeConfig.html).
+    One configuration per function: the Qualifier is not kept apart (moto's), which is
+    the unqualified invocations' ($LATEST) the emulator runs."""
+    self.get_function(function_name).event_invoke_config = []
+    return ORIGINAL["put_event_invoke_config"](self, function_name, config)
+
+
+def update_event_invoke_config(self, function_name, config):
+    """Gap: moto's UpdateFunctionEventInvokeConfig was a Put (settings left out were
+    removed); AWS's changes only the settings given, "To set one option without affecting
+    existing settings for other options, use UpdateFunctionEventInvokeConfig" (same page)."""
+    current = event_invoke_config(self.get_function(function_name))
+    return put_event_invoke_config(self, function_name, {**current, **config})
+
+
+def _event_invoke_config_target(props: dict, account_id: str, region: str):
+    """AWS::Lambda::EventInvokeConfig's function (FunctionName: a name or ARN), or None."""
+    try:
+        return lambda_backend(account_id, region).get_function(props.get("FunctionName", ""))
+    except Exception:
+        return None
+
+
+def apply_event_invoke_config(props: dict, account_id: str, region: str,
+                              remove: bool = False) -> None:
+    """Gap §1 for AWS::Lambda::EventInvokeConfig (a stub, moto has no model): its settings
+    now apply to the function's asynchronous invocations (_run_async), and go with the
+    resource. The properties are the API's
+    (https://docs.aws.amazon.com/AWSCloudFormation/latest/TemplateReference/aws-resource-lambda-eventinvokeconfig.html)."""
+    fn = _event_invoke_config_target(props, account_id, region)
+    if fn is None:
+        raise ResourceFailed(f"Function not found: {props.get('FunctionName')!r}")
+    if remove:
+        fn.event_invoke_config = []
+        return
+    config = {key: props[key] for key in ("MaximumRetryAttempts", "MaximumEventAgeInSeconds",
+                                          "DestinationConfig") if key in props}
+    for key in ("MaximumRetryAttempts", "MaximumEventAgeInSeconds"):
+        if key in config:
+            config[key] = int(config[key])
+    put_event_invoke_config(lambda_backend(account_id, region), fn.function_name, config)
 
 
 def lambda_identity(fn) -> authz.Identity:
@@ -438,22 +568,72 @@ def open_lambda_logs(fn, identity, stream: str) -> tuple | None:
         return None
 
 
-def put_lambda_logs(fn, target: tuple | None, lines: list[str]) -> None:
-    if target is None:
-        return
-    try:
-        now = int(time.time() * 1000)
-        events = [{"timestamp": now, "message": line} for line in lines] or [
-            {"timestamp": now, "message": "(no output)"}]
-        logs_backends[fn.account_id][fn.region].put_log_events(*target, events)
-    except Exception as e:  # logs are a convenience; never fail an invocation for them
-        log.warning("could not save Lambda logs: %s", e)
+LOG_DELIVERY_S = 0.2  # how often a running function's new lines reach its log stream
+LOG_BATCH_EVENTS = 10_000  # PutLogEvents' maximum batch (CloudWatch Logs API reference)
+
+
+class LambdaLogs:
+    """One invocation's log stream, written as Lambda delivers it: each line stamped with
+    the time it was written (ms, never before the line above it: a stream's events are
+    in order), and delivered in small batches every LOG_DELIVERY_S while the function
+    runs, so a reader of the log group sees a long invocation's first lines before it
+    ends. Lambda captures the function's output and sends it to CloudWatch Logs
+    (https://docs.aws.amazon.com/lambda/latest/dg/monitoring-cloudwatchlogs.html); that
+    page promises no delivery time ("It might take 5 to 10 minutes for logs to show up"),
+    in practice lines show within seconds while the function runs. The emulator delivers
+    at once: a reader's tolerance of late lines is not exercised here.
+
+    `target` is open_lambda_logs's (group, stream), None when the role may not write
+    there: then nothing is delivered. A failed delivery is logged and dropped; it never
+    fails the invocation."""
+
+    def __init__(self, fn, target: tuple | None):
+        self.fn, self.target = fn, target
+        self.lock = threading.Lock()
+        self.pending: list[dict] = []
+        self.last_ms = 0
+        self.closed = threading.Event()
+        self.thread = None
+        if target is not None:
+            self.thread = threading.Thread(target=self._deliver, daemon=True)
+            self.thread.start()
+
+    def write(self, message: str, at: float | None = None) -> None:
+        if self.target is None:
+            return
+        ms = int((time.time() if at is None else at) * 1000)
+        with self.lock:
+            self.last_ms = max(ms, self.last_ms)
+            self.pending.append({"timestamp": self.last_ms, "message": message})
+
+    def _deliver(self) -> None:
+        while not self.closed.wait(LOG_DELIVERY_S):
+            self.flush()
+
+    def flush(self) -> None:
+        with self.lock:  # held while putting: batches arrive in order
+            events, self.pending = self.pending, []
+            for i in range(0, len(events), LOG_BATCH_EVENTS):
+                try:
+                    logs_backends[self.fn.account_id][self.fn.region].put_log_events(
+                        *self.target, events[i:i + LOG_BATCH_EVENTS])
+                except Exception as e:  # logs are a convenience; never fail an invocation
+                    log.warning("could not deliver the logs of %s: %s",
+                                self.fn.function_name, e)
+
+    def close(self) -> None:
+        """Deliver what is left (the END and REPORT lines) and stop."""
+        self.closed.set()
+        if self.thread is not None:
+            self.thread.join(5)
+            self.flush()
 
 
 def lambda_invoke(self, body, request_headers, response_headers):
     """Gap §3: lambda.invoke went through Docker. Run the bootstrap instead (see run_lambda).
 
-    InvocationType=Event returns at once (202) and runs the function in a background thread.
+    InvocationType=Event returns at once (202) and runs the function in a background thread,
+    retrying a failed run as Lambda does (_run_async).
     """
     event = body.encode() if isinstance(body, str) else (body or b"{}")
     if (request_headers or {}).get("X-Amz-Invocation-Type") == "Event":
@@ -576,11 +756,85 @@ def _pending_slot_in(event: bytes) -> dict | None:
     return None
 
 
+# Lambda's waits before the retries of a failed asynchronous invocation: "by default
+# Lambda attempts to run it two more times, with a one-minute wait between the first two
+# attempts, and two minutes between the second and third attempts"
+# (https://docs.aws.amazon.com/lambda/latest/dg/invocation-async-error-handling.html).
+# RETRY_DELAYS_ENV ("1,1": comma-separated seconds) shortens them for tests; main() reads it.
+RETRY_DELAYS_ENV = "AIRFLOW_STACK_EMULATOR_LAMBDA_RETRY_DELAYS"
+ASYNC_RETRY_DELAYS = [60.0, 120.0]
+LAMBDA_EPOCH = [0]  # bumped by /moto-api/reset: a retry queued before a reset is dropped
+
+
+def retry_delays_from(value: str | None) -> list[float]:
+    """RETRY_DELAYS_ENV's value as the two waits; raises ValueError when it is not two
+    comma-separated non-negative numbers of seconds. Empty or None: AWS's."""
+    if not (value or "").strip():
+        return [60.0, 120.0]
+    try:
+        delays = [float(part) for part in value.split(",")]
+    except ValueError:
+        delays = []
+    if len(delays) != 2 or any(d < 0 or d != d for d in delays):
+        raise ValueError(f"{RETRY_DELAYS_ENV}={value!r}: want two comma-separated "
+                         "numbers of seconds, the waits before the first and the second "
+                         "retry (AWS: 60,120)")
+    return delays
+
+
+def event_invoke_config(fn) -> dict:
+    """The function's PutFunctionEventInvokeConfig settings ({} when none)."""
+    configs = getattr(fn, "event_invoke_config", None) or []
+    return dict(configs[-1].config) if configs else {}
+
+
 def _run_async(fn, event: bytes, slot: dict | None) -> None:
-    """An asynchronous invocation (InvocationType=Event)."""
-    payload, error = run_lambda(fn, event)
+    """An asynchronous invocation (InvocationType=Event).
+
+    A run that fails (the function's error, a crash, a timeout) is run again as Lambda
+    does: after ASYNC_RETRY_DELAYS, at most the event invoke config's MaximumRetryAttempts
+    times (default 2, 0: never), not once the event is older than its
+    MaximumEventAgeInSeconds (default six hours), each retry a new run of the function's
+    current code (https://docs.aws.amazon.com/lambda/latest/dg/invocation-async-error-handling.html,
+    https://docs.aws.amazon.com/lambda/latest/dg/invocation-async-configuring.html).
+    Every attempt has the same request ID in its START line and its context: Lambda's docs
+    do not say so in words, but a retry is the same queued event, and the request ID is
+    what a function's idempotency keys on across retries (emulator assumption).
+
+    Not retried, unlike on AWS: an invocation carrying a pending custom-resource request
+    (`slot`: a Lambda handing a long wait over to a new invocation of itself). The
+    emulator fails that resource RESPONSE_GRACE_S after such a run returns without an
+    answer (_after_run), which a retry a minute later would not change in time; AWS
+    would retry it, as the stack sets no EventInvokeConfig for its custom-resource
+    functions (a continuation that fails is run again, twice)."""
     if slot is not None:
+        payload, error = run_lambda(fn, event)
         _after_run(slot, payload, error)
+        return
+    config = event_invoke_config(fn)
+    retries = int(config.get("MaximumRetryAttempts", 2))
+    max_age = float(config.get("MaximumEventAgeInSeconds", 6 * 3600))
+    queued, epoch, request_id = time.time(), LAMBDA_EPOCH[0], str(uuid.uuid4())
+    for attempt in range(retries + 1):
+        if attempt:
+            time.sleep(ASYNC_RETRY_DELAYS[min(attempt, len(ASYNC_RETRY_DELAYS)) - 1])
+            if LAMBDA_EPOCH[0] != epoch:
+                return  # the emulator was reset meanwhile
+            try:  # the function as it is now (deleted: the event is dropped)
+                fn = lambda_backend(fn.account_id, fn.region).get_function(fn.function_name)
+            except Exception:
+                log.info("%s: dropped the retry of %s, the function is gone",
+                         fn.function_name, request_id)
+                return
+            if time.time() - queued > max_age:
+                log.info("%s: dropped the retry of %s, older than MaximumEventAgeInSeconds "
+                         "%g", fn.function_name, request_id, max_age)
+                return
+        _, error = run_lambda(fn, event, request_id)
+        if not error:
+            return
+        log.info("%s: asynchronous invocation %s failed (attempt %d of %d)",
+                 fn.function_name, request_id, attempt + 1, retries + 1)
 
 
 def _after_run(slot: dict, payload: bytes, error: bool) -> None:
@@ -701,6 +955,8 @@ class StubResource(CloudFormationModel):
             self.id = self.name
         if resource_type == "AWS::SecretsManager::Secret":
             self._create_secret()
+        if resource_type == "AWS::Lambda::EventInvokeConfig":
+            apply_event_invoke_config(props, account_id, region)
         if resource_type == "AWS::CertificateManager::Certificate":
             try:  # a DNS-validated certificate in moto's ACM (acm_certificates.py)
                 self.id = self.arn = acm_certificates.create(props, account_id, region)
@@ -776,9 +1032,14 @@ class StubResource(CloudFormationModel):
     def update_from_cloudformation_json(cls, original_resource, new_resource_name,
                                         cloudformation_json, account_id, region_name):
         original_resource.props = cloudformation_json.get("Properties") or {}
+        if original_resource.cf_resource_type == "AWS::Lambda::EventInvokeConfig":
+            apply_event_invoke_config(original_resource.props, account_id, region_name)
         return original_resource
 
     def delete(self, account_id, region_name):
+        if self.cf_resource_type == "AWS::Lambda::EventInvokeConfig" and \
+                _event_invoke_config_target(self.props, account_id, region_name):
+            apply_event_invoke_config(self.props, account_id, region_name, remove=True)
         if self.cf_resource_type == "AWS::CertificateManager::Certificate":
             acm_certificates.delete(self.arn, account_id, region_name)
         if self.cf_resource_type == "AWS::SecretsManager::Secret":
@@ -1565,6 +1826,74 @@ def log_group_attribute(self, attribute_name):
     return ORIGINAL["log_group_attribute"](self, attribute_name)
 
 
+# --------------------------------------------------------------------------------------
+# CloudWatch Logs: FilterLogEvents as AWS answers it (what log followers rely on)
+# --------------------------------------------------------------------------------------
+
+EVENT_ID_LOCK = threading.Lock()
+
+
+def log_event_init(self, ingestion_time: int, log_event: dict) -> None:
+    """Gap: moto numbered events from a class counter read and incremented without a lock,
+    so two writers at once (a Lambda's log delivery, a build's, a function's own
+    PutLogEvents) could give two events one eventId; a FilterLogEvents reader that tells
+    events apart by eventId (providers/airflow-stack-lambda, follower.py) then drops one.
+    AWS's eventId is unique (FilteredLogEvent, "The ID of the event",
+    https://docs.aws.amazon.com/AmazonCloudWatchLogs/latest/APIReference/API_FilteredLogEvent.html)."""
+    from moto.logs.models import LogEvent
+    self.ingestion_time = ingestion_time
+    self.timestamp = log_event["timestamp"]
+    self.message = log_event["message"]
+    with EVENT_ID_LOCK:
+        self.event_id = LogEvent._event_id
+        LogEvent._event_id += 1
+
+
+def _filter_sort_key(event: dict) -> tuple:
+    return event["timestamp"], event["ingestionTime"], int(event["eventId"])
+
+
+def log_group_filter_log_events(self, log_group_name, log_stream_names, start_time,
+                                end_time, limit, next_token, filter_pattern, interleaved):
+    """Gaps in moto's FilterLogEvents, as the CloudWatch Logs API reference describes it
+    (https://docs.aws.amazon.com/AmazonCloudWatchLogs/latest/APIReference/API_FilterLogEvents.html):
+    - moto returned the events stream by stream unless the request set `interleaved`; AWS
+      ignores `interleaved` ("As of June 17, 2019, this parameter is ignored and the value
+      is assumed to be true") and returns the events of all streams "sorted by event
+      timestamp, the timestamp when the event was ingested by CloudWatch Logs, and the ID
+      of the PutLogEvents request" (here: timestamp, ingestion time, eventId);
+    - moto iterated the group's streams while another thread (a Lambda starting, a build)
+      created one: "dictionary changed size during iteration", a 500 to the reader.
+    The rest is moto's: startTime and endTime bound the event timestamps (both
+    inclusive), filterPattern as moto matches it, `limit` (default 10,000) events a page,
+    and a nextToken naming the last event returned, so the next page starts right after
+    it in the same order: every event is returned once over the pages, and an event
+    ingested meanwhile with a timestamp before the token's is left to the next search."""
+    streams = [stream for name, stream in list(self.streams.items())
+               if not log_stream_names or name in log_stream_names]
+    events = []
+    for stream in streams:
+        events += stream.filter_log_events(start_time, end_time, filter_pattern)
+    events.sort(key=_filter_sort_key)
+    first = 0
+    if next_token:
+        try:
+            group, stream_name, event_id = next_token.split("@")
+            if group != log_group_name:
+                raise ValueError(next_token)
+            first = next(i for i, e in enumerate(events) if e["logStreamName"] == stream_name
+                         and e["eventId"] == event_id) + 1
+        except (ValueError, StopIteration):
+            events, first = [], 0  # moto's answer to a token it does not know: no events
+    page = events[first:first + (limit or 10_000)]
+    token = None
+    if page and first + len(page) < len(events):
+        token = f"{log_group_name}@{page[-1]['logStreamName']}@{page[-1]['eventId']}"
+    searched = [{"logStreamName": s.log_stream_name, "searchedCompletely": True}
+                for s in streams]
+    return page, token, searched
+
+
 def _task_definition_from_cfn(properties: dict, account_id: str, region_name: str):
     """Gap: moto's CloudFormation TaskDefinition registered only Family, containers,
     volumes and Memory; NetworkMode, RequiresCompatibilities, Cpu, ExecutionRoleArn,
@@ -2106,6 +2435,13 @@ def apply_patches() -> None:
     EC2ContainerServiceBackend._calculate_task_resource_requirements = staticmethod(
         task_resource_requirements)
     lambda_models.LambdaFunction.invoke = lambda_invoke
+    lambda_backend_class = lambda_models.LambdaBackend
+    ORIGINAL["put_event_invoke_config"] = lambda_backend_class.put_function_event_invoke_config
+    lambda_backend_class.put_function_event_invoke_config = put_event_invoke_config
+    lambda_backend_class.update_function_event_invoke_config = update_event_invoke_config
+    from moto.logs.models import LogEvent, LogGroup as LogsGroup
+    LogEvent.__init__ = log_event_init
+    LogsGroup.filter_log_events = log_group_filter_log_events
     function = lambda_models.LambdaFunction
     ORIGINAL["lambda_create"] = function.create_from_cloudformation_json
     function.create_from_cloudformation_json = classmethod(lambda_function_create)
@@ -2163,6 +2499,10 @@ def main() -> None:
                              "network namespace for the e2e; 0.0.0.0 for all)")
     parser.add_argument("--verbose", action="store_true", help="log every HTTP request")
     args = parser.parse_args()
+    try:
+        ASYNC_RETRY_DELAYS[:] = retry_delays_from(os.environ.get(RETRY_DELAYS_ENV))
+    except ValueError as e:
+        parser.error(str(e))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     if not args.verbose:
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
@@ -2183,6 +2523,7 @@ def main() -> None:
             ecs_service.reset()
             rds_state.reset()
             codebuild.reset()
+            LAMBDA_EPOCH[0] += 1  # pending retries of asynchronous invocations are dropped
             with FAIL_NEXT_LOCK:
                 FAIL_NEXT.clear()
             return moto_app(environ, start_response)
