@@ -107,7 +107,7 @@ class _Invocation:
         self.fn, self.event = fn, event
         self.request_id = request_id or str(uuid.uuid4())
         self.created = time.time()
-        self.deadline = self.created + float(fn.timeout or 3)
+        self.deadline = self.created + float(fn.timeout or 3)  # from START once it starts
         self.delivered = False
         self.started: float | None = None  # when the runtime took the event (START)
         self.ended: float | None = None
@@ -118,9 +118,11 @@ class _Invocation:
         self.logs = logs or LambdaLogs(fn, None)
 
     def start(self) -> None:
-        """The runtime took the event: Lambda's START line (once)."""
+        """The runtime took the event: Lambda's START line (once). The function's Timeout
+        counts from here, the invoke phase (the init before it has a limit of its own)."""
         if self.started is None:
             self.started = time.time()
+            self.deadline = self.started + float(self.fn.timeout or 3)
             self.logs.write(f"START RequestId: {self.request_id} Version: $LATEST",
                             self.started)
 
@@ -1032,8 +1034,6 @@ class StubResource(CloudFormationModel):
     def update_from_cloudformation_json(cls, original_resource, new_resource_name,
                                         cloudformation_json, account_id, region_name):
         original_resource.props = cloudformation_json.get("Properties") or {}
-        if original_resource.cf_resource_type == "AWS::Lambda::EventInvokeConfig":
-            apply_event_invoke_config(original_resource.props, account_id, region_name)
         return original_resource
 
     def delete(self, account_id, region_name):
@@ -1298,6 +1298,8 @@ def _update(stack, logical_id, resource_json, props, old):
     resource_class = parsing.resource_class_from_type(rtype)
     if isinstance(current, StubResource) and old["json"]["Type"] == rtype:
         current.props = props  # a stub has nothing behind it to update
+        if rtype == "AWS::Lambda::EventInvokeConfig":  # but this one's settings apply
+            apply_event_invoke_config(props, stack.account_id, stack.region_name)
         return current
     if resource_class is CustomModel:
         physical, data = call_custom_resource(stack, logical_id, rtype, "Update", props,
