@@ -74,7 +74,7 @@ impl Asset {
             parameter: crate::stack::IMAGE_CONTEXT_KEY,
             version_parameter: crate::stack::IMAGE_CONTEXT_VERSION,
             crate_name: "image build context",
-            origin: format!("airflow.build of {}", stack_file.display()),
+            origin: format!("the image build of {}", stack_file.display()),
             bytes: Cow::Owned(context.zip.clone()),
             sha256: context.sha256.clone(),
         }

@@ -1,6 +1,7 @@
 //! `airflow-stack image-context`: writes the build context of the image built in the
-//! account (`airflow.build`) to a folder, exactly as CodeBuild receives it: the
-//! Dockerfile, the buildspec, the install script, the requirements and the plugins. To
+//! account (`airflow.build`, `airflow.lambda_functions`) to a folder, exactly as
+//! CodeBuild receives it: the Dockerfile, the buildspec, the install script, the
+//! requirements, the plugins and the tracked Lambda operator's provider. To
 //! read what will be built, or to `docker build` it on a machine with Docker before a
 //! deploy.
 
@@ -25,7 +26,7 @@ pub fn run(args: Args) -> Result<(), Failure> {
     let spec = spec::load(&args.stack.file)?;
     let context = image::context(&spec).ok_or_else(|| {
         Failure::BadInput(format!(
-            "{}: airflow.build: not set; the stack runs {} as it is, and there is no image to build (add airflow.build with requirements, plugins or os_packages)",
+            "{}: airflow.build: not set; the stack runs {} as it is, and there is no image to build (add airflow.build with requirements, plugins or os_packages, or airflow.lambda_functions)",
             args.stack.file.display(),
             spec.airflow_image()
         ))

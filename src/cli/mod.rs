@@ -64,8 +64,9 @@ enum Command {
     /// Open the Airflow UI of a stack with access.mode tunnel on a local port (a
     /// Session Manager port forward to a running api-server task).
     Ui(ui::Args),
-    /// Write the build context of the image built in the account (airflow.build) to a
-    /// folder: the Dockerfile, buildspec, install script, requirements and plugins.
+    /// Write the build context of the image built in the account (airflow.build,
+    /// airflow.lambda_functions) to a folder: the Dockerfile, buildspec, install script,
+    /// requirements, plugins and the tracked Lambda operator's provider.
     ImageContext(image_context::Args),
     /// Work with the stack's DAG bundle.
     #[command(subcommand)]

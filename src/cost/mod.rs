@@ -40,7 +40,8 @@ pub struct Assumptions {
     pub image_gb: f64,
     /// Minutes of one image build (pull the base, apt-get, pip install, push).
     pub build_minutes: f64,
-    /// Image builds a month (deploys that change `airflow.build`).
+    /// Image builds a month (deploys that change the image's build context: `airflow.build`,
+    /// or the provider of `airflow.lambda_functions` after an upgrade of airflow-stack).
     pub builds_per_month: f64,
 }
 
@@ -607,7 +608,7 @@ fn fixed_lines(r: &Resources, tasks: &[FargateTask], p: &Prices) -> Result<Vec<L
     .collect())
 }
 
-/// The image built in the account (`airflow.build`): ECR storage of the kept images
+/// The image built in the account (`airflow.build`, `airflow.lambda_functions`): ECR storage of the kept images
 /// (always, paused too) and CodeBuild minutes for the builds a month (only while the
 /// stack is in use: a paused stack is not redeployed).
 fn image_build_lines(r: &Resources, p: &Prices) -> Result<Vec<Line>, CostError> {
@@ -640,7 +641,7 @@ fn image_build_lines(r: &Resources, p: &Prices) -> Result<Vec<Line>, CostError> 
         Line {
             item: "CodeBuild".into(),
             detail: format!(
-                "${per_build:.3} per build ({} min on {compute}, assumed) x {} builds a month (assumed; an unchanged airflow.build builds nothing)",
+                "${per_build:.3} per build ({} min on {compute}, assumed) x {} builds a month (assumed; an unchanged build context builds nothing)",
                 ASSUMPTIONS.build_minutes, ASSUMPTIONS.builds_per_month
             ),
             always_on: per_build * ASSUMPTIONS.builds_per_month,

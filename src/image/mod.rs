@@ -1,6 +1,8 @@
-//! The image built in the account (`airflow.build`): the Dockerfile, the buildspec
-//! and the install script rendered from the minijinja templates in `templates/image/`
-//! (compiled into the binary), and the build context zip CodeBuild reads from S3.
+//! The image built in the account (`airflow.build`, and `airflow.lambda_functions`,
+//! which needs the tracked Lambda operator's provider in the image): the Dockerfile,
+//! the buildspec and the install script rendered from the minijinja templates in
+//! `templates/image/` (compiled into the binary), the provider's source ([`provider`]),
+//! and the build context zip CodeBuild reads from S3.
 //!
 //! The zip is reproducible (sorted entries, a fixed timestamp and fixed modes, the way
 //! lambdas/build.sh zips the Lambdas), and its SHA-256 is the image tag and the asset
@@ -14,6 +16,8 @@ use minijinja::{context, AutoEscape, Environment};
 use sha2::{Digest, Sha256};
 
 use crate::spec::{BuildInputs, ImageBuild, Spec};
+
+pub mod provider;
 
 const DOCKERFILE_TEMPLATE: &str = include_str!("../../templates/image/Dockerfile.j2");
 const BUILDSPEC_TEMPLATE: &str = include_str!("../../templates/image/buildspec.yml.j2");
@@ -39,7 +43,7 @@ pub struct ContextFile {
     pub mode: u32,
 }
 
-/// The build context of a stack with `airflow.build`.
+/// The build context of a stack that builds its image.
 #[derive(Clone, Debug)]
 pub struct BuildContext {
     /// Every file, in zip order.
@@ -65,17 +69,33 @@ impl BuildContext {
     }
 }
 
-/// The build context of `spec`, or `None` without `airflow.build`.
+/// The build context of `spec`, or `None` when it builds no image (neither
+/// `airflow.build` nor `airflow.lambda_functions`). A stack file with
+/// `lambda_functions` and no `build` builds the base image with the provider and nothing
+/// else of its own.
 ///
 /// Panics when the spec has `airflow.build` but no inputs: [`crate::spec::load`] and
 /// [`crate::spec::parse`] always read them, so that is a programming error.
 pub fn context(spec: &Spec) -> Option<BuildContext> {
-    let build = spec.airflow.build.as_ref()?;
-    let inputs = spec
-        .build_inputs
-        .as_ref()
-        .expect("spec::parse reads the inputs of airflow.build");
+    if !spec.builds_image() {
+        return None;
+    }
+    let none = (ImageBuild::default(), BuildInputs::default());
+    let (build, inputs) = match &spec.airflow.build {
+        Some(build) => (
+            build,
+            spec.build_inputs
+                .as_ref()
+                .expect("spec::parse reads the inputs of airflow.build"),
+        ),
+        None => (&none.0, &none.1),
+    };
     Some(assemble(spec, build, inputs))
+}
+
+/// Whether the image gets the tracked Lambda operator's provider.
+fn has_provider(spec: &Spec) -> bool {
+    !spec.airflow.lambda_functions.is_empty()
 }
 
 fn assemble(spec: &Spec, build: &ImageBuild, inputs: &BuildInputs) -> BuildContext {
@@ -83,9 +103,24 @@ fn assemble(spec: &Spec, build: &ImageBuild, inputs: &BuildInputs) -> BuildConte
         text_file(DOCKERFILE, dockerfile(spec, build, inputs), 0o644),
         text_file(BUILDSPEC, buildspec(build), 0o644),
     ];
+    if inputs.requirements.is_some() || has_provider(spec) {
+        files.push(text_file(
+            INSTALL_SCRIPT,
+            install_script(spec, inputs),
+            0o755,
+        ));
+    }
     if let Some(requirements) = &inputs.requirements {
-        files.push(text_file(INSTALL_SCRIPT, install_script(spec), 0o755));
         files.push(text_file(REQUIREMENTS, requirements.clone(), 0o644));
+    }
+    if has_provider(spec) {
+        files.extend(provider::FILES.iter().map(|(path, text)| {
+            text_file(
+                &format!("{}/{path}", provider::DIR),
+                text.to_string(),
+                0o644,
+            )
+        }));
     }
     files.extend(inputs.plugins.iter().map(|p| ContextFile {
         path: format!("plugins/{}", p.path),
@@ -130,6 +165,7 @@ pub fn dockerfile(spec: &Spec, build: &ImageBuild, inputs: &BuildInputs) -> Stri
             unpinned_os_packages => os_packages.iter().any(|p| !p.contains('=')),
             os_packages => os_packages,
             requirements => inputs.requirements.is_some(),
+            provider => has_provider(spec).then_some(provider::DIR),
             plugins => !inputs.plugins.is_empty(),
         },
     )
@@ -143,11 +179,16 @@ pub fn buildspec(build: &ImageBuild) -> String {
     )
 }
 
-/// The script that installs the requirements, in the image and in the e2e run.
-pub fn install_script(spec: &Spec) -> String {
+/// The script that installs the requirements and the provider, in the image and in the
+/// e2e run.
+pub fn install_script(spec: &Spec, inputs: &BuildInputs) -> String {
     render(
         INSTALL_TEMPLATE,
-        context! { airflow_version => spec.airflow.version },
+        context! {
+            airflow_version => spec.airflow.version,
+            requirements => inputs.requirements.is_some(),
+            provider => has_provider(spec).then_some(provider::DIR),
+        },
     )
 }
 

@@ -85,3 +85,55 @@ fn the_base_is_the_stack_files_image_when_set() {
         "{dockerfile}"
     );
 }
+
+fn spec_text(text: &str) -> Spec {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/image");
+    crate::spec::parse(text, &dir.join("stack.yaml")).unwrap()
+}
+
+#[test]
+fn lambda_functions_alone_build_the_base_image_with_the_provider() {
+    let spec = spec_text("name: built\nregion: eu-west-1\nairflow:\n  lambda_functions: [load]\n");
+    let ctx = context(&spec).expect("lambda_functions turn the build on");
+    let paths: Vec<&str> = ctx.files.iter().map(|f| f.path.as_str()).collect();
+    assert!(paths.contains(&INSTALL_SCRIPT), "{paths:?}");
+    assert!(!paths.contains(&REQUIREMENTS), "{paths:?}");
+    for (path, text) in provider::FILES {
+        let full = format!("{}/{path}", provider::DIR);
+        assert_eq!(ctx.text(&full), Some(*text), "{full}");
+    }
+    let script = ctx.text(INSTALL_SCRIPT).unwrap();
+    assert!(!script.contains("requirements=\"$1\""), "{script}");
+    assert!(
+        script.ends_with(
+            "pip install --no-cache-dir --constraint \"$constraints\" \"apache-airflow==${airflow_version}\" \"$here/providers/airflow-stack-lambda\"\n"
+        ),
+        "{script}"
+    );
+    let dockerfile = ctx.text(DOCKERFILE).unwrap();
+    assert!(dockerfile.contains("COPY --chown=50000:0 providers/airflow-stack-lambda/ /opt/airflow-stack/providers/airflow-stack-lambda/\n"), "{dockerfile}");
+    assert!(
+        dockerfile.ends_with("RUN bash /opt/airflow-stack/install-requirements.sh\n"),
+        "{dockerfile}"
+    );
+    // Without the list, no build at all.
+    assert!(context(&spec_text("name: built\nregion: eu-west-1\n")).is_none());
+}
+
+#[test]
+fn with_requirements_the_provider_is_installed_in_the_same_pip_call() {
+    let spec = spec_text("name: built\nregion: eu-west-1\nairflow:\n  lambda_functions: [load]\n  build:\n    requirements: requirements.txt\n");
+    let ctx = context(&spec).unwrap();
+    let script = ctx.text(INSTALL_SCRIPT).unwrap();
+    assert!(script.contains("requirements=\"$1\"\n"), "{script}");
+    assert!(
+        script
+            .contains("--requirement \"$requirements\" \"$here/providers/airflow-stack-lambda\"\n"),
+        "{script}"
+    );
+    let without = context(&spec_with("    requirements: requirements.txt\n")).unwrap();
+    assert_ne!(
+        ctx.sha256, without.sha256,
+        "the provider is part of the tag"
+    );
+}

@@ -24,8 +24,8 @@ pub use build_inputs::{BuildInputs, PluginFile, MAX_PLUGIN_BYTES, MAX_PLUGIN_FIL
 pub use source::{Pos, Positions, MAX_FILE_BYTES};
 pub use types::*;
 pub use values::{
-    OsPackage, PostgresVersion, Region, ScheduleExpression, SecretArn, SecretPrefix, StackName,
-    SubnetId, VpcCidr, VpcId,
+    LambdaArn, LambdaFunctionRef, LogGroupName, OsPackage, PostgresVersion, Region,
+    ScheduleExpression, SecretArn, SecretPrefix, StackName, SubnetId, VpcCidr, VpcId,
 };
 
 /// Environment variables the stack itself sets: `airflow.extra_env` may not override
@@ -311,6 +311,13 @@ impl Spec {
             .image
             .clone()
             .unwrap_or_else(|| format!("apache/airflow:{}-python3.12", self.airflow.version))
+    }
+
+    /// Whether the stack builds its Airflow image in the account: with `airflow.build`,
+    /// and with `airflow.lambda_functions`, whose operator's provider must be in the
+    /// image.
+    pub fn builds_image(&self) -> bool {
+        self.airflow.build.is_some() || !self.airflow.lambda_functions.is_empty()
     }
 
     /// Whether the stack runs the scaler Lambda (autoscaling, failed-run alerts or

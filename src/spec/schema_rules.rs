@@ -6,6 +6,7 @@
 use schemars::{json_schema, Schema, SchemaGenerator};
 
 use super::validate::{MAX_ENV_TOTAL, MAX_ENV_VALUE, MAX_SUBNETS, MAX_USER_TAGS, SECRET_WORDS};
+use super::values::{LAMBDA_NAME_PATTERN, LAMBDA_QUALIFIER_PATTERN};
 use super::{MANAGED_ENV, SIMPLE_AUTH_MANAGED_ENV};
 
 /// `tags`: at most [`MAX_USER_TAGS`], keys of 1-128 characters that are neither `aws:`
@@ -72,6 +73,46 @@ pub fn secrets_backend_components(_: &mut SchemaGenerator) -> Schema {
         "minItems": 1,
         "uniqueItems": true,
         "items": {"enum": ["api_server", "scheduler", "dag_processor", "triggerer", "worker"]}
+    })
+}
+
+/// `airflow.lambda_functions[]` given as a string: a function name or a function ARN,
+/// optionally with a qualifier (see [`super::LambdaFunctionRef`]).
+pub fn lambda_function_ref(_: &mut SchemaGenerator) -> Schema {
+    let name = LAMBDA_NAME_PATTERN;
+    let qualifier = LAMBDA_QUALIFIER_PATTERN;
+    let arn = format!(
+        "arn:aws(-[a-z]+)*:lambda:[a-z]{{2}}(-[a-z]+){{1,2}}-[0-9]+:[0-9]{{12}}:function:{name}(:{qualifier})?"
+    );
+    json_schema!({
+        "type": "string",
+        "pattern": format!("^({name}|{arn})$"),
+    })
+}
+
+/// `airflow.lambda_functions`: each entry a function (name or ARN), or a map of the
+/// function and its log group; distinct entries.
+pub fn lambda_functions(generator: &mut SchemaGenerator) -> Schema {
+    let function = generator.subschema_for::<super::LambdaFunctionRef>();
+    let log_group = generator.subschema_for::<super::LogGroupName>();
+    json_schema!({
+        "type": "array",
+        "uniqueItems": true,
+        "items": {
+            "anyOf": [
+                function.clone(),
+                {
+                    "type": "object",
+                    "properties": {
+                        "function": function,
+                        "log_group": log_group,
+                    },
+                    "required": ["function"],
+                    "additionalProperties": false,
+                    "description": "A function whose logs go to a log group of its own (LoggingConfig.LogGroup); without log_group, /aws/lambda/<name>."
+                }
+            ]
+        }
     })
 }
 

@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use super::access::Access;
 use super::build_inputs::BuildInputs;
 use super::values::{
-    OsPackage, PostgresVersion, Region, ScheduleExpression, SecretArn, SecretPrefix, StackName,
-    SubnetId, VpcCidr, VpcId,
+    LambdaFunctionRef, LogGroupName, OsPackage, PostgresVersion, Region, ScheduleExpression,
+    SecretArn, SecretPrefix, StackName, SubnetId, VpcCidr, VpcId,
 };
 
 use schemars::JsonSchema;
@@ -145,11 +145,199 @@ pub struct Airflow {
     /// base is `image` when set, else the official image of `version`. Empty (the
     /// default): no build.
     pub build: Option<ImageBuild>,
+    /// Lambda functions DAGs may invoke with the tracked Lambda operator
+    /// (`TrackedLambdaInvokeOperator`, providers/airflow-stack-lambda): each a function
+    /// name (in the stack's account and region), a function ARN (optionally ending in a
+    /// version or alias), or `{function: <name or ARN>, log_group: <name>}` for a
+    /// function that logs to a log group of its own. The workers' task role may invoke
+    /// them, read their configuration and search their log groups
+    /// (`logs:FilterLogEvents`); the triggerer's may only search the log groups. A
+    /// non-empty list also builds the image in the account (as `build` does) with the
+    /// provider installed. Empty (the default): nothing.
+    #[schemars(schema_with = "super::schema_rules::lambda_functions")]
+    pub lambda_functions: Vec<LambdaFunction>,
+}
+
+/// One entry of `airflow.lambda_functions`: a function and the log group it writes to.
+/// Written as a plain string (the function; its log group is `/aws/lambda/<name>`) or a
+/// map `{function: ..., log_group: ...}`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LambdaFunction {
+    /// The function: a name or an ARN.
+    pub function: LambdaFunctionRef,
+    /// Its log group, when not Lambda's default `/aws/lambda/<name>`.
+    pub log_group: Option<LogGroupName>,
+}
+
+impl LambdaFunction {
+    /// The log group the function writes to: the one named, else `/aws/lambda/<name>`.
+    pub fn log_group_name(&self) -> String {
+        match &self.log_group {
+            Some(group) => group.as_str().to_string(),
+            None => format!("/aws/lambda/{}", self.function.name()),
+        }
+    }
+
+    /// What `lambda:InvokeFunction` and `lambda:GetFunctionConfiguration` are granted
+    /// on: the function and every version and alias of it (`<arn>`, `<arn>:*`; Lambda
+    /// authorizes a call with a `Qualifier` on the qualified ARN), or, for an ARN that
+    /// names a version or alias, that one alone.
+    pub fn function_arns(&self) -> Vec<GrantArn> {
+        let f = &self.function;
+        match f.arn() {
+            Some(at) if at.qualifier.is_some() => vec![GrantArn::Full(f.as_str().to_string())],
+            Some(_) => vec![
+                GrantArn::Full(f.as_str().to_string()),
+                GrantArn::Full(format!("{}:*", f.as_str())),
+            ],
+            None => {
+                let own = |resource: String| GrantArn::Own {
+                    service: "lambda",
+                    resource,
+                };
+                vec![
+                    own(format!("function:{}", f.name())),
+                    own(format!("function:{}:*", f.name())),
+                ]
+            }
+        }
+    }
+
+    /// What `logs:FilterLogEvents` is granted on: the log group's ARN, in the function's
+    /// partition, region and account, in both forms IAM documents for a log group
+    /// (`...:log-group:<name>`, and `...:log-group:<name>:*`, which CloudWatch Logs'
+    /// user guide says to use in policies).
+    pub fn log_group_arns(&self) -> Vec<GrantArn> {
+        let group = self.log_group_name();
+        let forms = [format!("log-group:{group}"), format!("log-group:{group}:*")];
+        match self.function.arn() {
+            Some(at) => forms
+                .into_iter()
+                .map(|resource| {
+                    GrantArn::Full(format!(
+                        "arn:{}:logs:{}:{}:{resource}",
+                        at.partition, at.region, at.account
+                    ))
+                })
+                .collect(),
+            None => forms
+                .into_iter()
+                .map(|resource| GrantArn::Own {
+                    service: "logs",
+                    resource,
+                })
+                .collect(),
+        }
+    }
+}
+
+impl Airflow {
+    /// What the workers may invoke and read the configuration of, for every function of
+    /// `lambda_functions`, each ARN once, in the stack file's order.
+    pub fn lambda_function_arns(&self) -> Vec<GrantArn> {
+        distinct(
+            self.lambda_functions
+                .iter()
+                .flat_map(LambdaFunction::function_arns),
+        )
+    }
+
+    /// The log groups the workers and the triggerer may search, each ARN once (functions
+    /// may share a log group), in the stack file's order.
+    pub fn lambda_log_group_arns(&self) -> Vec<GrantArn> {
+        distinct(
+            self.lambda_functions
+                .iter()
+                .flat_map(LambdaFunction::log_group_arns),
+        )
+    }
+}
+
+fn distinct(arns: impl Iterator<Item = GrantArn>) -> Vec<GrantArn> {
+    let mut out: Vec<GrantArn> = Vec::new();
+    for arn in arns {
+        if !out.contains(&arn) {
+            out.push(arn);
+        }
+    }
+    out
+}
+
+/// An ARN an IAM grant names: one in the stack's own partition, region and account
+/// (written with the template's pseudo parameters), or a full ARN as given.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum GrantArn {
+    /// `arn:<partition>:<service>:<region>:<account>:<resource>` of the stack.
+    Own {
+        /// The ARN's service, e.g. `lambda`.
+        service: &'static str,
+        /// What follows the account, e.g. `function:load-orders`.
+        resource: String,
+    },
+    /// A full ARN.
+    Full(String),
+}
+
+impl GrantArn {
+    /// The ARN's length once deployed in `region`, as IAM counts a policy's size (the
+    /// stack's partition counted as `aws`, its account as the 12 digits every account
+    /// has).
+    pub fn deployed_len(&self, region: &str) -> usize {
+        match self {
+            GrantArn::Own { service, resource } => {
+                "arn:aws:".len() + service.len() + 1 + region.len() + 1 + 12 + 1 + resource.len()
+            }
+            GrantArn::Full(arn) => arn.len(),
+        }
+    }
+}
+
+/// The map form of a [`LambdaFunction`].
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LambdaFunctionMap {
+    function: LambdaFunctionRef,
+    log_group: Option<LogGroupName>,
+}
+
+impl<'de> Deserialize<'de> for LambdaFunction {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde::de::{self, MapAccess, Visitor};
+
+        struct Entry;
+
+        impl<'de> Visitor<'de> for Entry {
+            type Value = LambdaFunction;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a Lambda function name or ARN, or a map {function: <name or ARN>, log_group: <log group name>}")
+            }
+
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<LambdaFunction, E> {
+                Ok(LambdaFunction {
+                    function: v.parse().map_err(E::custom)?,
+                    log_group: None,
+                })
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<LambdaFunction, A::Error> {
+                // Through the map's own accessor, so a field's error names its path
+                // (`airflow.lambda_functions[2].function`).
+                let m = LambdaFunctionMap::deserialize(de::value::MapAccessDeserializer::new(map))?;
+                Ok(LambdaFunction {
+                    function: m.function,
+                    log_group: m.log_group,
+                })
+            }
+        }
+
+        deserializer.deserialize_any(Entry)
+    }
 }
 
 /// `airflow.build`: what goes into the image built in the account. Paths are relative
 /// to the stack file's folder.
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ImageBuild {
     /// A pip requirements file (one requirement per line; `-r`/`-c` includes are
@@ -266,6 +454,7 @@ impl Default for Airflow {
             secret_env: BTreeMap::new(),
             secrets_backend: None,
             build: None,
+            lambda_functions: Vec::new(),
         }
     }
 }

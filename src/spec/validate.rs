@@ -178,6 +178,7 @@ fn check_airflow(spec: &Spec, p: &mut Problems) {
     }
     check_secret_env(spec, p);
     check_secrets_backend(spec, p);
+    check_lambda_functions(spec, p);
     let total: usize = a.extra_env.iter().map(|(k, v)| k.len() + v.len()).sum();
     if total > MAX_ENV_TOTAL {
         problem(
@@ -186,6 +187,68 @@ fn check_airflow(spec: &Spec, p: &mut Problems) {
             format!("{total} characters of names and values: at most {MAX_ENV_TOTAL} fit beside the stack's own settings in a task definition (at most 64 KiB)"),
         );
     }
+}
+
+/// IAM's limit on the inline policies of one role, all together: 10,240 characters,
+/// not counting white space ("IAM and AWS STS quotas": role policy size).
+pub const ROLE_POLICY_CHARACTERS: usize = 10_240;
+
+/// How much of [`ROLE_POLICY_CHARACTERS`] the workers' grants for
+/// `airflow.lambda_functions` may take. The rest is for the workers' own statements (the
+/// bucket, the secrets backend, task protection, a customer-managed key's use), which
+/// take under 2,500 characters with everything on (`tests/lambda_functions.rs` deploys
+/// a list at this limit with everything on and checks the role's size).
+pub const MAX_LAMBDA_GRANT_CHARACTERS: usize = 7_000;
+
+/// `airflow.lambda_functions`: each function once, and the workers' grants within what
+/// one role's policy may hold.
+fn check_lambda_functions(spec: &Spec, p: &mut Problems) {
+    let list = &spec.airflow.lambda_functions;
+    for (i, entry) in list.iter().enumerate() {
+        if let Some(first) = list[..i].iter().position(|e| e.function == entry.function) {
+            problem(
+                p,
+                &format!("airflow.lambda_functions[{i}]"),
+                format!(
+                    "{:?} is listed twice (also airflow.lambda_functions[{first}]); name each function once",
+                    entry.function.as_str()
+                ),
+            );
+        }
+    }
+    let size = lambda_grant_characters(spec);
+    if size > MAX_LAMBDA_GRANT_CHARACTERS {
+        problem(
+            p,
+            "airflow.lambda_functions",
+            format!(
+                "{} functions would take about {size} characters of the workers' IAM policy; at most {MAX_LAMBDA_GRANT_CHARACTERS} fit beside the stack's own statements (IAM allows {ROLE_POLICY_CHARACTERS} per role): name fewer functions, or shorter log groups",
+                list.len()
+            ),
+        );
+    }
+}
+
+/// The characters the workers' two statements for `airflow.lambda_functions` take in
+/// the deployed policy, as IAM counts them (no white space): each resource with its
+/// quotes and comma, plus each statement's effect and actions.
+pub fn lambda_grant_characters(spec: &Spec) -> usize {
+    let list = &spec.airflow.lambda_functions;
+    if list.is_empty() {
+        return 0;
+    }
+    let region = spec.region.as_str();
+    let a = &spec.airflow;
+    let resources: usize = a
+        .lambda_function_arns()
+        .into_iter()
+        .chain(a.lambda_log_group_arns())
+        .map(|arn| arn.deployed_len(region) + 3)
+        .sum();
+    // {"Effect":"Allow","Action":[...],"Resource":[...]}, twice.
+    let invoke = r#"{"Effect":"Allow","Action":["lambda:InvokeFunction","lambda:GetFunctionConfiguration"],"Resource":[]},"#;
+    let filter = r#"{"Effect":"Allow","Action":["logs:FilterLogEvents"],"Resource":[]},"#;
+    resources + invoke.len() + filter.len()
 }
 
 /// `airflow.secret_env`: names the stack leaves free, full secret ARNs, distinct

@@ -379,6 +379,167 @@ impl JsonSchema for ScheduleExpression {
     }
 }
 
+/// The characters of a Lambda function name: letters, digits, `-` and `_`, 1 to 64
+/// (Lambda API reference, "CreateFunction": `FunctionName`).
+pub const LAMBDA_NAME_PATTERN: &str = "[A-Za-z0-9_-]{1,64}";
+
+/// A version or alias qualifier: `$LATEST`, a version number or an alias name, 1 to 128
+/// letters, digits, `-` and `_` ("Invoke": `Qualifier`).
+pub const LAMBDA_QUALIFIER_PATTERN: &str = "(\\$LATEST|[A-Za-z0-9_-]{1,128})";
+
+/// A function ARN's partition, region, account and qualifier: what a function given as
+/// an ARN says beyond its name.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct LambdaArn {
+    /// `aws`, `aws-cn`, `aws-us-gov`, ...
+    pub partition: String,
+    /// The function's region.
+    pub region: String,
+    /// The function's account (12 digits).
+    pub account: String,
+    /// The version or alias the ARN ends in, if any.
+    pub qualifier: Option<String>,
+}
+
+/// A function of `airflow.lambda_functions`: its name (in the stack's own account and
+/// region), or its ARN `arn:<partition>:lambda:<region>:<account>:function:<name>`,
+/// optionally with `:<version or alias>`, which limits the grant to that version or
+/// alias. Nothing else: the value is written into IAM resource ARNs, where `*` or `?`
+/// would be wildcards.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Deserialize)]
+#[serde(try_from = "String")]
+pub struct LambdaFunctionRef {
+    text: String,
+    name: String,
+    arn: Option<LambdaArn>,
+}
+
+impl LambdaFunctionRef {
+    /// The value as written.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    /// The function's name (without a qualifier).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Where the function is, when it was given as an ARN (`None`: a name, in the
+    /// stack's account and region).
+    pub fn arn(&self) -> Option<&LambdaArn> {
+        self.arn.as_ref()
+    }
+}
+
+fn is_lambda_name(s: &str) -> bool {
+    (1..=64).contains(&s.len())
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+fn is_lambda_qualifier(s: &str) -> bool {
+    s == "$LATEST"
+        || ((1..=128).contains(&s.len())
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'))
+}
+
+fn is_partition(s: &str) -> bool {
+    s.strip_prefix("aws").is_some_and(|rest| {
+        rest.is_empty()
+            || rest.strip_prefix('-').is_some_and(|parts| {
+                parts
+                    .split('-')
+                    .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_lowercase()))
+            })
+    })
+}
+
+impl FromStr for LambdaFunctionRef {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let parsed = if let Some(rest) = s.strip_prefix("arn:") {
+            let parts: Vec<&str> = rest.split(':').collect();
+            match parts.as_slice() {
+                [partition, "lambda", region, account, "function", name, qualifier @ ..]
+                    if is_partition(partition)
+                        && super::validate::is_region(region)
+                        && account.len() == 12
+                        && account.bytes().all(|b| b.is_ascii_digit())
+                        && is_lambda_name(name)
+                        && qualifier.len() <= 1
+                        && qualifier.iter().all(|q| is_lambda_qualifier(q)) =>
+                {
+                    Some(LambdaFunctionRef {
+                        text: s.to_string(),
+                        name: name.to_string(),
+                        arn: Some(LambdaArn {
+                            partition: partition.to_string(),
+                            region: region.to_string(),
+                            account: account.to_string(),
+                            qualifier: qualifier.first().map(|q| q.to_string()),
+                        }),
+                    })
+                }
+                _ => None,
+            }
+        } else {
+            is_lambda_name(s).then(|| LambdaFunctionRef {
+                text: s.to_string(),
+                name: s.to_string(),
+                arn: None,
+            })
+        };
+        parsed.ok_or_else(|| {
+            format!("{s:?} is neither a Lambda function name (1-64 letters, digits, - and _, e.g. load-orders) nor a function ARN such as arn:aws:lambda:eu-west-1:123456789012:function:load-orders, optionally ending in :<version or alias> (arn:aws:lambda:eu-west-1:123456789012:function:load-orders:live)")
+        })
+    }
+}
+
+impl TryFrom<String> for LambdaFunctionRef {
+    type Error = String;
+
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+
+impl fmt::Display for LambdaFunctionRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+impl JsonSchema for LambdaFunctionRef {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "LambdaFunctionRef".into()
+    }
+
+    fn json_schema(generator: &mut SchemaGenerator) -> Schema {
+        super::schema_rules::lambda_function_ref(generator)
+    }
+}
+
+checked_text!(
+    /// A CloudWatch Logs log group name for `airflow.lambda_functions[].log_group`: 1 to
+    /// 512 letters, digits and `.`, `-`, `_`, `/`, `#` (CloudWatch Logs API reference,
+    /// "CreateLogGroup": `logGroupName`). No `*` or `?`: the name is written into an IAM
+    /// resource ARN, where those would be wildcards.
+    LogGroupName,
+    pattern: "^[.\\-_/#A-Za-z0-9]{1,512}$",
+    check: |g| {
+        let ok = (1..=512).contains(&g.len())
+            && g.chars().all(|c| c.is_ascii_alphanumeric() || ".-_/#".contains(c));
+        if ok {
+            Ok(())
+        } else {
+            Err(format!("{g:?} is not a log group name: 1-512 letters, digits and . - _ / #, e.g. /aws/lambda/load-orders or /team/functions"))
+        }
+    }
+);
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -446,6 +607,64 @@ mod tests {
             "smtp-AbCdEf",
         ] {
             assert!(bad.parse::<SecretArn>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_lambda_function_is_a_name_or_a_function_arn() {
+        let name: LambdaFunctionRef = "load_orders-2".parse().unwrap();
+        assert_eq!((name.name(), name.arn()), ("load_orders-2", None));
+        let arn: LambdaFunctionRef =
+            "arn:aws-us-gov:lambda:us-gov-west-1:123456789012:function:f:live"
+                .parse()
+                .unwrap();
+        let at = arn.arn().unwrap();
+        assert_eq!(arn.name(), "f");
+        assert_eq!(
+            (
+                at.partition.as_str(),
+                at.region.as_str(),
+                at.account.as_str()
+            ),
+            ("aws-us-gov", "us-gov-west-1", "123456789012")
+        );
+        assert_eq!(at.qualifier.as_deref(), Some("live"));
+        for ok in [
+            "arn:aws:lambda:eu-west-1:123456789012:function:f",
+            "arn:aws:lambda:eu-west-1:123456789012:function:f:$LATEST",
+            "arn:aws:lambda:eu-west-1:123456789012:function:f:7",
+            "arn:aws-cn:lambda:cn-north-1:123456789012:function:f",
+            &"a".repeat(64),
+        ] {
+            assert!(ok.parse::<LambdaFunctionRef>().is_ok(), "{ok}");
+        }
+        for bad in [
+            "",
+            "load.orders",
+            "load*",
+            &"a".repeat(65),
+            "arn:aws:lambda:eu-west-1:123456789012:function:",
+            "arn:aws:lambda:eu-west-1:12345:function:f",
+            "arn:aws:lambda:eu-west-1:123456789012:layer:f",
+            "arn:aws:s3:eu-west-1:123456789012:function:f",
+            "arn:aws:lambda:moon:123456789012:function:f",
+            "arn:azure:lambda:eu-west-1:123456789012:function:f",
+            "arn:aws:lambda:eu-west-1:123456789012:function:f:a:b",
+            "arn:aws:lambda:eu-west-1:123456789012:function:f:*",
+            "arn:aws:lambda:eu-west-1:123456789012:function:f:",
+            "123456789012:function:f",
+        ] {
+            assert!(bad.parse::<LambdaFunctionRef>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_log_group_name_takes_cloudwatchs_characters() {
+        for ok in ["/aws/lambda/f", "team.logs#1", "a", &"a".repeat(512)] {
+            assert!(ok.parse::<LogGroupName>().is_ok(), "{ok}");
+        }
+        for bad in ["", "/aws/lambda/*", "a b", "a:b", &"a".repeat(513)] {
+            assert!(bad.parse::<LogGroupName>().is_err(), "{bad}");
         }
     }
 }

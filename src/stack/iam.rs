@@ -12,7 +12,7 @@ use super::storage::Bucket;
 use crate::cfn::l1::iam::Role;
 use crate::cfn::l1::Statement;
 use crate::cfn::{Expr, Handle};
-use crate::spec::{Packing, Spec};
+use crate::spec::{GrantArn, Packing, Spec};
 
 /// The roles, by use.
 pub struct Roles {
@@ -58,8 +58,11 @@ pub fn add(
             if c == Component::ApiServer {
                 statements.extend(api_server.iter().cloned());
             }
-            let backend = secrets_backend_statement(spec, &[c]);
-            let role = task_role(s, c.id(), c.description(), statements, backend);
+            let own_keys = secrets_backend_statement(spec, &[c])
+                .into_iter()
+                .chain(lambda_statements(spec, &[c]))
+                .collect();
+            let role = task_role(s, c.id(), c.description(), statements, own_keys);
             (c, role)
         })
         .collect();
@@ -77,13 +80,16 @@ pub fn add(
             .into_iter()
             .filter(|c| c.packable())
             .collect();
-        let backend = secrets_backend_statement(spec, &packed);
+        let own_keys = secrets_backend_statement(spec, &packed)
+            .into_iter()
+            .chain(lambda_statements(spec, &packed))
+            .collect();
         task_role(
             s,
             CORE_ID,
             "core (api-server, scheduler, dag-processor, triggerer)",
             statements,
-            backend,
+            own_keys,
         )
     });
     Roles {
@@ -95,18 +101,20 @@ pub fn add(
 
 /// A task role `<id>TaskRole` with these statements (the bucket access, and for
 /// workers with autoscaling their own task protection) and the key use they imply, plus
-/// the secrets backend's statement, which implies none (the user's secrets are under the
-/// user's keys, as for `airflow.secret_env`).
+/// `own_keys`, statements on the user's resources that imply none: the secrets
+/// backend's (the user's secrets are under the user's keys, as for
+/// `airflow.secret_env`) and `airflow.lambda_functions`' (the functions and their log
+/// groups are the user's).
 fn task_role(
     s: &mut Scope,
     id: &str,
     what: &str,
     statements: Vec<Statement>,
-    secrets_backend: Option<Statement>,
+    own_keys: Vec<Statement>,
 ) -> Handle<Role> {
     let statements = with_key_use(s, statements)
         .into_iter()
-        .chain(secrets_backend)
+        .chain(own_keys)
         .collect();
     let role = service_role::role(
         ServiceRole {
@@ -131,6 +139,56 @@ fn secrets_backend_statement(spec: &Spec, components: &[Component]) -> Option<St
         .any(|c| super::airflow_config::reads_secrets_backend(spec, *c));
     let arns = super::airflow_config::secrets_backend_arns(spec);
     (reads && !arns.is_empty()).then(|| Statement::allow(&["secretsmanager:GetSecretValue"], arns))
+}
+
+/// What the tracked Lambda operator (providers/airflow-stack-lambda) calls for the
+/// functions of `airflow.lambda_functions`, for a task that runs one of `components`:
+///
+/// - a worker runs the operator: `lambda:InvokeFunction` (Invoke, with or without a
+///   `Qualifier`) and `lambda:GetFunctionConfiguration` on the functions, and
+///   `logs:FilterLogEvents` on their log groups (a task with `deferrable=False` follows
+///   the function's log lines on the worker). GetFunctionConfiguration is the one grant
+///   beyond invoking and following, and a read: the operator needs the function's
+///   `Timeout` (when to give up on an invocation that never ends) and
+///   `LoggingConfig.LogGroup` (where its lines are). It calls it unless a DAG passes
+///   both (`function_timeout`, `log_group`), which the stack cannot know. It changes
+///   nothing and gives no code (that is `lambda:GetFunction`), but it does show the
+///   function's settings, its environment variables among them: secrets belong in
+///   Secrets Manager, not in a function's environment.
+/// - the triggerer runs the operator's trigger, which only follows the log lines:
+///   `logs:FilterLogEvents` on the log groups.
+///
+/// Any other component, and a task running neither, gets nothing. With `packing: core`
+/// the triggerer runs in the shared core task, whose role therefore gets the
+/// triggerer's statement.
+fn lambda_statements(spec: &Spec, components: &[Component]) -> Vec<Statement> {
+    let a = &spec.airflow;
+    if a.lambda_functions.is_empty() {
+        return Vec::new();
+    }
+    let mut statements = Vec::new();
+    if components.contains(&Component::Worker) {
+        statements.push(Statement::allow(
+            &["lambda:InvokeFunction", "lambda:GetFunctionConfiguration"],
+            a.lambda_function_arns().iter().map(grant_arn).collect(),
+        ));
+    }
+    if components.contains(&Component::Worker) || components.contains(&Component::Triggerer) {
+        statements.push(Statement::allow(
+            &["logs:FilterLogEvents"],
+            a.lambda_log_group_arns().iter().map(grant_arn).collect(),
+        ));
+    }
+    statements
+}
+
+/// An ARN of a grant: the stack's own partition, region and account as pseudo
+/// parameters, or the ARN as the stack file gives it.
+fn grant_arn(arn: &GrantArn) -> Expr {
+    match arn {
+        GrantArn::Own { service, resource } => Expr::arn(service, Expr::lit(resource.clone())),
+        GrantArn::Full(arn) => Expr::lit(arn.clone()),
+    }
 }
 
 /// What a worker needs to protect itself and read its drain tag (with autoscaling):

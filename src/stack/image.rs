@@ -1,6 +1,7 @@
-//! The Airflow image (`airflow.build`): without a build, the stack file's image (or the
-//! official one of its Airflow version) as a literal; with one, an image built in the
-//! account. The build context (src/image: Dockerfile, buildspec, requirements, plugins)
+//! The Airflow image (`airflow.build`, or `airflow.lambda_functions`, which needs the
+//! tracked Lambda operator's provider in it): without a build, the stack file's image
+//! (or the official one of its Airflow version) as a literal; with one, an image built
+//! in the account. The build context (src/image: Dockerfile, buildspec, requirements, plugins)
 //! is a content-hashed asset deploy uploads; a CodeBuild project builds it and pushes
 //! it to the stack's ECR repository under the context's SHA-256; `Custom::ImageBuild`
 //! (lambdas/image-build) starts that build only when ECR lacks the tag, waits for it
@@ -51,7 +52,17 @@ pub struct AirflowImage {
     pub pull_statements: Vec<Statement>,
 }
 
-/// Adds the image build when `airflow.build` asks for one.
+/// What the build is for, in descriptions: `airflow.build`, or the provider alone.
+fn what_for(s: &Scope) -> &'static str {
+    if s.spec.airflow.build.is_some() {
+        "airflow.build"
+    } else {
+        "airflow.lambda_functions (the tracked Lambda operator's provider)"
+    }
+}
+
+/// Adds the image build when `airflow.build` asks for one, or `airflow.lambda_functions`
+/// needs the tracked Lambda operator's provider in the image.
 pub fn add(s: &mut Scope) -> AirflowImage {
     let Some(context) = crate::image::context(s.spec) else {
         return AirflowImage {
@@ -90,11 +101,11 @@ pub fn add(s: &mut Scope) -> AirflowImage {
             .with_properties(properties.to_properties()),
     );
     let uri = build.data(IMAGE_URI_ATTRIBUTE);
-    s.t.output(
-        "AirflowImageUri",
-        "The Airflow image built in the account (airflow.build), tagged by the SHA-256 of its build context",
-        uri.clone(),
+    let description = format!(
+        "The Airflow image built in the account ({}), tagged by the SHA-256 of its build context",
+        what_for(s)
     );
+    s.t.output("AirflowImageUri", &description, uri.clone());
     AirflowImage {
         uri,
         pull_statements: pull_statements(s, &repository),
@@ -175,8 +186,9 @@ fn add_project(
         "ImageBuildProject",
         Project {
             description: Some(Expr::lit(format!(
-                "airflow-stack {}: builds the Airflow image from airflow.build",
-                s.spec.name
+                "airflow-stack {}: builds the Airflow image from {}",
+                s.spec.name,
+                what_for(s)
             ))),
             source: Some(Source {
                 r#type: Some(Expr::lit("S3")),
@@ -279,7 +291,10 @@ fn add_project_role(
     let role = service_role::role(
         ServiceRole {
             service: "codebuild.amazonaws.com",
-            description: "Builds the Airflow image from airflow.build and pushes it to the stack's repository".into(),
+            description: format!(
+                "Builds the Airflow image from {} and pushes it to the stack's repository",
+                what_for(s)
+            ),
             policy_name: "build-airflow-image",
             statements,
         },
