@@ -20,6 +20,12 @@ It is as strict as AWS where a deploy or the end-to-end run depends on it:
 - CodeBuild (codebuild.py): builds run for a while, phase by phase, as their service
   role allows; they log to CloudWatch Logs, push their image to ECR, and end as a test
   decides (POST /_emulator/codebuild-next-build).
+- Lambda (run_lambda): a function's bootstrap runs as its role against a one-event
+  Runtime API; its output reaches its log group while it runs, each line stamped when it
+  was written, between Lambda's START and END/REPORT lines; a failed asynchronous
+  invocation is retried as Lambda does (the waits: AIRFLOW_STACK_EMULATOR_LAMBDA_RETRY_DELAYS,
+  default "60,120" seconds; none with MaximumRetryAttempts 0). FilterLogEvents interleaves
+  the streams and pages as AWS does (log_group_filter_log_events).
 - One-off ECS tasks (tasks.py): network paths, the task execution role, the image's
   database check and the schema model decide how a RunTask task ends; its output goes to
   its awslogs stream.
@@ -395,18 +401,23 @@ def _peak_rss_kb(pid: int) -> int:
 
 
 def lambda_report(inv: _Invocation, error_lines: list[str], peak_kb: int) -> None:
-    """The lines Lambda writes after an invocation, in its plain-text format: a timeout's
-    "<time> <request id> Task timed out after N.NN seconds", the runtime's error, then
-    `END RequestId: <id>` and the tab-separated REPORT line (Duration and Billed Duration
-    in ms, Memory Size, Max Memory Used in MB, and Init Duration on a cold start, which
-    every emulated invocation is), as shown in "Using CloudWatch Logs with Lambda" and the
-    runtimes' logging pages, e.g.
-    https://docs.aws.amazon.com/lambda/latest/dg/rust-logging.html,
-    https://docs.aws.amazon.com/lambda/latest/dg/python-logging.html and the REPORT line
-    fields of https://docs.aws.amazon.com/lambda/latest/dg/dotnet-logging.html (billed in
-    1 ms steps). A START line is written when the runtime takes the event
-    (_Invocation.start); one that never did still gets one, as Lambda logs START before
-    an init failure's error. Newer Lambda REPORT lines may add "Status: timeout" after a
+    """The lines Lambda writes after an invocation, in its plain-text format:
+    - after a timeout, "<UTC time, ms> <request id> Task timed out after N.NN seconds"
+      (the message as AWS's error responses have it; the whole line as real logs show it,
+      e.g. https://github.com/apex/up/issues/663 - the docs show no such line);
+    - the runtime's error (exit status, entrypoint), as the emulator reports it;
+    - `END RequestId: <id>` and the tab-separated REPORT line: Duration (the invoke phase,
+      ms, 2 decimals), Billed Duration (ms, rounded up; with the init, which custom
+      runtimes are billed for:
+      https://aws.amazon.com/blogs/compute/aws-lambda-standardizes-billing-for-init-phase/),
+      Memory Size, Max Memory Used (MB: the bootstrap's peak RSS, VmHWM; at least 1) and
+      Init Duration on a cold start, which every emulated invocation is. The fields are
+      those of the runtimes' logging pages, e.g. "REPORT line data fields" in
+      https://docs.aws.amazon.com/lambda/latest/dg/dotnet-logging.html, and the START/END
+      lines those of https://docs.aws.amazon.com/lambda/latest/dg/python-logging.html.
+    A START line is written when the runtime takes the event (_Invocation.start); a run
+    whose runtime never did still gets one here, as Lambda logs START before an init
+    failure's error. Newer Lambda REPORT lines may end with "Status: timeout" after a
     timeout; the emulator leaves it out (not in the pages above)."""
     logs = inv.logs
     try:
