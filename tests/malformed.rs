@@ -553,6 +553,34 @@ fn cases() -> Vec<Case> {
             Field,
         ),
         case(
+            "lambda_functions with a bad function name",
+            with("airflow:\n  lambda_functions: [load-orders, \"load*\"]\n"),
+            "airflow.lambda_functions[1]",
+            (4, 35),
+            Field,
+        ),
+        case(
+            "lambda_functions with a bad function ARN in a map",
+            with("airflow:\n  lambda_functions:\n    - function: arn:aws:lambda:eu-west-1:1234:function:x\n"),
+            "airflow.lambda_functions[0].function",
+            (5, 7),
+            Field,
+        ),
+        case(
+            "lambda_functions with a bad log group",
+            with("airflow:\n  lambda_functions:\n    - function: x\n      log_group: /aws/lambda/*\n"),
+            "airflow.lambda_functions[0].log_group",
+            (6, 7),
+            Field,
+        ),
+        case(
+            "lambda_functions naming a function twice",
+            with("airflow:\n  lambda_functions:\n    - x\n    - function: x\n      log_group: /y\n"),
+            "airflow.lambda_functions[1]",
+            (6, 7),
+            Across("a rule across the list's entries (a name and a map of the same function differ as JSON)"),
+        ),
+        case(
             "secret_env and extra_env give one variable",
             with("airflow:\n  extra_env:\n    AIRFLOW__SMTP__SMTP_USER: me\n  secret_env:\n    AIRFLOW__SMTP__SMTP_USER: { secret: arn:aws:secretsmanager:us-east-1:123456789012:secret:k-AbCdEf }\n"),
             "airflow.secret_env.AIRFLOW__SMTP__SMTP_USER",
@@ -802,6 +830,9 @@ fn the_json_schema_accepts_the_example_stacks_and_a_partial_service_block() {
     let backend = with(
         "airflow:\n  secrets_backend:\n    connections_prefix: team/conns\n    components: [worker]\n",
     );
+    let lambdas = with(
+        "airflow:\n  lambda_functions:\n    - load-orders\n    - arn:aws:lambda:eu-west-1:210987654321:function:reports:live\n    - arn:aws-us-gov:lambda:us-gov-west-1:210987654321:function:f:$LATEST\n    - function: enrich\n      log_group: /team/functions#1\n    - { function: \"arn:aws:lambda:eu-west-1:210987654321:function:g\" }\n",
+    );
     let examples = ["stacks/dev.yaml", "stacks/prod.yaml"].map(|f| {
         (
             f.to_string(),
@@ -811,6 +842,7 @@ fn the_json_schema_accepts_the_example_stacks_and_a_partial_service_block() {
     for (name, text) in examples.into_iter().chain([
         ("partial".to_string(), partial),
         ("secrets backend".to_string(), backend),
+        ("lambda functions".to_string(), lambdas),
     ]) {
         let value = as_json(&text);
         let errors: Vec<String> = validator

@@ -195,9 +195,9 @@ pub const ROLE_POLICY_CHARACTERS: usize = 10_240;
 
 /// How much of [`ROLE_POLICY_CHARACTERS`] the workers' grants for
 /// `airflow.lambda_functions` may take. The rest is for the workers' own statements (the
-/// bucket, the secrets backend, task protection, a customer-managed key's use), which
-/// take under 2,500 characters with everything on (`tests/lambda_functions.rs` deploys
-/// a list at this limit with everything on and checks the role's size).
+/// bucket, the secrets backend, task protection, a customer-managed key's use), about
+/// 1,500 characters with everything on (`tests/lambda_functions.rs` renders the longest
+/// list this accepts with everything on and checks the role against IAM's limit).
 pub const MAX_LAMBDA_GRANT_CHARACTERS: usize = 7_000;
 
 /// `airflow.lambda_functions`: each function once, and the workers' grants within what
