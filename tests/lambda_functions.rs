@@ -617,7 +617,7 @@ fn deploy_with_lambda_functions_builds_the_image_and_the_roles_make_exactly_the_
         .unwrap()
         .to_string();
     let script = r#"
-import boto3, json, urllib.request, uuid, os
+import ast, boto3, json, urllib.request, urllib.error, uuid, os
 from botocore.exceptions import ClientError
 endpoint = os.environ['AWS_ENDPOINT_URL']
 boto3.setup_default_session(region_name='us-east-1')
@@ -634,12 +634,17 @@ def identity(role):
     name = res[role]
     policies = [iam.get_role_policy(RoleName=name, PolicyName=p)['PolicyDocument']
                 for p in iam.list_role_policies(RoleName=name)['PolicyNames']]
+    # moto answers with the document as Python's repr of the dict CloudFormation put.
+    policies = [ast.literal_eval(p) if isinstance(p, str) else p for p in policies]
     key = 'AKIA' + uuid.uuid4().hex[:16].upper()
     body = {'access_key_id': key, 'name': role, 'policies': policies,
             'principal': f'arn:aws:sts::123456789012:assumed-role/{name}/{role}'}
     req = urllib.request.Request(endpoint + '/_emulator/identities', method='POST',
                                  data=json.dumps(body).encode(), headers={'Content-Type': 'application/json'})
-    urllib.request.urlopen(req, timeout=10).read()
+    try:
+        urllib.request.urlopen(req, timeout=10).read()
+    except urllib.error.HTTPError as e:
+        raise SystemExit(f'registering {role}: {e.code} {e.read().decode()}: {json.dumps(policies)}')
     return key
 
 def outcome(call):
@@ -675,6 +680,7 @@ print(json.dumps({'uri': outputs.get('AirflowImageUri'), 'tags': tags, 'images':
                   'scheduler': calls(identity('SchedulerTaskRole'))}))
 "#;
     let state: Value = serde_json::from_str(emulator.python(script, &[]).trim()).unwrap();
+    println!("{}", serde_json::to_string_pretty(&state).unwrap());
     let uri = state["uri"].as_str().expect("output AirflowImageUri");
     assert!(uri.ends_with(&format!(":{tag}")), "{state}");
     assert_eq!(state["tags"], json!([tag]), "{state}");
