@@ -238,9 +238,9 @@ fn bad_entries_are_refused_with_the_field_and_what_is_valid() {
 /// A function name of 64 characters whose log group has a long custom name.
 fn long_entry(i: usize) -> String {
     format!(
-        "    - function: {}\n      log_group: /{}\n",
-        format!("f{i:03}-{}", "x".repeat(59)),
-        format!("g{i:03}-{}", "y".repeat(250))
+        "    - function: f{i:03}-{}\n      log_group: /g{i:03}-{}\n",
+        "x".repeat(59),
+        "y".repeat(250)
     )
 }
 
