@@ -75,8 +75,12 @@ def ensure_airflow(tools_venv: Path, version: str) -> Path:
     from Debian's /usr/bin/python3 (pyenv's interpreter is under /root)."""
     venv = airflow_venv_dir(version)
     marker = venv / ".installed"
+    # aiobotocore: the official image's default extras carry it (Airflow's Dockerfile,
+    # AIRFLOW_EXTRAS), and the amazon provider's async hooks (deferrable operators, the
+    # tracked Lambda trigger) need it; resolved here with the rest, so botocore agrees.
     want = (f"apache-airflow[celery,postgres,redis,amazon,fab]=={version}\n"
-            "celery[redis]>=5.5,<5.7\n")
+            "celery[redis]>=5.5,<5.7\n"
+            "apache-airflow-providers-amazon[aiobotocore]\n")
     if marker.exists() and marker.read_text() == want:
         return venv
     uv = tools_venv / "bin" / "uv"
@@ -87,7 +91,7 @@ def ensure_airflow(tools_venv: Path, version: str) -> Path:
     os.chmod(venv.parent, 0o755)
     run([str(uv), "venv", "-q", "--python", "/usr/bin/python3", "--seed", str(venv)], timeout=300)
     run([str(uv), "pip", "install", "-q", "--python", str(venv / "bin" / "python"),
-         *want.split("\n")[:2]], timeout=1200)
+         *want.split()], timeout=1200)
     out = run([str(venv / "bin" / "python"), "-c",
                "import airflow, celery; print(airflow.__version__, celery.__version__)"]).stdout.split()
     assert out[0] == version, f"installed airflow {out[0]}, wanted {version}"
