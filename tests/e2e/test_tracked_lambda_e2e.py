@@ -129,7 +129,8 @@ def test_tracked_cases_report_the_real_outcome(stack, airflow, functions):
     # function failed: its error is in the function's log group.
     stock_lines = function_lines(stack.aws, "e2e-tracked-example", STOCK_ERROR)
     assert stock_lines, "the stock operator's invocation never logged its failure"
-    assert STOCK_ERROR not in log("stock_async_failure")
+    # (Its own log holds the message only as the payload it sent: nothing tells it the
+    # function failed.)
 
     waited = (_ts(no_end["end_date"]) - _ts(no_end["start_date"])) if no_end.get(
         "end_date") and no_end.get("start_date") else None
@@ -181,9 +182,9 @@ def test_fifty_waiting_invocations_hold_no_worker_slot(stack, airflow, functions
                           kib=_tree_rss_kib(triggerer.proc.pid))
         elif "start" in window and "end" not in window and \
                 time.monotonic() - window["start"] >= 30:
+            # The first ones deferred long before the last: some may have resumed by now.
             window.update(end=time.monotonic(), calls_end=_filter_calls(stack),
-                          all_deferred=deferred == LOAD_WAITERS,
-                          kib_end=_tree_rss_kib(triggerer.proc.pid))
+                          deferred_end=deferred, kib_end=_tree_rss_kib(triggerer.proc.pid))
 
     state = _run_until_done(airflow, LOAD_DAG, run_id, timeout=600, on_poll=note)
     assert peak["deferred"] == LOAD_WAITERS, (
@@ -191,9 +192,11 @@ def test_fifty_waiting_invocations_hold_no_worker_slot(stack, airflow, functions
     # More waiting invocations than the worker has slots: none of them holds one.
     assert LOAD_WAITERS > concurrency and peak["running"] == 0, (peak, concurrency)
     assert state == "success", {k: v["state"] for k, v in _states(airflow, LOAD_DAG, run_id).items()}
-    assert "end" in window and window["all_deferred"], window
+    assert "end" in window, window
     minutes = (window["end"] - window["start"]) / 60
-    calls_per_min = (window["calls_end"] - window["calls"]) / minutes / LOAD_WAITERS
+    # Waiting invocations over the window: all of them at its start, deferred_end at its end.
+    waiting = (LOAD_WAITERS + window["deferred_end"]) / 2
+    calls_per_min = (window["calls_end"] - window["calls"]) / minutes / waiting
     kib_each = (max(window["kib"], window["kib_end"]) - idle_kib) / LOAD_WAITERS
     results = sorted(airflow.xcom(LOAD_DAG, run_id, "wait", map_index=i) for i in range(3))
     assert results == [0, 1, 2], results
@@ -201,6 +204,7 @@ def test_fifty_waiting_invocations_hold_no_worker_slot(stack, airflow, functions
           f"(worker concurrency {concurrency}, none running): triggerer RSS {idle_kib / 1024:.0f} "
           f"MiB idle, {window['kib'] / 1024:.0f}-{window['kib_end'] / 1024:.0f} MiB waiting, "
           f"{kib_each:.0f} KiB per waiting invocation; FilterLogEvents "
-          f"{calls_per_min:.1f} calls/min per waiting invocation (poll interval 10 s)",
+          f"{calls_per_min:.1f} calls/min per waiting invocation (poll interval 10 s; "
+          f"{window['deferred_end']} still waiting at the end of the 30 s window)",
           flush=True)
     stack.fail_on_violations("after 50 waiting tracked invocations")
