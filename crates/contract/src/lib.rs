@@ -18,6 +18,10 @@
 //!   downgrade, `deploy` warns about one);
 //! - [`scaler`]: the scaler's environment ([`scaler::ScalerSettings`]), its metrics and
 //!   state table key;
+//! - [`streams`]: event streams that trigger DAGs: the connection manager's,
+//!   processor's and watchdog's environment ([`streams::ManagerSettings`],
+//!   [`streams::ProcessorSettings`], [`streams::WatchdogSettings`]), the table's keys
+//!   and item shapes, the manager's invocation payload and the DAG run IDs;
 //! - [`worker`]: the worker container's command and environment with autoscaling on,
 //!   and the drain tag the scaler sets on worker tasks;
 //! - [`wire`]: how a property travels (every scalar a string) and the errors that
@@ -40,6 +44,7 @@ pub mod image_build;
 pub mod migration;
 pub mod scaler;
 pub mod secrets;
+pub mod streams;
 pub mod version;
 pub mod wire;
 pub mod worker;
