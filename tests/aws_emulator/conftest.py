@@ -17,6 +17,8 @@ def endpoint(tmp_path_factory):
     # Lambda retries a failed asynchronous invocation after 1 and 2 minutes; 1 s here
     # (server.py RETRY_DELAYS_ENV), unless the caller chose.
     os.environ.setdefault("AIRFLOW_STACK_EMULATOR_LAMBDA_RETRY_DELAYS", "1,1")
+    # Lambda polls a DynamoDB stream 4 times a second; 20 times here (stream_mappings.py).
+    os.environ.setdefault("AIRFLOW_STACK_EMULATOR_STREAM_POLL_S", "0.05")
     log_path = tmp_path_factory.mktemp("emulator") / "server.log"
     with running_server(log_path) as port:
         yield f"http://127.0.0.1:{port}"

@@ -24,13 +24,15 @@ ACCOUNT = "123456789012"
 
 
 @contextmanager
-def running_server(log_path, *args):
+def running_server(log_path, *args, env=None):
     """The emulator as a child process; yields its port; stopped by pid (SIGTERM, then
-    SIGKILL), even when the test fails."""
+    SIGKILL), even when the test fails. `env`: settings added to this process's
+    environment (e.g. AIRFLOW_STACK_EMULATOR_LAMBDA_TIMEOUT_CAP_S)."""
     started = time.time()
     with open(log_path, "wb") as log:
         proc = subprocess.Popen([sys.executable, SERVER, "--port", "0", *args],
-                                stdout=subprocess.PIPE, stderr=log, text=True)
+                                stdout=subprocess.PIPE, stderr=log, text=True,
+                                env={**os.environ, **(env or {})})
     try:
         line = proc.stdout.readline()  # "READY <port>"
         assert line.startswith("READY "), f"server did not start: {open(log_path).read()}"

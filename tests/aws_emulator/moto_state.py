@@ -29,7 +29,22 @@ VPC_ACCESS_POLICY = {
         "Resource": "*",
     }],
 }
-KNOWN_AWS_MANAGED = {VPC_ACCESS_ARN: VPC_ACCESS_POLICY}
+# AWSLambdaDynamoDBExecutionRole, v1, as AWS documents it (a stream's event source mapping
+# reads with the function's role):
+# https://docs.aws.amazon.com/aws-managed-policy/latest/reference/AWSLambdaDynamoDBExecutionRole.html
+DYNAMODB_STREAM_ARN = "arn:aws:iam::aws:policy/service-role/AWSLambdaDynamoDBExecutionRole"
+DYNAMODB_STREAM_POLICY = {
+    "Version": "2012-10-17",
+    "Statement": [{
+        "Effect": "Allow",
+        "Action": ["dynamodb:DescribeStream", "dynamodb:GetRecords",
+                   "dynamodb:GetShardIterator", "dynamodb:ListStreams",
+                   "logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"],
+        "Resource": "*",
+    }],
+}
+KNOWN_AWS_MANAGED = {VPC_ACCESS_ARN: VPC_ACCESS_POLICY,
+                     DYNAMODB_STREAM_ARN: DYNAMODB_STREAM_POLICY}
 
 
 class RoleError(Exception):

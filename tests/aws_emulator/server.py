@@ -25,7 +25,18 @@ It is as strict as AWS where a deploy or the end-to-end run depends on it:
   was written, between Lambda's START and END/REPORT lines; a failed asynchronous
   invocation is retried as Lambda does (the waits: AIRFLOW_STACK_EMULATOR_LAMBDA_RETRY_DELAYS,
   default "60,120" seconds; none with MaximumRetryAttempts 0). FilterLogEvents interleaves
-  the streams and pages as AWS does (log_group_filter_log_events).
+  the streams and pages as AWS does (log_group_filter_log_events). A function may invoke
+  itself asynchronously: the new invocation runs at once, beside the first.
+- Lambda's deadline: AIRFLOW_STACK_EMULATOR_LAMBDA_TIMEOUT_CAP_S=N caps every function's
+  effective timeout at N seconds (unset: none), so a function with Timeout 900 runs
+  N-second invocations in a test: its Runtime API deadline (Lambda-Runtime-Deadline-Ms)
+  is the capped one, and it is stopped there with Lambda's timeout error and log line
+  ("Task timed out after N.00 seconds"). GetFunctionConfiguration still says 900.
+- DynamoDB streams to Lambda (stream_mappings.py): event source mappings, from the API or
+  AWS::Lambda::EventSourceMapping, read a table's stream as Lambda does (filters, batches,
+  retries, bisection, partial batch responses, the OnFailure SQS destination, the
+  execution role's permissions); polled every AIRFLOW_STACK_EMULATOR_STREAM_POLL_S
+  seconds (default 0.25, AWS's rate).
 - One-off ECS tasks (tasks.py): network paths, the task execution role, the image's
   database check and the schema model decide how a RunTask task ends; its output goes to
   its awslogs stream.
@@ -68,6 +79,7 @@ import ecs_exec  # noqa: E402,F401  (ECS Exec on service tasks; patches on impor
 import iam_eval  # noqa: E402
 import moto_state  # noqa: E402
 import rds_state  # noqa: E402
+import stream_mappings  # noqa: E402
 import tasks  # noqa: E402
 
 from botocore import xform_name
@@ -107,13 +119,41 @@ log = logging.getLogger("aws_emulator")
 # --------------------------------------------------------------------------------------
 
 
+# AIRFLOW_STACK_EMULATOR_LAMBDA_TIMEOUT_CAP_S: every function's effective timeout is at most
+# this many seconds (None: the function's own Timeout, as on AWS); main() reads it.
+TIMEOUT_CAP_ENV = "AIRFLOW_STACK_EMULATOR_LAMBDA_TIMEOUT_CAP_S"
+TIMEOUT_CAP: list[float | None] = [None]
+
+
+def timeout_cap_from(value: str | None) -> float | None:
+    """TIMEOUT_CAP_ENV's value: a positive number of seconds, or None when unset/empty.
+    Raises ValueError otherwise."""
+    if not (value or "").strip():
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if not (seconds > 0 and math.isfinite(seconds)):
+        raise ValueError(f"{TIMEOUT_CAP_ENV}={value!r}: want a positive number of seconds, "
+                         "the longest any function may run (unset: each function's Timeout)")
+    return seconds
+
+
+def effective_timeout(fn) -> float:
+    """The function's Timeout (seconds; moto's default 3), at most TIMEOUT_CAP."""
+    configured = float(fn.timeout or 3)
+    return min(configured, TIMEOUT_CAP[0]) if TIMEOUT_CAP[0] else configured
+
+
 class _Invocation:
     def __init__(self, fn, event: bytes, request_id: str | None = None,
                  logs: "LambdaLogs | None" = None):
         self.fn, self.event = fn, event
         self.request_id = request_id or str(uuid.uuid4())
         self.created = time.time()
-        self.deadline = self.created + float(fn.timeout or 3)  # from START once it starts
+        self.timeout = effective_timeout(fn)
+        self.deadline = self.created + self.timeout  # from START once it starts
         self.delivered = False
         self.started: float | None = None  # when the runtime took the event (START)
         self.ended: float | None = None
@@ -128,7 +168,7 @@ class _Invocation:
         counts from here, the invoke phase (the init before it has a limit of its own)."""
         if self.started is None:
             self.started = time.time()
-            self.deadline = self.started + float(self.fn.timeout or 3)
+            self.deadline = self.started + self.timeout
             self.logs.write(f"START RequestId: {self.request_id} Version: $LATEST",
                             self.started)
 
@@ -363,7 +403,7 @@ def run_lambda(fn, event: bytes, request_id: str | None = None) -> tuple[bytes, 
                 peak_kb, next_sample = max(peak_kb, _peak_rss_kb(proc.pid)), time.time() + 0.25
             if time.time() > inv.deadline:
                 inv.finish(json.dumps({"errorType": "Sandbox.Timedout", "errorMessage":
-                           f"Task timed out after {fn.timeout}.00 seconds"}).encode(), True,
+                           f"Task timed out after {inv.timeout:.2f} seconds"}).encode(), True,
                            timed_out=True)
             elif proc.poll() is not None and not inv.done.wait(0.2):
                 message = f"Runtime exited with error: exit status {proc.returncode}"
@@ -2416,6 +2456,7 @@ def apply_patches() -> None:
     object_versions.install()
     rds_state.install()  # RDS stop/start through stopping/starting (rds_state.py)
     codebuild.install()  # builds that run, fail, log and push (codebuild.py)
+    stream_mappings.install(run_lambda, REGISTRY)  # DynamoDB streams to Lambda
     from moto.ecs.models import EC2ContainerServiceBackend
     from moto.ecs.responses import EC2ContainerServiceResponse
     ORIGINAL["describe_tasks"] = EC2ContainerServiceBackend.describe_tasks
@@ -2514,6 +2555,8 @@ def main() -> None:
     args = parser.parse_args()
     try:
         ASYNC_RETRY_DELAYS[:] = retry_delays_from(os.environ.get(RETRY_DELAYS_ENV))
+        TIMEOUT_CAP[0] = timeout_cap_from(os.environ.get(TIMEOUT_CAP_ENV))
+        stream_mappings.poll_interval_from(os.environ.get(stream_mappings.POLL_ENV))
     except ValueError as e:
         parser.error(str(e))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
@@ -2537,6 +2580,7 @@ def main() -> None:
             rds_state.reset()
             codebuild.reset()
             LAMBDA_EPOCH[0] += 1  # pending retries of asynchronous invocations are dropped
+            stream_mappings.reset()  # the event source mappings' pollers stop
             with FAIL_NEXT_LOCK:
                 FAIL_NEXT.clear()
             return moto_app(environ, start_response)
