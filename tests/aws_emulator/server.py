@@ -26,7 +26,9 @@ It is as strict as AWS where a deploy or the end-to-end run depends on it:
   invocation is retried as Lambda does (the waits: AIRFLOW_STACK_EMULATOR_LAMBDA_RETRY_DELAYS,
   default "60,120" seconds; none with MaximumRetryAttempts 0). FilterLogEvents interleaves
   the streams and pages as AWS does (log_group_filter_log_events). A function may invoke
-  itself asynchronously: the new invocation runs at once, beside the first.
+  itself asynchronously: the new invocation runs at once, beside the first; but, as on
+  AWS, the 17th invocation of a function in one chain of requests (carried by the trace
+  header its SDK sends back) is stopped unless its RecursiveLoop is Allow (chain_trace).
 - Lambda's deadline: AIRFLOW_STACK_EMULATOR_LAMBDA_TIMEOUT_CAP_S=N caps every function's
   effective timeout at N seconds (unset: none), so a function with Timeout 900 runs
   N-second invocations in a test: its Runtime API deadline (Lambda-Runtime-Deadline-Ms)
@@ -84,6 +86,7 @@ import tasks  # noqa: E402
 
 from botocore import xform_name
 from moto.awslambda import models as lambda_models
+from moto.awslambda.exceptions import LambdaClientError
 from moto.awslambda.utils import get_backend as lambda_backend
 from moto.cloudformation import models as cfn_models
 from moto.cloudformation import parsing
@@ -146,11 +149,56 @@ def effective_timeout(fn) -> float:
     return min(configured, TIMEOUT_CAP[0]) if TIMEOUT_CAP[0] else configured
 
 
+# Lambda's recursive loop detection (https://docs.aws.amazon.com/lambda/latest/dg/invocation-recursion.html):
+# "Lambda also detects loops comprised only of Lambda functions, which may invoke each other
+# synchronously or asynchronously"; "If your function is invoked approximately 16 times in
+# the same chain of requests, then Lambda automatically stops the next function invocation
+# in that request chain", unless the function's recursion config is Allow
+# (PutFunctionRecursionConfig, or RecursiveLoop on AWS::Lambda::Function). The chain is
+# carried by the X-Ray trace header: Lambda hands it to the function
+# (Lambda-Runtime-Trace-Id), the runtime sets _X_AMZN_TRACE_ID from it (lambda_runtime 1.5
+# does), and the SDK's recursion detection sends it back as X-Amzn-Trace-Id on the
+# function's own calls (aws-runtime's RecursionDetectionInterceptor; botocore too). The
+# emulator's Lineage field is its own (AWS's encoding is not documented): entries
+# "<8 hex of the function ARN>:<invocations in this chain>" joined by "|".
+RECURSION_LIMIT = 16
+RECURSION_MESSAGE = ("Lambda has detected your function being invoked in a recursive loop "
+                     "with other AWS resources and stopped your function's invocation.")
+
+
+def _lineage_key(fn) -> str:
+    return hashlib.sha256(fn.function_arn.encode()).hexdigest()[:8]
+
+
+def chain_trace(fn, incoming: str | None) -> tuple[str, int]:
+    """The trace header of a new invocation of `fn` caused by a request carrying
+    `incoming` (its X-Amzn-Trace-Id, None for a request from outside a function), and how
+    many times `fn` has now been invoked in that chain (this one included)."""
+    fields = dict(part.split("=", 1) for part in (incoming or "").split(";")
+                  if "=" in part)
+    lineage = {}
+    for entry in fields.get("Lineage", "").split("|"):
+        key, _, count = entry.partition(":")
+        if key and count.isdigit():
+            lineage[key] = int(count)
+    key = _lineage_key(fn)
+    lineage[key] = lineage.get(key, 0) + 1
+    root = fields.get("Root") or f"1-{int(time.time()):08x}-{secrets.token_hex(12)}"
+    trace = (f"Root={root};Parent={secrets.token_hex(8)};Sampled=0;Lineage="
+             + "|".join(f"{k}:{v}" for k, v in lineage.items()))
+    return trace, lineage[key]
+
+
+def recursion_stopped(fn, count: int) -> bool:
+    return count > RECURSION_LIMIT and getattr(fn, "recursive_loop", "Terminate") != "Allow"
+
+
 class _Invocation:
     def __init__(self, fn, event: bytes, request_id: str | None = None,
-                 logs: "LambdaLogs | None" = None):
+                 logs: "LambdaLogs | None" = None, trace: str | None = None):
         self.fn, self.event = fn, event
         self.request_id = request_id or str(uuid.uuid4())
+        self.trace = trace or chain_trace(fn, None)[0]
         self.created = time.time()
         self.timeout = effective_timeout(fn)
         self.deadline = self.created + self.timeout  # from START once it starts
@@ -219,7 +267,7 @@ class _RuntimeApi(BaseHTTPRequestHandler):
             "Lambda-Runtime-Aws-Request-Id": inv.request_id,
             "Lambda-Runtime-Deadline-Ms": str(int(inv.deadline * 1000)),
             "Lambda-Runtime-Invoked-Function-Arn": inv.fn.function_arn,
-            "Lambda-Runtime-Trace-Id": f"Root=1-{int(time.time()):08x}-{secrets.token_hex(12)}",
+            "Lambda-Runtime-Trace-Id": inv.trace,
         })
 
     def do_POST(self):
@@ -317,14 +365,16 @@ def bootstrap_command(fn, bootstrap: str, request_id: str) -> list[str]:
     return [qemu, "-L", sysroot, "./bootstrap"]
 
 
-def run_lambda(fn, event: bytes, request_id: str | None = None) -> tuple[bytes, bool]:
+def run_lambda(fn, event: bytes, request_id: str | None = None,
+               trace: str | None = None) -> tuple[bytes, bool]:
     """Gap §3: moto runs Lambda code only inside Docker, which is not available here.
 
     Unzips the function's code (moto keeps it in fn.code_bytes, fetched from S3 or ZipFile),
     starts ./bootstrap with the AWS_LAMBDA_* environment and AWS_ENDPOINT_URL pointing at this
     server, serves it one event, and kills it once it answered or at the function's Timeout.
     Returns (payload, is_error). `request_id` is the invocation's (a retry of an
-    asynchronous invocation keeps it); a new one when None.
+    asynchronous invocation keeps it); a new one when None. `trace`: its X-Ray trace
+    header (chain_trace), a new chain when None.
 
     The function runs as its role, as on AWS: a fresh access key is registered as an
     identity with the role's policies (lambda_identity), so every call it makes is
@@ -342,7 +392,7 @@ def run_lambda(fn, event: bytes, request_id: str | None = None) -> tuple[bytes, 
         return json.dumps({"errorType": "Emulator.RoleError", "errorMessage": message}
                           ).encode(), True
     inv = _Invocation(fn, event, request_id,
-                      LambdaLogs(fn, open_lambda_logs(fn, identity, stream)))
+                      LambdaLogs(fn, open_lambda_logs(fn, identity, stream)), trace)
     workdir = tempfile.mkdtemp(prefix=f"lambda-{fn.function_name}-")
     api = _RuntimeServer(("127.0.0.1", 0), _RuntimeApi)
     api.invocation = inv
@@ -493,8 +543,9 @@ def lambda_function_create(cls, resource_name, cloudformation_json, account_id, 
     every function was x86_64; run_lambda runs a bootstrap by its function's architecture."""
     fn = ORIGINAL["lambda_create"].__func__(cls, resource_name, cloudformation_json,
                                             account_id, region_name, **kwargs)
-    fn.architectures = (cloudformation_json.get("Properties") or {}).get(
-        "Architectures") or ["x86_64"]
+    props = cloudformation_json.get("Properties") or {}
+    fn.architectures = props.get("Architectures") or ["x86_64"]
+    fn.recursive_loop = props.get("RecursiveLoop") or "Terminate"  # moto drops it too
     return fn
 
 
@@ -503,8 +554,9 @@ def lambda_function_update(cls, original_resource, new_resource_name, cloudforma
     """Same gap on update: a changed Architectures takes effect (left out: x86_64)."""
     fn = ORIGINAL["lambda_update"].__func__(cls, original_resource, new_resource_name,
                                             cloudformation_json, account_id, region_name)
-    fn.architectures = (cloudformation_json.get("Properties") or {}).get(
-        "Architectures") or ["x86_64"]
+    props = cloudformation_json.get("Properties") or {}
+    fn.architectures = props.get("Architectures") or ["x86_64"]
+    fn.recursive_loop = props.get("RecursiveLoop") or "Terminate"  # moto drops it too
     return fn
 
 
@@ -689,14 +741,25 @@ def lambda_invoke(self, body, request_headers, response_headers):
     retrying a failed run as Lambda does (_run_async).
     """
     event = body.encode() if isinstance(body, str) else (body or b"{}")
-    if (request_headers or {}).get("X-Amz-Invocation-Type") == "Event":
+    trace, count = chain_trace(self, (request_headers or {}).get("X-Amzn-Trace-Id"))
+    asynchronous = (request_headers or {}).get("X-Amz-Invocation-Type") == "Event"
+    if recursion_stopped(self, count):
+        log.warning("%s: recursive loop detected (invocation %d of this chain), stopped as "
+                    "Lambda does; its RecursiveLoop is not Allow", self.function_name, count)
+        RECURSION_STOPS.append({"function": self.function_name, "count": count,
+                                "asynchronous": asynchronous})
+        if asynchronous:  # accepted, then dropped (no destination is modelled here)
+            return ""
+        raise LambdaClientError("RecursiveInvocationException", RECURSION_MESSAGE)
+    if asynchronous:
         slot = _pending_slot_in(event)
         if slot is not None:
             with PENDING_LOCK:
                 slot["carriers"] += 1  # counted before this call returns: see _after_run
-        threading.Thread(target=_run_async, args=(self, event, slot), daemon=True).start()
+        threading.Thread(target=_run_async, args=(self, event, slot, trace),
+                         daemon=True).start()
         return ""
-    payload, error = run_lambda(self, event)
+    payload, error = run_lambda(self, event, trace=trace)
     if error:
         response_headers["x-amz-function-error"] = "Unhandled"
     return payload
@@ -707,6 +770,7 @@ def lambda_invoke(self, body, request_headers, response_headers):
 # --------------------------------------------------------------------------------------
 
 PENDING: dict[str, dict] = {}  # RequestId -> {"done": Event, "response": dict | None}
+RECURSION_STOPS: list[dict] = []  # invocations stopped as a recursive loop (GET /_emulator/...)
 
 
 class ResourceFailed(Exception):
@@ -841,7 +905,7 @@ def event_invoke_config(fn) -> dict:
     return dict(configs[-1].config) if configs else {}
 
 
-def _run_async(fn, event: bytes, slot: dict | None) -> None:
+def _run_async(fn, event: bytes, slot: dict | None, trace: str | None = None) -> None:
     """An asynchronous invocation (InvocationType=Event).
 
     A run that fails (the function's error, a crash, a timeout) is run again as Lambda
@@ -861,7 +925,7 @@ def _run_async(fn, event: bytes, slot: dict | None) -> None:
     would retry it, as the stack sets no EventInvokeConfig for its custom-resource
     functions (a continuation that fails is run again, twice)."""
     if slot is not None:
-        payload, error = run_lambda(fn, event)
+        payload, error = run_lambda(fn, event, trace=trace)
         _after_run(slot, payload, error)
         return
     config = event_invoke_config(fn)
@@ -883,7 +947,7 @@ def _run_async(fn, event: bytes, slot: dict | None) -> None:
                 log.info("%s: dropped the retry of %s, older than MaximumEventAgeInSeconds "
                          "%g", fn.function_name, request_id, max_age)
                 return
-        _, error = run_lambda(fn, event, request_id)
+        _, error = run_lambda(fn, event, request_id, trace)
         if not error:
             return
         log.info("%s: asynchronous invocation %s failed (attempt %d of %d)",
@@ -2065,6 +2129,8 @@ def emulator_api(environ, start_response):
     POST /_emulator/ecs-task-exit/<n> exit code of the next one-off task (then 0 again)
     POST /_emulator/ecs-task-output   {"lines": [...]}: output of the next one-off task
     GET  /_emulator/schema            the migration schema model (tasks.SCHEMA)
+    GET  /_emulator/recursion-stops   invocations stopped as a recursive loop (function,
+                                      count in its chain, asynchronous or not)
     POST /_emulator/cfn-running       {"stack_id", "logical_id", "resource_type", "status"}:
                                       DescribeStackResource answers that status for it
                                       (the e2e harness plays CloudFormation for a stack
@@ -2154,6 +2220,8 @@ def emulator_api(environ, start_response):
         if path == "/_emulator/codebuild-next-build" and method == "POST":
             ending = codebuild.set_next(json.loads(_read_body(environ) or b"{}"))
             return _json_reply(start_response, "200 OK", ending)
+        if path == "/_emulator/recursion-stops" and method == "GET":
+            return _json_reply(start_response, "200 OK", {"stops": list(RECURSION_STOPS)})
         if path == "/_emulator/schema" and method == "GET":
             with tasks.LOCK:
                 return _json_reply(start_response, "200 OK", {"schema": dict(tasks.SCHEMA)})
@@ -2163,6 +2231,39 @@ def emulator_api(environ, start_response):
         return _json_reply(start_response, "404 Not Found", {"error": str(e)})
     return _json_reply(start_response, "404 Not Found",
                        {"error": f"no emulator endpoint {method} {path}"})
+
+
+_RECURSION_CONFIG = re.compile(r"/2024-08-31/functions/([^/]+)/recursion-config")
+
+
+def recursion_config_api(environ, start_response, moto_app):
+    """Gap: moto 5.2.5 has no Get/PutFunctionRecursionConfig
+    (https://docs.aws.amazon.com/lambda/latest/api/API_PutFunctionRecursionConfig.html):
+    RecursiveLoop "Allow" or "Terminate" (the default), read by recursion_stopped."""
+    match = _RECURSION_CONFIG.fullmatch(environ["PATH_INFO"])
+    if match is None:
+        return moto_app(environ, start_response)
+    name = re.sub(r"%3A", ":", match.group(1), flags=re.I)
+    _, region, _ = authz.access_key_of(authz.wsgi_headers(environ), {})
+    try:
+        fn = lambda_backend(authz.DEFAULT_ACCOUNT, region or authz.DEFAULT_REGION
+                            ).get_function(name)
+    except Exception:
+        body = {"Type": "User", "Message": f"Function not found: {name}"}
+        start_response("404 Not Found", [("Content-Type", "application/json"),
+                                         ("x-amzn-errortype", "ResourceNotFoundException")])
+        return [json.dumps(body).encode()]
+    if environ["REQUEST_METHOD"] == "PUT":
+        wanted = json.loads(_read_body(environ) or b"{}").get("RecursiveLoop")
+        if wanted not in ("Allow", "Terminate"):
+            body = {"Type": "User", "Message": f"RecursiveLoop {wanted!r}: Allow or Terminate"}
+            start_response("400 Bad Request", [
+                ("Content-Type", "application/json"),
+                ("x-amzn-errortype", "InvalidParameterValueException")])
+            return [json.dumps(body).encode()]
+        fn.recursive_loop = wanted
+    return _json_reply(start_response, "200 OK",
+                       {"RecursiveLoop": getattr(fn, "recursive_loop", "Terminate")})
 
 
 def _ecs_backend(account: str = "123456789012", region: str | None = None):
@@ -2581,11 +2682,12 @@ def main() -> None:
             codebuild.reset()
             LAMBDA_EPOCH[0] += 1  # pending retries of asynchronous invocations are dropped
             stream_mappings.reset()  # the event source mappings' pollers stop
+            RECURSION_STOPS.clear()
             with FAIL_NEXT_LOCK:
                 FAIL_NEXT.clear()
             return moto_app(environ, start_response)
-        return authorize(environ, start_response,
-                         lambda e, s: ecs_api(e, s, moto_app))
+        return authorize(environ, start_response, lambda e, s: ecs_api(
+            e, s, lambda e2, s2: recursion_config_api(e2, s2, moto_app)))
 
     server = make_server(args.host, args.port, app, threaded=True,
                          request_handler=MotoRequestHandler)

@@ -15,6 +15,7 @@ and answer as each test needs.
 import json
 import re
 import time
+import urllib.request
 import uuid
 
 import pytest
@@ -33,7 +34,7 @@ TRUST = {"Version": "2012-10-17", "Statement": [{
 # it in batchItemFailures, "crash" fails the invocation, "sleep" sleeps `seconds`; each
 # only while the record was delivered fewer than `times` times before (default: always).
 # RESPONSE=empty-identifier answers a failure with an empty itemIdentifier instead. A
-# direct invocation records its deadline, may invoke itself asynchronously
+# direct invocation records its deadline and trace header, may invoke itself asynchronously
 # ({"invoke_self": true}) and sleeps {"sleep": s}.
 FIXTURE = r'''#!{python}
 import http.client, json, os, time
@@ -43,6 +44,8 @@ r = api.getresponse()
 event = json.loads(r.read())
 request_id = r.getheader("Lambda-Runtime-Aws-Request-Id")
 deadline_ms = int(r.getheader("Lambda-Runtime-Deadline-Ms"))
+trace = r.getheader("Lambda-Runtime-Trace-Id")
+os.environ["_X_AMZN_TRACE_ID"] = trace  # what a runtime does (lambda_runtime 1.5 does)
 started = time.time()
 record_file = os.environ["RECORD_FILE"]
 
@@ -86,7 +89,7 @@ if "Records" in event:
     else:
         answer("response", {"batchItemFailures": failures})
 else:
-    note({"event": event, "started": started, "deadline_ms": deadline_ms})
+    note({"event": event, "started": started, "deadline_ms": deadline_ms, "trace": trace})
     if event.get("invoke_self"):
         import boto3  # reaches the emulator through AWS_ENDPOINT_URL, signed as the role
         try:
@@ -476,6 +479,7 @@ def test_a_template_event_source_mapping_delivers_and_checks_the_role(aws, tmp_p
                         "Version": "2012-10-17", "Statement": statements}}]}},
             "Processor": {"Type": "AWS::Lambda::Function", "Properties": {
                 "Runtime": "provided.al2023", "Handler": "bootstrap", "Timeout": 900,
+                "RecursiveLoop": "Allow",
                 "Role": {"Fn::GetAtt": ["Role", "Arn"]},
                 "Environment": {"Variables": {"RECORD_FILE": str(record)}},
                 "Code": {"S3Bucket": "code", "S3Key": "fixture.zip"}}},
@@ -512,6 +516,8 @@ def test_a_template_event_source_mapping_delivers_and_checks_the_role(aws, tmp_p
     assert invocation["records"][0]["dynamodb"]["StreamViewType"] == "NEW_IMAGE"
     esm = aws("lambda").get_event_source_mapping(UUID=resources["Mapping"])
     assert esm["MaximumRetryAttempts"] == 3
+    assert aws("lambda").get_function_recursion_config(
+        FunctionName=resources["Processor"])["RecursiveLoop"] == "Allow"
     cfn.delete_stack(StackName="streams")
     wait_for(lambda: not aws("lambda").list_event_source_mappings()["EventSourceMappings"])
 
@@ -539,6 +545,11 @@ def test_a_function_that_invokes_itself_runs_beside_its_successor(endpoint, aws,
     assert "invoke_error" not in first, first
     assert second["started"] < first["ended"] - 1.0, (first, second)  # overlapping
     assert second["ended"] < first["ended"]
+    # one chain of requests: the SDK sent the trace header back, Lambda counted the hop
+    first_trace, second_trace = (dict(p.split("=", 1) for p in run["trace"].split(";"))
+                                 for run in (first, second))
+    assert first_trace["Root"] == second_trace["Root"]
+    assert first_trace["Lineage"].endswith(":1") and second_trace["Lineage"].endswith(":2")
     decided = [(c["action"], c["resource"], c["allowed"]) for c in calls(endpoint, s.name)
                if c["action"].startswith("lambda:")]
     assert decided == [("lambda:InvokeFunction", s.function_arn, True)]
@@ -598,3 +609,40 @@ def test_unusable_settings_stop_the_emulator_at_start(tmp_path, setting, value):
                           text=True, timeout=60)
     assert done.returncode == 2 and "READY" not in done.stdout
     assert f"{setting}={value!r}: want a positive number of seconds" in done.stderr
+
+
+def test_a_recursive_chain_is_stopped_at_the_17th_invocation_unless_allowed(
+        endpoint, aws, tmp_path):
+    """Lambda's recursive loop detection: a function invoked about 16 times in one chain
+    of requests (the trace header its SDK sends back) is not invoked a 17th time, unless
+    its recursion config is Allow. The chain's count is put in the header directly here;
+    the hop itself is shown by the self-invocation test above."""
+    s = Setup(aws, tmp_path, name="looping").function(role_arn=None)
+    lam = aws("lambda")
+    lam.invoke(FunctionName=s.name, Payload=json.dumps({}))  # a chain of its own
+    [trace] = [e["trace"] for e in s.invocations() if "trace" in e]
+    key = dict(p.split("=", 1) for p in trace.split(";"))["Lineage"].split(":")[0]
+
+    def invoke(count, **kwargs):
+        chained = client(endpoint, "lambda")
+        chained.meta.events.register("before-sign.lambda.Invoke", lambda request, **_: (
+            request.headers.__setitem__("X-Amzn-Trace-Id",
+                                        f"Root=1-00000000-{'0' * 24};Lineage={key}:{count}")))
+        return chained.invoke(FunctionName=s.name, Payload=json.dumps({}), **kwargs)
+
+    invoke(15)  # the 16th: runs
+    assert len([e for e in s.invocations() if "trace" in e]) == 2
+    with pytest.raises(ClientError) as stopped:
+        invoke(16)
+    assert stopped.value.response["Error"]["Code"] == "RecursiveInvocationException"
+    assert invoke(16, InvocationType="Event")["StatusCode"] == 202  # accepted, dropped
+    settle(1.0)
+    assert len([e for e in s.invocations() if "trace" in e]) == 2
+    assert lam.get_function_recursion_config(FunctionName=s.name)["RecursiveLoop"] == \
+        "Terminate"
+    lam.put_function_recursion_config(FunctionName=s.name, RecursiveLoop="Allow")
+    invoke(16)
+    assert len([e for e in s.invocations() if "trace" in e]) == 3
+    stops = json.loads(urllib.request.urlopen(f"{endpoint}/_emulator/recursion-stops").read())
+    assert [(x["count"], x["asynchronous"]) for x in stops["stops"]] == [(17, False),
+                                                                         (17, True)]
