@@ -234,8 +234,9 @@ pub enum Identity {
     /// A string value is the identity as it is; a number or boolean its JSON text.
     ///
     /// For SSE, the field is looked up in the data first; when the data has no such
-    /// field (or is not a JSON object) and `<name>` is `id`, the SSE `id:` of the event
-    /// is the identity. When neither gives one (a missing or `null` field, an object or
+    /// field (or is not a JSON object) and `<name>` is `id`, the event's own SSE `id:`
+    /// line is the identity (only its own: the last event ID an event without an `id:`
+    /// line inherits would make it look like a repeat of its predecessor). When neither gives one (a missing or `null` field, an object or
     /// array value), the event falls back to [`Identity::Hash`] and the manager logs
     /// a warning: an event is never dropped for want of an ID.
     Field(String),
@@ -316,8 +317,11 @@ pub mod attribute {
     pub const RECEIVED_AT: &str = "received_at";
     /// Event: the SSE `id:` it came with, if any (S).
     pub const EVENT_ID: &str = "event_id";
-    /// Event: when the processor started handling it, epoch milliseconds (N): the
-    /// processor's redelivery guard.
+    /// Event: when the processor claimed it for an asset event, epoch milliseconds
+    /// (N): a claim older than the processor's timeout is taken over by a redelivery.
+    pub const CLAIMED_AT: &str = "claimed_at";
+    /// Event: when the processor finished it (the asset event was recorded), epoch
+    /// milliseconds (N): a redelivery skips it.
     pub const PROCESSED_AT: &str = "processed_at";
     /// Lease: the chain holding it (S).
     pub const HOLDER: &str = "holder";
