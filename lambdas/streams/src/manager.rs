@@ -287,12 +287,14 @@ impl<'a> Session<'a> {
             tokio::select! {
                 biased;
                 () = &mut shutdown => break Outcome::Shutdown,
-                () = &mut stop => break Outcome::Deadline,
+                // Before the stop: when both are due (a short deadline), the chain
+                // must still go on.
                 () = &mut handoff, if handoff_due => {
                     handoff_due = false;
                     let function = plan.as_ref().map_or("", |p| p.function);
                     self.start_successor(function).await;
                 }
+                () = &mut stop => break Outcome::Deadline,
                 _ = heartbeat.tick(), if renewing => match self.renew().await {
                     Some(Renewal::Lost) => break Outcome::LeaseLost,
                     Some(Renewal::Superseded) => renewing = false,
