@@ -487,22 +487,9 @@ pub struct WatchdogSettings<V> {
     pub ui_base_url: Option<V>,
 }
 
-/// A missing or malformed variable.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SettingsError {
-    /// The variable.
-    pub name: &'static str,
-    /// What is wrong.
-    pub problem: String,
-}
-
-impl std::fmt::Display for SettingsError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "environment variable {}: {}", self.name, self.problem)
-    }
-}
-
-impl std::error::Error for SettingsError {}
+/// A missing or malformed variable (the scaler's type: one error for every Lambda's
+/// settings).
+pub use crate::scaler::SettingsError;
 
 /// A set variable (empty counts as unset).
 fn optional(var: &impl Fn(&str) -> Option<String>, name: &str) -> Option<String> {

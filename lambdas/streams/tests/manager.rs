@@ -3,27 +3,13 @@
 
 mod common;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use airflow_stack_contract::streams::{lease_key, ManagerInvocation, StartedBy};
-use airflow_streams::manager::{run_lambda, run_service, ManagerPorts, Outcome};
-use airflow_streams::memory::MemoryTable;
+use airflow_streams::manager::{run_lambda, run_service, Outcome};
 use airflow_streams::ports::{Lease, LeaseStore};
-use airflow_streams::source::{stream_client, HttpSource};
-use common::{settings, sse, FakeInvoker, Step, StreamServer};
+use common::{settings, sse, Rig, Step, StreamServer};
 use tokio::time::{sleep, Instant};
-
-fn source(url: &str) -> HttpSource {
-    let s = settings(url, 1, 1, 0);
-    HttpSource::new(
-        stream_client().unwrap(),
-        url,
-        s.format,
-        Some(("x-api-key", "s3cret")),
-    )
-    .unwrap()
-}
 
 fn chain(id: &str, generation: u64) -> ManagerInvocation {
     ManagerInvocation {
@@ -59,15 +45,8 @@ async fn stores_each_event_once_reconnects_with_last_event_id_and_hands_over() {
         }
     })
     .await;
-    let table = MemoryTable::default();
-    let invoker = FakeInvoker::default();
-    let src = source(&server.url);
-    let ports = ManagerPorts {
-        source: &src,
-        events: &table,
-        leases: &table,
-        invoker: &invoker,
-    };
+    let rig = Rig::new(&server.url, false);
+    let (table, invoker, ports) = (&rig.table, &rig.invoker, rig.ports());
     let s = settings(&server.url, 5, 3, 1);
     let started = Instant::now();
     let deadline = started + Duration::from_secs(5);
@@ -133,15 +112,8 @@ async fn stores_each_event_once_reconnects_with_last_event_id_and_hands_over() {
 #[tokio::test]
 async fn a_silent_stream_does_not_hold_the_manager_past_its_deadline() {
     let server = StreamServer::start(|_, _| vec![Step::Send(sse(1)), Step::Hold]).await;
-    let table = MemoryTable::default();
-    let invoker = FakeInvoker::default();
-    let src = source(&server.url);
-    let ports = ManagerPorts {
-        source: &src,
-        events: &table,
-        leases: &table,
-        invoker: &invoker,
-    };
+    let rig = Rig::new(&server.url, false);
+    let (table, ports) = (&rig.table, rig.ports());
     // The read deadline (60 s) is far beyond the invocation's: the invocation wins.
     let s = settings(&server.url, 60, 2, 1);
     let started = Instant::now();
@@ -175,15 +147,8 @@ async fn a_silent_stream_does_not_hold_the_manager_past_its_deadline() {
 #[tokio::test]
 async fn a_deadline_too_near_for_the_handoff_still_hands_over_and_stops_in_time() {
     let server = StreamServer::start(|_, _| vec![Step::Hold]).await;
-    let table = MemoryTable::default();
-    let invoker = FakeInvoker::default();
-    let src = source(&server.url);
-    let ports = ManagerPorts {
-        source: &src,
-        events: &table,
-        leases: &table,
-        invoker: &invoker,
-    };
+    let rig = Rig::new(&server.url, false);
+    let (invoker, ports) = (&rig.invoker, rig.ports());
     let s = settings(&server.url, 60, 60, 20);
     let started = Instant::now();
     let report = run_lambda(
@@ -210,18 +175,8 @@ async fn a_failed_successor_invocation_is_reported_and_reading_goes_on() {
         ]
     })
     .await;
-    let table = MemoryTable::default();
-    let invoker = FakeInvoker {
-        fail: true,
-        ..FakeInvoker::default()
-    };
-    let src = source(&server.url);
-    let ports = ManagerPorts {
-        source: &src,
-        events: &table,
-        leases: &table,
-        invoker: &invoker,
-    };
+    let rig = Rig::new(&server.url, true);
+    let ports = rig.ports();
     let s = settings(&server.url, 60, 3, 2);
     let report = run_lambda(
         &s,
@@ -269,15 +224,8 @@ fn timed_stream(last: u32) -> impl Fn(usize, Option<&str>) -> Vec<Step> + Send +
 #[tokio::test]
 async fn the_successor_takes_over_the_lease_and_the_overlap_collapses_duplicates() {
     let server = StreamServer::start(timed_stream(50)).await;
-    let table = MemoryTable::default();
-    let invoker = FakeInvoker::default();
-    let src = source(&server.url);
-    let ports = ManagerPorts {
-        source: &src,
-        events: &table,
-        leases: &table,
-        invoker: &invoker,
-    };
+    let rig = Rig::new(&server.url, false);
+    let (table, invoker, ports) = (&rig.table, &rig.invoker, rig.ports());
     let s = settings(&server.url, 5, 3, 2);
     let start = Instant::now();
     // The predecessor: hands over at 2 s, reads on to 4 s.
@@ -327,15 +275,8 @@ async fn the_successor_takes_over_the_lease_and_the_overlap_collapses_duplicates
 async fn two_chains_at_once_only_one_reads() {
     let server =
         StreamServer::start(|_, _| vec![Step::Send((1..=20).map(sse).collect()), Step::Hold]).await;
-    let table = MemoryTable::default();
-    let invoker = FakeInvoker::default();
-    let src = source(&server.url);
-    let ports = ManagerPorts {
-        source: &src,
-        events: &table,
-        leases: &table,
-        invoker: &invoker,
-    };
+    let rig = Rig::new(&server.url, false);
+    let (invoker, ports) = (&rig.invoker, rig.ports());
     let s = settings(&server.url, 5, 2, 1);
     let deadline = Instant::now() + Duration::from_secs(3);
     let (a, b) = tokio::join!(
@@ -354,15 +295,8 @@ async fn two_chains_at_once_only_one_reads() {
 #[tokio::test]
 async fn a_lease_taken_by_another_chain_stops_the_reader() {
     let server = StreamServer::start(|_, _| vec![Step::Send(sse(1)), Step::Hold]).await;
-    let table = Arc::new(MemoryTable::default());
-    let invoker = FakeInvoker::default();
-    let src = source(&server.url);
-    let ports = ManagerPorts {
-        source: &src,
-        events: &*table,
-        leases: &*table,
-        invoker: &invoker,
-    };
+    let rig = Rig::new(&server.url, false);
+    let (table, invoker, ports) = (&rig.table, &rig.invoker, rig.ports());
     let s = settings(&server.url, 60, 2, 1);
     let start = Instant::now();
     let thief = async {
@@ -404,15 +338,8 @@ async fn a_lease_taken_by_another_chain_stops_the_reader() {
 #[tokio::test]
 async fn the_service_reads_until_shutdown_and_releases_the_lease() {
     let server = StreamServer::start(|_, _| vec![Step::Send(sse(1) + &sse(2)), Step::Hold]).await;
-    let table = MemoryTable::default();
-    let invoker = FakeInvoker::default();
-    let src = source(&server.url);
-    let ports = ManagerPorts {
-        source: &src,
-        events: &table,
-        leases: &table,
-        invoker: &invoker,
-    };
+    let rig = Rig::new(&server.url, false);
+    let (table, invoker, ports) = (&rig.table, &rig.invoker, rig.ports());
     let s = settings(&server.url, 60, 2, 1);
     let report = run_service(&s, &ports, sleep(Duration::from_millis(2500))).await;
     assert_eq!((report.outcome, report.stored), (Outcome::Shutdown, 2));

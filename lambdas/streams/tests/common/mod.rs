@@ -177,3 +177,40 @@ pub fn settings(
         lease_seconds: 3,
     }
 }
+
+/// A manager's ports for a test: the table in memory, a recording invoker, the local
+/// server as the source (with an auth header).
+pub struct Rig {
+    pub table: airflow_streams::memory::MemoryTable,
+    pub invoker: FakeInvoker,
+    pub source: airflow_streams::source::HttpSource,
+}
+
+impl Rig {
+    pub fn new(url: &str, fail_invocations: bool) -> Rig {
+        let client = airflow_streams::source::stream_client().unwrap();
+        Rig {
+            table: Default::default(),
+            invoker: FakeInvoker {
+                fail: fail_invocations,
+                ..FakeInvoker::default()
+            },
+            source: airflow_streams::source::HttpSource::new(
+                client,
+                url,
+                Format::Sse,
+                Some(("x-api-key", "s3cret")),
+            )
+            .unwrap(),
+        }
+    }
+
+    pub fn ports(&self) -> airflow_streams::manager::ManagerPorts<'_> {
+        airflow_streams::manager::ManagerPorts {
+            source: &self.source,
+            events: &self.table,
+            leases: &self.table,
+            invoker: &self.invoker,
+        }
+    }
+}
