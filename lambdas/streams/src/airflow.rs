@@ -17,11 +17,15 @@ const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'.')
     .remove(b'~');
 
-/// A logged-in client.
+/// A logged-in client. It keeps the credentials to log in again when the token
+/// expires (HTTP 401), so one client serves every invocation of an execution
+/// environment and a batch costs no login round trip.
 pub struct AirflowClient {
     client: reqwest::Client,
     base: String,
-    token: String,
+    username: String,
+    password: String,
+    token: tokio::sync::RwLock<String>,
 }
 
 /// Describes a transport error without its URL.
@@ -37,35 +41,44 @@ impl AirflowClient {
         username: &str,
         password: &str,
     ) -> Result<AirflowClient, PortError> {
+        let client = AirflowClient {
+            client,
+            base: base.trim_end_matches('/').to_owned(),
+            username: username.to_owned(),
+            password: password.to_owned(),
+            token: tokio::sync::RwLock::new(String::new()),
+        };
+        *client.token.write().await = client.token().await?;
+        Ok(client)
+    }
+
+    /// `POST /auth/token`: a new access token.
+    async fn token(&self) -> Result<String, PortError> {
         #[derive(Deserialize)]
         struct Token {
             access_token: String,
         }
-        let base = base.trim_end_matches('/').to_owned();
-        let response = client
-            .post(format!("{base}/auth/token"))
-            .json(&json!({ "username": username, "password": password }))
+        let what = "POST /auth/token";
+        let response = self
+            .client
+            .post(format!("{}/auth/token", self.base))
+            .json(&json!({ "username": self.username, "password": self.password }))
             .send()
             .await
-            .map_err(|e| transport("POST /auth/token", e))?;
+            .map_err(|e| transport(what, e))?;
         let status = response.status();
         if !status.is_success() {
-            return Err(PortError(format!(
-                "POST /auth/token answered HTTP {status}"
-            )));
+            return Err(PortError(format!("{what} answered HTTP {status}")));
         }
         let token: Token = response
             .json()
             .await
-            .map_err(|e| transport("POST /auth/token: unexpected body", e))?;
-        Ok(AirflowClient {
-            client,
-            base,
-            token: token.access_token,
-        })
+            .map_err(|e| transport(&format!("{what}: unexpected body"), e))?;
+        Ok(token.access_token)
     }
 
-    /// One call; returns the status and the body (JSON, `null` when empty or not JSON).
+    /// One call, logging in again once if the token has expired; returns the status
+    /// and the body (JSON, `null` when empty or not JSON).
     async fn call(
         &self,
         method: Method,
@@ -73,12 +86,30 @@ impl AirflowClient {
         query: &[(&str, &str)],
         body: Option<&Value>,
     ) -> Result<(StatusCode, Value), PortError> {
+        let token = self.token.read().await.clone();
+        let answer = self.once(method.clone(), path, query, body, &token).await?;
+        if answer.0 != StatusCode::UNAUTHORIZED {
+            return Ok(answer);
+        }
+        let fresh = self.token().await?;
+        *self.token.write().await = fresh.clone();
+        self.once(method, path, query, body, &fresh).await
+    }
+
+    async fn once(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&str, &str)],
+        body: Option<&Value>,
+        token: &str,
+    ) -> Result<(StatusCode, Value), PortError> {
         let what = format!("{method} {path}");
         let mut request = self
             .client
             .request(method, format!("{}{path}", self.base))
             .query(query)
-            .bearer_auth(&self.token);
+            .bearer_auth(token);
         if let Some(body) = body {
             request = request.json(body);
         }

@@ -131,25 +131,27 @@ async fn processor_lambda(config: &SdkConfig) -> Result<(), Error> {
     };
     let secrets = aws_sdk_secretsmanager::Client::new(config);
     let http = airflow_scaler::http::client()?;
-    let (settings, table, secrets, http) = (&settings, &table, &secrets, &http);
+    // Logged in once per execution environment (the client logs in again on a 401);
+    // a failed login is tried again by the next batch.
+    let airflow: tokio::sync::OnceCell<AirflowClient> = tokio::sync::OnceCell::new();
+    let (settings, table, secrets, http, airflow) = (&settings, &table, &secrets, &http, &airflow);
     lambda_runtime::run(service_fn(
         move |event: LambdaEvent<StreamBatch>| async move {
-            let login = async {
-                let password = secret_string(secrets, &settings.api_password_secret_arn).await?;
-                AirflowClient::login(
-                    http.clone(),
-                    &settings.airflow_api_url,
-                    &settings.api_username,
-                    &password,
-                )
-                .await
-            }
-            .await;
+            let login = airflow
+                .get_or_try_init(|| async {
+                    let password =
+                        secret_string(secrets, &settings.api_password_secret_arn).await?;
+                    AirflowClient::login(
+                        http.clone(),
+                        &settings.airflow_api_url,
+                        &settings.api_username,
+                        &password,
+                    )
+                    .await
+                })
+                .await;
             let ports = ProcessorPorts {
-                airflow: login
-                    .as_ref()
-                    .map(|c| c as &dyn AirflowApi)
-                    .map_err(Clone::clone),
+                airflow: login.map(|c| c as &dyn AirflowApi),
                 marks: table,
             };
             let response = processor::process_batch(&event.payload, &ports).await;

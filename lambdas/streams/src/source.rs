@@ -120,3 +120,35 @@ impl Source for HttpSource {
         Ok(Box::new(HttpConnection(response)))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bad_auth_value_is_refused_without_showing_it() {
+        let client = stream_client().unwrap();
+        let error = HttpSource::new(
+            client.clone(),
+            "http://x",
+            Format::Sse,
+            Some(("x-key", "zq\nxw")),
+        )
+        .err()
+        .unwrap();
+        assert!(
+            !error.0.contains("zq") && !error.0.contains("xw"),
+            "{error}"
+        );
+        assert!(error.0.contains("x-key"));
+        let error = HttpSource::new(
+            client,
+            "http://x",
+            Format::Ndjson,
+            Some(("bad header", "v")),
+        )
+        .err()
+        .unwrap();
+        assert!(error.0.contains("bad header"));
+    }
+}

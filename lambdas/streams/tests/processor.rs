@@ -227,8 +227,26 @@ async fn airflow_server() -> (String, std::sync::Arc<Mutex<Vec<String>>>) {
             };
             log.lock().unwrap().push(request.clone());
             let line = request.lines().next().unwrap_or_default().to_owned();
+            let logins = log
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|r| r.starts_with("POST /auth/token"))
+                .count();
+            let fresh = request.to_ascii_lowercase().contains("bearer tok2");
             let (status, body) = if line.starts_with("POST /auth/token") {
-                (201, "{\"access_token\":\"tok\"}")
+                (
+                    201,
+                    if logins == 1 {
+                        "{\"access_token\":\"tok\"}"
+                    } else {
+                        "{\"access_token\":\"tok2\"}"
+                    },
+                )
+            } else if line.contains("/dags/expiring/dagRuns") && !fresh {
+                (401, "{\"detail\":\"expired\"}")
+            } else if line.contains("/dags/expiring/dagRuns") {
+                (200, "{}")
             } else if line.contains("/dags/seen/dagRuns") {
                 (409, "{\"detail\":\"exists\"}")
             } else if line.contains("/dags/new/dagRuns") {
@@ -274,7 +292,22 @@ async fn the_airflow_client_logs_in_and_maps_409_to_already_exists() {
         "{error}"
     );
     assert!(!error.0.contains("tok") && !error.0.contains("pw-secret"));
+    // An expired token: one login again, then the call goes through.
+    assert_eq!(
+        client
+            .trigger_dag_run("expiring", "r", &conf)
+            .await
+            .unwrap(),
+        Triggered::Created
+    );
     let requests = seen.lock().unwrap().clone();
+    assert_eq!(
+        requests
+            .iter()
+            .filter(|r| r.starts_with("POST /auth/token"))
+            .count(),
+        2
+    );
     let trigger = &requests[1];
     assert!(trigger
         .to_ascii_lowercase()
