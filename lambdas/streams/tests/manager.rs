@@ -351,3 +351,58 @@ async fn the_service_reads_until_shutdown_and_releases_the_lease() {
     );
     assert!(lease.heartbeat_at > 0);
 }
+
+#[tokio::test]
+async fn ndjson_with_an_id_field_collapses_repeats_by_id() {
+    let server = StreamServer::start(|n, last| {
+        assert_eq!(last, None, "NDJSON has no resume point");
+        let body = if n == 0 {
+            "{\"id\": \"a\", \"v\": 1}\n{\"id\": \"b\"}\n\n{\"id\": \"a\", \"v\": 2}\n{\"no_id\": true}\n{\"id\": \"c\""
+        } else {
+            "{\"id\": \"c\"}\n"
+        };
+        vec![Step::Send(body.into())]
+    })
+    .await;
+    let rig = Rig::new(&server.url, false);
+    let mut s = settings(&server.url, 5, 2, 1);
+    s.format = airflow_stack_contract::streams::Format::Ndjson;
+    s.identity = airflow_stack_contract::streams::Identity::Field("id".into());
+    let report = run_lambda(
+        &s,
+        &rig.ports(),
+        chain("c", 0),
+        Instant::now() + Duration::from_secs(3),
+        "f",
+    )
+    .await;
+    let identities: Vec<String> = rig
+        .table
+        .events()
+        .into_iter()
+        .map(|e| e.item.identity)
+        .collect();
+    assert!(identities.contains(&"a".to_owned()) && identities.contains(&"b".to_owned()));
+    assert!(
+        identities.contains(&"c".to_owned()),
+        "the cut-off line came whole on the next connection"
+    );
+    assert_eq!(
+        identities.len(),
+        4,
+        "a, b, c and the hashed one: {identities:?}"
+    );
+    assert_eq!(report.identity_fallbacks, 1);
+    assert!(
+        report.duplicates >= 1,
+        "a again (first writer wins: v 1 kept)"
+    );
+    let a = rig
+        .table
+        .events()
+        .into_iter()
+        .find(|e| e.item.identity == "a")
+        .unwrap();
+    assert_eq!(a.item.data, "{\"id\": \"a\", \"v\": 1}");
+    assert_eq!(a.item.event_id, None);
+}
