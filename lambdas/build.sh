@@ -43,7 +43,7 @@ while [ $# -gt 0 ]; do
         *) packages+=("$1"); shift ;;
     esac
 done
-[ ${#packages[@]} -gt 0 ] || packages=(airflow-secrets airflow-migration airflow-scaler airflow-image-build)
+[ ${#packages[@]} -gt 0 ] || packages=(airflow-secrets airflow-migration airflow-scaler airflow-image-build airflow-streams)
 case "$arch" in
     arm64) triple=aarch64-unknown-linux-gnu; elf_machine=AArch64 ;;
     x86_64) triple=x86_64-unknown-linux-gnu; elf_machine="Advanced Micro Devices X86-64" ;;

@@ -553,6 +553,27 @@ fn cases() -> Vec<Case> {
             Field,
         ),
         case(
+            "stream with a plain http URL",
+            with("network:\n  nat_gateways: 1\nstreams:\n  - name: s\n    url: http://e.example.com/s\n    format: sse\n    target: {dag: d}\n"),
+            "streams[0].url",
+            (7, 5),
+            Field,
+        ),
+        case(
+            "stream with two targets",
+            with("network:\n  nat_gateways: 1\nstreams:\n  - name: s\n    url: https://e.example.com/s\n    format: sse\n    target: {dag: d, asset: s3://b/k}\n"),
+            "streams[0].target",
+            (9, 5),
+            Field,
+        ),
+        case(
+            "two streams with one name",
+            with("network:\n  nat_gateways: 1\nstreams:\n  - name: s\n    url: https://e.example.com/s\n    format: sse\n    target: {dag: d}\n  - name: s\n    url: https://e.example.com/t\n    format: ndjson\n    target: {asset: s3://b/k}\n"),
+            "streams[1].name",
+            (10, 5),
+            Across("a rule across the list's entries"),
+        ),
+        case(
             "lambda_functions with a bad function name",
             with("airflow:\n  lambda_functions: [load-orders, \"load*\"]\n"),
             "airflow.lambda_functions[1]",

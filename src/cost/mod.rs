@@ -168,6 +168,7 @@ pub fn estimate(template: &Value, spec: &Spec) -> Result<Estimate, CostError> {
     lines.extend(load_balancer_lines(&resources, p)?);
     lines.extend(fixed_lines(&resources, &tasks, p)?);
     lines.extend(image_build_lines(&resources, p)?);
+    lines.extend(stream_manager_lines(&resources, p)?);
     let always_on = lines.iter().map(|l| l.always_on).sum();
     let paused = lines.iter().map(|l| l.paused).sum();
     Ok(Estimate {
@@ -608,6 +609,53 @@ fn fixed_lines(r: &Resources, tasks: &[FargateTask], p: &Prices) -> Result<Vec<L
     .collect())
 }
 
+/// Seconds of Lambda billed per second of wall time for a stream chain: a link starts
+/// its successor `DEFAULT_HANDOFF_SECONDS` before its time limit and keeps reading for
+/// `DEFAULT_OVERLAP_SECONDS` (the contract's), so two links run at once that long per
+/// link.
+fn chain_duty(timeout_seconds: f64) -> f64 {
+    use airflow_stack_contract::streams::{DEFAULT_HANDOFF_SECONDS, DEFAULT_OVERLAP_SECONDS};
+    let interval = (timeout_seconds - f64::from(DEFAULT_HANDOFF_SECONDS)).max(1.0);
+    (interval + f64::from(DEFAULT_OVERLAP_SECONDS)) / interval
+}
+
+/// The stream managers (`streams:`): Lambda chains that run around the clock, paused
+/// too (`pause` stops the ECS services, not the chains). Each line also names what the
+/// smallest Fargate task would cost for the same stream, so the choice of runner is
+/// informed. Requests (one per link, about 3,100 a month) are within cents and left out.
+fn stream_manager_lines(r: &Resources, p: &Prices) -> Result<Vec<Line>, CostError> {
+    let mut lines = Vec::new();
+    for f in r.of_type("AWS::Lambda::Function")? {
+        let props: t::LambdaFunction = f.properties()?;
+        if props.recursive_loop.as_deref() != Some("Allow") {
+            continue;
+        }
+        let arm = props.architectures.first().is_some_and(|a| a == "arm64");
+        let gb = props.memory_size.0 / 1024.0;
+        let rate = if arm {
+            p.lambda_arm_gb_second
+        } else {
+            p.lambda_x86_gb_second
+        };
+        let duty = chain_duty(props.timeout.0);
+        let monthly = gb * HOURS_PER_MONTH * 3600.0 * duty * rate;
+        let fargate = if arm { p.fargate_arm } else { p.fargate_x86 };
+        let task = (0.25 * fargate.vcpu_hour + 0.5 * fargate.gb_hour) * HOURS_PER_MONTH;
+        lines.push(Line {
+            item: f.id.to_string(),
+            detail: format!(
+                "Lambda chain around the clock, {} MB {}, {:.1} % overlap (a 0.25 vCPU / 0.5 GB Fargate task: ${task:.2})",
+                props.memory_size.0,
+                if arm { "arm64" } else { "x86_64" },
+                (duty - 1.0) * 100.0
+            ),
+            always_on: monthly,
+            paused: monthly,
+        });
+    }
+    Ok(lines)
+}
+
 /// The image built in the account (`airflow.build`, `airflow.lambda_functions`): ECR storage of the kept images
 /// (always, paused too) and CodeBuild minutes for the builds a month (only while the
 /// stack is in use: a paused stack is not redeployed).
@@ -714,7 +762,7 @@ fn assumptions(r: &Resources, p: &Prices) -> Result<Vec<String>, CostError> {
         ));
     }
     out.push(format!(
-        "Usage: {} GB logs per running task, {} GB in S3, {} GB database data (Aurora), {} GB per NAT gateway, {} LCU per load balancer; Lambda (deploy-time only), data transfer and backups within the free allowance are left out.",
+        "Usage: {} GB logs per running task, {} GB in S3, {} GB database data (Aurora), {} GB per NAT gateway, {} LCU per load balancer; Lambda other than stream managers (at deploy, or seconds a minute), DynamoDB requests, data transfer and backups within the free allowance are left out.",
         ASSUMPTIONS.log_gb_per_task_month, ASSUMPTIONS.s3_gb, ASSUMPTIONS.database_gb, ASSUMPTIONS.nat_gb_month, ASSUMPTIONS.alb_lcu
     ));
     Ok(out)

@@ -90,6 +90,11 @@ pub mod pages {
         url: "https://aws.amazon.com/kms/pricing/",
         checked: false,
     };
+    /// AWS Lambda pricing (duration per GB-second, by architecture).
+    pub const LAMBDA: Source = Source {
+        url: "https://aws.amazon.com/lambda/pricing/",
+        checked: false,
+    };
     /// Amazon MWAA pricing (environment classes).
     pub const MWAA: Source = Source {
         url: "https://aws.amazon.com/managed-workflows-for-apache-airflow/pricing/",
@@ -154,6 +159,10 @@ pub struct Prices {
     pub codebuild_small_x86_minute: f64,
     /// CodeBuild on demand, `BUILD_GENERAL1_SMALL` ARM (arm1.small), USD per build minute.
     pub codebuild_small_arm_minute: f64,
+    /// Lambda duration on arm64, USD per GB-second (first tier).
+    pub lambda_arm_gb_second: f64,
+    /// Lambda duration on x86_64, USD per GB-second (first tier).
+    pub lambda_x86_gb_second: f64,
     /// MWAA environment classes: `(class, USD per hour)`.
     pub mwaa: &'static [(&'static str, f64)],
 }
@@ -206,6 +215,8 @@ const US_EAST_1: Prices = Prices {
     ecr_gb_month: 0.10,
     codebuild_small_x86_minute: 0.005,
     codebuild_small_arm_minute: 0.0034,
+    lambda_arm_gb_second: 0.0000133334,
+    lambda_x86_gb_second: 0.0000166667,
     mwaa: &[
         ("mw1.micro", 0.24),
         ("mw1.small", 0.49),
@@ -259,6 +270,8 @@ const EU_WEST_1: Prices = Prices {
     ecr_gb_month: 0.10,
     codebuild_small_x86_minute: 0.005,
     codebuild_small_arm_minute: 0.0034,
+    lambda_arm_gb_second: 0.0000133334,
+    lambda_x86_gb_second: 0.0000166667,
     mwaa: &[
         ("mw1.micro", 0.26),
         ("mw1.small", 0.55),

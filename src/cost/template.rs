@@ -414,3 +414,30 @@ mod tests {
         assert!(err.contains("has Condition \"WithNat\""), "{err}");
     }
 }
+
+/// The properties of a Lambda function the estimate reads: only functions that run
+/// around the clock are priced (the stream managers, `RecursiveLoop: Allow`).
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub(super) struct LambdaFunction {
+    /// MB; 128 when absent (the resource schema's default).
+    #[serde(default = "default_lambda_memory")]
+    pub memory_size: Number,
+    /// `["arm64"]` or `["x86_64"]`; x86_64 when absent (the schema's default).
+    #[serde(default)]
+    pub architectures: Vec<String>,
+    /// Seconds an invocation may run; 3 when absent (the schema's default).
+    #[serde(default = "default_lambda_timeout")]
+    pub timeout: Number,
+    /// `Allow` lets the function invoke itself without end: a chain that holds a stream.
+    #[serde(default)]
+    pub recursive_loop: Option<String>,
+}
+
+fn default_lambda_memory() -> Number {
+    Number(128.0)
+}
+
+fn default_lambda_timeout() -> Number {
+    Number(3.0)
+}

@@ -382,3 +382,29 @@ fn an_internet_facing_balancer_adds_its_public_addresses() {
         "{err}"
     );
 }
+
+#[test]
+fn stream_managers_are_priced_around_the_clock_paused_too_and_other_lambdas_are_not() {
+    let t = json!({"Resources": {
+        "StreamOrdersFunction": {"Type": "AWS::Lambda::Function", "Properties": {
+            "MemorySize": 256, "Architectures": ["arm64"], "Timeout": 900,
+            "RecursiveLoop": "Allow"}},
+        "ScalerFunction": {"Type": "AWS::Lambda::Function", "Properties": {
+            "MemorySize": 256, "Architectures": ["arm64"], "Timeout": 50}},
+    }});
+    let e = estimate(&t, &spec("us-east-1")).unwrap();
+    // A link starts its successor 60 s before its 900 s limit and reads 20 s more:
+    // 860 s billed per 840 s. 0.25 GB x 730 h x 3600 s x 860/840 x 0.0000133334
+    // = 657,000 GB-s x 1.0238095 x 0.0000133334 = 8.968594
+    let l = line(&e, "StreamOrdersFunction");
+    close(
+        l.always_on,
+        0.25 * 730.0 * 3600.0 * 860.0 / 840.0 * 0.0000133334,
+    );
+    assert!((l.always_on - 8.9686).abs() < 1e-3, "{}", l.always_on);
+    close(l.paused, l.always_on);
+    // The same stream on the smallest arm64 Fargate task: (0.25 x 0.03238 + 0.5 x
+    // 0.00356) x 730 = 7.208675, named in the line.
+    assert!(l.detail.contains("$7.21"), "{}", l.detail);
+    assert!(!e.lines.iter().any(|l| l.item == "ScalerFunction"));
+}

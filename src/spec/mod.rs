@@ -12,6 +12,7 @@ mod build_inputs;
 mod schema_rules;
 mod schema_walk;
 mod source;
+mod streams;
 mod types;
 mod validate;
 mod values;
@@ -22,10 +23,12 @@ use std::path::{Path, PathBuf};
 pub use access::*;
 pub use build_inputs::{BuildInputs, PluginFile, MAX_PLUGIN_BYTES, MAX_PLUGIN_FILES};
 pub use source::{Pos, Positions, MAX_FILE_BYTES};
+pub use streams::{Stream, StreamAuth, StreamFormat, StreamTarget, MAX_STREAMS};
 pub use types::*;
 pub use values::{
     LambdaArn, LambdaFunctionRef, LogGroupName, OsPackage, PostgresVersion, Region,
-    ScheduleExpression, SecretArn, SecretPrefix, StackName, SubnetId, VpcCidr, VpcId,
+    ScheduleExpression, SecretArn, SecretPrefix, StackName, StreamName, StreamUrl, SubnetId,
+    VpcCidr, VpcId,
 };
 
 /// Environment variables the stack itself sets: `airflow.extra_env` may not override
@@ -324,6 +327,12 @@ impl Spec {
     /// both); only then does it have the scaler's Airflow user and its secret.
     pub fn runs_scaler(&self) -> bool {
         self.autoscaling.enabled || self.alerts.enabled
+    }
+
+    /// Whether the stack holds event streams; only then does it have the stream
+    /// processor's Airflow user and its secret.
+    pub fn has_streams(&self) -> bool {
+        !self.streams.is_empty()
     }
 }
 

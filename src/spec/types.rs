@@ -72,6 +72,11 @@ pub struct Spec {
     /// How people reach the Airflow UI, the REST API and Flower.
     #[serde(default)]
     pub access: Access,
+    /// Long-lived HTTP event streams (server-sent events or NDJSON) whose events each
+    /// trigger one DAG run or record one Asset event, exactly once per distinct event.
+    /// Empty (the default): none.
+    #[serde(default)]
+    pub streams: Vec<super::Stream>,
     /// What `airflow.build` names, read from disk when the stack file is loaded
     /// (the files themselves, not only their paths): the image tag is their hash, so
     /// `synth` and `deploy` must see the same bytes. Not a stack-file key.

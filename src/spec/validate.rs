@@ -26,6 +26,7 @@ pub fn check(spec: &Spec) -> Problems {
     check_schedule(spec, &mut p);
     check_encryption(spec, &mut p);
     p.extend(super::access::check(spec));
+    p.extend(super::streams::check(spec));
     p
 }
 

@@ -695,3 +695,102 @@ checked_text!(
         }
     }
 );
+
+checked_text!(
+    /// A stream's name (`streams[].name`): 1 to 20 lower-case letters, digits and
+    /// single hyphens, starting with a letter and not ending with a hyphen. It is part of the
+    /// manager's function name (`<stack>-stream-<name>`, within Lambda's 64 characters
+    /// for any stack name), of every DAG run id the stream starts, and of table keys.
+    StreamName,
+    pattern: "^(?=.{1,20}$)[a-z](-?[a-z0-9])*$",
+    check: |n| {
+        let ok = (1..=20).contains(&n.len())
+            && n.starts_with(|c: char| c.is_ascii_lowercase())
+            && !n.ends_with('-')
+            && !n.contains("--")
+            && n.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+        if ok {
+            Ok(())
+        } else {
+            Err(format!("{n:?} is not a stream name: 1-20 lower-case letters, digits and single hyphens, starting with a letter and not ending with a hyphen, e.g. orders"))
+        }
+    }
+);
+
+checked_text!(
+    /// A stream's URL: `https://` and a host, no spaces, at most 2048 characters. Plain
+    /// `http://` is refused: the stream carries its auth header and the events.
+    StreamUrl,
+    pattern: "^https://[^\\s/?#]+\\S*$",
+    check: |u| {
+        let host_ok = u
+            .strip_prefix("https://")
+            .is_some_and(|rest| rest.split(['/', '?', '#']).next().is_some_and(|h| !h.is_empty()));
+        if host_ok && u.len() <= 2048 && !u.chars().any(char::is_whitespace) {
+            Ok(())
+        } else {
+            Err(format!("{u:?} is not an https:// URL such as https://events.example.com/v1/stream (at most 2048 characters, no spaces)"))
+        }
+    }
+);
+
+checked_text!(
+    /// An HTTP header name (RFC 9110 `token`, limited to letters, digits and `-`): 1 to
+    /// 64 characters, e.g. `Authorization` or `X-Api-Key`.
+    HeaderName,
+    pattern: "^[A-Za-z0-9-]{1,64}$",
+    check: |h| {
+        if (1..=64).contains(&h.len()) && h.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+            Ok(())
+        } else {
+            Err(format!("{h:?} is not an HTTP header name: 1-64 letters, digits and hyphens, e.g. Authorization"))
+        }
+    }
+);
+
+checked_text!(
+    /// A top-level JSON field name identifying a stream's events: 1 to 128 letters,
+    /// digits and `_`, `-`, `.` (taken literally, not as a path).
+    EventField,
+    pattern: "^[A-Za-z0-9_.-]{1,128}$",
+    check: |f| {
+        if (1..=128).contains(&f.len()) && f.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c)) {
+            Ok(())
+        } else {
+            Err(format!("{f:?} is not a field name: 1-128 letters, digits and _ . -, e.g. id"))
+        }
+    }
+);
+
+checked_text!(
+    /// A DAG id as Airflow allows it (`KEY_REGEX` in airflow/utils/helpers.py: letters,
+    /// digits, `_`, `.` and `-`; at most 250 characters, the `dag_id` column's length).
+    DagId,
+    pattern: "^[A-Za-z0-9_.-]{1,250}$",
+    check: |d| {
+        if (1..=250).contains(&d.len()) && d.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c)) {
+            Ok(())
+        } else {
+            Err(format!("{d:?} is not a DAG id: 1-250 letters, digits and _ . -, e.g. orders_ingest"))
+        }
+    }
+);
+
+checked_text!(
+    /// An Asset's URI as Airflow stores it: 1 to 1500 characters (the `asset.uri`
+    /// column), no spaces, with a scheme, e.g. `s3://bucket/orders`.
+    AssetUri,
+    pattern: "^[A-Za-z][A-Za-z0-9+.-]*://\\S{1,1490}$",
+    check: |u| {
+        let scheme_ok = u.split_once("://").is_some_and(|(scheme, rest)| {
+            scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+                && scheme.chars().all(|c| c.is_ascii_alphanumeric() || "+.-".contains(c))
+                && !rest.is_empty()
+        });
+        if scheme_ok && u.len() <= 1500 && !u.chars().any(char::is_whitespace) {
+            Ok(())
+        } else {
+            Err(format!("{u:?} is not an Asset URI such as s3://bucket/orders (a scheme, ://, no spaces, at most 1500 characters)"))
+        }
+    }
+);

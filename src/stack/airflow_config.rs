@@ -2,9 +2,7 @@
 //! same configuration across all the Airflow components"): one environment, and the
 //! secrets, of which each container gets only those its component needs.
 
-use airflow_stack_contract::scaler::{DEFAULT_ADMIN_USERNAME, SCALER_USERNAME};
-
-use super::component::{AirflowSecret, Component};
+use super::component::{airflow_users, AirflowSecret, Component};
 use super::keys::Keys;
 use super::storage::Bucket;
 use crate::cfn::l1::ecs::task_definition::{KeyValuePair, Secret};
@@ -30,6 +28,7 @@ pub struct SharedConfig {
     result_backend: Secret,
     admin_password: Secret,
     scaler_password: Option<Secret>,
+    streams_password: Option<Secret>,
 }
 
 /// An environment variable of a container. Never a secret value: those are
@@ -49,11 +48,7 @@ pub const AIRFLOW_DATABASE_PASSWORD_ENV: &str = "AIRFLOW_STACK_AIRFLOW_DB_PASSWO
 /// `[api] base_url` as an environment variable.
 pub const BASE_URL_ENV: &str = "AIRFLOW__API__BASE_URL";
 
-/// Name of the environment variable carrying the admin password where it is needed.
-pub const ADMIN_PASSWORD_ENV: &str = "AIRFLOW_STACK_ADMIN_PASSWORD";
-/// Name of the environment variable carrying the scaler user's password where it is
-/// needed (the migration task with FAB, the api-server with the simple auth manager).
-pub const SCALER_PASSWORD_ENV: &str = "AIRFLOW_STACK_SCALER_PASSWORD";
+pub use super::component::{ADMIN_PASSWORD_ENV, SCALER_PASSWORD_ENV, STREAMS_PASSWORD_ENV};
 
 impl SharedConfig {
     /// The configuration of this stack file, reading secrets from `keys`.
@@ -185,6 +180,10 @@ impl SharedConfig {
                 .scaler_password
                 .as_ref()
                 .map(|arn| secret(SCALER_PASSWORD_ENV, arn)),
+            streams_password: keys
+                .streams_password
+                .as_ref()
+                .map(|arn| secret(STREAMS_PASSWORD_ENV, arn)),
         }
     }
 
@@ -233,6 +232,10 @@ impl SharedConfig {
                 .scaler_password
                 .as_ref()
                 .expect("the scaler password secret exists when the scaler runs"),
+            AirflowSecret::StreamsPassword => self
+                .streams_password
+                .as_ref()
+                .expect("the streams password secret exists with event streams"),
         }
     }
 }
@@ -355,14 +358,14 @@ fn rotation_hash(token: &str) -> String {
     hex::encode(&Sha256::digest(token.as_bytes())[..8])
 }
 
-/// `[core] simple_auth_manager_users` (`user:role,...`): the admin, and the scaler's
-/// read-only user when the stack runs the scaler.
+/// `[core] simple_auth_manager_users` (`user:role,...`): the stack's users
+/// ([`airflow_users`]).
 fn simple_auth_manager_users(spec: &Spec) -> String {
-    let mut users = format!("{DEFAULT_ADMIN_USERNAME}:admin");
-    if spec.runs_scaler() {
-        users.push_str(&format!(",{SCALER_USERNAME}:viewer"));
-    }
-    users
+    airflow_users(spec)
+        .iter()
+        .map(|u| format!("{}:{}", u.name, u.simple_role))
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// `[core] parallelism`: task instances one scheduler keeps queued and running at once.

@@ -51,6 +51,11 @@ pub const ASSET_LAMBDAS: &[AssetLambda] = &[
         version_parameter: "ImageBuildFunctionCodeVersion",
         crate_name: "airflow-image-build",
     },
+    AssetLambda {
+        key_parameter: "StreamsFunctionCodeKey",
+        version_parameter: "StreamsFunctionCodeVersion",
+        crate_name: "airflow-streams",
+    },
 ];
 
 /// The parameter holding the S3 key of the image build context (`airflow.build`),
@@ -89,6 +94,12 @@ pub fn add_scaler_key(t: &mut Template) -> AssetCode {
 /// `airflow.build`.
 pub fn add_image_build_key(t: &mut Template) -> AssetCode {
     add_code(t, &ASSET_LAMBDAS[3])
+}
+
+/// The streams Lambda's parameters (one zip for the managers, the processor and the
+/// watchdog), declared only by templates with `streams:`.
+pub fn add_streams_key(t: &mut Template) -> AssetCode {
+    add_code(t, &ASSET_LAMBDAS[4])
 }
 
 /// The build context's key and version parameters, declared only by templates with

@@ -73,6 +73,88 @@ pub enum AirflowSecret {
     AdminPassword,
     /// The scaler's read-only user's password, likewise (stacks that run the scaler).
     ScalerPassword,
+    /// The stream processor's user's password, likewise (stacks with event streams).
+    StreamsPassword,
+}
+
+/// An Airflow user the stack creates (with FAB, the migration task; with the simple
+/// auth manager, the api-server's passwords file), its password from a generated secret.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AirflowUser {
+    /// The user name.
+    pub name: &'static str,
+    /// Its FAB role (`airflow users create --role`).
+    pub fab_role: &'static str,
+    /// Its simple auth manager role (`[core] simple_auth_manager_users`).
+    pub simple_role: &'static str,
+    /// The secret holding its password.
+    pub secret: AirflowSecret,
+    /// The variable carrying the password in the containers that set it.
+    pub password_env: &'static str,
+    /// Whether the password is the stack's rather than a person's: set again on every
+    /// migration when the user already exists (a person may change the admin's).
+    pub reset_password: bool,
+}
+
+/// Name of the environment variable carrying the admin password where it is needed.
+pub const ADMIN_PASSWORD_ENV: &str = "AIRFLOW_STACK_ADMIN_PASSWORD";
+/// Name of the environment variable carrying the scaler user's password where it is
+/// needed (the migration task with FAB, the api-server with the simple auth manager).
+pub const SCALER_PASSWORD_ENV: &str = "AIRFLOW_STACK_SCALER_PASSWORD";
+/// Likewise for the stream processor's user.
+pub const STREAMS_PASSWORD_ENV: &str = "AIRFLOW_STACK_STREAMS_PASSWORD";
+
+/// The Airflow users of this stack: the admin; the scaler's read-only user when the
+/// stack runs the scaler; the stream processor's user when it has event streams, which
+/// may trigger DAG runs and record Asset events (FAB `User`: `can_create` on DAG runs
+/// and Assets, `USER_PERMISSIONS` in the FAB provider's security manager override).
+/// The simple auth manager's roles are coarser: `user` may change DAGs and DAG runs,
+/// but creating an Asset event takes `op` (`is_authorized_asset` in its
+/// simple_auth_manager.py allows non-GET methods from `OP` up), so the processor's
+/// user is `op` only when a stream records Asset events.
+pub fn airflow_users(spec: &Spec) -> Vec<AirflowUser> {
+    use airflow_stack_contract::scaler::{DEFAULT_ADMIN_USERNAME, SCALER_USERNAME};
+    use airflow_stack_contract::streams::STREAMS_USERNAME;
+    let mut users = vec![AirflowUser {
+        name: DEFAULT_ADMIN_USERNAME,
+        fab_role: "Admin",
+        simple_role: "admin",
+        secret: AirflowSecret::AdminPassword,
+        password_env: ADMIN_PASSWORD_ENV,
+        reset_password: false,
+    }];
+    if spec.runs_scaler() {
+        users.push(AirflowUser {
+            name: SCALER_USERNAME,
+            fab_role: "Viewer",
+            simple_role: "viewer",
+            secret: AirflowSecret::ScalerPassword,
+            password_env: SCALER_PASSWORD_ENV,
+            reset_password: true,
+        });
+    }
+    if spec.has_streams() {
+        users.push(AirflowUser {
+            name: STREAMS_USERNAME,
+            fab_role: "User",
+            simple_role: if records_asset_events(spec) {
+                "op"
+            } else {
+                "user"
+            },
+            secret: AirflowSecret::StreamsPassword,
+            password_env: STREAMS_PASSWORD_ENV,
+            reset_password: true,
+        });
+    }
+    users
+}
+
+/// Whether a stream of the stack records Asset events (rather than triggering runs).
+fn records_asset_events(spec: &Spec) -> bool {
+    spec.streams
+        .iter()
+        .any(|s| matches!(s.target, crate::spec::StreamTarget::Asset(_)))
 }
 
 /// What a component does with the bucket: every component with a task role reads the
@@ -259,11 +341,7 @@ impl Component {
 
     /// The passwords of the Airflow users the stack creates.
     fn user_passwords(spec: &Spec) -> Vec<AirflowSecret> {
-        let mut users = vec![AirflowSecret::AdminPassword];
-        if spec.runs_scaler() {
-            users.push(AirflowSecret::ScalerPassword);
-        }
-        users
+        airflow_users(spec).into_iter().map(|u| u.secret).collect()
     }
 
     /// What it does with the bucket; `None` for the containers without a task role

@@ -342,10 +342,10 @@ fn add_function(
     let f = rust_function::add(
         s,
         RustFunctionSpec {
-            id: "ImageBuild",
-            log_name: "image-build-function",
+            id: "ImageBuild".into(),
+            log_name: "image-build-function".into(),
             function_name: Some(function_name),
-            description: "airflow-stack image-build custom resource: builds the Airflow image with CodeBuild when ECR lacks its tag",
+            description: "airflow-stack image-build custom resource: builds the Airflow image with CodeBuild when ECR lacks its tag".into(),
             role_description: "Starts and watches the Airflow image build",
             policy_name: "run-image-build",
             statements,
@@ -354,6 +354,7 @@ fn add_function(
             environment: BTreeMap::new(),
             vpc_config: None,
             reserved_concurrency: None,
+            allow_recursion: false,
         },
     );
     f.arn()

@@ -1,5 +1,5 @@
-//! The generated secrets: five Secrets Manager secrets (six with the scaler), created
-//! empty, and
+//! The generated secrets: five Secrets Manager secrets (one more with the scaler, one
+//! more with event streams), created empty, and
 //! `Custom::AirflowSecrets`, whose Rust Lambda (lambdas/secrets) fills them once with
 //! the Fernet key, the API and JWT secrets and the passwords. A leaf of the construct
 //! graph: the database, the broker and the connection URLs are built on it.
@@ -41,6 +41,8 @@ pub struct Keys {
     /// The scaler's read-only Airflow user's password (plain); only when the stack runs
     /// the scaler.
     pub scaler_password: Option<Expr>,
+    /// The stream processor's Airflow user's password (plain); only with event streams.
+    pub streams_password: Option<Expr>,
     /// The generator; resources reading the passwords depend on it.
     pub generated: LogicalId,
     /// ARN of the secrets Lambda, which also serves `Custom::AirflowConnectionUrls`.
@@ -100,6 +102,7 @@ impl Keys {
         ]
         .into_iter()
         .chain(&self.scaler_password)
+        .chain(&self.streams_password)
         .cloned()
         .collect()
     }
@@ -149,6 +152,14 @@ const SCALER_SECRET: (&str, &str, &str, bool) = (
     true,
 );
 
+/// The stream processor's secret, created only when the stack has event streams.
+const STREAMS_SECRET: (&str, &str, &str, bool) = (
+    "StreamsPassword",
+    "streams-password",
+    "Password of the stream processor's Airflow user (airflow-stack-streams)",
+    true,
+);
+
 /// A secret created without a value: no `SecretString` and no
 /// `GenerateSecretString`, so no secret value ever passes through the template (or the
 /// stack's events and drift reports); a custom resource or the user writes the first
@@ -166,9 +177,11 @@ pub fn empty_secret(name: Expr, description: &str, tags: Vec<Tag>) -> Secret {
 /// Adds the secrets, the secrets Lambda and the generator resource.
 pub fn add(s: &mut Scope) -> Keys {
     let scaler = s.spec.runs_scaler().then_some(&SCALER_SECRET);
+    let streams = s.spec.has_streams().then_some(&STREAMS_SECRET);
     let mut arns: Vec<Expr> = SECRETS
         .iter()
         .chain(scaler)
+        .chain(streams)
         .map(|(id, suffix, description, keep)| {
             let secret = Secret {
                 kms_key_id: s.kms_key_arn(),
@@ -187,6 +200,8 @@ pub fn add(s: &mut Scope) -> Keys {
         })
         .collect();
     let function = add_function(s, &arns);
+    // Popped in the reverse order of the chain above.
+    let streams_password = streams.and_then(|_| arns.pop());
     let scaler_password = scaler.and_then(|_| arns.pop());
     let [fernet_key, signing_keys, database, redis, admin_password] =
         <[Expr; 5]>::try_from(arns).expect("five secrets");
@@ -197,6 +212,7 @@ pub fn add(s: &mut Scope) -> Keys {
         redis_secret_arn: redis.clone(),
         admin_password_secret_arn: admin_password.clone(),
         scaler_password_secret_arn: scaler_password.clone(),
+        streams_password_secret_arn: streams_password.clone(),
         password_length: s.spec.secrets.password_length,
         // Written even when empty: a rotation token removed from the stack file is a
         // change the Lambda must see.
@@ -212,6 +228,7 @@ pub fn add(s: &mut Scope) -> Keys {
         redis,
         admin_password,
         scaler_password,
+        streams_password,
         generated,
         function,
     }
@@ -225,10 +242,10 @@ fn add_function(s: &mut Scope, secret_arns: &[Expr]) -> Expr {
     let f = rust_function::add(
         s,
         RustFunctionSpec {
-            id: "Secrets",
-            log_name: "secrets-function",
+            id: "Secrets".into(),
+            log_name: "secrets-function".into(),
             function_name: None,
-            description: "airflow-stack secrets custom resource: Fernet key, API/JWT secrets, passwords, connection URLs",
+            description: "airflow-stack secrets custom resource: Fernet key, API/JWT secrets, passwords, connection URLs".into(),
             role_description: "Writes the generated Airflow secrets",
             policy_name: "write-airflow-secrets",
             statements: vec![
@@ -251,6 +268,7 @@ fn add_function(s: &mut Scope, secret_arns: &[Expr]) -> Expr {
             )]),
             vpc_config: None,
             reserved_concurrency: None,
+            allow_recursion: false,
         },
     );
     f.arn()

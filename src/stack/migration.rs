@@ -9,14 +9,12 @@ use std::collections::BTreeMap;
 use airflow_stack_contract::migration::{
     MigrationProperties, MAX_WAIT_SECONDS, RESOURCE_TYPE, SERVICE_TIMEOUT_SECONDS,
 };
-use airflow_stack_contract::scaler::{DEFAULT_ADMIN_USERNAME, SCALER_USERNAME};
 use airflow_stack_contract::secrets::AIRFLOW_DATABASE_USER;
 
 use super::airflow_config::{
-    SharedConfig, ADMIN_PASSWORD_ENV, AIRFLOW_DATABASE_PASSWORD_ENV, AIRFLOW_DATABASE_URL_ENV,
-    SCALER_PASSWORD_ENV,
+    SharedConfig, AIRFLOW_DATABASE_PASSWORD_ENV, AIRFLOW_DATABASE_URL_ENV,
 };
-use super::component::Component;
+use super::component::{airflow_users, Component};
 use super::connections::Backends;
 use super::fargate::{self, Infra, TaskDefinitionSpec};
 use super::iam::Roles;
@@ -55,17 +53,11 @@ pub fn migrate_command(spec: &Spec) -> Vec<Expr> {
         "airflow db migrate".to_owned(),
     ];
     if spec.airflow.auth_manager == AuthManager::Fab {
-        script.push(create_user(
-            DEFAULT_ADMIN_USERNAME,
-            "Admin",
-            ADMIN_PASSWORD_ENV,
-        ));
-        if spec.runs_scaler() {
-            script.push(create_user(SCALER_USERNAME, "Viewer", SCALER_PASSWORD_ENV));
-            script.push(reset_password_if_existing(
-                SCALER_USERNAME,
-                SCALER_PASSWORD_ENV,
-            ));
+        for user in airflow_users(spec) {
+            script.push(create_user(user.name, user.fab_role, user.password_env));
+            if user.reset_password {
+                script.push(reset_password_if_existing(user.name, user.password_env));
+            }
         }
     }
     vec!["bash".into(), "-c".into(), script.join("; ").into()]
@@ -248,11 +240,12 @@ fn add_function(
     let f = rust_function::add(
         s,
         RustFunctionSpec {
-            id: "Migration",
-            log_name: "migration-function",
+            id: "Migration".into(),
+            log_name: "migration-function".into(),
             function_name: Some(function_name),
             description:
-                "airflow-stack migration custom resource: runs airflow db migrate as an ECS task",
+                "airflow-stack migration custom resource: runs airflow db migrate as an ECS task"
+                    .into(),
             role_description: "Runs and watches the Airflow database migration task",
             policy_name: "run-migration",
             statements,
@@ -261,6 +254,7 @@ fn add_function(
             environment: BTreeMap::new(),
             vpc_config: None,
             reserved_concurrency: None,
+            allow_recursion: false,
         },
     );
     f.arn()
@@ -269,6 +263,7 @@ fn add_function(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::stack::component::{ADMIN_PASSWORD_ENV, SCALER_PASSWORD_ENV};
 
     fn spec(yaml: &str) -> Spec {
         serde_yaml_ng::from_str(&format!("name: t\nregion: us-east-1\n{yaml}")).unwrap()

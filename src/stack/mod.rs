@@ -31,6 +31,7 @@ mod security;
 mod service_role;
 mod services;
 mod storage;
+mod streams;
 
 use crate::cfn::{Expr, Template, TemplateError};
 use crate::spec::Spec;
@@ -85,8 +86,16 @@ pub fn build(spec: &Spec) -> Result<Template, TemplateError> {
         keys: &keys,
         worker: &worker,
     };
-    let scaler_table = monitoring::add(s, &scaled);
-    schedule::add(s, &cluster, scaler_table.as_ref(), &stoppable_database);
+    let monitored = monitoring::add(s, &scaled);
+    streams::add(
+        s,
+        &streams::Inputs {
+            infra: &infra,
+            keys: &keys,
+            alerts: &monitored.alerts,
+        },
+    );
+    schedule::add(s, &cluster, monitored.table.as_ref(), &stoppable_database);
     add_outputs(&mut s.t, spec, &bucket, &keys, &cluster);
     s.t.check()?;
     Ok(std::mem::take(&mut s.t))

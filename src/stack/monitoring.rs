@@ -54,10 +54,23 @@ pub struct Inputs<'a> {
     pub worker: &'a Handle<Service>,
 }
 
-/// Where alerts go, as template values.
-struct Targets {
-    slack_secret: Option<Expr>,
-    topic: Option<Expr>,
+/// Where alerts go, as template values; all `None` when alerts are off.
+#[derive(Clone, Debug, Default)]
+pub struct AlertTargets {
+    /// The Slack webhook secret's ARN.
+    pub slack_secret: Option<Expr>,
+    /// The SNS topic's ARN.
+    pub topic: Option<Expr>,
+    /// The UI's base URL for links.
+    pub ui_base_url: Option<Expr>,
+}
+
+/// What the scaler construct leaves for later ones.
+pub struct Monitoring {
+    /// The scaler's state table (where pausing marks it paused), when the scaler runs.
+    pub table: Option<Handle<Table>>,
+    /// Where alerts go.
+    pub alerts: AlertTargets,
 }
 
 /// Seconds a tick may run: below the one-minute schedule, so a tick ends before the
@@ -78,11 +91,14 @@ const ALARM_MINUTES: i64 = 5;
 pub const STATE_TABLE: &str = "ScalerStateTable";
 
 /// Adds the scaler when autoscaling or alerts are on; returns its state table (where
-/// pausing marks it paused).
-pub fn add(s: &mut Scope, inputs: &Inputs) -> Option<Handle<Table>> {
+/// pausing marks it paused) and the alert targets.
+pub fn add(s: &mut Scope, inputs: &Inputs) -> Monitoring {
     let spec = s.spec;
     if !spec.runs_scaler() {
-        return None;
+        return Monitoring {
+            table: None,
+            alerts: AlertTargets::default(),
+        };
     }
     let code_key = assets::add_scaler_key(&mut s.t);
     let group = add_network_access(s, inputs);
@@ -93,11 +109,12 @@ pub fn add(s: &mut Scope, inputs: &Inputs) -> Option<Handle<Table>> {
     let f = rust_function::add(
         s,
         RustFunctionSpec {
-            id: "Scaler",
-            log_name: "scaler-function",
+            id: "Scaler".into(),
+            log_name: "scaler-function".into(),
             function_name: Some(format!("{}-scaler", spec.name)),
             description:
-                "airflow-stack scaler: worker autoscaling and failed-run alerts, every minute",
+                "airflow-stack scaler: worker autoscaling and failed-run alerts, every minute"
+                    .into(),
             role_description: "Scales Airflow workers and sends failed-run alerts",
             policy_name: "scale-and-alert",
             statements: statements(spec, inputs, &table, &targets),
@@ -112,6 +129,7 @@ pub fn add(s: &mut Scope, inputs: &Inputs) -> Option<Handle<Table>> {
             // Two ticks at once would both read the same queue and both scale, protect
             // and alert (EventBridge delivers at least once).
             reserved_concurrency: Some(1),
+            allow_recursion: false,
         },
     );
     let function = f;
@@ -149,7 +167,10 @@ pub fn add(s: &mut Scope, inputs: &Inputs) -> Option<Handle<Table>> {
     );
     add_read_failure_alarm(t, spec, &targets);
     add_outputs(t, &targets, spec);
-    Some(table)
+    Monitoring {
+        table: Some(table),
+        alerts: targets,
+    }
 }
 
 /// Lambda's asynchronous invocation settings of the scaler: no retries (by default
@@ -175,7 +196,7 @@ fn one_tick_at_a_time(t: &mut Template, function: &Handle<Function>) {
 /// minute, or no data at all (a scaler that does not run is as bad: missing data
 /// counts as breaching). It notifies the alert topic, when alerts have one, on firing
 /// and on recovery.
-fn add_read_failure_alarm(t: &mut Template, spec: &Spec, targets: &Targets) {
+fn add_read_failure_alarm(t: &mut Template, spec: &Spec, targets: &AlertTargets) {
     let topic: Vec<Expr> = targets.topic.iter().cloned().collect();
     t.add(
         "ScalerApiReadAlarm",
@@ -249,13 +270,10 @@ fn add_network_access(s: &mut Scope, inputs: &Inputs) -> Handle<SecurityGroup> {
 
 /// The SNS topic and the Slack webhook secret, created or referenced; a created secret
 /// is encrypted with the customer-managed `key`, if there is one.
-fn add_targets(t: &mut Template, spec: &Spec, tags: &Tags, key: Option<Expr>) -> Targets {
+fn add_targets(t: &mut Template, spec: &Spec, tags: &Tags, key: Option<Expr>) -> AlertTargets {
     let a = &spec.alerts;
     if !a.enabled {
-        return Targets {
-            slack_secret: None,
-            topic: None,
-        };
+        return AlertTargets::default();
     }
     let topic = a.sns_topic.as_deref().map(|v| match v {
         "create" => t
@@ -289,10 +307,18 @@ fn add_targets(t: &mut Template, spec: &Spec, tags: &Tags, key: Option<Expr>) ->
             .r#ref(),
         arn => Expr::lit(arn),
     });
-    Targets {
+    AlertTargets {
         slack_secret,
         topic,
+        ui_base_url: Some(Expr::lit(alert_base_url(spec))),
     }
+}
+
+/// Links in alerts go where people open the UI: the access mode's URL unless the
+/// stack file names another.
+fn alert_base_url(spec: &Spec) -> String {
+    let ui = spec.access.base_url(&spec.network.namespace);
+    spec.alerts.ui_base_url.clone().unwrap_or(ui)
 }
 
 /// The function's configuration; no secret values, only ARNs.
@@ -300,7 +326,7 @@ fn environment(
     spec: &Spec,
     inputs: &Inputs,
     table: &Handle<Table>,
-    targets: &Targets,
+    targets: &AlertTargets,
 ) -> BTreeMap<String, Expr> {
     let ns = &spec.network.namespace;
     let api = format!("http://api-server.{ns}:8080");
@@ -317,11 +343,8 @@ fn environment(
         // in the stack file yet).
         worker_queues: vec![DEFAULT_QUEUE.to_owned()],
     });
-    // Links in alerts go where people open the UI: the access mode's URL unless the
-    // stack file names another.
-    let ui = spec.access.base_url(ns);
     let alerts = spec.alerts.enabled.then(|| Alerts {
-        ui_base_url: Expr::lit(spec.alerts.ui_base_url.clone().unwrap_or(ui)),
+        ui_base_url: Expr::lit(alert_base_url(spec)),
         slack_secret_arn: targets.slack_secret.clone(),
         sns_topic_arn: targets.topic.clone(),
     });
@@ -350,7 +373,7 @@ fn statements(
     spec: &Spec,
     inputs: &Inputs,
     table: &Handle<Table>,
-    targets: &Targets,
+    targets: &AlertTargets,
 ) -> Vec<Statement> {
     let mut statements = Vec::new();
     if spec.autoscaling.enabled {
@@ -461,7 +484,7 @@ fn scaling_statements(spec: &Spec, inputs: &Inputs) -> Vec<Statement> {
     ]
 }
 
-fn add_outputs(t: &mut Template, targets: &Targets, spec: &Spec) {
+fn add_outputs(t: &mut Template, targets: &AlertTargets, spec: &Spec) {
     if spec.alerts.sns_topic.as_deref() == Some("create") {
         if let Some(topic) = &targets.topic {
             t.output(

@@ -25,14 +25,14 @@ use crate::cfn::{Expr, Handle};
 /// What differs between the stack's Lambdas.
 pub struct RustFunctionSpec {
     /// Logical id prefix: `<id>Function`, `<id>FunctionRole`, `<id>FunctionLogGroup`.
-    pub id: &'static str,
+    pub id: String,
     /// Last part of its log group's name, `/airflow-stack/<stack>/<log_name>`.
-    pub log_name: &'static str,
+    pub log_name: String,
     /// A fixed function name, for a function that must know its own ARN before it
     /// exists (one that re-invokes itself) or that people look for by name.
     pub function_name: Option<String>,
     /// What the function does, shown in the console.
-    pub description: &'static str,
+    pub description: String,
     /// What its role is for.
     pub role_description: &'static str,
     /// Name of the role's inline policy.
@@ -52,6 +52,11 @@ pub struct RustFunctionSpec {
     /// Concurrent executions reserved for the function, which are also its maximum;
     /// `None` shares the account's unreserved pool without a limit of its own.
     pub reserved_concurrency: Option<u32>,
+    /// Let the function keep invoking itself: Lambda stops a request chain at its 17th
+    /// invocation of the same function unless `RecursiveLoop` is `Allow` (Lambda
+    /// developer guide, "Use Lambda recursive loop detection to prevent infinite
+    /// loops"). A stream manager hands over to itself around the clock.
+    pub allow_recursion: bool,
 }
 
 /// Memory of every function: they are small Rust binaries; 256 MB keeps a cold start
@@ -82,7 +87,7 @@ pub fn add(s: &mut Scope, f: RustFunctionSpec) -> Handle<Function> {
     let log_group = s.t.add(
         &format!("{}FunctionLogGroup", f.id),
         LogGroup {
-            log_group_name: Some(s.log_group_name(f.log_name)),
+            log_group_name: Some(s.log_group_name(&f.log_name)),
             retention_in_days: Some(s.spec.logs.retention_days.into()),
             kms_key_id: s.kms_key_arn(),
             tags: s.tags.all(),
@@ -113,7 +118,7 @@ pub fn add(s: &mut Scope, f: RustFunctionSpec) -> Handle<Function> {
     let role = s.t.add(&format!("{}FunctionRole", f.id), role);
     let function = Function {
         function_name: f.function_name.map(Expr::lit),
-        description: Some(f.description.into()),
+        description: Some(f.description.clone().into()),
         runtime: Some(Runtime::ProvidedAl2023),
         handler: Some("bootstrap".into()),
         architectures: vec![declared_architecture()],
@@ -138,6 +143,9 @@ pub fn add(s: &mut Scope, f: RustFunctionSpec) -> Handle<Function> {
         }),
         vpc_config: f.vpc_config,
         reserved_concurrent_executions: f.reserved_concurrency.map(i64::from),
+        recursive_loop: f
+            .allow_recursion
+            .then_some(crate::cfn::l1::lambda::function::RecursiveLoop::Allow),
         tags: s.tags.all(),
         ..Function::default()
     };

@@ -4,8 +4,8 @@
 //! containers of one task ([`packing`](super::packing)).
 
 use super::access::Exposure;
-use super::airflow_config::{env_var, SharedConfig, ADMIN_PASSWORD_ENV, SCALER_PASSWORD_ENV};
-use super::component::Component;
+use super::airflow_config::{env_var, SharedConfig};
+use super::component::{airflow_users, Component};
 use super::fargate::{self, Deployment, Infra, ServiceSpec, TaskDefinitionSpec};
 use super::iam::Roles;
 use super::packing;
@@ -15,7 +15,6 @@ use crate::cfn::l1::ecs::task_definition::{ContainerDefinition, HealthCheck, Key
 use crate::cfn::l1::ecs::Service;
 use crate::cfn::{Attributes, Expr, Handle, LogicalId};
 use crate::spec::{AuthManager, Spec};
-use airflow_stack_contract::scaler::{DEFAULT_ADMIN_USERNAME, SCALER_USERNAME};
 use airflow_stack_contract::worker;
 
 fn shell_check(command: &str, interval: i64, timeout: i64, start_period: i64) -> HealthCheck {
@@ -39,10 +38,10 @@ fn api_server_command(spec: &Spec) -> Vec<Expr> {
     match spec.airflow.auth_manager {
         AuthManager::Fab => words("api-server"),
         AuthManager::Simple => {
-            let mut users = vec![(DEFAULT_ADMIN_USERNAME, ADMIN_PASSWORD_ENV)];
-            if spec.runs_scaler() {
-                users.push((SCALER_USERNAME, SCALER_PASSWORD_ENV));
-            }
+            let users: Vec<(&str, &str)> = airflow_users(spec)
+                .iter()
+                .map(|u| (u.name, u.password_env))
+                .collect();
             let format = users
                 .iter()
                 .map(|(user, _)| format!("\"{user}\": \"%s\""))
@@ -272,6 +271,7 @@ pub fn add(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::stack::component::{ADMIN_PASSWORD_ENV, SCALER_PASSWORD_ENV};
 
     fn spec(yaml: &str) -> Spec {
         serde_yaml_ng::from_str(&format!("name: t\nregion: us-east-1\n{yaml}")).unwrap()

@@ -57,6 +57,9 @@ pub mod property {
     /// ARN of the scaler's Airflow password secret (a plain string); only in stacks that
     /// run the scaler.
     pub const SCALER_PASSWORD_SECRET_ARN: &str = "ScalerPasswordSecretArn";
+    /// ARN of the stream processor's Airflow password secret (a plain string); only in
+    /// stacks with event streams.
+    pub const STREAMS_PASSWORD_SECRET_ARN: &str = "StreamsPasswordSecretArn";
     /// Length of generated passwords, in [`super::PASSWORD_LENGTHS`].
     pub const PASSWORD_LENGTH: &str = "PasswordLength";
     /// Fernet rotation token: a new non-empty value rotates the key on Update.
@@ -118,7 +121,8 @@ pub fn ecs_value_from_suffix(json_key: &str) -> String {
 }
 
 /// The secrets the template creates and `Custom::AirflowSecrets` fills: five always,
-/// [`Secret::ScalerPassword`] when the stack runs the scaler.
+/// [`Secret::ScalerPassword`] when the stack runs the scaler, [`Secret::StreamsPassword`]
+/// when it has event streams.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Secret {
     /// The Fernet key (plain; `new,<older keys>` after a rotation).
@@ -134,23 +138,28 @@ pub enum Secret {
     /// The password of the scaler's read-only Airflow user (plain;
     /// [`crate::scaler::SCALER_USERNAME`]).
     ScalerPassword,
+    /// The password of the stream processor's Airflow user (plain;
+    /// [`crate::streams::STREAMS_USERNAME`]), which may trigger DAG runs and record
+    /// Asset events.
+    StreamsPassword,
 }
 
 impl Secret {
     /// Every secret, in the order the template creates them.
-    pub const ALL: [Secret; 6] = [
+    pub const ALL: [Secret; 7] = [
         Secret::FernetKey,
         Secret::SigningKeys,
         Secret::Database,
         Secret::Redis,
         Secret::AdminPassword,
         Secret::ScalerPassword,
+        Secret::StreamsPassword,
     ];
 
     /// Whether every stack has it (the others exist only with the feature that reads
     /// them).
     pub const fn always(self) -> bool {
-        !matches!(self, Secret::ScalerPassword)
+        !matches!(self, Secret::ScalerPassword | Secret::StreamsPassword)
     }
 
     /// The property that carries this secret's ARN (also its name in the Lambda's
@@ -163,13 +172,17 @@ impl Secret {
             Secret::Redis => property::REDIS_SECRET_ARN,
             Secret::AdminPassword => property::ADMIN_PASSWORD_SECRET_ARN,
             Secret::ScalerPassword => property::SCALER_PASSWORD_SECRET_ARN,
+            Secret::StreamsPassword => property::STREAMS_PASSWORD_SECRET_ARN,
         }
     }
 
     /// The keys of a JSON-object secret (both resources' keys); empty for a plain one.
     pub const fn json_keys(self) -> &'static [&'static str] {
         match self {
-            Secret::FernetKey | Secret::AdminPassword | Secret::ScalerPassword => &[],
+            Secret::FernetKey
+            | Secret::AdminPassword
+            | Secret::ScalerPassword
+            | Secret::StreamsPassword => &[],
             Secret::SigningKeys => &[key::API_SECRET_KEY, key::JWT_SECRET],
             Secret::Database => &[
                 key::PASSWORD,
@@ -200,6 +213,8 @@ pub struct SecretsProperties<V> {
     pub admin_password_secret_arn: V,
     /// `ScalerPasswordSecretArn`: present when the stack runs the scaler.
     pub scaler_password_secret_arn: Option<V>,
+    /// `StreamsPasswordSecretArn`: present when the stack has event streams.
+    pub streams_password_secret_arn: Option<V>,
     /// `PasswordLength`: [`DEFAULT_PASSWORD_LENGTH`] when absent; must be in
     /// [`PASSWORD_LENGTHS`].
     pub password_length: u32,
@@ -218,6 +233,7 @@ impl<V> SecretsProperties<V> {
             Secret::Redis => Some(&self.redis_secret_arn),
             Secret::AdminPassword => Some(&self.admin_password_secret_arn),
             Secret::ScalerPassword => self.scaler_password_secret_arn.as_ref(),
+            Secret::StreamsPassword => self.streams_password_secret_arn.as_ref(),
         }
     }
 
@@ -263,6 +279,11 @@ impl SecretsProperties<String> {
             scaler_password_secret_arn: wire::optional(
                 properties,
                 property::SCALER_PASSWORD_SECRET_ARN,
+            )?
+            .map(str::to_owned),
+            streams_password_secret_arn: wire::optional(
+                properties,
+                property::STREAMS_PASSWORD_SECRET_ARN,
             )?
             .map(str::to_owned),
             password_length: wire::number_in(
@@ -460,6 +481,7 @@ mod tests {
             redis_secret_arn: reference("RedisSecret"),
             admin_password_secret_arn: reference("AdminPasswordSecret"),
             scaler_password_secret_arn: Some(reference("ScalerPasswordSecret")),
+            streams_password_secret_arn: Some(reference("StreamsPasswordSecret")),
             password_length: 40,
             fernet_rotation: Some(Expr::Lit(rotation.into())),
         }
@@ -485,6 +507,7 @@ mod tests {
                 redis_secret_arn: resolved(&cli.redis_secret_arn),
                 admin_password_secret_arn: resolved(&cli.admin_password_secret_arn),
                 scaler_password_secret_arn: cli.scaler_password_secret_arn.as_ref().map(resolved),
+                streams_password_secret_arn: cli.streams_password_secret_arn.as_ref().map(resolved),
                 password_length: 40,
                 fernet_rotation: Some("r1".into()),
             }
@@ -495,14 +518,17 @@ mod tests {
     }
 
     #[test]
-    fn the_scaler_password_is_optional_and_the_others_are_not() {
+    fn the_scaler_and_streams_passwords_are_optional_and_the_others_are_not() {
         let mut cli = cli_secrets("");
         cli.scaler_password_secret_arn = None;
+        cli.streams_password_secret_arn = None;
         let template = serde_json::to_value(&cli).unwrap();
         assert!(template.get("ScalerPasswordSecretArn").is_none());
+        assert!(template.get("StreamsPasswordSecretArn").is_none());
         let lambda =
             SecretsProperties::read(cloudformation(template.clone()).as_object().unwrap()).unwrap();
         assert_eq!(lambda.scaler_password_secret_arn, None);
+        assert_eq!(lambda.streams_password_secret_arn, None);
         assert_eq!(
             lambda.present().map(|(s, _)| s).collect::<Vec<_>>(),
             Secret::ALL

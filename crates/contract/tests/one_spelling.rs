@@ -57,6 +57,7 @@ fn contract_names() -> BTreeSet<String> {
         redis_secret_arn: s(),
         admin_password_secret_arn: s(),
         scaler_password_secret_arn: Some(s()),
+        streams_password_secret_arn: Some(s()),
         password_length: 32,
         fernet_rotation: Some(s()),
     };

@@ -1,8 +1,9 @@
 //! `Custom::AirflowSecrets`: generates the Fernet key, the API secret key, the JWT
-//! secret and the db, redis, admin and scaler passwords into the secrets the template
-//! created empty:
-//! - `FernetKeySecretArn`, `AdminPasswordSecretArn` and (when the stack runs the
-//!   scaler) `ScalerPasswordSecretArn`, each a plain string;
+//! secret and the db, redis, admin, scaler and stream processor passwords into the
+//! secrets the template created empty:
+//! - `FernetKeySecretArn`, `AdminPasswordSecretArn`, (when the stack runs the scaler)
+//!   `ScalerPasswordSecretArn` and (with event streams) `StreamsPasswordSecretArn`, each
+//!   a plain string;
 //! - `SigningKeysSecretArn`, a JSON object `{"api_secret_key", "jwt_secret"}`;
 //! - `DatabaseSecretArn` and `RedisSecretArn`, JSON objects whose `"password"` this
 //!   resource writes (`Custom::AirflowConnectionUrls` adds the URL keys later).
@@ -67,7 +68,9 @@ const fn shape(secret: Secret) -> Shape {
             (key::AIRFLOW_PASSWORD, Generator::Password),
         ]),
         Secret::Redis => Shape::Json(&[(key::PASSWORD, Generator::Password)]),
-        Secret::AdminPassword | Secret::ScalerPassword => Shape::Plain(Generator::Password),
+        Secret::AdminPassword | Secret::ScalerPassword | Secret::StreamsPassword => {
+            Shape::Plain(Generator::Password)
+        }
     }
 }
 

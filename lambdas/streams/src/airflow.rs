@@ -5,7 +5,7 @@
 use async_trait::async_trait;
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use reqwest::{Method, StatusCode};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::ports::{AirflowApi, PortError, Triggered};
@@ -53,7 +53,14 @@ impl AirflowClient {
     }
 
     /// `POST /auth/token`: a new access token.
+    // The body as a struct, like the scaler's: its field names are Airflow's API, not
+    // names of the stack's contract (crates/contract/tests/one_spelling.rs).
     async fn token(&self) -> Result<String, PortError> {
+        #[derive(Serialize)]
+        struct LoginRequest<'a> {
+            username: &'a str,
+            password: &'a str,
+        }
         #[derive(Deserialize)]
         struct Token {
             access_token: String,
@@ -62,7 +69,10 @@ impl AirflowClient {
         let response = self
             .client
             .post(format!("{}/auth/token", self.base))
-            .json(&json!({ "username": self.username, "password": self.password }))
+            .json(&LoginRequest {
+                username: &self.username,
+                password: &self.password,
+            })
             .send()
             .await
             .map_err(|e| transport(what, e))?;
