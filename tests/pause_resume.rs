@@ -122,6 +122,30 @@ fn template() -> String {
             "DBInstanceIdentifier": DB, "Engine": "postgres", "DBInstanceClass": "db.t4g.micro",
             "AllocatedStorage": "20", "MasterUsername": "airflow",
             "MasterUserPassword": "not-a-secret-1", "Port": "5432"}},
+        // The stream processor and its event source mapping on the events table's stream
+        // (src/stack/streams.rs), with the four stream actions the emulator checks.
+        "StreamEventsTable": {"Type": "AWS::DynamoDB::Table", "Properties": {
+            "AttributeDefinitions": [{"AttributeName": "pk", "AttributeType": "S"}],
+            "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"}],
+            "BillingMode": "PAY_PER_REQUEST",
+            "StreamSpecification": {"StreamViewType": "NEW_IMAGE"}}},
+        "StreamProcessorFunctionRole": {"Type": "AWS::IAM::Role", "Properties": {
+            "AssumeRolePolicyDocument": {"Version": "2012-10-17", "Statement": [{
+                "Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"},
+                "Action": "sts:AssumeRole"}]},
+            "Policies": [{"PolicyName": "read-stream", "PolicyDocument": {
+                "Version": "2012-10-17", "Statement": [{"Effect": "Allow",
+                    "Action": ["dynamodb:DescribeStream", "dynamodb:GetRecords",
+                               "dynamodb:GetShardIterator", "dynamodb:ListStreams"],
+                    "Resource": "*"}]}}]}},
+        "StreamProcessorFunction": {"Type": "AWS::Lambda::Function", "Properties": {
+            "Runtime": "python3.12", "Handler": "index.handler",
+            "Role": {"Fn::GetAtt": ["StreamProcessorFunctionRole", "Arn"]},
+            "Code": {"ZipFile": "def handler(event, context):\n    return {}\n"}}},
+        "StreamProcessorEventSource": {"Type": "AWS::Lambda::EventSourceMapping", "Properties": {
+            "EventSourceArn": {"Fn::GetAtt": ["StreamEventsTable", "StreamArn"]},
+            "FunctionName": {"Ref": "StreamProcessorFunction"},
+            "StartingPosition": "TRIM_HORIZON"}},
         // The scaler's state table (stack::SCALER_STATE_TABLE), as monitoring.rs makes it.
         "ScalerStateTable": {"Type": "AWS::DynamoDB::Table", "Properties": {
             "AttributeDefinitions": [{"AttributeName": "pk", "AttributeType": "S"}],
@@ -167,6 +191,38 @@ async fn desired(url: &str) -> Vec<(String, i32)> {
         out.push((id.to_string(), services.services()[0].desired_count()));
     }
     out
+}
+
+/// The stream processor's event source mapping: `State` as Lambda reports it.
+async fn event_source_state(url: &str) -> String {
+    let cfn = aws_sdk_cloudformation::Client::from_conf(config(url));
+    let uuid = cfn
+        .describe_stack_resource()
+        .stack_name("pause-test")
+        .logical_resource_id("StreamProcessorEventSource")
+        .send()
+        .await
+        .unwrap()
+        .stack_resource_detail()
+        .and_then(|r| r.physical_resource_id().map(str::to_owned))
+        .unwrap();
+    let conf = aws_sdk_lambda::Config::builder()
+        .behavior_version(aws_sdk_lambda::config::BehaviorVersion::latest())
+        .region(aws_sdk_lambda::config::Region::new(REGION))
+        .endpoint_url(url)
+        .credentials_provider(aws_sdk_lambda::config::Credentials::new(
+            "testing", "testing", None, None, "test",
+        ))
+        .build();
+    aws_sdk_lambda::Client::from_conf(conf)
+        .get_event_source_mapping()
+        .uuid(uuid)
+        .send()
+        .await
+        .unwrap()
+        .state()
+        .unwrap_or_default()
+        .to_owned()
 }
 
 /// The scaler's paused item (`since`), read back from the stack's state table.
@@ -356,6 +412,7 @@ fn pause_scales_every_service_to_zero_and_resume_restores_the_stack_file_counts(
     assert_eq!(rt.block_on(desired(url)), deployed);
     assert_eq!(rt.block_on(db_status(url, DB)), "available");
     assert_eq!(rt.block_on(paused_item(url)), None);
+    assert_eq!(rt.block_on(event_source_state(url)), "Enabled");
     let before_pause = events(url, 0)
         .last()
         .map_or(0, |e| e["seq"].as_u64().unwrap());
@@ -364,6 +421,13 @@ fn pause_scales_every_service_to_zero_and_resume_restores_the_stack_file_counts(
     assert!(paused.contains("pause-test paused:"), "{paused}");
     let zero: Vec<_> = deployed.iter().map(|(id, _)| (id.clone(), 0)).collect();
     assert_eq!(rt.block_on(desired(url)), zero);
+    // Stream events wait in the table's stream instead of failing at a stopped
+    // api-server; held before the first service was scaled.
+    assert_eq!(rt.block_on(event_source_state(url)), "Disabled", "{paused}");
+    let held = paused
+        .find("stream events")
+        .expect("names the stream events");
+    assert!(held < paused.find("CoreService").unwrap(), "{paused}");
     assert_eq!(rt.block_on(db_status(url, DB)), "stopped", "{paused}");
     assert!(
         paused.contains(&format!("database instance {DB} stopped")) && paused.contains("7 days"),
@@ -391,6 +455,8 @@ fn pause_scales_every_service_to_zero_and_resume_restores_the_stack_file_counts(
     assert!(resumed.contains("pause-test resumed:"), "{resumed}");
     assert_eq!(rt.block_on(db_status(url, DB)), "available");
     assert_eq!(rt.block_on(paused_item(url)), None, "{resumed}");
+    assert_eq!(rt.block_on(event_source_state(url)), "Enabled", "{resumed}");
+    assert!(resumed.contains("delivering again"), "{resumed}");
     assert!(
         resumed.contains("LegacyService") && resumed.contains("left as is"),
         "{resumed}"

@@ -81,6 +81,11 @@ impl Aws {
         aws_sdk_rds::Client::new(&self.config)
     }
 
+    /// A Lambda client (the event source mappings `pause` holds and `resume` releases).
+    pub fn lambda(&self) -> aws_sdk_lambda::Client {
+        aws_sdk_lambda::Client::new(&self.config)
+    }
+
     /// A Secrets Manager client (the Fernet key of `rotate-fernet`).
     pub fn secrets_manager(&self) -> aws_sdk_secretsmanager::Client {
         aws_sdk_secretsmanager::Client::new(&self.config)

@@ -15,6 +15,13 @@
 //! scripts/docker/entrypoint_prod.sh) before it starts Airflow, so a service that
 //! starts early (the schedule's resume) still starts only once the database answers.
 //!
+//! With `streams:`, pause also disables the stream processor's event source mapping
+//! before the api-server stops, and resume enables it once the services are back: the
+//! events stay in the table's DynamoDB stream (24 hours) instead of failing at a
+//! stopped api-server and going to the dead-letter queue. A pause longer than the
+//! stream keeps records loses them from the stream (they stay in the table until their
+//! TTL); the chains keep reading, so the events are stored either way.
+//!
 //! Both say what they did and what they could not; exit 1 when the database could not
 //! be stopped or started (the services are scaled either way on pause, never on resume).
 
@@ -131,9 +138,55 @@ struct Run<'a> {
     services: Vec<&'a StackResource>,
     counts: BTreeMap<String, i32>,
     scaler_table: Option<String>,
+    /// The stack's event source mappings (the stream processor's), by UUID.
+    event_sources: Vec<String>,
     database: DatabasePlan,
     timeout: Duration,
     scheduled: bool,
+}
+
+/// The UUIDs of the stack's event source mappings (physical ids of
+/// `AWS::Lambda::EventSourceMapping`).
+fn event_sources(resources: &[StackResource]) -> Vec<String> {
+    resources
+        .iter()
+        .filter(|r| {
+            r.resource_type == "AWS::Lambda::EventSourceMapping" && !r.physical_id.is_empty()
+        })
+        .map(|r| r.physical_id.clone())
+        .collect()
+}
+
+/// Disables (pause) or enables (resume) each event source mapping; says so.
+async fn hold_stream_events(run: &Run<'_>, enabled: bool) -> anyhow::Result<()> {
+    let lambda = run.aws.lambda();
+    for uuid in &run.event_sources {
+        lambda
+            .update_event_source_mapping()
+            .uuid(uuid)
+            .enabled(enabled)
+            .send()
+            .await
+            .map_err(|e| {
+                anyhow!(
+                    "{} the event source mapping {uuid}: {}",
+                    if enabled { "enabling" } else { "disabling" },
+                    aws_sdk_lambda::error::DisplayErrorContext(&e)
+                )
+            })?;
+        if enabled {
+            println!(
+                "  {:<16} delivering again: event source mapping {uuid} enabled",
+                "stream events"
+            );
+        } else {
+            println!(
+                "  {:<16} held: event source mapping {uuid} disabled (the table's stream keeps events 24 h)",
+                "stream events"
+            );
+        }
+    }
+    Ok(())
 }
 
 /// The scaler's state table, when the stack runs the scaler.
@@ -198,6 +251,7 @@ pub fn run(args: Args, direction: Direction) -> Result<(), Failure> {
                 .collect(),
             counts: spec_counts(&template),
             scaler_table: scaler_table(&resources),
+            event_sources: event_sources(&resources),
             database: database_plan(&resources, &template),
             timeout: Duration::from_secs(args.timeout_minutes * 60),
             scheduled: spec.schedule.is_some(),
@@ -231,6 +285,8 @@ async fn pause(run: &Run<'_>, name: &str) -> anyhow::Result<()> {
             "scaler"
         );
     }
+    // Before the api-server stops: a batch delivered in between would fail its calls.
+    hold_stream_events(run, false).await?;
     let scaled = scale(run, Direction::Pause).await?;
     let ids: Vec<String> = scaled.iter().map(|r| r.physical_id.clone()).collect();
     let still = services::wait_drained(&run.aws.ecs(), &run.cluster, &ids, DRAIN_TIMEOUT).await?;
@@ -265,6 +321,9 @@ async fn resume(run: &Run<'_>, name: &str) -> anyhow::Result<()> {
         .await
         .map_err(|e| e.context("the services stay at 0 until the database answers"))?;
     let scaled = scale(run, Direction::Resume).await?;
+    // After the services: the processor's first batch may still find the api-server
+    // starting; its retries (5, with an hour's record age) cover that.
+    hold_stream_events(run, true).await?;
     let summary = summary(run, &scaled).await?;
     if let Some(table) = &run.scaler_table {
         clear_paused(&run.aws.dynamodb(), table).await?;
