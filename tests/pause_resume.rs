@@ -193,19 +193,23 @@ async fn desired(url: &str) -> Vec<(String, i32)> {
     out
 }
 
-/// The stream processor's event source mapping: `State` as Lambda reports it.
-async fn event_source_state(url: &str) -> String {
-    let cfn = aws_sdk_cloudformation::Client::from_conf(config(url));
-    let uuid = cfn
+/// The physical id of one of the test stack's resources.
+async fn physical_id(url: &str, logical: &str) -> String {
+    aws_sdk_cloudformation::Client::from_conf(config(url))
         .describe_stack_resource()
         .stack_name("pause-test")
-        .logical_resource_id("StreamProcessorEventSource")
+        .logical_resource_id(logical)
         .send()
         .await
         .unwrap()
         .stack_resource_detail()
         .and_then(|r| r.physical_resource_id().map(str::to_owned))
-        .unwrap();
+        .unwrap()
+}
+
+/// The stream processor's event source mapping: `State` as Lambda reports it.
+async fn event_source_state(url: &str) -> String {
+    let uuid = physical_id(url, "StreamProcessorEventSource").await;
     let conf = aws_sdk_lambda::Config::builder()
         .behavior_version(aws_sdk_lambda::config::BehaviorVersion::latest())
         .region(aws_sdk_lambda::config::Region::new(REGION))
@@ -227,17 +231,7 @@ async fn event_source_state(url: &str) -> String {
 
 /// The scaler's paused item (`since`), read back from the stack's state table.
 async fn paused_item(url: &str) -> Option<String> {
-    let cfn = aws_sdk_cloudformation::Client::from_conf(config(url));
-    let table = cfn
-        .describe_stack_resource()
-        .stack_name("pause-test")
-        .logical_resource_id("ScalerStateTable")
-        .send()
-        .await
-        .unwrap()
-        .stack_resource_detail()
-        .and_then(|r| r.physical_resource_id().map(str::to_owned))
-        .unwrap();
+    let table = physical_id(url, "ScalerStateTable").await;
     let conf = aws_sdk_dynamodb::Config::builder()
         .behavior_version(aws_sdk_dynamodb::config::BehaviorVersion::latest())
         .region(aws_sdk_dynamodb::config::Region::new(REGION))
