@@ -159,14 +159,7 @@ fn add_manager(s: &mut Scope, stream: &Stream, table: &Handle<Table>, code: asse
     let id = format!("Stream{}", pascal(stream.name.as_str()));
     let name = manager_function_name(s.spec.name.as_str(), stream.name.as_str());
     let mut statements = vec![
-        Statement::allow(
-            &[
-                "dynamodb:GetItem",
-                "dynamodb:PutItem",
-                "dynamodb:UpdateItem",
-            ],
-            vec![table.arn()],
-        ),
+        item_reads_and_writes(table),
         // Its successor: an asynchronous invocation of itself.
         Statement::allow(&["lambda:InvokeFunction"], vec![function_arn(&name)]),
     ];
@@ -400,14 +393,7 @@ fn add_watchdog(s: &mut Scope, inputs: &Inputs, table: &Handle<Table>, code: ass
         .map(|st| st.name.as_str().to_owned())
         .collect();
     let mut statements = vec![
-        Statement::allow(
-            &[
-                "dynamodb:GetItem",
-                "dynamodb:PutItem",
-                "dynamodb:UpdateItem",
-            ],
-            vec![table.arn()],
-        ),
+        item_reads_and_writes(table),
         Statement::allow(
             &["lambda:InvokeFunction"],
             names
@@ -488,6 +474,19 @@ fn add_watchdog(s: &mut Scope, inputs: &Inputs, table: &Handle<Table>, code: ass
             ..Permission::default()
         },
     );
+}
+
+/// Get, Put and UpdateItem on the table: the managers (events, their lease) and the
+/// watchdog (leases) use items by key only.
+fn item_reads_and_writes(table: &Handle<Table>) -> Statement {
+    Statement::allow(
+        &[
+            "dynamodb:GetItem",
+            "dynamodb:PutItem",
+            "dynamodb:UpdateItem",
+        ],
+        vec![table.arn()],
+    )
 }
 
 fn by_name(environment: BTreeMap<&'static str, Expr>) -> BTreeMap<String, Expr> {
