@@ -29,6 +29,13 @@ It is as strict as AWS where a deploy or the end-to-end run depends on it:
   itself asynchronously: the new invocation runs at once, beside the first; but, as on
   AWS, the 17th invocation of a function in one chain of requests (carried by the trace
   header its SDK sends back) is stopped unless its RecursiveLoop is Allow (chain_trace).
+- Lambda in a VPC (function_host): a function with VpcConfig whose lab host the e2e
+  harness registered (POST /_emulator/function-hosts) runs inside that host's network
+  namespace, behind its security groups, its Runtime API on its own loopback, AWS at the
+  address the host reaches the emulator by. Without a registration a VPC function still
+  runs in the emulator's own namespace, outside any VPC (more permissive than AWS: the
+  emulator warns once per function); a function outside a VPC always runs there (on AWS
+  it reaches the internet too).
 - Lambda's deadline: AIRFLOW_STACK_EMULATOR_LAMBDA_TIMEOUT_CAP_S=N caps every function's
   effective timeout at N seconds (unset: none), so a function with Timeout 900 runs
   N-second invocations in a test: its Runtime API deadline (Lambda-Runtime-Deadline-Ms)
@@ -48,6 +55,7 @@ It is as strict as AWS where a deploy or the end-to-end run depends on it:
 
 import argparse
 import copy
+import errno
 import hashlib
 import io
 import ipaddress
@@ -69,7 +77,7 @@ import types
 import uuid
 import zipfile
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlsplit
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
@@ -80,6 +88,7 @@ import ecs_service  # noqa: E402
 import ecs_exec  # noqa: E402,F401  (ECS Exec on service tasks; patches on import)
 import iam_eval  # noqa: E402
 import moto_state  # noqa: E402
+import netns_bind  # noqa: E402
 import rds_state  # noqa: E402
 import stream_mappings  # noqa: E402
 import tasks  # noqa: E402
@@ -290,6 +299,12 @@ class _RuntimeServer(ThreadingHTTPServer):
     def handle_error(self, request, client_address):
         pass  # the runtime is killed mid-connection on purpose
 
+    @classmethod
+    def on(cls, sock) -> "_RuntimeServer":
+        """The Runtime API on a socket already listening, e.g. on 127.0.0.1 inside a VPC
+        function's network namespace (netns_bind.listen_in)."""
+        return netns_bind.serve_on(cls, sock, _RuntimeApi)
+
 
 def _unzip(code: bytes, workdir: str) -> None:
     """Extract keeping the Unix modes; like Lambda, a non-executable bootstrap will fail."""
@@ -365,6 +380,201 @@ def bootstrap_command(fn, bootstrap: str, request_id: str) -> list[str]:
     return [qemu, "-L", sysroot, "./bootstrap"]
 
 
+# --------------------------------------------------------------------------------------
+# Lambda in a VPC: the lab host its invocations run in (POST /_emulator/function-hosts)
+# --------------------------------------------------------------------------------------
+
+# On AWS a function with VpcConfig runs with an ENI in its subnets, behind its security
+# groups: it reaches what they and the routes allow, and nothing else (no internet without
+# a NAT); it reaches its Runtime API on its own loopback. The e2e harness models a VPC with
+# lab hosts (tests/e2e/harness/netlab.py: a network namespace behind nftables rules) and
+# registers, per VPC function, the host its invocations run in:
+#   netns        the host's network namespace (a name under /run/netns): the Runtime API
+#                listens on 127.0.0.1 there (netns_bind.listen_in), the function's own
+#                loopback;
+#   argv_prefix  the argv that enters the host (netlab's Host.enter_argv([])), put before
+#                the bootstrap's command (the qemu-user one too); each step execs the
+#                next, so the pid the emulator waits on, samples and kills (with its
+#                process group) at the timeout is the bootstrap's. Registration runs it
+#                once (probe_function_host) and refuses a prefix that forks or does not
+#                land in `netns`;
+#   endpoint     the emulator as that host reaches it: the function's AWS_ENDPOINT_URL
+#                (the emulator's own ENDPOINT is an address of its own namespace).
+# A VPC function without a registration runs in the emulator's namespace, as every
+# function did before: outside any VPC, more permissive than AWS. The emulator warns once
+# per function and lists it as "unhosted" (GET /_emulator/function-hosts). A function
+# without VpcConfig gets no host: outside a VPC, Lambda reaches the internet from AWS's
+# own network, which the emulator's host stands in for.
+FUNCTION_HOSTS: dict[str, dict] = {}  # function ARN -> its registration
+UNHOSTED: list[str] = []  # VPC functions run without a host, by ARN (each warned once)
+FUNCTION_HOSTS_LOCK = threading.Lock()
+HOST_PROBE_TIMEOUT_S = 10.0
+_NETNS_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,254}")  # no "/", no "." or ".."
+
+
+def in_vpc(fn) -> bool:
+    """The function is attached to a VPC: its VpcConfig lists subnets (a VpcConfig with
+    none detaches the function on AWS)."""
+    return bool((getattr(fn, "_vpc_config", None) or {}).get("SubnetIds"))
+
+
+def function_host(fn) -> dict | None:
+    """The registered host this invocation of `fn` runs in, or None: the emulator's own
+    namespace. A registration of a function whose VpcConfig was removed since is not
+    used: it runs outside a VPC now, as on AWS."""
+    if not in_vpc(fn):
+        return None
+    with FUNCTION_HOSTS_LOCK:
+        host = FUNCTION_HOSTS.get(fn.function_arn)
+        if host is None and fn.function_arn not in UNHOSTED:
+            UNHOSTED.append(fn.function_arn)
+            log.warning("%s is in a VPC but no lab host is registered for it (POST "
+                        "/_emulator/function-hosts): it runs in the emulator's own network "
+                        "namespace, outside any VPC and its security groups - more "
+                        "permissive than AWS", fn.function_name)
+    return host
+
+
+def probe_function_host(netns: str, argv_prefix: list[str]) -> None:
+    """Runs `argv_prefix` + a shell that prints its pid and execs `readlink
+    /proc/self/ns/net`; raises ValueError unless it exits 0 and that pid is the one
+    started (no step forked: the bootstrap's pid will be the one the emulator kills) in
+    `netns`."""
+    try:
+        want = f"net:[{os.stat(f'/run/netns/{netns}').st_ino}]"
+    except OSError as e:
+        raise ValueError(f"no network namespace {netns!r} (/run/netns/{netns}: "
+                         f"{e.strerror})") from None
+    shell, readlink = shutil.which("sh") or "/bin/sh", shutil.which("readlink") or "readlink"
+    try:
+        proc = subprocess.Popen(
+            [*argv_prefix, shell, "-c", f'echo "$$"; exec {readlink} /proc/self/ns/net'],
+            cwd="/", env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")},
+            start_new_session=True, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT)
+    except OSError as e:
+        raise ValueError(f"argv_prefix cannot start: {e}") from None
+    try:
+        out, _ = proc.communicate(timeout=HOST_PROBE_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.communicate()
+        raise ValueError(f"argv_prefix + a shell did not finish within "
+                         f"{HOST_PROBE_TIMEOUT_S:.0f} s") from None
+    text = out.decode(errors="replace").strip()
+    lines = text.splitlines()
+    if proc.returncode != 0 or len(lines) < 2:
+        raise ValueError(f"argv_prefix + a shell failed (exit {proc.returncode}): {text}")
+    if lines[-2].strip() != str(proc.pid):
+        raise ValueError(f"argv_prefix forks: the command after it ran as pid "
+                         f"{lines[-2].strip()}, not as the started pid {proc.pid}; every "
+                         "step must exec the next, or the emulator would wait on and kill "
+                         "the wrong process")
+    if lines[-1].strip() != want:
+        raise ValueError(f"argv_prefix does not enter {netns}: the command after it ran in "
+                         f"{lines[-1].strip()}, {netns} is {want}")
+
+
+def _endpoint_for_host(endpoint, netns: str) -> str:
+    """The registration's endpoint: http(s)://<address>:<port> that is not loopback (the
+    loopback inside `netns` is the function's own, where the emulator does not listen)."""
+    if not isinstance(endpoint, str):
+        raise ValueError('"endpoint" must be "http://<address the host reaches the emulator '
+                         'at>:<port>" (the e2e harness\'s stack.aws.endpoint)')
+    parts = urlsplit(endpoint)
+    if (parts.scheme not in ("http", "https") or not parts.hostname or parts.port is None
+            or parts.path not in ("", "/") or parts.query or parts.fragment):
+        raise ValueError(f'"endpoint" {endpoint!r}: want http://<address>:<port>')
+    try:
+        loopback = ipaddress.ip_address(parts.hostname).is_loopback
+    except ValueError:
+        loopback = parts.hostname == "localhost"
+    if loopback:
+        raise ValueError(f'"endpoint" {endpoint!r} is loopback: inside {netns} that is the '
+                         "function's own, where the emulator does not listen")
+    return endpoint.rstrip("/")
+
+
+def register_function_host(body) -> dict:
+    """POST /_emulator/function-hosts: {"function", "netns", "argv_prefix", "endpoint",
+    optional "region"}. Raises ValueError (400) or LookupError (404, no such function)."""
+    if not isinstance(body, dict):
+        raise ValueError('the body must be {"function", "netns", "argv_prefix", "endpoint"}')
+    name, netns, prefix = body.get("function"), body.get("netns"), body.get("argv_prefix")
+    region = body.get("region") or authz.DEFAULT_REGION
+    if not isinstance(name, str) or not name:
+        raise ValueError('"function" must be the function\'s name')
+    if not isinstance(netns, str) or not _NETNS_NAME.fullmatch(netns):
+        raise ValueError(f'"netns" {netns!r} must be a name under /run/netns')
+    if (not isinstance(prefix, list) or not prefix
+            or not all(isinstance(arg, str) and arg for arg in prefix)):
+        raise ValueError('"argv_prefix" must be a non-empty list of strings (the e2e '
+                         "harness's Host.enter_argv([]))")
+    endpoint = _endpoint_for_host(body.get("endpoint"), netns)
+    try:
+        fn = lambda_backend(authz.DEFAULT_ACCOUNT, region).get_function(name)
+    except Exception:
+        raise LookupError(f"Function not found: {name} (region {region})") from None
+    if not in_vpc(fn):
+        raise ValueError(f"{fn.function_name} has no VpcConfig with subnets: only a function "
+                         "in a VPC runs in a lab host; a function outside a VPC reaches the "
+                         "internet from AWS's network, the emulator's own host here")
+    probe_function_host(netns, prefix)
+    entry = {"function": fn.function_name, "function_arn": fn.function_arn, "region": region,
+             "netns": netns, "argv_prefix": list(prefix), "endpoint": endpoint}
+    with FUNCTION_HOSTS_LOCK:
+        FUNCTION_HOSTS[fn.function_arn] = entry
+        if fn.function_arn in UNHOSTED:
+            UNHOSTED.remove(fn.function_arn)
+    log.info("%s runs in network namespace %s, AWS at %s", fn.function_name, netns, endpoint)
+    return entry
+
+
+def _function_hosts_api(path: str, method: str, environ):
+    """The /_emulator/function-hosts endpoints (emulator_api): (status, body) or None."""
+    if path == "/_emulator/function-hosts" and method == "POST":
+        try:
+            return "200 OK", register_function_host(json.loads(_read_body(environ) or b"null"))
+        except LookupError as e:
+            return "404 Not Found", {"error": str(e)}
+    if path == "/_emulator/function-hosts" and method == "GET":
+        with FUNCTION_HOSTS_LOCK:
+            return "200 OK", {"function_hosts": list(FUNCTION_HOSTS.values()),
+                              "unhosted": [arn.rsplit(":", 1)[-1] for arn in UNHOSTED]}
+    prefix = "/_emulator/function-hosts/"
+    if path.startswith(prefix) and len(path) > len(prefix) and method == "DELETE":
+        wanted = path[len(prefix):]
+        region = (parse_qs(environ.get("QUERY_STRING", "")).get("region") or [None])[0]
+        with FUNCTION_HOSTS_LOCK:
+            arns = [arn for arn, e in FUNCTION_HOSTS.items()
+                    if wanted in (e["function"], arn) and region in (None, e["region"])]
+            for arn in arns:
+                del FUNCTION_HOSTS[arn]
+        if not arns:
+            return "404 Not Found", {"error": f"no host is registered for {wanted}"}
+        log.info("%s runs in the emulator's own namespace again", wanted)
+        return "200 OK", {"forgotten": arns}
+    return None
+
+
+def reset_function_hosts() -> None:
+    with FUNCTION_HOSTS_LOCK:
+        FUNCTION_HOSTS.clear()
+        UNHOSTED.clear()
+
+
+def _check_entrypoint(path: str) -> None:
+    """What exec would say about ./bootstrap, for a command that reaches it only through
+    argv_prefix (Popen itself would fail here without one: Runtime.InvalidEntrypoint)."""
+    if not os.path.exists(path):
+        raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), path)
+    if not os.access(path, os.X_OK):
+        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), path)
+
+
 def run_lambda(fn, event: bytes, request_id: str | None = None,
                trace: str | None = None) -> tuple[bytes, bool]:
     """Gap §3: moto runs Lambda code only inside Docker, which is not available here.
@@ -382,6 +592,16 @@ def run_lambda(fn, event: bytes, request_id: str | None = None,
     there (open_lambda_logs), as Lambda's own log delivery uses the role too; it is
     delivered while the function runs, line by line with the time the runtime wrote it,
     between Lambda's START and END/REPORT lines (LambdaLogs, lambda_report).
+
+    Where it runs: a function in a VPC with a registered host (function_host, POST
+    /_emulator/function-hosts) runs inside that lab host's network namespace, entered
+    through the registration's argv_prefix, with its Runtime API on 127.0.0.1 there and
+    the registration's endpoint as AWS_ENDPOINT_URL; it reaches only what the host's
+    security groups and routes allow, as with its ENI on AWS. Every other function runs in
+    the emulator's own namespace: right for a function outside a VPC; for a VPC function
+    without a host it is a gap, more permissive than AWS (warned once per function).
+    The custom-resource ResponseURL stays on the emulator's own ENDPOINT
+    (call_custom_resource), which a function in a host may not reach.
     """
     stream = time.strftime("%Y/%m/%d/") + f"[$LATEST]{secrets.token_hex(16)}"
     try:
@@ -391,10 +611,19 @@ def run_lambda(fn, event: bytes, request_id: str | None = None,
         log.error("%s", message)
         return json.dumps({"errorType": "Emulator.RoleError", "errorMessage": message}
                           ).encode(), True
+    host = function_host(fn)
+    try:  # a VPC function's Runtime API is on its own loopback, in its host's namespace
+        api = (_RuntimeServer.on(netns_bind.listen_in(host["netns"])) if host
+               else _RuntimeServer(("127.0.0.1", 0), _RuntimeApi))
+    except OSError as e:  # the host is gone (its lab was torn down): never run it outside
+        message = (f"the emulator cannot run {fn.function_name} in its host's network "
+                   f"namespace {host['netns']}: {e}")
+        log.error("%s", message)
+        return json.dumps({"errorType": "Emulator.FunctionHostError",
+                           "errorMessage": message}).encode(), True
     inv = _Invocation(fn, event, request_id,
                       LambdaLogs(fn, open_lambda_logs(fn, identity, stream)), trace)
     workdir = tempfile.mkdtemp(prefix=f"lambda-{fn.function_name}-")
-    api = _RuntimeServer(("127.0.0.1", 0), _RuntimeApi)
     api.invocation = inv
     threading.Thread(target=api.serve_forever, daemon=True).start()
     error_lines: list[str] = []  # what Lambda itself logs about a failed invocation
@@ -412,7 +641,7 @@ def run_lambda(fn, event: bytes, request_id: str | None = None,
             "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
             "AWS_LAMBDA_LOG_GROUP_NAME": lambda_log_group(fn),
             "AWS_LAMBDA_LOG_STREAM_NAME": stream,
-            "AWS_ENDPOINT_URL": ENDPOINT,
+            "AWS_ENDPOINT_URL": host["endpoint"] if host else ENDPOINT,
             "AWS_ACCESS_KEY_ID": identity.access_key_id,
             "AWS_SECRET_ACCESS_KEY": "emulated-secret-any-value-signs",
             "AWS_REGION": fn.region,
@@ -420,6 +649,9 @@ def run_lambda(fn, event: bytes, request_id: str | None = None,
         }
         try:
             command = bootstrap_command(fn, os.path.join(workdir, "bootstrap"), inv.request_id)
+            if host:  # enter the host first; each step execs the next (same pid)
+                _check_entrypoint(os.path.join(workdir, "bootstrap"))
+                command = [*host["argv_prefix"], *command]
             proc = subprocess.Popen(command, cwd=workdir, env=env, start_new_session=True,
                                     stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                     stderr=subprocess.STDOUT)
@@ -2151,6 +2383,21 @@ def emulator_api(environ, start_response):
     POST /_emulator/clock             {"advance": seconds}: moves protection expiry time
     POST /_emulator/codebuild-next-build  {"status", "phase", "seconds", "lines"}: how the
                                       next CodeBuild build ends (codebuild.py; once)
+    POST /_emulator/function-hosts    {"function", "netns", "argv_prefix", "endpoint",
+                                      "region" (optional)}: that VPC function's invocations
+                                      run in network namespace /run/netns/<netns>, entered
+                                      by argv_prefix + the bootstrap's command (each step
+                                      execs the next), Runtime API on 127.0.0.1 there,
+                                      AWS_ENDPOINT_URL = endpoint (run_lambda). 400 for a
+                                      function without VpcConfig subnets, a missing netns,
+                                      an argv_prefix that forks or lands elsewhere (it is
+                                      run once to check), a loopback endpoint; 404 for an
+                                      unknown function
+    GET  /_emulator/function-hosts    {"function_hosts": [registrations], "unhosted": [VPC
+                                      functions that ran without a host, outside any VPC]}
+    DELETE /_emulator/function-hosts/<function>  forget it (name or ARN; ?region=): it
+                                      runs in the emulator's own namespace again; 404 if
+                                      none was registered
     """
     path, method = environ["PATH_INFO"], environ["REQUEST_METHOD"]
     if path.startswith("/_emulator/cfn-response/"):
@@ -2220,6 +2467,10 @@ def emulator_api(environ, start_response):
         if path == "/_emulator/codebuild-next-build" and method == "POST":
             ending = codebuild.set_next(json.loads(_read_body(environ) or b"{}"))
             return _json_reply(start_response, "200 OK", ending)
+        if path.startswith("/_emulator/function-hosts"):
+            found = _function_hosts_api(path, method, environ)
+            if found is not None:
+                return _json_reply(start_response, *found)
         if path == "/_emulator/recursion-stops" and method == "GET":
             return _json_reply(start_response, "200 OK", {"stops": list(RECURSION_STOPS)})
         if path == "/_emulator/schema" and method == "GET":
@@ -2683,6 +2934,7 @@ def main() -> None:
             LAMBDA_EPOCH[0] += 1  # pending retries of asynchronous invocations are dropped
             stream_mappings.reset()  # the event source mappings' pollers stop
             RECURSION_STOPS.clear()
+            reset_function_hosts()
             with FAIL_NEXT_LOCK:
                 FAIL_NEXT.clear()
             return moto_app(environ, start_response)

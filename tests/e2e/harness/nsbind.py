@@ -2,51 +2,28 @@
 test process (the Lambda Runtime API, the custom-resource ResponseURL, the SNS and
 CloudWatch stand-ins).
 
-A Lambda in a VPC reaches its Runtime API on its own loopback and AWS endpoints through
-its subnet; so these servers must listen inside the right namespace, not on the test
-process's 127.0.0.1. Linux keeps the network namespace per thread (setns(2) with
-CLONE_NEWNET affects only the calling thread), and a socket stays in the namespace it
-was created in: a short-lived thread joins the namespace, creates and binds the socket,
-and exits; the server then serves it from any thread. Python 3.11 has no os.setns, hence
-ctypes.
+The code is the AWS emulator's (tests/aws_emulator/netns_bind.py: the emulator serves a
+VPC function's Runtime API inside that function's lab host the same way, and must not
+import from tests/e2e). It is loaded here by its path, not through sys.path: the emulator's
+directory also holds a `harness.py`, which must not shadow this `harness` package.
 """
 
 from __future__ import annotations
 
-import ctypes
-import os
-import socket
-import threading
+import importlib.util
+import sys
+from pathlib import Path
 
-CLONE_NEWNET = 0x40000000
-_libc = ctypes.CDLL(None, use_errno=True)
+_NAME = "aws_emulator_netns_bind"
+_PATH = Path(__file__).resolve().parents[2] / "aws_emulator" / "netns_bind.py"
 
+if _NAME not in sys.modules:
+    _spec = importlib.util.spec_from_file_location(_NAME, _PATH)
+    _module = importlib.util.module_from_spec(_spec)
+    sys.modules[_NAME] = _module
+    _spec.loader.exec_module(_module)
 
-def listen_in(netns: str, address: str = "127.0.0.1", port: int = 0) -> socket.socket:
-    """A TCP socket bound to (address, port) inside `netns` (a name under /run/netns),
-    listening; port 0 picks a free one."""
-    result: dict = {}
+listen_in = sys.modules[_NAME].listen_in  # (netns, address="127.0.0.1", port=0) -> socket
+serve_on = sys.modules[_NAME].serve_on  # (server_class, sock, handler) -> server
 
-    def join_and_bind() -> None:
-        try:
-            fd = os.open(f"/run/netns/{netns}", os.O_RDONLY)
-            try:
-                if _libc.setns(fd, CLONE_NEWNET) != 0:
-                    err = ctypes.get_errno()
-                    raise OSError(err, f"setns({netns}): {os.strerror(err)}")
-            finally:
-                os.close(fd)
-            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            sock.bind((address, port))
-            sock.listen(64)
-            result["sock"] = sock
-        except BaseException as e:  # noqa: BLE001 - re-raised in the caller's thread
-            result["error"] = e
-
-    t = threading.Thread(target=join_and_bind, name=f"bind-in-{netns}")
-    t.start()
-    t.join()
-    if "error" in result:
-        raise result["error"]
-    return result["sock"]
+__all__ = ["listen_in", "serve_on"]
