@@ -79,7 +79,13 @@ phase "Lambda zips (cargo-lambda), for the architecture the stack's functions ru
 # What `deploy` would build itself; built here once for every test that deploys (the
 # deploy test also builds them from scratch in a target dir of its own and checks the
 # bytes are the same).
-cargo build --quiet -p airflow-stack
+#
+# Every debug build of this script selects the whole workspace with all its targets, the
+# selection `cargo test --workspace` makes, so cargo resolves the dependencies' features
+# once and compiles each dependency once. Selecting packages (`-p a -p b`) resolves them
+# anew for that selection: each different selection compiled the AWS SDK crates again
+# (four copies, 2-3 minutes and several GB each; CI's disk filled up during one of them).
+cargo build --quiet --workspace --all-targets
 architectures="$(for stack in stacks/dev.yaml stacks/prod.yaml; do
     "$CARGO_TARGET_DIR/debug/airflow-stack" synth "$stack" | python3 -c '
 import json, sys
@@ -93,10 +99,11 @@ bash lambdas/build.sh --arch "$architectures"
 # tests/aws_emulator/test_bundled_cli.py deploys with it and no way to build. A debug
 # build proves the bundle as well as a release one and reuses the debug dependencies
 # just compiled (a release build compiled them all again: about 5 minutes of a cold
-# run); the feature adds no dependency, so only this crate is compiled again. Kept
-# aside, because the tests' own build of the CLI (without the feature) replaces it.
+# run); the feature adds no dependency, so only this crate and its binary are compiled
+# again (the selection is the one above, so no dependency is). Kept aside, because the
+# tests' own build of the CLI (without the feature) replaces it.
 AIRFLOW_STACK_BUNDLE_DIR="$CARGO_TARGET_DIR/lambda/$architectures" \
-    cargo build --quiet -p airflow-stack --features bundled-lambdas
+    cargo build --quiet --workspace --all-targets --features airflow-stack/bundled-lambdas
 mkdir -p "$CARGO_TARGET_DIR/bundled"
 cp "$CARGO_TARGET_DIR/debug/airflow-stack" "$CARGO_TARGET_DIR/bundled/airflow-stack"
 
@@ -111,7 +118,7 @@ phase "security scan (tests/security_scan: checkov on every rendered template, S
 checkov_venv="$cache/checkov-venv"
 [ -x "$checkov_venv/bin/pip" ] || python3 -m venv "$checkov_venv"
 "$checkov_venv/bin/pip" install -q --disable-pip-version-check -r tests/security_scan/requirements.txt
-cargo build --quiet -p airflow-stack -p airflow-tracked-example
+cargo build --quiet --workspace --all-targets
 "$checkov_venv/bin/python" tests/security_scan/scan.py
 # The example tracked function (crates/tracked-example): the emulator's Lambda tests, the
 # e2e (created in the emulator as a user's function) and the provider's tests run it.
@@ -152,7 +159,7 @@ unset AIRFLOW_STACK_AIRFLOW_PYTHON
 # $AIRFLOW_STACK_SHARED_CACHE/airflow-<version> (default /var/cache/airflow-stack).
 phase "e2e: Debian packages, CLI and secrets Lambda builds"
 need_apt postgresql redis-server curl openssl nftables iproute2 util-linux
-cargo build --quiet -p airflow-stack -p airflow-secrets -p airflow-scaler
+cargo build --quiet --workspace --all-targets
 "$AIRFLOW_STACK_VENV/bin/pip" install -q --disable-pip-version-check -r tests/e2e/requirements.txt
 phase "e2e: Airflow from the synthesized template (tests/e2e)"
 "$AIRFLOW_STACK_VENV/bin/pytest" -s -p no:cacheprovider tests/e2e
