@@ -38,7 +38,14 @@ prune_target_dir() {
     echo "only ${free_gb} GB free (< ${min_gb}): removing files unread for a day from $CARGO_TARGET_DIR"
     find "$CARGO_TARGET_DIR" -type f -amin +1440 -delete
     find "$CARGO_TARGET_DIR" -mindepth 1 -type d -empty -delete
-    echo "now $(df -Pk "$CARGO_TARGET_DIR" | awk 'NR==2 {print int($4 / 1048576)}') GB free"
+    free_gb=$(df -Pk "$CARGO_TARGET_DIR" | awk 'NR==2 {print int($4 / 1048576)}')
+    echo "now ${free_gb} GB free"
+    # A cold run writes about 15 GB (target dirs, virtualenvs, the e2e's databases): say
+    # so now, with what holds the space, rather than fail later with "No space left".
+    if [ "$free_gb" -lt 15 ]; then
+        echo "warning: only ${free_gb} GB free; the largest folders of $cache:"
+        du -sh "$cache"/* 2>/dev/null | sort -h | tail -n 5
+    fi
 }
 prune_target_dir
 

@@ -326,6 +326,129 @@ fn the_watchdog_runs_every_minute_invokes_the_managers_and_alerts_through_the_st
         .is_none());
 }
 
+/// `action -> resources` of an ECS role's inline policy (log writing included).
+fn role_grants(t: &Value, role: &str) -> std::collections::BTreeMap<String, Vec<Value>> {
+    let mut out = std::collections::BTreeMap::<String, Vec<Value>>::new();
+    for p in resource(t, role)["Properties"]["Policies"]
+        .as_array()
+        .unwrap()
+    {
+        for s in p["PolicyDocument"]["Statement"].as_array().unwrap() {
+            assert_eq!(s["Effect"], "Allow");
+            let resources = match &s["Resource"] {
+                Value::Array(a) => a.clone(),
+                other => vec![other.clone()],
+            };
+            for action in s["Action"].as_array().unwrap() {
+                out.entry(action.as_str().unwrap().to_owned())
+                    .or_default()
+                    .extend(resources.clone());
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn a_stream_with_runner_service_is_one_always_on_fargate_task_the_watchdog_can_redeploy() {
+    let file = TWO.replace(
+        "    read_timeout_seconds: 30\n",
+        "    read_timeout_seconds: 30\n    runner: service\n",
+    );
+    assert_ne!(file, TWO);
+    let t = template(&file);
+    // prices-eu has no function; orders keeps its chain.
+    assert!(t["Resources"].get("StreamPricesEuFunction").is_none());
+    assert!(t["Resources"].get("StreamOrdersFunction").is_some());
+    let service = &resource(&t, "StreamPricesEuService")["Properties"];
+    assert_eq!(service["ServiceName"], "st-stream-prices-eu");
+    assert_eq!(service["DesiredCount"], 1);
+    assert_eq!(
+        service["NetworkConfiguration"]["AwsvpcConfiguration"]["SecurityGroups"],
+        json!([{"Fn::GetAtt": ["StreamPricesEuSecurityGroup", "GroupId"]}])
+    );
+    // Nothing may connect to it.
+    let ingress: Vec<_> = t["Resources"]
+        .as_object()
+        .unwrap()
+        .values()
+        .filter(|r| r["Type"] == "AWS::EC2::SecurityGroupIngress")
+        .filter(|r| {
+            r["Properties"]["GroupId"]
+                .to_string()
+                .contains("StreamPricesEuSecurityGroup")
+        })
+        .collect();
+    assert!(ingress.is_empty(), "{ingress:?}");
+    let task = &resource(&t, "StreamPricesEuTaskDefinition")["Properties"];
+    assert_eq!(
+        (task["Cpu"].as_str(), task["Memory"].as_str()),
+        (Some("256"), Some("512"))
+    );
+    assert_eq!(
+        task["RuntimePlatform"]["CpuArchitecture"], "ARM64",
+        "the binary is the arm64 Lambda's"
+    );
+    let container = &task["ContainerDefinitions"][0];
+    assert_eq!(container["Image"], "public.ecr.aws/lambda/python:3.12");
+    assert_eq!(container["EntryPoint"][0], "python3");
+    let launcher = container["EntryPoint"][2].as_str().unwrap();
+    assert!(
+        launcher.contains("os.execv('/tmp/stream/bootstrap'"),
+        "{launcher}"
+    );
+    let vars: std::collections::BTreeMap<String, Value> = container["Environment"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|kv| (kv["Name"].as_str().unwrap().to_owned(), kv["Value"].clone()))
+        .collect();
+    assert_eq!(vars["ROLE"], "service");
+    assert_eq!(vars["STREAM_NAME"], "prices-eu");
+    assert_eq!(vars["TARGET"], "s3://prices/eu");
+    assert_eq!(vars["CODE_KEY"], json!({"Ref": "StreamsFunctionCodeKey"}));
+    assert_eq!(
+        vars["CODE_VERSION"],
+        json!({"Ref": "StreamsFunctionCodeVersion"})
+    );
+    assert!(container.get("Secrets").is_none());
+
+    // The task may use the table's items and fetch its code, nothing else.
+    let g = role_grants(&t, "StreamPricesEuTaskRole");
+    assert_eq!(
+        g.keys().cloned().collect::<Vec<_>>(),
+        [
+            "dynamodb:GetItem",
+            "dynamodb:PutItem",
+            "dynamodb:UpdateItem",
+            "s3:GetObjectVersion"
+        ]
+    );
+    let object = Value::from(g["s3:GetObjectVersion"].clone()).to_string();
+    assert!(object.contains("StreamsFunctionCodeKey"), "{object}");
+    // Its execution role writes its own log group only.
+    let g = role_grants(&t, "StreamPricesEuExecutionRole");
+    assert_eq!(
+        g["logs:PutLogEvents"],
+        vec![json!({"Fn::GetAtt": ["StreamPricesEuLogGroup", "Arn"]})]
+    );
+    assert_eq!(g.len(), 2, "{g:?}");
+
+    // The watchdog invokes only the Lambda-run manager and redeploys only this service.
+    let e = env(&t, "StreamWatchdogFunction");
+    assert_eq!(e["STREAMS"], "orders");
+    assert_eq!(e["SERVICE_STREAMS"], "prices-eu");
+    assert_eq!(e["CLUSTER"], json!({"Ref": "Cluster"}));
+    let g = grants(&t, "StreamWatchdogFunction");
+    assert_eq!(g["lambda:InvokeFunction"].len(), 1);
+    let update = Value::from(g["ecs:UpdateService"].clone()).to_string();
+    assert_eq!(g["ecs:UpdateService"].len(), 1);
+    assert!(
+        update.contains("service/") && update.contains("/st-stream-prices-eu"),
+        "{update}"
+    );
+}
+
 #[test]
 fn the_processor_logs_in_as_its_own_airflow_user_with_a_generated_password() {
     let t = template(TWO);
@@ -354,6 +477,12 @@ fn invalid() -> Vec<(&'static str, String, &'static str, &'static str)> {
     let one = |body: &str| format!("{BASE}streams:\n  - {body}\n");
     let ok = "url: https://e.example.com/s\n    format: sse\n    target: {dag: d}";
     vec![
+        (
+            "unknown runner",
+            one(&format!("name: s\n    {ok}\n    runner: fargate")),
+            "streams[0].runner",
+            "`lambda`",
+        ),
         (
             "http URL",
             one("name: s\n    url: http://e.example.com/s\n    format: sse\n    target: {dag: d}"),
@@ -506,4 +635,118 @@ fn with_the_simple_auth_manager_the_processor_user_has_the_least_role_its_target
     let t = template(&format!("{simple}{TWO}")).to_string();
     assert!(t.contains("airflow-stack-streams:op"));
     assert!(!t.contains("airflow-stack-streams:user"));
+}
+
+#[test]
+fn cost_prices_each_runner_and_names_the_other() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("s.yaml");
+    let both = TWO.replace(
+        "    read_timeout_seconds: 30\n",
+        "    read_timeout_seconds: 30\n    runner: service\n",
+    );
+    std::fs::write(&file, format!("{BASE}{both}")).unwrap();
+    let out = cli().arg("cost").arg(&file).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let line = |item: &str| -> Vec<String> {
+        text.lines()
+            .find(|l| l.starts_with(item))
+            .unwrap_or_else(|| panic!("no {item} line in\n{text}"))
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect()
+    };
+    // The Lambda chain runs while paused; the Fargate task stops with the stack.
+    let chain = line("StreamOrdersFunction");
+    let task = line("StreamPricesEuService");
+    let dollars = |v: &str| v.parse::<f64>().unwrap();
+    assert!(dollars(&chain[1]) > 0.0 && dollars(&chain[1]) == dollars(&chain[2]));
+    assert!(dollars(&task[1]) > 0.0 && dollars(&task[2]) == 0.0);
+    assert!(
+        chain
+            .join(" ")
+            .contains(&format!("Fargate task: ${}", task[1])),
+        "{chain:?}"
+    );
+    assert!(
+        task.join(" ").contains("0.25 vCPU / 0.5 GB ARM64"),
+        "{task:?}"
+    );
+}
+
+/// stacks/dev.yaml with a NAT gateway (the processor needs a way to AWS APIs) and two
+/// streams, one per runner. The URLs are never connected to: the emulator fires no
+/// schedule (no watchdog tick) and nothing is written to the table (no processor run).
+fn dev_with_streams(dir: &std::path::Path) -> std::path::PathBuf {
+    let text = std::fs::read_to_string(common::root().join("stacks/dev.yaml")).unwrap();
+    let no_nat = "  nat_gateways: 0\n";
+    assert!(text.contains(no_nat), "stacks/dev.yaml has no {no_nat:?}");
+    let text = text.replace(no_nat, "  nat_gateways: 1\n");
+    let both = TWO.replace(
+        "    read_timeout_seconds: 30\n",
+        "    read_timeout_seconds: 30\n    runner: service\n",
+    );
+    let path = dir.join("stack.yaml");
+    std::fs::write(&path, format!("{text}{both}")).unwrap();
+    path
+}
+
+#[test]
+fn a_stack_with_both_runners_deploys_with_the_real_lambdas() {
+    let emulator = common::emulator::Emulator::start();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dev_with_streams(dir.path());
+    let file = file.to_str().unwrap();
+    let run = |args: &[&str]| {
+        let out = emulator
+            .cli(&common::emulator::target_dir())
+            .args(args)
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        eprintln!("$ airflow-stack {}\n{text}", args.join(" "));
+        assert!(out.status.success(), "{} failed:\n{text}", args[0]);
+    };
+    run(&["bootstrap", file]);
+    run(&["deploy", file, "--yes"]);
+    let found = emulator.python(
+        r#"
+import boto3, json
+boto3.setup_default_session(region_name='us-east-1')
+res = boto3.client('cloudformation').describe_stack_resources(StackName='airflow-dev')['StackResources']
+phys = {r['LogicalResourceId']: r.get('PhysicalResourceId', '') for r in res}
+status = {r['ResourceStatus'] for r in res}
+lam = boto3.client('lambda')
+fn = lam.get_function_configuration(FunctionName='airflow-dev-stream-orders')
+maps = lam.list_event_source_mappings(FunctionName=phys['StreamProcessorFunction'])['EventSourceMappings']
+ecs = boto3.client('ecs')
+svc = ecs.describe_services(cluster=phys['Cluster'], services=['airflow-dev-stream-prices-eu'])['services']
+print(json.dumps({
+    'status': sorted(status),
+    'manager_role': fn['Environment']['Variables']['ROLE'],
+    'prices_function': 'StreamPricesEuFunction' in phys,
+    'mapping': [m['State'] for m in maps],
+    'service': [(s['serviceName'], s['desiredCount']) for s in svc],
+}))
+"#,
+        &[],
+    );
+    let found: Value = serde_json::from_str(found.trim()).unwrap();
+    assert_eq!(found["status"], json!(["CREATE_COMPLETE"]), "{found}");
+    assert_eq!(found["manager_role"], "manager");
+    assert_eq!(found["prices_function"], false);
+    assert_eq!(found["mapping"], json!(["Enabled"]));
+    assert_eq!(
+        found["service"],
+        json!([["airflow-dev-stream-prices-eu", 1]])
+    );
 }

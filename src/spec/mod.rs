@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 pub use access::*;
 pub use build_inputs::{BuildInputs, PluginFile, MAX_PLUGIN_BYTES, MAX_PLUGIN_FILES};
 pub use source::{Pos, Positions, MAX_FILE_BYTES};
-pub use streams::{Stream, StreamAuth, StreamFormat, StreamTarget, MAX_STREAMS};
+pub use streams::{Stream, StreamAuth, StreamFormat, StreamRunner, StreamTarget, MAX_STREAMS};
 pub use types::*;
 pub use values::{
     LambdaArn, LambdaFunctionRef, LogGroupName, OsPackage, PostgresVersion, Region,

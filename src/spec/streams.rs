@@ -56,6 +56,26 @@ pub struct Stream {
     #[serde(default = "default_read_timeout")]
     #[schemars(range(min = 5, max = 600))]
     pub read_timeout_seconds: u32,
+    /// What holds the connection: `lambda` (the default: a chain of Lambda invocations,
+    /// each up to 15 minutes, handing over to its successor) or `service` (one
+    /// always-on Fargate task, 0.25 vCPU and 0.5 GB, in the stack's subnets).
+    /// `airflow-stack cost` prices both.
+    #[serde(default)]
+    pub runner: StreamRunner,
+}
+
+/// What holds a stream's connection.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum StreamRunner {
+    /// A Lambda chain: no VPC, no NAT needed for the stream; keeps running while the
+    /// stack is paused.
+    #[default]
+    Lambda,
+    /// An always-on Fargate task in the stack's subnets (reaches the stream through
+    /// the stack's NAT or public IP); stopped by `pause` with the other services, it
+    /// resumes from the last event id (SSE) when the stack resumes.
+    Service,
 }
 
 fn default_read_timeout() -> u32 {

@@ -87,14 +87,16 @@ fn add_fargate(s: &mut Scope, infra: &Infra, keys: &Keys) -> Broker {
         s,
         infra,
         ServiceSpec {
-            id: "Redis",
+            id: "Redis".into(),
+            service_name: None,
             task: TaskDefinitionSpec {
-                family_suffix: "redis",
+                family_suffix: "redis".into(),
                 cpu: spec.redis.cpu,
                 memory: spec.redis.memory,
                 containers: vec![container],
                 execution_role,
                 task_role: None,
+                architecture: None,
             },
             desired_count: Some(1),
             spot: false,

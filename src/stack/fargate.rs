@@ -85,7 +85,7 @@ pub fn tcp_port(name: &str, port: u16) -> PortMapping {
 /// A Fargate task definition: what runs, how big, with which roles.
 pub struct TaskDefinitionSpec {
     /// The family is `<stack>-<family_suffix>`.
-    pub family_suffix: &'static str,
+    pub family_suffix: String,
     /// CPU units.
     pub cpu: u32,
     /// Memory in MiB.
@@ -96,6 +96,9 @@ pub struct TaskDefinitionSpec {
     pub execution_role: Expr,
     /// Role the containers' code uses, if they make AWS calls.
     pub task_role: Option<Expr>,
+    /// The instruction set; `None` is the stack's `services.architecture`. (A task
+    /// running a binary built for the Lambdas runs on theirs.)
+    pub architecture: Option<Architecture>,
 }
 
 /// A Fargate task definition for the stack's architecture, as `<id>TaskDefinition`.
@@ -104,7 +107,7 @@ pub fn task_definition(
     id: &str,
     task: TaskDefinitionSpec,
 ) -> Handle<TaskDefinition> {
-    let cpu_architecture = match s.spec.services.architecture {
+    let cpu_architecture = match task.architecture.unwrap_or(s.spec.services.architecture) {
         Architecture::X86_64 => CpuArchitecture::X86_64,
         Architecture::Arm64 => CpuArchitecture::Arm64,
     };
@@ -130,7 +133,10 @@ pub fn task_definition(
 /// Everything that differs between two Fargate services.
 pub struct ServiceSpec {
     /// Logical id prefix: `<id>TaskDefinition`, `<id>Service`.
-    pub id: &'static str,
+    pub id: String,
+    /// A fixed `ServiceName`, for a service something finds by name; `None` lets
+    /// CloudFormation name it (and replace it freely).
+    pub service_name: Option<String>,
     /// The task definition.
     pub task: TaskDefinitionSpec,
     /// Tasks to run; `None` leaves the count to a scaler (a count in the template would
@@ -187,8 +193,8 @@ impl Deployment {
 /// Adds a task definition and its service, with the deployment circuit breaker on
 /// (a service whose tasks keep failing rolls back instead of retrying for hours).
 pub fn add_service(s: &mut Scope, infra: &Infra, service: ServiceSpec) -> Handle<Service> {
-    let id = service.id;
-    let family_suffix = service.task.family_suffix;
+    let id = service.id.as_str();
+    let family_suffix = service.task.family_suffix.clone();
     let definition = task_definition(s, id, service.task);
     let capacity_provider = if service.spot {
         "FARGATE_SPOT"
@@ -237,6 +243,7 @@ pub fn add_service(s: &mut Scope, infra: &Infra, service: ServiceSpec) -> Handle
         enable_execute_command: Some(service.reach.execute_command),
         load_balancers: service.reach.load_balancer.map(|lb| vec![lb]),
         health_check_grace_period_seconds: service.reach.health_check_grace_seconds,
+        service_name: service.service_name.map(Expr::lit),
         propagate_tags: Some(PropagateTags::Service),
         tags: s.tags.named(&format!("{}-{family_suffix}", s.spec.name)),
         ..Service::default()

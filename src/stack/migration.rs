@@ -196,12 +196,13 @@ pub(super) fn one_off_task(
         s,
         me.id(),
         TaskDefinitionSpec {
-            family_suffix: me.name(),
+            family_suffix: me.name().into(),
             cpu: size.cpu,
             memory: size.memory,
             containers: vec![container],
             execution_role: roles.execution.arn(),
             task_role: None,
+            architecture: None,
         },
     );
     (definition, log_group)

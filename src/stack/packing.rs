@@ -65,14 +65,16 @@ impl Core {
             s,
             infra,
             ServiceSpec {
-                id: CORE_ID,
+                id: CORE_ID.into(),
+                service_name: None,
                 task: TaskDefinitionSpec {
-                    family_suffix: "core",
+                    family_suffix: "core".into(),
                     cpu: core.cpu,
                     memory: core.memory,
                     containers: self.containers,
                     execution_role: roles.execution,
                     task_role: roles.task,
+                    architecture: None,
                 },
                 desired_count: Some(core.count),
                 spot: core.spot,

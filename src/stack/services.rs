@@ -235,9 +235,10 @@ pub fn add(
             s,
             infra,
             ServiceSpec {
-                id: component.id(),
+                id: component.id().into(),
+                service_name: None,
                 task: TaskDefinitionSpec {
-                    family_suffix: component.name(),
+                    family_suffix: component.name().into(),
                     cpu: size.cpu,
                     memory: size.memory,
                     containers: vec![container],
@@ -246,6 +247,7 @@ pub fn add(
                         .task_role(component)
                         .or(flower_exec.map(|f| &f.role))
                         .map(|r| r.arn()),
+                    architecture: None,
                 },
                 desired_count: (!scaled).then_some(size.count),
                 spot: size.spot,

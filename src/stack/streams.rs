@@ -11,28 +11,36 @@
 //! partial-batch failures and a dead-letter queue, none of which the manager would
 //! otherwise have to carry.
 //!
+//! A stream with `runner: service` is held by one always-on Fargate task instead of a
+//! Lambda chain: the same binary (role `service`), started by a launcher that fetches
+//! the Lambda's zip from the assets bucket (see [`LAUNCHER_IMAGE`]).
+//!
 //! Nothing is added without `streams:`.
 
 use std::collections::BTreeMap;
 
 use airflow_stack_contract::streams::{
-    self, manager_function_name, processor_filter_pattern, Auth, Format, Identity, ManagerSettings,
-    ProcessorSettings, Role, Target, WatchdogSettings, STREAMS_USERNAME, TABLE_KEY, TTL_ATTRIBUTE,
+    self, manager_function_name, manager_service_name, processor_filter_pattern, Auth, Format,
+    Identity, ManagerSettings, ProcessorSettings, Role, Target, WatchdogSettings, STREAMS_USERNAME,
+    TABLE_KEY, TTL_ATTRIBUTE,
 };
 
+use super::airflow_config::env_var;
 use super::assets;
 use super::component::Component;
-use super::fargate::Infra;
+use super::fargate::{self, Deployment, Infra, Reach, ServiceSpec, TaskDefinitionSpec};
 use super::keys::Keys;
 use super::monitoring::AlertTargets;
 use super::rust_function::{self, RustFunctionSpec};
 use super::scope::Scope;
 use super::security;
+use super::service_role::{self, ServiceRole};
 use crate::cfn::l1::dynamodb::table::{
     AttributeDefinition, AttributeType, BillingMode, KeySchemaItem, StreamSpecification,
     StreamViewType, TimeToLiveSpecification,
 };
 use crate::cfn::l1::dynamodb::Table;
+use crate::cfn::l1::ecs::task_definition::ContainerDefinition;
 use crate::cfn::l1::events::{rule, Rule};
 use crate::cfn::l1::lambda::event_source_mapping::{
     DestinationConfig, Filter, FilterCriteria, FunctionResponseTypesItem, OnFailure,
@@ -41,8 +49,8 @@ use crate::cfn::l1::lambda::function::VpcConfig;
 use crate::cfn::l1::lambda::{EventInvokeConfig, EventSourceMapping, Function, Permission};
 use crate::cfn::l1::sqs::Queue;
 use crate::cfn::l1::Statement;
-use crate::cfn::{Expr, Handle, Template};
-use crate::spec::{Spec, Stream, StreamFormat, StreamTarget};
+use crate::cfn::{Attributes, Expr, Handle, Pseudo, Template};
+use crate::spec::{Architecture, Spec, Stream, StreamFormat, StreamRunner, StreamTarget};
 
 /// What the streams work with.
 pub struct Inputs<'a> {
@@ -99,7 +107,10 @@ pub fn add(s: &mut Scope, inputs: &Inputs) {
     let table = s.t.add(TABLE, events_table(s));
     let streams = s.spec.streams.clone();
     for stream in &streams {
-        add_manager(s, stream, &table, code.clone());
+        match stream.runner {
+            StreamRunner::Lambda => add_manager(s, stream, &table, code.clone()),
+            StreamRunner::Service => add_service_runner(s, inputs.infra, stream, &table, &code),
+        }
     }
     add_processor(s, inputs, &table, code.clone());
     add_watchdog(s, inputs, &table, code);
@@ -193,6 +204,155 @@ fn add_manager(s: &mut Scope, stream: &Stream, table: &Handle<Table>, code: asse
         },
     );
     no_async_retries(&mut s.t, &format!("{id}InvokeConfig"), &function);
+}
+
+/// The image of a stream's Fargate task: AWS's Lambda base image for Python (Amazon
+/// Linux 2023, the OS of the `provided.al2023` runtime the binary is built for; arm64
+/// and x86_64 in one tag; Python and boto3 inside). A public image needs no pull
+/// permission and no image build; the binary comes from the assets bucket.
+pub const LAUNCHER_IMAGE: &str = "public.ecr.aws/lambda/python:3.12";
+
+/// The task's entry point: fetch the Lambda's zip (the exact version deploy verified),
+/// unpack `bootstrap` and exec it, so the process ECS stops with SIGTERM is the binary.
+const LAUNCHER: &str = "import io, os, zipfile, boto3
+code = boto3.client('s3').get_object(Bucket=os.environ['CODE_BUCKET'], Key=os.environ['CODE_KEY'], VersionId=os.environ['CODE_VERSION'])
+zipfile.ZipFile(io.BytesIO(code['Body'].read())).extract('bootstrap', '/tmp/stream')
+os.chmod('/tmp/stream/bootstrap', 0o755)
+os.execv('/tmp/stream/bootstrap', ['bootstrap'])
+";
+
+/// CPU units and MiB of a stream's task: Fargate's smallest, far above what one
+/// connection and a DynamoDB client need.
+const SERVICE_CPU: u32 = 256;
+const SERVICE_MEMORY: u32 = 512;
+
+/// The Lambdas' instruction set (the zip's binary is built for it).
+fn lambda_architecture() -> Architecture {
+    match assets::LAMBDA_ARCHITECTURE {
+        "arm64" => Architecture::Arm64,
+        _ => Architecture::X86_64,
+    }
+}
+
+/// One stream held by an always-on Fargate task: its own log group, security group
+/// (outbound only), execution role (its log group only) and task role (the table's
+/// items, its auth secret, the code object), in the stack's subnets, named
+/// [`manager_service_name`] so the watchdog can restart it.
+fn add_service_runner(
+    s: &mut Scope,
+    infra: &Infra,
+    stream: &Stream,
+    table: &Handle<Table>,
+    code: &assets::AssetCode,
+) {
+    let name = stream.name.as_str();
+    let id = format!("Stream{}", pascal(name));
+    let log_group = fargate::log_group(s, &id, &format!("stream-{name}"));
+    let group = s.t.add(
+        &format!("{id}SecurityGroup"),
+        security::egress_only(
+            format!("{} stream {name} task", s.spec.name),
+            &infra.net.vpc_id,
+            s.tags.named(&format!("{}-stream-{name}", s.spec.name)),
+        ),
+    );
+    let execution = s.t.add(
+        &format!("{id}ExecutionRole"),
+        service_role::role(
+            ServiceRole {
+                service: "ecs-tasks.amazonaws.com",
+                description: format!("Starts the stream {name} task: writes its logs"),
+                policy_name: "start-stream-task",
+                statements: vec![Statement::allow(
+                    &["logs:CreateLogStream", "logs:PutLogEvents"],
+                    vec![log_group.arn()],
+                )],
+            },
+            s.tags.all(),
+        ),
+    );
+    let object = Expr::concat(vec![
+        Expr::lit("arn:"),
+        Expr::Pseudo(Pseudo::Partition),
+        Expr::lit(":s3:::"),
+        s.assets.bucket.clone(),
+        Expr::lit("/"),
+        code.key.clone(),
+    ]);
+    let mut statements = vec![
+        item_reads_and_writes(table),
+        // The launcher fetches exactly this version of the zip.
+        Statement::allow(&["s3:GetObjectVersion"], vec![object]),
+    ];
+    if let Some(auth) = &stream.auth {
+        statements.push(Statement::allow(
+            &["secretsmanager:GetSecretValue"],
+            vec![Expr::lit(auth.secret.as_str())],
+        ));
+    }
+    let task_role = s.t.add(
+        &format!("{id}TaskRole"),
+        service_role::role(
+            ServiceRole {
+                service: "ecs-tasks.amazonaws.com",
+                description: format!("Holds the event stream {name} and stores its events"),
+                policy_name: "hold-stream",
+                statements,
+            },
+            s.tags.all(),
+        ),
+    );
+    let container = ContainerDefinition {
+        entry_point: vec![Expr::lit("python3"), Expr::lit("-c"), Expr::lit(LAUNCHER)],
+        environment: service_environment(s, stream, table, code),
+        ..fargate::container("stream", LAUNCHER_IMAGE, &log_group)
+    };
+    fargate::add_service(
+        s,
+        infra,
+        ServiceSpec {
+            id: id.clone(),
+            service_name: Some(manager_service_name(s.spec.name.as_str(), name)),
+            task: TaskDefinitionSpec {
+                family_suffix: format!("stream-{name}"),
+                cpu: SERVICE_CPU,
+                memory: SERVICE_MEMORY,
+                containers: vec![container],
+                execution_role: execution.arn(),
+                task_role: Some(task_role.arn()),
+                architecture: Some(lambda_architecture()),
+            },
+            desired_count: Some(1),
+            spot: false,
+            security_groups: security::ids(&[&group]),
+            registry: None,
+            depends_on: Attributes::default(),
+            // The new task pulls its image while the old one still reads; it takes the
+            // lease when the old one releases it on SIGTERM.
+            deployment: Deployment::StartFirst,
+            reach: Reach::default(),
+        },
+    );
+}
+
+/// The manager's settings, `ROLE=service`, the region (the SDK's, stated rather than
+/// left to the platform) and where the launcher finds the code.
+fn service_environment(
+    s: &Scope,
+    stream: &Stream,
+    table: &Handle<Table>,
+    code: &assets::AssetCode,
+) -> Vec<crate::cfn::l1::ecs::task_definition::KeyValuePair> {
+    let mut environment = manager_settings(s.spec, stream, table).to_environment();
+    environment.insert(streams::variable::ROLE, Expr::lit(Role::Service.as_str()));
+    environment.insert("AWS_REGION", Expr::Pseudo(Pseudo::Region));
+    environment.insert("CODE_BUCKET", s.assets.bucket.clone());
+    environment.insert("CODE_KEY", code.key.clone());
+    environment.insert("CODE_VERSION", code.version.clone());
+    environment
+        .into_iter()
+        .map(|(name, value)| env_var(name, value))
+        .collect()
 }
 
 /// Lambda's own retries of an asynchronous invocation are off: a successor that failed
@@ -387,21 +547,44 @@ fn streams_password(inputs: &Inputs) -> Expr {
 /// the managers, alerts through the stack's targets.
 fn add_watchdog(s: &mut Scope, inputs: &Inputs, table: &Handle<Table>, code: assets::AssetCode) {
     let spec = s.spec;
-    let names: Vec<String> = spec
-        .streams
-        .iter()
-        .map(|st| st.name.as_str().to_owned())
-        .collect();
-    let mut statements = vec![
-        item_reads_and_writes(table),
-        Statement::allow(
+    let run_by = |runner: StreamRunner| -> Vec<String> {
+        spec.streams
+            .iter()
+            .filter(|st| st.runner == runner)
+            .map(|st| st.name.as_str().to_owned())
+            .collect()
+    };
+    let (names, service_names) = (run_by(StreamRunner::Lambda), run_by(StreamRunner::Service));
+    let mut statements = vec![item_reads_and_writes(table)];
+    if !names.is_empty() {
+        statements.push(Statement::allow(
             &["lambda:InvokeFunction"],
             names
                 .iter()
                 .map(|n| function_arn(&manager_function_name(spec.name.as_str(), n)))
                 .collect(),
-        ),
-    ];
+        ));
+    }
+    let cluster = inputs.infra.cluster.handle.r#ref();
+    if !service_names.is_empty() {
+        // A new deployment of each stream's service, and of nothing else.
+        statements.push(Statement::allow(
+            &["ecs:UpdateService"],
+            service_names
+                .iter()
+                .map(|n| {
+                    Expr::arn(
+                        "ecs",
+                        Expr::concat(vec![
+                            Expr::lit("service/"),
+                            cluster.clone(),
+                            Expr::lit(format!("/{}", manager_service_name(spec.name.as_str(), n))),
+                        ]),
+                    )
+                })
+                .collect(),
+        ));
+    }
     let alerts = inputs.alerts;
     if let Some(topic) = &alerts.topic {
         statements.push(Statement::allow(&["sns:Publish"], vec![topic.clone()]));
@@ -416,6 +599,8 @@ fn add_watchdog(s: &mut Scope, inputs: &Inputs, table: &Handle<Table>, code: ass
         stack_name: Expr::lit(spec.name.as_str()),
         table: table.r#ref(),
         streams: names,
+        cluster: (!service_names.is_empty()).then_some(cluster),
+        service_streams: service_names,
         stale_seconds: streams::DEFAULT_STALE_SECONDS,
         sns_topic_arn: alerts.topic.clone(),
         slack_secret_arn: alerts.slack_secret.clone(),

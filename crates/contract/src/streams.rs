@@ -122,8 +122,13 @@ pub mod variable {
     pub const API_USERNAME: &str = "API_USERNAME";
     /// The secret holding that user's password (a plain string).
     pub const API_PASSWORD_SECRET_ARN: &str = "API_PASSWORD_SECRET_ARN";
-    /// The streams the watchdog watches, comma-separated names.
+    /// The Lambda-run streams the watchdog watches, comma-separated names.
     pub const STREAMS: &str = "STREAMS";
+    /// The Fargate-run streams the watchdog watches, comma-separated names (each one's
+    /// ECS service is [`super::manager_service_name`]).
+    pub const SERVICE_STREAMS: &str = "SERVICE_STREAMS";
+    /// The ECS cluster of the Fargate-run streams (set when there are any).
+    pub const CLUSTER: &str = "CLUSTER";
     /// Seconds after which the watchdog calls a heartbeat stale.
     pub const STALE_SECONDS: &str = "STALE_SECONDS";
     /// The SNS topic the watchdog alerts to (optional).
@@ -363,6 +368,13 @@ pub fn manager_function_name(stack: &str, stream: &str) -> String {
     format!("{stack}-stream-{stream}")
 }
 
+/// The ECS service name of a stream run by an always-on Fargate task (`runner:
+/// service`), `{stack}-stream-{stream}` like the function name: the template sets it as
+/// `ServiceName` so the watchdog can restart the service by name.
+pub fn manager_service_name(stack: &str, stream: &str) -> String {
+    manager_function_name(stack, stream)
+}
+
 /// Hex digits of the identity's digest in a DAG run ID (128 bits: no collision among
 /// any number of events a stream will ever send).
 pub const RUN_ID_DIGEST_HEX: usize = 32;
@@ -477,6 +489,11 @@ pub struct WatchdogSettings<V> {
     /// `STREAMS`: the streams run by a Lambda chain, each started as
     /// [`manager_function_name`].
     pub streams: Vec<String>,
+    /// `SERVICE_STREAMS`: the streams run by a Fargate service, each restarted (a new
+    /// deployment of [`manager_service_name`]) when its heartbeat goes stale.
+    pub service_streams: Vec<String>,
+    /// `CLUSTER`: the ECS cluster of `service_streams` (set when there are any).
+    pub cluster: Option<V>,
     /// `STALE_SECONDS` (at least the managers' `LEASE_SECONDS`).
     pub stale_seconds: u32,
     /// `SNS_TOPIC_ARN`.
@@ -520,6 +537,17 @@ fn number(
             problem: "is not a whole number".into(),
         }),
     }
+}
+
+/// A comma-separated list of names; unset or empty is none.
+fn names(var: &impl Fn(&str) -> Option<String>, name: &str) -> Vec<String> {
+    optional(var, name)
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
 }
 
 /// A value the parser refused.
@@ -665,7 +693,11 @@ impl<V> WatchdogSettings<V> {
             (STREAMS, V::from(self.streams.join(","))),
             (STALE_SECONDS, V::from(self.stale_seconds.to_string())),
         ]);
+        if !self.service_streams.is_empty() {
+            env.insert(SERVICE_STREAMS, V::from(self.service_streams.join(",")));
+        }
         let optional = [
+            (CLUSTER, &self.cluster),
             (SNS_TOPIC_ARN, &self.sns_topic_arn),
             (SLACK_SECRET_ARN, &self.slack_secret_arn),
             (UI_BASE_URL, &self.ui_base_url),
@@ -680,17 +712,17 @@ impl<V> WatchdogSettings<V> {
 }
 
 impl WatchdogSettings<String> {
-    /// Reads the settings through `var`. `STREAMS` may be empty (no Lambda-run stream:
-    /// the watchdog has nothing to do).
+    /// Reads the settings through `var`. `STREAMS` and `SERVICE_STREAMS` may be empty
+    /// (nothing of that runner to watch); `CLUSTER` must be set when `SERVICE_STREAMS`
+    /// is not empty.
     pub fn from_env(var: impl Fn(&str) -> Option<String>) -> Result<Self, SettingsError> {
         use variable::*;
-        let streams = optional(&var, STREAMS)
-            .unwrap_or_default()
-            .split(',')
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(str::to_owned)
-            .collect();
+        let streams = names(&var, STREAMS);
+        let service_streams = names(&var, SERVICE_STREAMS);
+        let cluster = optional(&var, CLUSTER);
+        if !service_streams.is_empty() && cluster.is_none() {
+            return Err(invalid(CLUSTER, "set while SERVICE_STREAMS is"));
+        }
         let stale_seconds = number(&var, STALE_SECONDS, DEFAULT_STALE_SECONDS)?;
         if stale_seconds == 0 {
             return Err(invalid(STALE_SECONDS, "above 0"));
@@ -699,6 +731,8 @@ impl WatchdogSettings<String> {
             stack_name: required(&var, STACK_NAME)?,
             table: required(&var, TABLE)?,
             streams,
+            service_streams,
+            cluster,
             stale_seconds,
             sns_topic_arn: optional(&var, SNS_TOPIC_ARN),
             slack_secret_arn: optional(&var, SLACK_SECRET_ARN),
@@ -851,6 +885,8 @@ mod tests {
             stack_name: Expr::Lit("airflow-dev".into()),
             table: Expr::Ref("StreamsTable"),
             streams: vec!["orders".into(), "clicks".into()],
+            service_streams: vec!["ticks".into()],
+            cluster: Some(Expr::Ref("Cluster")),
             stale_seconds: 120,
             sns_topic_arn: Some(Expr::Ref("Alerts")),
             slack_secret_arn: None,
@@ -860,9 +896,26 @@ mod tests {
         assert!(!env.contains_key("SLACK_SECRET_ARN"));
         let got = WatchdogSettings::from_env(|n| env.get(n).cloned()).unwrap();
         assert_eq!(got.streams, ["orders", "clicks"]);
+        assert_eq!(got.service_streams, ["ticks"]);
+        assert_eq!(got.cluster.as_deref(), Some("resolved-Cluster"));
         assert_eq!(got.stale_seconds, 120);
         assert_eq!(got.sns_topic_arn.as_deref(), Some("resolved-Alerts"));
         assert_eq!(got.slack_secret_arn, None);
+    }
+
+    #[test]
+    fn service_streams_need_their_cluster() {
+        let env = BTreeMap::from([
+            ("STACK_NAME", "airflow-dev"),
+            ("TABLE", "t"),
+            ("SERVICE_STREAMS", "ticks"),
+        ]);
+        let err = WatchdogSettings::from_env(|n| env.get(n).map(|v| v.to_string())).unwrap_err();
+        assert_eq!(err.name, "CLUSTER");
+        let lambda_only = BTreeMap::from([("STACK_NAME", "airflow-dev"), ("TABLE", "t")]);
+        let got =
+            WatchdogSettings::from_env(|n| lambda_only.get(n).map(|v| v.to_string())).unwrap();
+        assert!(got.service_streams.is_empty() && got.cluster.is_none());
     }
 
     #[test]

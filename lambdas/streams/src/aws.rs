@@ -18,7 +18,7 @@ use aws_sdk_lambda::types::InvocationType;
 use crate::notify::Notice;
 use crate::ports::{
     Claim, Claimed, EventItem, EventStore, Invoker, Lease, LeaseStore, Notifier, PortError,
-    ProcessedMarks, Put, Renewal,
+    ProcessedMarks, Put, Renewal, ServiceRestarter,
 };
 
 fn port_error<E: std::error::Error>(call: &str, error: E) -> PortError {
@@ -351,6 +351,30 @@ impl Invoker for LambdaInvoker {
             .send()
             .await
             .map_err(|e| port_error("Invoke", e))?;
+        Ok(())
+    }
+}
+
+/// The ECS services of the Fargate-run streams, in one cluster.
+#[derive(Debug, Clone)]
+pub struct EcsServices {
+    /// The client.
+    pub client: aws_sdk_ecs::Client,
+    /// The cluster's name or ARN.
+    pub cluster: String,
+}
+
+#[async_trait]
+impl ServiceRestarter for EcsServices {
+    async fn restart(&self, service: &str) -> Result<(), PortError> {
+        self.client
+            .update_service()
+            .cluster(&self.cluster)
+            .service(service)
+            .force_new_deployment(true)
+            .send()
+            .await
+            .map_err(|e| port_error("UpdateService", e))?;
         Ok(())
     }
 }

@@ -6,7 +6,7 @@ use airflow_stack_contract::streams::{
     ManagerInvocation, ManagerSettings, ProcessorSettings, Role, WatchdogSettings,
 };
 use airflow_streams::airflow::AirflowClient;
-use airflow_streams::aws::{DynamoTable, LambdaInvoker, SnsTopic};
+use airflow_streams::aws::{DynamoTable, EcsServices, LambdaInvoker, SnsTopic};
 use airflow_streams::manager::{self, ManagerPorts};
 use airflow_streams::notify::SlackWebhook;
 use airflow_streams::ports::{AirflowApi, Notifier, PortError};
@@ -198,12 +198,18 @@ async fn watchdog_lambda(config: &SdkConfig) -> Result<(), Error> {
     let invoker = LambdaInvoker {
         client: aws_sdk_lambda::Client::new(config),
     };
-    let (settings, table, invoker) = (&settings, &table, &invoker);
+    // No cluster when no stream runs as a service: then nothing restarts a service.
+    let services = EcsServices {
+        client: aws_sdk_ecs::Client::new(config),
+        cluster: settings.cluster.clone().unwrap_or_default(),
+    };
+    let (settings, table, invoker, services) = (&settings, &table, &invoker, &services);
     lambda_runtime::run(service_fn(move |_: LambdaEvent<Value>| async move {
         let notifiers = notifiers(config, settings).await;
         let ports = WatchdogPorts {
             leases: table,
             invoker,
+            services,
             notifiers: &notifiers,
         };
         let report = watchdog::run_watchdog(settings, &ports, manager::now_s()).await;

@@ -161,6 +161,15 @@ pub trait Invoker: Send + Sync {
     ) -> Result<(), PortError>;
 }
 
+/// ECS, for a stream run as an always-on Fargate service.
+#[async_trait]
+pub trait ServiceRestarter: Send + Sync {
+    /// Replaces the service's task (`UpdateService` with `forceNewDeployment`): a task
+    /// that runs but no longer heartbeats (hung on a dead connection, say) is one ECS
+    /// itself keeps running.
+    async fn restart(&self, service: &str) -> Result<(), PortError>;
+}
+
 /// What Airflow said to a trigger.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Triggered {

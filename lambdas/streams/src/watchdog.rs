@@ -1,6 +1,9 @@
 //! The watchdog, run every minute: for each Lambda-run stream, starts a chain where
 //! none ever ran, restarts one whose heartbeat went stale and alerts once per outage,
-//! and says so when it recovers.
+//! and says so when it recovers. For a stream run as a Fargate service it starts
+//! nothing (ECS starts the task, and starts it again when it exits); when the
+//! heartbeat goes stale it alerts once and forces one new deployment of the service,
+//! which replaces a task that runs but no longer reads.
 //!
 //! Once per outage: the alert is recorded in the lease item by a conditional update
 //! ([`LeaseStore::mark_alerted`]: only if none is recorded and the heartbeat is still
@@ -9,14 +12,14 @@
 //! record (again conditionally: one recovery notice).
 
 use airflow_stack_contract::streams::{
-    manager_function_name, ManagerInvocation, StartedBy, WatchdogSettings,
+    manager_function_name, manager_service_name, ManagerInvocation, StartedBy, WatchdogSettings,
 };
 use serde::Serialize;
 use tracing::{error, info, warn};
 
 use crate::manager::new_chain_id;
 use crate::notify::{Kind, Notice};
-use crate::ports::{Invoker, Lease, LeaseStore, Notifier};
+use crate::ports::{Invoker, Lease, LeaseStore, Notifier, ServiceRestarter};
 
 /// The outside world of the watchdog.
 pub struct WatchdogPorts<'a> {
@@ -24,6 +27,8 @@ pub struct WatchdogPorts<'a> {
     pub leases: &'a dyn LeaseStore,
     /// Lambda's asynchronous invoke (the managers).
     pub invoker: &'a dyn Invoker,
+    /// ECS (the streams run as services).
+    pub services: &'a dyn ServiceRestarter,
     /// The alert targets.
     pub notifiers: &'a [Box<dyn Notifier>],
 }
@@ -49,7 +54,8 @@ pub struct StreamCheck {
     pub stream: String,
     /// What was found.
     pub health: Health,
-    /// Whether a chain was started.
+    /// Whether a chain was started (a Lambda-run stream) or the service was given a new
+    /// deployment (a Fargate-run one).
     pub started: bool,
     /// Whether this tick alerted.
     pub alerted: bool,
@@ -74,7 +80,74 @@ pub async fn run_watchdog(
     for stream in &settings.streams {
         streams.push(check(settings, ports, stream, now).await);
     }
+    for stream in &settings.service_streams {
+        streams.push(check_service(settings, ports, stream, now).await);
+    }
     WatchdogReport { streams }
+}
+
+/// One Fargate-run stream: nothing to start when its lease is missing (the task may be
+/// pulling its image; ECS restarts one that exits); on a stale heartbeat, one alert and
+/// one new deployment per outage (a deployment every minute would stop each
+/// replacement before it connected).
+async fn check_service(
+    settings: &WatchdogSettings<String>,
+    ports: &WatchdogPorts<'_>,
+    stream: &str,
+    now: i64,
+) -> StreamCheck {
+    let mut check = StreamCheck {
+        stream: stream.to_owned(),
+        health: Health::Unknown,
+        started: false,
+        alerted: false,
+        recovered: false,
+    };
+    let lease = match ports.leases.lease(stream).await {
+        Ok(lease) => lease,
+        Err(e) => {
+            error!(stream, error = %e, "reading the lease failed");
+            return check;
+        }
+    };
+    let Some(lease) = lease else {
+        info!(stream, "no lease yet: ECS starts the stream's task");
+        check.health = Health::Missing;
+        return check;
+    };
+    let age = now - lease.heartbeat_at;
+    if age > i64::from(settings.stale_seconds) {
+        check.health = Health::Stale;
+        check.alerted = alert_once(settings, ports, stream, &lease, now).await;
+        if check.alerted {
+            check.started = restart_service(settings, ports, stream).await;
+        }
+    } else {
+        check.health = Health::Healthy;
+        if lease.alerted_at.is_some() {
+            check.recovered = recovered(settings, ports, stream, age).await;
+        }
+    }
+    check
+}
+
+/// Forces a new deployment of the stream's service.
+async fn restart_service(
+    settings: &WatchdogSettings<String>,
+    ports: &WatchdogPorts<'_>,
+    stream: &str,
+) -> bool {
+    let service = manager_service_name(&settings.stack_name, stream);
+    match ports.services.restart(&service).await {
+        Ok(()) => {
+            info!(stream, %service, "forced a new deployment of the service");
+            true
+        }
+        Err(e) => {
+            error!(stream, %service, error = %e, "restarting the service failed");
+            false
+        }
+    }
 }
 
 async fn check(

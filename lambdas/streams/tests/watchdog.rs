@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use airflow_stack_contract::streams::{StartedBy, WatchdogSettings};
 use airflow_streams::memory::MemoryTable;
 use airflow_streams::notify::{Kind, Notice};
-use airflow_streams::ports::{Lease, LeaseStore, Notifier, PortError};
+use airflow_streams::ports::{Lease, LeaseStore, Notifier, PortError, ServiceRestarter};
 use airflow_streams::watchdog::{run_watchdog, Health, WatchdogPorts};
 use async_trait::async_trait;
 use common::FakeInvoker;
@@ -26,11 +26,25 @@ impl Notifier for Recorder {
     }
 }
 
+/// Records each forced deployment.
+#[derive(Default, Clone)]
+struct FakeEcs(Arc<Mutex<Vec<String>>>);
+
+#[async_trait]
+impl ServiceRestarter for FakeEcs {
+    async fn restart(&self, service: &str) -> Result<(), PortError> {
+        self.0.lock().unwrap().push(service.to_owned());
+        Ok(())
+    }
+}
+
 fn settings() -> WatchdogSettings<String> {
     WatchdogSettings {
         stack_name: "dev".into(),
         table: "t".into(),
         streams: vec!["orders".into(), "clicks".into()],
+        service_streams: Vec::new(),
+        cluster: None,
         stale_seconds: 300,
         sns_topic_arn: None,
         slack_secret_arn: None,
@@ -61,6 +75,7 @@ async fn a_missing_lease_starts_a_chain_without_alerting() {
     let ports = WatchdogPorts {
         leases: &table,
         invoker: &invoker,
+        services: &FakeEcs::default(),
         notifiers: &notifiers,
     };
     let report = run_watchdog(&settings(), &ports, 1010).await;
@@ -89,6 +104,7 @@ async fn a_stale_chain_is_restarted_on_every_tick_and_alerted_once_then_recovers
     let ports = WatchdogPorts {
         leases: &table,
         invoker: &invoker,
+        services: &FakeEcs::default(),
         notifiers: &notifiers,
     };
 
@@ -136,4 +152,50 @@ async fn a_stale_chain_is_restarted_on_every_tick_and_alerted_once_then_recovers
     let notices = recorder.0.lock().unwrap().clone();
     assert_eq!(notices.len(), 3);
     assert_eq!(notices[2].kind, Kind::Recovered);
+}
+
+#[tokio::test]
+async fn a_stale_service_is_alerted_and_redeployed_once_per_outage_and_never_invoked() {
+    let (table, invoker, recorder, ecs) = (
+        MemoryTable::default(),
+        FakeInvoker::default(),
+        Recorder::default(),
+        FakeEcs::default(),
+    );
+    let mut s = settings();
+    s.streams = Vec::new();
+    s.service_streams = vec!["ticks".into()];
+    s.cluster = Some("dev-cluster".into());
+    let notifiers: Vec<Box<dyn Notifier>> = vec![Box::new(recorder.clone())];
+    let ports = WatchdogPorts {
+        leases: &table,
+        invoker: &invoker,
+        services: &ecs,
+        notifiers: &notifiers,
+    };
+
+    // Before its task first takes the lease: nothing to do, ECS starts it.
+    let report = run_watchdog(&s, &ports, 1000).await;
+    assert_eq!(report.streams[0].health, Health::Missing);
+    assert!(!report.streams[0].started);
+
+    table.set_lease("ticks", lease(1000));
+    for (tick, now) in [1301, 1361, 1421].into_iter().enumerate() {
+        let report = run_watchdog(&s, &ports, now).await;
+        assert_eq!(report.streams[0].health, Health::Stale);
+        assert_eq!(report.streams[0].alerted, tick == 0, "tick {tick}");
+        assert_eq!(report.streams[0].started, tick == 0, "tick {tick}");
+    }
+    assert_eq!(*ecs.0.lock().unwrap(), ["dev-stream-ticks"]);
+    assert!(
+        invoker.calls().is_empty(),
+        "a service-run stream has no function"
+    );
+
+    let mut fresh = table.lease("ticks").await.unwrap().unwrap();
+    fresh.heartbeat_at = 1450;
+    table.set_lease("ticks", fresh);
+    assert!(run_watchdog(&s, &ports, 1460).await.streams[0].recovered);
+    let kinds: Vec<_> = recorder.0.lock().unwrap().iter().map(|n| n.kind).collect();
+    assert_eq!(kinds, [Kind::Stale, Kind::Recovered]);
 }
