@@ -750,3 +750,72 @@ print(json.dumps({
         json!([["airflow-dev-stream-prices-eu", 1]])
     );
 }
+
+/// The Fargate runner's launcher, exactly as the template has it, run by Python with
+/// boto3 (as in its image) against the emulator with credentials held to the task
+/// role's S3 statement: it fetches the uploaded version of the zip (not the newer
+/// object under the same key), marks `bootstrap` executable and execs it (the process
+/// ECS signals is the binary, same pid).
+#[test]
+fn the_service_launcher_fetches_its_zip_version_with_the_task_role_and_execs_bootstrap() {
+    let file = TWO.replace(
+        "    read_timeout_seconds: 30\n",
+        "    read_timeout_seconds: 30\n    runner: service\n",
+    );
+    let t = template(&file);
+    let container =
+        &resource(&t, "StreamPricesEuTaskDefinition")["Properties"]["ContainerDefinitions"][0];
+    let entry: Vec<String> = container["EntryPoint"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(entry[..2], ["python3", "-c"]);
+    let s3 = role_grants(&t, "StreamPricesEuTaskRole")
+        .into_iter()
+        .filter(|(action, _)| action.starts_with("s3:"))
+        .map(|(action, _)| action)
+        .collect::<Vec<_>>();
+    let emulator = common::emulator::Emulator::start();
+    let script = r#"
+import boto3, io, json, os, subprocess, sys, urllib.request, uuid, zipfile
+launcher, actions = sys.argv[1], json.loads(sys.argv[2])
+s3 = boto3.client('s3')
+bucket, key = 'assets-' + uuid.uuid4().hex[:8], 'assets/streams.zip'
+s3.create_bucket(Bucket=bucket)
+s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={'Status': 'Enabled'})
+def zipped(text):
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, 'w') as z:
+        info = zipfile.ZipInfo('bootstrap')
+        info.external_attr = 0o644 << 16  # not executable: the launcher must chmod it
+        z.writestr(info, text)
+    return buf.getvalue()
+uploaded = s3.put_object(Bucket=bucket, Key=key,
+    Body=zipped('#!/bin/sh\necho "uploaded pid=$$ role=$ROLE"\n'))['VersionId']
+s3.put_object(Bucket=bucket, Key=key, Body=zipped('#!/bin/sh\necho newer\n'))
+access_key = 'AKIA' + uuid.uuid4().hex[:16].upper()
+body = {'access_key_id': access_key, 'name': 'stream-task',
+        'principal': 'arn:aws:sts::123456789012:assumed-role/StreamTaskRole/task',
+        'policies': [{'Version': '2012-10-17', 'Statement': [{'Effect': 'Allow',
+            'Action': actions, 'Resource': f'arn:aws:s3:::{bucket}/{key}'}]}]}
+req = urllib.request.Request(os.environ['AWS_ENDPOINT_URL'] + '/_emulator/identities',
+    data=json.dumps(body).encode(), headers={'Content-Type': 'application/json'}, method='POST')
+urllib.request.urlopen(req).read()
+env = {**os.environ, 'AWS_ACCESS_KEY_ID': access_key, 'ROLE': 'service',
+       'CODE_BUCKET': bucket, 'CODE_KEY': key, 'CODE_VERSION': uploaded}
+p = subprocess.Popen([sys.executable, '-c', launcher], env=env, stdout=subprocess.PIPE,
+                     stderr=subprocess.PIPE, text=True)
+out, err = p.communicate(timeout=60)
+print(json.dumps({'pid': p.pid, 'code': p.returncode, 'out': out, 'err': err[-2000:]}))
+"#;
+    let out = emulator.python(script, &[&entry[2], &serde_json::to_string(&s3).unwrap()]);
+    let ran: Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(ran["code"], 0, "{ran}");
+    assert_eq!(
+        ran["out"].as_str().unwrap().trim(),
+        format!("uploaded pid={} role=service", ran["pid"]),
+        "{ran}"
+    );
+}
