@@ -31,18 +31,58 @@ pub struct HttpSource {
     auth: Option<(HeaderName, HeaderValue)>,
 }
 
+/// The variable naming a PEM file of certificate authorities trusted besides the
+/// webpki roots: OpenSSL's convention, so a stream behind a private CA needs nothing
+/// new. The template sets none today; the end-to-end run sets it for its local https
+/// stream server, as a stack-file option for a private CA would.
+pub const EXTRA_CA_FILE_VARIABLE: &str = "SSL_CERT_FILE";
+
+/// The client for the stream, trusting the webpki roots and the authorities in
+/// [`EXTRA_CA_FILE_VARIABLE`] when it is set (a file that cannot be read or holds no
+/// certificate is an error naming it, never a silent fallback).
+pub fn stream_client() -> Result<reqwest::Client, PortError> {
+    let extra = std::env::var_os(EXTRA_CA_FILE_VARIABLE).filter(|v| !v.is_empty());
+    stream_client_trusting(extra.as_deref().map(std::path::Path::new))
+}
+
 /// The client for the stream: a connect timeout but no total one (the connection is
 /// meant to stay open; the manager puts a deadline on every read), and no redirects: a
-/// redirect would carry the auth header to wherever it points.
-pub fn stream_client() -> Result<reqwest::Client, PortError> {
+/// redirect would carry the auth header to wherever it points. `extra_ca` is a PEM
+/// file of authorities trusted besides the webpki roots.
+pub fn stream_client_trusting(
+    extra_ca: Option<&std::path::Path>,
+) -> Result<reqwest::Client, PortError> {
     // reqwest is built without a bundled crypto provider: install the process-wide
     // rustls default first (a second install is refused, harmlessly).
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    reqwest::Client::builder()
+    let mut builder = reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(10))
-        .redirect(reqwest::redirect::Policy::none())
+        .redirect(reqwest::redirect::Policy::none());
+    if let Some(path) = extra_ca {
+        for certificate in authorities(path)? {
+            builder = builder.add_root_certificate(certificate);
+        }
+    }
+    builder
         .build()
         .map_err(|e| PortError(format!("HTTP client: {e}")))
+}
+
+/// The certificates of a PEM bundle, at least one.
+fn authorities(path: &std::path::Path) -> Result<Vec<reqwest::Certificate>, PortError> {
+    let named = |problem: String| {
+        PortError(format!(
+            "{EXTRA_CA_FILE_VARIABLE} {}: {problem}",
+            path.display()
+        ))
+    };
+    let pem = std::fs::read(path).map_err(|e| named(e.to_string()))?;
+    let certificates =
+        reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| named(e.to_string()))?;
+    if certificates.is_empty() {
+        return Err(named("holds no PEM certificate".into()));
+    }
+    Ok(certificates)
 }
 
 impl HttpSource {
