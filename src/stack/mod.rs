@@ -87,7 +87,7 @@ pub fn build(spec: &Spec) -> Result<Template, TemplateError> {
         worker: &worker,
     };
     let monitored = monitoring::add(s, &scaled);
-    streams::add(
+    let stream_mapping = streams::add(
         s,
         &streams::Inputs {
             infra: &infra,
@@ -95,7 +95,13 @@ pub fn build(spec: &Spec) -> Result<Template, TemplateError> {
             alerts: &monitored.alerts,
         },
     );
-    schedule::add(s, &cluster, monitored.table.as_ref(), &stoppable_database);
+    schedule::add(
+        s,
+        &cluster,
+        monitored.table.as_ref(),
+        &stoppable_database,
+        stream_mapping.as_ref(),
+    );
     add_outputs(&mut s.t, spec, &bucket, &keys, &cluster);
     s.t.check()?;
     Ok(std::mem::take(&mut s.t))

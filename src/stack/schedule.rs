@@ -21,6 +21,14 @@
 //! exits, and ECS starts another). Aurora at MinCapacity 0 pauses itself once nothing
 //! connects and gets no schedule.
 //!
+//! With `streams:`, the stream processor's event source mapping is disabled 5 minutes
+//! before the pause and enabled 10 minutes after the resume (the universal target
+//! `lambda:updateEventSourceMapping`), as `airflow-stack pause`/`resume` do: events that
+//! arrive meanwhile wait in the table's stream (24 hours) instead of failing at a
+//! stopped api-server and reaching the dead-letter queue; the api-server has started by
+//! the time they are delivered. Where [`shifted`] cannot move the times, both fire on
+//! the services' time.
+//!
 //! AWS starts a stopped database again by itself after 7 days (RDS API Reference,
 //! StopDBInstance): the next pause of the schedule stops it again. A daily "stop it
 //! again" schedule is not added: a schedule cannot tell a database that AWS restarted
@@ -38,6 +46,7 @@ use super::cluster::Cluster;
 use super::scope::{ScaledService, Scope};
 use super::service_role::{self, ServiceRole};
 use crate::cfn::l1::dynamodb::Table;
+use crate::cfn::l1::lambda::EventSourceMapping;
 use crate::cfn::l1::scheduler::schedule::{
     DeadLetterConfig, FlexibleTimeWindow, FlexibleTimeWindowMode, RetryPolicy, ScheduleState,
     Target,
@@ -186,19 +195,55 @@ pub fn shifted(expression: &ScheduleExpression, minutes: i32) -> Option<Schedule
 }
 
 /// The database's `(stop, start)` expressions: 10 minutes after the pause and 15 before
-/// the resume where [`shifted`] can move them, else the services' own times. When the
-/// pause and the resume fall on the same days within 55 minutes of each other, neither
-/// moves: moved, the stop could come after the start and take the database away from
-/// running services.
+/// the resume where [`shifted`] can move them, else the services' own times (see
+/// [`moved_times`]).
 fn database_times(
     pause: &ScheduleExpression,
     resume: &ScheduleExpression,
 ) -> (ScheduleExpression, ScheduleExpression) {
+    moved_times(
+        pause,
+        resume,
+        DATABASE_STOP_AFTER_MINUTES,
+        -DATABASE_START_BEFORE_MINUTES,
+    )
+}
+
+/// Minutes before the pause that the stream processor's mapping is disabled (no batch
+/// is still on its way to the api-server when it stops).
+const STREAM_HOLD_BEFORE_MINUTES: i32 = 5;
+/// Minutes after the resume that it is enabled again (the api-server has started; its
+/// health check grace and Airflow's start take 2-3 minutes).
+const STREAM_RELEASE_AFTER_MINUTES: i32 = 10;
+
+/// The stream mapping's `(disable, enable)` expressions (see [`moved_times`]).
+fn stream_mapping_times(
+    pause: &ScheduleExpression,
+    resume: &ScheduleExpression,
+) -> (ScheduleExpression, ScheduleExpression) {
+    moved_times(
+        pause,
+        resume,
+        -STREAM_HOLD_BEFORE_MINUTES,
+        STREAM_RELEASE_AFTER_MINUTES,
+    )
+}
+
+/// The pause moved by `pause_by` and the resume by `resume_by` minutes where [`shifted`]
+/// can move them, else their own times. When the pause and the resume fall on the same
+/// days within 30 minutes plus both moves of each other, neither moves: moved, the two
+/// could swap order (a database stopped under running services, a mapping enabled
+/// before the services it feeds).
+fn moved_times(
+    pause: &ScheduleExpression,
+    resume: &ScheduleExpression,
+    pause_by: i32,
+    resume_by: i32,
+) -> (ScheduleExpression, ScheduleExpression) {
     let close = match (cron_time(pause), cron_time(resume)) {
         (Some((p, p_days)), Some((r, r_days))) => {
             let gap = (r - p).rem_euclid(24 * 60).min((p - r).rem_euclid(24 * 60));
-            p_days == r_days
-                && gap < 30 + DATABASE_STOP_AFTER_MINUTES + DATABASE_START_BEFORE_MINUTES
+            p_days == r_days && gap < 30 + pause_by.abs() + resume_by.abs()
         }
         _ => false,
     };
@@ -208,9 +253,23 @@ fn database_times(
             .flatten()
             .unwrap_or_else(|| e.clone())
     };
-    (
-        moved(pause, DATABASE_STOP_AFTER_MINUTES),
-        moved(resume, -DATABASE_START_BEFORE_MINUTES),
+    (moved(pause, pause_by), moved(resume, resume_by))
+}
+
+/// `{"Uuid": "<mapping id>", "Enabled": <enabled>}` as JSON text.
+fn mapping_input(mapping: &Handle<EventSourceMapping>, enabled: bool) -> Expr {
+    Expr::concat(vec![
+        Expr::lit(r#"{"Uuid":""#),
+        mapping.r#ref(),
+        Expr::lit(format!(r#"","Enabled":{enabled}}}"#)),
+    ])
+}
+
+/// The mapping's ARN, the resource of `lambda:UpdateEventSourceMapping`.
+fn mapping_arn(mapping: &Handle<EventSourceMapping>) -> Expr {
+    Expr::arn(
+        "lambda",
+        Expr::concat(vec![Expr::lit("event-source-mapping:"), mapping.r#ref()]),
     )
 }
 
@@ -230,12 +289,14 @@ fn dead_letter_queue(s: &mut Scope) -> Handle<Queue> {
 }
 
 /// Adds the schedules, their role and their dead-letter queue when the stack file has a
-/// `schedule`. `database` is what pausing stops: the RDS instance or the Aurora cluster.
+/// `schedule`. `database` is what pausing stops: the RDS instance or the Aurora cluster;
+/// `stream_mapping` the stream processor's event source mapping, held while paused.
 pub fn add(
     s: &mut Scope,
     cluster: &Cluster,
     scaler_table: Option<&Handle<Table>>,
     database: &LogicalId,
+    stream_mapping: Option<&Handle<EventSourceMapping>>,
 ) {
     let Some(plan) = s.spec.schedule.clone() else {
         return;
@@ -243,7 +304,7 @@ pub fn add(
     let scaled = s.services();
     let dlq = dead_letter_queue(s);
     let db = database_calls(s.spec, database);
-    let role = add_role(s, &scaled, scaler_table, db.as_ref(), &dlq);
+    let role = add_role(s, &scaled, scaler_table, db.as_ref(), stream_mapping, &dlq);
     let target = |arn: Expr, input: Expr| Target {
         arn: Some(arn),
         role_arn: Some(role.arn()),
@@ -291,6 +352,27 @@ pub fn add(
             );
         }
     }
+    if let Some(mapping) = stream_mapping {
+        let (hold_at, release_at) = stream_mapping_times(&plan.pause, &plan.resume);
+        for (verb, enabled, expression) in [("Pause", false, hold_at), ("Resume", true, release_at)]
+        {
+            t.add(
+                &format!("StreamProcessorEventSource{verb}Schedule"),
+                schedule(
+                    format!(
+                        "{verb}: {} the stream processor's event source mapping",
+                        if enabled { "enable" } else { "disable" }
+                    ),
+                    &expression,
+                    &plan.timezone,
+                    target(
+                        universal_target("lambda:updateEventSourceMapping"),
+                        mapping_input(mapping, enabled),
+                    ),
+                ),
+            );
+        }
+    }
     if let Some(db) = db {
         let (stop_at, start_at) = database_times(&plan.pause, &plan.resume);
         for (verb, (operation, _), expression) in
@@ -321,6 +403,7 @@ fn add_role(
     scaled: &[ScaledService],
     scaler_table: Option<&Handle<Table>>,
     db: Option<&DatabaseCalls>,
+    stream_mapping: Option<&Handle<EventSourceMapping>>,
     dlq: &Handle<Queue>,
 ) -> Handle<crate::cfn::l1::iam::Role> {
     let service_arns = scaled.iter().map(|s| Expr::Ref(s.id.clone())).collect();
@@ -335,6 +418,12 @@ fn add_role(
         statements.push(Statement::allow(
             &[db.stop.1, db.start.1],
             vec![db.arn.clone()],
+        ));
+    }
+    if let Some(mapping) = stream_mapping {
+        statements.push(Statement::allow(
+            &["lambda:UpdateEventSourceMapping"],
+            vec![mapping_arn(mapping)],
         ));
     }
     statements.push(Statement::allow(&["sqs:SendMessage"], vec![dlq.arn()]));
@@ -511,6 +600,62 @@ mod tests {
 
     fn r_of(t: &Value) -> &serde_json::Map<String, Value> {
         t["Resources"].as_object().unwrap()
+    }
+
+    #[test]
+    fn stream_events_are_held_from_before_the_pause_until_after_the_resume() {
+        let t = template("network:\n  nat_gateways: 1\nstreams:\n  - name: orders\n    url: https://e.example.com/o\n    format: sse\n    target: {dag: orders}\n");
+        let r = r_of(&t);
+        let schedule = |id: &str| &r[id]["Properties"];
+        for (id, expression, enabled) in [
+            (
+                "StreamProcessorEventSourcePauseSchedule",
+                "cron(55 18 ? * MON-FRI *)",
+                false,
+            ),
+            (
+                "StreamProcessorEventSourceResumeSchedule",
+                "cron(10 7 ? * MON-FRI *)",
+                true,
+            ),
+        ] {
+            assert_eq!(schedule(id)["ScheduleExpression"], expression, "{id}");
+            let target = &schedule(id)["Target"];
+            assert!(target["Arn"]
+                .to_string()
+                .contains(":scheduler:::aws-sdk:lambda:updateEventSourceMapping"));
+            assert_eq!(
+                target["Input"],
+                json!({"Fn::Join": ["", [
+                    "{\"Uuid\":\"", {"Ref": "StreamProcessorEventSource"},
+                    format!("\",\"Enabled\":{enabled}}}")]]}),
+                "{id}"
+            );
+        }
+        let statements = r["ScheduleRole"]["Properties"]["Policies"][0]["PolicyDocument"]
+            ["Statement"]
+            .as_array()
+            .unwrap()
+            .clone();
+        let lambda = statements
+            .iter()
+            .find(|s| s["Action"].to_string().contains("lambda:"))
+            .expect("a Lambda statement");
+        assert_eq!(lambda["Action"], json!(["lambda:UpdateEventSourceMapping"]));
+        let resource = lambda["Resource"].to_string();
+        assert!(
+            resource.contains("event-source-mapping:")
+                && resource.contains("StreamProcessorEventSource"),
+            "{resource}"
+        );
+        // Without streams: no such schedule, no Lambda right.
+        let t = template("");
+        assert!(t["Resources"]
+            .get("StreamProcessorEventSourcePauseSchedule")
+            .is_none());
+        assert!(!t["Resources"]["ScheduleRole"]
+            .to_string()
+            .contains("lambda:"));
     }
 
     #[test]

@@ -98,10 +98,11 @@ const DLQ_RETENTION_SECONDS: i64 = 14 * 24 * 3600;
 pub const TABLE: &str = "StreamEventsTable";
 
 /// Adds the table, one manager per stream, the processor, the dead-letter queue and
-/// the watchdog; nothing without `streams:`.
-pub fn add(s: &mut Scope, inputs: &Inputs) {
+/// the watchdog; nothing without `streams:`. Returns the processor's event source
+/// mapping (what pausing holds).
+pub fn add(s: &mut Scope, inputs: &Inputs) -> Option<Handle<EventSourceMapping>> {
     if !s.spec.has_streams() {
-        return;
+        return None;
     }
     let code = assets::add_streams_key(&mut s.t);
     let table = s.t.add(TABLE, events_table(s));
@@ -112,8 +113,9 @@ pub fn add(s: &mut Scope, inputs: &Inputs) {
             StreamRunner::Service => add_service_runner(s, inputs.infra, stream, &table, &code),
         }
     }
-    add_processor(s, inputs, &table, code.clone());
+    let mapping = add_processor(s, inputs, &table, code.clone());
     add_watchdog(s, inputs, &table, code);
+    Some(mapping)
 }
 
 /// The events and leases: keyed by one string, on demand, items expiring by
@@ -406,7 +408,12 @@ fn manager_settings(spec: &Spec, stream: &Stream, table: &Handle<Table>) -> Mana
 /// The processor: in the VPC with its own security group and one rule into the
 /// api-server, fed by the table's stream (new event items only), reporting failed
 /// records one by one, and sending what still fails to the dead-letter queue.
-fn add_processor(s: &mut Scope, inputs: &Inputs, table: &Handle<Table>, code: assets::AssetCode) {
+fn add_processor(
+    s: &mut Scope,
+    inputs: &Inputs,
+    table: &Handle<Table>,
+    code: assets::AssetCode,
+) -> Handle<EventSourceMapping> {
     let infra = inputs.infra;
     let group = s.t.add(
         "StreamProcessorSecurityGroup",
@@ -470,7 +477,7 @@ fn add_processor(s: &mut Scope, inputs: &Inputs, table: &Handle<Table>, code: as
             allow_recursion: false,
         },
     );
-    s.t.add(
+    let mapping = s.t.add(
         "StreamProcessorEventSource",
         EventSourceMapping {
             event_source_arn: Some(table.stream_arn()),
@@ -502,6 +509,7 @@ fn add_processor(s: &mut Scope, inputs: &Inputs, table: &Handle<Table>, code: as
         "SQS queue describing stream events the processor gave up on",
         dlq.r#ref(),
     );
+    mapping
 }
 
 /// The stream read actions Lambda's event source mapping needs on the table's stream
