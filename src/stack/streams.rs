@@ -176,12 +176,7 @@ fn add_manager(s: &mut Scope, stream: &Stream, table: &Handle<Table>, code: asse
         // Its successor: an asynchronous invocation of itself.
         Statement::allow(&["lambda:InvokeFunction"], vec![function_arn(&name)]),
     ];
-    if let Some(auth) = &stream.auth {
-        statements.push(Statement::allow(
-            &["secretsmanager:GetSecretValue"],
-            vec![Expr::lit(auth.secret.as_str())],
-        ));
-    }
+    statements.extend(auth_secret_read(stream));
     let mut environment = manager_settings(s.spec, stream, table).to_environment();
     environment.insert(streams::variable::ROLE, Expr::lit(Role::Manager.as_str()));
     let function = rust_function::add(
@@ -258,20 +253,18 @@ fn add_service_runner(
             s.tags.named(&format!("{}-stream-{name}", s.spec.name)),
         ),
     );
-    let execution = s.t.add(
+    let execution = ecs_role(
+        s,
         &format!("{id}ExecutionRole"),
-        service_role::role(
-            ServiceRole {
-                service: "ecs-tasks.amazonaws.com",
-                description: format!("Starts the stream {name} task: writes its logs"),
-                policy_name: "start-stream-task",
-                statements: vec![Statement::allow(
-                    &["logs:CreateLogStream", "logs:PutLogEvents"],
-                    vec![log_group.arn()],
-                )],
-            },
-            s.tags.all(),
-        ),
+        ServiceRole {
+            service: "ecs-tasks.amazonaws.com",
+            description: format!("Starts the stream {name} task: writes its logs"),
+            policy_name: "start-stream-task",
+            statements: vec![Statement::allow(
+                &["logs:CreateLogStream", "logs:PutLogEvents"],
+                vec![log_group.arn()],
+            )],
+        },
     );
     let object = Expr::concat(vec![
         Expr::lit("arn:"),
@@ -286,23 +279,16 @@ fn add_service_runner(
         // The launcher fetches exactly this version of the zip.
         Statement::allow(&["s3:GetObjectVersion"], vec![object]),
     ];
-    if let Some(auth) = &stream.auth {
-        statements.push(Statement::allow(
-            &["secretsmanager:GetSecretValue"],
-            vec![Expr::lit(auth.secret.as_str())],
-        ));
-    }
-    let task_role = s.t.add(
+    statements.extend(auth_secret_read(stream));
+    let task_role = ecs_role(
+        s,
         &format!("{id}TaskRole"),
-        service_role::role(
-            ServiceRole {
-                service: "ecs-tasks.amazonaws.com",
-                description: format!("Holds the event stream {name} and stores its events"),
-                policy_name: "hold-stream",
-                statements,
-            },
-            s.tags.all(),
-        ),
+        ServiceRole {
+            service: "ecs-tasks.amazonaws.com",
+            description: format!("Holds the event stream {name} and stores its events"),
+            policy_name: "hold-stream",
+            statements,
+        },
     );
     let container = ContainerDefinition {
         entry_point: vec![Expr::lit("python3"), Expr::lit("-c"), Expr::lit(LAUNCHER)],
@@ -335,6 +321,22 @@ fn add_service_runner(
             reach: Reach::default(),
         },
     );
+}
+
+/// Reading the stream's auth secret, when it has one: only its own manager may.
+fn auth_secret_read(stream: &Stream) -> Option<Statement> {
+    stream.auth.as_ref().map(|auth| {
+        Statement::allow(
+            &["secretsmanager:GetSecretValue"],
+            vec![Expr::lit(auth.secret.as_str())],
+        )
+    })
+}
+
+/// A role of a stream's task, with the stack's tags, as `id`.
+fn ecs_role(s: &mut Scope, id: &str, role: ServiceRole) -> Handle<crate::cfn::l1::iam::Role> {
+    let tags = s.tags.all();
+    s.t.add(id, service_role::role(role, tags))
 }
 
 /// The manager's settings, `ROLE=service`, the region (the SDK's, stated rather than

@@ -78,22 +78,31 @@ pub async fn run_watchdog(
 ) -> WatchdogReport {
     let mut streams = Vec::new();
     for stream in &settings.streams {
-        streams.push(check(settings, ports, stream, now).await);
+        streams.push(check(settings, ports, stream, Runner::Chain, now).await);
     }
     for stream in &settings.service_streams {
-        streams.push(check_service(settings, ports, stream, now).await);
+        streams.push(check(settings, ports, stream, Runner::Service, now).await);
     }
     WatchdogReport { streams }
 }
 
-/// One Fargate-run stream: nothing to start when its lease is missing (the task may be
-/// pulling its image; ECS restarts one that exits); on a stale heartbeat, one alert and
-/// one new deployment per outage (a deployment every minute would stop each
-/// replacement before it connected).
-async fn check_service(
+/// What holds a stream, as far as restarting it goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Runner {
+    /// A Lambda chain: the watchdog starts a new one where none runs, on every tick.
+    Chain,
+    /// A Fargate service: ECS starts its task (and again when it exits), so a missing
+    /// lease means it is still starting (pulling its image); a stale one gets one new
+    /// deployment per outage, with the alert (a deployment every minute would stop each
+    /// replacement before it connected).
+    Service,
+}
+
+async fn check(
     settings: &WatchdogSettings<String>,
     ports: &WatchdogPorts<'_>,
     stream: &str,
+    runner: Runner,
     now: i64,
 ) -> StreamCheck {
     let mut check = StreamCheck {
@@ -111,15 +120,24 @@ async fn check_service(
         }
     };
     let Some(lease) = lease else {
-        info!(stream, "no lease yet: ECS starts the stream's task");
         check.health = Health::Missing;
+        check.started = match runner {
+            Runner::Chain => start(settings, ports, stream, None).await,
+            Runner::Service => {
+                info!(stream, "no lease yet: ECS starts the stream's task");
+                false
+            }
+        };
         return check;
     };
     let age = now - lease.heartbeat_at;
     if age > i64::from(settings.stale_seconds) {
         check.health = Health::Stale;
+        if runner == Runner::Chain {
+            check.started = start(settings, ports, stream, lease.last_event_id.clone()).await;
+        }
         check.alerted = alert_once(settings, ports, stream, &lease, now).await;
-        if check.alerted {
+        if runner == Runner::Service && check.alerted {
             check.started = restart_service(settings, ports, stream).await;
         }
     } else {
@@ -148,45 +166,6 @@ async fn restart_service(
             false
         }
     }
-}
-
-async fn check(
-    settings: &WatchdogSettings<String>,
-    ports: &WatchdogPorts<'_>,
-    stream: &str,
-    now: i64,
-) -> StreamCheck {
-    let mut check = StreamCheck {
-        stream: stream.to_owned(),
-        health: Health::Unknown,
-        started: false,
-        alerted: false,
-        recovered: false,
-    };
-    let lease = match ports.leases.lease(stream).await {
-        Ok(lease) => lease,
-        Err(e) => {
-            error!(stream, error = %e, "reading the lease failed");
-            return check;
-        }
-    };
-    let Some(lease) = lease else {
-        check.health = Health::Missing;
-        check.started = start(settings, ports, stream, None).await;
-        return check;
-    };
-    let age = now - lease.heartbeat_at;
-    if age > i64::from(settings.stale_seconds) {
-        check.health = Health::Stale;
-        check.started = start(settings, ports, stream, lease.last_event_id.clone()).await;
-        check.alerted = alert_once(settings, ports, stream, &lease, now).await;
-    } else {
-        check.health = Health::Healthy;
-        if lease.alerted_at.is_some() {
-            check.recovered = recovered(settings, ports, stream, age).await;
-        }
-    }
-    check
 }
 
 /// Invokes the stream's manager as a new chain, resuming at `last_event_id`.
