@@ -554,14 +554,7 @@ mod tests {
         assert!(target("DatabaseResumeSchedule")["Arn"]
             .to_string()
             .contains("rds:startDBInstance"));
-        let policy = r["ScheduleRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
-            .as_array()
-            .unwrap()
-            .clone();
-        let rds = policy
-            .iter()
-            .find(|s| s["Action"].to_string().contains("rds:"))
-            .expect("an RDS statement");
+        let rds = role_statement(&t, "rds:");
         assert_eq!(
             rds["Action"],
             json!(["rds:StopDBInstance", "rds:StartDBInstance"])
@@ -598,6 +591,17 @@ mod tests {
         );
     }
 
+    /// The schedule role's statement whose actions are of the service `prefix`.
+    fn role_statement(t: &Value, prefix: &str) -> Value {
+        t["Resources"]["ScheduleRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["Action"].to_string().contains(prefix))
+            .unwrap_or_else(|| panic!("no {prefix} statement"))
+            .clone()
+    }
+
     fn r_of(t: &Value) -> &serde_json::Map<String, Value> {
         t["Resources"].as_object().unwrap()
     }
@@ -632,15 +636,7 @@ mod tests {
                 "{id}"
             );
         }
-        let statements = r["ScheduleRole"]["Properties"]["Policies"][0]["PolicyDocument"]
-            ["Statement"]
-            .as_array()
-            .unwrap()
-            .clone();
-        let lambda = statements
-            .iter()
-            .find(|s| s["Action"].to_string().contains("lambda:"))
-            .expect("a Lambda statement");
+        let lambda = role_statement(&t, "lambda:");
         assert_eq!(lambda["Action"], json!(["lambda:UpdateEventSourceMapping"]));
         let resource = lambda["Resource"].to_string();
         assert!(

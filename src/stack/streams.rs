@@ -256,15 +256,12 @@ fn add_service_runner(
     let execution = ecs_role(
         s,
         &format!("{id}ExecutionRole"),
-        ServiceRole {
-            service: "ecs-tasks.amazonaws.com",
-            description: format!("Starts the stream {name} task: writes its logs"),
-            policy_name: "start-stream-task",
-            statements: vec![Statement::allow(
-                &["logs:CreateLogStream", "logs:PutLogEvents"],
-                vec![log_group.arn()],
-            )],
-        },
+        format!("Starts the stream {name} task: writes its logs"),
+        "start-stream-task",
+        vec![Statement::allow(
+            &["logs:CreateLogStream", "logs:PutLogEvents"],
+            vec![log_group.arn()],
+        )],
     );
     let object = Expr::concat(vec![
         Expr::lit("arn:"),
@@ -283,12 +280,9 @@ fn add_service_runner(
     let task_role = ecs_role(
         s,
         &format!("{id}TaskRole"),
-        ServiceRole {
-            service: "ecs-tasks.amazonaws.com",
-            description: format!("Holds the event stream {name} and stores its events"),
-            policy_name: "hold-stream",
-            statements,
-        },
+        format!("Holds the event stream {name} and stores its events"),
+        "hold-stream",
+        statements,
     );
     let container = ContainerDefinition {
         entry_point: vec![Expr::lit("python3"), Expr::lit("-c"), Expr::lit(LAUNCHER)],
@@ -333,8 +327,20 @@ fn auth_secret_read(stream: &Stream) -> Option<Statement> {
     })
 }
 
-/// A role of a stream's task, with the stack's tags, as `id`.
-fn ecs_role(s: &mut Scope, id: &str, role: ServiceRole) -> Handle<crate::cfn::l1::iam::Role> {
+/// A role ECS tasks assume, with one inline policy and the stack's tags, as `id`.
+fn ecs_role(
+    s: &mut Scope,
+    id: &str,
+    description: String,
+    policy_name: &'static str,
+    statements: Vec<Statement>,
+) -> Handle<crate::cfn::l1::iam::Role> {
+    let role = ServiceRole {
+        service: "ecs-tasks.amazonaws.com",
+        description,
+        policy_name,
+        statements,
+    };
     let tags = s.tags.all();
     s.t.add(id, service_role::role(role, tags))
 }
