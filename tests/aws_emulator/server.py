@@ -865,13 +865,22 @@ def lambda_identity(fn) -> authz.Identity:
 
 
 def lambda_log_group(fn) -> str:
-    """The function's LoggingConfig.LogGroup (moto ignores LoggingConfig), else
-    /aws/lambda/<name>."""
+    """The function's LoggingConfig.LogGroup (moto ignores LoggingConfig), from its
+    template resource or, for a function created through the API, from CreateFunction's
+    request (lambda_function_init); else /aws/lambda/<name>."""
     found = moto_state.find_resource(
         fn.account_id, fn.region, "AWS::Lambda::Function",
         lambda obj, props: obj.function_name == fn.function_name)
     group = found and (found[3].get("LoggingConfig") or {}).get("LogGroup")
-    return group or fn.logs_group_name
+    return group or getattr(fn, "emu_log_group", None) or fn.logs_group_name
+
+
+def lambda_function_init(self, account_id, spec, region, version=1):
+    """moto's LambdaFunction.__init__, keeping CreateFunction's LoggingConfig.LogGroup
+    (the e2e harness creates the stream functions through the API, each writing to the
+    log group the template names, which is all its role may write)."""
+    ORIGINAL["lambda_init"](self, account_id, spec, region, version)
+    self.emu_log_group = (spec.get("LoggingConfig") or {}).get("LogGroup")
 
 
 def open_lambda_logs(fn, identity, stream: str) -> tuple | None:
@@ -2849,6 +2858,8 @@ def apply_patches() -> None:
     LogEvent.__init__ = log_event_init
     LogsGroup.filter_log_events = log_group_filter_log_events
     function = lambda_models.LambdaFunction
+    ORIGINAL["lambda_init"] = function.__init__
+    function.__init__ = lambda_function_init
     ORIGINAL["lambda_create"] = function.create_from_cloudformation_json
     function.create_from_cloudformation_json = classmethod(lambda_function_create)
     ORIGINAL["lambda_update"] = function.update_from_cloudformation_json

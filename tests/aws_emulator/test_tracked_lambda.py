@@ -340,6 +340,39 @@ def test_a_role_that_may_not_write_logs_gets_none(endpoint, aws, make_function):
     assert [c["action"] for c in denied] == ["logs:CreateLogGroup"], denied
 
 
+def test_create_function_logging_config_names_the_group_it_writes_to(aws, example_zip):
+    """moto ignores CreateFunction's LoggingConfig; the emulator keeps its LogGroup, so a
+    function whose role may write only that group (as the template's stream functions,
+    which tests/e2e creates through the API) logs there, and not to /aws/lambda/<name>."""
+    name, group = "tracked-own-group", "/e2e/own-group/tracked"
+    aws("logs").create_log_group(logGroupName=group)
+    arn = f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:{group}"
+    role = aws("iam").create_role(RoleName=f"{name}-role",
+                                  AssumeRolePolicyDocument=ROLE_TRUST)["Role"]
+    aws("iam").put_role_policy(RoleName=f"{name}-role", PolicyName="logs",
+                               PolicyDocument=json.dumps({
+                                   "Version": "2012-10-17", "Statement": [{
+                                       "Effect": "Allow", "Resource": [f"{arn}:*"],
+                                       "Action": ["logs:CreateLogStream", "logs:PutLogEvents"]}]}))
+    arch = "arm64" if platform.machine() in ("aarch64", "arm64") else "x86_64"
+    aws("lambda").create_function(
+        FunctionName=name, Runtime="provided.al2023", Handler="bootstrap", Role=role["Arn"],
+        Timeout=10, MemorySize=128, Architectures=[arch], Code={"ZipFile": example_zip},
+        LoggingConfig={"LogFormat": "JSON", "LogGroup": group})
+    cid = correlation_id()
+    response = aws("lambda").invoke(FunctionName=name, Payload=payload(cid, result=5))
+    assert json.loads(response["Payload"].read()) == 5
+
+    def logged():
+        """the function's start marker in its own group"""
+        events = aws("logs").filter_log_events(logGroupName=group,
+                                               filterPattern=f'"{cid}"')["events"]
+        return records(events, cid)
+
+    assert wait_for(logged)[0]["airflow_tracking"] == "start"
+    assert not group_exists(aws, name)  # nothing went to /aws/lambda/<name>
+
+
 def test_filter_log_events_pages_return_every_line_once_in_time_order(aws, make_function):
     """Two invocations at once (two streams) whose lines interleave in time: small pages
     return each event once, all streams merged by timestamp, as AWS does (moto listed

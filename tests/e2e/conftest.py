@@ -25,11 +25,13 @@ from harness.stack import LocalStack, scaled_stack_file  # noqa: E402
 from harness.secrets_backend import secrets_backend_stack_file  # noqa: E402
 from harness.image_build import with_image_build  # noqa: E402
 from harness.tracked_lambda import with_tracked_lambdas  # noqa: E402
+from harness.streams import with_streams  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 CACHE = Path(os.environ.get("AIRFLOW_STACK_CACHE", Path.home() / ".cache" / "airflow-stack"))
 SHAPES = {"dev": "stacks/dev.yaml", "prod": "stacks/prod.yaml",
           "scaled": "scaled.yaml",  # dev.yaml with the scaler on (stack.scaled_stack_file)
+          # and the `orders` stream (harness/streams.py)
           "secrets": "secrets.yaml"}  # dev.yaml with the Secrets Manager backend, airflow.build
 # and airflow.lambda_functions
 DEFAULT_SHAPES = ["dev", "prod"]  # a test that wants "scaled" or "secrets" asks by name
@@ -56,7 +58,8 @@ def stack(request):
     print(f"\n[e2e] {shape}: work dir (process logs): {workdir}", flush=True)
     stack_file = SHAPES[shape]
     if shape == "scaled":
-        stack_file = str(scaled_stack_file(REPO, workdir))
+        # Issue 17's stream rides on it: it needs the NAT gateway and the SNS alerts.
+        stack_file = str(with_streams(scaled_stack_file(REPO, workdir)))
     if shape == "secrets":
         # Issue 15's shape: the Secrets Manager backend and the image built in the
         # account (harness/image_build.py), on dev.yaml.

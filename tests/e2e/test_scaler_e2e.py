@@ -48,43 +48,9 @@ import pytest
 from harness import infra
 from harness.api import Airflow, ApiError
 from harness.nsbind import listen_in
+from harness.sns import SnsSink
 from harness.procs import run, wait_for
 from harness.template import Context, Template
-
-class SnsSink:
-    """The HTTP endpoint of the topic's subscription: keeps every notification. Listens in
-    the emulator's host, on its loopback (the emulator is what delivers)."""
-
-    def __init__(self, netns: str):
-        self.messages: list[dict] = []
-        self.cond = threading.Condition()
-        sink = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *a):
-                pass
-
-            def do_POST(self):
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                with sink.cond:
-                    sink.messages.append(json.loads(body))
-                    sink.cond.notify_all()
-                self.send_response(200)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-        self.server = infra._Server.on(listen_in(netns, "127.0.0.1"), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/sns"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def notifications(self) -> list[dict]:
-        with self.cond:
-            return [m for m in self.messages if m.get("Type") == "Notification"]
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
-
 
 def _cbor(data: bytes, i: int = 0):
     """A minimal CBOR decoder (RFC 8949): what a Smithy rpc-v2-cbor request holds."""

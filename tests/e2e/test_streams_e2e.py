@@ -1,0 +1,305 @@
+"""End to end: `streams:` (issue 17) with the real `airflow-streams` Lambda in the
+emulator, a vendor's SSE stream over TLS, and the stack's real Airflow.
+
+On the `scaled` shape (NAT gateway and SNS alerts on) with the `orders` stream appended
+(harness/streams.py says what CloudFormation would create, how it is created here and
+where the run differs from AWS: a 24 s manager timeout, the vendor on localhost).
+
+The stream (`scenario`): 180 distinct orders. Paced ones first (0.4 s apart), with the
+connection cut once after the 10th; then 9 s of silence (the read deadline is 5 s); then a
+burst of 100; then 60 paced ones (0.5 s apart); four events are sent twice under new SSE
+ids (a vendor redelivering). Two managers are invoked at the same moment to start it; the
+chain then relaunches itself every 14 s or so, each successor reading 5 s beside its
+predecessor. The DAG `e2e_stream` is paused, so its runs are created `queued` and stay so.
+
+Then a broken chain: the manager's configuration is broken so its next successor fails
+at start (Lambda's async retries are off, as the template sets); while nothing holds the
+stream the vendor sends 20 more orders; the configuration is restored, and once the lease
+is stale the watchdog's tick starts a new chain (resuming from the lease's last event id)
+and alerts once; a second tick alerts no more.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import statistics
+import threading
+import time
+import urllib.parse
+
+import pytest
+
+from harness import infra
+from harness import streams as st
+from harness.sns import SnsSink
+from harness.template import Context
+
+pytestmark = pytest.mark.parametrize("stack", ["scaled"], indirect=True)
+
+BURST = 100
+
+
+def _timeline(t: st.Timeline) -> None:
+    sent: dict[int, dict] = {}
+
+    def add(offset: float, n: int, phase: str) -> int:
+        sent[n] = st.order(n, phase)
+        return t.add(offset, sent[n])
+
+    def repeat(offset: float, n: int) -> None:
+        t.add(offset, sent[n])  # the same data under a new SSE id
+
+    n = 0
+    for i in range(20):  # paced: 0 .. 7.6 s
+        n += 1
+        sse = add(0.4 * i, n, "paced")
+        if n == 10:
+            t.drop_after = sse
+        if n in (12, 15):
+            repeat(0.4 * i, {12: 3, 15: 7}[n])
+    burst_at = 0.4 * 19 + 9.0  # 9 s of silence
+    for _ in range(BURST):
+        n += 1
+        add(burst_at, n, "burst")
+    for k in range(60):
+        n += 1
+        add(burst_at + 0.5 * (k + 1), n, "paced")
+        if k in (5, 10, 35):
+            repeat(burst_at + 0.5 * (k + 1), {5: 50, 10: 125, 35: 150}[k])
+
+
+def _runs(airflow) -> dict[str, dict]:
+    """Every run of the stream's DAG, by run id."""
+    out, offset = {}, 0
+    while True:
+        page = airflow.get(f"/api/v2/dags/{st.DAG_ID}/dagRuns", limit=100, offset=offset)
+        for r in page["dag_runs"]:
+            out[r["dag_run_id"]] = r
+        offset += len(page["dag_runs"])
+        if not page["dag_runs"] or offset >= page["total_entries"]:
+            return out
+
+
+def _wait_runs(airflow, wanted: set[str], timeout: float) -> dict[str, dict]:
+    deadline = time.monotonic() + timeout
+    while True:
+        runs = _runs(airflow)
+        if wanted <= set(runs):
+            return runs
+        if time.monotonic() > deadline:
+            missing = sorted(wanted - set(runs))
+            raise AssertionError(f"{len(missing)} events have no DAG run after {timeout:.0f} s: "
+                                 f"{missing[:5]}")
+        time.sleep(2)
+
+
+def _iso(ts: str) -> float:
+    return dt.datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp()
+
+
+def _pct(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
+
+
+def _lease(aws: st.StreamsInAws) -> dict | None:
+    for item in aws.items():
+        if item["kind"]["S"] == "lease":
+            return item
+    return None
+
+
+@pytest.fixture(scope="module")
+def sink(stack):
+    s = SnsSink(stack.aws.host.netns)
+    yield s
+    s.close()
+
+
+@pytest.fixture(scope="module")
+def streams(stack, airflow, sink):
+    ctx = Context(region=stack.ctx.region, stack_name=stack.ctx.stack_name,
+                  stack_id=stack.ctx.stack_id, account=stack.ctx.account,
+                  refs=dict(stack.ctx.refs), getatts=dict(stack.ctx.getatts),
+                  template=stack.template)
+    # The run's CA (the TLS Redis's, when the shape has one) signs the vendor's certificate.
+    ca = stack.ca or infra.LocalCa(stack.workdir)
+    aws = st.StreamsInAws(stack, ctx, sink.url, ca.cert)
+    server = st.StreamServer(stack.aws.host.netns, ca, stack.workdir)
+    yield aws, server
+    # Ends the chain: its next successor fails at start (as in the broken-chain test).
+    try:
+        _break_manager(aws)
+    finally:
+        server.close()
+
+
+def _manager_env(aws: st.StreamsInAws) -> dict:
+    return aws.lam.get_function_configuration(FunctionName=aws.manager)["Environment"]["Variables"]
+
+
+def _break_manager(aws: st.StreamsInAws) -> dict:
+    env = _manager_env(aws)
+    aws.lam.update_function_configuration(FunctionName=aws.manager, Environment={
+        "Variables": {**env, "STREAM_FORMAT": "broken-by-e2e"}})
+    return env
+
+
+@pytest.fixture(scope="module")
+def scenario(stack, airflow, streams):
+    aws, server = streams
+    airflow.wait_dags([st.DAG_ID], timeout=180)
+    _timeline(server.timeline)
+    distinct = server.timeline.distinct()
+    wanted = {st.run_id_of(i): p for i, p in distinct.items()}
+    server.start()
+    # Two managers at the same moment (a deploy's start racing a watchdog's, say).
+    barrier = threading.Barrier(2)
+
+    def start(chain: str) -> None:
+        barrier.wait()
+        aws.invoke_manager_async({"chain_id": chain})
+
+    threads = [threading.Thread(target=start, args=(c,)) for c in ("e2e-a", "e2e-b")]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    last_offset = server.timeline.entries[-1][1]
+    runs = _wait_runs(airflow, set(wanted), timeout=last_offset + 180)
+    done = time.time()
+    # Redeliveries and the overlaps' second reads come in up to a chain link later; no
+    # run may come of them.
+    time.sleep(10)
+    runs_later = _runs(airflow)
+    deadline = time.monotonic() + 90
+    while sum(r["stored"] for r in aws.manager_reports()) < len(distinct):
+        assert time.monotonic() < deadline, "the manager runs did not report every stored event"
+        time.sleep(2)
+    return {"wanted": wanted, "distinct": distinct, "runs": runs, "runs_later": runs_later,
+            "done": done, "reports": aws.manager_reports(), "items": aws.items(),
+            "connections": list(server.connections), "first_sent": dict(server.first_sent)}
+
+
+def test_two_managers_started_at_once_only_one_holds_the_lease(scenario):
+    first = {r["chain_id"]: r for r in scenario["reports"]
+             if r["chain_id"] in ("e2e-a", "e2e-b") and r["generation"] == 0}
+    assert sorted(first) == ["e2e-a", "e2e-b"], scenario["reports"][:4]
+    held = [c for c, r in first.items() if r["outcome"] == "lease_held"]
+    assert len(held) == 1, first
+    loser, = held
+    winner = "e2e-b" if loser == "e2e-a" else "e2e-a"
+    assert first[loser]["stored"] == 0 and first[loser]["duplicates"] == 0, first[loser]
+    assert first[winner]["stored"] > 0, first[winner]
+    # Every later link belongs to the winner's chain.
+    chains = {r["chain_id"] for r in scenario["reports"]}
+    assert chains == {"e2e-a", "e2e-b"}, chains
+
+
+def test_each_distinct_event_is_stored_once_and_starts_exactly_one_run(scenario):
+    wanted, runs = scenario["wanted"], scenario["runs_later"]
+    assert set(runs) == set(wanted), (sorted(set(runs) - set(wanted))[:5],
+                                      sorted(set(wanted) - set(runs))[:5])
+    for run_id, run in runs.items():
+        assert run["conf"] == wanted[run_id], (run_id, run["conf"], wanted[run_id])
+        assert run["state"] == "queued", (run_id, run["state"])
+    events = [i for i in scenario["items"] if i["kind"]["S"] == "event"]
+    assert len(events) == len(scenario["distinct"]), len(events)
+    reports = scenario["reports"]
+    stored = sum(r["stored"] for r in reports)
+    duplicates = sum(r["duplicates"] for r in reports)
+    assert stored == len(scenario["distinct"]), (stored, reports)
+    # The four redelivered events at least; the overlaps add the rest.
+    assert duplicates >= 4, reports
+    assert sum(r["store_failures"] for r in reports) == 0, reports
+    print(f"\n[e2e] streams: {len(scenario['distinct'])} distinct events "
+          f"({len(scenario['distinct']) + 4} sent, plus what overlaps and reconnects resent): "
+          f"{stored} stored, {duplicates} duplicates dropped by the conditional put, "
+          f"{len(runs)} DAG runs", flush=True)
+
+
+def test_the_chain_relaunched_and_survived_a_drop_and_a_silence(scenario, streams):
+    aws, _ = streams
+    reports = scenario["reports"]
+    handovers = [r for r in reports if r.get("successor_started")]
+    generations = {r["generation"] for r in reports if r["outcome"] != "lease_held"}
+    assert len(handovers) >= 3 and max(generations) >= 3, reports
+    reasons = [line.get("fields", {}).get("reason", "") for line in aws.log_lines(aws.manager_logical)
+               if line.get("fields", {}).get("message") == "stream connection ended; reconnecting"]
+    assert any("closed" in r for r in reasons), reasons
+    assert any(f"no byte for {st.READ_TIMEOUT_SECONDS}" in r for r in reasons), reasons
+    # Every reconnect and every successor resumed where the reader was.
+    conns = scenario["connections"]
+    resumed = [c for c in conns if c["last_event_id"]]
+    assert len(resumed) >= len(handovers) + 2, conns
+    print(f"[e2e] streams: {len(handovers)} handovers, {len(conns)} connections "
+          f"({len(resumed)} with Last-Event-ID), generations up to {max(generations)}", flush=True)
+
+
+def test_figures_events_per_second_and_latency(scenario):
+    items = {i["identity"]["S"]: int(i["received_at"]["N"]) / 1000
+             for i in scenario["items"] if i["kind"]["S"] == "event"}
+    burst = [items[i] for i, p in scenario["distinct"].items() if p["phase"] == "burst"]
+    store_rate = (len(burst) - 1) / (max(burst) - min(burst))
+    runs = scenario["runs_later"]
+    latency = {i: _iso(runs[st.run_id_of(i)]["queued_at"]) - scenario["first_sent"][i]
+               for i in scenario["distinct"]}
+    burst_runs = [_iso(runs[st.run_id_of(i)]["queued_at"])
+                  for i, p in scenario["distinct"].items() if p["phase"] == "burst"]
+    run_rate = (len(burst_runs) - 1) / (max(burst_runs) - min(burst_runs))
+    paced = [v for i, v in latency.items() if scenario["distinct"][i]["phase"] == "paced"]
+    everything = list(latency.values())
+    assert all(v > 0 for v in everything), min(everything)
+    print(f"[e2e] streams figures: store {store_rate:.1f} events/s (burst of {len(burst)}, "
+          f"one manager writing); DAG runs {run_rate:.1f}/s through the processor; latency from "
+          f"the stream server to the DAG run: paced events median {statistics.median(paced):.2f} s, "
+          f"p95 {_pct(paced, 95):.2f} s; all {len(everything)} median "
+          f"{statistics.median(everything):.2f} s, p95 {_pct(everything, 95):.2f} s", flush=True)
+
+
+def test_a_broken_chain_is_restarted_by_the_watchdog_with_one_alert(scenario, streams, airflow, sink):
+    aws, server = streams
+    assert sink.notifications() == []
+    handovers_before = sum(1 for r in aws.manager_reports() if r.get("successor_started"))
+    env = _break_manager(aws)
+    broken_at = time.time()
+    # 20 more orders while nothing holds the stream.
+    base = len(scenario["distinct"])
+    offset = time.time() - server.started
+    later = {}
+    for k in range(20):
+        payload = st.order(base + k + 1, "while-broken")
+        server.timeline.add(offset + 2 + 0.5 * k, payload)
+        later[payload["id"]] = payload
+    # The running link hands over to a successor that fails at start; the heartbeat stops.
+    deadline = time.monotonic() + st.MANAGER_TIMEOUT_SECONDS * 2 + 30
+    while True:
+        lease = _lease(aws)
+        age = time.time() - int(lease["heartbeat_at"]["N"])
+        if age > int(st.WATCHDOG_STALE_SECONDS) + 1:
+            break
+        assert time.monotonic() < deadline, f"the chain still beats ({age:.0f} s ago)"
+        time.sleep(1)
+    handovers = sum(1 for r in aws.manager_reports() if r.get("successor_started"))
+    assert handovers > handovers_before, "the chain stopped without a handover"
+    aws.lam.update_function_configuration(FunctionName=aws.manager, Environment={"Variables": env})
+    tick = aws.tick_watchdog()
+    check, = tick["streams"]
+    assert check["stream"] == st.STREAM and check["health"] == "stale", tick
+    assert check["started"] and check["alerted"], tick
+    restarted_at = time.time()
+    wanted = {st.run_id_of(i): p for i, p in later.items()}
+    runs = _wait_runs(airflow, set(wanted), timeout=120)
+    for run_id, payload in wanted.items():
+        assert runs[run_id]["conf"] == payload
+    # The new chain beats; the next tick finds it healthy and alerts no more.
+    time.sleep(int(st.MANAGER_TIMINGS["HEARTBEAT_SECONDS"]) * 2)
+    second = aws.tick_watchdog()
+    check, = second["streams"]
+    assert check["health"] == "healthy" and not check["alerted"] and not check["started"], second
+    notes = sink.notifications()
+    assert len(notes) == 1, notes
+    assert st.STREAM in notes[0]["Message"], notes[0]
+    print(f"[e2e] streams: chain broken at +0 s, stale after "
+          f"{restarted_at - broken_at:.1f} s, restarted by the watchdog with one alert; the "
+          f"{len(later)} events sent meanwhile all have their run", flush=True)
