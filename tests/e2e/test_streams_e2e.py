@@ -12,16 +12,20 @@ ids (a vendor redelivering). Two managers are invoked at the same moment to star
 chain then relaunches itself every 14 s or so, each successor reading 5 s beside its
 predecessor. The DAG `e2e_stream` is paused, so its runs are created `queued` and stay so.
 
-Then a broken chain: the manager's configuration is broken so its next successor fails
-at start (Lambda's async retries are off, as the template sets); while nothing holds the
-stream the vendor sends 20 more orders; the configuration is restored, and once the lease
-is stale the watchdog's tick starts a new chain (resuming from the lease's last event id)
-and alerts once; a second tick sends the notice that it recovered, a third nothing.
+Then the chain is broken twice, each time mended and restarted: first the successor's
+Invoke is refused (the manager role's `lambda:InvokeFunction` statement taken out, so the
+emulator's IAM evaluation answers AccessDenied, an acknowledged refusal), then the
+successor is invoked but fails at start (its configuration broken; Lambda's async retries
+are off, as the template sets). Each time, while nothing holds the stream the vendor sends
+20 more orders; once the lease is stale the cause is mended and the watchdog's tick starts
+a new chain (resuming from the lease's last event id) and alerts once; a second tick sends
+the notice that it recovered, a third nothing.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 import statistics
 import threading
 import time
@@ -267,21 +271,56 @@ def test_figures_events_per_second_and_latency(scenario):
           f"{statistics.median(everything):.2f} s, p95 {_pct(everything, 95):.2f} s", flush=True)
 
 
-def test_a_broken_chain_is_restarted_by_the_watchdog_with_one_alert(scenario, streams, airflow, sink):
-    aws, server = streams
-    assert sink.notifications() == []
-    handovers_before = sum(1 for r in aws.manager_reports() if r.get("successor_started"))
+def _refuse_successor_invoke(aws: st.StreamsInAws):
+    """Takes `lambda:InvokeFunction` out of the manager role's policy, so the next
+    handover's Invoke is refused (AccessDenied, by the emulator's IAM evaluation); returns
+    what puts it back."""
+    iam = aws.aws.client("iam")
+    role = aws.lam.get_function_configuration(FunctionName=aws.manager)["Role"].rsplit("/", 1)[1]
+    originals, removed = {}, 0
+    for name in iam.list_role_policies(RoleName=role)["PolicyNames"]:
+        doc = iam.get_role_policy(RoleName=role, PolicyName=name)["PolicyDocument"]
+        doc = json.loads(urllib.parse.unquote(doc)) if isinstance(doc, str) else doc
+        kept = [s for s in doc["Statement"] if "lambda:InvokeFunction" not in s.get("Action", [])]
+        if len(kept) != len(doc["Statement"]):
+            originals[name] = doc
+            removed += len(doc["Statement"]) - len(kept)
+            iam.put_role_policy(RoleName=role, PolicyName=name,
+                                PolicyDocument=json.dumps({**doc, "Statement": kept}))
+    assert removed == 1, f"{role}: {removed} statements allow lambda:InvokeFunction"
+
+    def restore() -> None:
+        for name, doc in originals.items():
+            iam.put_role_policy(RoleName=role, PolicyName=name, PolicyDocument=json.dumps(doc))
+    return restore
+
+
+def _fail_successor_at_start(aws: st.StreamsInAws):
+    """Breaks the manager's configuration, so the next successor is invoked (202) but
+    fails at start (Lambda's async retries are off, as the template sets); returns what
+    puts it back."""
     env = _break_manager(aws)
+    return lambda: aws.lam.update_function_configuration(
+        FunctionName=aws.manager, Environment={"Variables": env})
+
+
+def _broken_chain_is_restarted(aws, server, airflow, sink, break_chain, handed_over: bool):
+    """Breaks the chain with `break_chain`, sends 20 orders while nothing holds the
+    stream, waits for the lease to go stale, mends it, and checks the watchdog: one alert
+    and a restart, every order sent meanwhile gets its run, then one recovery notice and
+    nothing more. Returns (the alert, the notice, seconds from the break to stale)."""
+    notes_before = len(sink.notifications())
+    before = aws.manager_reports()
+    mend = break_chain(aws)
     broken_at = time.time()
-    # 20 more orders while nothing holds the stream.
-    base = len(scenario["distinct"])
+    base = len(server.timeline.distinct())
     offset = time.time() - server.started
     later = {}
     for k in range(20):
         payload = st.order(base + k + 1, "while-broken")
         server.timeline.add(offset + 2 + 0.5 * k, payload)
         later[payload["id"]] = payload
-    # The running link hands over to a successor that fails at start; the heartbeat stops.
+    # The running link reaches its handover, the chain ends, the heartbeat stops.
     deadline = time.monotonic() + st.MANAGER_TIMEOUT_SECONDS * 2 + 30
     while True:
         lease = _lease(aws)
@@ -290,14 +329,17 @@ def test_a_broken_chain_is_restarted_by_the_watchdog_with_one_alert(scenario, st
             break
         assert time.monotonic() < deadline, f"the chain still beats ({age:.0f} s ago)"
         time.sleep(1)
-    handovers = sum(1 for r in aws.manager_reports() if r.get("successor_started"))
-    assert handovers > handovers_before, "the chain stopped without a handover"
-    aws.lam.update_function_configuration(FunctionName=aws.manager, Environment={"Variables": env})
+    stale_after = time.time() - broken_at
+    new = aws.manager_reports()[len(before):]
+    outcomes = [r.get("successor_started") for r in new]
+    # How the chain ended: its last link handed over to a successor that failed, or its
+    # Invoke was refused and it said so.
+    assert (True if handed_over else False) in outcomes, new
+    mend()
     tick = aws.tick_watchdog()
     check, = tick["streams"]
     assert check["stream"] == st.STREAM and check["health"] == "stale", tick
     assert check["started"] and check["alerted"], tick
-    restarted_at = time.time()
     wanted = {st.run_id_of(i): p for i, p in later.items()}
     runs = _wait_runs(airflow, set(wanted), timeout=120)
     for run_id, payload in wanted.items():
@@ -309,14 +351,48 @@ def test_a_broken_chain_is_restarted_by_the_watchdog_with_one_alert(scenario, st
     assert check["health"] == "healthy" and not check["alerted"] and not check["started"], second
     assert check["recovered"], second
     # One alert, then (the watchdog's second tick) one notice that it recovered.
-    notes = sink.notifications()
+    notes = sink.notifications()[notes_before:]
     assert len(notes) == 2, notes
     alert, recovered = notes
     assert st.STREAM in alert["Subject"] and "recovered" not in alert["Subject"], alert
     assert st.STREAM in recovered["Subject"] and "recovered" in recovered["Subject"], recovered
     third = aws.tick_watchdog()
-    assert not third["streams"][0]["alerted"] and len(sink.notifications()) == 2, third
-    print(f"[e2e] streams: alert {alert['Subject']!r}; then {recovered['Subject']!r}", flush=True)
-    print(f"[e2e] streams: chain broken at +0 s, stale after "
-          f"{restarted_at - broken_at:.1f} s, restarted by the watchdog with one alert; the "
-          f"{len(later)} events sent meanwhile all have their run", flush=True)
+    assert not third["streams"][0]["alerted"], third
+    assert len(sink.notifications()) == notes_before + 2, sink.notifications()
+    return alert, recovered, stale_after, len(later)
+
+
+def test_a_refused_successor_invoke_is_restarted_by_the_watchdog_with_one_alert(
+        scenario, stack, streams, airflow, sink):
+    aws, server = streams
+    assert sink.notifications() == []
+    with stack.expect_violations() as expected:
+        alert, recovered, stale_after, n = _broken_chain_is_restarted(
+            aws, server, airflow, sink, _refuse_successor_invoke, handed_over=False)
+        denied = stack.wait_for_violation(
+            rf"DENIED {aws.manager}: lambda:InvokeFunction on \S+:function:{aws.manager} ", 10,
+            expected)
+    # Nothing else was refused.
+    assert expected.found == [denied], expected.found
+    refused = [line for line in aws.log_lines(aws.manager_logical)
+               if line.get("fields", {}).get("message", "").startswith("starting the successor failed")]
+    assert refused and "AccessDenied" in json.dumps(refused[-1]), refused[-1:]
+    print(f"[e2e] streams: successor Invoke refused (AccessDenied): stale after "
+          f"{stale_after:.1f} s, restarted by the watchdog with one alert "
+          f"{alert['Subject']!r}, then {recovered['Subject']!r}; the {n} events sent "
+          f"meanwhile all have their run", flush=True)
+
+
+def test_a_successor_failing_at_start_is_restarted_by_the_watchdog_with_one_alert(
+        scenario, streams, airflow, sink):
+    aws, server = streams
+    alert, recovered, stale_after, n = _broken_chain_is_restarted(
+        aws, server, airflow, sink, _fail_successor_at_start, handed_over=True)
+    # The successor did start, and stopped on its configuration.
+    failed = [line for line in aws.log_lines(aws.manager_logical)
+              if "STREAM_FORMAT" in json.dumps(line) and "is not sse or ndjson" in json.dumps(line)]
+    assert failed, "no manager run logged the broken configuration"
+    print(f"[e2e] streams: successor invoked but failing at start: stale after "
+          f"{stale_after:.1f} s, restarted by the watchdog with one alert "
+          f"{alert['Subject']!r}, then {recovered['Subject']!r}; the {n} events sent "
+          f"meanwhile all have their run", flush=True)
