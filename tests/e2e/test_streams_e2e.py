@@ -29,7 +29,6 @@ import json
 import statistics
 import threading
 import time
-import urllib.parse
 
 import pytest
 
@@ -279,8 +278,8 @@ def _refuse_successor_invoke(aws: st.StreamsInAws):
     role = aws.lam.get_function_configuration(FunctionName=aws.manager)["Role"].rsplit("/", 1)[1]
     originals, removed = {}, 0
     for name in iam.list_role_policies(RoleName=role)["PolicyNames"]:
+        # botocore decodes the URL-encoded JSON document.
         doc = iam.get_role_policy(RoleName=role, PolicyName=name)["PolicyDocument"]
-        doc = json.loads(urllib.parse.unquote(doc)) if isinstance(doc, str) else doc
         kept = [s for s in doc["Statement"] if "lambda:InvokeFunction" not in s.get("Action", [])]
         if len(kept) != len(doc["Statement"]):
             originals[name] = doc
@@ -304,11 +303,12 @@ def _fail_successor_at_start(aws: st.StreamsInAws):
         FunctionName=aws.manager, Environment={"Variables": env})
 
 
-def _broken_chain_is_restarted(aws, server, airflow, sink, break_chain, handed_over: bool):
+def _broken_chain_is_restarted(aws, server, airflow, sink, break_chain, handed_over: bool,
+                               how: str) -> None:
     """Breaks the chain with `break_chain`, sends 20 orders while nothing holds the
     stream, waits for the lease to go stale, mends it, and checks the watchdog: one alert
     and a restart, every order sent meanwhile gets its run, then one recovery notice and
-    nothing more. Returns (the alert, the notice, seconds from the break to stale)."""
+    nothing more; prints `how` it broke with the figures."""
     notes_before = len(sink.notifications())
     before = aws.manager_reports()
     mend = break_chain(aws)
@@ -334,7 +334,7 @@ def _broken_chain_is_restarted(aws, server, airflow, sink, break_chain, handed_o
     outcomes = [r.get("successor_started") for r in new]
     # How the chain ended: its last link handed over to a successor that failed, or its
     # Invoke was refused and it said so.
-    assert (True if handed_over else False) in outcomes, new
+    assert handed_over in outcomes, new
     mend()
     tick = aws.tick_watchdog()
     check, = tick["streams"]
@@ -359,7 +359,9 @@ def _broken_chain_is_restarted(aws, server, airflow, sink, break_chain, handed_o
     third = aws.tick_watchdog()
     assert not third["streams"][0]["alerted"], third
     assert len(sink.notifications()) == notes_before + 2, sink.notifications()
-    return alert, recovered, stale_after, len(later)
+    print(f"[e2e] streams: {how}: stale after {stale_after:.1f} s, restarted by the watchdog "
+          f"with one alert {alert['Subject']!r}, then {recovered['Subject']!r}; the "
+          f"{len(later)} events sent meanwhile all have their run", flush=True)
 
 
 def test_a_refused_successor_invoke_is_restarted_by_the_watchdog_with_one_alert(
@@ -367,8 +369,8 @@ def test_a_refused_successor_invoke_is_restarted_by_the_watchdog_with_one_alert(
     aws, server = streams
     assert sink.notifications() == []
     with stack.expect_violations() as expected:
-        alert, recovered, stale_after, n = _broken_chain_is_restarted(
-            aws, server, airflow, sink, _refuse_successor_invoke, handed_over=False)
+        _broken_chain_is_restarted(aws, server, airflow, sink, _refuse_successor_invoke,
+                                   handed_over=False, how="successor Invoke refused (AccessDenied)")
         denied = stack.wait_for_violation(
             rf"DENIED {aws.manager}: lambda:InvokeFunction on \S+:function:{aws.manager} ", 10,
             expected)
@@ -377,22 +379,14 @@ def test_a_refused_successor_invoke_is_restarted_by_the_watchdog_with_one_alert(
     refused = [line for line in aws.log_lines(aws.manager_logical)
                if line.get("fields", {}).get("message", "").startswith("starting the successor failed")]
     assert refused and "AccessDenied" in json.dumps(refused[-1]), refused[-1:]
-    print(f"[e2e] streams: successor Invoke refused (AccessDenied): stale after "
-          f"{stale_after:.1f} s, restarted by the watchdog with one alert "
-          f"{alert['Subject']!r}, then {recovered['Subject']!r}; the {n} events sent "
-          f"meanwhile all have their run", flush=True)
 
 
 def test_a_successor_failing_at_start_is_restarted_by_the_watchdog_with_one_alert(
         scenario, streams, airflow, sink):
     aws, server = streams
-    alert, recovered, stale_after, n = _broken_chain_is_restarted(
-        aws, server, airflow, sink, _fail_successor_at_start, handed_over=True)
+    _broken_chain_is_restarted(aws, server, airflow, sink, _fail_successor_at_start,
+                               handed_over=True, how="successor invoked but failing at start")
     # The successor did start, and stopped on its configuration.
     failed = [line for line in aws.log_lines(aws.manager_logical)
               if "STREAM_FORMAT" in json.dumps(line) and "is not sse or ndjson" in json.dumps(line)]
     assert failed, "no manager run logged the broken configuration"
-    print(f"[e2e] streams: successor invoked but failing at start: stale after "
-          f"{stale_after:.1f} s, restarted by the watchdog with one alert "
-          f"{alert['Subject']!r}, then {recovered['Subject']!r}; the {n} events sent "
-          f"meanwhile all have their run", flush=True)
