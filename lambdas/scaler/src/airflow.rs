@@ -141,12 +141,13 @@ fn segment(s: &str) -> String {
 /// matches); `order_by` takes `id`, the task instance's unique UUID key, where the
 /// default `map_index` is not unique and lets offset paging repeat or skip rows.
 fn task_instance_query(
-    state: &str,
+    states: &[&str],
     queues: &[String],
     offset: u64,
     limit: u64,
 ) -> Vec<(&'static str, String)> {
-    let mut query = vec![("state", state.to_string())];
+    let mut query: Vec<(&'static str, String)> =
+        states.iter().map(|s| ("state", s.to_string())).collect();
     query.extend(queues.iter().map(|q| ("queue", q.clone())));
     query.extend([
         ("order_by", "id".to_string()),
@@ -160,7 +161,7 @@ fn task_instance_query(
 impl AirflowApi for AirflowClient {
     async fn task_instances(
         &self,
-        state: &str,
+        states: &[&str],
         queues: &[String],
         offset: u64,
         limit: u64,
@@ -168,7 +169,7 @@ impl AirflowApi for AirflowClient {
         let page: TaskInstances = self
             .get(
                 "/api/v2/dags/~/dagRuns/~/taskInstances",
-                &task_instance_query(state, queues, offset, limit),
+                &task_instance_query(states, queues, offset, limit),
             )
             .await?;
         Ok(Page {

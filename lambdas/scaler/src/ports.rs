@@ -52,13 +52,14 @@ pub struct DagRun {
 /// The Airflow REST API v2, logged in.
 #[async_trait]
 pub trait AirflowApi: Send + Sync {
-    /// `GET /api/v2/dags/~/dagRuns/~/taskInstances?state=<state>&queue=<q>…&order_by=id&offset&limit`:
-    /// one page of the task instances in `state` on any of `queues`, in a stable order
-    /// (by their unique id) so that consecutive pages neither repeat nor skip items
-    /// while the set is unchanged.
+    /// `GET /api/v2/dags/~/dagRuns/~/taskInstances?state=<s>…&queue=<q>…&order_by=id&offset&limit`:
+    /// one page of the task instances in any of `states` on any of `queues`, in a
+    /// stable order (by their unique id) so that consecutive pages neither repeat nor
+    /// skip items while the set is unchanged. Its `total_entries` is one count, taken
+    /// in one database query, whatever the number of states.
     async fn task_instances(
         &self,
-        state: &str,
+        states: &[&str],
         queues: &[String],
         offset: u64,
         limit: u64,

@@ -38,7 +38,7 @@ async fn logs_in_and_reads_with_the_bearer_token() {
         .await
         .unwrap();
     let page = client
-        .task_instances("running", &["default".to_string()], 0, 100)
+        .task_instances(&["running"], &["default".to_string()], 0, 100)
         .await
         .unwrap();
     assert_eq!(page.total_entries, 7);
@@ -268,26 +268,27 @@ async fn reads_250_running_task_instances_page_by_page_and_finds_every_worker_bu
         .filter(|r| r.path() == "/api/v2/dags/~/dagRuns/~/taskInstances")
         .map(|r| r.query())
         .collect();
-    let expected = |state: &str, offset: &str, limit: &str| -> Vec<(String, String)> {
-        [
-            ("state", state),
-            ("queue", "default"),
-            ("queue", "heavy"),
-            ("order_by", "id"),
-            ("offset", offset),
-            ("limit", limit),
-        ]
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
+    let expected = |states: &[&str], offset: &str, limit: &str| -> Vec<(String, String)> {
+        states
+            .iter()
+            .map(|s| ("state", *s))
+            .chain([
+                ("queue", "default"),
+                ("queue", "heavy"),
+                ("order_by", "id"),
+                ("offset", offset),
+                ("limit", limit),
+            ])
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     };
     assert_eq!(
         lists,
         vec![
-            expected("queued", "0", "1"),
-            expected("running", "0", "100"),
-            expected("running", "100", "100"),
-            expected("running", "200", "100"),
+            expected(&["queued", "running"], "0", "1"),
+            expected(&["running"], "0", "100"),
+            expected(&["running"], "100", "100"),
+            expected(&["running"], "200", "100"),
         ]
     );
 }

@@ -566,13 +566,13 @@ async fn both_reads_filter_by_the_worker_queues_and_page_by_100() {
     let calls: Vec<(String, Vec<String>, u64, u64)> = airflow
         .ti_calls()
         .into_iter()
-        .map(|c| (c.state, c.queues, c.offset, c.limit))
+        .map(|c| (c.states.join("+"), c.queues, c.offset, c.limit))
         .collect();
     let q = vec!["default".to_string(), "heavy".to_string()];
     assert_eq!(
         calls,
         vec![
-            ("queued".into(), q.clone(), 0, 1),
+            ("queued+running".into(), q.clone(), 0, 1),
             ("running".into(), q.clone(), 0, 100),
             ("running".into(), q, 100, 100),
         ]
@@ -674,7 +674,7 @@ async fn a_tick_near_its_deadline_reads_no_further_page() {
     let running_pages = airflow
         .ti_calls()
         .iter()
-        .filter(|c| c.state == "running")
+        .filter(|c| c.states == ["running"])
         .count();
     assert_eq!(running_pages, 1, "only the first page");
     let message = report.scaling.unwrap().message;
@@ -802,6 +802,98 @@ async fn the_kept_idle_workers_are_protected_so_ecs_can_only_stop_the_drained_on
         ]
     );
     only_short_protection_of_kept_workers(&workers, &["arn:w3", "arn:w4"]);
+}
+
+#[tokio::test]
+async fn a_task_instance_that_starts_between_the_two_reads_is_counted_once() {
+    // One worker holds the long task; a burst of three is queued, and one of them
+    // starts on it right after the scaler's count (the e2e's scale-out tick).
+    let l = limits(2, 0, 10);
+    let airflow = FakeAirflow {
+        queued: 3,
+        start_after_count: std::sync::Mutex::new(vec![busy("10.0.0.1")]),
+        ..FakeAirflow::running(vec![busy("10.0.0.1")])
+    };
+    let workers = FakeWorkers::new(1, &[("arn:w1", "10.0.0.1")]);
+    let out = run(&airflow, &workers, &MemoryState::default(), &l, t0()).await;
+    assert_eq!((out.queued, out.running), (2, 2), "read after the start");
+    assert_eq!(out.desired, 2, "ceil(4 task instances / 2)");
+    assert_eq!(out.set_count, Some(2));
+    // Counted in two reads the starting one is in both: 3 queued + 2 running.
+    assert_eq!(
+        desired_workers(3, 2, &l),
+        3,
+        "what the double count asks for"
+    );
+}
+
+#[tokio::test]
+async fn a_pending_drain_grows_when_the_target_drops_so_no_unwanted_worker_is_kept() {
+    // w1 holds the long task, w2 the last task of a burst, w3 is idle: the target is
+    // 2 (two busy workers), so after the cool-down w3 drains.
+    let l = limits(2, 0, 10);
+    let tasks = [
+        ("arn:w1", "10.0.0.1"),
+        ("arn:w2", "10.0.0.2"),
+        ("arn:w3", "10.0.0.3"),
+    ];
+    let airflow = FakeAirflow::running(vec![busy("10.0.0.1"), busy("10.0.0.2")]);
+    let workers = FakeWorkers::new(3, &tasks);
+    let state = MemoryState::default();
+    run(&airflow, &workers, &state, &l, t0()).await;
+    let out = run(&airflow, &workers, &state, &l, t0() + Duration::minutes(10)).await;
+    assert_eq!(out.drain, Drain::Started(strings(&["arn:w3"])));
+    // w2's task ends before the drain does: the target is 1. The drain takes w2 on
+    // instead of ending with w2 protected as a keeper.
+    airflow.set_running(vec![busy("10.0.0.1")]);
+    let grown = t0() + Duration::minutes(11);
+    let out = run(&airflow, &workers, &state, &l, grown).await;
+    assert_eq!(
+        (out.desired, &out.drain, out.set_count),
+        (1, &Drain::Started(strings(&["arn:w2"])), None)
+    );
+    assert_eq!(workers.tagged(), strings(&["arn:w2", "arn:w3"]));
+    // w2 has DRAIN_SETTLE to see its tag.
+    let out = run(
+        &airflow,
+        &workers,
+        &state,
+        &l,
+        grown + Duration::seconds(10),
+    )
+    .await;
+    assert_eq!(out.drain, Drain::Waiting(strings(&["arn:w2", "arn:w3"])));
+    let out = run(
+        &airflow,
+        &workers,
+        &state,
+        &l,
+        grown + Duration::seconds(30),
+    )
+    .await;
+    assert_eq!(
+        describe_scaling(&out),
+        "queued 0 running 1 busy 1 desired 1 tasks 3: set 3 -> 1; drained 2, kept 0 protected"
+    );
+    assert_eq!(workers.task_arns(), ["arn:w1"]);
+    assert!(
+        !workers
+            .calls()
+            .iter()
+            .any(|c| matches!(c, EcsCall::Protect(..))),
+        "no idle worker held back: {:?}",
+        workers.calls()
+    );
+    // The next tick has nothing left to do.
+    let out = run(
+        &airflow,
+        &workers,
+        &state,
+        &l,
+        grown + Duration::seconds(40),
+    )
+    .await;
+    assert_eq!((out.set_count, out.drain), (None, Drain::None));
 }
 
 #[tokio::test]

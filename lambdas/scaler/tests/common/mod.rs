@@ -19,7 +19,7 @@ use async_trait::async_trait;
 /// One `task_instances` call.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TiCall {
-    pub state: String,
+    pub states: Vec<String>,
     pub queues: Vec<String>,
     pub offset: u64,
     pub limit: u64,
@@ -43,6 +43,11 @@ pub struct FakeAirflow {
     pub running_total_drift: u64,
     /// `failed_task_ids` fails.
     pub fail_failed_tasks: bool,
+    /// Task instances that leave the queue and start running right after a count that
+    /// includes queued ones has been answered (once): a start between two reads.
+    pub start_after_count: Mutex<Vec<TaskInstance>>,
+    /// How many of `queued` have started so far.
+    pub started: Mutex<u64>,
 }
 
 impl FakeAirflow {
@@ -56,6 +61,14 @@ impl FakeAirflow {
 
     pub fn set_running(&self, tis: Vec<TaskInstance>) {
         *self.running.lock().unwrap() = tis;
+    }
+
+    /// Moves [`FakeAirflow::start_after_count`] from the queue to the running list.
+    fn start_queued_after_count(&self) {
+        let starting: Vec<TaskInstance> =
+            self.start_after_count.lock().unwrap().drain(..).collect();
+        *self.started.lock().unwrap() += starting.len() as u64;
+        self.running.lock().unwrap().extend(starting);
     }
 
     pub fn ti_calls(&self) -> Vec<TiCall> {
@@ -88,34 +101,42 @@ fn page<T: Clone>(items: &[T], offset: u64, limit: u64) -> Page<T> {
 impl AirflowApi for FakeAirflow {
     async fn task_instances(
         &self,
-        state: &str,
+        states: &[&str],
         queues: &[String],
         offset: u64,
         limit: u64,
     ) -> Result<Page<TaskInstance>, PortError> {
         self.ti_calls.lock().unwrap().push(TiCall {
-            state: state.into(),
+            states: states.iter().map(|s| s.to_string()).collect(),
             queues: queues.to_vec(),
             offset,
             limit,
         });
-        match state {
-            "queued" => Ok(Page {
-                items: Vec::new(),
-                total_entries: self.queued,
-            }),
-            "running" => {
-                if self.fail_running_from.is_some_and(|from| offset >= from) {
-                    return Err(PortError("GET taskInstances answered HTTP 503".into()));
-                }
-                let mut p = page(&self.running.lock().unwrap(), offset, limit);
-                if offset > 0 {
-                    p.total_entries += self.running_total_drift;
-                }
-                Ok(p)
-            }
-            other => Err(PortError(format!("unexpected state {other}"))),
+        if let Some(other) = states.iter().find(|s| !["queued", "running"].contains(s)) {
+            return Err(PortError(format!("unexpected state {other}")));
         }
+        if states.contains(&"queued") {
+            // A count: the queued (and running, when asked) task instances, one figure.
+            let queued = self.queued - *self.started.lock().unwrap();
+            let running = if states.contains(&"running") {
+                self.running.lock().unwrap().len() as u64
+            } else {
+                0
+            };
+            self.start_queued_after_count();
+            return Ok(Page {
+                items: Vec::new(),
+                total_entries: queued + running,
+            });
+        }
+        if self.fail_running_from.is_some_and(|from| offset >= from) {
+            return Err(PortError("GET taskInstances answered HTTP 503".into()));
+        }
+        let mut p = page(&self.running.lock().unwrap(), offset, limit);
+        if offset > 0 {
+            p.total_entries += self.running_total_drift;
+        }
+        Ok(p)
     }
 
     async fn ended_dag_runs(
