@@ -168,8 +168,30 @@ phase "e2e: Debian packages, CLI and secrets Lambda builds"
 need_apt postgresql redis-server curl openssl nftables iproute2 util-linux
 cargo build --quiet --workspace --all-targets
 "$AIRFLOW_STACK_VENV/bin/pip" install -q --disable-pip-version-check -r tests/e2e/requirements.txt
-phase "e2e: Airflow from the synthesized template (tests/e2e)"
-"$AIRFLOW_STACK_VENV/bin/pytest" -s -p no:cacheprovider tests/e2e
+phase "e2e: Airflow from the synthesized template (tests/e2e), two lanes at once"
+# Two pytest processes, each bringing up its lane's shapes one after the other (lanes,
+# shapes and each lane's lab CIDR: tests/e2e/conftest.py, LANES). Each lane's output
+# goes to its own log, printed whole when both are done; the run fails if either does.
+lanes_dir="$(mktemp -d)"
+lane_pids=()
+for lane in 1 2; do
+    AIRFLOW_STACK_E2E_LANE=$lane "$AIRFLOW_STACK_VENV/bin/pytest" -s -p no:cacheprovider tests/e2e \
+        >"$lanes_dir/lane-$lane.log" 2>&1 &
+    lane_pids+=($!)
+done
+e2e_failed=0
+for i in 0 1; do
+    lane=$((i + 1))
+    if wait "${lane_pids[$i]}"; then lane_rc=0; else lane_rc=$?; fi
+    echo "e2e lane $lane finished (exit $lane_rc) after $(( $(date +%s) - started ))s"
+    [ "$lane_rc" = 0 ] || e2e_failed=1
+done
+for lane in 1 2; do
+    printf '\n== e2e lane %s: its output ==\n' "$lane"
+    cat "$lanes_dir/lane-$lane.log"
+done
+rm -rf "$lanes_dir"
+[ "$e2e_failed" = 0 ] || { echo "error: an e2e lane failed (its output is above)" >&2; exit 1; }
 # <<< e2e <<<
 
 phase "providers/airflow-stack-lambda: the tracked Lambda operator in the e2e's Airflow"

@@ -35,6 +35,41 @@ SHAPES = {"dev": "stacks/dev.yaml", "prod": "stacks/prod.yaml",
           "secrets": "secrets.yaml"}  # dev.yaml with the Secrets Manager backend, airflow.build
 # and airflow.lambda_functions
 DEFAULT_SHAPES = ["dev", "prod"]  # a test that wants "scaled" or "secrets" asks by name
+# tests/run-all.sh runs the shapes in two lanes at once, one pytest process each
+# (AIRFLOW_STACK_E2E_LANE=1 or 2): the e2e is mostly waiting (heartbeats, ticks, health
+# checks), so two shapes share the two cores of CI with little loss, and the full run
+# stays well under 45 minutes. Each lane's lab has a CIDR of its own. Balanced by the
+# shapes' measured times (dev 558 s + scaled 468 s; prod 411 s + secrets 493 s).
+LANES = {"1": (["dev", "scaled"], "10.77.0.0/16"),
+         "2": (["prod", "secrets"], "10.78.0.0/16")}
+assert sorted(sum((shapes for shapes, _ in LANES.values()), [])) == sorted(SHAPES), \
+    "every shape in exactly one lane"
+
+
+def _lane() -> tuple[list[str], str] | None:
+    """The lane's shapes and lab CIDR, or None: every shape, one after the other."""
+    lane = os.environ.get("AIRFLOW_STACK_E2E_LANE")
+    if not lane:
+        return None
+    if lane not in LANES:
+        raise pytest.UsageError(f"AIRFLOW_STACK_E2E_LANE={lane!r}: want one of {sorted(LANES)}")
+    return LANES[lane]
+
+
+def pytest_collection_modifyitems(config, items):
+    """In a lane, the tests of the other lane's shapes are deselected (pytest reports
+    how many); the two lanes together run every test."""
+    lane = _lane()
+    if lane is None:
+        return
+    shapes, _ = lane
+    keep, drop = [], []
+    for item in items:
+        shape = item.callspec.params.get("stack") if hasattr(item, "callspec") else None
+        (keep if shape is None or shape in shapes else drop).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
 
 
 def _dir(var: str, default: Path) -> Path:
@@ -67,9 +102,11 @@ def stack(request):
         # (harness/tracked_lambda.py), so the image build installs the provider.
         stack_file = str(with_tracked_lambdas(with_image_build(
             secrets_backend_stack_file(REPO, workdir), REPO)))
+    lane = _lane()
     s = LocalStack(repo=REPO, target_dir=_dir("CARGO_TARGET_DIR", CACHE / "target"),
                    tools_venv=_dir("AIRFLOW_STACK_VENV", CACHE / "venv"), cache=CACHE,
-                   workdir=workdir, stack_file=stack_file)
+                   workdir=workdir, stack_file=stack_file,
+                   **({"lab_cidr": lane[1]} if lane else {}))
     s.shape = shape
     failed_before = request.session.testsfailed
     broken = False

@@ -56,8 +56,8 @@ class WorkerPool:
         s = self.stack
         ecs, ec2 = s.aws.client("ecs"), s.aws.client("ec2")
         # moto places awsvpc tasks in a subnet: one for the lab's addresses.
-        vpc = ec2.create_vpc(CidrBlock="10.77.0.0/16")["Vpc"]["VpcId"]
-        subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.77.0.0/16")["Subnet"]["SubnetId"]
+        vpc = ec2.create_vpc(CidrBlock=s.lab_cidr)["Vpc"]["VpcId"]
+        subnet = ec2.create_subnet(VpcId=vpc, CidrBlock=s.lab_cidr)["Subnet"]["SubnetId"]
         role = lambda key: (f"arn:aws:iam::{s.ctx.account}:role/{s.ctx.stack_name}-"  # noqa: E731
                             f"{self.td[key]['Fn::GetAtt'][0]}") if self.td.get(key) else None
         container = {"name": self.container["Name"], "image": self.container["Image"],

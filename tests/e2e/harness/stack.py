@@ -23,6 +23,7 @@ the template's own names and ports (`api-server.airflow:8080`, the database endp
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import re
@@ -31,6 +32,7 @@ import threading
 import time
 import urllib.request
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -63,17 +65,35 @@ class Timings:
         return "\n".join(lines)
 
 
-def airflow_venv_dir(version: str) -> Path:
+def airflow_venv_dir(version: str, image_build: bool = False) -> Path:
     """Where the Airflow virtualenv lives: outside /root (mode 700 here), because the
-    containers run as the image's user, uid 50000, who must be able to run it."""
+    containers run as the image's user, uid 50000, who must be able to run it. A shape
+    with `airflow.build` gets one of its own (`image-build/`), because applying the
+    build uninstalls and installs packages (harness/image_build.py): a shape running at
+    the same time in another lane (tests/run-all.sh) must not see them come and go."""
     base = Path(os.environ.get("AIRFLOW_STACK_SHARED_CACHE", "/var/cache/airflow-stack"))
-    return base / f"airflow-{version}"
+    return (base / "image-build" if image_build else base) / f"airflow-{version}"
 
 
-def ensure_airflow(tools_venv: Path, version: str) -> Path:
+@contextmanager
+def machine_setup_lock():
+    """Held while a shape installs Airflow and creates the image's user: two lanes
+    (tests/run-all.sh) setting up at once would otherwise both install into one venv or
+    both run useradd. flock(2), so a dead holder never blocks the next run."""
+    path = Path("/run/lock/airflow-stack-e2e-setup.lock")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def ensure_airflow(tools_venv: Path, version: str, image_build: bool = False) -> Path:
     """apache-airflow==version with the celery pin (airflow3.md §12), in a cached venv made
     from Debian's /usr/bin/python3 (pyenv's interpreter is under /root)."""
-    venv = airflow_venv_dir(version)
+    venv = airflow_venv_dir(version, image_build)
     marker = venv / ".installed"
     # aiobotocore: the official image's default extras carry it (Airflow's Dockerfile,
     # AIRFLOW_EXTRAS), and the amazon provider's async hooks (deferrable operators, the
@@ -88,7 +108,8 @@ def ensure_airflow(tools_venv: Path, version: str) -> Path:
         run([str(tools_venv / "bin" / "pip"), "install", "-q", "--disable-pip-version-check", "uv"],
             timeout=300)
     venv.parent.mkdir(parents=True, exist_ok=True)
-    os.chmod(venv.parent, 0o755)
+    for folder in {venv.parent, airflow_venv_dir(version).parent}:
+        os.chmod(folder, 0o755)
     run([str(uv), "venv", "-q", "--python", "/usr/bin/python3", "--seed", str(venv)], timeout=300)
     run([str(uv), "pip", "install", "-q", "--python", str(venv / "bin" / "python"),
          *want.split()], timeout=1200)
@@ -146,8 +167,12 @@ class Task:
 
 class LocalStack:
     def __init__(self, *, repo: Path, target_dir: Path, tools_venv: Path, cache: Path,
-                 workdir: Path, stack_file: str = "stacks/dev.yaml", enforce_cpu: bool = True):
+                 workdir: Path, stack_file: str = "stacks/dev.yaml", enforce_cpu: bool = True,
+                 lab_cidr: str = LAB_CIDR):
+        """`lab_cidr`: the lab's addresses; stacks up at the same time need distinct ones
+        (the operator's route into each lab is its CIDR)."""
         self.repo, self.target_dir, self.tools_venv = repo, target_dir, tools_venv
+        self.lab_cidr = lab_cidr
         self.cache, self.workdir, self.stack_file = cache, workdir, stack_file
         self.enforce_cpu = enforce_cpu
         self.timings = Timings()
@@ -225,14 +250,16 @@ class LocalStack:
 
     def up(self) -> None:
         self.synth()
-        self.airflow_venv = ensure_airflow(self.tools_venv, self.airflow_version)
-        netlab.ensure_user("airflow", *AIRFLOW_USER)
+        with machine_setup_lock():
+            self.airflow_venv = ensure_airflow(self.tools_venv, self.airflow_version,
+                                               image_build=bool(self.built_image))
+            netlab.ensure_user("airflow", *AIRFLOW_USER)
         self.timings.mark(f"install airflow {self.airflow_version}")
         self.image = None
         if self.built_image:
             self.build_image()
             self.timings.mark("image build applied (requirements, plugins)")
-        self.lab = netlab.Lab("af", LAB_CIDR, enforce_cpu=self.enforce_cpu)
+        self.lab = netlab.Lab("af", self.lab_cidr, enforce_cpu=self.enforce_cpu)
         self.closers.append(self.lab.close)
         self.apply_ingress_rules(self.template)
         self.aws = infra.Aws(self.tools_venv, self.repo, self.lab, self.workdir, self.region)
