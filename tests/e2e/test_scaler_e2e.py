@@ -441,6 +441,20 @@ def _drained_at(stack, task_name: str, since: float) -> float | None:
     return None
 
 
+def _drain_started(events: list[dict]) -> dict[str, float]:
+    """Per task, when its current drain began: the first drain tag since the tag was last
+    taken off. The scaler may tag a task that is already tagged (a tick that finds the
+    drain it started earlier no longer in its state re-tags the same idle worker); that
+    repeat does not restart the worker's drain, which began at the first tag."""
+    started: dict[str, float] = {}
+    for e in events:  # in the emulator's order
+        if e["kind"] == "task-tagged" and e["tags"].get("airflow-stack:drain") == "true":
+            started.setdefault(e["task"], e["time"])
+        elif e["kind"] == "task-untagged" and "airflow-stack:drain" in e["keys"]:
+            started.pop(e["task"], None)
+    return started
+
+
 def _release(airflow, run_id: str) -> None:
     """Ends e2e_long's `hold` task (it polls this Variable through the Execution API)."""
     body = {"key": "e2e_long_release", "value": run_id}
@@ -521,8 +535,7 @@ def test_scale_in_never_stops_a_busy_worker(stack, airflow, scaler, metrics):
     events = pool.ecs_events()
     stops = [e for e in events if e["kind"] == "task-stop"]
     counts = [e for e in events if e["kind"] == "desired-count"]
-    tagged = {e["task"]: e["time"] for e in events if e["kind"] == "task-tagged"
-              and e["tags"].get("airflow-stack:drain") == "true"}
+    tagged = _drain_started(events)
     print("[e2e] ECS events:\n  " + "\n  ".join(
         f"{e['time']:.1f} {e['kind']} {e.get('task', '')[-12:]} "
         f"{ {k: v for k, v in e.items() if k not in ('seq', 'time', 'kind', 'task')} }"
