@@ -143,20 +143,13 @@ need_apt nftables iproute2 util-linux
 
 phase "worker scale-in protection (tests/worker_protection: a Celery worker, redis-server)"
 # src/stack/worker/airflow_stack_worker.py in a real Celery worker against redis-server and
-# a fake ECS agent; celery on the 5.5 line (the module also runs on 5.6). With an
-# Airflow venv already built by the e2e harness (a run before), one more test checks that
-# Airflow imports the module as its Celery config; without one that test is not collected.
+# a fake ECS agent; celery on the 5.5 line (the module also runs on 5.6). Whether Airflow
+# imports the module as its Celery config (test_airflow_config.py) needs the Airflow venv
+# the e2e installs: that test runs after the e2e, below, on every run, a cold one too.
 need_apt redis-server
 "$AIRFLOW_STACK_VENV/bin/pip" install -q --disable-pip-version-check pytest "celery[redis]>=5.5,<5.6"
-airflow_python="$(ls -d "${AIRFLOW_STACK_SHARED_CACHE:-/var/cache/airflow-stack}"/airflow-3.*/bin/python 2>/dev/null | sort -V | tail -n 1 || true)"
-if [ -n "$airflow_python" ]; then
-    echo "Airflow config check with $airflow_python"
-    export AIRFLOW_STACK_AIRFLOW_PYTHON="$airflow_python"
-else
-    echo "no Airflow venv yet: the Airflow config check (test_airflow_config.py) is not collected"
-fi
-"$AIRFLOW_STACK_VENV/bin/python" -m pytest -q -p no:cacheprovider tests/worker_protection
-unset AIRFLOW_STACK_AIRFLOW_PYTHON
+env -u AIRFLOW_STACK_AIRFLOW_PYTHON "$AIRFLOW_STACK_VENV/bin/python" -m pytest -q -p no:cacheprovider \
+    tests/worker_protection
 
 # >>> e2e (tests/e2e): the synthesized stack as real local Airflow processes >>>
 # Each ECS task in its own network namespace behind the template's security groups, each
@@ -194,12 +187,18 @@ rm -rf "$lanes_dir"
 [ "$e2e_failed" = 0 ] || { echo "error: an e2e lane failed (its output is above)" >&2; exit 1; }
 # <<< e2e <<<
 
+# The Airflow venv the e2e harness made (it fails the run if none).
+airflow_python="$(ls -d "${AIRFLOW_STACK_SHARED_CACHE:-/var/cache/airflow-stack}"/airflow-3.*/bin/python | sort -V | tail -n 1)"
+
+phase "worker scale-in protection: Airflow imports the module as its Celery config"
+AIRFLOW_STACK_AIRFLOW_PYTHON="$airflow_python" "$AIRFLOW_STACK_VENV/bin/python" -m pytest -q \
+    -p no:cacheprovider tests/worker_protection/test_airflow_config.py
+
 phase "providers/airflow-stack-lambda: the tracked Lambda operator in the e2e's Airflow"
 # The provider's tests (log follower, operator, trigger, a dag.test() run, and the Rust
 # example function's records under a local Lambda Runtime API) in the Airflow venv the
 # e2e harness made; pytest goes into a folder of its own, so that venv stays as the e2e
 # installed it.
-airflow_python="$(ls -d "${AIRFLOW_STACK_SHARED_CACHE:-/var/cache/airflow-stack}"/airflow-3.*/bin/python | sort -V | tail -n 1)"
 [ -x "$AIRFLOW_STACK_VENV/bin/uv" ] || "$AIRFLOW_STACK_VENV/bin/pip" install -q --disable-pip-version-check uv
 "$AIRFLOW_STACK_VENV/bin/uv" pip install -q --target "$cache/provider-pytest" --python "$airflow_python" pytest
 PYTHONPATH="$root/providers/airflow-stack-lambda/src:$cache/provider-pytest" \

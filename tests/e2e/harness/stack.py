@@ -101,7 +101,14 @@ def ensure_airflow(tools_venv: Path, version: str, image_build: bool = False) ->
     want = (f"apache-airflow[celery,postgres,redis,amazon,fab]=={version}\n"
             "celery[redis]>=5.5,<5.7\n"
             "apache-airflow-providers-amazon[aiobotocore]\n")
-    if marker.exists() and marker.read_text() == want:
+    # Bytecode compiled at install, as pip does by default when an image is built: the
+    # components run as the image's user, who cannot write __pycache__ in the venv, so
+    # without it every process compiles each module it imports, every start (uv does not
+    # compile unless asked). A cold run's ten processes of two lanes doing so on 2 cores
+    # took the scheduler over 3 minutes to start: none of its shapes became healthy in
+    # 210 s. The marker says so, so a venv installed without it is installed again.
+    done = want + "bytecode compiled\n"
+    if marker.exists() and marker.read_text() == done:
         return venv
     uv = tools_venv / "bin" / "uv"
     if not uv.exists():
@@ -110,15 +117,16 @@ def ensure_airflow(tools_venv: Path, version: str, image_build: bool = False) ->
     venv.parent.mkdir(parents=True, exist_ok=True)
     for folder in {venv.parent, airflow_venv_dir(version).parent}:
         os.chmod(folder, 0o755)
-    run([str(uv), "venv", "-q", "--python", "/usr/bin/python3", "--seed", str(venv)], timeout=300)
-    run([str(uv), "pip", "install", "-q", "--python", str(venv / "bin" / "python"),
-         *want.split()], timeout=1200)
+    run([str(uv), "venv", "-q", "--clear", "--python", "/usr/bin/python3", "--seed", str(venv)],
+        timeout=300)
+    run([str(uv), "pip", "install", "-q", "--compile-bytecode",
+         "--python", str(venv / "bin" / "python"), *want.split()], timeout=1200)
     out = run([str(venv / "bin" / "python"), "-c",
                "import airflow, celery; print(airflow.__version__, celery.__version__)"]).stdout.split()
     assert out[0] == version, f"installed airflow {out[0]}, wanted {version}"
     assert celery_ok(out[1]), f"celery {out[1]} is outside >=5.5,<5.7 (airflow3.md §12)"
     run(["chmod", "-R", "a+rX", str(venv)])
-    marker.write_text(want)
+    marker.write_text(done)
     return venv
 
 
