@@ -47,7 +47,9 @@ class StoredEvent:
 class FakeLogs:
     """``filter_log_events`` over one log group, as CloudWatch Logs answers it: events whose
     timestamp is at or after ``startTime``, that contain the quoted term, and that have been
-    ingested by now (``visible_at``), sorted by timestamp, ``page_size`` per page."""
+    ingested by now (``visible_at``), sorted by timestamp and then in the order they were
+    put (AWS: "sorted by event timestamp, the timestamp when the event was ingested by
+    CloudWatch Logs, and the ID of the PutLogEvents request"), ``page_size`` per page."""
 
     def __init__(self, clock: FakeClock, log_group: str = "/aws/lambda/fn", page_size: int = 3):
         self.clock = clock
@@ -64,10 +66,11 @@ class FakeLogs:
         message: str,
         visible_at: int | None = None,
         stream: str = "2026/12/01/[$LATEST]abc",
+        event_id: str | None = None,
     ) -> None:
         self.events.append(
             StoredEvent(
-                event_id=f"{len(self.events):06d}",
+                event_id=event_id or f"{len(self.events):06d}",
                 timestamp=timestamp,
                 message=message,
                 visible_at=timestamp + 500 if visible_at is None else visible_at,
@@ -94,7 +97,7 @@ class FakeLogs:
                 for e in self.events
                 if e.visible_at <= now and e.timestamp >= kw["startTime"] and term in e.message
             ),
-            key=lambda e: (e.timestamp, e.event_id),
+            key=lambda e: e.timestamp,  # stable: ties stay in the order they were put
         )
         offset = int(token or 0)
         page = matching[offset : offset + self.page_size]

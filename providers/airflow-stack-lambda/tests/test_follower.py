@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 
 import pytest
 from conftest import (
@@ -104,6 +105,22 @@ def test_error_record_fails_with_its_message_type_and_stack(clock: FakeClock) ->
         ("load failed", "caused by: connection refused: db:5432"),
     )
     assert len(lines) == 3
+
+
+def test_lines_of_one_millisecond_keep_the_apis_order_whatever_their_event_ids(
+    clock: FakeClock,
+) -> None:
+    # A function that fails at once writes its start marker and its error record in the
+    # same millisecond; the API returns them in the order they were written. Event IDs
+    # are opaque: these two compare the other way round as strings.
+    logs = FakeLogs(clock)
+    logs.put(T0 + 1000, record(CID, "start"), event_id="99")
+    logs.put(T0 + 1000, record(CID, "error", errorMessage="no route"), event_id="100")
+
+    outcome, lines = run(logs, clock)
+
+    assert outcome.status == "error"
+    assert [json.loads(line)["airflow_tracking"] for line in lines] == ["start", "error"]
 
 
 def test_no_end_marker_times_out_after_timeout_plus_grace(clock: FakeClock) -> None:

@@ -176,7 +176,12 @@ class LogFollower:
                 fresh.append((event["timestamp"], event_id, record))
             if self._newest_ms is None or event["timestamp"] > self._newest_ms:
                 self._newest_ms = event["timestamp"]
-        fresh.sort(key=lambda item: (item[0], item[1]))
+        # By timestamp only, and stable: lines of one millisecond keep the API's order
+        # (timestamp, ingestion time, PutLogEvents request). An eventId is an opaque,
+        # unique ID, not an order: compared as strings, "100" came before "99" (the
+        # emulator's IDs have no fixed width) and a start marker was copied after the
+        # error record written in the same millisecond.
+        fresh.sort(key=lambda item: item[0])
         for timestamp, _, record in fresh:
             self._note_marker(timestamp, record)
         self.lines += len(fresh)
