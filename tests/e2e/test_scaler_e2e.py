@@ -443,9 +443,9 @@ def _drained_at(stack, task_name: str, since: float) -> float | None:
 
 def _drain_started(events: list[dict]) -> dict[str, float]:
     """Per task, when its current drain began: the first drain tag since the tag was last
-    taken off. The scaler may tag a task that is already tagged (a tick that finds the
-    drain it started earlier no longer in its state re-tags the same idle worker); that
-    repeat does not restart the worker's drain, which began at the first tag."""
+    taken off. A task was once seen tagged twice with no untag between (why the scaler
+    tagged it again is not known); that repeat does not restart the worker's drain,
+    which began at the first tag."""
     started: dict[str, float] = {}
     for e in events:  # in the emulator's order
         if e["kind"] == "task-tagged" and e["tags"].get("airflow-stack:drain") == "true":

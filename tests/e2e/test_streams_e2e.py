@@ -105,7 +105,7 @@ def _handovers(reports: list[dict]) -> list[dict]:
 
 
 def _generations(reports: list[dict]) -> set[int]:
-    """The generations of the links that held the lease (a loser's is its chain's 0)."""
+    """The generations of the links that held the lease (a loser's report is left out)."""
     return {r["generation"] for r in reports if r["outcome"] != "lease_held"}
 
 
