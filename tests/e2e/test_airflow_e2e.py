@@ -143,6 +143,47 @@ def _wait_log_object(stack, dag_id, run_id, task_id, try_number, timeout=30) -> 
     assert want in keys, f"no s3://{stack.bucket}/{want}; objects under logs/: {keys}"
 
 
+def _wait_task_state(airflow, dag_id, run_id, task_id, state, timeout) -> dict:
+    deadline = time.monotonic() + timeout
+    ti: dict = {}
+    while time.monotonic() < deadline:
+        ti = next((t for t in airflow.task_instances(dag_id, run_id) if t["task_id"] == task_id), {})
+        if ti.get("state") == state:
+            return ti
+        time.sleep(1)
+    raise AssertionError(f"{dag_id}.{task_id} not {state} after {timeout}s: {ti}")
+
+
+@dev_only
+def test_a_running_tasks_log_is_not_served_by_its_worker_and_shows_from_s3_after(stack, airflow):
+    """What a user sees of a task's log while it runs on a worker (README, "Task
+    isolation"): the api-server asks that worker's log server, the worker's security
+    group drops the connection as AWS would (no rule: workers cannot check log tokens),
+    and the API still answers, saying the served log could not be read; once the task
+    ends, its whole log is read from S3."""
+    airflow.wait_dags(["e2e_long"], timeout=180)
+    run_id = airflow.trigger("e2e_long")
+    ti = _wait_task_state(airflow, "e2e_long", run_id, "hold", "running", timeout=180)
+    started = time.monotonic()
+    log = airflow.task_log("e2e_long", run_id, "hold", ti["try_number"])
+    took = time.monotonic() - started
+    print(f"[e2e]   a running task's log: answered after {took:.1f}s", flush=True)
+    refused = [r for r in stack.refused_by_design_seen() if "port 8793" in r]
+    print(f"[e2e]   refused by design: {refused}", flush=True)
+    try:
+        assert "Could not read served logs" in log, log[:3000]
+        assert "E2E-MARKER e2e_long.hold start" not in log, "served from the worker:\n" + log[:3000]
+        assert refused, "the api-server never tried the worker's log server"
+    finally:
+        airflow.set_variable("e2e_long_release", run_id)
+    _wait_task_state(airflow, "e2e_long", run_id, "hold", "success", timeout=180)
+    _wait_log_object(stack, "e2e_long", run_id, "hold", ti["try_number"])
+    log = airflow.task_log("e2e_long", run_id, "hold", ti["try_number"])
+    assert f"s3://{stack.bucket}/logs/dag_id=e2e_long" in log, log[:3000]
+    for marker in ("start", "released"):
+        assert f"E2E-MARKER e2e_long.hold {marker}" in log, log[:3000]
+
+
 # --- task isolation: what task code on a worker can read --------------------------------
 
 def _real_secret_digests(stack) -> dict[str, str]:
@@ -536,7 +577,8 @@ def test_every_aws_call_was_authorized_by_its_own_role_and_no_port_was_blocked(s
     """The proof is only as good as its strictness: every identity's calls (printed per
     identity and action) were allowed by its own role, no connection was dropped by a
     security group, no task hit its memory limit, no container went unhealthy - apart
-    from what the mutation tests above provoked on purpose."""
+    from what the mutation tests above provoked on purpose, and the one path the stack
+    leaves closed on purpose (printed; `Stack.refused_by_design`)."""
     calls = stack.aws.calls()
     summary: dict[str, dict[str, int]] = {}
     for call in calls:
@@ -550,4 +592,6 @@ def test_every_aws_call_was_authorized_by_its_own_role_and_no_port_was_blocked(s
     with_role = {c for c in containers if any(i.startswith(c + " (") for i in summary)}
     print(f"[e2e]   containers that called AWS: {sorted(with_role)}", flush=True)
     assert calls, "no AWS call was recorded: the identities are not in use"
+    for line in stack.refused_by_design_seen():
+        print(f"[e2e]   dropped, as the stack intends: {line}", flush=True)
     stack.fail_on_violations(f"{stack.shape}: over the whole run")

@@ -455,15 +455,6 @@ def _drain_started(events: list[dict]) -> dict[str, float]:
     return started
 
 
-def _release(airflow, run_id: str) -> None:
-    """Ends e2e_long's `hold` task (it polls this Variable through the Execution API)."""
-    body = {"key": "e2e_long_release", "value": run_id}
-    try:
-        airflow.patch("/api/v2/variables/e2e_long_release", body)
-    except Exception:  # noqa: BLE001 - not created yet
-        airflow.post("/api/v2/variables", body)
-
-
 BURSTS = 2  # scale-out and scale-in cycles while the long task runs
 
 
@@ -520,7 +511,7 @@ def test_scale_in_never_stops_a_busy_worker(stack, airflow, scaler, metrics):
         stack.timings.mark(f"scaler: burst {n + 1} out and in")
 
     # 4. Release the long task; every task instance ran once and succeeded.
-    _release(airflow, long_run)
+    airflow.set_variable("e2e_long_release", long_run)
     assert _wait_run(airflow, "e2e_long", long_run, timeout=120) == "success"
     tis = airflow.task_instances("e2e_long", long_run)
     for burst in bursts:

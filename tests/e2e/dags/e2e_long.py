@@ -1,5 +1,6 @@
 """A task that holds its worker until the test releases it, for the scaler's scale-in
-test (tests/e2e/test_scaler_e2e.py): it stays `running` while the scaler scales other
+test (tests/e2e/test_scaler_e2e.py) and the running task's log
+(tests/e2e/test_airflow_e2e.py): it stays `running` while the scaler scales other
 workers in and out around it, however long that takes on a slow machine, and ends as
 soon as the test sets the Variable `e2e_long_release` to the run's id. No retries: a
 task lost or restarted by a stopped worker shows as failed or as a try_number above 1."""

@@ -55,6 +55,16 @@ class Airflow:
     def delete(self, path: str):
         return self._call("DELETE", path)
 
+    def set_variable(self, key: str, value: str) -> None:
+        """Creates or updates an Airflow Variable (PATCH answers 404 for a new key)."""
+        body = {"key": key, "value": value}
+        try:
+            self.patch(f"/api/v2/variables/{urllib.parse.quote(key, safe='')}", body)
+        except ApiError as e:
+            if e.status != 404:
+                raise
+            self.post("/api/v2/variables", body)
+
     # --- DAGs -----------------------------------------------------------------------
 
     def wait_dags(self, dag_ids: list[str], timeout: float) -> float:

@@ -865,6 +865,8 @@ class LocalStack:
                 out.append(f"DENIED {call['identity']}: {call['action']} on {call['resource']} "
                            f"({call['service']} {call['operation']}): {call['reason']}")
         for b in self.lab.blocked():
+            if self.refused_by_design(b):
+                continue
             out.append(f"BLOCKED {b.src_host} ({b.src_ip}) -> {b.dst_host} ({b.dst_ip}) port "
                        f"{b.port}: no ingress rule of {self.groups_of(b.dst_host)} allows it from "
                        f"{self.groups_of(b.src_host)}")
@@ -879,6 +881,27 @@ class LocalStack:
                 for u in c.unhealthy:
                     out.append(f"UNHEALTHY {task.name}/{c.name}: {u}")
         return out
+
+    def refused_by_design(self, b: netlab.Blocked) -> str | None:
+        """Why the stack leaves this dropped connection without a rule, if it does so on
+        purpose (then it is no violation: AWS drops it too, and the product expects it).
+
+        One such path: the api-server asks the worker that ran a task for its log while
+        the task runs, or when the task has ended and its log is not in S3 yet
+        (FileTaskHandler._read in Airflow 3). Workers hold no `[api] secret_key`, which
+        signs UI sessions as well as log tokens, so no rule lets the api-server reach
+        their log servers (src/stack/security.rs, README "Task isolation"); the request
+        times out after `[api] log_fetch_timeout_sec` and the log shows from S3 once the
+        attempt ends. `test_a_running_tasks_log_...` shows exactly that."""
+        src, dst = self.groups_of(b.src_host).split("/"), self.groups_of(b.dst_host).split("/")
+        if "ApiServerSecurityGroup" in src and "WorkerSecurityGroup" in dst and b.port == 8793:
+            return "api-server -> worker log server: workers cannot check log tokens"
+        return None
+
+    def refused_by_design_seen(self) -> list[str]:
+        """The dropped connections `refused_by_design` explains, as lines to print."""
+        return [f"{b.src_host} ({b.src_ip}) -> {b.dst_host} ({b.dst_ip}) port {b.port}: {why}"
+                for b in self.lab.blocked() if (why := self.refused_by_design(b))]
 
     def new_violations(self) -> list[str]:
         """Violations not yet acknowledged by a mutation test."""
