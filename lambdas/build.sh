@@ -80,9 +80,87 @@ out="${out:-$target_dir/lambda/$arch}"
 staging="$(mktemp -d)"
 trap 'rm -rf "$staging"' EXIT
 
-started=$(date +%s)
-echo "building ${packages[*]} for $arch ($triple) with $(cargo lambda --version 2>/dev/null || echo cargo-lambda)" >&2
+# Zips are kept by a hash of their inputs, in <target dir>/lambda-cache/<arch>, and a
+# zip whose inputs have not changed is copied from there instead of built. Why not leave
+# it to cargo: cargo decides whether a workspace crate is fresh by file modification
+# times, and a fresh checkout (every CI run) gives every file a new one, so each Lambda
+# was compiled again and went through its full LTO link: 1.5-2 minutes per Lambda on 2
+# cores for identical bytes. The key covers what decides a Lambda's bytes: the target,
+# rustc and cargo-lambda (and zig's) versions, RUSTFLAGS, the root Cargo.toml (profiles,
+# dependency versions), Cargo.lock, and every file of every workspace crate the Lambda
+# depends on (normal and build path dependencies, as `cargo metadata` lists them).
+cache="$target_dir/lambda-cache/$arch"
+toolchain="$(rustc -vV; cargo lambda --version 2>&1; \
+    { command -v zig >/dev/null && zig version; } || { command -v python-zig >/dev/null && python-zig version; } || echo "no zig on PATH")"
+declare -A keys=()
+while read -r package key; do
+    keys[$package]="$key"
+done < <(cargo metadata --format-version 1 --no-deps | TOOLCHAIN="$toolchain" TRIPLE="$triple" python3 -c '
+import hashlib, json, os, sys
+meta = json.load(sys.stdin)
+root = meta["workspace_root"]
+# --no-deps: the workspace members and their declared dependencies, read without
+# resolving (or downloading) anything; a path dependency names its folder.
+members = {os.path.dirname(p["manifest_path"]): p for p in meta["packages"]}
+SKIP = {"target", ".git", "__pycache__", "node_modules"}
+
+def local_closure(folder):
+    """The workspace crates built into the crate in `folder`: itself, and its path
+    dependencies (normal and build, not dev), transitively."""
+    seen, todo = set(), [folder]
+    while todo:
+        cur = todo.pop()
+        if cur in seen:
+            continue
+        seen.add(cur)
+        for dep in members[cur]["dependencies"]:
+            if dep.get("path") and dep["kind"] in (None, "build"):
+                todo.append(dep["path"])
+    return sorted(seen)
+
+def add_file(h, path):
+    h.update(os.path.relpath(path, root).encode() + b"\0")
+    with open(path, "rb") as f:
+        h.update(hashlib.sha256(f.read()).digest())
+
+for name in sys.argv[1:]:
+    (folder,) = [f for f, p in members.items() if p["name"] == name]
+    h = hashlib.sha256(b"airflow-stack lambda zip v1\0")
+    for part in (os.environ["TRIPLE"], os.environ["TOOLCHAIN"],
+                 os.environ.get("RUSTFLAGS", ""), os.environ.get("CARGO_ENCODED_RUSTFLAGS", "")):
+        h.update(part.encode() + b"\0")
+    for extra in ("Cargo.toml", "Cargo.lock", ".cargo/config.toml", "rust-toolchain.toml", "rust-toolchain"):
+        if os.path.isfile(os.path.join(root, extra)):
+            add_file(h, os.path.join(root, extra))
+    for crate in local_closure(folder):
+        for top, dirs, files in os.walk(crate):
+            dirs[:] = sorted(d for d in dirs if d not in SKIP)
+            for f in sorted(files):
+                add_file(h, os.path.join(top, f))
+    print(name, h.hexdigest())
+' "${packages[@]}")
+to_build=()
 for package in "${packages[@]}"; do
+    [ -n "${keys[$package]:-}" ] || { echo "error: no input hash for $package" >&2; exit 1; }
+    [ -f "$cache/$package/${keys[$package]}.zip" ] || to_build+=("$package")
+done
+
+# Keeps a built zip under its key (renamed into place: a concurrent build never reads
+# half of one) and only the newest few keys per Lambda, so the cache stays small.
+store_in_cache() {
+    local zip="$1" cached="$2" dir
+    dir="$(dirname "$cached")"
+    mkdir -p "$dir"
+    cp "$zip" "$cached.tmp.$$"
+    mv -f "$cached.tmp.$$" "$cached"
+    ls -1t "$dir"/*.zip | tail -n +6 | xargs -r rm -f
+}
+
+started=$(date +%s)
+if [ ${#to_build[@]} -gt 0 ]; then
+    echo "building ${to_build[*]} for $arch ($triple) with $(cargo lambda --version 2>/dev/null || echo cargo-lambda)" >&2
+fi
+for package in "${to_build[@]}"; do
     # One cargo run per package: cargo unifies dependency features over the packages of
     # one run, so building the scaler alongside would change the secrets binary. Alone,
     # a Lambda's bytes depend on its own crate and dependencies only, whichever zips are
@@ -93,10 +171,20 @@ for package in "${packages[@]}"; do
     # <dir>/<bin>/bootstrap (cargo hard-links it again next build), a scratch folder.
     cargo lambda build --profile lambda --target "$triple" --lambda-dir "$staging/bin" -p "$package" >&2
 done
-echo "built in $(( $(date +%s) - started ))s" >&2
+[ ${#to_build[@]} -eq 0 ] || echo "built in $(( $(date +%s) - started ))s" >&2
 
 mkdir -p "$out"
 for package in "${packages[@]}"; do
+    cached="$cache/$package/${keys[$package]}.zip"
+    if [ -f "$cached" ]; then
+        # Written next to its final name, then renamed: a reader never sees half a zip.
+        mkdir -p "$out/$package"
+        cp "$cached" "$out/$package/bootstrap.zip.tmp"
+        mv -f "$out/$package/bootstrap.zip.tmp" "$out/$package/bootstrap.zip"
+        zip="$out/$package/bootstrap.zip"
+        echo "$package ($arch): unchanged inputs (${keys[$package]:0:12}...), zip $(stat -c %s "$zip") bytes, sha256 $(sha256sum "$zip" | cut -c1-12)... from the cache, at $zip" >&2
+        continue
+    fi
     binary="$staging/bin/$package-bootstrap/bootstrap"
     [ -x "$binary" ] || { echo "error: $binary was not built" >&2; exit 1; }
 
@@ -126,5 +214,6 @@ with open(src, "rb") as f, zipfile.ZipFile(dst, "w") as z:
 PY
     mv -f "$out/$package/bootstrap.zip.tmp" "$out/$package/bootstrap.zip"
     zip="$out/$package/bootstrap.zip"
+    store_in_cache "$zip" "$cached"
     echo "$package ($arch): bootstrap $(stat -c %s "$binary") bytes (needs GLIBC_$needed, limit $max_glibc), zip $(stat -c %s "$zip") bytes, sha256 $(sha256sum "$zip" | cut -c1-12)..., at $zip" >&2
 done
