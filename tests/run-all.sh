@@ -167,6 +167,18 @@ phase "e2e: Airflow from the synthesized template (tests/e2e), two lanes at once
 # goes to its own log, printed whole when both are done; the run fails if either does.
 lanes_dir="$(mktemp -d)"
 lane_pids=()
+# Interrupted (a CI timeout's SIGTERM, Ctrl-C), this script would leave both lanes running
+# with their labs. They get SIGTERM, on which the harness closes its labs (servers stopped
+# by process id, namespaces deleted: harness/netlab.py, _install_handlers); SIGINT would
+# not do: background jobs of a script ignore it.
+stop_lanes() {
+    trap - INT TERM
+    local pid
+    for pid in "${lane_pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    rm -rf "$lanes_dir"
+}
+trap 'echo "interrupted: stopping the e2e lanes" >&2; stop_lanes; exit 143' INT TERM
 for lane in 1 2; do
     AIRFLOW_STACK_E2E_LANE=$lane "$AIRFLOW_STACK_VENV/bin/pytest" -s -p no:cacheprovider tests/e2e \
         >"$lanes_dir/lane-$lane.log" 2>&1 &
@@ -183,6 +195,7 @@ for lane in 1 2; do
     printf '\n== e2e lane %s: its output ==\n' "$lane"
     cat "$lanes_dir/lane-$lane.log"
 done
+trap - INT TERM
 rm -rf "$lanes_dir"
 [ "$e2e_failed" = 0 ] || { echo "error: an e2e lane failed (its output is above)" >&2; exit 1; }
 # <<< e2e <<<
