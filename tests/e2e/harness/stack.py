@@ -80,7 +80,25 @@ def machine_setup_lock():
     """Held while a shape installs Airflow and creates the image's user: two lanes
     (tests/run-all.sh) setting up at once would otherwise both install into one venv or
     both run useradd. flock(2), so a dead holder never blocks the next run."""
-    path = Path("/run/lock/airflow-stack-e2e-setup.lock")
+    with _machine_lock("airflow-stack-e2e-setup"):
+        yield
+
+
+@contextmanager
+def bring_up_lock():
+    """Held while a shape migrates and starts its containers until they are healthy: the
+    one part of a lane that needs the machine's CPUs all at once (a dozen Airflow
+    processes importing Airflow). On Fargate each task has CPUs of its own; here two
+    lanes share 2 cores, and two bring-ups at once once left prod's api-servers without
+    a listening port after the 210 s ECS allows them (their workers were still importing
+    after 2.5 minutes). Tests of the lanes still run side by side."""
+    with _machine_lock("airflow-stack-e2e-bring-up"):
+        yield
+
+
+@contextmanager
+def _machine_lock(name: str):
+    path = Path(f"/run/lock/{name}.lock")
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w") as f:
         fcntl.flock(f, fcntl.LOCK_EX)
@@ -280,6 +298,13 @@ class LocalStack:
         self.start_db_and_broker()
         self.invoke_custom_resource("Custom::AirflowConnectionUrls")
         self.timings.mark("aws, secrets, database, broker")
+        with bring_up_lock():
+            self.timings.mark("waited for the other lane's bring-up")
+            self.start_airflow()
+
+    def start_airflow(self) -> None:
+        """The migration, the DAGs, every service's tasks, healthy; then ECS's health
+        checks keep running."""
         self.migrate()
         self.timings.mark("migrate")
         self.push_dags(self.repo / "tests" / "e2e" / "dags")
