@@ -129,8 +129,9 @@ fn path(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
-/// Puts `target` in the state of a fresh clone for the Lambdas: no zips, and no build
-/// output of this workspace's own crates (`cargo clean -p` each, for the `lambda`
+/// Puts `target` in the state of a fresh clone for the Lambdas: no zips, none in
+/// lambdas/build.sh's cache (`lambda-cache`, which this target dir keeps from the last
+/// run), and no build output of this workspace's own crates (`cargo clean -p` each, for the `lambda`
 /// profile of both Lambda targets), so deploy must compile the Lambdas and link them.
 /// What stays is third-party dependencies: they come from crates.io unchanged, and
 /// rebuilding the AWS SDK for this test would add about nine minutes on a 2-core machine
@@ -145,6 +146,7 @@ fn forget_lambda_builds(target: &Path) {
     for arch in ["arm64", "x86_64"] {
         let _ = std::fs::remove_dir_all(target.join("lambda").join(arch));
     }
+    let _ = std::fs::remove_dir_all(target.join("lambda-cache"));
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let metadata = Command::new(&cargo)
         .args(["metadata", "--no-deps", "--format-version", "1"])
