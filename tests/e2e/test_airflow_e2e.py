@@ -578,7 +578,7 @@ def test_every_aws_call_was_authorized_by_its_own_role_and_no_port_was_blocked(s
     identity and action) were allowed by its own role, no connection was dropped by a
     security group, no task hit its memory limit, no container went unhealthy - apart
     from what the mutation tests above provoked on purpose, and the one path the stack
-    leaves closed on purpose (printed; `Stack.refused_by_design`)."""
+    leaves closed on purpose (printed; `LocalStack.refused_by_design`)."""
     calls = stack.aws.calls()
     summary: dict[str, dict[str, int]] = {}
     for call in calls:
