@@ -375,10 +375,24 @@ pub const DEFAULT_PARALLELISM: u32 = 32;
 /// `[core] default_task_retries`: retries of an operator that sets none.
 pub const DEFAULT_TASK_RETRIES_ENV: &str = "AIRFLOW__CORE__DEFAULT_TASK_RETRIES";
 
+/// `[workers] execution_api_timeout`: how long a task's calls to the execution API wait
+/// for an answer before they are retried (5 attempts).
+pub const EXECUTION_API_TIMEOUT_ENV: &str = "AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT";
+/// The stack's value for it, in seconds (Airflow's is 5).
+pub const EXECUTION_API_TIMEOUT_SECONDS: u32 = 30;
+
 /// Settings that follow from the stack's capacity, each only where Airflow's default
 /// does not fit; a value the stack file sets in `airflow.extra_env` wins (the caller
 /// leaves these out then).
 ///
+/// - `[workers] execution_api_timeout` 30 s instead of 5: an api-server process builds
+///   its versioned execution API on the first request that reaches it (Cadwyn 7's
+///   `Cadwyn.__call__` runs `_cadwyn_initialize` then, in the event loop), 4.3 s of CPU
+///   measured on one full core, and the stack runs one API process per half vCPU, so
+///   after every api-server start each process answers its first task call after about
+///   9 s on Fargate. With 5 s every task that starts then spends its retries on a
+///   request the server has not even read; the end-to-end run saw a task fail so
+///   (issue 17's CI run: five 5-s attempts used up during a 33-s start on a loaded host).
 /// - With autoscaling, `[core] parallelism` of at least `max_workers` × worker
 ///   concurrency: the scheduler queues no more task instances than it (queued and
 ///   running together), so with Airflow's 32 the scaler would never see the load that
@@ -388,7 +402,10 @@ pub const DEFAULT_TASK_RETRIES_ENV: &str = "AIRFLOW__CORE__DEFAULT_TASK_RETRIES"
 ///   fails unless it has a retry left (Celery's warm shutdown only finishes what ends
 ///   within the container's stop timeout).
 fn capacity_defaults(spec: &Spec) -> Vec<(&'static str, String)> {
-    let mut out = Vec::new();
+    let mut out = vec![(
+        EXECUTION_API_TIMEOUT_ENV,
+        EXECUTION_API_TIMEOUT_SECONDS.to_string(),
+    )];
     let a = &spec.autoscaling;
     if a.enabled {
         let slots = a
@@ -430,16 +447,16 @@ mod tests {
         let s = spec("autoscaling: {enabled: true, max_workers: 10}\nservices:\n  worker: {concurrency: 8}\n");
         assert_eq!(
             capacity_defaults(&s),
-            vec![(PARALLELISM_ENV, "80".to_owned())]
+            vec![timeout(), (PARALLELISM_ENV, "80".to_owned())]
         );
         // Never below Airflow's default.
         let s = spec("autoscaling: {enabled: true, max_workers: 2}\n");
         assert_eq!(
             capacity_defaults(&s),
-            vec![(PARALLELISM_ENV, "32".to_owned())]
+            vec![timeout(), (PARALLELISM_ENV, "32".to_owned())]
         );
         // Without autoscaling, Airflow's default stays.
-        assert!(capacity_defaults(&spec("")).is_empty());
+        assert_eq!(capacity_defaults(&spec("")), vec![timeout()]);
     }
 
     /// `FERNET_ROTATION_ENV` of each container of the built template, by container name.
@@ -494,7 +511,61 @@ mod tests {
         let s = spec("services:\n  worker: {spot: true}\n");
         assert_eq!(
             capacity_defaults(&s),
-            vec![(DEFAULT_TASK_RETRIES_ENV, "1".to_owned())]
+            vec![timeout(), (DEFAULT_TASK_RETRIES_ENV, "1".to_owned())]
+        );
+    }
+
+    fn timeout() -> (&'static str, String) {
+        (EXECUTION_API_TIMEOUT_ENV, "30".to_owned())
+    }
+
+    /// The values of `name` in the Airflow containers of the built template.
+    fn env_values(spec: &Spec, name: &str) -> Vec<Option<String>> {
+        let template = crate::stack::build(spec).unwrap().to_value();
+        let mut found = Vec::new();
+        for resource in template["Resources"].as_object().unwrap().values() {
+            if resource["Type"] != "AWS::ECS::TaskDefinition" {
+                continue;
+            }
+            for c in resource["Properties"]["ContainerDefinitions"]
+                .as_array()
+                .unwrap()
+            {
+                if c["Name"] == "redis" {
+                    continue;
+                }
+                let values: Vec<_> = c["Environment"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter(|e| e["Name"] == name)
+                    .map(|e| e["Value"].as_str().unwrap().to_owned())
+                    .collect();
+                assert!(
+                    values.len() <= 1,
+                    "{name} twice in {}: {values:?}",
+                    c["Name"]
+                );
+                found.push(values.into_iter().next());
+            }
+        }
+        found
+    }
+
+    #[test]
+    fn tasks_wait_30_s_for_the_execution_api_unless_the_stack_file_says_otherwise() {
+        let values = env_values(&spec(""), EXECUTION_API_TIMEOUT_ENV);
+        assert!(values.len() >= 5, "{values:?}");
+        assert!(
+            values.iter().all(|v| v.as_deref() == Some("30")),
+            "{values:?}"
+        );
+        let own =
+            spec("airflow:\n  extra_env: {AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT: \"12\"}\n");
+        let values = env_values(&own, EXECUTION_API_TIMEOUT_ENV);
+        assert!(
+            values.iter().all(|v| v.as_deref() == Some("12")),
+            "{values:?}"
         );
     }
 }

@@ -427,32 +427,37 @@ def _tick_until(scaler, stack, done, timeout: float, every: float = 10.0) -> lis
                          f"{stack.pool.events}\nlast tick: {reports[-1:]}")
 
 
-def _drained_at(stack, task_name: str, since: float) -> float | None:
-    """Epoch time of the worker's first "drained" log line (its module's) at or after
-    `since`, if any: a worker may have drained before, for a drain a later tick cancelled
-    when work came back."""
+def _drained_for_the_stop(stack, task_name: str, until: float) -> tuple[float | None, str]:
+    """Epoch time of the worker's "drained" line that still held at `until` (the stop),
+    or None, with the module's lines that decided it. Its own log is the witness, not
+    the tag history: the worker reads its tags every 10 s, so a tag taken off and put
+    back within one poll is a drain it never saw cancelled (stop 29's run: untagged at
+    +7.1 s, tagged again at +12.6 s, "drained" at +9.1 s, in between). A later
+    "drain cancelled", "draining" or task received before `until` means the drain
+    that counts had not finished by then."""
     path = stack.workdir / f"{task_name}.worker.log"
+    drained, seen = None, []
     for line in path.read_text(errors="replace").splitlines():
-        if "[airflow_stack.worker]" in line and " drained " in f"{line} ":
-            stamp = line.split()[0].replace("Z", "+00:00")
-            at = dt.datetime.fromisoformat(stamp).timestamp()
-            if at >= since:
-                return at
-    return None
+        if "[airflow_stack.worker]" not in line:
+            continue
+        at = dt.datetime.fromisoformat(line.split()[0].replace("Z", "+00:00")).timestamp()
+        if at > until:
+            break
+        seen.append(line[:120])
+        if " drained " in f"{line} ":
+            drained = at
+        elif any(k in line for k in ("drain cancelled", "draining:", "task received")):
+            drained = None
+    return drained, "\n".join(seen[-8:])
 
 
-def _drain_started(events: list[dict]) -> dict[str, float]:
-    """Per task, when its current drain began: the first drain tag since the tag was last
-    taken off. A task was once seen tagged twice with no untag between (why the scaler
-    tagged it again is not known); that repeat does not restart the worker's drain,
-    which began at the first tag."""
-    started: dict[str, float] = {}
+def _first_tagged(events: list[dict]) -> dict[str, float]:
+    """Per task, when the scaler first put the drain tag on it."""
+    first: dict[str, float] = {}
     for e in events:  # in the emulator's order
         if e["kind"] == "task-tagged" and e["tags"].get("airflow-stack:drain") == "true":
-            started.setdefault(e["task"], e["time"])
-        elif e["kind"] == "task-untagged" and "airflow-stack:drain" in e["keys"]:
-            started.pop(e["task"], None)
-    return started
+            first.setdefault(e["task"], e["time"])
+    return first
 
 
 BURSTS = 2  # scale-out and scale-in cycles while the long task runs
@@ -526,7 +531,7 @@ def test_scale_in_never_stops_a_busy_worker(stack, airflow, scaler, metrics):
     events = pool.ecs_events()
     stops = [e for e in events if e["kind"] == "task-stop"]
     counts = [e for e in events if e["kind"] == "desired-count"]
-    tagged = _drain_started(events)
+    tagged = _first_tagged(events)
     print("[e2e] ECS events:\n  " + "\n  ".join(
         f"{e['time']:.1f} {e['kind']} {e.get('task', '')[-12:]} "
         f"{ {k: v for k, v in e.items() if k not in ('seq', 'time', 'kind', 'task')} }"
@@ -543,11 +548,13 @@ def test_scale_in_never_stops_a_busy_worker(stack, airflow, scaler, metrics):
         assert lowered, f"{stop}: stopped with no count lowered before it"
         worker = stopped.get(stop["ip"])
         assert worker is not None and not worker["killed"], f"{stop}: {worker}"
-        drained = _drained_at(stack, worker["task"], since=tagged[stop["task"]])
-        assert drained is not None, f"{worker['task']}: no 'drained' line in its log"
+        drained, lines = _drained_for_the_stop(stack, worker["task"], until=stop["time"])
+        assert drained is not None, (
+            f"{worker['task']}: not drained when ECS stopped it; its module's last lines:\n{lines}")
         assert tagged[stop["task"]] <= drained <= lowered[-1]["time"], (
             "the count went down before the chosen worker drained",
-            {"tagged": tagged[stop["task"]], "drained": drained, "lowered": lowered[-1]})
+            {"tagged": tagged[stop["task"]], "drained": drained, "lowered": lowered[-1]},
+            lines)
         while_long_ran += bool(_ti_busy_at([long_ti], long_ti["hostname"], stop["time"]))
     assert while_long_ran >= BURSTS, (
         f"expected {BURSTS} scale-ins while the long task ran, saw {while_long_ran}")
