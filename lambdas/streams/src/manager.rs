@@ -19,7 +19,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use airflow_stack_contract::streams::{event_key, ManagerInvocation, ManagerSettings, StartedBy};
 use serde::Serialize;
 use tokio::sync::mpsc;
-use tokio::time::{sleep, sleep_until, timeout, Instant, MissedTickBehavior};
+use tokio::time::{sleep, sleep_until, timeout, timeout_at, Instant, MissedTickBehavior};
 use tracing::{error, info, warn};
 
 use crate::decode::{decoder, Decoder, StreamEvent};
@@ -41,6 +41,10 @@ const PUT_ATTEMPTS: u32 = 4;
 const MIN_RUN: Duration = Duration::from_secs(5);
 /// What the stop keeps from the deadline at least: the drain of read events.
 const STOP_MARGIN: Duration = Duration::from_secs(1);
+/// What the drain of read events keeps from the deadline: the report is logged and the
+/// invocation returns before Lambda ends it (a run Lambda ends logs no report, and its
+/// invocation counts as failed).
+const DRAIN_MARGIN: Duration = Duration::from_millis(500);
 
 /// The outside world of a manager.
 pub struct ManagerPorts<'a> {
@@ -94,6 +98,9 @@ pub struct ManagerReport {
     pub successor_started: Option<bool>,
     /// The last SSE event ID read.
     pub last_event_id: Option<String>,
+    /// Events read but not stored when the deadline came (the store was slower than the
+    /// stream): the successor reads them again from the last stored event's ID.
+    pub left_to_successor: u64,
 }
 
 /// Now, epoch milliseconds.
@@ -121,6 +128,9 @@ pub struct Schedule {
     pub handoff_at: Instant,
     /// When reading stops.
     pub stop_at: Instant,
+    /// When storing what was read before the stop gives up ([`DRAIN_MARGIN`] before
+    /// the deadline).
+    pub drain_until: Instant,
 }
 
 impl Schedule {
@@ -150,6 +160,7 @@ impl Schedule {
         Schedule {
             handoff_at,
             stop_at: (handoff_at + overlap).min(latest_stop),
+            drain_until: deadline.checked_sub(DRAIN_MARGIN).unwrap_or(now),
         }
     }
 }
@@ -305,11 +316,38 @@ impl<'a> Session<'a> {
             }
         };
         // What was read before the stop is stored: a successor might not see it again.
+        let drain_until = plan.as_ref().map(|p| p.schedule.drain_until);
+        self.drain(rx, drain_until).await;
+        outcome
+    }
+
+    /// Stores what the reader sent before the stop, until `until` (a Lambda run's
+    /// deadline, less the margin for the report): a backlog the store cannot clear by
+    /// then is left to the successor, which reads on from the last stored event's ID.
+    /// The e2e run of 1d6febd saw a first link, behind its stream under load, still
+    /// storing 5 s after its stop when Lambda ended it (24 s limit): no report, and its
+    /// invocation counted as failed.
+    async fn drain(&mut self, mut rx: mpsc::Receiver<Read>, until: Option<Instant>) {
         rx.close();
         while let Ok(read) = rx.try_recv() {
-            self.handle(read).await;
+            let Some(until) = until else {
+                self.handle(read).await;
+                continue;
+            };
+            let is_event = matches!(read, Read::Event(_));
+            if timeout_at(until, self.handle(read)).await.is_ok() {
+                continue;
+            }
+            // The interrupted put may or may not have landed: the successor's read of
+            // it is then a duplicate, dropped by the conditional put.
+            let mut left = u64::from(is_event);
+            while let Ok(read) = rx.try_recv() {
+                left += u64::from(matches!(read, Read::Event(_)));
+            }
+            self.report.left_to_successor = left;
+            warn!(stream = %self.settings.stream_name, left, "the deadline is near: read events left to the successor");
+            return;
         }
-        outcome
     }
 
     async fn handle(&mut self, read: Read) {
@@ -342,15 +380,21 @@ impl<'a> Session<'a> {
             received_at_ms,
             expires_at: received_at_ms / 1000 + i64::from(s.event_ttl_hours) * 3600,
         };
-        if event.last_event_id.is_some() {
-            self.report.last_event_id = event.last_event_id.clone();
-            self.claim.last_event_id = event.last_event_id;
-        }
         let mut wait = Duration::from_millis(100);
         for attempt in 1..=PUT_ATTEMPTS {
             match self.ports.events.put_event(&item).await {
-                Ok(Put::Stored) => return self.report.stored += 1,
-                Ok(Put::Duplicate) => return self.report.duplicates += 1,
+                Ok(put) => {
+                    // The resume point moves only past what is in the table: a put
+                    // that failed or was cut off by the deadline is read again.
+                    if event.last_event_id.is_some() {
+                        self.report.last_event_id = event.last_event_id.clone();
+                        self.claim.last_event_id = event.last_event_id;
+                    }
+                    return match put {
+                        Put::Stored => self.report.stored += 1,
+                        Put::Duplicate => self.report.duplicates += 1,
+                    };
+                }
                 Err(e) if attempt < PUT_ATTEMPTS => {
                     warn!(key = %item.key, error = %e, attempt, "storing an event failed; retrying");
                     sleep(wait).await;

@@ -406,3 +406,72 @@ async fn ndjson_with_an_id_field_collapses_repeats_by_id() {
     assert_eq!(a.item.data, "{\"id\": \"a\", \"v\": 1}");
     assert_eq!(a.item.event_id, None);
 }
+
+/// A table whose puts take `delay` each: a store slower than the stream.
+struct SlowStore<'a> {
+    table: &'a airflow_streams::memory::MemoryTable,
+    delay: Duration,
+}
+
+#[async_trait::async_trait]
+impl airflow_streams::ports::EventStore for SlowStore<'_> {
+    async fn put_event(
+        &self,
+        item: &airflow_streams::ports::EventItem,
+    ) -> Result<airflow_streams::ports::Put, airflow_streams::ports::PortError> {
+        sleep(self.delay).await;
+        self.table.put_event(item).await
+    }
+}
+
+#[tokio::test]
+async fn a_backlog_the_store_cannot_clear_is_left_to_the_successor_before_the_deadline() {
+    let events: String = (1..=30).map(sse).collect();
+    let server =
+        StreamServer::start(move |_, _| vec![Step::Send(events.clone()), Step::Hold]).await;
+    let rig = Rig::new(&server.url, false);
+    let slow = SlowStore {
+        table: &rig.table,
+        delay: Duration::from_millis(300),
+    };
+    let ports = airflow_streams::manager::ManagerPorts {
+        events: &slow,
+        ..rig.ports()
+    };
+    // Handoff at 1 s, stop at 2 s, deadline 3 s: 30 events read at once, about 7 stored
+    // by the stop, the drain gives up 0.5 s before the deadline.
+    let s = settings(&server.url, 60, 2, 1);
+    let started = Instant::now();
+    let report = run_lambda(
+        &s,
+        &ports,
+        chain("c", 0),
+        started + Duration::from_secs(3),
+        "f",
+    )
+    .await;
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_secs(3),
+        "returned {took:?} after start, deadline 3 s"
+    );
+    assert_eq!(report.outcome, Outcome::Deadline);
+    assert!(report.left_to_successor > 0, "{report:?}");
+    assert_eq!(report.stored + report.left_to_successor, 30, "{report:?}");
+    assert_eq!(rig.table.events().len() as u64, report.stored);
+    // The successor resumes after the last stored event, so it reads the rest again.
+    let stored_ids: Vec<u64> = rig
+        .table
+        .events()
+        .iter()
+        .map(|e| e.item.event_id.as_deref().unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(
+        report
+            .last_event_id
+            .as_deref()
+            .map(|id| id.parse::<u64>().unwrap()),
+        stored_ids.iter().max().copied(),
+        "{report:?}"
+    );
+}
